@@ -1,0 +1,272 @@
+"""Build Whisper ONNX graphs straight from numpy weights (no torch, no tracing).
+
+Two graphs per model; their input/output contract is what the inference engine relies on, so
+it is written down here and in ``docs/architecture.md``:
+
+``encoder.onnx``
+    in  ``input_features``  float32 [batch, n_mels, frames]   frames even, 2..2·n_audio_ctx
+    out ``last_hidden_state`` float32 [batch, frames/2, d_model]
+    out ``cross_k_{i}``, ``cross_v_{i}`` float32 [batch, heads, frames/2, head_dim]
+        for each decoder layer ``i``: the cross-attention keys and values, computed once per
+        audio window so that decoding steps never recompute them.
+
+    The positional embedding is sliced to ``frames/2``, so a 5-s clip (500 frames) is encoded
+    without padding it to 30 s. Whisper was trained on padded 30-s windows; callers choose.
+
+``decoder.onnx``
+    in  ``input_ids``       int64 [batch, tokens]
+    in  ``position_ids``    int64 [batch, tokens]        absolute positions (< n_text_ctx)
+    in  ``attention_mask``  int64 [batch, past + tokens] 1 = real token, 0 = padding
+    in  ``past_k_{i}``, ``past_v_{i}`` float32 [batch, heads, past, head_dim]  (past may be 0)
+    in  ``cross_k_{i}``, ``cross_v_{i}`` from the encoder (batch rows may be repeated for beams)
+    out ``logits``          float32 [batch, tokens, n_vocab]
+    out ``present_k_{i}``, ``present_v_{i}`` float32 [batch, heads, past + tokens, head_dim]
+    out ``alignment_attention`` float32 [batch, n_alignment_heads, tokens, frames/2]
+        softmax cross-attention weights of the model's alignment heads (for word timestamps).
+
+    Explicit positions and a padding mask let the engine batch streams whose prompts differ in
+    length (left padding) and run greedy or beam search with the same graph.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from audiototext.models.weights import WhisperCheckpoint
+
+__all__ = ["OPSET", "build_decoder", "build_encoder"]
+
+OPSET = 17
+_NEG = -1e9  # additive mask value; large but finite so a fully masked row stays finite
+
+
+@dataclass
+class _Builder:
+    """A tiny ONNX graph builder: unique names, initializers, nodes in order."""
+
+    prefix: str
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    inits: list[onnx.TensorProto] = field(default_factory=list)
+    _n: int = 0
+    _const: dict[tuple[str, bytes], str] = field(default_factory=dict)
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def init(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def const(self, value: Sequence[int] | Sequence[float] | np.ndarray, dtype: type = np.int64) -> str:
+        arr = np.asarray(value, dtype=dtype)
+        key = (arr.dtype.str + str(arr.shape), arr.tobytes())
+        if key not in self._const:
+            self._const[key] = self.init(self.name("const"), arr)
+        return self._const[key]
+
+    def op(self, op_type: str, inputs: Sequence[str], n_out: int = 1, out: Sequence[str] | None = None, **attrs: object) -> str:
+        outs = list(out) if out else [self.name(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.name(op_type), **attrs))
+        return outs[0]
+
+    # ---- composite layers --------------------------------------------------------------
+
+    def linear(self, x: str, w: np.ndarray, b: np.ndarray | None, name: str, scale: float = 1.0) -> str:
+        # Stored as [in, out] so MatMul needs no transpose; a query scale is folded in.
+        wt = self.init(f"{name}.weight_t", (w.T * scale).astype(np.float32))
+        y = self.op("MatMul", [x, wt])
+        if b is not None:
+            y = self.op("Add", [y, self.init(f"{name}.bias", (b * scale).astype(np.float32))])
+        return y
+
+    def layer_norm(self, x: str, ckpt: WhisperCheckpoint, name: str) -> str:
+        g = self.init(f"{name}.weight", ckpt[f"{name}.weight"])
+        b = self.init(f"{name}.bias", ckpt[f"{name}.bias"])
+        return self.op("LayerNormalization", [x, g, b], axis=-1, epsilon=1e-5)
+
+    def gelu(self, x: str) -> str:
+        # Exact (erf) GELU as in Whisper; ORT fuses this pattern into one Gelu kernel.
+        half = self.const([0.5], np.float32)
+        one = self.const([1.0], np.float32)
+        inv_sqrt2 = self.const([1.0 / math.sqrt(2.0)], np.float32)
+        e = self.op("Erf", [self.op("Mul", [x, inv_sqrt2])])
+        return self.op("Mul", [self.op("Mul", [x, half]), self.op("Add", [e, one])])
+
+    def mlp(self, x: str, ckpt: WhisperCheckpoint, p: str) -> str:
+        h = self.layer_norm(x, ckpt, f"{p}.final_layer_norm")
+        h = self.gelu(self.linear(h, ckpt[f"{p}.fc1.weight"], ckpt[f"{p}.fc1.bias"], f"{p}.fc1"))
+        h = self.linear(h, ckpt[f"{p}.fc2.weight"], ckpt[f"{p}.fc2.bias"], f"{p}.fc2")
+        return self.op("Add", [x, h])
+
+    def split_heads(self, x: str, heads: int, head_dim: int, perm: Sequence[int] = (0, 2, 1, 3)) -> str:
+        r = self.op("Reshape", [x, self.const([0, 0, heads, head_dim])])
+        return self.op("Transpose", [r], perm=list(perm))
+
+    def merge_heads(self, x: str, d_model: int) -> str:
+        t = self.op("Transpose", [x], perm=[0, 2, 1, 3])
+        return self.op("Reshape", [t, self.const([0, 0, d_model])])
+
+    def attend(self, q: str, k_t: str, v: str, bias: str | None) -> tuple[str, str]:
+        """q [B,H,T,hd] · k_t [B,H,hd,S] → softmax → · v [B,H,S,hd]; returns (context, weights)."""
+        scores = self.op("MatMul", [q, k_t])
+        if bias is not None:
+            scores = self.op("Add", [scores, bias])
+        weights = self.op("Softmax", [scores], axis=-1)
+        return self.op("MatMul", [weights, v]), weights
+
+
+def _value(name: str, elem: int, shape: Sequence[str | int]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, list(shape))
+
+
+def _model(b: _Builder, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
+    graph = helper.make_graph(b.nodes, name, inputs, outputs, initializer=b.inits)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="audiototext",
+    )
+    model.ir_version = 8  # readable by every onnxruntime since 1.11
+    return model
+
+
+def build_encoder(ckpt: WhisperCheckpoint) -> onnx.ModelProto:
+    d = ckpt.dims
+    hd = d.d_model // d.encoder_heads
+    scale = hd**-0.5
+    b = _Builder("encoder")
+
+    x = "input_features"
+    for conv, stride in (("conv1", 1), ("conv2", 2)):
+        w = b.init(f"encoder.{conv}.weight", ckpt[f"encoder.{conv}.weight"])
+        bias = b.init(f"encoder.{conv}.bias", ckpt[f"encoder.{conv}.bias"])
+        x = b.gelu(b.op("Conv", [x, w, bias], kernel_shape=[3], pads=[1, 1], strides=[stride]))
+    x = b.op("Transpose", [x], perm=[0, 2, 1])  # [B, S, d]
+    # Slice the positional table to the number of encoded positions (variable-length input).
+    s = b.op("Gather", [b.op("Shape", [x]), b.const([1])], axis=0)
+    pos = b.init("encoder.embed_positions.weight", ckpt["encoder.embed_positions.weight"])
+    pos = b.op("Slice", [pos, b.const([0]), s, b.const([0])])
+    x = b.op("Add", [x, pos])
+
+    for i in range(d.encoder_layers):
+        p = f"encoder.layers.{i}"
+        h = b.layer_norm(x, ckpt, f"{p}.self_attn_layer_norm")
+        q = b.linear(h, ckpt[f"{p}.self_attn.q_proj.weight"], ckpt[f"{p}.self_attn.q_proj.bias"], f"{p}.self_attn.q_proj", scale)
+        k = b.linear(h, ckpt[f"{p}.self_attn.k_proj.weight"], None, f"{p}.self_attn.k_proj")
+        v = b.linear(h, ckpt[f"{p}.self_attn.v_proj.weight"], ckpt[f"{p}.self_attn.v_proj.bias"], f"{p}.self_attn.v_proj")
+        ctx, _ = b.attend(
+            b.split_heads(q, d.encoder_heads, hd),
+            b.split_heads(k, d.encoder_heads, hd, (0, 2, 3, 1)),
+            b.split_heads(v, d.encoder_heads, hd),
+            None,
+        )
+        o = b.linear(b.merge_heads(ctx, d.d_model), ckpt[f"{p}.self_attn.out_proj.weight"], ckpt[f"{p}.self_attn.out_proj.bias"], f"{p}.self_attn.out_proj")
+        x = b.mlp(b.op("Add", [x, o]), ckpt, p)
+
+    g = b.init("encoder.layer_norm.weight", ckpt["encoder.layer_norm.weight"])
+    beta = b.init("encoder.layer_norm.bias", ckpt["encoder.layer_norm.bias"])
+    b.op("LayerNormalization", [x, g, beta], out=["last_hidden_state"], axis=-1, epsilon=1e-5)
+
+    outputs = [_value("last_hidden_state", TensorProto.FLOAT, ["batch", "positions", d.d_model])]
+    hdec = d.d_model // d.decoder_heads
+    for i in range(d.decoder_layers):
+        p = f"decoder.layers.{i}.encoder_attn"
+        k = b.linear("last_hidden_state", ckpt[f"{p}.k_proj.weight"], None, f"{p}.k_proj")
+        v = b.linear("last_hidden_state", ckpt[f"{p}.v_proj.weight"], ckpt[f"{p}.v_proj.bias"], f"{p}.v_proj")
+        for kind, t in (("k", k), ("v", v)):
+            r = b.op("Reshape", [t, b.const([0, 0, d.decoder_heads, hdec])])
+            b.op("Transpose", [r], out=[f"cross_{kind}_{i}"], perm=[0, 2, 1, 3])
+            outputs.append(_value(f"cross_{kind}_{i}", TensorProto.FLOAT, ["batch", d.decoder_heads, "positions", hdec]))
+    inputs = [_value("input_features", TensorProto.FLOAT, ["batch", d.n_mels, "frames"])]
+    return _model(b, inputs, outputs, "whisper_encoder")
+
+
+def build_decoder(ckpt: WhisperCheckpoint, alignment_heads: Sequence[tuple[int, int]]) -> onnx.ModelProto:
+    d = ckpt.dims
+    heads = d.decoder_heads
+    hd = d.d_model // heads
+    scale = hd**-0.5
+    b = _Builder("decoder")
+    for layer, head in alignment_heads:
+        if not (0 <= layer < d.decoder_layers and 0 <= head < heads):
+            raise ValueError(f"alignment head ({layer}, {head}) is outside the model")
+
+    # One copy of the token table, stored transposed for the output projection (the largest
+    # MatMul per step); the embedding lookup gathers its columns instead of duplicating it.
+    emb_t = b.init("decoder.embed_tokens.weight_t", ckpt["decoder.embed_tokens.weight"].T)
+    tok = b.op("Transpose", [b.op("Gather", [emb_t, "input_ids"], axis=1)], perm=[1, 2, 0])
+    pos_table = b.init("decoder.embed_positions.weight", ckpt["decoder.embed_positions.weight"])
+    x = b.op("Add", [tok, b.op("Gather", [pos_table, "position_ids"], axis=0)])
+
+    # Additive mask [B, 1, T, past+T]: causal over absolute cache indices, plus padding.
+    total = b.op("Gather", [b.op("Shape", ["attention_mask"]), b.const([1])], axis=0)
+    ntok = b.op("Gather", [b.op("Shape", ["input_ids"]), b.const([1])], axis=0)
+    zero, one = b.const(0), b.const(1)
+    total_s = b.op("Squeeze", [total, b.const([0])])
+    past_s = b.op("Squeeze", [b.op("Sub", [total, ntok]), b.const([0])])
+    key_idx = b.op("Range", [zero, total_s, one])
+    query_idx = b.op("Unsqueeze", [b.op("Range", [past_s, total_s, one]), b.const([1])])
+    causal = b.op("LessOrEqual", [key_idx, query_idx])  # [T, total]
+    pad = b.op("Cast", [b.op("Unsqueeze", ["attention_mask", b.const([1, 2])])], to=TensorProto.BOOL)
+    allowed = b.op("And", [causal, pad])  # [B, 1, T, total]
+    mask = b.op("Where", [allowed, b.const([0.0], np.float32), b.const([_NEG], np.float32)])
+
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in alignment_heads:
+        by_layer.setdefault(layer, []).append(head)
+    align_parts: list[str] = []
+
+    inputs = [
+        _value("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+        _value("position_ids", TensorProto.INT64, ["batch", "tokens"]),
+        _value("attention_mask", TensorProto.INT64, ["batch", "total"]),
+    ]
+    outputs = [_value("logits", TensorProto.FLOAT, ["batch", "tokens", d.n_vocab])]
+    for i in range(d.decoder_layers):
+        p = f"decoder.layers.{i}"
+        for kind in ("k", "v"):
+            inputs.append(_value(f"past_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "past", hd]))
+        for kind in ("k", "v"):
+            inputs.append(_value(f"cross_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "positions", hd]))
+            outputs.append(_value(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "total", hd]))
+
+        h = b.layer_norm(x, ckpt, f"{p}.self_attn_layer_norm")
+        q = b.linear(h, ckpt[f"{p}.self_attn.q_proj.weight"], ckpt[f"{p}.self_attn.q_proj.bias"], f"{p}.self_attn.q_proj", scale)
+        k = b.linear(h, ckpt[f"{p}.self_attn.k_proj.weight"], None, f"{p}.self_attn.k_proj")
+        v = b.linear(h, ckpt[f"{p}.self_attn.v_proj.weight"], ckpt[f"{p}.self_attn.v_proj.bias"], f"{p}.self_attn.v_proj")
+        k_all = b.op("Concat", [f"past_k_{i}", b.split_heads(k, heads, hd)], out=[f"present_k_{i}"], axis=2)
+        v_all = b.op("Concat", [f"past_v_{i}", b.split_heads(v, heads, hd)], out=[f"present_v_{i}"], axis=2)
+        ctx, _ = b.attend(b.split_heads(q, heads, hd), b.op("Transpose", [k_all], perm=[0, 1, 3, 2]), v_all, mask)
+        o = b.linear(b.merge_heads(ctx, d.d_model), ckpt[f"{p}.self_attn.out_proj.weight"], ckpt[f"{p}.self_attn.out_proj.bias"], f"{p}.self_attn.out_proj")
+        x = b.op("Add", [x, o])
+
+        h = b.layer_norm(x, ckpt, f"{p}.encoder_attn_layer_norm")
+        q = b.linear(h, ckpt[f"{p}.encoder_attn.q_proj.weight"], ckpt[f"{p}.encoder_attn.q_proj.bias"], f"{p}.encoder_attn.q_proj", scale)
+        ctx, weights = b.attend(
+            b.split_heads(q, heads, hd),
+            b.op("Transpose", [f"cross_k_{i}"], perm=[0, 1, 3, 2]),
+            f"cross_v_{i}",
+            None,
+        )
+        if i in by_layer:
+            align_parts.append(b.op("Gather", [weights, b.const(by_layer[i])], axis=1))
+        o = b.linear(b.merge_heads(ctx, d.d_model), ckpt[f"{p}.encoder_attn.out_proj.weight"], ckpt[f"{p}.encoder_attn.out_proj.bias"], f"{p}.encoder_attn.out_proj")
+        x = b.mlp(b.op("Add", [x, o]), ckpt, p)
+
+    x = b.layer_norm(x, ckpt, "decoder.layer_norm")
+    b.op("MatMul", [x, emb_t], out=["logits"])
+    # Heads are emitted in the order given (grouped per layer preserves that order when the
+    # list is sorted by layer, which every published alignment-head list is).
+    if align_parts:
+        b.op("Concat", align_parts, out=["alignment_attention"], axis=1)
+    else:
+        raise ValueError("at least one alignment head is required")
+    outputs.append(_value("alignment_attention", TensorProto.FLOAT, ["batch", len(alignment_heads), "tokens", "positions"]))
+    return _model(b, inputs, outputs, "whisper_decoder")

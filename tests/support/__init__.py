@@ -1,0 +1,1 @@
+"""Shared test infrastructure (fake services, helpers) for the audiototext test suite."""
