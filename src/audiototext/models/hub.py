@@ -31,6 +31,11 @@ __all__ = ["Snapshot", "endpoint", "fetch", "is_offline", "verify_blob"]
 
 log = logging.getLogger(__name__)
 
+# huggingface_hub reads this once, at import: a tool that runs on the user's machine sends no
+# telemetry, and the telemetry user-agent probe would otherwise call the default endpoint even
+# when HF_ENDPOINT points to a mirror.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
