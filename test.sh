@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
-ensure_apt espeak-ng sox
+ensure_apt espeak-ng
 ensure_venv test
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Model fixtures (tiny_en_source, random_whisper_dir, built_cache, cache, filled_cache) for
+# every test folder.
+pytest_plugins = ["support.model_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

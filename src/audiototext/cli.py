@@ -40,12 +40,20 @@ class RichProgress:
 
         self.console = Console(stderr=True)
         self._bytes = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=self.console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
         )
         self._steps = Progress(
-            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} steps"), console=self.console,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} steps"),
+            console=self.console,
         )
         self._tasks: dict[str, tuple[Any, Any]] = {}
 
@@ -53,12 +61,12 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bytes.stop()
-        self._steps.stop()
+        for bar in {id(b): b for b, _ in self._tasks.values()}.values():
+            bar.stop()
 
     def task(self, key: str, description: str, total: float | None, unit: str = "B") -> None:
         bar = self._bytes if unit == "B" else self._steps
-        bar.start()
+        bar.start()  # idempotent
         if key in self._tasks:
             bar.reset(self._tasks[key][1], total=total, description=description)
         else:
@@ -95,17 +103,25 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     cache = ModelCache()
     entries, damaged = cache.scan()
     if args.json:
-        _print_json({
-            "cached": [e.to_json() for e in entries],
-            "damaged": [{"path": str(p), "reason": r} for p, r in damaged],
-            "available": [
-                {"name": m.name, "languages": m.languages, "params_millions": m.params_millions,
-                 "download_mb": m.download_mb, "ram_mb": m.ram_mb, "n_mels": m.n_mels,
-                 "sources": [s.repo_id for s in m.sources]}
-                for m in KNOWN_MODELS.values()
-            ],
-            "cache_dir": str(cache.root),
-        })
+        _print_json(
+            {
+                "cached": [e.to_json() for e in entries],
+                "damaged": [{"path": str(p), "reason": r} for p, r in damaged],
+                "available": [
+                    {
+                        "name": m.name,
+                        "languages": m.languages,
+                        "params_millions": m.params_millions,
+                        "download_mb": m.download_mb,
+                        "ram_mb": m.ram_mb,
+                        "n_mels": m.n_mels,
+                        "sources": [s.repo_id for s in m.sources],
+                    }
+                    for m in KNOWN_MODELS.values()
+                ],
+                "cache_dir": str(cache.root),
+            }
+        )
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -115,11 +131,20 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     for col in ("model", "version", "precision", "size", "source", "created"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e.name, e.version_id, e.precision, _human_size(e.size_bytes), e.source["repo_id"], e.created_at)
+        table.add_row(
+            e.name,
+            e.version_id,
+            e.precision,
+            _human_size(e.size_bytes),
+            e.source["repo_id"],
+            e.created_at,
+        )
     if entries:
         console.print(table)
     else:
-        console.print(f"No models cached in {cache.models_dir} yet. Try: audiototext models pull tiny.en")
+        console.print(
+            f"No models cached in {cache.models_dir} yet. Try: audiototext models pull tiny.en"
+        )
     for path, reason in damaged:
         console.print(f"[yellow]damaged entry[/yellow] {path}: {reason}")
     avail = Table(title="Known models (any Hugging Face Whisper repo id works too)")
@@ -127,7 +152,14 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
         avail.add_column(col)
     cached_names = {e.name for e in entries}
     for m in KNOWN_MODELS.values():
-        avail.add_row(m.name, m.languages, f"{m.params_millions:.0f} M", f"{m.download_mb} MB", f"~{m.ram_mb} MB", "yes" if m.name in cached_names else "")
+        avail.add_row(
+            m.name,
+            m.languages,
+            f"{m.params_millions:.0f} M",
+            f"{m.download_mb} MB",
+            f"~{m.ram_mb} MB",
+            "yes" if m.name in cached_names else "",
+        )
     console.print(avail)
     return 0
 
@@ -136,12 +168,25 @@ def _cmd_models_pull(args: argparse.Namespace) -> int:
     from audiototext.models.manager import pull
 
     with RichProgress() as progress:
-        result = pull(args.name, revision=args.revision, precision=args.precision, force=args.force,
-                      update=args.update, progress=progress)
+        result = pull(
+            args.name,
+            revision=args.revision,
+            precision=args.precision,
+            force=args.force,
+            update=args.update,
+            progress=progress,
+        )
     e = result.entry
     if args.json:
-        _print_json({**e.to_json(), "already_cached": result.cached, "skipped_sources": list(result.attempts),
-                     "validation": e.manifest.get("validation"), "build": e.manifest.get("build")})
+        _print_json(
+            {
+                **e.to_json(),
+                "already_cached": result.cached,
+                "skipped_sources": list(result.attempts),
+                "validation": e.manifest.get("validation"),
+                "build": e.manifest.get("build"),
+            }
+        )
         return 0
     for a in result.attempts:
         print(f"note: {a}", file=sys.stderr)
@@ -165,7 +210,9 @@ def _cmd_models_info(args: argparse.Namespace) -> int:
         "params_millions": spec.params_millions,
         "download_mb": spec.download_mb,
         "ram_mb": spec.ram_mb,
-        "sources": [{"kind": s.kind, "repo_id": s.repo_id, "revision": s.revision} for s in spec.sources],
+        "sources": [
+            {"kind": s.kind, "repo_id": s.repo_id, "revision": s.revision} for s in spec.sources
+        ],
         "cached": [{**e.to_json(), "manifest": e.manifest} for e in entries],
     }
     if args.json:
@@ -174,7 +221,10 @@ def _cmd_models_info(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {spec.description or 'Whisper model'}")
     print(f"  languages: {spec.languages}; mel bins: {spec.n_mels}")
     if spec.params_millions:
-        print(f"  parameters: {spec.params_millions:.0f} M; download ~{spec.download_mb} MB; RAM ~{spec.ram_mb} MB (int8)")
+        print(
+            f"  parameters: {spec.params_millions:.0f} M; download ~{spec.download_mb} MB; "
+            f"RAM ~{spec.ram_mb} MB (int8)"
+        )
     print("  sources, in the order tried:")
     for s in spec.sources:
         print(f"    {s.kind:<12} {s.repo_id}@{s.revision}")
@@ -182,8 +232,11 @@ def _cmd_models_info(args: argparse.Namespace) -> int:
         print(f"  not cached (audiototext models pull {spec.name})")
     for e in entries:
         m = e.manifest
-        print(f"  cached {e.version_id}/{e.precision}: {_human_size(e.size_bytes)}, commit {e.commit}, "
-              f"onnxruntime {m['onnxruntime_version']}, opset {m['opset']}, created {e.created_at}")
+        print(
+            f"  cached {e.version_id}/{e.precision}: {_human_size(e.size_bytes)}, "
+            f"commit {e.commit}, "
+            f"onnxruntime {m['onnxruntime_version']}, opset {m['opset']}, created {e.created_at}"
+        )
         print(f"    {e.path}")
     return 0
 
@@ -195,15 +248,25 @@ def _cmd_models_rm(args: argparse.Namespace) -> int:
     cache = ModelCache()
     spec = resolve(args.name)
     chosen = [
-        e for e in cache.entries(spec.name, args.precision)
-        if args.version is None or args.version in (e.version_id, e.commit) or e.commit.startswith(args.version)
+        e
+        for e in cache.entries(spec.name, args.precision)
+        if args.version is None
+        or args.version in (e.version_id, e.commit)
+        or e.commit.startswith(args.version)
     ]
     if not chosen:
-        print(f"error: no cached entry of {spec.name} matches (see: audiototext models list)", file=sys.stderr)
+        print(
+            f"error: no cached entry of {spec.name} matches (see: audiototext models list)",
+            file=sys.stderr,
+        )
         return 1
     if len(chosen) > 1 and not args.all:
-        print(f"error: {len(chosen)} entries of {spec.name} match; pick one with --version/--precision "
-              "or remove them all with --all:", file=sys.stderr)
+        print(
+            f"error: {len(chosen)} entries of {spec.name} match; "
+            "pick one with --version/--precision "
+            "or remove them all with --all:",
+            file=sys.stderr,
+        )
         for e in chosen:
             print(f"  --version {e.version_id} --precision {e.precision}", file=sys.stderr)
         return 1
@@ -223,22 +286,32 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
     reports, damaged = verify(args.name, args.precision, args.version)
     ok = all(r.ok for r in reports) and not damaged
     if args.json:
-        _print_json({"ok": ok, "entries": [r.to_json() for r in reports],
-                     "damaged": [{"path": str(p), "reason": why} for p, why in damaged]})
+        _print_json(
+            {
+                "ok": ok,
+                "entries": [r.to_json() for r in reports],
+                "damaged": [{"path": str(p), "reason": why} for p, why in damaged],
+            }
+        )
         return 0 if ok else 1
     if not reports and not damaged:
         print("nothing to verify: the cache is empty")
     for r in reports:
         e = r.entry
         if r.ok:
-            print(f"ok      {e.name} {e.version_id}/{e.precision}: files match, self-check within "
-                  f"{r.tolerance:.0e} (max rel err {r.max_rel_err:.1e})")
+            print(
+                f"ok      {e.name} {e.version_id}/{e.precision}: files match, self-check within "
+                f"{r.tolerance:.0e} (max rel err {r.max_rel_err:.1e})"
+            )
         else:
             print(f"FAILED  {e.name} {e.version_id}/{e.precision}: {'; '.join(r.problems)}")
     for path, why in damaged:
         print(f"FAILED  {path}: {why}")
     if not ok:
-        print("remove failed entries with `audiototext models rm` and pull them again", file=sys.stderr)
+        print(
+            "remove failed entries with `audiototext models rm` and pull them again",
+            file=sys.stderr,
+        )
     return 0 if ok else 1
 
 
@@ -258,34 +331,51 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audiototext",
         description="Real-time speech-to-text on your own machine (Whisper on ONNX Runtime).",
     )
     parser.add_argument("--version", action="version", version=f"audiototext {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_json(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 
-    models = sub.add_parser("models", help="download, convert, list, verify and remove models",
-                            description="Manage the converted-model cache (AUDIOTOTEXT_HOME).")
+    models = sub.add_parser(
+        "models",
+        help="download, convert, list, verify and remove models",
+        description="Manage the converted-model cache (AUDIOTOTEXT_HOME).",
+    )
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
-    models.set_defaults(func=lambda a: (models.print_help(), 2)[1])
+    models.set_defaults(func=lambda a: _usage(models))
 
     p = msub.add_parser("list", help="cached models and known model names")
     add_json(p)
     p.set_defaults(func=_cmd_models_list)
 
-    p = msub.add_parser("pull", help="download and convert a model (short name or Hugging Face repo id)",
-                        description="Download a model, convert it to ONNX, validate and optimise it for this "
-                                    "machine, and store it in the cache. Already cached: returns at once.")
+    p = msub.add_parser(
+        "pull",
+        help="download and convert a model (short name or Hugging Face repo id)",
+        description="Download a model, convert it to ONNX, validate and optimise it for this "
+        "machine, and store it in the cache. Already cached: returns at once.",
+    )
     p.add_argument("name", help="short name (e.g. tiny.en) or Hugging Face repo id (org/name)")
     p.add_argument("--revision", help="branch, tag or commit to pin (default: main)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "fp16"],
-                   help="model variant; auto = int8 on CPU, fp16 on a CUDA-class GPU (default: auto)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "int8", "fp16"],
+        help="model variant; auto = int8 on CPU, fp16 on a CUDA-class GPU (default: auto)",
+    )
     p.add_argument("--force", action="store_true", help="rebuild even if this version is cached")
     p.add_argument("--update", action="store_true", help="check the Hub for a newer commit")
     add_json(p)
@@ -304,15 +394,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(func=_cmd_models_rm)
 
-    p = msub.add_parser("verify", help="re-check file hashes and re-run the numeric self-check",
-                        description="Exit status 1 if any entry fails.")
+    p = msub.add_parser(
+        "verify",
+        help="re-check file hashes and re-run the numeric self-check",
+        description="Exit status 1 if any entry fails.",
+    )
     p.add_argument("name", nargs="?", help="model to verify (default: every cached model)")
     p.add_argument("--version")
     p.add_argument("--precision", choices=["fp32", "int8", "fp16"])
     add_json(p)
     p.set_defaults(func=_cmd_models_verify)
 
-    p = sub.add_parser("doctor", help="hardware, ONNX Runtime providers and the recommended variant")
+    from audiototext.cli_transcribe import register as register_transcribe
+
+    register_transcribe(sub)
+
+    p = sub.add_parser(
+        "doctor", help="hardware, ONNX Runtime providers and the recommended variant"
+    )
     add_json(p)
     p.set_defaults(func=_cmd_doctor)
     return parser

@@ -33,18 +33,26 @@ ENC_TOL = 5e-4
 LOGITS_TOL = 2e-4
 
 
-def _torch_model(checkpoint_dir: Path | None, tensors: dict[str, np.ndarray], meta: ModelMetadata) -> object:
+def _torch_model(
+    checkpoint_dir: Path | None, tensors: dict[str, np.ndarray], meta: ModelMetadata
+) -> object:
     if checkpoint_dir is not None:
         return transformers.WhisperForConditionalGeneration.from_pretrained(
             checkpoint_dir, attn_implementation="eager"
         ).eval()
     d = meta.dims
     cfg = transformers.WhisperConfig(
-        vocab_size=d.n_vocab, num_mel_bins=d.n_mels, d_model=d.d_model,
-        encoder_layers=d.encoder_layers, decoder_layers=d.decoder_layers,
-        encoder_attention_heads=d.encoder_heads, decoder_attention_heads=d.decoder_heads,
-        encoder_ffn_dim=4 * d.d_model, decoder_ffn_dim=4 * d.d_model,
-        max_source_positions=d.n_audio_ctx, max_target_positions=d.n_text_ctx,
+        vocab_size=d.n_vocab,
+        num_mel_bins=d.n_mels,
+        d_model=d.d_model,
+        encoder_layers=d.encoder_layers,
+        decoder_layers=d.decoder_layers,
+        encoder_attention_heads=d.encoder_heads,
+        decoder_attention_heads=d.decoder_heads,
+        encoder_ffn_dim=4 * d.d_model,
+        decoder_ffn_dim=4 * d.d_model,
+        max_source_positions=d.n_audio_ctx,
+        max_target_positions=d.n_text_ctx,
     )
     cfg._attn_implementation = "eager"  # attention weights are compared too
     model = transformers.WhisperForConditionalGeneration(cfg).eval()
@@ -62,28 +70,43 @@ class Converted:
         self.torch = torch_model
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        self.enc = ort.InferenceSession(str(out / ENCODER_FILE), so, providers=["CPUExecutionProvider"])
-        self.dec = ort.InferenceSession(str(out / DECODER_FILE), so, providers=["CPUExecutionProvider"])
+        self.enc = ort.InferenceSession(
+            str(out / ENCODER_FILE), so, providers=["CPUExecutionProvider"]
+        )
+        self.dec = ort.InferenceSession(
+            str(out / DECODER_FILE), so, providers=["CPUExecutionProvider"]
+        )
 
     def encode(self, feats: np.ndarray) -> dict[str, np.ndarray]:
         names = [o.name for o in self.enc.get_outputs()]
         return dict(zip(names, self.enc.run(None, {"input_features": feats}), strict=True))
 
-    def decode(self, enc: dict[str, np.ndarray], ids: np.ndarray, *, past: dict[str, np.ndarray] | None = None,
-               mask: np.ndarray | None = None, positions: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def decode(
+        self,
+        enc: dict[str, np.ndarray],
+        ids: np.ndarray,
+        *,
+        past: dict[str, np.ndarray] | None = None,
+        mask: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
         d = self.meta.dims
         b, t = ids.shape
         hd = d.d_model // d.decoder_heads
         p = 0 if past is None else past["present_k_0"].shape[2]
         feed = {
             "input_ids": ids.astype(np.int64),
-            "position_ids": positions if positions is not None else np.tile(np.arange(p, p + t), (b, 1)),
+            "position_ids": positions
+            if positions is not None
+            else np.tile(np.arange(p, p + t), (b, 1)),
             "attention_mask": mask if mask is not None else np.ones((b, p + t), np.int64),
         }
         for i in range(d.decoder_layers):
             for kind in ("k", "v"):
                 feed[f"past_{kind}_{i}"] = (
-                    np.zeros((b, d.decoder_heads, 0, hd), np.float32) if past is None else past[f"present_{kind}_{i}"]
+                    np.zeros((b, d.decoder_heads, 0, hd), np.float32)
+                    if past is None
+                    else past[f"present_{kind}_{i}"]
                 )
                 feed[f"cross_{kind}_{i}"] = enc[f"cross_{kind}_{i}"]
         names = [o.name for o in self.dec.get_outputs()]
@@ -91,7 +114,9 @@ class Converted:
 
 
 @pytest.fixture(scope="module")
-def random_converted(tmp_path_factory: pytest.TempPathFactory, random_whisper_dir: Path) -> Converted:
+def random_converted(
+    tmp_path_factory: pytest.TempPathFactory, random_whisper_dir: Path
+) -> Converted:
     out = tmp_path_factory.mktemp("random-onnx")
     conv = convert(random_whisper_dir, "transformers", out)
     return Converted(out, conv, _torch_model(random_whisper_dir, {}, conv.metadata))
@@ -144,7 +169,9 @@ def test_encoder_matches_torch(which: str, frames: int, request: pytest.FixtureR
 
 
 @pytest.mark.parametrize("which", ["random", "tiny_en"])
-def test_decoder_logits_cache_and_alignment_match_torch(which: str, request: pytest.FixtureRequest) -> None:
+def test_decoder_logits_cache_and_alignment_match_torch(
+    which: str, request: pytest.FixtureRequest
+) -> None:
     c: Converted = request.getfixturevalue(f"{which}_converted")
     feats = _features(c.meta.dims.n_mels, 3000, seed=1)
     enc = c.encode(feats)
@@ -172,7 +199,9 @@ def test_decoder_logits_cache_and_alignment_match_torch(which: str, request: pyt
         step = c.decode(enc, TOKENS[:, t : t + 1], past=step)
         outs.append(step["logits"])
         assert step["present_k_0"].shape[2] == t + 1
-    np.testing.assert_allclose(np.concatenate(outs, axis=1), full["logits"], atol=1e-4 * np.abs(logits).max())
+    np.testing.assert_allclose(
+        np.concatenate(outs, axis=1), full["logits"], atol=1e-4 * np.abs(logits).max()
+    )
 
 
 def test_left_padded_batch_equals_unpadded(random_converted: Converted) -> None:
@@ -182,7 +211,10 @@ def test_left_padded_batch_equals_unpadded(random_converted: Converted) -> None:
     enc = c.encode(feats)
     short = np.array([[50257, 50362, 400]])
     long = np.array([[50257, 50362, 1212, 2420, 11]])
-    single = [c.decode({k: v[i : i + 1] for k, v in enc.items()}, ids)["logits"][0, -1] for i, ids in enumerate((short, long))]
+    single = [
+        c.decode({k: v[i : i + 1] for k, v in enc.items()}, ids)["logits"][0, -1]
+        for i, ids in enumerate((short, long))
+    ]
     pad = 50256
     ids = np.array([[pad, pad, *short[0]], long[0]])
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
@@ -191,28 +223,40 @@ def test_left_padded_batch_equals_unpadded(random_converted: Converted) -> None:
     for i in range(2):
         np.testing.assert_allclose(batched["logits"][i, -1], single[i], rtol=0, atol=1e-4)
     # One more step for both rows from the padded cache.
-    nxt = c.decode(enc, np.array([[13], [13]]), past=batched, mask=np.concatenate([mask, [[1], [1]]], axis=1),
-                   positions=np.array([[3], [5]]))
+    nxt = c.decode(
+        enc,
+        np.array([[13], [13]]),
+        past=batched,
+        mask=np.concatenate([mask, [[1], [1]]], axis=1),
+        positions=np.array([[3], [5]]),
+    )
     for i, ids in enumerate((short, long)):
-        alone = c.decode({k: v[i : i + 1] for k, v in enc.items()}, np.concatenate([ids, [[13]]], axis=1))
+        alone = c.decode(
+            {k: v[i : i + 1] for k, v in enc.items()}, np.concatenate([ids, [[13]]], axis=1)
+        )
         np.testing.assert_allclose(nxt["logits"][i, -1], alone["logits"][0, -1], rtol=0, atol=1e-4)
 
 
 def test_random_128_mel_model_converts_and_matches(tmp_path: Path, tiny_en_source: Path) -> None:
-    src = make_random_whisper(tmp_path / "src", tiny_en_source / "tokenizer.json", n_mels=128, seed=3)
+    src = make_random_whisper(
+        tmp_path / "src", tiny_en_source / "tokenizer.json", n_mels=128, seed=3
+    )
     conv = convert(src, "transformers", tmp_path)
     c = Converted(tmp_path, conv, _torch_model(src, {}, conv.metadata))
     feats = _features(128, 3000, seed=4)
     enc = c.encode(feats)
     with torch.no_grad():
-        ref = c.torch(input_features=torch.from_numpy(feats), decoder_input_ids=torch.from_numpy(TOKENS))  # type: ignore[operator]
+        ref = c.torch(
+            input_features=torch.from_numpy(feats), decoder_input_ids=torch.from_numpy(TOKENS)
+        )  # type: ignore[operator]
     assert rel_err(c.decode(enc, TOKENS)["logits"], ref.logits.numpy()) < LOGITS_TOL
 
 
-def test_int8_variant_tracks_fp32_on_real_speech(tiny_en_converted: Converted, tmp_path: Path) -> None:
-    from support.speech import SpeechSynthesizer, espeak_available
-
+def test_int8_variant_tracks_fp32_on_real_speech(
+    tiny_en_converted: Converted, tmp_path: Path
+) -> None:
     from audiototext.audio.features import log_mel_spectrogram, pad_or_trim
+    from support.speech import SpeechSynthesizer, espeak_available
 
     if not espeak_available():
         pytest.skip("espeak-ng is not installed (test.sh installs it)")

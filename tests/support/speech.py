@@ -45,7 +45,7 @@ class Speech:
 
     @property
     def duration_s(self) -> float:
-        return self.audio.shape[0] / self.sample_rate_hz
+        return int(self.audio.shape[0]) / self.sample_rate_hz
 
 
 def espeak_available() -> bool:
@@ -128,7 +128,7 @@ def white_noise(
 def add_white_noise(audio: FloatArray, snr_db: float, *, seed: int = 0) -> FloatArray:
     """``audio`` plus white Gaussian noise at ``snr_db`` relative to the audio's mean power."""
     signal_power = float(np.mean(np.square(audio, dtype=np.float64)))
-    noise_rms = np.sqrt(signal_power / 10 ** (snr_db / 10))
+    noise_rms = float(np.sqrt(signal_power / 10 ** (snr_db / 10)))
     rng = np.random.default_rng(seed)
     return (audio + noise_rms * rng.standard_normal(audio.shape[0])).astype(np.float32)
 
@@ -168,16 +168,18 @@ def _pcm_bytes(audio: NDArray[np.floating], sample_format: WavSampleFormat) -> b
         return audio.astype("<f4").tobytes()
     if sample_format == "f64":
         return audio.astype("<f8").tobytes()
-    clipped = np.clip(audio.astype(np.float64), -1.0, 1.0)
+    # Full scale is 2**(bits - 1), as FFmpeg reads it; +1.0 clips to the largest code.
+    scaled = audio.astype(np.float64)
     if sample_format == "u8":
-        return np.round(clipped * 127.0 + 128.0).astype(np.uint8).tobytes()
+        return np.clip(np.round(scaled * 128.0 + 128.0), 0, 255).astype(np.uint8).tobytes()
+    bits = {"s16": 16, "s24": 24, "s32": 32}[sample_format]
+    full_scale = 2.0 ** (bits - 1)
+    codes = np.clip(np.round(scaled * full_scale), -full_scale, full_scale - 1).astype("<i4")
     if sample_format == "s16":
-        return np.round(clipped * 32767.0).astype("<i2").tobytes()
+        return codes.astype("<i2").tobytes()
     if sample_format == "s32":
-        return np.round(clipped * 2147483647.0).astype("<i4").tobytes()
-    # s24: the low three bytes of each little-endian int32
-    as_int32 = np.round(clipped * 8388607.0).astype("<i4")
-    return as_int32.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+        return codes.tobytes()
+    return codes.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()  # s24: low three bytes
 
 
 def write_wav(
@@ -188,9 +190,10 @@ def write_wav(
 ) -> Path:
     """Write a WAV file; ``audio`` is ``(samples,)`` or ``(samples, channels)`` in [-1, 1].
 
-    Floats are written as they are (NaN and Inf included); integers are clipped and rounded.
+    Floats are written as they are (NaN and Inf included); integers are rounded and clipped,
+    with full scale 2**(bits - 1) as FFmpeg reads them.
     """
-    frames = audio.reshape(audio.shape[0], -1)
+    frames = audio if audio.ndim == 2 else audio[:, None]
     channels = frames.shape[1]
     bits = {"u8": 8, "s16": 16, "s24": 24, "s32": 32, "f32": 32, "f64": 64}[sample_format]
     tag = _WAVE_FORMAT_IEEE_FLOAT if sample_format.startswith("f") else _WAVE_FORMAT_PCM
@@ -203,8 +206,14 @@ def write_wav(
             b"WAVE",
             b"fmt ",
             struct.pack(
-                "<IHHIIHH", 16, tag, channels, sample_rate_hz, sample_rate_hz * block_align,
-                block_align, bits,
+                "<IHHIIHH",
+                16,
+                tag,
+                channels,
+                sample_rate_hz,
+                sample_rate_hz * block_align,
+                block_align,
+                bits,
             ),
             b"data",
             struct.pack("<I", len(data)),
@@ -231,7 +240,8 @@ def encode_audio(
     E.g. ``codec="libmp3lame"`` for .mp3, ``"flac"``, ``"libopus"`` for .ogg/.webm,
     ``"aac"`` for .m4a, ``"vorbis"`` for .ogg (FFmpeg's encoder: stereo only).
     """
-    frames = np.asarray(audio, dtype=np.float32).reshape(audio.shape[0], -1)
+    frames = np.asarray(audio, dtype=np.float32)
+    frames = frames if frames.ndim == 2 else frames[:, None]
     channels = frames.shape[1]
     with av.open(str(path), mode="w", format=container_format) as container:
         # FFmpeg's own Vorbis encoder is marked experimental.
@@ -239,6 +249,8 @@ def encode_audio(
         stream = container.add_stream(
             codec, rate=sample_rate_hz, layout=_LAYOUTS[channels], options=options
         )
+        if not isinstance(stream, av.AudioStream):
+            raise ValueError(f"{codec} is not an audio codec")
         if bit_rate is not None:
             stream.bit_rate = bit_rate
         block = 4096

@@ -11,8 +11,10 @@ when nothing usable remains:
 
 * missing, empty (0-byte) or non-media files, files without an audio stream, and files that
   decode to 0 samples raise ``AudioError``;
-* packets that fail to decode (corrupt MP3 frames, for instance) are skipped, and a truncated
-  container stops decoding where it breaks; both log one warning and keep what decoded;
+* packets that fail to decode (corrupt MP3 frames, for instance) are skipped, a container that
+  breaks off stops decoding there, and a file that decodes well short of the duration its header
+  declares (a truncated MP3, FLAC or WebM) is reported; each logs one warning and the audio
+  decoded so far is kept;
 * NaN and ±Inf samples (float WAV can hold them) are replaced with 0 and logged as one warning
   per input: one bad sample should not cost a whole recording, and a downstream FFT would turn
   it into a spectrogram of NaN.
@@ -56,6 +58,10 @@ _RESAMPLE_QUALITY = "HQ"
 _BLOCK_S = 0.5
 # Full-scale value of each integer sample format (PyAV names; "p" suffix = planar).
 _INT_FULL_SCALE = {"s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+# Warn about truncation when decoding falls this far short of the declared duration; the slack
+# absorbs encoder padding and FFmpeg's bitrate-based estimates for files without an index.
+_SHORTFALL_S = 1.0
+_SHORTFALL_RATIO = 0.05
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
 _EMPTY = np.zeros(0, dtype=np.float32)
 
@@ -142,6 +148,8 @@ class _Decoder:
         self.skipped_packets = 0
         self.stopped_early: str | None = None
         self.nonfinite_samples = 0
+        self.declared_s: float | None = None
+        self.decoded_s = 0.0
 
     def resampled(self, rate_hz: int) -> Iterator[FloatArray]:
         """Mono float32 blocks at ``rate_hz``, resampled in one streaming pass per input rate."""
@@ -176,6 +184,18 @@ class _Decoder:
                 self.name,
                 self.stopped_early,
             )
+        if (
+            not self.stopped_early
+            and self.declared_s is not None
+            and self.decoded_s
+            < self.declared_s - max(_SHORTFALL_S, _SHORTFALL_RATIO * self.declared_s)
+        ):
+            logger.warning(
+                "%s: decoded %.1f s of the %.1f s its header declares; the file looks truncated",
+                self.name,
+                self.decoded_s,
+                self.declared_s,
+            )
         if self.nonfinite_samples:
             logger.warning(
                 "%s: replaced %d NaN/Inf sample(s) with silence",
@@ -202,9 +222,11 @@ class _Decoder:
     def _mono_frames(self) -> Iterator[tuple[FloatArray, int]]:
         with _open(self._source, self.name) as container:
             stream = _audio_stream(container, self.name)
+            self.declared_s = _declared_duration_s(container, stream)
             for frame in self._frames(container, stream):
                 if frame.samples == 0:
                     continue
+                self.decoded_s += frame.samples / frame.sample_rate
                 mono = _to_mono_float(frame)
                 if frame.format.name in _FLOAT_FORMATS:  # integers cannot be NaN
                     self._sanitize(mono)
@@ -268,8 +290,8 @@ def _open(source: AudioSource, name: str) -> av.container.InputContainer:
         return av.open(file, mode="r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, EOFError) as exc:
         raise AudioError(
-            f"{name}: not a recognised audio or video file ({exc}); "
-            "expected e.g. WAV, FLAC, MP3, Ogg/Opus, M4A/AAC or WebM"
+            f"{name}: cannot be read as audio ({exc}); expected a complete audio or video "
+            "file such as WAV, FLAC, MP3, Ogg/Opus, M4A/AAC or WebM"
         ) from exc
 
 
@@ -278,6 +300,17 @@ def _audio_stream(container: av.container.InputContainer, name: str) -> av.Audio
         kinds = ", ".join(sorted({str(stream.type) for stream in container.streams}))
         raise AudioError(f"{name}: contains no audio stream (found: {kinds or 'no streams'})")
     return container.streams.audio[0]
+
+
+def _declared_duration_s(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> float | None:
+    """The duration the file's headers announce (MP3 Xing, FLAC STREAMINFO, MP4, WebM...)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
 
 
 def _to_mono_float(frame: av.AudioFrame) -> FloatArray:

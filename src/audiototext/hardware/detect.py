@@ -21,7 +21,19 @@ GPU_PROVIDERS: tuple[str, ...] = (
     "OpenVINOExecutionProvider",
 )
 
-_INTERESTING_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimddp")
+_INTERESTING_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_int8",
+    "neon",
+    "asimddp",
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,13 @@ def pick_precision(profile: HardwareProfile, device: str = "auto") -> str:
     """The model variant for a device: fp16 on a CUDA-class GPU, int8 on CPU."""
     if device not in ("auto", "cpu", "gpu"):
         raise ValueError(f"device must be auto, cpu or gpu, not {device!r}")
-    fp16_ok = {"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider", "DmlExecutionProvider"}
+    fp16_ok = {
+        "CUDAExecutionProvider",
+        "TensorrtExecutionProvider",
+        "ROCMExecutionProvider",
+        "MIGraphXExecutionProvider",
+        "DmlExecutionProvider",
+    }
     if device != "cpu" and any(p in fp16_ok for p in profile.gpu_providers):
         return "fp16"
     return "int8"

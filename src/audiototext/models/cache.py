@@ -63,6 +63,18 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     path: Path
@@ -160,7 +172,9 @@ class ModelCache:
         try:
             lock.acquire(timeout=timeout_s)
         except Timeout as exc:
-            raise CacheError(f"another process has held the lock on {name} for {timeout_s:.0f} s") from exc
+            raise CacheError(
+                f"another process has held the lock on {name} for {timeout_s:.0f} s"
+            ) from exc
         try:
             yield
         finally:
@@ -173,14 +187,18 @@ class ModelCache:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CacheError(f"{path} is unreadable ({exc}); remove the entry and pull again") from exc
+            raise CacheError(
+                f"{path} is unreadable ({exc}); remove the entry and pull again"
+            ) from exc
         if not isinstance(data, dict) or data.get("checksum") != _checksum(data):
             raise CacheError(
                 f"{path} was modified after it was written (checksum mismatch); "
                 "remove the entry (audiototext models rm) and pull again"
             )
         if data.get("format") != MANIFEST_FORMAT:
-            raise CacheError(f"{path} has manifest format {data.get('format')}, expected {MANIFEST_FORMAT}")
+            raise CacheError(
+                f"{path} has manifest format {data.get('format')}, expected {MANIFEST_FORMAT}"
+            )
         return CacheEntry(folder, data)
 
     def scan(self) -> tuple[list[CacheEntry], list[tuple[Path, str]]]:
@@ -206,17 +224,28 @@ class ModelCache:
     def entries(self, name: str | None = None, precision: str | None = None) -> list[CacheEntry]:
         good, _ = self.scan()
         return [
-            e for e in good
+            e
+            for e in good
             if (name is None or e.name == name) and (precision is None or e.precision == precision)
         ]
 
-    def find(self, name: str, precision: str | None = None, version: str | None = None) -> CacheEntry:
+    def find(
+        self, name: str, precision: str | None = None, version: str | None = None
+    ) -> CacheEntry:
         """The newest matching entry; ``version`` matches a version id, commit or revision."""
         for e in self.entries(name, precision):
-            if version is None or version in (e.version_id, e.source.get("revision")) or e.commit.startswith(version):
+            if (
+                version is None
+                or version in (e.version_id, e.source.get("revision"))
+                or e.commit.startswith(version)
+            ):
                 return e
-        what = name + (f" ({precision})" if precision else "") + (f" @ {version}" if version else "")
-        raise ModelNotCachedError(f"{what} is not in the cache; run: audiototext models pull {name}")
+        what = (
+            name + (f" ({precision})" if precision else "") + (f" @ {version}" if version else "")
+        )
+        raise ModelNotCachedError(
+            f"{what} is not in the cache; run: audiototext models pull {name}"
+        )
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -224,7 +253,7 @@ class ModelCache:
     def staging(self) -> Iterator[Path]:
         """A fresh folder on the cache's filesystem, removed unless it was installed."""
         self.ensure_writable()
-        self.clean_staging(max_age_s=24 * 3600)
+        self.clean_staging()
         tmp = self.models_dir / f".staging-{os.getpid()}-{time.monotonic_ns()}"
         tmp.mkdir()
         try:
@@ -239,14 +268,15 @@ class ModelCache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def clean_staging(self, max_age_s: float = 0.0) -> None:
-        now = time.time()
+    def clean_staging(self) -> None:
+        """Remove staging folders left by processes that no longer run (killed mid-pull)."""
         for d in self.models_dir.glob(".staging-*"):
             try:
-                if now - d.stat().st_mtime >= max_age_s:
-                    shutil.rmtree(d, ignore_errors=True)
-            except OSError:
-                pass
+                pid = int(d.name.split("-")[1])
+            except (IndexError, ValueError):
+                pid = -1
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(d, ignore_errors=True)
 
     def install(self, staging: Path, manifest: dict[str, Any], dest: Path) -> CacheEntry:
         """Hash the staged files, write the manifest last, and move the folder into place."""
@@ -291,6 +321,10 @@ class ModelCache:
         bad = []
         for name, info in entry.manifest["files"].items():
             f = entry.path / name
-            if not f.is_file() or f.stat().st_size != int(info["size"]) or file_digest(f) != info["sha256"]:
+            if (
+                not f.is_file()
+                or f.stat().st_size != int(info["size"])
+                or file_digest(f) != info["sha256"]
+            ):
                 bad.append(name)
         return bad

@@ -52,8 +52,12 @@ def save_model(model: onnx.ModelProto, path: Path) -> None:
     size = sum(len(t.raw_data) for t in model.graph.initializer)
     if size > _EXTERNAL_DATA_BYTES:
         onnx.save_model(
-            model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-            location=path.name + ".data", size_threshold=1024,
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=path.name + ".data",
+            size_threshold=1024,
         )
     else:
         onnx.save_model(model, str(path))
@@ -105,7 +109,13 @@ def run_probe(model_dir: Path, meta: ModelMetadata, probe: Probe) -> dict[str, n
     providers = ["CPUExecutionProvider"]
     enc = ort.InferenceSession(str(model_dir / ENCODER_FILE), so, providers=providers)
     dec = ort.InferenceSession(str(model_dir / DECODER_FILE), so, providers=providers)
-    out = dict(zip([o.name for o in enc.get_outputs()], enc.run(None, {"input_features": probe.mel[None]}), strict=True))
+    out = dict(
+        zip(
+            [o.name for o in enc.get_outputs()],
+            enc.run(None, {"input_features": probe.mel[None]}),
+            strict=True,
+        )
+    )
     d = meta.dims
     hd = d.d_model // d.decoder_heads
     n = len(probe.tokens)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -64,21 +65,34 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def const(self, value: Sequence[int] | Sequence[float] | np.ndarray, dtype: type = np.int64) -> str:
-        arr = np.asarray(value, dtype=dtype)
+    def const(
+        self, value: int | Sequence[int] | Sequence[float] | np.ndarray, dtype: type = np.int64
+    ) -> str:
+        arr: np.ndarray = np.asarray(value, dtype=dtype)
         key = (arr.dtype.str + str(arr.shape), arr.tobytes())
         if key not in self._const:
             self._const[key] = self.init(self.name("const"), arr)
         return self._const[key]
 
-    def op(self, op_type: str, inputs: Sequence[str], n_out: int = 1, out: Sequence[str] | None = None, **attrs: object) -> str:
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        n_out: int = 1,
+        out: Sequence[str] | None = None,
+        **attrs: Any,
+    ) -> str:
         outs = list(out) if out else [self.name(op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.name(op_type), **attrs))
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outs, name=self.name(op_type), **attrs)
+        )
         return outs[0]
 
     # ---- composite layers --------------------------------------------------------------
 
-    def linear(self, x: str, w: np.ndarray, b: np.ndarray | None, name: str, scale: float = 1.0) -> str:
+    def linear(
+        self, x: str, w: np.ndarray, b: np.ndarray | None, name: str, scale: float = 1.0
+    ) -> str:
         # Stored as [in, out] so MatMul needs no transpose; a query scale is folded in.
         wt = self.init(f"{name}.weight_t", (w.T * scale).astype(np.float32))
         y = self.op("MatMul", [x, wt])
@@ -105,7 +119,9 @@ class _Builder:
         h = self.linear(h, ckpt[f"{p}.fc2.weight"], ckpt[f"{p}.fc2.bias"], f"{p}.fc2")
         return self.op("Add", [x, h])
 
-    def split_heads(self, x: str, heads: int, head_dim: int, perm: Sequence[int] = (0, 2, 1, 3)) -> str:
+    def split_heads(
+        self, x: str, heads: int, head_dim: int, perm: Sequence[int] = (0, 2, 1, 3)
+    ) -> str:
         r = self.op("Reshape", [x, self.const([0, 0, heads, head_dim])])
         return self.op("Transpose", [r], perm=list(perm))
 
@@ -126,7 +142,9 @@ def _value(name: str, elem: int, shape: Sequence[str | int]) -> onnx.ValueInfoPr
     return helper.make_tensor_value_info(name, elem, list(shape))
 
 
-def _model(b: _Builder, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
+def _model(
+    b: _Builder, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], name: str
+) -> onnx.ModelProto:
     graph = helper.make_graph(b.nodes, name, inputs, outputs, initializer=b.inits)
     model = helper.make_model(
         graph,
@@ -158,16 +176,32 @@ def build_encoder(ckpt: WhisperCheckpoint) -> onnx.ModelProto:
     for i in range(d.encoder_layers):
         p = f"encoder.layers.{i}"
         h = b.layer_norm(x, ckpt, f"{p}.self_attn_layer_norm")
-        q = b.linear(h, ckpt[f"{p}.self_attn.q_proj.weight"], ckpt[f"{p}.self_attn.q_proj.bias"], f"{p}.self_attn.q_proj", scale)
+        q = b.linear(
+            h,
+            ckpt[f"{p}.self_attn.q_proj.weight"],
+            ckpt[f"{p}.self_attn.q_proj.bias"],
+            f"{p}.self_attn.q_proj",
+            scale,
+        )
         k = b.linear(h, ckpt[f"{p}.self_attn.k_proj.weight"], None, f"{p}.self_attn.k_proj")
-        v = b.linear(h, ckpt[f"{p}.self_attn.v_proj.weight"], ckpt[f"{p}.self_attn.v_proj.bias"], f"{p}.self_attn.v_proj")
+        v = b.linear(
+            h,
+            ckpt[f"{p}.self_attn.v_proj.weight"],
+            ckpt[f"{p}.self_attn.v_proj.bias"],
+            f"{p}.self_attn.v_proj",
+        )
         ctx, _ = b.attend(
             b.split_heads(q, d.encoder_heads, hd),
             b.split_heads(k, d.encoder_heads, hd, (0, 2, 3, 1)),
             b.split_heads(v, d.encoder_heads, hd),
             None,
         )
-        o = b.linear(b.merge_heads(ctx, d.d_model), ckpt[f"{p}.self_attn.out_proj.weight"], ckpt[f"{p}.self_attn.out_proj.bias"], f"{p}.self_attn.out_proj")
+        o = b.linear(
+            b.merge_heads(ctx, d.d_model),
+            ckpt[f"{p}.self_attn.out_proj.weight"],
+            ckpt[f"{p}.self_attn.out_proj.bias"],
+            f"{p}.self_attn.out_proj",
+        )
         x = b.mlp(b.op("Add", [x, o]), ckpt, p)
 
     g = b.init("encoder.layer_norm.weight", ckpt["encoder.layer_norm.weight"])
@@ -179,16 +213,26 @@ def build_encoder(ckpt: WhisperCheckpoint) -> onnx.ModelProto:
     for i in range(d.decoder_layers):
         p = f"decoder.layers.{i}.encoder_attn"
         k = b.linear("last_hidden_state", ckpt[f"{p}.k_proj.weight"], None, f"{p}.k_proj")
-        v = b.linear("last_hidden_state", ckpt[f"{p}.v_proj.weight"], ckpt[f"{p}.v_proj.bias"], f"{p}.v_proj")
+        v = b.linear(
+            "last_hidden_state", ckpt[f"{p}.v_proj.weight"], ckpt[f"{p}.v_proj.bias"], f"{p}.v_proj"
+        )
         for kind, t in (("k", k), ("v", v)):
             r = b.op("Reshape", [t, b.const([0, 0, d.decoder_heads, hdec])])
             b.op("Transpose", [r], out=[f"cross_{kind}_{i}"], perm=[0, 2, 1, 3])
-            outputs.append(_value(f"cross_{kind}_{i}", TensorProto.FLOAT, ["batch", d.decoder_heads, "positions", hdec]))
+            outputs.append(
+                _value(
+                    f"cross_{kind}_{i}",
+                    TensorProto.FLOAT,
+                    ["batch", d.decoder_heads, "positions", hdec],
+                )
+            )
     inputs = [_value("input_features", TensorProto.FLOAT, ["batch", d.n_mels, "frames"])]
     return _model(b, inputs, outputs, "whisper_encoder")
 
 
-def build_decoder(ckpt: WhisperCheckpoint, alignment_heads: Sequence[tuple[int, int]]) -> onnx.ModelProto:
+def build_decoder(
+    ckpt: WhisperCheckpoint, alignment_heads: Sequence[tuple[int, int]]
+) -> onnx.ModelProto:
     d = ckpt.dims
     heads = d.decoder_heads
     hd = d.d_model // heads
@@ -214,7 +258,9 @@ def build_decoder(ckpt: WhisperCheckpoint, alignment_heads: Sequence[tuple[int, 
     key_idx = b.op("Range", [zero, total_s, one])
     query_idx = b.op("Unsqueeze", [b.op("Range", [past_s, total_s, one]), b.const([1])])
     causal = b.op("LessOrEqual", [key_idx, query_idx])  # [T, total]
-    pad = b.op("Cast", [b.op("Unsqueeze", ["attention_mask", b.const([1, 2])])], to=TensorProto.BOOL)
+    pad = b.op(
+        "Cast", [b.op("Unsqueeze", ["attention_mask", b.const([1, 2])])], to=TensorProto.BOOL
+    )
     allowed = b.op("And", [causal, pad])  # [B, 1, T, total]
     mask = b.op("Where", [allowed, b.const([0.0], np.float32), b.const([_NEG], np.float32)])
 
@@ -232,23 +278,57 @@ def build_decoder(ckpt: WhisperCheckpoint, alignment_heads: Sequence[tuple[int, 
     for i in range(d.decoder_layers):
         p = f"decoder.layers.{i}"
         for kind in ("k", "v"):
-            inputs.append(_value(f"past_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "past", hd]))
+            inputs.append(
+                _value(f"past_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "past", hd])
+            )
         for kind in ("k", "v"):
-            inputs.append(_value(f"cross_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "positions", hd]))
-            outputs.append(_value(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "total", hd]))
+            inputs.append(
+                _value(f"cross_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "positions", hd])
+            )
+            outputs.append(
+                _value(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "total", hd])
+            )
 
         h = b.layer_norm(x, ckpt, f"{p}.self_attn_layer_norm")
-        q = b.linear(h, ckpt[f"{p}.self_attn.q_proj.weight"], ckpt[f"{p}.self_attn.q_proj.bias"], f"{p}.self_attn.q_proj", scale)
+        q = b.linear(
+            h,
+            ckpt[f"{p}.self_attn.q_proj.weight"],
+            ckpt[f"{p}.self_attn.q_proj.bias"],
+            f"{p}.self_attn.q_proj",
+            scale,
+        )
         k = b.linear(h, ckpt[f"{p}.self_attn.k_proj.weight"], None, f"{p}.self_attn.k_proj")
-        v = b.linear(h, ckpt[f"{p}.self_attn.v_proj.weight"], ckpt[f"{p}.self_attn.v_proj.bias"], f"{p}.self_attn.v_proj")
-        k_all = b.op("Concat", [f"past_k_{i}", b.split_heads(k, heads, hd)], out=[f"present_k_{i}"], axis=2)
-        v_all = b.op("Concat", [f"past_v_{i}", b.split_heads(v, heads, hd)], out=[f"present_v_{i}"], axis=2)
-        ctx, _ = b.attend(b.split_heads(q, heads, hd), b.op("Transpose", [k_all], perm=[0, 1, 3, 2]), v_all, mask)
-        o = b.linear(b.merge_heads(ctx, d.d_model), ckpt[f"{p}.self_attn.out_proj.weight"], ckpt[f"{p}.self_attn.out_proj.bias"], f"{p}.self_attn.out_proj")
+        v = b.linear(
+            h,
+            ckpt[f"{p}.self_attn.v_proj.weight"],
+            ckpt[f"{p}.self_attn.v_proj.bias"],
+            f"{p}.self_attn.v_proj",
+        )
+        k_all = b.op(
+            "Concat", [f"past_k_{i}", b.split_heads(k, heads, hd)], out=[f"present_k_{i}"], axis=2
+        )
+        v_all = b.op(
+            "Concat", [f"past_v_{i}", b.split_heads(v, heads, hd)], out=[f"present_v_{i}"], axis=2
+        )
+        ctx, _ = b.attend(
+            b.split_heads(q, heads, hd), b.op("Transpose", [k_all], perm=[0, 1, 3, 2]), v_all, mask
+        )
+        o = b.linear(
+            b.merge_heads(ctx, d.d_model),
+            ckpt[f"{p}.self_attn.out_proj.weight"],
+            ckpt[f"{p}.self_attn.out_proj.bias"],
+            f"{p}.self_attn.out_proj",
+        )
         x = b.op("Add", [x, o])
 
         h = b.layer_norm(x, ckpt, f"{p}.encoder_attn_layer_norm")
-        q = b.linear(h, ckpt[f"{p}.encoder_attn.q_proj.weight"], ckpt[f"{p}.encoder_attn.q_proj.bias"], f"{p}.encoder_attn.q_proj", scale)
+        q = b.linear(
+            h,
+            ckpt[f"{p}.encoder_attn.q_proj.weight"],
+            ckpt[f"{p}.encoder_attn.q_proj.bias"],
+            f"{p}.encoder_attn.q_proj",
+            scale,
+        )
         ctx, weights = b.attend(
             b.split_heads(q, heads, hd),
             b.op("Transpose", [f"cross_k_{i}"], perm=[0, 1, 3, 2]),
@@ -257,7 +337,12 @@ def build_decoder(ckpt: WhisperCheckpoint, alignment_heads: Sequence[tuple[int, 
         )
         if i in by_layer:
             align_parts.append(b.op("Gather", [weights, b.const(by_layer[i])], axis=1))
-        o = b.linear(b.merge_heads(ctx, d.d_model), ckpt[f"{p}.encoder_attn.out_proj.weight"], ckpt[f"{p}.encoder_attn.out_proj.bias"], f"{p}.encoder_attn.out_proj")
+        o = b.linear(
+            b.merge_heads(ctx, d.d_model),
+            ckpt[f"{p}.encoder_attn.out_proj.weight"],
+            ckpt[f"{p}.encoder_attn.out_proj.bias"],
+            f"{p}.encoder_attn.out_proj",
+        )
         x = b.mlp(b.op("Add", [x, o]), ckpt, p)
 
     x = b.layer_norm(x, ckpt, "decoder.layer_norm")
@@ -268,5 +353,11 @@ def build_decoder(ckpt: WhisperCheckpoint, alignment_heads: Sequence[tuple[int, 
         b.op("Concat", align_parts, out=["alignment_attention"], axis=1)
     else:
         raise ValueError("at least one alignment head is required")
-    outputs.append(_value("alignment_attention", TensorProto.FLOAT, ["batch", len(alignment_heads), "tokens", "positions"]))
+    outputs.append(
+        _value(
+            "alignment_attention",
+            TensorProto.FLOAT,
+            ["batch", len(alignment_heads), "tokens", "positions"],
+        )
+    )
     return _model(b, inputs, outputs, "whisper_decoder")

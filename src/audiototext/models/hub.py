@@ -11,6 +11,7 @@ LFS files, git blob sha1 otherwise); a mismatch deletes the bad copy and downloa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -93,7 +94,7 @@ def verify_blob(path: Path) -> bool:
 
 def _tqdm_for(progress: ProgressSink, key: str, label: str) -> type[Any]:
     """A tqdm class that forwards huggingface_hub's byte counts to a ProgressSink."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     class _Forward(tqdm):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -175,22 +176,22 @@ def fetch(
     cache_dir.mkdir(parents=True, exist_ok=True)
     if is_offline():
         try:
-            path = Path(
+            local_dir = Path(
                 snapshot_download(
                     repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True
-                )  # type: ignore[arg-type]
+                )
             )
         except Exception as exc:
             raise _map_error(exc, repo_id, revision) from exc
-        names = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
+        names = [str(p.relative_to(local_dir)) for p in local_dir.rglob("*") if p.is_file()]
         files = tuple(select(names))
-        bad = [f for f in files if not verify_blob(path / f)]
+        bad = [f for f in files if not verify_blob(local_dir / f)]
         if bad:
             raise IntegrityError(
                 f"cached files of {repo_id} are corrupt ({', '.join(bad)}) and HF_HUB_OFFLINE "
                 "is set; unset it to download them again"
             )
-        return Snapshot(repo_id, path.name, path, files)
+        return Snapshot(repo_id, local_dir.name, local_dir, files)
 
     try:
         info = HfApi(endpoint=endpoint(), token=_token()).model_info(repo_id, revision=revision)
@@ -213,8 +214,8 @@ def fetch(
                         endpoint=endpoint(),
                         token=_token(),
                         force_download=attempt == 2,
-                        tqdm_class=_tqdm_for(progress, f"download:{repo_id}:{fname}", f"{fname}"),
-                    )  # type: ignore[arg-type]
+                        tqdm_class=_tqdm_for(progress, f"download:{repo_id}:{fname}", fname),
+                    )
                 )
             except hf.HfHubHTTPError as exc:
                 raise _map_error(exc, repo_id, revision) from exc
@@ -226,10 +227,8 @@ def fetch(
                 break
             log.warning("%s/%s failed its hash check; downloading it again", repo_id, fname)
             progress.note(f"{fname}: hash mismatch, downloading again")
-            try:
+            with contextlib.suppress(OSError):
                 local.resolve().unlink()
-            except OSError:
-                pass
         else:
             raise IntegrityError(
                 f"{repo_id}/{fname} does not match its published hash after two downloads"
@@ -237,4 +236,13 @@ def fetch(
         path = local.parents[len(Path(fname).parts) - 1]
     if path is None:
         raise DownloadError(f"{repo_id}: nothing to download")
+    if revision != commit:
+        # Files were fetched by commit (so a branch moving mid-download cannot mix two
+        # versions); record which commit the branch named, so offline mode can find it.
+        refs = path.parent.parent / "refs" / revision
+        try:
+            refs.parent.mkdir(parents=True, exist_ok=True)
+            refs.write_text(commit, encoding="utf-8")
+        except OSError as exc:
+            log.warning("could not record %s@%s in the download cache: %s", repo_id, revision, exc)
     return Snapshot(repo_id, commit, path, files)

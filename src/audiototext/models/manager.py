@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from audiototext.errors import (
     CacheError,
     ConversionError,
     DownloadError,
+    IntegrityError,
     ModelError,
     NotWhisperError,
     RevisionNotFoundError,
@@ -75,7 +77,9 @@ def resolve_precision(precision: str, device: str = "auto") -> str:
     if precision == "auto":
         return pick_precision(detect(), device)
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, not {precision!r}")
+        raise ValueError(
+            f"precision must be auto or one of {', '.join(PRECISIONS)}, not {precision!r}"
+        )
     return precision
 
 
@@ -89,9 +93,13 @@ def _pick_transformers(names: Sequence[str]) -> list[str]:
     if "model.safetensors" in top:
         weights = ["model.safetensors"]
     else:
-        weights = sorted(n for n in top if "/" not in n and n.startswith("model-") and n.endswith(".safetensors"))
+        weights = sorted(
+            n for n in top if "/" not in n and n.startswith("model-") and n.endswith(".safetensors")
+        )
     if not weights:
-        raise _SourceUnusable("no safetensors weights (PyTorch .bin pickles are not loaded: they need torch)")
+        raise _SourceUnusable(
+            "no safetensors weights (PyTorch .bin pickles are not loaded: they need torch)"
+        )
     if "tokenizer.json" not in top:
         raise _SourceUnusable("no tokenizer.json")
     optional = ["generation_config.json", "preprocessor_config.json"]
@@ -124,22 +132,32 @@ def _packaged_dir(package: str) -> tuple[Path, str]:
     return path, f"{name}=={version(name)}"
 
 
-def _fetch(src: Source, revision: str, cache: ModelCache, progress: ProgressSink) -> tuple[Path, str]:
+def _fetch(
+    src: Source, revision: str, cache: ModelCache, progress: ProgressSink
+) -> tuple[Path, str]:
     """Local folder and commit id of a source's files, downloading them if needed."""
     if src.kind == "package":
         return _packaged_dir(src.repo_id)
     if src.kind == "transformers":
         # The small config first: a repo of another architecture is refused before any
         # weights are downloaded.
-        snap = hub.fetch(src.repo_id, revision, lambda n: ["config.json"] if "config.json" in n else _pick_transformers(n), cache.hub_dir, progress)
+        snap = hub.fetch(
+            src.repo_id,
+            revision,
+            lambda n: ["config.json"] if "config.json" in n else _pick_transformers(n),
+            cache.hub_dir,
+            progress,
+        )
         try:
-            model_type = json.loads((snap.path / "config.json").read_text(encoding="utf-8")).get("model_type")
+            model_type = json.loads((snap.path / "config.json").read_text(encoding="utf-8")).get(
+                "model_type"
+            )
         except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
             raise _SourceUnusable(f"config.json is unreadable: {exc}") from exc
         if model_type != "whisper":
             raise NotWhisperError(
-                f"{src.repo_id} is a {model_type or 'non-transformers'} model; only Whisper-architecture "
-                "models can be transcribed"
+                f"{src.repo_id} is a {model_type or 'non-transformers'} model; "
+                "only Whisper-architecture models can be transcribed"
             )
         snap = hub.fetch(src.repo_id, snap.commit, _pick_transformers, cache.hub_dir, progress)
         return snap.path, snap.commit
@@ -156,8 +174,15 @@ def _peak_rss_mb() -> float:
 
 
 def _build(
-    spec: ModelSpec, src: Source, revision: str, commit: str, source_dir: Path, precision: str,
-    cache: ModelCache, dest: Path, progress: ProgressSink,
+    spec: ModelSpec,
+    src: Source,
+    revision: str,
+    commit: str,
+    source_dir: Path,
+    precision: str,
+    cache: ModelCache,
+    dest: Path,
+    progress: ProgressSink,
 ) -> CacheEntry:
     import onnx
     import onnxruntime
@@ -187,13 +212,19 @@ def _build(
             # A working int8/fp16 variant keeps the logits' direction; below this it is broken.
             if drift["logits_min_cosine"] < 0.9:
                 raise ValidationError(f"the {precision} variant drifted too far from fp32: {drift}")
-        np.savez(out / SELFCHECK, mel=probe.mel, tokens=np.asarray(probe.tokens), **got)
+        arrays: dict[str, Any] = {"mel": probe.mel, "tokens": np.asarray(probe.tokens), **got}
+        np.savez(out / SELFCHECK, **arrays)
         progress.advance("build", 1)
         shutil.rmtree(work)
         manifest = {
             "name": spec.name,
             "precision": precision,
-            "source": {"kind": src.kind, "repo_id": src.repo_id, "revision": revision, "commit": commit},
+            "source": {
+                "kind": src.kind,
+                "repo_id": src.repo_id,
+                "revision": revision,
+                "commit": commit,
+            },
             "converter_version": f"audiototext {__version__} / graphs v{CONVERTER_VERSION}",
             "onnx_version": onnx.__version__,
             "onnxruntime_version": onnxruntime.__version__,
@@ -247,7 +278,9 @@ def pull(
     for src in spec.sources:
         rev = revision or src.revision
         if src.kind == "package" and revision:
-            attempts.append(f"{src.repo_id}: skipped (a pinned revision applies to Hugging Face sources)")
+            attempts.append(
+                f"{src.repo_id}: skipped (a pinned revision applies to Hugging Face sources)"
+            )
             continue
         label = src.repo_id if src.kind == "package" else f"{src.repo_id}@{rev} ({src.kind})"
         try:
@@ -265,7 +298,7 @@ def pull(
             attempts.append(f"{label}: {exc}")
             first_error = first_error or exc
             continue
-        except (DownloadError, UnknownModelError, _SourceUnusable) as exc:
+        except (DownloadError, IntegrityError, UnknownModelError, _SourceUnusable) as exc:
             attempts.append(f"{label}: {exc}")
             first_error = first_error or exc
             progress.note(f"{label} unavailable, trying the next source")
@@ -323,37 +356,54 @@ class VerifyReport:
 def verify_entry(entry: CacheEntry, cache: ModelCache) -> VerifyReport:
     bad = tuple(cache.verify_files(entry))
     if bad:
-        return VerifyReport(entry, bad, problems=(f"files changed since they were written: {', '.join(bad)}",))
+        return VerifyReport(
+            entry, bad, problems=(f"files changed since they were written: {', '.join(bad)}",)
+        )
     try:
-        meta = ModelMetadata.from_json(json.loads(entry.file(MODEL_CONFIG).read_text(encoding="utf-8")))
+        meta = ModelMetadata.from_json(
+            json.loads(entry.file(MODEL_CONFIG).read_text(encoding="utf-8"))
+        )
         ref = np.load(entry.file(SELFCHECK))
         from audiototext.models.convert import Probe
 
         got = run_probe(entry.path, meta, Probe(ref["mel"], [int(t) for t in ref["tokens"]]))
     except Exception as exc:  # any failure to load or run is a verification failure
-        return VerifyReport(entry, problems=(f"self-check could not run: {type(exc).__name__}: {exc}",))
+        return VerifyReport(
+            entry, problems=(f"self-check could not run: {type(exc).__name__}: {exc}",)
+        )
     worst = 0.0
     for key, value in got.items():
         r = ref[key].astype(np.float64)
         err = float(np.abs(value - r).max() / max(float(np.abs(r).max()), 1e-6))
         worst = max(worst, err if np.isfinite(err) else float("inf"))
     tol = VERIFY_TOLERANCE[entry.precision]
-    problems = () if worst <= tol else (f"outputs differ from the recorded self-check by {worst:.2e} (tolerance {tol:.0e})",)
+    problems = (
+        ()
+        if worst <= tol
+        else (f"outputs differ from the recorded self-check by {worst:.2e} (tolerance {tol:.0e})",)
+    )
     return VerifyReport(entry, (), worst, tol, problems)
 
 
-def verify(name: str | None = None, precision: str | None = None, version: str | None = None,
-           cache: ModelCache | None = None) -> tuple[list[VerifyReport], list[tuple[Path, str]]]:
+def verify(
+    name: str | None = None,
+    precision: str | None = None,
+    version: str | None = None,
+    cache: ModelCache | None = None,
+) -> tuple[list[VerifyReport], list[tuple[Path, str]]]:
     """Verify matching entries (all if ``name`` is None); also returns damaged folders."""
     cache = cache or ModelCache()
     spec_name = resolve(name).name if name else None
     good, damaged = cache.scan()
     chosen = [
-        e for e in good
+        e
+        for e in good
         if (spec_name is None or e.name == spec_name)
         and (precision is None or e.precision == precision)
         and (version is None or version in (e.version_id, e.commit) or e.commit.startswith(version))
     ]
     if spec_name and not chosen and not damaged:
-        raise CacheError(f"no cached entry of {spec_name} matches; run: audiototext models pull {spec_name}")
+        raise CacheError(
+            f"no cached entry of {spec_name} matches; run: audiototext models pull {spec_name}"
+        )
     return [verify_entry(e, cache) for e in chosen], damaged

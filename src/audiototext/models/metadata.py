@@ -103,8 +103,12 @@ def _special_tokens(tokenizer: dict[str, Any]) -> tuple[dict[str, int], dict[str
     for text, idx in by_text.items():
         code = text[2:-2]
         if (
-            text.startswith("<|") and text.endswith("|>") and specials["sot"] < idx < specials["translate"]
-            and code and len(code) <= 4 and code.isalpha()
+            text.startswith("<|")
+            and text.endswith("|>")
+            and specials["sot"] < idx < specials["translate"]
+            and code
+            and len(code) <= 4
+            and code.isalpha()
         ):
             languages[code] = idx
     return specials, languages
@@ -126,12 +130,12 @@ def read_source_metadata(source_dir: Path, dims: WhisperDims) -> ModelMetadata:
     ct2 = source_dir / "config.json"
     if gen.is_file():
         g = _load_json(gen)
-        heads = [tuple(h) for h in g.get("alignment_heads") or []] or None  # type: ignore[misc]
+        heads = [tuple(h) for h in g.get("alignment_heads") or []] or None
         suppress = list(g.get("suppress_tokens") or [])
         begin = list(g.get("begin_suppress_tokens") or [])
     elif ct2.is_file() and (source_dir / "model.bin").is_file():
         c = _load_json(ct2)
-        heads = [tuple(h) for h in c.get("alignment_heads") or []] or None  # type: ignore[misc]
+        heads = [tuple(h) for h in c.get("alignment_heads") or []] or None
         suppress = list(c.get("suppress_ids") or [])
         begin = list(c.get("suppress_ids_begin") or [])
     if heads is None:
@@ -141,7 +145,9 @@ def read_source_metadata(source_dir: Path, dims: WhisperDims) -> ModelMetadata:
             for layer in range(dims.decoder_layers // 2, dims.decoder_layers)
             for h in range(dims.decoder_heads)
         ]
-    bad = [h for h in heads if not (0 <= h[0] < dims.decoder_layers and 0 <= h[1] < dims.decoder_heads)]
+    bad = [
+        h for h in heads if not (0 <= h[0] < dims.decoder_layers and 0 <= h[1] < dims.decoder_heads)
+    ]
     if bad:
         raise ConversionError(f"alignment heads {bad} do not exist in this model")
     if not begin:

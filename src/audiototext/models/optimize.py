@@ -74,14 +74,26 @@ def _half_gather_tables(path: Path) -> None:
     changed = False
     for init in g.initializer:
         users = consumers.get(init.name, [])
-        big = init.data_type == TensorProto.FLOAT and len(init.dims) == 2 and init.dims[0] * init.dims[1] >= 1 << 20
-        if not big or not users or any(n.op_type != "Gather" or n.input[0] != init.name for n in users):
+        big = (
+            init.data_type == TensorProto.FLOAT
+            and len(init.dims) == 2
+            and init.dims[0] * init.dims[1] >= 1 << 20
+        )
+        if (
+            not big
+            or not users
+            or any(n.op_type != "Gather" or n.input[0] != init.name for n in users)
+        ):
             continue
-        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype("float16"), init.name))
+        init.CopyFrom(
+            numpy_helper.from_array(numpy_helper.to_array(init).astype("float16"), init.name)
+        )
         for node in users:
             out = node.output[0]
             node.output[0] = out + "_fp16"
-            cast = helper.make_node("Cast", [out + "_fp16"], [out], name=node.name + "_to_fp32", to=TensorProto.FLOAT)
+            cast = helper.make_node(
+                "Cast", [out + "_fp16"], [out], name=node.name + "_to_fp32", to=TensorProto.FLOAT
+            )
             g.node.insert(list(g.node).index(node) + 1, cast)
         changed = True
     if changed:

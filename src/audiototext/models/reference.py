@@ -19,13 +19,15 @@ __all__ = ["reference_decoder_logits", "reference_encoder"]
 def _ln(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-5) * w + b
+    out: np.ndarray = (x - mu) / np.sqrt(var + 1e-5) * w + b
+    return out
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     from math import erf
 
-    return 0.5 * x * (1.0 + np.vectorize(erf, otypes=[np.float64])(x / math.sqrt(2.0)))
+    out: np.ndarray = 0.5 * x * (1.0 + np.vectorize(erf, otypes=[np.float64])(x / math.sqrt(2.0)))
+    return out
 
 
 def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
@@ -33,14 +35,15 @@ def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndar
     xp = np.pad(x, ((0, 0), (1, 1)))
     n_out = (x.shape[1] + 2 - 3) // stride + 1
     cols = np.stack([xp[:, j * stride : j * stride + 3] for j in range(n_out)])  # [n, C, 3]
-    return np.einsum("nck,ock->on", cols, w) + b[:, None]
+    out: np.ndarray = np.einsum("nck,ock->on", cols, w) + b[:, None]
+    return out
 
 
 def _mha(
     ckpt: WhisperCheckpoint, p: str, xq: np.ndarray, xkv: np.ndarray, heads: int, causal: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     def lin(name: str, x: np.ndarray) -> np.ndarray:
-        y = x @ ckpt[f"{p}.{name}.weight"].T
+        y: np.ndarray = x @ ckpt[f"{p}.{name}.weight"].T
         bias = ckpt.tensors.get(f"{p}.{name}.bias")
         return y if bias is None else y + bias
 
@@ -61,14 +64,17 @@ def _mha(
 def _mlp(ckpt: WhisperCheckpoint, p: str, x: np.ndarray) -> np.ndarray:
     h = _ln(x, ckpt[f"{p}.final_layer_norm.weight"], ckpt[f"{p}.final_layer_norm.bias"])
     h = _gelu(h @ ckpt[f"{p}.fc1.weight"].T + ckpt[f"{p}.fc1.bias"])
-    return x + h @ ckpt[f"{p}.fc2.weight"].T + ckpt[f"{p}.fc2.bias"]
+    out: np.ndarray = x + h @ ckpt[f"{p}.fc2.weight"].T + ckpt[f"{p}.fc2.bias"]
+    return out
 
 
 def reference_encoder(ckpt: WhisperCheckpoint, mel: np.ndarray) -> np.ndarray:
     """``mel`` [n_mels, frames] → hidden states [frames/2, d_model] (float64 maths)."""
     t = {k: v.astype(np.float64) for k, v in ckpt.tensors.items()}
     c = WhisperCheckpoint(ckpt.dims, t)
-    x = _gelu(_conv1d(mel.astype(np.float64), t["encoder.conv1.weight"], t["encoder.conv1.bias"], 1))
+    x = _gelu(
+        _conv1d(mel.astype(np.float64), t["encoder.conv1.weight"], t["encoder.conv1.bias"], 1)
+    )
     x = _gelu(_conv1d(x, t["encoder.conv2.weight"], t["encoder.conv2.bias"], 2)).T
     x = x + t["encoder.embed_positions.weight"][: x.shape[0]]
     for i in range(ckpt.dims.encoder_layers):

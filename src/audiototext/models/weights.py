@@ -79,6 +79,7 @@ class WhisperCheckpoint:
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _infer_dims(t: Mapping[str, Array], encoder_heads: int, decoder_heads: int) -> WhisperDims:
     required = (
         "encoder.conv1.weight",
@@ -145,6 +146,7 @@ def _finish(tensors: dict[str, Array], encoder_heads: int, decoder_heads: int) -
 
 
 # --------------------------------------------------------------------------- safetensors
+
 
 def load_safetensors(model_dir: Path) -> WhisperCheckpoint:
     """Load a transformers Whisper checkpoint (``config.json`` + safetensors) without torch."""

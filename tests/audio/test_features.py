@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiototext.audio.features import (
+    CHUNK_SAMPLES,
+    FRAMES_PER_CHUNK,
+    frames_for_samples,
+    log_mel_spectrogram,
+    mel_filters,
+    pad_or_trim,
+)
+from support.speech import Speech, add_white_noise, silence, tone, white_noise
+
+# Achieved: 1.2e-7 against faster-whisper (same float32 method); 2.3e-5 (80 mels) and 5.0e-5
+# (128 mels) against transformers' torch path, 1.1e-5 against its float64 numpy path.
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def transformers_feature_extractors() -> dict[int, object]:
+    transformers = pytest.importorskip("transformers")
+    return {n: transformers.WhisperFeatureExtractor(feature_size=n) for n in (80, 128)}
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_filterbank_matches_transformers_and_faster_whisper(n_mels: int) -> None:
+    audio_utils = pytest.importorskip("transformers.audio_utils")
+    fw = pytest.importorskip("faster_whisper.feature_extractor")
+    reference = audio_utils.mel_filter_bank(
+        num_frequency_bins=201,
+        num_mel_filters=n_mels,
+        min_frequency=0.0,
+        max_frequency=8000.0,
+        sampling_rate=16_000,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    ours = mel_filters(n_mels)
+    assert ours.shape == (n_mels, 201)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference.T, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(
+        ours, fw.FeatureExtractor.get_mel_filters(16_000, 400, n_mels), rtol=0, atol=1e-7
+    )
+    assert not ours.flags.writeable
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_matches_transformers_on_speech(
+    speech: Speech, transformers_feature_extractors: dict[int, object], n_mels: int
+) -> None:
+    extractor = transformers_feature_extractors[n_mels]
+    window = pad_or_trim(speech.audio)
+    ours = log_mel_spectrogram(window, n_mels)
+
+    # The public call (torch STFT when torch is installed, as here) pads to 30 s itself.
+    public = extractor(speech.audio, sampling_rate=16_000, return_tensors="np")  # type: ignore[operator]
+    numpy_path = extractor._np_extract_fbank_features(window[None], "cpu")  # type: ignore[attr-defined]
+
+    assert ours.shape == (n_mels, FRAMES_PER_CHUNK)
+    assert ours.dtype == np.float32
+    assert np.abs(ours - public.input_features[0]).max() < TOLERANCE
+    assert np.abs(ours - numpy_path[0]).max() < TOLERANCE
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_matches_faster_whisper_on_speech(speech: Speech, n_mels: int) -> None:
+    fw = pytest.importorskip("faster_whisper.feature_extractor")
+    extractor = fw.FeatureExtractor(feature_size=n_mels)
+    noisy = add_white_noise(speech.audio, snr_db=20.0)
+
+    for audio in (speech.audio, noisy, speech.audio[:1600]):
+        ours = log_mel_spectrogram(audio, n_mels, padding_samples=160)
+        reference = extractor(audio, padding=160)
+        assert ours.shape == reference.shape
+        assert np.abs(ours - reference).max() < TOLERANCE
+
+
+def test_matches_faster_whisper_on_tones_and_noise() -> None:
+    fw = pytest.importorskip("faster_whisper.feature_extractor")
+    extractor = fw.FeatureExtractor(feature_size=80)
+    audio = np.concatenate([tone(440.0, 1.0), silence(0.5), white_noise(1.0, 0.3, seed=3)])
+    np.testing.assert_allclose(
+        log_mel_spectrogram(audio), extractor(audio, padding=0), rtol=0, atol=TOLERANCE
+    )
+
+
+def test_shape_and_range() -> None:
+    audio = white_noise(2.05, 0.1)
+    spec = log_mel_spectrogram(audio)
+    assert spec.shape == (80, frames_for_samples(audio.size)) == (80, 205)
+    assert spec.flags.c_contiguous
+    # (log10 + 4) / 4 with an 8-decade floor: at most 2 apart.
+    assert spec.max() - spec.min() <= 2.0 + 1e-6
+    assert log_mel_spectrogram(audio, padding_samples=160).shape == (80, 206)
+
+
+def test_silence_is_flat() -> None:
+    spec = log_mel_spectrogram(silence(1.0))
+    np.testing.assert_allclose(spec, np.full((80, 100), -1.5), rtol=0, atol=1e-6)
+
+
+def test_too_short_and_empty() -> None:
+    assert log_mel_spectrogram(np.zeros(0, dtype=np.float32)).shape == (80, 0)
+    assert log_mel_spectrogram(np.zeros(159, dtype=np.float32), 128).shape == (128, 0)
+    assert log_mel_spectrogram(np.ones(100, dtype=np.float32), padding_samples=60).shape == (80, 1)
+
+
+def test_argument_errors() -> None:
+    with pytest.raises(ValueError):
+        log_mel_spectrogram(np.zeros(16_000, dtype=np.float32), n_mels=64)
+    with pytest.raises(ValueError):
+        log_mel_spectrogram(np.zeros((2, 16_000), dtype=np.float32))
+    with pytest.raises(ValueError):
+        log_mel_spectrogram(np.zeros(16_000, dtype=np.float32), padding_samples=-1)
+
+
+def test_pad_or_trim() -> None:
+    short = np.ones(10, dtype=np.float32)
+    padded = pad_or_trim(short)
+    assert padded.shape == (CHUNK_SAMPLES,)
+    assert padded[:10].sum() == 10 and padded[10:].sum() == 0
+
+    long = np.arange(CHUNK_SAMPLES + 5, dtype=np.float32)
+    trimmed = pad_or_trim(long)
+    assert trimmed.shape == (CHUNK_SAMPLES,)
+    assert trimmed[-1] == CHUNK_SAMPLES - 1
+
+    exact = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
+    assert pad_or_trim(exact) is exact
+
+    spec = np.ones((80, 120), dtype=np.float32)
+    assert pad_or_trim(spec, FRAMES_PER_CHUNK).shape == (80, FRAMES_PER_CHUNK)
+    assert pad_or_trim(spec, 50, axis=1).shape == (80, 50)
+    assert pad_or_trim(spec, 40, axis=0).shape == (40, 120)
+    with pytest.raises(ValueError):
+        pad_or_trim(spec, -1)

