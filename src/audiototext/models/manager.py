@@ -231,7 +231,8 @@ def _build(
             "opset": OPSET,
             "graph_optimization": "extended" if precision != "fp16" else "none",
             "dims": meta.dims.to_json(),
-            "validation": {"fp32_vs_reference": report, f"{precision}_vs_fp32": drift},
+            "validation": {"fp32_vs_reference": report}
+            | ({f"{precision}_vs_fp32": drift} if drift else {}),
             "build": {
                 "seconds": round(time.perf_counter() - started, 2),
                 "peak_rss_mb": round(_peak_rss_mb(), 1),
