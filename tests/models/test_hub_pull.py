@@ -168,3 +168,37 @@ def test_private_repo_needs_the_token(
         pull("lab/secret-whisper", precision="fp32", cache=cache).entry.source["repo_id"]
         == "lab/secret-whisper"
     )
+
+
+class _Recorder:
+    """A ProgressSink that remembers totals, counts and finished tasks."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float | None] = {}
+        self.counts: dict[str, float] = {}
+        self.finished: set[str] = set()
+
+    def task(self, key: str, description: str, total: float | None, unit: str = "B") -> None:
+        self.totals[key] = total
+        self.counts.setdefault(key, 0.0)
+
+    def advance(self, key: str, amount: float) -> None:
+        self.counts[key] += amount
+
+    def done(self, key: str) -> None:
+        self.finished.add(key)
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def test_progress_reports_bytes_and_build_steps(
+    hub: FakeHub, ct2_tiny_en: str, cache: ModelCache, tiny_en_source: Path
+) -> None:
+    rec = _Recorder()
+    pull("tiny.en", precision="fp32", cache=cache, progress=rec)
+    key = "download:Systran/faster-whisper-tiny.en:model.bin"
+    size = (tiny_en_source / "model.bin").stat().st_size
+    assert rec.totals[key] == size and rec.counts[key] == size
+    assert rec.totals["build"] == 4 and rec.counts["build"] == 4
+    assert {key, "build"} <= rec.finished
