@@ -5,7 +5,9 @@ cd "$(dirname "$0")"
 source scripts/setup.sh
 ensure_apt espeak-ng
 ensure_venv test
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+lint_paths=(src tests)
+[ -d bench ] && lint_paths+=(bench)
+.venv/bin/ruff check "${lint_paths[@]}"
+.venv/bin/ruff format --check "${lint_paths[@]}"
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

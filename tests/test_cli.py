@@ -75,7 +75,8 @@ def test_list_info_verify_rm_with_json(
 
     assert main(["models", "info", "tiny.en", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert [s["kind"] for s in info["sources"]] == ["transformers", "ctranslate2", "package"]
+    kinds = [s["kind"] for s in info["sources"]]
+    assert kinds == ["onnx", "transformers", "ctranslate2", "package"]
     assert len(info["cached"]) == 2
 
     assert main(["models", "verify", "--json"]) == 0

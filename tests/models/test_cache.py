@@ -56,7 +56,7 @@ def test_unreachable_network_falls_back_to_the_packaged_model(cache: ModelCache)
     result = pull("tiny.en", precision="fp32", cache=cache)
     assert not result.cached
     assert result.entry.source["kind"] == "package"
-    assert len(result.attempts) == 2
+    assert len(result.attempts) == 3
     assert all("cannot reach" in a for a in result.attempts)
 
 

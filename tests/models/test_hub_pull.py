@@ -47,7 +47,8 @@ def test_short_name_falls_through_to_the_ctranslate2_repo(
         "Systran/faster-whisper-tiny.en",
         ct2_tiny_en,
     )
-    assert "openai/whisper-tiny.en" in result.attempts[0]
+    assert "onnx-community/whisper-tiny.en" in result.attempts[0]
+    assert "openai/whisper-tiny.en" in result.attempts[1]
     assert result.entry.version_id == f"ctranslate2-{ct2_tiny_en[:12]}"
 
 

@@ -26,13 +26,18 @@ def test_every_issue_model_is_known_with_metadata() -> None:
     assert not KNOWN_MODELS["tiny.en"].multilingual and KNOWN_MODELS["tiny"].multilingual
     assert DEFAULT_MODEL == "tiny.en"
     # tiny.en can always fall back to the packaged copy, last.
-    assert KNOWN_MODELS["tiny.en"].sources[-1].kind == "package"
+    assert [s.kind for s in KNOWN_MODELS["tiny.en"].sources] == [
+        "onnx",
+        "transformers",
+        "ctranslate2",
+        "package",
+    ]
 
 
 def test_short_names_are_case_insensitive_and_repo_ids_accepted() -> None:
     assert resolve("TINY.EN").name == "tiny.en"
     spec = resolve("someone/whisper-custom")
-    assert [s.kind for s in spec.sources] == ["transformers", "ctranslate2"]
+    assert [s.kind for s in spec.sources] == ["transformers", "ctranslate2", "onnx"]
     assert slug("someone/whisper-custom") == "someone--whisper-custom"
 
 

@@ -39,6 +39,10 @@ def load_checkpoint(source_dir: Path, kind: str) -> WhisperCheckpoint:
         return load_safetensors(source_dir)
     if kind in ("ctranslate2", "package"):
         return load_ctranslate2(source_dir)
+    if kind == "onnx":
+        from audiototext.models.onnx_import import load_onnx_export
+
+        return load_onnx_export(source_dir)
     raise ConversionError(f"unknown checkpoint kind {kind!r}")
 
 

@@ -161,6 +161,17 @@ def _fetch(
             )
         snap = hub.fetch(src.repo_id, snap.commit, _pick_transformers, cache.hub_dir, progress)
         return snap.path, snap.commit
+    if src.kind == "onnx":
+        from audiototext.models.onnx_import import pick_onnx_files
+
+        def pick(names: Sequence[str]) -> list[str]:
+            try:
+                return pick_onnx_files(names)
+            except ConversionError as exc:  # e.g. only quantised graphs: try the next source
+                raise _SourceUnusable(str(exc)) from exc
+
+        snap = hub.fetch(src.repo_id, revision, pick, cache.hub_dir, progress)
+        return snap.path, snap.commit
     snap = hub.fetch(src.repo_id, revision, _pick_ctranslate2, cache.hub_dir, progress)
     return snap.path, snap.commit
 

