@@ -1,0 +1,489 @@
+"""Token search for Whisper: greedy, sampling and beam search, Whisper's logit rules, fallback.
+
+The rules are OpenAI Whisper's, in the exact form CTranslate2 (and so faster-whisper) applies
+them, because the engine is tested token for token against faster-whisper:
+
+* ``suppress_tokens`` are never generated; with ``suppress_blank`` a blank (``" "``) or an
+  immediate end of text is forbidden at the first step.
+* With timestamps, ``<|notimestamps|>`` is forbidden; the first token is a timestamp no later
+  than ``max_initial_timestamp_s``; timestamps come in pairs (after a lone timestamp only
+  text or end, after a pair only a timestamp or end... see :meth:`_Rules.apply`), never go
+  backwards, and a timestamp is forced whenever the total probability of all timestamps beats
+  that of the most likely text token.
+* The no-speech probability is the softmax of the raw logits at ``<|startoftranscript|>``.
+* A hypothesis' score is its summed log-probability (computed after the rules) divided by
+  ``length ** length_penalty``; the average log-probability divides the sum by length + 1
+  (the end token counts).
+
+:func:`decode_with_fallback` retries a window at increasing temperatures when its text is too
+repetitive (gzip compression ratio) or too improbable (average log-probability), as Whisper does.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiototext.inference.tokenizer import TIME_PRECISION_S, WhisperTokenizer
+from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
+
+__all__ = [
+    "DecodeResult",
+    "DecodingOptions",
+    "StepObserver",
+    "compression_ratio",
+    "decode_with_fallback",
+    "generate",
+]
+
+FloatArray = NDArray[np.float32]
+# Called as observer(row, step, logits_after_rules) during search: lets tests check near-ties.
+StepObserver = Callable[[int, int, FloatArray], None]
+_NEG_INF = np.float32(-np.inf)
+
+
+def compression_ratio(text: str) -> float:
+    """gzip ratio of ``text``: above ~2.4 Whisper's output is stuck repeating itself."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How one window is decoded (fields as in ``TranscribeOptions``)."""
+
+    beam_size: int = 5
+    best_of: int = 5
+    patience: float = 1.0
+    length_penalty: float = 1.0
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    suppress_blank: bool = True
+    suppress_tokens: tuple[int, ...] = ()
+    without_timestamps: bool = False
+    max_initial_timestamp_s: float = 1.0
+    max_new_tokens: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.best_of < 1:
+            raise ValueError(f"best_of must be >= 1, got {self.best_of}")
+        if not self.patience > 0:
+            raise ValueError(f"patience must be > 0, got {self.patience}")
+        if not self.temperatures or any(not (0.0 <= t <= 10.0) for t in self.temperatures):
+            raise ValueError(
+                f"temperatures must be a non-empty list in [0, 10], got {self.temperatures}"
+            )
+        if self.max_initial_timestamp_s < 0:
+            raise ValueError(
+                f"max_initial_timestamp_s must be >= 0, got {self.max_initial_timestamp_s}"
+            )
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """The chosen hypothesis for one window."""
+
+    tokens: tuple[int, ...]  # generated tokens, end token excluded
+    sum_logprob: float
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+    text: str
+
+
+@dataclass
+class _Hyp:
+    tokens: list[int] = field(default_factory=list)
+    sum_logprob: float = 0.0
+    done: bool = False
+
+    def score(self, length_penalty: float) -> float:
+        n = len(self.tokens)
+        if n == 0:  # as CTranslate2: an empty hypothesis never wins on score
+            return -math.inf
+        return float(self.sum_logprob / (n**length_penalty))
+
+
+class _Rules:
+    """Whisper's logit rules for one batch; ``apply`` edits logits in place."""
+
+    def __init__(
+        self, tok: WhisperTokenizer, opts: DecodingOptions, n_vocab: int, timestamps: bool
+    ) -> None:
+        self.suppress = np.asarray(sorted(set(opts.suppress_tokens)), dtype=np.int64)
+        self.begin = np.asarray(
+            tok.metadata.begin_suppress_tokens if opts.suppress_blank else (), dtype=np.int64
+        )
+        self.timestamps = timestamps
+        self.eot = tok.eot
+        self.no_ts = tok.no_timestamps
+        self.ts_begin = tok.timestamp_begin
+        self.max_initial = tok.timestamp_begin + round(
+            opts.max_initial_timestamp_s / TIME_PRECISION_S
+        )
+        self.n_vocab = n_vocab
+
+    def apply(self, logits: FloatArray, seqs: Sequence[Sequence[int]], step: int) -> None:
+        if self.suppress.size:
+            logits[:, self.suppress] = _NEG_INF
+        if step == 0 and self.begin.size:
+            logits[:, self.begin] = _NEG_INF
+        if not self.timestamps:
+            return
+        tb = self.ts_begin
+        logits[:, self.no_ts] = _NEG_INF
+        check: list[int] = []
+        for row, seq in enumerate(seqs):
+            x = logits[row]
+            if step == 0:
+                x[:tb] = _NEG_INF
+                x[self.max_initial + 1 :] = _NEG_INF
+                continue
+            last = seq[-1]
+            if last >= tb:
+                penultimate = seq[-2] if len(seq) >= 2 else last
+                if penultimate >= tb:
+                    x[tb:] = _NEG_INF  # a pair is closed: text (or the end) must follow
+                else:
+                    x[: self.eot] = _NEG_INF  # a lone timestamp: another one, or the end
+                    check.append(row)
+            else:
+                check.append(row)
+            for t in reversed(seq):
+                if t >= tb:
+                    x[tb:t] = _NEG_INF  # timestamps never go backwards
+                    break
+        for row in check:
+            x = logits[row]
+            logprobs = _log_softmax(x)
+            ts_mass = _logsumexp(logprobs[tb:])
+            if ts_mass > logprobs[:tb].max():
+                x[:tb] = _NEG_INF
+
+
+def _logsumexp(x: FloatArray) -> float:
+    m = float(x.max())
+    if not math.isfinite(m):
+        return m
+    return m + math.log(float(np.exp(x - m, dtype=np.float32).sum(dtype=np.float64)))
+
+
+def _log_softmax(x: FloatArray) -> FloatArray:
+    """log-softmax along the last axis, in float32 like the reference."""
+    m = x.max(axis=-1, keepdims=True)
+    shifted = x - m
+    lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float32))
+    return np.asarray(shifted - lse, dtype=np.float32)
+
+
+def _max_new_tokens(model: WhisperModel, prompt_len: int, opts: DecodingOptions) -> int:
+    # CTranslate2's budget: half the text context, and never past its end.
+    total = (
+        model.max_text_tokens if opts.max_new_tokens is None else prompt_len + opts.max_new_tokens
+    )
+    total = min(total, model.max_text_tokens)
+    return max(1, min(total // 2, total - (prompt_len - 1)))
+
+
+def _no_speech_probs(
+    tok: WhisperTokenizer,
+    logits: FloatArray,
+    prompts: Sequence[Sequence[int]],
+    pads: NDArray[np.int64],
+) -> list[float]:
+    probs = []
+    for row, prompt in enumerate(prompts):
+        x = logits[row, int(pads[row]) + list(prompt).index(tok.sot)].astype(np.float32)
+        probs.append(float(np.exp(_log_softmax(x)[tok.no_speech])))
+    return probs
+
+
+def generate(
+    model: WhisperModel,
+    cross: CrossAttention,
+    prompts: Sequence[Sequence[int]],
+    opts: DecodingOptions,
+    temperature: float,
+    *,
+    rng: np.random.Generator | None = None,
+    observer: StepObserver | None = None,
+) -> tuple[list[_Hyp], list[float]]:
+    """Search each row of ``cross`` from its prompt; best hypothesis and no-speech prob per row."""
+    tok = model.tokenizer
+    timestamps = prompts[0][-1] != tok.no_timestamps if prompts else True
+    rules = _Rules(tok, opts, model.dims.n_vocab, timestamps)
+    if temperature == 0 and opts.beam_size > 1:
+        return _beam_search(model, cross, prompts, opts, rules, observer)
+    n = opts.best_of if temperature > 0 else 1
+    return _independent_search(
+        model,
+        cross,
+        prompts,
+        opts,
+        rules,
+        temperature,
+        n,
+        rng or np.random.default_rng(opts.seed),
+        observer,
+    )
+
+
+def _independent_search(
+    model: WhisperModel,
+    cross: CrossAttention,
+    prompts: Sequence[Sequence[int]],
+    opts: DecodingOptions,
+    rules: _Rules,
+    temperature: float,
+    n: int,
+    rng: np.random.Generator,
+    observer: StepObserver | None,
+) -> tuple[list[_Hyp], list[float]]:
+    """Greedy (temperature 0) or sampling of ``n`` sequences per window, finished rows dropped."""
+    tok = model.tokenizer
+    kv = KVDecoder(model, cross)
+    logits_all, _ = kv.prefill(prompts)
+    no_speech = _no_speech_probs(tok, logits_all, prompts, kv.pads)
+    logits = np.array(logits_all[:, -1], dtype=np.float32)
+    del logits_all
+    windows = len(prompts)
+    limits = [_max_new_tokens(model, len(p), opts) for p in prompts]
+    if n > 1:
+        rows = [w for w in range(windows) for _ in range(n)]
+        kv.select(rows)
+        logits = logits[rows]
+    else:
+        rows = list(range(windows))
+    hyps = [_Hyp() for _ in rows]
+    alive = list(range(len(rows)))  # hypothesis index of each live batch row
+    step = 0
+    while alive:
+        rules.apply(logits, [hyps[h].tokens for h in alive], step)
+        if observer is not None:
+            for i, h in enumerate(alive):
+                observer(rows[h], step, logits[i])
+        logprobs = _log_softmax(logits)
+        if temperature > 0:
+            gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=logprobs.shape)))
+            chosen = np.argmax(logprobs / np.float32(temperature) + gumbel, axis=-1)
+        else:
+            chosen = np.argmax(logprobs, axis=-1)
+        keep: list[int] = []
+        for i, h in enumerate(alive):
+            token = int(chosen[i])
+            hyp = hyps[h]
+            hyp.sum_logprob += float(logprobs[i, token])
+            if token == tok.eot:
+                hyp.done = True
+                continue
+            hyp.tokens.append(token)
+            if step + 1 >= limits[rows[h]]:
+                hyp.done = True
+                continue
+            keep.append(i)
+        step += 1
+        if not keep:
+            break
+        if len(keep) != len(alive):
+            kv.select(keep)
+        alive = [alive[i] for i in keep]
+        logits = np.array(kv.step(chosen[keep]), dtype=np.float32)
+    best: list[_Hyp] = []
+    for w in range(windows):
+        group = [hyps[i] for i, r in enumerate(rows) if r == w]
+        best.append(max(group, key=lambda h: h.score(opts.length_penalty)))
+    return best, no_speech
+
+
+def _beam_search(
+    model: WhisperModel,
+    cross: CrossAttention,
+    prompts: Sequence[Sequence[int]],
+    opts: DecodingOptions,
+    rules: _Rules,
+    observer: StepObserver | None,
+) -> tuple[list[_Hyp], list[float]]:
+    """Beam search as CTranslate2 runs it: 2×beam candidates, finished beams replaced."""
+    tok = model.tokenizer
+    beam = opts.beam_size
+    wanted = max(1, round(beam * opts.patience))
+    kv = KVDecoder(model, cross)
+    logits_all, _ = kv.prefill(prompts)
+    no_speech = _no_speech_probs(tok, logits_all, prompts, kv.pads)
+    logits = np.array(logits_all[:, -1], dtype=np.float32)
+    del logits_all
+    windows = len(prompts)
+    limits = [_max_new_tokens(model, len(p), opts) for p in prompts]
+    finished: list[list[_Hyp]] = [[] for _ in range(windows)]
+    # Live state: for each live window, its beams (token lists and cumulative scores).
+    live = list(range(windows))
+    beams: dict[int, list[_Hyp]] = {w: [_Hyp()] for w in live}  # first step: one beam
+    step = 0
+    while live:
+        seqs = [h.tokens for w in live for h in beams[w]]
+        rules.apply(logits, seqs, step)
+        if observer is not None:
+            r = 0
+            for w in live:
+                for _ in beams[w]:
+                    observer(w, step, logits[r])
+                    r += 1
+        logprobs = _log_softmax(logits)
+        next_rows: list[int] = []
+        next_tokens: list[int] = []
+        next_live: list[int] = []
+        r0 = 0
+        for w in live:
+            group = beams[w]
+            g = len(group)
+            scores = (
+                np.array([h.sum_logprob for h in group], dtype=np.float32)[:, None]
+                + logprobs[r0 : r0 + g]
+            )
+            flat = scores.reshape(-1)
+            k = min(2 * beam, flat.size)
+            top = np.argpartition(-flat, k - 1)[:k]
+            top = top[np.argsort(-flat[top], kind="stable")]
+            last_step = step + 1 >= limits[w]
+            new_group: list[_Hyp] = []
+            origins: list[int] = []
+            tokens: list[int] = []
+            secondary = beam
+            for j in range(min(beam, k)):
+                cand = int(top[j])
+                origin, token = divmod(cand, logits.shape[1])
+                parent = group[origin]
+                if token == tok.eot or last_step:
+                    seq = parent.tokens if token == tok.eot else [*parent.tokens, token]
+                    finished[w].append(_Hyp(list(seq), float(flat[cand]), True))
+                    # Fill the slot with the next candidate that does not end.
+                    while secondary < k:
+                        alt = int(top[secondary])
+                        secondary += 1
+                        a_origin, a_token = divmod(alt, logits.shape[1])
+                        if a_token != tok.eot:
+                            origin, token, cand = a_origin, a_token, alt
+                            parent = group[origin]
+                            break
+                    else:
+                        continue
+                new_group.append(_Hyp([*parent.tokens, token], float(flat[cand])))
+                origins.append(r0 + origin)
+                tokens.append(token)
+            r0 += g
+            if last_step or len(finished[w]) >= wanted or not new_group:
+                continue
+            beams[w] = new_group
+            next_live.append(w)
+            next_rows.extend(origins)
+            next_tokens.extend(tokens)
+        step += 1
+        if not next_live:
+            break
+        same = next_live == live and step > 1
+        kv.select(next_rows, same_windows=same)
+        live = next_live
+        logits = np.array(kv.step(np.asarray(next_tokens, dtype=np.int64)), dtype=np.float32)
+    best = []
+    for w in range(windows):
+        cands = finished[w] or beams[w]
+        best.append(max(cands, key=lambda h: h.score(opts.length_penalty)))
+    return best, no_speech
+
+
+def _result(tok: WhisperTokenizer, hyp: _Hyp, no_speech: float, temperature: float) -> DecodeResult:
+    text = tok.decode(hyp.tokens).strip()
+    return DecodeResult(
+        tokens=tuple(hyp.tokens),
+        sum_logprob=hyp.sum_logprob,
+        avg_logprob=hyp.sum_logprob / (len(hyp.tokens) + 1),
+        no_speech_prob=no_speech,
+        temperature=temperature,
+        compression_ratio=compression_ratio(text),
+        text=text,
+    )
+
+
+def _needs_fallback(r: DecodeResult, opts: DecodingOptions) -> bool:
+    too_repetitive = (
+        opts.compression_ratio_threshold is not None
+        and r.compression_ratio > opts.compression_ratio_threshold
+    )
+    too_unlikely = opts.log_prob_threshold is not None and r.avg_logprob < opts.log_prob_threshold
+    silent = (
+        opts.no_speech_threshold is not None
+        and r.no_speech_prob > opts.no_speech_threshold
+        and too_unlikely
+    )
+    return (too_repetitive or too_unlikely) and not silent
+
+
+def decode_with_fallback(
+    model: WhisperModel,
+    cross: CrossAttention,
+    prompts: Sequence[Sequence[int]],
+    opts: DecodingOptions,
+    *,
+    observer: StepObserver | None = None,
+) -> list[DecodeResult]:
+    """Decode each window, retrying failed ones at the next temperature.
+
+    When every temperature fails, the attempt with the best average log-probability among those
+    that were not too repetitive (else among all) is kept, reported at the last temperature so
+    that the caller resets its prompt as Whisper does.
+    """
+    tok = model.tokenizer
+    rng = np.random.default_rng(opts.seed)
+    pending = list(range(len(prompts)))
+    attempts: list[list[DecodeResult]] = [[] for _ in prompts]
+    final: list[DecodeResult | None] = [None] * len(prompts)
+    for temperature in opts.temperatures:
+        sub_cross = cross.take(pending)
+        hyps, no_speech = generate(
+            model,
+            sub_cross,
+            [prompts[i] for i in pending],
+            opts,
+            temperature,
+            rng=rng,
+            observer=observer,
+        )
+        still: list[int] = []
+        for i, hyp, ns in zip(pending, hyps, no_speech, strict=True):
+            result = _result(tok, hyp, ns, temperature)
+            attempts[i].append(result)
+            if _needs_fallback(result, opts):
+                still.append(i)
+            else:
+                final[i] = result
+        pending = still
+        if not pending:
+            break
+    last_t = opts.temperatures[-1]
+    for i in pending:
+        cr = opts.compression_ratio_threshold
+        ok = [a for a in attempts[i] if cr is None or a.compression_ratio <= cr] or attempts[i]
+        best = max(ok, key=lambda a: a.avg_logprob)
+        final[i] = DecodeResult(
+            best.tokens,
+            best.sum_logprob,
+            best.avg_logprob,
+            best.no_speech_prob,
+            last_t,
+            best.compression_ratio,
+            best.text,
+        )
+    return [r for r in final if r is not None]

@@ -1,0 +1,204 @@
+"""ONNX Runtime sessions: which execution provider, how many threads, and CPU fallback.
+
+Providers are tried in :data:`PROVIDER_ORDER` among those the installed ``onnxruntime`` build
+offers. CUDA comes before TensorRT because a TensorRT engine is built on first use (minutes for
+a large decoder) and a person running the CLI should not pay that silently; ROCm, DirectML,
+CoreML and OpenVINO follow, CPU always last.
+
+``device="gpu"`` insists on an accelerator (a :class:`~audiototext.errors.ConfigError` if the
+build has none); ``"auto"`` uses one when present; ``"cpu"`` never does. If an accelerator fails
+while the session is created, or later while it runs, the failure is logged with its reason and
+the session is rebuilt on the CPU provider: a request is never lost to a driver problem.
+
+A :class:`Session` is safe to share between threads (ONNX Runtime's ``run`` is re-entrant);
+only the fallback swaps the underlying session, under a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import onnxruntime as ort
+
+from audiototext.errors import ConfigError, ModelError
+
+__all__ = [
+    "CPU_PROVIDER",
+    "PROVIDER_ORDER",
+    "Device",
+    "Session",
+    "SessionConfig",
+    "choose_providers",
+    "default_threads",
+]
+
+log = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "gpu"]
+CPU_PROVIDER = "CPUExecutionProvider"
+PROVIDER_ORDER: tuple[str, ...] = (
+    "CUDAExecutionProvider",
+    "TensorrtExecutionProvider",
+    "ROCMExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "OpenVINOExecutionProvider",
+    CPU_PROVIDER,
+)
+_THREADS_ENV = "AUDIOTOTEXT_THREADS"
+
+
+def default_threads() -> int:
+    """Intra-op threads: ``AUDIOTOTEXT_THREADS`` if set, else the physical core count.
+
+    Physical, not logical: the GEMMs that dominate Whisper saturate a core's vector units, so
+    hyper-threads add contention rather than throughput.
+    """
+    env = os.environ.get(_THREADS_ENV, "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ConfigError(f"{_THREADS_ENV} must be a positive integer, not {env!r}") from None
+        if value < 1:
+            raise ConfigError(f"{_THREADS_ENV} must be a positive integer, not {env!r}")
+        return value
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    except ImportError:  # psutil is a dependency, but the fallback costs nothing
+        physical = None
+    return max(1, physical or os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How to run a graph.
+
+    Attributes:
+        device: ``auto`` (an accelerator if the build has one), ``cpu`` or ``gpu``.
+        intra_op_threads: threads inside one operator; ``None`` means :func:`default_threads`.
+        inter_op_threads: threads running independent operators; Whisper's graphs are a single
+            chain, so more than one only adds scheduling overhead.
+    """
+
+    device: Device = "auto"
+    intra_op_threads: int | None = None
+    inter_op_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"device must be auto, cpu or gpu, not {self.device!r}")
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1, got {self.intra_op_threads}")
+        if self.inter_op_threads < 1:
+            raise ValueError(f"inter_op_threads must be >= 1, got {self.inter_op_threads}")
+
+    @property
+    def threads(self) -> int:
+        return self.intra_op_threads or default_threads()
+
+
+def choose_providers(device: Device, available: Sequence[str] | None = None) -> list[str]:
+    """Providers to request, best first, always ending with CPU."""
+    offered = set(ort.get_available_providers() if available is None else available)
+    accelerators = [p for p in PROVIDER_ORDER if p != CPU_PROVIDER and p in offered]
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    if device == "gpu" and not accelerators:
+        raise ConfigError(
+            "--device gpu was asked for, but this onnxruntime build offers only "
+            f"{', '.join(sorted(offered)) or 'no providers'}; install onnxruntime-gpu "
+            "(CUDA), onnxruntime-directml or onnxruntime-openvino, or use --device cpu"
+        )
+    return [*accelerators, CPU_PROVIDER]
+
+
+def _session_options(config: SessionConfig) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = config.threads
+    options.inter_op_num_threads = config.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # The cache entry is already optimised offline (see models/optimize.py); "extended" here
+    # only re-applies cheap fusions and keeps load time low.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.log_severity_level = 3
+    return options
+
+
+class Session:
+    """An ONNX Runtime session that falls back to the CPU provider when an accelerator fails."""
+
+    def __init__(self, path: Path, config: SessionConfig | None = None) -> None:
+        self.path = path
+        self.config = config or SessionConfig()
+        self._lock = threading.Lock()
+        self.fallback_reason: str | None = None
+        providers = choose_providers(self.config.device)
+        try:
+            self._session = self._create(providers)
+        except Exception as exc:  # any provider failure: CUDA libs missing, driver, OOM
+            if providers == [CPU_PROVIDER]:
+                raise ModelError(f"cannot load {path.name}: {exc}") from exc
+            self._note_fallback(f"creating the {providers[0]} session failed: {exc}")
+            self._session = self._create([CPU_PROVIDER])
+        else:
+            used = self._session.get_providers()
+            if providers[0] != CPU_PROVIDER and used[:1] == [CPU_PROVIDER]:
+                # ORT silently drops a provider whose libraries are missing.
+                self._note_fallback(f"{providers[0]} could not be initialised")
+
+    def _create(self, providers: list[str]) -> ort.InferenceSession:
+        return ort.InferenceSession(
+            str(self.path), sess_options=_session_options(self.config), providers=providers
+        )
+
+    def _note_fallback(self, reason: str) -> None:
+        self.fallback_reason = reason
+        log.warning("%s: %s; running on the CPU instead", self.path.name, reason)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.providers[:1] == [CPU_PROVIDER]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self._session.get_inputs()]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self._session.get_outputs()]
+
+    @property
+    def raw(self) -> ort.InferenceSession:
+        """The current ONNX Runtime session (changes once if the fallback happens)."""
+        return self._session
+
+    def fall_back_to_cpu(self, reason: str) -> bool:
+        """Rebuild on CPU after a run-time failure; False if already on CPU (nothing to try)."""
+        with self._lock:
+            if self.on_cpu:
+                return False
+            self._note_fallback(f"running on {self.providers[0]} failed: {reason}")
+            self._session = self._create([CPU_PROVIDER])
+            return True
+
+    def run(self, outputs: Sequence[str] | None, feeds: Mapping[str, Any]) -> list[Any]:
+        """``InferenceSession.run`` with the run-time CPU fallback."""
+        try:
+            return list(self._session.run(list(outputs) if outputs else None, dict(feeds)))
+        except Exception as exc:
+            if not self.fall_back_to_cpu(str(exc)):
+                raise
+            return list(self._session.run(list(outputs) if outputs else None, dict(feeds)))

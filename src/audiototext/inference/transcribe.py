@@ -1,0 +1,726 @@
+"""File transcription: 30-s windows, Whisper's seek logic, streaming with bounded memory.
+
+The window loop is Whisper's (as faster-whisper runs it, so results can be compared token for
+token): encode the 30-s window at ``seek``; decode it, prompted with the previous text; cut the
+tokens into segments at timestamp pairs; move ``seek`` to the last complete timestamp (or past
+the window); skip windows the model judges silent.
+
+Audio is read in 30-s chunks and turned into log-mel features one block (:data:`BLOCK_S`) at a
+time, so a 3-hour file never sits in memory. Within a block the spectrogram is normalised as
+Whisper does over a whole file (to 8 below its maximum); inputs up to one block long are
+therefore processed exactly as faster-whisper processes them, and longer ones differ only in
+that this floor is set per block.
+
+Several inputs can be transcribed together (:meth:`Transcriber.transcribe_batch`): each keeps its
+own seek state and their current windows are encoded and decoded as one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiototext.audio import (
+    SAMPLE_RATE_HZ,
+    SileroVad,
+    VadOptions,
+    get_speech_timestamps,
+    iter_audio_chunks,
+    log_mel_spectrogram,
+    pad_or_trim,
+)
+from audiototext.audio.decode import AudioSource
+from audiototext.errors import AudioError
+from audiototext.inference.alignment import Word, add_word_timestamps
+from audiototext.inference.decoding import DecodeResult, DecodingOptions, decode_with_fallback
+from audiototext.inference.session import Device, SessionConfig
+from audiototext.inference.tokenizer import TASKS, TIME_PRECISION_S
+from audiototext.inference.whisper import CrossAttention, WhisperModel
+
+__all__ = [
+    "BLOCK_S",
+    "Segment",
+    "TranscribeOptions",
+    "Transcriber",
+    "Transcription",
+    "Word",
+]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float32]
+HOP = 160
+FRAME_S = HOP / SAMPLE_RATE_HZ  # 10 ms per mel frame
+BLOCK_S = 300.0  # audio turned into features at once; bounds memory for long files
+_CHUNK_S = 30.0
+_CONTEXT_FRAMES = 2  # frames of real audio kept before a block so its STFT needs no padding
+# Loose settings for finding speech in files (faster-whisper's): keep pauses inside speech.
+TRANSCRIBE_VAD = VadOptions(
+    min_speech_duration_ms=0, min_silence_duration_ms=2000, speech_pad_ms=400
+)
+# Phrases tiny models emit on silence and noise (subtitle credits of their training data).
+_HALLUCINATIONS = frozenset(
+    {
+        "thank you.",
+        "thank you",
+        "thanks for watching!",
+        "thanks for watching.",
+        "thank you for watching.",
+        "thank you for watching!",
+        "you",
+        "you.",
+        "bye.",
+        "bye!",
+        "please subscribe.",
+        "subscribe.",
+        "so",
+        "so.",
+        "okay.",
+        "oh.",
+        "uh.",
+        "um.",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of transcribed speech; times are seconds from the start of the input."""
+
+    id: int
+    start_s: float
+    end_s: float
+    text: str
+    tokens: tuple[int, ...]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    words: tuple[Word, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Everything that shapes a transcription. Defaults are Whisper's.
+
+    Attributes:
+        language: spoken language code; ``None`` detects it (multilingual models) or means
+            English (English-only models).
+        task: ``transcribe``, or ``translate`` (to English, multilingual models only).
+        beam_size: 1 is greedy search.
+        best_of: samples drawn per window when falling back to a temperature above 0.
+        temperatures: tried in order until the output is neither repetitive nor improbable.
+        compression_ratio_threshold: gzip ratio above which text counts as repetitive.
+        log_prob_threshold: average log-probability below which text counts as improbable.
+        no_speech_threshold: a window whose no-speech probability is above this and whose text
+            is improbable is dropped as silence.
+        condition_on_previous_text: prompt each window with the text before it.
+        prompt_reset_on_temperature: drop that prompt after a window needed this temperature.
+        initial_prompt: text to prompt the first window with (names, spelling, style).
+        without_timestamps: decode text only; each window becomes one segment.
+        word_timestamps: align each word to the audio (cross-attention DTW).
+        vad: skip what Silero VAD finds to be silence before decoding.
+        vad_options: how VAD finds speech; ``None`` uses :data:`TRANSCRIBE_VAD`.
+        suppress_hallucinations: drop well-known phrases (e.g. "Thank you.") that stand alone in
+            a window the model was not sure held speech.
+    """
+
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    best_of: int = 5
+    patience: float = 1.0
+    length_penalty: float = 1.0
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = True
+    prompt_reset_on_temperature: float = 0.5
+    initial_prompt: str | None = None
+    suppress_blank: bool = True
+    suppress_tokens: tuple[int, ...] | None = None  # None: Whisper's non-speech symbols
+    without_timestamps: bool = False
+    max_initial_timestamp_s: float = 1.0
+    max_new_tokens: int | None = None
+    word_timestamps: bool = False
+    prepend_punctuations: str = "\"'“¿([{-"
+    append_punctuations: str = "\"'.。,，!！?？:：”)]}、"
+    vad: bool = False
+    vad_options: VadOptions | None = None
+    suppress_hallucinations: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
+        if not 0.0 <= self.prompt_reset_on_temperature <= 10.0:
+            raise ValueError("prompt_reset_on_temperature must be in [0, 10]")
+        self.decoding(())  # validates the decoding fields
+
+    def decoding(self, suppress_tokens: tuple[int, ...]) -> DecodingOptions:
+        return DecodingOptions(
+            beam_size=self.beam_size,
+            best_of=self.best_of,
+            patience=self.patience,
+            length_penalty=self.length_penalty,
+            temperatures=tuple(self.temperatures),
+            compression_ratio_threshold=self.compression_ratio_threshold,
+            log_prob_threshold=self.log_prob_threshold,
+            no_speech_threshold=self.no_speech_threshold,
+            suppress_blank=self.suppress_blank,
+            suppress_tokens=suppress_tokens,
+            without_timestamps=self.without_timestamps,
+            max_initial_timestamp_s=self.max_initial_timestamp_s,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+        )
+
+
+# --------------------------------------------------------------------------- audio → features
+
+
+class _TimeMap:
+    """Maps times in VAD-filtered audio back to the original (speech spans kept in order)."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[int, int, int]] = []  # (filtered start, original start, length)
+
+    def add(self, filtered_start: int, original_start: int, length: int) -> None:
+        self._spans.append((filtered_start, original_start, length))
+
+    def span_index(self, t_s: float, *, is_end: bool = False) -> int:
+        sample = t_s * SAMPLE_RATE_HZ
+        for index, (f0, _, n) in enumerate(self._spans):
+            # An end exactly on a span boundary belongs to the span it closes.
+            if sample < f0 + n or (is_end and sample <= f0 + n):
+                return index
+        return len(self._spans) - 1
+
+    def original_s(self, t_s: float, *, is_end: bool = False, span: int | None = None) -> float:
+        """Original time of ``t_s``; ``span`` pins the span (a word's ends map through the
+        span holding its middle, so a word never straddles the silence that was cut)."""
+        if not self._spans:
+            return t_s
+        f0, o0, _ = self._spans[self.span_index(t_s, is_end=is_end) if span is None else span]
+        return (o0 + max(t_s * SAMPLE_RATE_HZ - f0, 0.0)) / SAMPLE_RATE_HZ
+
+
+def _speech_only(
+    chunks: Iterator[FloatArray], vad: SileroVad, options: VadOptions, time_map: _TimeMap
+) -> Iterator[FloatArray]:
+    """Only the speech of ``chunks``, found block by block so memory stays bounded."""
+    block_samples = round(BLOCK_S * SAMPLE_RATE_HZ)
+    pending: list[FloatArray] = []
+    pending_n = 0
+    original = 0
+    filtered = 0
+
+    def flush() -> Iterator[FloatArray]:
+        nonlocal original, filtered, pending, pending_n
+        block = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        for span in get_speech_timestamps(block, options, vad=vad):
+            piece = block[span.start_sample : span.end_sample]
+            time_map.add(filtered, original + span.start_sample, piece.size)
+            filtered += piece.size
+            yield piece
+        original += block.size
+        pending, pending_n = [], 0
+
+    for chunk in chunks:
+        pending.append(chunk)
+        pending_n += chunk.size
+        if pending_n >= block_samples:
+            yield from flush()
+    if pending_n:
+        yield from flush()
+
+
+class _FeatureStream:
+    """Log-mel frames of an input read chunk by chunk, computed one block at a time."""
+
+    def __init__(self, chunks: Iterator[FloatArray], n_mels: int, window_frames: int) -> None:
+        self._chunks = chunks
+        self._n_mels = n_mels
+        self._window = window_frames
+        self._block_samples = max(round(BLOCK_S * SAMPLE_RATE_HZ), 2 * window_frames * HOP)
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._start = 0  # absolute sample of self._audio[0], a multiple of HOP
+        self._mel: FloatArray | None = None
+        self._usable_end = 0  # absolute frame: frames before it are final
+        self._final = False
+        self.samples = 0  # samples read so far (the whole input once exhausted)
+        self.exhausted = False
+
+    @property
+    def content_frames(self) -> int | None:
+        return self._usable_end if self._final else None
+
+    def window(self, seek: int) -> tuple[FloatArray, int]:
+        """Frames from ``seek``: up to one window, and how many hold content (0 at the end)."""
+        mel = self._mel
+        if mel is None or (not self._final and seek + self._window > self._usable_end):
+            mel = self._refill(seek)
+        end = min(seek + self._window, self._usable_end)
+        if end <= seek:
+            return np.zeros((self._n_mels, 0), dtype=np.float32), 0
+        local = seek - self._start // HOP
+        return mel[:, local : local + end - seek], end - seek
+
+    def _read(self) -> FloatArray | None:
+        if self.exhausted:
+            return None
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self.exhausted = True
+            return None
+        self.samples += chunk.size
+        return chunk
+
+    def _refill(self, seek: int) -> FloatArray:
+        new_start = (
+            max(self._start, (seek - _CONTEXT_FRAMES) * HOP) if seek > _CONTEXT_FRAMES else 0
+        )
+        parts = [self._audio[new_start - self._start :]]
+        have = parts[0].size
+        while have < self._block_samples:
+            chunk = self._read()
+            if chunk is None:
+                break
+            parts.append(chunk)
+            have += chunk.size
+        self._audio = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._start = new_start
+        if not self.exhausted:  # a chunk ending exactly at the block's end: look one ahead
+            nxt = self._read()
+            if nxt is not None:
+                self._audio = np.concatenate([self._audio, nxt])
+        base = new_start // HOP
+        self._mel = None  # release the previous block before computing the next
+        if self.exhausted:
+            # As Whisper: 160 samples of padding, and the last frame is not content.
+            self._mel = log_mel_spectrogram(self._audio, self._n_mels, padding_samples=HOP)
+            self._usable_end = base + self._mel.shape[1] - 1
+            self._final = True
+        else:
+            self._mel = log_mel_spectrogram(self._audio, self._n_mels)
+            # The last frames' STFT windows reach past the block; the next block redoes them.
+            self._usable_end = base + self._mel.shape[1] - _CONTEXT_FRAMES
+        return self._mel
+
+
+def _array_chunks(audio: FloatArray) -> Iterator[FloatArray]:
+    step = round(_CHUNK_S * SAMPLE_RATE_HZ)
+    for i in range(0, audio.shape[0], step):
+        yield audio[i : i + step]
+
+
+def _clean_array(audio: NDArray[np.floating]) -> FloatArray:
+    samples = np.asarray(audio, dtype=np.float32)
+    if samples.ndim != 1:
+        raise AudioError(f"audio must be 1-D mono samples at 16 kHz, got shape {samples.shape}")
+    if samples.size == 0:
+        raise AudioError("the audio is empty (0 samples)")
+    finite = np.isfinite(samples)
+    if not finite.all():
+        log.warning("replaced %d NaN/Inf sample(s) with silence", int(samples.size - finite.sum()))
+        samples = np.where(finite, samples, np.float32(0.0)).astype(np.float32)
+    return samples
+
+
+# --------------------------------------------------------------------------- one input's state
+
+
+@dataclass
+class _Window:
+    mel: FloatArray  # padded to a full window
+    seek: int
+    segment_size: int
+
+
+@dataclass
+class _Job:
+    """The seek loop of one input, driven one window at a time."""
+
+    index: int
+    stream: _FeatureStream
+    time_map: _TimeMap | None
+    options: TranscribeOptions
+    language: str | None
+    all_tokens: list[int] = field(default_factory=list)
+    prompt_reset_since: int = 0
+    seek: int = 0
+    segment_id: int = 0
+    last_speech_s: float = 0.0
+    done: bool = False
+    window: _Window | None = None
+
+    def next_window(self, window_frames: int) -> _Window | None:
+        if self.done:
+            return None
+        mel, size = self.stream.window(self.seek)
+        if size <= 0:
+            self.done = True
+            return None
+        self.window = _Window(
+            pad_or_trim(mel, window_frames).astype(np.float32, copy=False), self.seek, size
+        )
+        return self.window
+
+    @property
+    def processed_s(self) -> float:
+        return min(self.seek * FRAME_S, self.stream.samples / SAMPLE_RATE_HZ)
+
+
+# --------------------------------------------------------------------------- the public API
+
+
+class Transcription(Iterator[Segment]):
+    """Segments of one input as they are decoded, plus what was learnt about the input."""
+
+    def __init__(self, segments: Iterator[Segment], job: _Job) -> None:
+        self._segments = segments
+        self._job = job
+
+    def __iter__(self) -> Transcription:
+        return self
+
+    def __next__(self) -> Segment:
+        return next(self._segments)
+
+    @property
+    def language(self) -> str | None:
+        return self._job.language
+
+    @property
+    def audio_s(self) -> float:
+        """Seconds of audio read so far (the input's duration once iteration has finished)."""
+        return self._job.stream.samples / SAMPLE_RATE_HZ
+
+    @property
+    def processed_s(self) -> float:
+        """Seconds of audio transcribed so far."""
+        return self._job.processed_s if not self._job.done else self.audio_s
+
+
+ProgressCallback = Callable[[float], None]
+
+
+class Transcriber:
+    """A loaded model and everything needed to transcribe with it; share one per process.
+
+    ``Transcriber.load("tiny.en")`` takes the model from the cache, converting it first if it
+    is missing (offline for tiny.en, from the packaged weights).
+    """
+
+    def __init__(self, model: WhisperModel) -> None:
+        self.model = model
+        self._vad: SileroVad | None = None
+
+    @classmethod
+    def load(
+        cls,
+        name: str = "tiny.en",
+        *,
+        precision: str = "auto",
+        device: Device = "auto",
+        threads: int | None = None,
+        cache_root: Path | None = None,
+    ) -> Transcriber:
+        from audiototext.models.cache import ModelCache
+        from audiototext.models.manager import pull, resolve_precision
+
+        cache = ModelCache(cache_root)
+        entry = pull(name, precision=resolve_precision(precision, device), cache=cache).entry
+        return cls(WhisperModel(entry.path, SessionConfig(device=device, intra_op_threads=threads)))
+
+    # ---- entry points ---------------------------------------------------------------------
+
+    def transcribe(
+        self,
+        audio: AudioSource | NDArray[np.floating],
+        options: TranscribeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Transcription:
+        """Transcribe a file (path, bytes, file object) or 16 kHz mono samples, lazily.
+
+        Raises :class:`~audiototext.errors.AudioError` for input that cannot be decoded (at the
+        first ``next()`` for files, as decoding is streamed).
+        """
+        opts = options or TranscribeOptions()
+        job = self._job(0, audio, opts)
+        return Transcription(self._drive([job], opts, progress), job)
+
+    def transcribe_batch(
+        self,
+        inputs: Sequence[AudioSource | NDArray[np.floating]],
+        options: TranscribeOptions | None = None,
+    ) -> list[list[Segment]]:
+        """Transcribe several inputs together, their windows encoded and decoded as batches."""
+        opts = options or TranscribeOptions()
+        jobs = [self._job(i, a, opts) for i, a in enumerate(inputs)]
+        out: list[list[Segment]] = [[] for _ in jobs]
+        for job_index, segment in self._drive_tagged(jobs, opts, None):
+            out[job_index].append(segment)
+        return out
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _job(
+        self, index: int, audio: AudioSource | NDArray[np.floating], opts: TranscribeOptions
+    ) -> _Job:
+        tok = self.model.tokenizer
+        language = opts.language
+        if not tok.multilingual:
+            if language not in (None, "en"):
+                log.warning(
+                    "%s is English-only; ignoring language=%r", self.model.path.name, language
+                )
+            if opts.task == "translate":
+                log.warning(
+                    "%s is English-only; translate does the same as transcribe",
+                    self.model.path.name,
+                )
+            language = "en"
+        elif language is not None and language not in tok.languages:
+            raise ValueError(
+                f"unknown language {language!r}; this model knows "
+                f"{', '.join(sorted(tok.languages))}"
+            )
+        if isinstance(audio, np.ndarray):
+            chunks: Iterator[FloatArray] = _array_chunks(_clean_array(audio))
+        else:
+            if isinstance(audio, str | os.PathLike) and not Path(audio).exists():
+                raise AudioError(f"{os.fspath(audio)}: no such file")
+            chunks = iter_audio_chunks(audio, _CHUNK_S)
+        time_map = None
+        if opts.vad:
+            if self._vad is None:
+                self._vad = SileroVad()
+            time_map = _TimeMap()
+            chunks = _speech_only(chunks, self._vad, opts.vad_options or TRANSCRIBE_VAD, time_map)
+        stream = _FeatureStream(chunks, self.model.n_mels, self.model.window_frames)
+        job = _Job(index, stream, time_map, opts, language)
+        if opts.initial_prompt:
+            job.all_tokens.extend(tok.encode(" " + opts.initial_prompt.strip()))
+        return job
+
+    def _drive(
+        self, jobs: list[_Job], opts: TranscribeOptions, progress: ProgressCallback | None
+    ) -> Iterator[Segment]:
+        for _, segment in self._drive_tagged(jobs, opts, progress):
+            yield segment
+
+    def _drive_tagged(
+        self, jobs: list[_Job], opts: TranscribeOptions, progress: ProgressCallback | None
+    ) -> Iterator[tuple[int, Segment]]:
+        model = self.model
+        tok = model.tokenizer
+        suppress = (
+            tok.default_suppress_tokens()
+            if opts.suppress_tokens is None
+            else tuple(opts.suppress_tokens)
+        )
+        dec = opts.decoding(suppress)
+        while True:
+            active: list[tuple[_Job, _Window]] = []
+            for job in jobs:
+                window = job.next_window(model.window_frames)
+                if window is not None:
+                    active.append((job, window))
+            if not active:
+                break
+            cross = model.encode(np.stack([w.mel for _, w in active]))
+            for row, (job, _) in enumerate(active):
+                if job.language is None:
+                    job.language = self._detect_language(cross.take([row]))
+            prompts = [self._prompt(job, opts) for job, _ in active]
+            results = decode_with_fallback(model, cross, prompts, dec)
+            for row, ((job, window), result) in enumerate(zip(active, results, strict=True)):
+                for segment in self._consume(job, window, result, cross, row):
+                    yield job.index, segment
+                if progress is not None:
+                    progress(job.processed_s)
+
+    def _detect_language(self, cross: CrossAttention) -> str:
+        tok = self.model.tokenizer
+        kv = self.model.decoder_for(cross)
+        logits, _ = kv.prefill([[tok.sot]])
+        codes = sorted(tok.languages, key=lambda c: tok.languages[c])
+        ids = np.asarray([tok.languages[c] for c in codes])
+        scores = logits[0, -1, ids].astype(np.float64)
+        probs = np.exp(scores - scores.max())
+        probs /= probs.sum()
+        best = int(np.argmax(probs))
+        log.info("detected language %s (p=%.2f)", codes[best], probs[best])
+        return codes[best]
+
+    def _prompt(self, job: _Job, opts: TranscribeOptions) -> list[int]:
+        tok = self.model.tokenizer
+        prompt: list[int] = []
+        previous = job.all_tokens[job.prompt_reset_since :]
+        if previous:
+            # Half the text context at most, so that the window's own text has the other half.
+            prompt.append(tok.sot_prev)
+            prompt.extend(previous[-(self.model.max_text_tokens // 2 - 1) :])
+        prompt.extend(tok.sot_sequence(job.language, opts.task))
+        if opts.without_timestamps:
+            prompt.append(tok.no_timestamps)
+        return prompt
+
+    def _consume(
+        self, job: _Job, window: _Window, result: DecodeResult, cross: CrossAttention, row: int
+    ) -> list[Segment]:
+        opts = job.options
+        tok = self.model.tokenizer
+        seek = window.seek
+        size = window.segment_size
+        if opts.no_speech_threshold is not None:
+            silent = result.no_speech_prob > opts.no_speech_threshold
+            if opts.log_prob_threshold is not None and result.avg_logprob > opts.log_prob_threshold:
+                silent = False  # confident text despite the no-speech score
+            if silent:
+                job.seek = seek + size
+                return []
+        time_offset = seek * FRAME_S
+        pieces, job.seek, single_ending = _split_at_timestamps(
+            list(result.tokens), tok.timestamp_begin, time_offset, seek, size
+        )
+        words_by_piece: list[list[Word]] | None = None
+        if opts.word_timestamps:
+            words_by_piece, job.last_speech_s = add_word_timestamps(
+                self.model,
+                cross.take([row]),
+                pieces,
+                size,
+                job.language,
+                opts.prepend_punctuations,
+                opts.append_punctuations,
+                job.last_speech_s,
+                time_offset,
+            )
+            if not single_ending:
+                ends = [w[-1].end_s for w in words_by_piece if w]
+                if ends and ends[-1] > time_offset:
+                    job.seek = round(ends[-1] / FRAME_S)
+        if opts.suppress_hallucinations and self._hallucinated(pieces, result, opts):
+            log.debug("dropping a likely hallucination at %.1f s: %r", time_offset, result.text)
+            pieces = []
+        out: list[Segment] = []
+        for n, piece in enumerate(pieces):
+            text = tok.decode(piece.tokens)
+            if piece.start_s == piece.end_s or not text.strip():
+                continue
+            job.all_tokens.extend(piece.tokens)
+            job.segment_id += 1
+            words = tuple(words_by_piece[n]) if words_by_piece is not None else None
+            start, end = piece.start_s, piece.end_s
+            if job.time_map is not None:
+                if words:
+                    tm = job.time_map
+                    words = tuple(
+                        replace(
+                            w,
+                            start_s=round(
+                                tm.original_s(
+                                    w.start_s, span=tm.span_index((w.start_s + w.end_s) / 2)
+                                ),
+                                3,
+                            ),
+                            end_s=round(
+                                tm.original_s(
+                                    w.end_s, span=tm.span_index((w.start_s + w.end_s) / 2)
+                                ),
+                                3,
+                            ),
+                        )
+                        for w in words
+                    )
+                    start, end = words[0].start_s, words[-1].end_s
+                else:
+                    start = job.time_map.original_s(start)
+                    end = job.time_map.original_s(end, is_end=True)
+            out.append(
+                Segment(
+                    id=job.segment_id,
+                    start_s=round(start, 3),
+                    end_s=round(end, 3),
+                    text=text,
+                    tokens=tuple(piece.tokens),
+                    avg_logprob=result.avg_logprob,
+                    no_speech_prob=result.no_speech_prob,
+                    compression_ratio=result.compression_ratio,
+                    temperature=result.temperature,
+                    words=words,
+                )
+            )
+        if (
+            not opts.condition_on_previous_text
+            or result.temperature > opts.prompt_reset_on_temperature
+        ):
+            job.prompt_reset_since = len(job.all_tokens)
+        return out
+
+    @staticmethod
+    def _hallucinated(pieces: list[_Piece], result: DecodeResult, opts: TranscribeOptions) -> bool:
+        # Whisper's stock captions for silence ("Thank you.") come out confidently enough to
+        # pass the no-speech test; alone in a window with a raised no-speech score they are
+        # far more likely invented than spoken.
+        text = " ".join(result.text.split()).lower()
+        return bool(pieces) and text in _HALLUCINATIONS and result.no_speech_prob > 0.1
+
+
+@dataclass
+class _Piece:
+    start_s: float
+    end_s: float
+    tokens: list[int]
+
+
+def _split_at_timestamps(
+    tokens: list[int], ts_begin: int, time_offset: float, seek: int, size: int
+) -> tuple[list[_Piece], int, bool]:
+    """Cut a window's tokens at timestamp pairs; the new seek; whether it ended on one timestamp."""
+    single_ending = len(tokens) >= 2 and tokens[-2] < ts_begin <= tokens[-1]
+    cuts = [i for i in range(1, len(tokens)) if tokens[i] >= ts_begin and tokens[i - 1] >= ts_begin]
+    pieces: list[_Piece] = []
+    if cuts:
+        if single_ending:
+            cuts.append(len(tokens))
+        last = 0
+        for cut in cuts:
+            part = tokens[last:cut]
+            pieces.append(
+                _Piece(
+                    time_offset + (part[0] - ts_begin) * TIME_PRECISION_S,
+                    time_offset + (part[-1] - ts_begin) * TIME_PRECISION_S,
+                    part,
+                )
+            )
+            last = cut
+        if single_ending:
+            seek += size  # nothing is said after the last timestamp
+        else:
+            # The text after the last pair is unfinished: decode it again in the next window.
+            seek += (tokens[last - 1] - ts_begin) * 2
+    else:
+        duration = size * FRAME_S
+        stamps = [t for t in tokens if t >= ts_begin]
+        if stamps and stamps[-1] != ts_begin:
+            duration = (stamps[-1] - ts_begin) * TIME_PRECISION_S
+        pieces.append(_Piece(time_offset, time_offset + duration, tokens))
+        seek += size
+    return pieces, seek, single_ending
+
+
+def iter_segments_text(segments: Iterable[Segment]) -> str:
+    """The plain text of ``segments``, one line each (a convenience for scripts and tests)."""
+    return "\n".join(s.text.strip() for s in segments)

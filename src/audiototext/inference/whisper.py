@@ -1,0 +1,255 @@
+"""The Whisper runner: encoder once per 30-s window, decoder steps over a key/value cache.
+
+The graphs follow the contract in :mod:`audiototext.models.graph`. A :class:`WhisperModel` holds
+the two sessions, the metadata and the tokenizer; it is read-only and shared by every request.
+Each decoding call creates a :class:`KVDecoder`, which owns that call's cache.
+
+The cache never round-trips through numpy between steps: ``present_*`` outputs come back as
+``OrtValue`` objects and are fed straight in as the next step's ``past_*`` inputs, so a step
+copies only its logits (one row of the vocabulary per sequence) out of ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from audiototext.errors import ModelError
+from audiototext.inference.session import Session, SessionConfig
+from audiototext.inference.tokenizer import WhisperTokenizer
+from audiototext.models.metadata import ModelMetadata
+
+__all__ = ["CrossAttention", "KVDecoder", "WhisperModel"]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float32]
+IntArray = NDArray[np.int64]
+
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+CONFIG_FILE = "model_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _ort(array: NDArray[Any]) -> ort.OrtValue:
+    return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
+
+
+@dataclass(frozen=True)
+class CrossAttention:
+    """The encoder's per-layer cross-attention keys and values for a batch of windows."""
+
+    keys: tuple[ort.OrtValue, ...]
+    values: tuple[ort.OrtValue, ...]
+    batch: int
+    positions: int  # encoded positions (frames / 2)
+
+    def take(self, rows: Sequence[int]) -> CrossAttention:
+        """A batch made of ``rows`` of this one (repeats allowed: beams share a window)."""
+        idx = np.asarray(rows, dtype=np.int64)
+        if len(idx) == self.batch and np.array_equal(idx, np.arange(self.batch)):
+            return self
+        keys = tuple(_ort(np.take(k.numpy(), idx, axis=0)) for k in self.keys)
+        values = tuple(_ort(np.take(v.numpy(), idx, axis=0)) for v in self.values)
+        return CrossAttention(keys, values, len(idx), self.positions)
+
+
+class WhisperModel:
+    """Encoder and decoder sessions, metadata and tokenizer of one converted model."""
+
+    def __init__(self, path: Path, config: SessionConfig | None = None) -> None:
+        missing = [
+            f
+            for f in (ENCODER_FILE, DECODER_FILE, CONFIG_FILE, TOKENIZER_FILE)
+            if not (path / f).is_file()
+        ]
+        if missing:
+            raise ModelError(f"{path} is not a converted model: {', '.join(missing)} missing")
+        try:
+            meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"cannot read {path / CONFIG_FILE}: {exc}") from exc
+        self.path = path
+        self.metadata = ModelMetadata.from_json(meta)
+        self.dims = self.metadata.dims
+        self.tokenizer = WhisperTokenizer(path / TOKENIZER_FILE, self.metadata)
+        self.config = config or SessionConfig()
+        self.encoder = Session(path / ENCODER_FILE, self.config)
+        self.decoder = Session(path / DECODER_FILE, self.config)
+        layers = range(self.dims.decoder_layers)
+        self._cross_names = [f"cross_{kind}_{i}" for i in layers for kind in ("k", "v")]
+        self._present_names = [f"present_{kind}_{i}" for i in layers for kind in ("k", "v")]
+        self._past_names = [f"past_{kind}_{i}" for i in layers for kind in ("k", "v")]
+        self.head_dim = self.dims.d_model // self.dims.decoder_heads
+
+    @property
+    def n_mels(self) -> int:
+        return self.dims.n_mels
+
+    @property
+    def window_frames(self) -> int:
+        """Mel frames in one 30-s window (3000)."""
+        return 2 * self.dims.n_audio_ctx
+
+    @property
+    def max_text_tokens(self) -> int:
+        return self.dims.n_text_ctx
+
+    @property
+    def providers(self) -> list[str]:
+        return self.decoder.providers
+
+    def encode(self, mel: FloatArray) -> CrossAttention:
+        """Encode ``mel`` ``[batch, n_mels, frames]`` (frames even) into cross-attention K/V."""
+        if mel.ndim == 2:
+            mel = mel[None]
+        if (
+            mel.ndim != 3
+            or mel.shape[1] != self.n_mels
+            or mel.shape[2] % 2
+            or mel.shape[2] > self.window_frames
+        ):
+            raise ValueError(
+                f"mel must be [batch, {self.n_mels}, even frames <= {self.window_frames}], "
+                f"got {mel.shape}"
+            )
+        feeds = {"input_features": _ort(mel.astype(np.float32, copy=False))}
+        outs = self._run(self.encoder, self._cross_names, feeds)
+        return CrossAttention(tuple(outs[0::2]), tuple(outs[1::2]), mel.shape[0], mel.shape[2] // 2)
+
+    def _run(
+        self, session: Session, outputs: list[str], feeds: dict[str, ort.OrtValue]
+    ) -> list[ort.OrtValue]:
+        try:
+            return list(session.raw.run_with_ort_values(outputs, feeds))
+        except Exception as exc:  # provider failure at run time: retry once on CPU
+            if not session.fall_back_to_cpu(str(exc)):
+                raise
+            return list(session.raw.run_with_ort_values(outputs, feeds))
+
+    def decoder_for(self, cross: CrossAttention) -> KVDecoder:
+        return KVDecoder(self, cross)
+
+    def forward_full(
+        self, cross: CrossAttention, tokens: Sequence[Sequence[int]]
+    ) -> tuple[FloatArray, FloatArray, IntArray]:
+        """One pass over whole sequences (no cache kept): logits, alignment attention, padding.
+
+        Sequences are left-padded to a common length; the returned int array holds each row's
+        pad count. Used for word alignment, where every position's attention is needed.
+        """
+        kv = KVDecoder(self, cross)
+        logits, attention = kv.prefill(tokens, want_attention=True)
+        return logits, attention, kv.pads
+
+
+class KVDecoder:
+    """One decoding call's cache over a batch of sequences (one per row of ``cross``)."""
+
+    def __init__(self, model: WhisperModel, cross: CrossAttention) -> None:
+        self.model = model
+        self.cross = cross
+        self.batch = cross.batch
+        d = model.dims
+        empty = np.zeros((self.batch, d.decoder_heads, 0, model.head_dim), dtype=np.float32)
+        self._past: list[ort.OrtValue] = [_ort(empty) for _ in model._past_names]
+        self._mask = np.zeros((self.batch, 0), dtype=np.int64)
+        self._next_pos = np.zeros(self.batch, dtype=np.int64)
+        self.pads = np.zeros(self.batch, dtype=np.int64)
+
+    @property
+    def length(self) -> int:
+        """Cached positions (including left padding)."""
+        return int(self._mask.shape[1])
+
+    def _feeds(self, ids: IntArray, pos: IntArray) -> dict[str, ort.OrtValue]:
+        feeds = {
+            "input_ids": _ort(ids),
+            "position_ids": _ort(pos),
+            "attention_mask": _ort(self._mask),
+        }
+        for name, value in zip(self.model._past_names, self._past, strict=True):
+            feeds[name] = value
+        for i in range(self.model.dims.decoder_layers):
+            feeds[f"cross_k_{i}"] = self.cross.keys[i]
+            feeds[f"cross_v_{i}"] = self.cross.values[i]
+        return feeds
+
+    def _forward(
+        self, ids: IntArray, pos: IntArray, want_attention: bool
+    ) -> tuple[FloatArray, FloatArray | None]:
+        names = ["logits", *self.model._present_names]
+        if want_attention:
+            names.append("alignment_attention")
+        outs = self.model._run(self.model.decoder, names, self._feeds(ids, pos))
+        self._past = outs[1 : 1 + len(self.model._present_names)]
+        logits = outs[0].numpy()
+        return logits, (outs[-1].numpy() if want_attention else None)
+
+    def prefill(
+        self, prompts: Sequence[Sequence[int]], *, want_attention: bool = False
+    ) -> tuple[FloatArray, FloatArray]:
+        """Feed each row's prompt (left-padded); logits ``[batch, tokens, vocab]``.
+
+        With ``want_attention`` also the alignment heads' attention
+        ``[batch, heads, tokens, positions]`` (else an empty array).
+        """
+        if len(prompts) != self.batch:
+            raise ValueError(f"expected {self.batch} prompts, got {len(prompts)}")
+        if self.length:
+            raise ValueError("prefill must come first")
+        width = max(len(p) for p in prompts)
+        if width == 0 or width > self.model.max_text_tokens:
+            raise ValueError(f"prompt lengths must be in 1..{self.model.max_text_tokens}")
+        ids = np.full((self.batch, width), self.model.tokenizer.eot, dtype=np.int64)
+        pos = np.zeros((self.batch, width), dtype=np.int64)
+        self._mask = np.zeros((self.batch, width), dtype=np.int64)
+        for row, prompt in enumerate(prompts):
+            pad = width - len(prompt)
+            ids[row, pad:] = prompt
+            pos[row, pad:] = np.arange(len(prompt))
+            self._mask[row, pad:] = 1
+            self.pads[row] = pad
+            self._next_pos[row] = len(prompt)
+        logits, attention = self._forward(ids, pos, want_attention)
+        return logits, (attention if attention is not None else np.zeros(0, dtype=np.float32))
+
+    def step(self, tokens: IntArray) -> FloatArray:
+        """Feed one token per row; logits ``[batch, vocab]`` for the next position."""
+        if self._next_pos.max(initial=0) >= self.model.max_text_tokens:
+            raise ValueError(
+                f"the decoder's context of {self.model.max_text_tokens} tokens is full"
+            )
+        self._mask = np.concatenate([self._mask, np.ones((self.batch, 1), dtype=np.int64)], axis=1)
+        ids = np.asarray(tokens, dtype=np.int64).reshape(self.batch, 1)
+        pos = self._next_pos.reshape(self.batch, 1).copy()
+        self._next_pos += 1
+        logits, _ = self._forward(ids, pos, want_attention=False)
+        return logits[:, -1]
+
+    def select(self, rows: Sequence[int], *, same_windows: bool = False) -> None:
+        """Keep (and reorder or repeat) ``rows``: beam reordering, or dropping finished rows.
+
+        ``same_windows`` promises that row ``i`` after the call decodes the same audio window as
+        row ``i`` before it (beams reordered within their group), so the encoder output, the
+        largest tensor, is left alone.
+        """
+        idx = np.asarray(rows, dtype=np.int64)
+        if len(idx) == self.batch and np.array_equal(idx, np.arange(self.batch)):
+            return
+        self._past = [_ort(np.take(v.numpy(), idx, axis=0)) for v in self._past]
+        self._mask = self._mask[idx]
+        self._next_pos = self._next_pos[idx]
+        self.pads = self.pads[idx]
+        if not same_windows:
+            self.cross = self.cross.take(rows)
+        self.batch = len(idx)

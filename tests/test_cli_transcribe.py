@@ -1,0 +1,145 @@
+"""``audiototext transcribe`` end to end on tiny.en int8, including every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiototext.cli import main
+from inference.models_support import shared_model_cache
+from inference.wer import wer
+from support.speech import SpeechSynthesizer, encode_audio, espeak_available, resample, write_wav
+
+TEXT = "Rice is often served in round bowls. The juice of lemons makes fine punch."
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    return SpeechSynthesizer(tmp_path_factory.mktemp("espeak")).speak(TEXT).audio
+
+
+@pytest.fixture
+def cli(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AUDIOTOTEXT_HOME", str(shared_model_cache(tmp_path_factory)))
+    monkeypatch.setenv("COLUMNS", "400")  # rich wraps messages at the terminal width
+    out = tmp_path / "out"
+
+    def run(*args: str) -> int:
+        return main(
+            ["transcribe", "--precision", "int8", "--beam-size", "1", "-o", str(out), *args]
+        )
+
+    run.out = out  # type: ignore[attr-defined]
+    return run
+
+
+def test_wav_to_every_format(
+    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    wav = write_wav(tmp_path / "clip.wav", speech, 16_000)
+    for fmt in ("txt", "json", "srt", "vtt"):
+        assert cli(str(wav), "--format", fmt) == 0
+    err = capsys.readouterr().err
+    assert "real-time factor" in err and "audio " in err
+    assert wer(TEXT, (cli.out / "clip.txt").read_text()) < 0.4
+    doc = json.loads((cli.out / "clip.json").read_text())
+    assert doc["segments"][0]["avg_logprob"] < 0 and "no_speech_prob" in doc["segments"][0]
+    assert (cli.out / "clip.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    assert (cli.out / "clip.vtt").read_text().startswith("WEBVTT\n")
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt", "rate", "channels"),
+    [
+        ("u8", "u8", 16_000, 1),
+        ("s24", "s24", 16_000, 1),
+        ("f32", "f32", 16_000, 1),
+        ("8khz", "s16", 8_000, 1),
+        ("6ch", "s16", 16_000, 6),
+        ("44k-f64", "f64", 44_100, 2),
+    ],
+)
+def test_wav_variants_transcribe(
+    cli, speech: np.ndarray, tmp_path: Path, kind: str, fmt: str, rate: int, channels: int
+) -> None:  # type: ignore[no-untyped-def]
+    audio = resample(speech, 16_000, rate) * 0.8
+    frames = np.repeat(audio[:, None], channels, axis=1) if channels > 1 else audio
+    wav = write_wav(tmp_path / f"{kind}.wav", frames, rate, fmt)  # type: ignore[arg-type]
+    assert cli(str(wav)) == 0
+    # Telephone bandwidth (< 4 kHz) costs espeak's synthetic voice most of its consonants.
+    assert wer(TEXT, (cli.out / f"{kind}.txt").read_text()) < (0.8 if kind == "8khz" else 0.5)
+
+
+def test_nan_and_inf_samples(cli, speech: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    audio = speech.copy()
+    audio[100:200] = np.nan
+    audio[5000] = np.inf
+    wav = write_wav(tmp_path / "nan.wav", audio, 16_000, "f32")
+    assert cli(str(wav)) == 0
+    assert wer(TEXT, (cli.out / "nan.txt").read_text()) < 0.5
+
+
+def test_truncated_mp3_keeps_what_decodes(cli, speech: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    mp3 = encode_audio(
+        tmp_path / "full.mp3", np.concatenate([speech, speech]), 16_000, "libmp3lame"
+    )
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(mp3.read_bytes()[: mp3.stat().st_size // 2])
+    assert cli(str(cut)) == 0
+    assert (
+        "bowls" in (cli.out / "cut.txt").read_text().lower()
+        or wer(TEXT, (cli.out / "cut.txt").read_text()) < 0.6
+    )
+
+
+def test_tiny_file_is_not_an_error(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    wav = write_wav(tmp_path / "short.wav", np.zeros(1600, dtype=np.float32), 16_000)  # 0.1 s
+    assert cli(str(wav)) == 0
+    assert (cli.out / "short.txt").read_text() == ""
+
+
+def test_bad_files_are_reported_and_the_rest_still_run(
+    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp3"
+    text.write_text("not audio at all\n" * 50)
+    good = write_wav(tmp_path / "good.wav", speech, 16_000)
+    assert cli(str(empty), str(text), str(tmp_path / "missing.flac"), str(good)) == 1
+    err = capsys.readouterr().err
+    assert "empty" in err and "cannot be read as audio" in err and "no such file" in err
+    assert "Traceback" not in err
+    assert (cli.out / "good.txt").exists()
+
+
+def test_unknown_format_is_a_usage_error(
+    cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exc:
+        cli(str(tmp_path / "x.wav"), "--format", "docx")
+    assert exc.value.code == 2
+    assert "invalid choice: 'docx'" in capsys.readouterr().err
+
+
+def test_unwritable_output_dir(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    speech: np.ndarray,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AUDIOTOTEXT_HOME", str(shared_model_cache(tmp_path_factory)))
+    monkeypatch.setenv("COLUMNS", "400")
+    wav = write_wav(tmp_path / "clip.wav", speech, 16_000)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    # A path under a regular file cannot be created even by root (tests may run as root).
+    assert main(["transcribe", str(wav), "-o", str(blocker / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot create the output folder" in err and "Traceback" not in err
