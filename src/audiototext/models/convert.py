@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 # Bump when the graphs change in a way that makes older cache entries incompatible.
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: fused MultiHeadAttention/Gelu (fp32, int8)
 
 # Protobuf cannot serialise a model over 2 GiB; larger graphs keep weights in a side file.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -67,13 +67,17 @@ def save_model(model: onnx.ModelProto, path: Path) -> None:
         onnx.save_model(model, str(path))
 
 
-def convert(source_dir: Path, kind: str, out_dir: Path) -> Converted:
-    """Write fp32 ``encoder.onnx`` and ``decoder.onnx`` for the checkpoint in ``source_dir``."""
+def convert(source_dir: Path, kind: str, out_dir: Path, fused: bool = True) -> Converted:
+    """Write fp32 ``encoder.onnx`` and ``decoder.onnx`` for the checkpoint in ``source_dir``.
+
+    ``fused`` uses onnxruntime's MultiHeadAttention and Gelu kernels (faster on CPU); plain ONNX
+    ops otherwise, which the fp16 converter can type (it cannot infer types after contrib ops).
+    """
     ckpt = load_checkpoint(source_dir, kind)
     meta = read_source_metadata(source_dir, ckpt.dims)
     try:
-        save_model(build_encoder(ckpt), out_dir / ENCODER_FILE)
-        save_model(build_decoder(ckpt, meta.alignment_heads), out_dir / DECODER_FILE)
+        save_model(build_encoder(ckpt, fused), out_dir / ENCODER_FILE)
+        save_model(build_decoder(ckpt, meta.alignment_heads, fused), out_dir / DECODER_FILE)
     except ValueError as exc:
         raise ConversionError(f"cannot build the ONNX graphs: {exc}") from exc
     return Converted(ckpt, meta)

@@ -205,7 +205,7 @@ def _build(
         work, out = tmp / "fp32", tmp / "entry"
         work.mkdir()
         out.mkdir()
-        conv = convert(source_dir, src.kind, work)
+        conv = convert(source_dir, src.kind, work, fused=precision != "fp16")
         progress.advance("build", 1)
         report = validate_against_reference(work, conv)
         progress.advance("build", 1)

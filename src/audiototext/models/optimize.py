@@ -52,7 +52,8 @@ def _quantize(src: Path, dst: Path, per_channel: bool, quantize_dynamic: Any, qi
         op_types_to_quantize=["MatMul"],
         per_channel=per_channel,
         weight_type=qint8,
-        extra_options={"MatMulConstBOnly": True},
+        # Shapes after contrib ops (Gelu, MultiHeadAttention) are not inferred by onnx.
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
 
 
