@@ -1,0 +1,209 @@
+"""Batched greedy decoding with a forced prefix, and the checks that keep noise out of text.
+
+The inference package's :func:`~audiototext.inference.decoding.generate` decides whether to
+emit timestamps from the prompt's last token, so it cannot continue from a forced text prefix.
+Streaming needs exactly that: the words a stream has committed are fed to the decoder as given
+text and the model only writes what comes after them. That keeps committed words unchanged by
+construction and saves the decoding steps they would cost. This module therefore runs its own
+greedy loop over :class:`~audiototext.inference.whisper.KVDecoder`, with Whisper's suppression
+rules for text-only decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiototext.audio import log_mel_spectrogram, pad_or_trim
+from audiototext.inference import transcribe as _transcribe
+from audiototext.inference.decoding import compression_ratio
+from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
+
+__all__ = [
+    "Hypothesis",
+    "encoder_input",
+    "greedy_decode",
+    "is_noise",
+    "max_new_tokens_for",
+]
+
+FloatArray = NDArray[np.float32]
+_NEG_INF = np.float32(-np.inf)
+HOP_SAMPLES = 160
+# Whisper's thresholds (as in file transcription): a window counts as silence when the model
+# says so and its text is improbable; text that compresses too well is a repetition loop.
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4
+# A stock phrase alone in an utterance is suspicious above this no-speech probability; the
+# inference package uses the same value for files.
+HALLUCINATION_NO_SPEECH = 0.1
+# Phrases streaming adds to the file-transcription list: short fillers tiny models produce for
+# breaths, clicks and tones that slipped past the VAD.
+_EXTRA_HALLUCINATIONS = frozenset({"thank you very much.", "i'm sorry.", "hmm.", "ah.", "mm."})
+
+
+def _hallucination_phrases() -> frozenset[str]:
+    # The file transcriber keeps its list private; read it when present so both paths filter
+    # the same phrases, and keep working if it is renamed.
+    theirs: frozenset[str] = getattr(_transcribe, "_HALLUCINATIONS", frozenset())
+    return frozenset(str(p) for p in theirs) | _EXTRA_HALLUCINATIONS
+
+
+_PHRASES = _hallucination_phrases()
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One row's result: the forced prefix plus what the model wrote after it."""
+
+    prefix_tokens: tuple[int, ...]
+    new_tokens: tuple[int, ...]
+    text: str  # prefix and new text, stripped
+    prefix_text: str  # the prefix's text, stripped on the left; a prefix of ``text``
+    avg_logprob: float  # over the new tokens and the end token, as Whisper
+    no_speech_prob: float
+    compression_ratio: float
+    truncated: bool  # stopped by the token budget rather than by the end token
+
+
+def encoder_input(
+    audio: FloatArray, n_mels: int, frames: int | None, window_frames: int
+) -> FloatArray:
+    """Log-mel frames of ``audio`` for the encoder: an even count, padded to ``frames``.
+
+    ``frames`` None means "exactly the audio" (rounded up to even); a larger value appends
+    zero frames (Whisper's padding, as the file transcriber pads its 30-s windows).
+    """
+    # 160 samples of padding as Whisper and the file transcriber, so the last frame is whole.
+    mel = log_mel_spectrogram(audio, n_mels, padding_samples=HOP_SAMPLES)
+    content = min(mel.shape[1] - 1 if mel.shape[1] > 1 else mel.shape[1], window_frames)
+    mel = mel[:, :content]
+    target = frames if frames is not None else content + content % 2
+    target = max(2, min(window_frames, target + target % 2))
+    return np.asarray(pad_or_trim(mel, target), dtype=np.float32)
+
+
+def max_new_tokens_for(duration_s: float) -> int:
+    """A token budget for ``duration_s`` of speech: generous, yet stops repetition loops.
+
+    Fast read speech is about 3 words (4-5 tokens) a second; twice that plus a margin never
+    cuts real speech short.
+    """
+    return int(12 + 10 * duration_s)
+
+
+def _log_softmax(x: FloatArray) -> FloatArray:
+    m = x.max(axis=-1, keepdims=True)
+    shifted = x - m
+    lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float32))
+    return np.asarray(shifted - lse, dtype=np.float32)
+
+
+def greedy_decode(
+    model: WhisperModel,
+    cross: CrossAttention,
+    prompts: Sequence[Sequence[int]],
+    prefixes: Sequence[Sequence[int]],
+    budgets: Sequence[int],
+) -> list[Hypothesis]:
+    """Greedy text-only decoding of each row of ``cross``.
+
+    Args:
+        prompts: per row, the start sequence ending with ``<|notimestamps|>`` (optionally
+            preceded by ``<|startofprev|>`` and context text).
+        prefixes: per row, text tokens forced after the prompt (may be empty).
+        budgets: per row, the most new tokens to generate.
+    """
+    rows = len(prompts)
+    if not rows == len(prefixes) == len(budgets) == cross.batch:
+        raise ValueError("prompts, prefixes, budgets and the encoder batch must match")
+    tok = model.tokenizer
+    suppress = np.asarray(sorted(set(tok.default_suppress_tokens()) | {tok.no_timestamps}))
+    begin = np.asarray(tok.metadata.begin_suppress_tokens, dtype=np.int64)
+    full = [[*p, *f] for p, f in zip(prompts, prefixes, strict=True)]
+    kv = KVDecoder(model, cross)
+    logits_all, _ = kv.prefill(full)
+    no_speech: list[float] = []
+    for row, prompt in enumerate(prompts):
+        at = int(kv.pads[row]) + list(prompt).index(tok.sot)
+        no_speech.append(float(np.exp(_log_softmax(logits_all[row, at])[tok.no_speech])))
+    logits = np.array(logits_all[:, -1], dtype=np.float32)
+    del logits_all
+
+    generated: list[list[int]] = [[] for _ in range(rows)]
+    sum_logprob = [0.0] * rows
+    truncated = [False] * rows
+    alive = list(range(rows))
+    step = 0
+    while alive:
+        logits[:, suppress] = _NEG_INF
+        # Timestamps are never wanted in text-only decoding.
+        logits[:, tok.timestamp_begin :] = _NEG_INF
+        for i, row in enumerate(alive):
+            if not generated[row] and not prefixes[row] and begin.size:
+                logits[i, begin] = _NEG_INF
+        logprobs = _log_softmax(logits)
+        chosen = np.argmax(logprobs, axis=-1)
+        keep: list[int] = []
+        for i, row in enumerate(alive):
+            token = int(chosen[i])
+            sum_logprob[row] += float(logprobs[i, token])
+            if token == tok.eot:
+                continue
+            generated[row].append(token)
+            if len(generated[row]) >= budgets[row]:
+                truncated[row] = True
+                continue
+            keep.append(i)
+        step += 1
+        if not keep:
+            break
+        if len(keep) != len(alive):
+            kv.select(keep)
+        alive = [alive[i] for i in keep]
+        logits = np.array(kv.step(chosen[keep]), dtype=np.float32)
+
+    out: list[Hypothesis] = []
+    for row in range(rows):
+        prefix_text = tok.decode(prefixes[row]).lstrip()
+        new_text = tok.decode(generated[row])
+        text = (prefix_text + new_text).strip() if prefix_text else new_text.strip()
+        if not text.startswith(prefix_text):  # decode of the whole can merge bytes at the seam
+            text = prefix_text
+        out.append(
+            Hypothesis(
+                prefix_tokens=tuple(prefixes[row]),
+                new_tokens=tuple(generated[row]),
+                text=text,
+                prefix_text=prefix_text,
+                avg_logprob=sum_logprob[row] / (len(generated[row]) + 1),
+                no_speech_prob=no_speech[row],
+                compression_ratio=compression_ratio(new_text.strip()),
+                truncated=truncated[row],
+            )
+        )
+    return out
+
+
+def is_noise(text: str, avg_logprob: float, no_speech_prob: float, ratio: float) -> bool:
+    """Whether decoded ``text`` should be dropped as silence, noise or a stock hallucination.
+
+    The tests file transcription applies: Whisper's no-speech rule (the model thinks nothing
+    was said and its text is improbable), a repetition loop, and a stock phrase standing alone
+    in audio the model was not sure held speech.
+    """
+    improbable = not math.isfinite(avg_logprob) or avg_logprob < LOG_PROB_THRESHOLD
+    if no_speech_prob > NO_SPEECH_THRESHOLD and improbable:
+        return True
+    if ratio > COMPRESSION_RATIO_THRESHOLD:
+        return True
+    normalised = " ".join(text.split()).lower()
+    if normalised in _PHRASES and no_speech_prob > HALLUCINATION_NO_SPEECH:
+        return True
+    # Text made only of punctuation carries no words.
+    return not any(ch.isalnum() for ch in text)

@@ -1,0 +1,649 @@
+"""The streaming recognizer: one shared model, many sessions, one scheduler thread.
+
+The scheduler runs on a single worker thread (never on the event loop) in rounds:
+
+1. every session's queued audio goes through its VAD, up to the next utterance end;
+2. ended utterances get their finals, batched across sessions (finals always come first);
+3. sessions whose speech has grown by the partial interval get a partial, batched likewise.
+
+Partials encode only the audio of the utterance so far (rounded up to a 0.5-s bucket, plus
+padding, so that sessions of similar length share an encoder batch) and are decoded greedily
+with the committed words forced as a prefix. Finals encode the utterance with at least a second
+of padding and are decoded by the inference package's beam search with temperature fallback,
+like file transcription; committed words are then kept as they were shown.
+
+Load control: the worker measures how busy it is. Above :data:`_BUSY_HIGH` it stretches the
+partial interval (up to :data:`_MAX_PARTIAL_SCALE` times); if it is still saturated at the
+longest interval, or the median stream's unprocessed audio exceeds ``overload_lag_s``, it
+reports overload and
+:meth:`StreamingRecognizer.open` refuses new sessions. Queued audio per session is bounded by
+``max_buffered_s`` (:class:`BufferFullError`), and partials are computed only for the newest
+audio (stale ones are skipped and counted), so latency cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audiototext.audio import SAMPLE_RATE_HZ, SileroVad, SpeechEndpointDetector, VadOptions
+from audiototext.errors import ConfigError
+from audiototext.inference.decoding import DecodingOptions, decode_with_fallback
+from audiototext.inference.session import SessionConfig
+from audiototext.inference.whisper import WhisperModel
+from audiototext.streaming._decode import (
+    encoder_input,
+    greedy_decode,
+    is_noise,
+    max_new_tokens_for,
+)
+from audiototext.streaming.session import PendingFinal, StreamSession
+from audiototext.streaming.types import (
+    EngineStats,
+    OverloadedError,
+    StreamOptions,
+    StreamResult,
+)
+
+__all__ = ["RecognizerOptions", "StreamingRecognizer"]
+
+log = logging.getLogger(__name__)
+
+_HOP = 160
+_BUSY_WINDOW_S = 5.0
+_BUSY_HIGH = 0.75  # stretch partial intervals above this busy share
+_BUSY_LOW = 0.5  # and relax them again below this
+_MAX_PARTIAL_SCALE = 8.0
+_SCALE_STEP = 1.5
+_SCALE_PERIOD_S = 1.0
+_OVERLOAD_HOLD_S = 5.0
+_LATENCY_WINDOW = 200  # finals remembered for the latency percentiles
+_MAX_CONTEXT_TOKENS = 120  # of a previous utterance's text, forced before a final's
+
+
+@dataclass(frozen=True)
+class RecognizerOptions:
+    """Engine-wide settings (per-stream ones are in :class:`StreamOptions`).
+
+    Attributes:
+        max_sessions: open sessions allowed at once; more raise :class:`OverloadedError`.
+        max_batch: most utterances encoded or decoded together.
+        final_encoding: ``exact`` encodes an utterance's own frames plus
+            ``final_padding_s`` of padding; ``padded`` encodes a full 30-s window as Whisper
+            was trained (several times slower on CPU; see bench/NOTES.md for the accuracy).
+        final_padding_s: zero frames appended to an utterance for ``exact`` finals; Whisper
+            loops or drops words on unpadded input.
+        final_beam_size: beam width of finals decoded without context (1 is greedy).
+        final_context: decode a final together with the previous utterance (its audio, and its
+            text as a forced prefix), greedily; without it, finals use beam search alone.
+        partial_padding_s: the least padding of a partial's encoder input.
+        context_pad_ms: audio kept before and after the VAD's speech bounds when decoding;
+            the VAD's own margin clips soft word onsets and trailing consonants.
+        min_partial_ms: no partial before an utterance holds this much audio.
+        overload_lag_s: when the median stream has more than this much audio waiting for the
+            VAD at the start of a scheduling round, compute is behind real time: overload.
+        adaptive_partials: space partials out when the worker is busy; off makes partial
+            timing depend on the audio alone (for reproducible tests and measurements).
+    """
+
+    max_sessions: int = 16
+    max_batch: int = 8
+    final_encoding: str = "exact"
+    final_padding_s: float = 1.0
+    final_beam_size: int = 5
+    final_context: bool = True
+    partial_padding_s: float = 0.5
+    context_pad_ms: int = 300
+    min_partial_ms: int = 300
+    overload_lag_s: float = 2.0
+    adaptive_partials: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.final_encoding not in ("exact", "padded"):
+            raise ValueError(f"final_encoding must be exact or padded, not {self.final_encoding!r}")
+        if not 0.0 <= self.final_padding_s <= 30.0:
+            raise ValueError("final_padding_s must be between 0 and 30")
+        if self.final_beam_size < 1:
+            raise ValueError(f"final_beam_size must be >= 1, got {self.final_beam_size}")
+        if not 0.0 <= self.partial_padding_s <= 30.0:
+            raise ValueError("partial_padding_s must be between 0 and 30")
+        if not 0 <= self.context_pad_ms <= 2000:
+            raise ValueError("context_pad_ms must be between 0 and 2000")
+        if not 0 <= self.min_partial_ms <= 10_000:
+            raise ValueError("min_partial_ms must be between 0 and 10000")
+        if not self.overload_lag_s > 0:
+            raise ValueError("overload_lag_s must be positive")
+
+
+class _Done:
+    """An already finished awaitable, for :meth:`StreamingRecognizer.close` outside a loop."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+@dataclass
+class _PartialJob:
+    session: StreamSession
+    start: int
+    stop: int
+
+
+@dataclass
+class _FinalJob:
+    session: StreamSession
+    final: PendingFinal
+    audio_start: int = 0  # where this utterance's own audio (with context padding) begins
+
+
+class StreamingRecognizer:
+    """Shared model and scheduler for many :class:`StreamSession` objects.
+
+    Build with :meth:`load` (model from the cache) or from a loaded
+    :class:`~audiototext.inference.whisper.WhisperModel`.
+    """
+
+    def __init__(
+        self,
+        model: WhisperModel,
+        options: RecognizerOptions | None = None,
+        *,
+        model_name: str | None = None,
+        vad: SileroVad | None = None,
+    ) -> None:
+        self.model = model
+        self.options = options or RecognizerOptions()
+        self.model_name = model_name
+        self._vad = vad or SileroVad()
+        tok = model.tokenizer
+        self._suppress = tok.default_suppress_tokens()
+        self._cv = threading.Condition()
+        self._sessions: dict[int, StreamSession] = {}
+        self._next_id = 0
+        self._closing = False
+        self._stopped = threading.Event()
+        # load accounting (worker writes, stats() reads; floats and deques are safe enough)
+        self._busy: collections.deque[tuple[float, float, float]] = collections.deque()
+        self._latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
+        self._partial_scale = 1.0
+        self._overloaded = False
+        self._partials_skipped = 0
+        self._started_at = time.monotonic()
+        self._scale_changed_at = self._started_at
+        self._worker = threading.Thread(target=self._run, name="audiototext-stream", daemon=True)
+        self._worker.start()
+
+    @classmethod
+    def load(
+        cls,
+        name: str = "tiny.en",
+        options: RecognizerOptions | None = None,
+        *,
+        precision: str = "auto",
+        threads: int | None = None,
+        cache_root: Path | None = None,
+    ) -> StreamingRecognizer:
+        """Take ``name`` from the model cache (pulling it first if missing) and start."""
+        from audiototext.models import ModelCache, pull
+        from audiototext.models.manager import resolve_precision
+
+        entry = pull(
+            name, precision=resolve_precision(precision), cache=ModelCache(cache_root)
+        ).entry
+        model = WhisperModel(entry.path, SessionConfig(device="cpu", intra_op_threads=threads))
+        return cls(model, options, model_name=name)
+
+    # ------------------------------------------------------------------ public API
+
+    def open(self, options: StreamOptions | None = None) -> StreamSession:
+        """A new session; :class:`OverloadedError` when at capacity or behind real time."""
+        opts = options or StreamOptions()
+        self._check_model(opts)
+        with self._cv:
+            if self._closing:
+                raise OverloadedError("the recognizer is shutting down")
+            if len(self._sessions) >= self.options.max_sessions:
+                raise OverloadedError(
+                    f"all {self.options.max_sessions} streams are in use; retry later"
+                )
+            if self._overloaded:
+                raise OverloadedError(
+                    "compute cannot keep up with the open streams in real time; retry later"
+                )
+            detector = SpeechEndpointDetector(
+                self._vad,
+                VadOptions(
+                    min_silence_duration_ms=opts.endpoint_silence_ms,
+                    max_speech_duration_s=opts.max_segment_s,
+                    speech_pad_ms=30,
+                ),
+            )
+            # One utterance (at most max_segment_s) plus the context around it.
+            ring_s = opts.max_segment_s + 2 * self.options.context_pad_ms / 1000 + 5.0
+            session = StreamSession(self, self._next_id, opts, detector, ring_s)
+            self._sessions[session.id] = session
+            self._next_id += 1
+            self._cv.notify()
+        return session
+
+    def close(self) -> Awaitable[None]:
+        """Finalise every open session and stop the worker.
+
+        Inside an event loop the returned task completes once all finals are out (await it or
+        not: the work starts either way); outside one, the call blocks until done.
+        """
+        with self._cv:
+            self._closing = True
+            sessions = list(self._sessions.values())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            for s in sessions:
+                s.request_finish()
+            self._wake()
+            self._worker.join()
+            return _Done()
+        return asyncio.ensure_future(self._aclose(sessions))
+
+    async def _aclose(self, sessions: Sequence[StreamSession]) -> None:
+        await asyncio.gather(*(s.finish() for s in sessions))
+        self._wake()
+        await asyncio.get_running_loop().run_in_executor(None, self._worker.join)
+
+    def stats(self) -> EngineStats:
+        with self._cv:
+            sessions = list(self._sessions.values())
+        queue = sum(len(s.pending_finals) + (1 if s.has_input() else 0) for s in sessions)
+        lat = sorted(self._latencies)
+        busy, audio = self._window_totals()
+        return EngineStats(
+            active_sessions=len(sessions),
+            queue_depth=queue,
+            rtf=busy / audio if audio > 0 else 0.0,
+            final_latency_ms_p50=1000 * _percentile(lat, 0.5),
+            final_latency_ms_p95=1000 * _percentile(lat, 0.95),
+            overloaded=self._overloaded,
+            partial_interval_scale=self._partial_scale,
+            partials_skipped=self._partials_skipped,
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_model(self, opts: StreamOptions) -> None:
+        if self.model_name is None:
+            return
+        from audiototext.models import resolve
+
+        try:
+            wanted = resolve(opts.model).name
+            loaded = resolve(self.model_name).name
+        except Exception as exc:  # unknown names: let the caller see the registry's message
+            raise ConfigError(str(exc)) from exc
+        if wanted != loaded:
+            raise ConfigError(f"this engine runs {loaded}; model {opts.model!r} is not loaded")
+        tok = self.model.tokenizer
+        if opts.language is not None and not tok.multilingual and opts.language != "en":
+            raise ConfigError(
+                f"{loaded} is English-only; language {opts.language!r} is not possible"
+            )
+        if opts.language is not None and tok.multilingual and opts.language not in tok.languages:
+            raise ConfigError(f"unknown language {opts.language!r}")
+
+    def _wake(self) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    def _window_totals(self) -> tuple[float, float]:
+        busy = sum(b for _, b, _ in self._busy)
+        audio = sum(a for _, _, a in self._busy)
+        return busy, audio
+
+    # ------------------------------------------------------------------ the worker
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    sessions = list(self._sessions.values())
+                    if self._closing and not sessions:
+                        return
+                    if not any(self._has_work(s) for s in sessions):
+                        self._cv.wait(timeout=0.05)
+                        continue
+                self._round(sessions)
+        except Exception:  # a bug here would silently hang every stream: make it loud
+            log.exception("the streaming worker failed; ending all sessions")
+            with self._cv:
+                for s in self._sessions.values():
+                    s.end()
+                self._sessions.clear()
+        finally:
+            self._stopped.set()
+
+    def _has_work(self, s: StreamSession) -> bool:
+        return s.closed or s.has_input() or bool(s.pending_finals) or s.finishing
+
+    def _round(self, sessions: list[StreamSession]) -> None:
+        began = time.monotonic()
+        audio_before = sum(s.vad_position for s in sessions)
+        lags = sorted(s.inbox_samples for s in sessions)
+        self._lagging = bool(lags) and lags[len(lags) // 2] > self.options.overload_lag_s * (
+            SAMPLE_RATE_HZ
+        )
+        for s in sessions:
+            if s.closed:
+                self._drop(s)
+                continue
+            s.ingest()
+        live = [s for s in sessions if not s.closed]
+        finals = [_FinalJob(s, s.pending_finals[0]) for s in live if s.pending_finals]
+        if finals:
+            self._run_finals(finals)
+        partials = self._due_partials(live)
+        if partials:
+            self._run_partials(partials)
+        for s in live:
+            if s.finishing and not s.pending_finals and not s.has_input():
+                self._retire(s)
+            else:
+                s.mark_idle_if_done()
+        audio_after = sum(s.vad_position for s in sessions)
+        self._account(began, (audio_after - audio_before) / SAMPLE_RATE_HZ)
+
+    def _drop(self, s: StreamSession) -> None:
+        with self._cv:
+            self._sessions.pop(s.id, None)
+        s.end()
+
+    def _retire(self, s: StreamSession) -> None:
+        s.utterance = None
+        with self._cv:
+            self._sessions.pop(s.id, None)
+        s.end()
+
+    # ---- load control
+
+    def _account(self, began: float, audio_s: float) -> None:
+        now = time.monotonic()
+        self._busy.append((now, now - began, audio_s))
+        while self._busy and self._busy[0][0] < now - _BUSY_WINDOW_S:
+            self._busy.popleft()
+        wall = min(_BUSY_WINDOW_S, now - self._started_at)
+        share = sum(b for _, b, _ in self._busy) / wall if wall > 0.5 else 0.0
+        # One step per adjustment period: the busy share is a 5-s average, so reacting to
+        # every round would compound the same measurement many times.
+        if self.options.adaptive_partials and now - self._scale_changed_at >= _SCALE_PERIOD_S:
+            if share > _BUSY_HIGH:
+                self._partial_scale = min(_MAX_PARTIAL_SCALE, self._partial_scale * _SCALE_STEP)
+                self._scale_changed_at = now
+            elif share < _BUSY_LOW and self._partial_scale > 1.0:
+                self._partial_scale = max(1.0, self._partial_scale / _SCALE_STEP)
+                self._scale_changed_at = now
+        # Without adaptive partials a busy worker only means a client sends faster than real
+        # time; then only waiting finals count as overload.
+        saturated = (
+            self.options.adaptive_partials
+            and share > 0.95
+            and self._partial_scale >= _MAX_PARTIAL_SCALE
+        )
+        # Held for a while: the lag drains between bursts, and a new stream admitted in such a
+        # pause would push every stream behind again.
+        if saturated or self._lagging:
+            self._overload_until = now + _OVERLOAD_HOLD_S
+        self._overloaded = now < self._overload_until
+
+    _lagging = False
+    _overload_until = 0.0
+
+    # ---- partials
+
+    def _due_partials(self, sessions: list[StreamSession]) -> list[_PartialJob]:
+        jobs: list[_PartialJob] = []
+        min_samples = self.options.min_partial_ms * SAMPLE_RATE_HZ // 1000
+        for s in sessions:
+            utt = s.utterance
+            if utt is None or not s.options.interim_results or s.pending_finals or s.finishing:
+                continue
+            interval = self._interval_samples(s)
+            stop = s.vad_position
+            if stop - utt.start < min_samples or stop - utt.last_partial_at < interval:
+                continue
+            # Audio that arrived faster than real time already passed several intervals:
+            # one partial for the newest audio replaces all the ones in between.
+            missed = (stop - utt.last_partial_at) // interval - 1
+            if missed > 0:
+                s.partials_skipped += missed
+                self._partials_skipped += missed
+            jobs.append(_PartialJob(s, utt.start, stop))
+        # The stalest first, when there are more than a batch.
+        jobs.sort(key=lambda j: j.session.utterance.last_partial_at if j.session.utterance else 0)
+        return jobs
+
+    def _interval_samples(self, s: StreamSession) -> int:
+        return round(s.options.partial_interval_ms * self._partial_scale * SAMPLE_RATE_HZ / 1000)
+
+    def _bucket_frames(self, samples: int, padding_s: float) -> int:
+        frames = samples // _HOP + round(padding_s * 100)
+        bucket = 50  # 0.5 s: sessions of similar length share an encoder batch
+        frames = -(-frames // bucket) * bucket
+        return min(frames, self.model.window_frames)
+
+    def _run_partials(self, jobs: list[_PartialJob]) -> None:
+        tok = self.model.tokenizer
+        pad = self.options.context_pad_ms * SAMPLE_RATE_HZ // 1000
+        groups: dict[int, list[tuple[_PartialJob, np.ndarray]]] = {}
+        for job in jobs[: self.options.max_batch * 2]:
+            audio = job.session.ring.read(max(job.start - pad, job.session.ring.start), job.stop)
+            frames = self._bucket_frames(audio.shape[0], self.options.partial_padding_s)
+            groups.setdefault(frames, []).append((job, audio))
+        for frames, members in groups.items():
+            for batch in _chunks(members, self.options.max_batch):
+                mel = np.stack(
+                    [
+                        encoder_input(a, self.model.n_mels, frames, self.model.window_frames)
+                        for _, a in batch
+                    ]
+                )
+                cross = self.model.encode(mel)
+                prompts = [self._prompt(j.session, timestamps=False) for j, _ in batch]
+                prefixes = [
+                    list(j.session.utterance.agreement.committed_tokens)
+                    if j.session.utterance
+                    else []
+                    for j, _ in batch
+                ]
+                budgets = [max_new_tokens_for(a.shape[0] / SAMPLE_RATE_HZ) for _, a in batch]
+                hyps = greedy_decode(self.model, cross, prompts, prefixes, budgets)
+                for (job, _), hyp in zip(batch, hyps, strict=True):
+                    s = job.session
+                    utt = s.utterance
+                    if utt is None:
+                        continue
+                    s.partial_done(job.stop)
+                    if not hyp.prefix_tokens and is_noise(
+                        hyp.text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
+                    ):
+                        continue
+                    words, groups_ = tok.split_to_word_tokens(list(hyp.new_tokens))
+                    tail = list(zip(words, (tuple(g) for g in groups_), strict=True))
+                    agreed = utt.agreement.update(tail)
+                    committed = tok.decode(utt.agreement.committed_tokens).strip()
+                    utt.committed_text = committed
+                    rest = tok.decode([t for _, g in tail[agreed:] for t in g])
+                    text = (committed + rest).strip() if committed else rest.strip()
+                    if not text.startswith(committed):
+                        text = committed
+                    if not text:
+                        continue
+                    utt.shown_text = True
+                    s.partials_emitted += 1
+                    s.emit(
+                        StreamResult(
+                            utterance_id=utt.utterance_id,
+                            is_final=False,
+                            text=text,
+                            stable_text=committed,
+                            stability=len(committed) / len(text) if text else 0.0,
+                            start_s=job.start / SAMPLE_RATE_HZ,
+                            end_s=job.stop / SAMPLE_RATE_HZ,
+                            audio_processed_s=s.audio_processed_s,
+                        )
+                    )
+
+    # ---- finals
+
+    def _run_finals(self, jobs: list[_FinalJob]) -> None:
+        pad = self.options.context_pad_ms * SAMPLE_RATE_HZ // 1000
+        padded = self.options.final_encoding == "padded"
+        window = self.model.window_frames * _HOP
+        groups: dict[tuple[int, bool], list[tuple[_FinalJob, np.ndarray, list[int]]]] = {}
+        for job in jobs:
+            f = job.final
+            s = job.session
+            lo = max(f.start - pad, s.ring.start)
+            hi = min(f.stop + pad, s.vad_position)
+            prefix: list[int] = []
+            previous = s.previous_final if self.options.final_context else None
+            # The previous utterance's audio and text, when they fit in one window with this
+            # one: Whisper reads a sentence better knowing the one before it (measured: WER
+            # 11.6 % -> 8.7 % on the test clip set, see bench/NOTES.md).
+            if previous is not None and previous[0] >= s.ring.start and hi - previous[0] < window:
+                lo = previous[0]
+                prefix = list(previous[1])
+            audio = s.ring.read(lo, hi)[:window]
+            frames = (
+                self.model.window_frames
+                if padded
+                else self._bucket_frames(audio.shape[0], self.options.final_padding_s)
+            )
+            groups.setdefault((frames, bool(prefix)), []).append((job, audio, prefix))
+            job.audio_start = max(f.start - pad, s.ring.start)
+        decoding = DecodingOptions(
+            beam_size=self.options.final_beam_size,
+            best_of=self.options.final_beam_size,
+            suppress_tokens=self._suppress,
+        )
+        for (frames, with_context), members in groups.items():
+            for batch in _chunks(members, self.options.max_batch):
+                mel = np.stack(
+                    [
+                        encoder_input(a, self.model.n_mels, frames, self.model.window_frames)
+                        for _, a, _ in batch
+                    ]
+                )
+                cross = self.model.encode(mel)
+                if with_context:
+                    # The inference package's search cannot continue a forced text prefix.
+                    prompts = [self._prompt(j.session, timestamps=False) for j, _, _ in batch]
+                    budgets = [max_new_tokens_for(a.shape[0] / SAMPLE_RATE_HZ) for _, a, _ in batch]
+                    hyps = greedy_decode(
+                        self.model, cross, prompts, [p for *_, p in batch], budgets
+                    )
+                    for (job, _, _), hyp in zip(batch, hyps, strict=True):
+                        new_text = self.model.tokenizer.decode(list(hyp.new_tokens)).strip()
+                        noise = is_noise(
+                            new_text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
+                        )
+                        self._emit_final(job, "" if noise else new_text)
+                else:
+                    prompts = [self._prompt(j.session, timestamps=True) for j, _, _ in batch]
+                    results = decode_with_fallback(self.model, cross, prompts, decoding)
+                    for (job, _, _), r in zip(batch, results, strict=True):
+                        noise = is_noise(
+                            r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio
+                        )
+                        self._emit_final(job, "" if noise else r.text)
+
+    def _emit_final(self, job: _FinalJob, decoded: str) -> None:
+        s = job.session
+        f = job.final
+        text = merge_committed(f.committed_text, decoded)
+        s.final_done(f)
+        if s.options.interim_results:
+            # Speech that ended before any partial reached it (audio sent faster than real
+            # time is read to its end in one go): those refreshes were skipped, not queued.
+            missed = (f.stop - f.last_partial_at) // self._interval_samples(s)
+            if missed > 0:
+                s.partials_skipped += missed
+                self._partials_skipped += missed
+        if text:
+            tokens = self.model.tokenizer.encode(" " + text)
+            s.previous_final = (job.audio_start, tuple(tokens[-_MAX_CONTEXT_TOKENS:]))
+        if not text and not f.shown_text:
+            return  # nothing was said and nothing was shown: no result at all
+        s.finals_emitted += 1
+        self._latencies.append(max(0.0, time.monotonic() - f.triggered_at))
+        s.emit(
+            StreamResult(
+                utterance_id=f.utterance_id,
+                is_final=True,
+                text=text,
+                stable_text=text,
+                stability=1.0,
+                start_s=f.start / SAMPLE_RATE_HZ,
+                end_s=f.stop / SAMPLE_RATE_HZ,
+                audio_processed_s=s.audio_processed_s,
+            )
+        )
+
+    def _prompt(self, s: StreamSession, *, timestamps: bool) -> list[int]:
+        tok = self.model.tokenizer
+        language = s.options.language or ("en" if tok.multilingual else None)
+        prompt = list(tok.sot_sequence(language if tok.multilingual else None))
+        if not timestamps:
+            prompt.append(tok.no_timestamps)
+        return prompt
+
+
+def merge_committed(committed: str, decoded: str) -> str:
+    """``decoded`` with its start replaced by the ``committed`` words shown in partials.
+
+    Committed words never change, so the final is the committed text followed by whatever
+    the final decoding says after the point that best aligns with the committed words.
+    """
+    committed = committed.strip()
+    decoded = decoded.strip()
+    if not committed:
+        return decoded
+    c = [_norm(w) for w in committed.split()]
+    words = decoded.split()
+    d = [_norm(w) for w in words]
+    # Edit distance of all of c against every prefix of d, in one table.
+    prev = list(range(len(d) + 1))
+    for i in range(1, len(c) + 1):
+        cur = [i] + [0] * len(d)
+        for j in range(1, len(d) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (c[i - 1] != d[j - 1]))
+        prev = cur
+    best = min(range(len(d) + 1), key=lambda k: (prev[k], abs(k - len(c))))
+    rest = " ".join(words[best:])
+    return f"{committed} {rest}" if rest else committed
+
+
+def _norm(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]

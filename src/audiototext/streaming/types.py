@@ -1,0 +1,111 @@
+"""Value objects of the streaming engine, shared by the engine and its adapters (gRPC, WebRTC).
+
+The contract between ``audiototext.streaming`` and the server:
+
+* ``StreamingRecognizer`` (one per server, owns the shared model and the scheduler):
+  ``open(options: StreamOptions) -> StreamSession`` raises :class:`OverloadedError` when
+  ``max_sessions`` are open; ``close()`` finalises everything; ``stats() -> EngineStats``.
+* ``StreamSession`` (one per client stream): ``accept(audio, sample_rate_hz, channels=1)``
+  takes float32 samples (any rate 8–48 kHz, interleaved channels) without blocking and raises
+  :class:`BufferFullError` when more than ``max_buffered_s`` of audio waits unprocessed;
+  ``async for event in session.events()`` yields ``StreamResult`` and ``SpeechEvent`` objects
+  in stream order; ``flush()`` forces a final for the audio so far; ``await finish()``
+  finalises the rest and ends ``events()``; ``audio_received_s`` / ``audio_processed_s``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from audiototext.errors import AudioToTextError
+
+__all__ = [
+    "BufferFullError",
+    "EngineStats",
+    "OverloadedError",
+    "SpeechEvent",
+    "SpeechEventKind",
+    "StreamOptions",
+    "StreamResult",
+    "StreamWord",
+]
+
+
+class OverloadedError(AudioToTextError):
+    """No capacity for another stream, or compute cannot keep up with real time."""
+
+
+class BufferFullError(AudioToTextError):
+    """A stream sent more audio than may wait unprocessed (``max_buffered_s``)."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    model: str = "tiny.en"
+    language: str | None = None
+    interim_results: bool = True
+    partial_interval_ms: int = 500  # at most this much new speech between partials
+    endpoint_silence_ms: int = 600  # VAD silence that ends an utterance
+    max_segment_s: float = 20.0  # an utterance longer than this is finalised anyway
+    max_buffered_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.partial_interval_ms <= 10_000:
+            raise ValueError("partial_interval_ms must be between 100 and 10000")
+        if not 100 <= self.endpoint_silence_ms <= 10_000:
+            raise ValueError("endpoint_silence_ms must be between 100 and 10000")
+        if not 1.0 <= self.max_segment_s <= 30.0:
+            raise ValueError("max_segment_s must be between 1 and 30")
+        if not 1.0 <= self.max_buffered_s <= 600.0:
+            raise ValueError("max_buffered_s must be between 1 and 600")
+
+
+@dataclass(frozen=True)
+class StreamWord:
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """A partial (``is_final`` False) or final transcript of one utterance.
+
+    ``stable_text`` is a prefix of ``text`` that later partials and the final keep unchanged;
+    ``stability`` (0..1) is the share of ``text`` that is stable. Times are stream seconds.
+    """
+
+    utterance_id: int
+    is_final: bool
+    text: str
+    stable_text: str
+    stability: float
+    start_s: float
+    end_s: float
+    audio_processed_s: float
+    words: tuple[StreamWord, ...] = field(default_factory=tuple)
+
+
+class SpeechEventKind(enum.Enum):
+    BEGIN = "begin"
+    END = "end"
+
+
+@dataclass(frozen=True)
+class SpeechEvent:
+    kind: SpeechEventKind
+    time_s: float
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    active_sessions: int
+    queue_depth: int
+    rtf: float  # compute seconds per audio second, recent window
+    final_latency_ms_p50: float
+    final_latency_ms_p95: float
+    overloaded: bool
+    # Added after the first version, with defaults so that existing constructors still work:
+    partial_interval_scale: float = 1.0  # >1 when partials are spaced out to keep up
+    partials_skipped: int = 0  # partial refreshes dropped because newer audio had arrived

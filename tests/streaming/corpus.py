@@ -1,0 +1,43 @@
+"""The clip set the streaming WER is measured on: espeak-ng sentences joined by pauses."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from support.speech import SpeechSynthesizer, join_with_gaps
+
+SENTENCES = (
+    "Good morning everyone, welcome to the weekly meeting.",
+    "Please take a seat and open your notebooks.",
+    "We will start with the first chapter today.",
+    "The weather forecast says it will rain tomorrow afternoon.",
+    "My phone number is easy to remember.",
+    "Turn left at the next corner and walk two blocks.",
+    "The library closes at six o'clock on Fridays.",
+    "She bought apples, bread and milk at the market.",
+    "Could you send me the report before lunch?",
+    "The train to London leaves from platform four.",
+    "Our team finished the project two weeks early.",
+    "Remember to water the plants while I am away.",
+    "The museum has a new exhibition about ancient Egypt.",
+    "He plays the guitar in a small band on weekends.",
+    "Please close the window, it is getting cold in here.",
+    "The children were playing football in the park.",
+    "I would like a cup of coffee with milk, please.",
+    "The meeting has been moved to Thursday morning.",
+    "Scientists discovered a new species of frog in the forest.",
+    "Dinner will be ready in about twenty minutes.",
+)
+GAP_S = 1.2  # longer than the default endpoint silence, as between spoken sentences
+PER_CLIP = 5
+
+
+def clip_set(synth: SpeechSynthesizer) -> list[tuple[NDArray[np.float32], str]]:
+    """Four clips of five sentences each (about 17 s apiece) and their reference texts."""
+    clips = []
+    for k in range(0, len(SENTENCES), PER_CLIP):
+        texts = SENTENCES[k : k + PER_CLIP]
+        audio, _ = join_with_gaps([synth.speak(t).audio for t in texts], GAP_S)
+        clips.append((audio, " ".join(texts)))
+    return clips
