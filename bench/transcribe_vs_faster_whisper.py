@@ -32,7 +32,7 @@ OUT = Path(__file__).parent / "out"
 # One process transcribes the corpus with one engine and prints JSON (used for whole-process
 # timing and for a clean peak-RSS figure per engine).
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 engine, precision, beam, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 files = sys.argv[5:]
@@ -51,7 +51,10 @@ else:
     for f in files:
         segs, _ = m.transcribe(f, beam_size=beam)
         texts.append(" ".join(s.text for s in segs))
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child started from a big
+# parent would report the parent's peak.
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+rss = int(hwm.split()[1]) / 1024
 print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts, "peak_rss_mb": rss}))
 """
 

@@ -204,3 +204,21 @@ def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
     )  # a path below a regular file cannot be created, even by root
     with pytest.raises(CacheError, match="AUDIOTOTEXT_HOME"):
         pull("tiny.en", cache=cache)
+
+
+def test_an_entry_from_an_older_converter_is_rebuilt(filled_cache: ModelCache) -> None:
+    from audiototext.models.cache import _checksum
+
+    entry = filled_cache.find("tiny.en", "fp32")
+    path = entry.path / "manifest.json"
+    m = json.loads(path.read_text())
+    m["graph_version"] = 1  # as written by an older audiototext
+    m["checksum"] = _checksum(m)
+    path.write_text(json.dumps(m))
+    good, damaged = filled_cache.scan()
+    assert [e.precision for e in good] == ["int8"]
+    assert "outdated" in damaged[0][1]
+    result = pull("tiny.en", precision="fp32", cache=filled_cache)
+    assert not result.cached and result.entry.path == entry.path
+    assert result.entry.manifest["graph_version"] > 1
+    assert len(filled_cache.entries("tiny.en")) == 2

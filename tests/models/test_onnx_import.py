@@ -432,6 +432,7 @@ def _run_ours(out: Path, meta: object, feats: np.ndarray) -> tuple[np.ndarray, n
         "input_ids": TOKENS.astype(np.int64),
         "position_ids": np.tile(np.arange(t), (b, 1)),
         "attention_mask": np.ones((b, t), np.int64),
+        "logits_index": np.tile(np.arange(t), (b, 1)),
     }
     for i in range(d.decoder_layers):
         for kind in ("k", "v"):

@@ -101,6 +101,7 @@ class Converted:
             if positions is not None
             else np.tile(np.arange(p, p + t), (b, 1)),
             "attention_mask": mask if mask is not None else np.ones((b, p + t), np.int64),
+            "logits_index": np.tile(np.arange(t), (b, 1)),
         }
         for i in range(d.decoder_layers):
             for kind in ("k", "v"):
@@ -301,3 +302,26 @@ def test_int8_variant_tracks_fp32_on_real_speech(
     assert cos.min() >= 0.9, cos.min()
     assert cos.mean() >= 0.99, cos.mean()
     assert agree >= 0.9, agree
+
+
+def test_logits_index_projects_only_the_picked_positions(random_converted: Converted) -> None:
+    c = random_converted
+    enc = c.encode(_features(c.meta.dims.n_mels, 400, seed=5))
+    full = c.decode(enc, TOKENS)["logits"]
+    d = c.meta.dims
+    b, t = TOKENS.shape
+    hd = d.d_model // d.decoder_heads
+    feed = {
+        "input_ids": TOKENS.astype(np.int64),
+        "position_ids": np.tile(np.arange(t), (b, 1)),
+        "attention_mask": np.ones((b, t), np.int64),
+        "logits_index": np.array([[0, t - 1], [2, 3]]),
+    }
+    for i in range(d.decoder_layers):
+        for kind in ("k", "v"):
+            feed[f"past_{kind}_{i}"] = np.zeros((b, d.decoder_heads, 0, hd), np.float32)
+            feed[f"cross_{kind}_{i}"] = enc[f"cross_{kind}_{i}"]
+    (picked,) = c.dec.run(["logits"], feed)
+    assert picked.shape == (b, 2, d.n_vocab)
+    np.testing.assert_allclose(picked[0], full[0, [0, t - 1]], atol=1e-5)
+    np.testing.assert_allclose(picked[1], full[1, [2, 3]], atol=1e-5)

@@ -376,3 +376,14 @@ def test_open_rejects_another_model(make_recognizer: MakeRecognizer) -> None:
     rec = make_recognizer()
     with pytest.raises(ValueError, match="not loaded"):
         rec.open(StreamOptions(model="base.en"))
+
+
+def test_a_greedy_repetition_loop_is_collapsed() -> None:
+    from audiototext.streaming._decode import collapse_repeats
+
+    loop = "Good morning. My phone is easy. My phone is easy. My phone is easy. My phone"
+    assert collapse_repeats(loop) == "Good morning. My phone is easy."
+    assert (
+        collapse_repeats("Turn left. Then turn left again.") == "Turn left. Then turn left again."
+    )
+    assert collapse_repeats("no punctuation at all") == "no punctuation at all"

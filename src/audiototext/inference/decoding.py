@@ -198,17 +198,11 @@ def _max_new_tokens(model: WhisperModel, prompt_len: int, opts: DecodingOptions)
     return max(1, min(total // 2, total - (prompt_len - 1)))
 
 
-def _no_speech_probs(
-    tok: WhisperTokenizer,
-    logits: FloatArray,
-    prompts: Sequence[Sequence[int]],
-    pads: NDArray[np.int64],
-) -> list[float]:
-    probs = []
-    for row, prompt in enumerate(prompts):
-        x = logits[row, int(pads[row]) + list(prompt).index(tok.sot)].astype(np.float32)
-        probs.append(float(np.exp(_log_softmax(x)[tok.no_speech])))
-    return probs
+def _no_speech_probs(tok: WhisperTokenizer, sot_logits: FloatArray) -> list[float]:
+    """No-speech probability of each row from its logits at the start-of-transcript token."""
+    return [
+        float(np.exp(_log_softmax(row.astype(np.float32))[tok.no_speech])) for row in sot_logits
+    ]
 
 
 def generate(
@@ -256,7 +250,7 @@ def _independent_search(
     tok = model.tokenizer
     kv = KVDecoder(model, cross)
     logits_all, _ = kv.prefill(prompts)
-    no_speech = _no_speech_probs(tok, logits_all, prompts, kv.pads)
+    no_speech = _no_speech_probs(tok, logits_all[:, 0])
     logits = np.array(logits_all[:, -1], dtype=np.float32)
     del logits_all
     windows = len(prompts)
@@ -322,7 +316,7 @@ def _beam_search(
     wanted = max(1, round(beam * opts.patience))
     kv = KVDecoder(model, cross)
     logits_all, _ = kv.prefill(prompts)
-    no_speech = _no_speech_probs(tok, logits_all, prompts, kv.pads)
+    no_speech = _no_speech_probs(tok, logits_all[:, 0])
     logits = np.array(logits_all[:, -1], dtype=np.float32)
     del logits_all
     windows = len(prompts)

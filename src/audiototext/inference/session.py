@@ -130,6 +130,11 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     # only re-applies cheap fusions and keeps load time low.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.log_severity_level = 3
+    # Shapes change every call (prompt lengths, cache lengths, encoder lengths), so ORT's
+    # arena and memory patterns only keep the largest buffers alive: off, a 10-minute file
+    # peaks 65 MB lower with no measurable slowdown (bench/NOTES.md).
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     return options
 
 

@@ -675,7 +675,11 @@ class Transcriber:
         # pass the no-speech test; alone in a window with a raised no-speech score they are
         # far more likely invented than spoken.
         text = " ".join(result.text.split()).lower()
-        return bool(pieces) and text in _HALLUCINATIONS and result.no_speech_prob > 0.1
+        if not pieces or result.no_speech_prob <= 0.1:
+            return False
+        # Punctuation alone (" .", " . .") from a window the model thinks is silent is the same
+        # failure, sampled at a raised temperature: there is no word in it to keep.
+        return text in _HALLUCINATIONS or not any(ch.isalnum() for ch in text)
 
 
 @dataclass

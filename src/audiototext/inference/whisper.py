@@ -148,7 +148,7 @@ class WhisperModel:
         pad count. Used for word alignment, where every position's attention is needed.
         """
         kv = KVDecoder(self, cross)
-        logits, attention = kv.prefill(tokens, want_attention=True)
+        logits, attention = kv.prefill(tokens, want_attention=True, logits_for="all")
         return logits, attention, kv.pads
 
 
@@ -171,11 +171,12 @@ class KVDecoder:
         """Cached positions (including left padding)."""
         return int(self._mask.shape[1])
 
-    def _feeds(self, ids: IntArray, pos: IntArray) -> dict[str, ort.OrtValue]:
+    def _feeds(self, ids: IntArray, pos: IntArray, index: IntArray) -> dict[str, ort.OrtValue]:
         feeds = {
             "input_ids": _ort(ids),
             "position_ids": _ort(pos),
             "attention_mask": _ort(self._mask),
+            "logits_index": _ort(index),
         }
         for name, value in zip(self.model._past_names, self._past, strict=True):
             feeds[name] = value
@@ -185,24 +186,34 @@ class KVDecoder:
         return feeds
 
     def _forward(
-        self, ids: IntArray, pos: IntArray, want_attention: bool
+        self, ids: IntArray, pos: IntArray, want_attention: bool, index: IntArray
     ) -> tuple[FloatArray, FloatArray | None]:
         names = ["logits", *self.model._present_names]
         if want_attention:
             names.append("alignment_attention")
-        outs = self.model._run(self.model.decoder, names, self._feeds(ids, pos))
+        outs = self.model._run(self.model.decoder, names, self._feeds(ids, pos, index))
         self._past = outs[1 : 1 + len(self.model._present_names)]
         logits = outs[0].numpy()
         return logits, (outs[-1].numpy() if want_attention else None)
 
     def prefill(
-        self, prompts: Sequence[Sequence[int]], *, want_attention: bool = False
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        want_attention: bool = False,
+        logits_for: str = "sot_and_last",
     ) -> tuple[FloatArray, FloatArray]:
-        """Feed each row's prompt (left-padded); logits ``[batch, tokens, vocab]``.
+        """Feed each row's prompt (left-padded) and return logits.
 
+        ``logits_for="sot_and_last"``: ``[batch, 2, vocab]``, the logits at each row's
+        start-of-transcript token (for the no-speech probability) and at its last token (the
+        next token); the vocabulary projection runs for those positions only.
+        ``logits_for="all"``: ``[batch, tokens, vocab]`` over the padded width.
         With ``want_attention`` also the alignment heads' attention
         ``[batch, heads, tokens, positions]`` (else an empty array).
         """
+        if logits_for not in ("sot_and_last", "all"):
+            raise ValueError("logits_for must be 'sot_and_last' or 'all'")
         if len(prompts) != self.batch:
             raise ValueError(f"expected {self.batch} prompts, got {len(prompts)}")
         if self.length:
@@ -220,7 +231,15 @@ class KVDecoder:
             self._mask[row, pad:] = 1
             self.pads[row] = pad
             self._next_pos[row] = len(prompt)
-        logits, attention = self._forward(ids, pos, want_attention)
+        if logits_for == "all":
+            index = np.tile(np.arange(width, dtype=np.int64), (self.batch, 1))
+        else:
+            sot = self.model.tokenizer.sot
+            index = np.empty((self.batch, 2), dtype=np.int64)
+            for row, prompt in enumerate(prompts):
+                at = list(prompt).index(sot) if sot in prompt else len(prompt) - 1
+                index[row] = (self.pads[row] + at, width - 1)
+        logits, attention = self._forward(ids, pos, want_attention, index)
         return logits, (attention if attention is not None else np.zeros(0, dtype=np.float32))
 
     def step(self, tokens: IntArray) -> FloatArray:
@@ -233,7 +252,8 @@ class KVDecoder:
         ids = np.asarray(tokens, dtype=np.int64).reshape(self.batch, 1)
         pos = self._next_pos.reshape(self.batch, 1).copy()
         self._next_pos += 1
-        logits, _ = self._forward(ids, pos, want_attention=False)
+        index = np.zeros((self.batch, 1), dtype=np.int64)
+        logits, _ = self._forward(ids, pos, want_attention=False, index=index)
         return logits[:, -1]
 
     def select(self, rows: Sequence[int], *, same_windows: bool = False) -> None:

@@ -63,6 +63,12 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _graph_version() -> int:
+    from audiototext.models.graph import GRAPH_VERSION
+
+    return GRAPH_VERSION
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -212,6 +218,16 @@ class ModelCache:
                 entry = self._read(manifest.parent)
             except CacheError as exc:
                 bad.append((manifest.parent, str(exc)))
+                continue
+            version = entry.manifest.get("graph_version")
+            if version != _graph_version():
+                bad.append(
+                    (
+                        entry.path,
+                        f"outdated: built with graphs v{version}, this version needs "
+                        f"v{_graph_version()}; pull the model again to rebuild it",
+                    )
+                )
                 continue
             missing = [f for f in entry.manifest["files"] if not (entry.path / f).is_file()]
             if missing:

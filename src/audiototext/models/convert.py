@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from audiototext.errors import ConversionError, ValidationError
-from audiototext.models.graph import build_decoder, build_encoder
+from audiototext.models.graph import GRAPH_VERSION, build_decoder, build_encoder
 from audiototext.models.metadata import ModelMetadata, read_source_metadata
 from audiototext.models.weights import WhisperCheckpoint, load_ctranslate2, load_safetensors
 
@@ -24,8 +24,7 @@ __all__ = [
     "validate_against_reference",
 ]
 
-# Bump when the graphs change in a way that makes older cache entries incompatible.
-CONVERTER_VERSION = "2"  # 2: fused MultiHeadAttention/Gelu (fp32, int8)
+CONVERTER_VERSION = str(GRAPH_VERSION)
 
 # Protobuf cannot serialise a model over 2 GiB; larger graphs keep weights in a side file.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -131,6 +130,7 @@ def run_probe(model_dir: Path, meta: ModelMetadata, probe: Probe) -> dict[str, n
         "input_ids": np.asarray([probe.tokens], dtype=np.int64),
         "position_ids": np.arange(n, dtype=np.int64)[None],
         "attention_mask": np.ones((1, n), dtype=np.int64),
+        "logits_index": np.arange(n, dtype=np.int64)[None],
     }
     empty = np.zeros((1, d.decoder_heads, 0, hd), dtype=np.float32)
     for i in range(d.decoder_layers):

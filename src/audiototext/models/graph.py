@@ -17,9 +17,12 @@ it is written down here and in ``docs/architecture.md``:
     in  ``input_ids``       int64 [batch, tokens]
     in  ``position_ids``    int64 [batch, tokens]        absolute positions (< n_text_ctx)
     in  ``attention_mask``  int64 [batch, past + tokens] 1 = real token, 0 = padding
+    in  ``logits_index``    int64 [batch, picked]        which of this call's token positions
+        (0..tokens-1) to compute logits for: the last one when generating; the
+        start-of-transcript one too for the no-speech probability; all of them for alignment
     in  ``past_k_{i}``, ``past_v_{i}`` float32 [batch, heads, past, head_dim]  (past may be 0)
     in  ``cross_k_{i}``, ``cross_v_{i}`` from the encoder (batch rows may be repeated for beams)
-    out ``logits``          float32 [batch, tokens, n_vocab]
+    out ``logits``          float32 [batch, picked, n_vocab]
     out ``present_k_{i}``, ``present_v_{i}`` float32 [batch, heads, past + tokens, head_dim]
     out ``alignment_attention`` float32 [batch, n_alignment_heads, tokens, frames/2]
         softmax cross-attention weights of the model's alignment heads (for word timestamps).
@@ -41,9 +44,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from audiototext.models.weights import WhisperCheckpoint
 
-__all__ = ["OPSET", "build_decoder", "build_encoder"]
+__all__ = ["GRAPH_VERSION", "OPSET", "build_decoder", "build_encoder"]
 
 OPSET = 17
+# Bump when the graphs' inputs, outputs or semantics change: cache entries built with another
+# version are not used (the engine would feed them the wrong inputs) and are rebuilt on pull.
+# 1: first; 2: MultiHeadAttention/Gelu kernels; 3: logits_index input.
+GRAPH_VERSION = 3
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (MultiHeadAttention, Gelu)
 _NEG = -1e9  # additive mask value; large but finite so a fully masked row stays finite
 
@@ -291,8 +298,9 @@ def build_decoder(
         _value("input_ids", TensorProto.INT64, ["batch", "tokens"]),
         _value("position_ids", TensorProto.INT64, ["batch", "tokens"]),
         _value("attention_mask", TensorProto.INT64, ["batch", "total"]),
+        _value("logits_index", TensorProto.INT64, ["batch", "picked"]),
     ]
-    outputs = [_value("logits", TensorProto.FLOAT, ["batch", "tokens", d.n_vocab])]
+    outputs = [_value("logits", TensorProto.FLOAT, ["batch", "picked", d.n_vocab])]
     for i in range(d.decoder_layers):
         p = f"decoder.layers.{i}"
         for kind in ("k", "v"):
@@ -405,7 +413,10 @@ def build_decoder(
         x = b.mlp(b.op("Add", [x, o]), ckpt, p)
 
     x = b.layer_norm(x, ckpt, "decoder.layer_norm")
-    b.op("MatMul", [x, emb_t], out=["logits"])
+    # Project only the positions asked for: the vocabulary projection is the largest MatMul,
+    # and a 200-token prompt needs logits at two positions, not 200.
+    picked = b.op("GatherND", [x, b.op("Unsqueeze", ["logits_index", b.const([2])])], batch_dims=1)
+    b.op("MatMul", [picked, emb_t], out=["logits"])
     # Heads are emitted in the order given (grouped per layer preserves that order when the
     # list is sorted by layer, which every published alignment-head list is).
     if align_parts:

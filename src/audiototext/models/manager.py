@@ -42,7 +42,7 @@ from audiototext.models.convert import (
     run_probe,
     validate_against_reference,
 )
-from audiototext.models.graph import OPSET
+from audiototext.models.graph import GRAPH_VERSION, OPSET
 from audiototext.models.metadata import ModelMetadata
 from audiototext.models.optimize import PRECISIONS, quantise_and_optimise
 from audiototext.models.registry import ModelSpec, Source, resolve
@@ -240,6 +240,7 @@ def _build(
             "onnx_version": onnx.__version__,
             "onnxruntime_version": onnxruntime.__version__,
             "opset": OPSET,
+            "graph_version": GRAPH_VERSION,
             "graph_optimization": "extended" if precision != "fp16" else "none",
             "dims": meta.dims.to_json(),
             "validation": {"fp32_vs_reference": report}

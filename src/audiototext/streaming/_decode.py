@@ -12,6 +12,7 @@ rules for text-only decoding.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperMode
 
 __all__ = [
     "Hypothesis",
+    "collapse_repeats",
     "encoder_input",
     "greedy_decode",
     "is_noise",
@@ -88,6 +90,31 @@ def encoder_input(
     return np.asarray(pad_or_trim(mel, target), dtype=np.float32)
 
 
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+def collapse_repeats(text: str) -> str:
+    """Drop a greedy decoder's repetition loop: repeated sentences and a trailing fragment.
+
+    "A. B. B. B. B is" → "A. B." A sentence said twice in a row is far more often a loop of
+    the decoder (it has no temperature fallback here) than speech; the cost of the rare real
+    repetition is one lost sentence, the cost of a loop is a paragraph of invented text.
+    """
+    sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
+    kept: list[str] = []
+    for s in sentences:
+        if kept and s.lower() == kept[-1].lower():
+            continue
+        kept.append(s)
+    if (
+        len(kept) >= 2
+        and kept[-1][-1:] not in ".!?"
+        and kept[-2].lower().startswith(kept[-1].lower())
+    ):
+        kept.pop()
+    return " ".join(kept) if len(kept) < len(sentences) else text
+
+
 def max_new_tokens_for(duration_s: float) -> int:
     """A token budget for ``duration_s`` of speech: generous, yet stops repetition loops.
 
@@ -129,9 +156,9 @@ def greedy_decode(
     kv = KVDecoder(model, cross)
     logits_all, _ = kv.prefill(full)
     no_speech: list[float] = []
-    for row, prompt in enumerate(prompts):
-        at = int(kv.pads[row]) + list(prompt).index(tok.sot)
-        no_speech.append(float(np.exp(_log_softmax(logits_all[row, at])[tok.no_speech])))
+    for row in range(rows):
+        # prefill returns the logits at each row's start-of-transcript token first.
+        no_speech.append(float(np.exp(_log_softmax(logits_all[row, 0])[tok.no_speech])))
     logits = np.array(logits_all[:, -1], dtype=np.float32)
     del logits_all
 

@@ -41,6 +41,7 @@ from audiototext.inference.decoding import DecodingOptions, decode_with_fallback
 from audiototext.inference.session import SessionConfig
 from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import (
+    collapse_repeats,
     encoder_input,
     greedy_decode,
     is_noise,
@@ -474,6 +475,10 @@ class StreamingRecognizer:
                     if utt is None:
                         continue
                     s.partial_done(job.stop)
+                    if hyp.truncated or hyp.compression_ratio > _LOOP_COMPRESSION:
+                        # A greedy loop ran into the token budget: its words must not reach
+                        # the agreement, where two looping partials would commit them.
+                        continue
                     if not hyp.prefix_tokens and is_noise(
                         hyp.text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
                     ):
@@ -554,7 +559,9 @@ class StreamingRecognizer:
                         self.model, cross, prompts, [p for *_, p in batch], budgets
                     )
                     for (job, _, _), hyp in zip(batch, hyps, strict=True):
-                        new_text = self.model.tokenizer.decode(list(hyp.new_tokens)).strip()
+                        new_text = collapse_repeats(
+                            self.model.tokenizer.decode(list(hyp.new_tokens)).strip()
+                        )
                         noise = is_noise(
                             new_text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
                         )
@@ -607,6 +614,11 @@ class StreamingRecognizer:
         if not timestamps:
             prompt.append(tok.no_timestamps)
         return prompt
+
+
+# gzip ratio of a partial's new text above which it is taken for a repetition loop (Whisper
+# rejects 2.4 for whole windows; partials are short, so a loop shows at a lower ratio).
+_LOOP_COMPRESSION = 2.0
 
 
 def merge_committed(committed: str, decoded: str) -> str:
