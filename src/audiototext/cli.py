@@ -409,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_transcribe(sub)
 
+    from audiototext.cli_serve import register as register_serve
+
+    register_serve(sub)
+
+    from audiototext.cli_stream import register as register_stream
+
+    register_stream(sub)
+
     p = sub.add_parser(
         "doctor", help="hardware, ONNX Runtime providers and the recommended variant"
     )

@@ -221,7 +221,7 @@ class StreamingRecognizer:
                 raise OverloadedError(
                     f"all {self.options.max_sessions} streams are in use; retry later"
                 )
-            if self._overloaded:
+            if self._is_overloaded():
                 raise OverloadedError(
                     "compute cannot keep up with the open streams in real time; retry later"
                 )
@@ -277,7 +277,7 @@ class StreamingRecognizer:
             rtf=busy / audio if audio > 0 else 0.0,
             final_latency_ms_p50=1000 * _percentile(lat, 0.5),
             final_latency_ms_p95=1000 * _percentile(lat, 0.95),
-            overloaded=self._overloaded,
+            overloaded=self._is_overloaded(),
             partial_interval_scale=self._partial_scale,
             partials_skipped=self._partials_skipped,
         )
@@ -409,6 +409,11 @@ class StreamingRecognizer:
 
     _lagging = False
     _overload_until = 0.0
+
+    def _is_overloaded(self) -> bool:
+        # Rounds only run while there is work, so the flag is re-read against the clock here:
+        # it ends when its hold time does, and with no stream open nothing can be behind.
+        return self._overloaded and bool(self._sessions) and time.monotonic() < self._overload_until
 
     # ---- partials
 

@@ -1,0 +1,204 @@
+"""Streaming latency and capacity against a real gRPC server (tiny.en int8 by default).
+
+    .venv/bin/python bench/streaming.py [--server HOST:PORT] [--streams 1,2,4,8,16]
+
+Without ``--server`` it starts one in-process on 127.0.0.1 (a real grpc.aio server over TCP)
+with the model from the cache. Each stream sends espeak-ng sentences separated by 1.5 s of
+silence at real time. Reported: end-of-speech → final latency (from the moment the last
+speech sample was sent; includes the endpointing silence the engine waits for, default
+600 ms, and also shown without it), partial cadence (time between partials of an utterance),
+and the largest number of concurrent real-time streams whose final latency p95 stays under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from audiototext.client import AsyncClient, ClientError, StreamResult, StreamSettings
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella and ask her to bring these things.",
+    "She sells sea shells by the sea shore.",
+    "We will meet at the train station tomorrow morning.",
+)
+RATE = 16_000
+GAP_S = 1.5
+ENDPOINT_MS = 600
+
+
+def speak(text: str, folder: Path) -> np.ndarray:
+    path = folder / f"{abs(hash(text))}.wav"
+    if not path.exists():
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
+    with wave.open(str(path), "rb") as w:
+        raw = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2") / 32768.0
+        rate = w.getframerate()
+    import soxr
+
+    return np.asarray(soxr.resample(raw, rate, RATE), dtype=np.float32)
+
+
+def program(folder: Path, seconds: float, offset: int) -> tuple[np.ndarray, list[float]]:
+    """Speech of about ``seconds``; returns audio and the stream times where speech ends."""
+    parts = [np.zeros(int(0.5 * RATE), np.float32)]
+    ends: list[float] = []
+    t = 0.5
+    i = offset
+    while t < seconds:
+        s = speak(SENTENCES[i % len(SENTENCES)], folder)
+        parts += [s, np.zeros(int(GAP_S * RATE), np.float32)]
+        t += s.shape[0] / RATE
+        ends.append(t)
+        t += GAP_S
+        i += 1
+    return np.concatenate(parts), ends
+
+
+async def one_stream(
+    client: AsyncClient, audio: np.ndarray, ends: list[float]
+) -> tuple[list[float], list[float], int]:
+    stream = await client.stream(StreamSettings(compression="pcm16"))
+    sent_at: dict[int, float] = {}  # 100-ms chunk index → wall time it was sent
+    latencies: list[float] = []
+    gaps: list[float] = []
+    finals = 0
+
+    async def collect() -> None:
+        nonlocal finals
+        last_partial: dict[int, float] = {}
+        async for ev in stream.results():
+            if not isinstance(ev, StreamResult):
+                continue
+            now = time.monotonic()
+            if ev.is_final:
+                finals += 1
+                end = min(ends, key=lambda e: abs(e - ev.end_s))
+                chunk = int(end * 10)
+                if chunk in sent_at:
+                    latencies.append(now - sent_at[chunk])
+            else:
+                prev = last_partial.get(ev.utterance_id)
+                if prev is not None:
+                    gaps.append(now - prev)
+                last_partial[ev.utterance_id] = now
+
+    task = asyncio.create_task(collect())
+    t0 = time.monotonic()
+    step = RATE // 10
+    for n, i in enumerate(range(0, audio.shape[0], step)):
+        await stream.send(audio[i : i + step])
+        sent_at[n] = time.monotonic()
+        ahead = (n + 1) * 0.1 - (time.monotonic() - t0)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    await stream.finish()
+    await task
+    await stream.close()
+    return latencies, gaps, finals
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+async def run_level(target: str, n: int, folder: Path, seconds: float) -> dict[str, float]:
+    programs = [program(folder, seconds, k) for k in range(n)]
+    async with AsyncClient(target) as client:
+        results = await asyncio.gather(
+            *(one_stream(client, a, e) for a, e in programs), return_exceptions=True
+        )
+    lat: list[float] = []
+    gaps: list[float] = []
+    refused = 0
+    for r in results:
+        if isinstance(r, BaseException):
+            refused += 1
+            continue
+        lat += r[0]
+        gaps += r[1]
+    return {
+        "streams": n,
+        "refused": refused,
+        "finals": len(lat),
+        "final_p50_ms": pct(lat, 50),
+        "final_p95_ms": pct(lat, 95),
+        "partial_gap_p50_ms": pct(gaps, 50),
+        "partial_gap_p95_ms": pct(gaps, 95),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-speech-"))
+    server = None
+    target = args.server
+    if target is None:
+        from audiototext.server.app import GrpcServer, ServerConfig
+
+        server = GrpcServer(
+            ServerConfig(port=0, max_sessions=max(args.streams) + 2, precision="int8")
+        )
+        await server.start()
+        target = f"127.0.0.1:{server.port}"
+    try:
+        print(f"server {target}; {args.seconds:.0f} s of speech per stream, real time")
+        header = (
+            "streams",
+            "refused",
+            "finals",
+            "final p50",
+            "final p95",
+            "p95-endpoint",
+            "partial gap p50",
+            "p95",
+        )
+        print("  ".join(f"{h:>12}" for h in header))
+        best = 0
+        for n in args.streams:
+            await asyncio.sleep(2.0)  # let the engine drain the previous level
+            r = await run_level(target, n, folder, args.seconds)
+            print(
+                "  ".join(
+                    f"{v:>12.0f}" if isinstance(v, float) else f"{v:>12}"
+                    for v in (
+                        r["streams"],
+                        r["refused"],
+                        r["finals"],
+                        r["final_p50_ms"],
+                        r["final_p95_ms"],
+                        r["final_p95_ms"] - ENDPOINT_MS,
+                        r["partial_gap_p50_ms"],
+                        r["partial_gap_p95_ms"],
+                    )
+                ),
+                flush=True,
+            )
+            if r["refused"] == 0 and r["final_p95_ms"] < 1000:
+                best = n
+        print(f"largest real-time concurrency with final p95 < 1 s: {best}")
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        if server is not None:
+            await server.stop(5.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--server", help="host:port of a running server (default: start one)")
+    p.add_argument("--streams", default="1,2,4,8,16", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--seconds", type=float, default=20.0)
+    asyncio.run(main_async(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

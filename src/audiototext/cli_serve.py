@@ -1,0 +1,86 @@
+"""``audiototext serve``: the gRPC server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``serve`` command to the CLI's sub-parsers."""
+    p = sub.add_parser(
+        "serve",
+        help="run the gRPC server (streaming and file transcription, models, system)",
+        description="Serve audiototext.v1 over gRPC. Binds 127.0.0.1 unless told otherwise; "
+        "Ctrl-C or SIGTERM finalises open streams, then stops.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=50051, help="port (0: any free port; default 50051)")
+    p.add_argument("--model", default="tiny.en", help="model to serve (default: tiny.en)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "fp16"])
+    p.add_argument(
+        "--token",
+        default=os.environ.get("AUDIOTOTEXT_TOKEN"),
+        help="require 'authorization: Bearer TOKEN' on every call (or $AUDIOTOTEXT_TOKEN)",
+    )
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--max-sessions", type=int, default=16, help="concurrent streams (default 16)")
+    p.add_argument(
+        "--max-buffered-s",
+        type=float,
+        default=30.0,
+        help="audio seconds a stream may have waiting unprocessed (default 30)",
+    )
+    p.add_argument(
+        "--max-chunk-bytes", type=int, default=1 << 20, help="largest AudioChunk (default 1 MiB)"
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=64 << 20,
+        help="largest gRPC message, e.g. a file for Transcribe (default 64 MiB)",
+    )
+    p.add_argument(
+        "--resume-grace-s",
+        type=float,
+        default=30.0,
+        help="how long a disconnected stream waits for its client to resume (default 30)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from audiototext.server.app import GrpcServer, ServerConfig, serve
+
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        precision=args.precision,
+        token=args.token,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        max_sessions=args.max_sessions,
+        max_buffered_s=args.max_buffered_s,
+        max_chunk_bytes=args.max_chunk_bytes,
+        max_message_bytes=args.max_message_bytes,
+        resume_grace_s=args.resume_grace_s,
+    )
+
+    def ready(server: GrpcServer) -> None:
+        scheme = "grpcs" if config.tls_cert else "grpc"
+        print(f"listening on {scheme}://{config.host}:{server.port}", flush=True)
+        print(
+            f"model {config.model}; stream a file with: audiototext stream FILE "
+            f"--server {config.host}:{server.port}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    asyncio.run(serve(config, ready=ready))
+    return 0

@@ -1,0 +1,262 @@
+"""Composition root of the server: builds the engine, the servicers and the grpc.aio server.
+
+``GrpcServer(config).start()`` binds and serves; ``stop()`` shuts down gracefully: new
+streams are refused (UNAVAILABLE), open sessions are finalised so connected clients get
+their last results, then the server stops with a grace period for in-flight RPCs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from audiototext.errors import ConfigError
+from audiototext.server._proto import (
+    models_pb2,
+    models_pb2_grpc,
+    system_pb2,
+    system_pb2_grpc,
+    transcription_pb2,
+    transcription_pb2_grpc,
+)
+from audiototext.server.engine import Recognizer
+from audiototext.server.grpc_service import (
+    FileTranscribeFn,
+    FileTranscript,
+    ModelsService,
+    ServiceLimits,
+    SystemService,
+    TokenInterceptor,
+    TranscriptionService,
+)
+from audiototext.server.sessions import SessionStore
+
+__all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    transcription_pb2.DESCRIPTOR.services_by_name["Transcription"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
+    system_pb2.DESCRIPTOR.services_by_name["System"].full_name,
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 picks a free port (see GrpcServer.port)
+    model: str = "tiny.en"
+    precision: str = "auto"
+    token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_sessions: int = 16
+    max_message_bytes: int = 64 << 20  # transport limit; whole files go through Transcribe
+    max_chunk_bytes: int = 1 << 20
+    max_buffered_s: float = 30.0
+    resume_grace_s: float = 30.0
+    metrics_interval_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not between 0 and 65535")
+        if self.max_sessions < 1:
+            raise ConfigError("--max-sessions must be at least 1")
+        if self.max_chunk_bytes > self.max_message_bytes:
+            raise ConfigError("--max-chunk-bytes cannot exceed --max-message-bytes")
+        if not 1.0 <= self.max_buffered_s <= 600.0:
+            raise ConfigError("--max-buffered-s must be between 1 and 600")
+        if self.resume_grace_s < 0:
+            raise ConfigError("--resume-grace-s cannot be negative")
+        if self.token is not None and not self.token:
+            raise ConfigError("--token cannot be empty")
+
+
+def load_recognizer(config: ServerConfig) -> Recognizer:
+    """The real streaming engine with ``config.model`` (pulled into the cache if missing)."""
+    from audiototext.streaming import RecognizerOptions, StreamingRecognizer
+
+    recognizer: Recognizer = StreamingRecognizer.load(
+        config.model,
+        RecognizerOptions(max_sessions=config.max_sessions),
+        precision=config.precision,
+    )
+    return recognizer
+
+
+class _FileTranscriber:
+    """Loads the file transcriber on first use; one file at a time, off the event loop."""
+
+    def __init__(self, model: str, precision: str) -> None:
+        self._model = model
+        self._precision = precision
+        self._transcriber: object | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, audio: bytes, language: str | None, words: bool) -> FileTranscript:
+        async with self._lock:
+            return await asyncio.to_thread(self._run, audio, language, words)
+
+    def _run(self, audio: bytes, language: str | None, words: bool) -> FileTranscript:
+        from audiototext.inference import TranscribeOptions, Transcriber
+
+        if self._transcriber is None:
+            self._transcriber = Transcriber.load(self._model, precision=self._precision)
+        assert isinstance(self._transcriber, Transcriber)
+        options = TranscribeOptions(language=language, word_timestamps=words, vad=True)
+        result = self._transcriber.transcribe(audio, options)
+        segments = list(result)
+        word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
+        return FileTranscript(
+            text=" ".join(s.text.strip() for s in segments).strip(),
+            language=result.language or "",
+            duration_s=result.audio_s,
+            segments=tuple((s.start_s, s.end_s, s.text.strip()) for s in segments),
+            words=tuple(word_list),
+        )
+
+
+class GrpcServer:
+    """A running (after ``start``) grpc.aio server with every service of audiototext.v1."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        recognizer: Recognizer | None = None,
+        recognizer_factory: Callable[[ServerConfig], Recognizer] = load_recognizer,
+        transcribe_file: FileTranscribeFn | None = None,
+    ) -> None:
+        self.config = config
+        self._recognizer = recognizer
+        self._owns_recognizer = recognizer is None  # an injected one is the caller's to close
+        self._factory = recognizer_factory
+        self._transcribe_file = transcribe_file
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self.store: SessionStore | None = None
+        self.port = 0
+        self._stopped = asyncio.Event()
+
+    @property
+    def recognizer(self) -> Recognizer:
+        if self._recognizer is None:
+            raise RuntimeError("the server is not started")
+        return self._recognizer
+
+    async def start(self) -> None:
+        cfg = self.config
+        if self._recognizer is None:
+            # Loading (and maybe converting) the model takes a while: not on the event loop.
+            self._recognizer = await asyncio.to_thread(self._factory, cfg)
+        self.store = SessionStore(
+            self._recognizer, max_sessions=cfg.max_sessions, resume_grace_s=cfg.resume_grace_s
+        )
+        self.store.start()
+        interceptors = [TokenInterceptor(cfg.token)] if cfg.token else []
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            *cfg.extra_options,
+        ]
+        server = grpc.aio.server(interceptors=interceptors, options=options)
+        limits = ServiceLimits(
+            max_chunk_bytes=cfg.max_chunk_bytes,
+            max_buffered_s=cfg.max_buffered_s,
+            metrics_interval_s=cfg.metrics_interval_s,
+        )
+        transcribe_file = self._transcribe_file or _FileTranscriber(cfg.model, cfg.precision)
+        # The generated registration functions are untyped (no .pyi from grpcio-tools).
+        generated: tuple[Any, Any, Any] = (
+            transcription_pb2_grpc,
+            models_pb2_grpc,
+            system_pb2_grpc,
+        )
+        generated[0].add_TranscriptionServicer_to_server(
+            TranscriptionService(
+                self.store, model=cfg.model, limits=limits, transcribe_file=transcribe_file
+            ),
+            server,
+        )
+        generated[1].add_ModelsServicer_to_server(ModelsService(), server)
+        generated[2].add_SystemServicer_to_server(SystemService(self.store, cfg.model), server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{_host_for_address(cfg.host)}:{cfg.port}"
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            try:
+                creds = grpc.ssl_server_credentials(
+                    [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())]
+                )
+            except OSError as exc:
+                raise ConfigError(f"cannot read the TLS key or certificate: {exc}") from exc
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
+        if self.port == 0:
+            raise ConfigError(f"cannot listen on {address} (in use, or not a local address)")
+        await server.start()
+        self._server = server
+        log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Refuse new streams, finalise open ones, then stop the server."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        if self._server is None:
+            return
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self.store is not None:
+            await self.store.close(grace)
+        await self._server.stop(grace)
+        self._server = None
+        closer = getattr(self._recognizer, "close", None) if self._owns_recognizer else None
+        if closer is not None:
+            result = closer()
+            if asyncio.iscoroutine(result):
+                await result
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _host_for_address(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+async def serve(config: ServerConfig, *, ready: Callable[[GrpcServer], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then shut down gracefully."""
+    server = GrpcServer(config)
+    await server.start()
+    if ready is not None:
+        ready(server)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: finalising open streams")
+    await server.stop()

@@ -1,0 +1,40 @@
+"""What the server needs from the streaming engine (``audiototext.streaming``), as protocols.
+
+The server is written against these so it runs the real engine and the test double alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiototext.streaming.types import EngineStats, SpeechEvent, StreamOptions, StreamResult
+
+__all__ = ["Recognizer", "Session"]
+
+
+class Session(Protocol):
+    def accept(
+        self, audio: NDArray[np.float32], sample_rate_hz: int, channels: int = 1
+    ) -> None: ...
+
+    def events(self) -> AsyncIterator[StreamResult | SpeechEvent]: ...
+
+    def flush(self) -> None: ...
+
+    async def finish(self) -> None: ...
+
+    @property
+    def audio_received_s(self) -> float: ...
+
+    @property
+    def audio_processed_s(self) -> float: ...
+
+
+class Recognizer(Protocol):
+    def open(self, options: StreamOptions) -> Session: ...
+
+    def stats(self) -> EngineStats: ...

@@ -1,0 +1,251 @@
+"""Server-side stream sessions: resume after a disconnect, numbered events, credit.
+
+A :class:`StreamSession` outlives its connection. The engine session keeps working while the
+client is away; results are numbered (``event_seq``) and kept so a client that reconnects
+with ``session_id`` + ``resume_from_event`` gets exactly the ones it missed, and chunks are
+numbered (``seq``) so a resent chunk the server already has is dropped. A detached session is
+finalised and dropped after ``resume_grace_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from audiototext.server.codec import ChunkDecoder
+from audiototext.server.engine import Recognizer, Session
+from audiototext.streaming.types import (
+    OverloadedError,
+    SpeechEvent,
+    StreamOptions,
+    StreamResult,
+)
+
+__all__ = ["SessionExpiredError", "SessionStore", "StreamSession", "StreamSpec"]
+
+log = logging.getLogger(__name__)
+
+_MAX_KEPT_EVENTS = 20_000  # per session; partials are small, finals few
+
+
+class SessionExpiredError(LookupError):
+    """No session with that id: never existed, expired after its grace period, or finished."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a StreamConfig declared, validated."""
+
+    encoding: int
+    sample_rate_hz: int
+    channels: int
+    interim_results: bool
+    options: StreamOptions
+
+
+class Attachment:
+    """One connection's hold on a session; a newer connection takes the session over."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.replaced = False
+
+
+class StreamSession:
+    def __init__(self, session_id: str, spec: StreamSpec, engine: Session) -> None:
+        self.id = session_id
+        self.spec = spec
+        self.engine = engine
+        self.decoder = ChunkDecoder(spec.sample_rate_hz, spec.channels)
+        self.next_seq = 1
+        self.events: deque[tuple[int, StreamResult | SpeechEvent]] = deque(maxlen=_MAX_KEPT_EVENTS)
+        self.event_count = 0
+        self.finishing = False  # FINISH received (or the server is shutting down)
+        self.completed = False  # the engine delivered its last event
+        self.failed: BaseException | None = None
+        self.attachment: Attachment | None = None
+        self.detached_at: float | None = None
+        self.completed_at: float | None = None
+        self.half_closed_at: float | None = None  # request stream ended without FINISH
+        self._pump: asyncio.Task[None] | None = None
+        self._finish_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._pump = asyncio.create_task(self._run_pump(), name=f"pump-{self.id}")
+
+    async def _run_pump(self) -> None:
+        try:
+            async for event in self.engine.events():
+                if (
+                    isinstance(event, StreamResult)
+                    and not event.is_final
+                    and not self.spec.interim_results
+                ):
+                    continue
+                self.event_count += 1
+                self.events.append((self.event_count, event))
+                self._notify()
+        except Exception as exc:  # the engine failed: end the stream with INTERNAL
+            log.exception("stream %s: engine failed", self.id)
+            self.failed = exc
+        finally:
+            self.completed = True
+            self.completed_at = time.monotonic()
+            self._notify()
+
+    def _notify(self) -> None:
+        if self.attachment is not None:
+            self.attachment.wake.set()
+
+    def events_from(self, first: int) -> list[tuple[int, StreamResult | SpeechEvent]]:
+        if not self.events or first > self.event_count:
+            return []
+        oldest = self.events[0][0]
+        start = max(first, oldest) - oldest
+        return list(self.events)[start:]
+
+    def oldest_event(self) -> int:
+        return self.events[0][0] if self.events else self.event_count + 1
+
+    def attach(self) -> Attachment:
+        if self.attachment is not None:
+            self.attachment.replaced = True
+            self.attachment.wake.set()
+        self.attachment = Attachment()
+        self.detached_at = None
+        self.half_closed_at = None
+        return self.attachment
+
+    def detach(self, attachment: Attachment) -> None:
+        if self.attachment is attachment:
+            self.attachment = None
+            self.detached_at = time.monotonic()
+
+    def request_finish(self) -> None:
+        """Finalise the rest of the audio; the pump ends once the engine is done."""
+        if self.finishing:
+            return
+        self.finishing = True
+        self._finish_task = asyncio.create_task(self._finish(), name=f"finish-{self.id}")
+
+    async def _finish(self) -> None:
+        try:
+            await self.engine.finish()
+        except Exception as exc:
+            log.exception("stream %s: finish failed", self.id)
+            self.failed = exc
+            self.completed = True
+            self._notify()
+
+    async def wait_completed(self, timeout_s: float) -> None:
+        if self._pump is not None:
+            await asyncio.wait({self._pump}, timeout=timeout_s)
+
+    def cancel(self) -> None:
+        for task in (self._pump, self._finish_task):
+            if task is not None:
+                task.cancel()
+
+    def lag_s(self) -> float:
+        """Audio waiting in the engine; the larger of its two views when it has both."""
+        lag = self.engine.audio_received_s - self.engine.audio_processed_s
+        buffered = getattr(self.engine, "buffered_s", None)
+        if isinstance(buffered, float):
+            lag = max(lag, buffered)
+        return max(0.0, lag)
+
+
+class SessionStore:
+    """The server's open stream sessions, with limits and resume bookkeeping."""
+
+    def __init__(self, recognizer: Recognizer, *, max_sessions: int, resume_grace_s: float):
+        self.recognizer = recognizer
+        self.max_sessions = max_sessions
+        self.resume_grace_s = resume_grace_s
+        self._sessions: dict[str, StreamSession] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self.closing = False
+        self.streams_total = 0
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_loop(), name="session-reaper")
+
+    def open_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if not s.completed)
+
+    def detached_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.attachment is None and not s.completed)
+
+    def create(self, spec: StreamSpec) -> StreamSession:
+        if self.open_count() >= self.max_sessions:
+            raise OverloadedError(
+                f"the server is at its limit of {self.max_sessions} concurrent streams "
+                "(--max-sessions); retry later or raise the limit"
+            )
+        engine = self.recognizer.open(spec.options)  # may raise OverloadedError itself
+        session = StreamSession(secrets.token_urlsafe(12), spec, engine)
+        self._sessions[session.id] = session
+        self.streams_total += 1
+        session.start()
+        return session
+
+    def get(self, session_id: str) -> StreamSession:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionExpiredError(
+                f"no stream session {session_id!r} on this server: it finished, or it waited "
+                f"more than {self.resume_grace_s:g} s for a reconnect; start a new stream"
+            )
+        return session
+
+    def remove(self, session: StreamSession) -> None:
+        self._sessions.pop(session.id, None)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, max(0.05, self.resume_grace_s / 4)))
+            self.reap()
+
+    def reap(self) -> None:
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            if session.attachment is not None:
+                if (
+                    not session.finishing
+                    and session.half_closed_at is not None
+                    and now - session.half_closed_at > self.resume_grace_s
+                ):
+                    session.request_finish()
+                continue
+            if session.completed:
+                done_at = max(session.completed_at or now, session.detached_at or now)
+                if now - done_at > self.resume_grace_s:
+                    self.remove(session)
+            elif (
+                session.detached_at is not None and now - session.detached_at > self.resume_grace_s
+            ):
+                log.info(
+                    "stream %s: no reconnect within %.1f s; finalising",
+                    session.id,
+                    self.resume_grace_s,
+                )
+                session.request_finish()
+                # Keep it until the engine is done and the grace period passes again, so a
+                # very late client still gets NOT_FOUND rather than half a transcript.
+                session.detached_at = now
+
+    async def close(self, timeout_s: float) -> None:
+        """Finalise every open session (delivering finals to attached clients), then stop."""
+        self.closing = True
+        open_sessions = [s for s in self._sessions.values() if not s.completed]
+        for session in open_sessions:
+            session.request_finish()
+        await asyncio.gather(*(s.wait_completed(timeout_s) for s in open_sessions))
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for session in self._sessions.values():
+            session.cancel()

@@ -1,0 +1,68 @@
+"""Fixtures for end-to-end tests with the real streaming engine and tiny.en int8."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from support.speech import SpeechSynthesizer, espeak_available, join_with_gaps
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella and ask her to bring these things.",
+    "She sells sea shells by the sea shore.",
+    "We will meet at the train station tomorrow morning.",
+)
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+@pytest.fixture(scope="module")
+def recognizer(built_cache: Path) -> Iterator[object]:
+    streaming = pytest.importorskip("audiototext.streaming")
+    rec = streaming.StreamingRecognizer.load(
+        "tiny.en",
+        streaming.RecognizerOptions(max_sessions=24),
+        precision="int8",
+        cache_root=built_cache,
+    )
+    yield rec
+    rec.close()
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> SpeechSynthesizer:
+    if not espeak_available():
+        pytest.skip("needs espeak-ng (Debian package espeak-ng)")
+    return SpeechSynthesizer(tmp_path_factory.mktemp("speech"))
+
+
+def long_speech(synth: SpeechSynthesizer, seconds: float) -> NDArray[np.float32]:
+    """Sentences separated by 1.2 s of silence, repeated up to ``seconds``."""
+    parts = []
+    total = 0.0
+    i = 0
+    while total < seconds - 1.2:
+        s = synth.speak(SENTENCES[i % len(SENTENCES)])
+        parts.append(s.audio)
+        total += s.duration_s + 1.2
+        i += 1
+    audio, _ = join_with_gaps(parts, 1.2)
+    return audio
+
+
+async def settled(recognizer: object, limit_s: float = 60.0) -> None:
+    """Wait (bounded) until the engine no longer reports overload from an earlier stream."""
+    import asyncio
+
+    for _ in range(int(limit_s / 0.1)):
+        if not recognizer.stats().overloaded:  # type: ignore[attr-defined]
+            return
+        await asyncio.sleep(0.1)

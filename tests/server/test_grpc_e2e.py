@@ -1,0 +1,165 @@
+"""End to end over a real grpc.aio server on 127.0.0.1 with the real engine and tiny.en."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+
+from audiototext.client import AsyncClient, StreamResult
+from audiototext.server._proto import transcription_pb2 as pb
+from audiototext.server.codec import encode_pcm16
+from server.grpc_harness import config, raw_stream, run, running_server, stream_audio
+from server.real_engine import (
+    SENTENCES,
+    long_speech,
+    settled,
+    words,
+)
+from support.speech import SpeechSynthesizer, with_silence
+
+pytestmark = pytest.mark.slow
+
+
+def test_partial_then_final_with_expected_words(
+    recognizer: object, speech: SpeechSynthesizer
+) -> None:
+    sentence = speech.speak(SENTENCES[0])
+    audio = with_silence(sentence.audio, 0.5, 1.5)
+
+    async def main() -> tuple[list[StreamResult], list[StreamResult]]:
+        async with (
+            running_server(recognizer) as srv,
+            AsyncClient(f"127.0.0.1:{srv.port}") as client,
+        ):  # type: ignore[arg-type]
+            partials, finals, _ = await stream_audio(client, audio, speed=1.0)
+        return partials, finals
+
+    partials, finals = run(main())  # type: ignore[misc]
+    assert partials, "no partial result"
+    assert len(finals) == 1
+    final = finals[0]
+    assert partials[0].utterance_id == final.utterance_id
+    got = words(final.text)
+    assert len(got & {"quick", "fox", "jumps", "jump", "over", "lazy", "dog"}) >= 4, final.text
+    assert 0.2 <= final.start_s <= 1.0 and final.end_s > final.start_s
+
+
+def test_sixteen_concurrent_streams(recognizer: object, speech: SpeechSynthesizer) -> None:
+    audios = [
+        with_silence(speech.speak(SENTENCES[i % len(SENTENCES)]).audio, 0.3, 1.5) for i in range(16)
+    ]
+
+    async def main() -> list[list[StreamResult]]:
+        async with running_server(recognizer, config(max_sessions=16)) as srv:  # type: ignore[arg-type]
+            await settled(recognizer)
+            async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
+                results = await asyncio.gather(
+                    *(stream_audio(client, a, speed=1.0) for a in audios)
+                )
+        return [finals for _, finals, _ in results]
+
+    all_finals = run(main(), 600)
+    for i, finals in enumerate(all_finals):  # type: ignore[union-attr]
+        expected = words(SENTENCES[i % len(SENTENCES)])
+        got = words(" ".join(f.text for f in finals))
+        assert len(got & expected) >= len(expected) // 2, (i, got)
+
+
+@pytest.mark.parametrize(
+    ("name", "requests", "code", "text"),
+    [
+        (
+            "odd-length PCM16",
+            [pb.AudioChunk(seq=1, data=b"\0" * 3201)],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "PCM16",
+        ),
+        (
+            "garbage as FLOAT32",
+            [pb.AudioChunk(seq=1, data=bytes(range(256)) * 100)],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "FLOAT32",
+        ),
+        (
+            "10-MB chunk",
+            [pb.AudioChunk(seq=1, data=b"\0" * (10 << 20))],
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "over the limit",
+        ),
+    ],
+)
+def test_bad_stream_does_not_disturb_a_good_one(
+    recognizer: object,
+    speech: SpeechSynthesizer,
+    name: str,
+    requests: list[pb.AudioChunk],
+    code: grpc.StatusCode,
+    text: str,
+) -> None:
+    audio = with_silence(speech.speak(SENTENCES[1]).audio, 0.3, 1.5)
+    encoding = pb.FLOAT32 if "FLOAT32" in name else pb.PCM16
+
+    async def main() -> list[StreamResult]:
+        async with (
+            running_server(recognizer) as srv,
+            AsyncClient(f"127.0.0.1:{srv.port}") as client,
+        ):  # type: ignore[arg-type]
+            good = asyncio.create_task(stream_audio(client, audio, speed=2.0))
+            reqs = [
+                pb.StreamingRequest(config=pb.StreamConfig(encoding=encoding, sample_rate_hz=16000))
+            ]
+            reqs += [pb.StreamingRequest(audio=r) for r in requests]
+            got_code, details, _ = await raw_stream(srv.port, reqs)
+            assert got_code == code and text in details, details
+            _, finals, _ = await good
+        return finals
+
+    finals = run(main())
+    assert len(words(" ".join(f.text for f in finals)) & words(SENTENCES[1])) >= 4  # type: ignore[union-attr]
+
+
+def test_garbage_pcm16_yields_no_crash(recognizer: object) -> None:
+    data = np.random.default_rng(0).bytes(64000)
+
+    async def main() -> tuple[object, str]:
+        async with running_server(recognizer) as srv:  # type: ignore[arg-type]
+            reqs = [
+                pb.StreamingRequest(
+                    config=pb.StreamConfig(encoding=pb.PCM16, sample_rate_hz=16000)
+                ),
+                pb.StreamingRequest(audio=pb.AudioChunk(seq=1, data=data)),
+                pb.StreamingRequest(audio=pb.AudioChunk(seq=2, data=encode_pcm16(np.zeros(16000)))),
+                pb.StreamingRequest(control=pb.Control(action=pb.Control.FINISH)),
+            ]
+            code, details, _ = await raw_stream(srv.port, reqs)
+            return code, details
+
+    code, details = run(main())  # type: ignore[misc]
+    assert code == grpc.StatusCode.OK, details
+
+
+# Last in the module: it leaves the engine behind real time for a while, and the engine
+# refuses new streams (RESOURCE_EXHAUSTED) until it has caught up.
+def test_sending_10x_real_time_is_paced_and_loses_nothing(
+    recognizer: object, speech: SpeechSynthesizer
+) -> None:
+    audio = long_speech(speech, 30.0)
+
+    async def main() -> tuple[list[StreamResult], object]:
+        cfg = config(max_buffered_s=4.0)
+        async with (
+            running_server(recognizer, cfg) as srv,
+            AsyncClient(f"127.0.0.1:{srv.port}") as client,
+        ):  # type: ignore[arg-type]
+            _, finals, stream = await stream_audio(client, audio, speed=10.0)
+        return finals, stream
+
+    finals, stream = run(main(), 600)  # type: ignore[misc]
+    text = words(" ".join(f.text for f in finals))
+    for sentence in SENTENCES:
+        assert len(words(sentence) & text) >= len(words(sentence)) // 2, (sentence, text)
+    stats = stream.stats  # type: ignore[attr-defined]
+    assert stats.max_inflight_ms <= 2000 + 100
