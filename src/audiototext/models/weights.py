@@ -296,10 +296,9 @@ def load_ctranslate2(model_dir: Path) -> WhisperCheckpoint:
             if not dst.endswith(bias_free):
                 t[dst + ".bias"] = np.ascontiguousarray(b[j * d : (j + 1) * d])
 
+    for name in ("conv1", "conv2"):
+        put_linear(f"encoder/{name}", f"encoder.{name}")
     for side in ("encoder", "decoder"):
-        for name in ("conv1", "conv2"):
-            if side == "encoder":
-                put_linear(f"encoder/{name}", f"encoder.{name}")
         t[f"{side}.embed_positions.weight"] = weight(f"{side}/position_encodings/encodings")
         put_ln(f"{side}/layer_norm", f"{side}.layer_norm")
         i = 0
