@@ -195,10 +195,16 @@ class StreamSession:
         incoming_s = mono.shape[0] / sample_rate_hz
         limit_s = self.options.max_buffered_s
         # Checked before resampling so that a refused chunk leaves the resampler untouched.
-        if self.buffered_s + incoming_s > limit_s:
+        # Only audio the engine has not read yet counts: an utterance that ends moves its
+        # (already read) audio to the pending final at once, and a client that respected the
+        # credit it was given must not be refused for that jump. Pending finals are bounded
+        # by max_segment_s and reported as lag, which lowers the credit instead.
+        with self._lock:
+            unread_s = self._inbox_samples / SAMPLE_RATE_HZ
+        if unread_s + incoming_s > limit_s:
             raise BufferFullError(
                 f"more than {limit_s:g} s of audio would wait unprocessed "
-                f"({self.buffered_s:.1f} s queued, {incoming_s:.2f} s sent); send at real "
+                f"({unread_s:.1f} s queued, {incoming_s:.2f} s sent); send at real "
                 "time or wait for acknowledgements"
             )
         converted = self._resample(mono, sample_rate_hz)
