@@ -39,6 +39,7 @@ __all__ = [
     "compression_ratio",
     "decode_with_fallback",
     "generate",
+    "prefill_prompts",
 ]
 
 FloatArray = NDArray[np.float32]
@@ -198,6 +199,17 @@ def _max_new_tokens(model: WhisperModel, prompt_len: int, opts: DecodingOptions)
     return max(1, min(total // 2, total - (prompt_len - 1)))
 
 
+def prefill_prompts(
+    model: WhisperModel, cross: CrossAttention, prompts: Sequence[Sequence[int]]
+) -> tuple[KVDecoder, FloatArray, list[float]]:
+    """Start decoding: a cache primed with each row's prompt, the next-token logits
+    ``[rows, vocab]`` and each row's no-speech probability (from its start-of-transcript)."""
+    kv = KVDecoder(model, cross)
+    logits_all, _ = kv.prefill(prompts)
+    no_speech = _no_speech_probs(model.tokenizer, logits_all[:, 0])
+    return kv, np.array(logits_all[:, -1], dtype=np.float32), no_speech
+
+
 def _no_speech_probs(tok: WhisperTokenizer, sot_logits: FloatArray) -> list[float]:
     """No-speech probability of each row from its logits at the start-of-transcript token."""
     return [
@@ -248,11 +260,7 @@ def _independent_search(
 ) -> tuple[list[_Hyp], list[float]]:
     """Greedy (temperature 0) or sampling of ``n`` sequences per window, finished rows dropped."""
     tok = model.tokenizer
-    kv = KVDecoder(model, cross)
-    logits_all, _ = kv.prefill(prompts)
-    no_speech = _no_speech_probs(tok, logits_all[:, 0])
-    logits = np.array(logits_all[:, -1], dtype=np.float32)
-    del logits_all
+    kv, logits, no_speech = prefill_prompts(model, cross, prompts)
     windows = len(prompts)
     limits = [_max_new_tokens(model, len(p), opts) for p in prompts]
     if n > 1:
@@ -314,11 +322,7 @@ def _beam_search(
     tok = model.tokenizer
     beam = opts.beam_size
     wanted = max(1, round(beam * opts.patience))
-    kv = KVDecoder(model, cross)
-    logits_all, _ = kv.prefill(prompts)
-    no_speech = _no_speech_probs(tok, logits_all[:, 0])
-    logits = np.array(logits_all[:, -1], dtype=np.float32)
-    del logits_all
+    kv, logits, no_speech = prefill_prompts(model, cross, prompts)
     windows = len(prompts)
     limits = [_max_new_tokens(model, len(p), opts) for p in prompts]
     finished: list[list[_Hyp]] = [[] for _ in range(windows)]

@@ -21,8 +21,8 @@ from numpy.typing import NDArray
 
 from audiototext.audio import log_mel_spectrogram, pad_or_trim
 from audiototext.inference import transcribe as _transcribe
-from audiototext.inference.decoding import compression_ratio
-from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
+from audiototext.inference.decoding import compression_ratio, prefill_prompts
+from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = [
     "Hypothesis",
@@ -153,14 +153,7 @@ def greedy_decode(
     suppress = np.asarray(sorted(set(tok.default_suppress_tokens()) | {tok.no_timestamps}))
     begin = np.asarray(tok.metadata.begin_suppress_tokens, dtype=np.int64)
     full = [[*p, *f] for p, f in zip(prompts, prefixes, strict=True)]
-    kv = KVDecoder(model, cross)
-    logits_all, _ = kv.prefill(full)
-    no_speech: list[float] = []
-    for row in range(rows):
-        # prefill returns the logits at each row's start-of-transcript token first.
-        no_speech.append(float(np.exp(_log_softmax(logits_all[row, 0])[tok.no_speech])))
-    logits = np.array(logits_all[:, -1], dtype=np.float32)
-    del logits_all
+    kv, logits, no_speech = prefill_prompts(model, cross, full)
 
     generated: list[list[int]] = [[] for _ in range(rows)]
     sum_logprob = [0.0] * rows
