@@ -17,6 +17,7 @@ from audiototext.server.codec import (
     decode_pcm16,
     encode_pcm16,
 )
+from audiototext.server._proto import transcription_pb2 as pb
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import running_server, speech_like
 
@@ -55,6 +56,19 @@ def test_adaptive_disabled_never_switches() -> None:
     for seq in range(1, 50):
         assert not ctl.on_ack(seq, 5000.0, seq * 0.1, seq + 1)
     assert ctl.level == Level("PCM16")
+
+
+def test_one_encoding_table_matches_the_proto_and_every_ladder_level() -> None:
+    wire = {v.name: v.number for v in pb.AudioEncoding.DESCRIPTOR.values}
+    assert {e.name: int(e) for e in Encoding} == {
+        ("UNSPECIFIED" if n == "AUDIO_ENCODING_UNSPECIFIED" else n): v for n, v in wire.items()
+    }
+    assert Encoding.UNSPECIFIED not in Encoding.audio()
+    for level in (*AdaptiveEncoding().ladder, Level("FLOAT32")):
+        assert Encoding[level.encoding] in Encoding.audio()
+    # Message fields take the member's name.
+    chunk = pb.AudioChunk(seq=1, encoding=Encoding.OPUS.name)
+    assert chunk.encoding == pb.OPUS == Encoding.OPUS
 
 
 def test_pcm16_round_trip_and_clipping() -> None:

@@ -24,7 +24,7 @@ from audiototext.server._proto import (
     transcription_pb2,
     transcription_pb2_grpc,
 )
-from audiototext.server.codec import OPUS_RATES_HZ, OpusEncoder, encode_pcm16
+from audiototext.server.codec import OPUS_RATES_HZ, Encoding, OpusEncoder, encode_pcm16
 
 __all__ = [
     "AsyncClient",
@@ -62,11 +62,6 @@ _TRANSIENT = frozenset(
         grpc.StatusCode.INTERNAL,
     }
 )
-_ENCODINGS: dict[str, pb.AudioEncoding] = {
-    "PCM16": pb.PCM16,
-    "FLOAT32": pb.FLOAT32,
-    "OPUS": pb.OPUS,
-}
 
 
 class ClientError(Exception):
@@ -154,7 +149,7 @@ class StreamStats:
 class _Chunk:
     seq: int
     data: bytes
-    encoding: pb.AudioEncoding
+    encoding: Encoding
     ms: float
     sent_at: float = 0.0
 
@@ -249,7 +244,7 @@ class Stream:
         if self._opus is not None:
             tail = self._opus.flush()
             if tail:
-                self._add_chunk(tail, pb.OPUS, 0.0)
+                self._add_chunk(tail, Encoding.OPUS, 0.0)
         self._finish_requested = True
         self._changed.set()
 
@@ -305,28 +300,28 @@ class Stream:
             tail = self._opus.flush()  # end the Opus run cleanly before PCM resumes
             self._opus = None
             if tail:
-                self._add_chunk(tail, pb.OPUS, 0.0)
+                self._add_chunk(tail, Encoding.OPUS, 0.0)
         if level.encoding == "OPUS":
             if self._opus is None or self._opus.bit_rate != level.bit_rate:
                 if self._opus is not None:
                     tail = self._opus.flush()
                     if tail:
-                        self._add_chunk(tail, pb.OPUS, 0.0)
+                        self._add_chunk(tail, Encoding.OPUS, 0.0)
                 self._opus = OpusEncoder(
                     self.settings.sample_rate_hz, self.settings.channels, level.bit_rate
                 )
             data = self._opus.encode(block)
-            encoding = pb.OPUS
+            encoding = Encoding.OPUS
         elif level.encoding == "FLOAT32":
             data = block.astype("<f4").tobytes()
-            encoding = pb.FLOAT32
+            encoding = Encoding.FLOAT32
         else:
             data = encode_pcm16(block)
-            encoding = pb.PCM16
+            encoding = Encoding.PCM16
         self.stats.encodings[str(level)] = self.stats.encodings.get(str(level), 0) + 1
         self._add_chunk(data, encoding, ms)
 
-    def _add_chunk(self, data: bytes, encoding: pb.AudioEncoding, ms: float) -> None:
+    def _add_chunk(self, data: bytes, encoding: Encoding, ms: float) -> None:
         self._ring.append(_Chunk(self._next_seq, data, encoding, ms))
         self._ring_ms += ms
         self._next_seq += 1
@@ -357,7 +352,7 @@ class Stream:
         s = self.settings
         cfg = pb.StreamConfig(
             language=s.language or "",
-            encoding=_ENCODINGS[self.adaptive.ladder[0].encoding],
+            encoding=Encoding[self.adaptive.ladder[0].encoding].name,
             sample_rate_hz=s.sample_rate_hz,
             channels=s.channels,
             interim_results=s.interim_results,
@@ -514,7 +509,7 @@ class Stream:
                     await call.write(
                         pb.StreamingRequest(
                             audio=pb.AudioChunk(
-                                seq=chunk.seq, data=chunk.data, encoding=chunk.encoding
+                                seq=chunk.seq, data=chunk.data, encoding=chunk.encoding.name
                             )
                         )
                     )

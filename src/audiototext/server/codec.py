@@ -6,6 +6,7 @@ goes through PyAV's libopus; packets are framed as ``[2-byte big-endian length][
 
 from __future__ import annotations
 
+import enum
 import struct
 from typing import Any
 
@@ -13,6 +14,8 @@ import av
 import numpy as np
 import soxr
 from numpy.typing import NDArray
+
+from audiototext.server._proto import transcription_pb2 as _pb
 
 __all__ = [
     "OPUS_RATES_HZ",
@@ -27,13 +30,22 @@ __all__ = [
 FloatArray = NDArray[np.float32]
 
 
-class Encoding:
-    """Values of the proto enum ``audiototext.v1.AudioEncoding``."""
+class Encoding(enum.IntEnum):
+    """The wire's ``audiototext.v1.AudioEncoding``: the one table of encodings that the
+    server (validating and decoding chunks) and the client (making them) share.
 
-    UNSPECIFIED = 0
-    PCM16 = 1
-    FLOAT32 = 2
-    OPUS = 3
+    Values and names are the generated proto enum's; a message field takes ``.name``.
+    """
+
+    UNSPECIFIED = _pb.AUDIO_ENCODING_UNSPECIFIED
+    PCM16 = _pb.PCM16
+    FLOAT32 = _pb.FLOAT32
+    OPUS = _pb.OPUS
+
+    @classmethod
+    def audio(cls) -> tuple[Encoding, ...]:
+        """The encodings a stream may declare (all but UNSPECIFIED)."""
+        return tuple(e for e in cls if e is not cls.UNSPECIFIED)
 
 
 OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
