@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from audiototext.client import AdaptiveEncoding, Client, Level, StreamResult, StreamSettings
+from audiototext.server._proto import transcription_pb2 as pb
 from audiototext.server.codec import (
     ChunkDecoder,
     ChunkError,
@@ -17,7 +18,6 @@ from audiototext.server.codec import (
     decode_pcm16,
     encode_pcm16,
 )
-from audiototext.server._proto import transcription_pb2 as pb
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import running_server, speech_like
 
