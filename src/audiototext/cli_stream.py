@@ -51,9 +51,21 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--server", default="127.0.0.1:50051", help="host:port (default 127.0.0.1:50051)"
     )
-    p.add_argument("--token", default=os.environ.get("AUDIOTOTEXT_TOKEN"))
-    p.add_argument("--tls", action="store_true", help="connect with TLS")
-    p.add_argument("--ca-cert", type=Path, help="PEM root certificate to trust (implies --tls)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("AUDIOTOTEXT_TOKEN"),
+        help="bearer token the server was started with (or $AUDIOTOTEXT_TOKEN)",
+    )
+    p.add_argument(
+        "--tls", action="store_true", help="connect with TLS, trusting the system's roots"
+    )
+    p.add_argument(
+        "--tls-ca",
+        "--ca-cert",
+        dest="ca_cert",
+        type=Path,
+        help="PEM certificate to trust, e.g. the server's self-signed --tls-cert (implies --tls)",
+    )
     p.add_argument("--language")
     p.add_argument(
         "--compression",

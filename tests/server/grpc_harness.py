@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,6 +17,7 @@ from numpy.typing import NDArray
 from audiototext.client import AsyncClient, StreamResult, StreamSettings
 from audiototext.server.app import GrpcServer, ServerConfig
 from audiototext.server.engine import Recognizer
+from audiototext.server.grpc_service import FileTranscribeFn
 
 BASE_CONFIG = ServerConfig(
     port=0, resume_grace_s=20.0, metrics_interval_s=0.5, shutdown_grace_s=5.0
@@ -22,14 +26,79 @@ BASE_CONFIG = ServerConfig(
 
 @contextlib.asynccontextmanager
 async def running_server(
-    recognizer: Recognizer, config: ServerConfig | None = None
+    recognizer: Recognizer,
+    config: ServerConfig | None = None,
+    *,
+    transcribe_file: FileTranscribeFn | None = None,
 ) -> AsyncIterator[GrpcServer]:
-    server = GrpcServer(config or BASE_CONFIG, recognizer=recognizer)
+    server = GrpcServer(
+        config or BASE_CONFIG, recognizer=recognizer, transcribe_file=transcribe_file
+    )
     await server.start()
     try:
         yield server
     finally:
         await server.stop(2.0)
+
+
+class ThreadedServer:
+    """A server on its own event loop in a background thread, for callers that run their own
+    loop (``asyncio.run`` in the CLI) or none. ``make_recognizer`` runs on the server's loop."""
+
+    def __init__(
+        self, make_recognizer: Callable[[], Recognizer], config: ServerConfig | None = None
+    ) -> None:
+        self._make = make_recognizer
+        self._config = config or BASE_CONFIG
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.server: GrpcServer | None = None
+
+    def __enter__(self) -> GrpcServer:
+        self._thread.start()
+
+        async def start() -> GrpcServer:
+            server = GrpcServer(self._config, recognizer=self._make())
+            await server.start()
+            return server
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self._loop).result(60)
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            asyncio.run_coroutine_threadsafe(self.server.stop(2.0), self._loop).result(60)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def self_signed_cert(folder: Path, host: str = "localhost") -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` and its key (PEM files), made with openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={host}",
+            "-addext",
+            f"subjectAltName=DNS:{host}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def config(**changes: object) -> ServerConfig:

@@ -25,6 +25,7 @@ from server.grpc_harness import (
     raw_stream,
     run,
     running_server,
+    self_signed_cert,
     speech_like,
     stream_audio,
 )
@@ -316,29 +317,7 @@ def test_health_and_reflection() -> None:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl program")
 def test_tls(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
 
     async def main() -> None:
         async with running_server(FakeRecognizer(), config(tls_cert=cert, tls_key=key)) as srv:

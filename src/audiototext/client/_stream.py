@@ -605,12 +605,22 @@ class AsyncClient:
         return stream
 
     async def transcribe(
-        self, audio: bytes, *, language: str | None = None, word_timestamps: bool = False
+        self,
+        audio: bytes,
+        *,
+        language: str | None = None,
+        word_timestamps: bool = False,
+        beam_size: int = 0,
     ) -> pb.TranscribeResponse:
+        """Transcribe a whole file (its bytes, any format FFmpeg reads). ``beam_size`` 0 is
+        the server's default, 1 greedy search."""
         try:
             response: pb.TranscribeResponse = await self._transcription.Transcribe(
                 pb.TranscribeRequest(
-                    audio=audio, language=language or "", word_timestamps=word_timestamps
+                    audio=audio,
+                    language=language or "",
+                    word_timestamps=word_timestamps,
+                    beam_size=beam_size,
                 ),
                 metadata=self._metadata,
             )
@@ -619,7 +629,10 @@ class AsyncClient:
         return response
 
     async def stats(self) -> system_pb2.ServerStats:
-        response: system_pb2.ServerStats = await self.system.GetStats(
-            system_pb2.StatsRequest(), metadata=self._metadata
-        )
+        try:
+            response: system_pb2.ServerStats = await self.system.GetStats(
+                system_pb2.StatsRequest(), metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise ClientError(exc.details() or str(exc.code()), exc.code()) from exc
         return response

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from audiototext.server._proto import (
 )
 from audiototext.server.engine import Recognizer
 from audiototext.server.grpc_service import (
+    FileRequest,
     FileTranscribeFn,
     FileTranscript,
     ModelsService,
@@ -41,7 +43,7 @@ from audiototext.server.grpc_service import (
 )
 from audiototext.server.sessions import SessionStore
 
-__all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
+__all__ = ["FileTranscriber", "GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class ServerConfig:
     resume_grace_s: float = 30.0
     metrics_interval_s: float = 1.0
     shutdown_grace_s: float = 10.0
+    cache_root: Path | None = None  # the model cache; None: $AUDIOTOTEXT_HOME or the default
     extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -95,31 +98,58 @@ def load_recognizer(config: ServerConfig) -> Recognizer:
         config.model,
         RecognizerOptions(max_sessions=config.max_sessions),
         precision=config.precision,
+        cache_root=config.cache_root,
     )
     return recognizer
 
 
-class _FileTranscriber:
-    """Loads the file transcriber on first use; one file at a time, off the event loop."""
+class FileTranscriber:
+    """Transcribes whole files for ``Transcription.Transcribe``: loads the model on first use,
+    runs one file at a time in a worker thread (never on the event loop)."""
 
-    def __init__(self, model: str, precision: str) -> None:
+    def __init__(self, model: str, precision: str, cache_root: Path | None = None) -> None:
         self._model = model
         self._precision = precision
+        self._cache_root = cache_root
         self._transcriber: object | None = None
-        self._lock = asyncio.Lock()
+        # A thread lock, not an asyncio one: one instance may serve several event loops.
+        self._lock = threading.Lock()
 
-    async def __call__(self, audio: bytes, language: str | None, words: bool) -> FileTranscript:
-        async with self._lock:
-            return await asyncio.to_thread(self._run, audio, language, words)
+    @property
+    def model_path(self) -> Path | None:
+        """The cache folder of the loaded model (None before the first file)."""
+        path = getattr(getattr(self._transcriber, "model", None), "path", None)
+        return path if isinstance(path, Path) else None
 
-    def _run(self, audio: bytes, language: str | None, words: bool) -> FileTranscript:
+    async def __call__(self, request: FileRequest) -> FileTranscript:
+        return await asyncio.to_thread(self._run_locked, request)
+
+    def _run_locked(self, request: FileRequest) -> FileTranscript:
+        with self._lock:
+            return self._run(request)
+
+    def _run(self, request: FileRequest) -> FileTranscript:
         from audiototext.inference import TranscribeOptions, Transcriber
 
         if self._transcriber is None:
-            self._transcriber = Transcriber.load(self._model, precision=self._precision)
+            self._transcriber = Transcriber.load(
+                self._model, precision=self._precision, cache_root=self._cache_root
+            )
         assert isinstance(self._transcriber, Transcriber)
-        options = TranscribeOptions(language=language, word_timestamps=words, vad=True)
-        result = self._transcriber.transcribe(audio, options)
+        language = request.language
+        if language not in (None, "en") and not self._transcriber.model.tokenizer.multilingual:
+            raise ValueError(
+                f"{self._model} is English-only; leave TranscribeRequest.language empty or "
+                f"send 'en' (got {language!r})"
+            )
+        options = TranscribeOptions(
+            language=language,
+            word_timestamps=request.word_timestamps,
+            beam_size=request.beam_size,
+            best_of=request.beam_size,
+            vad=True,
+        )
+        result = self._transcriber.transcribe(request.audio, options)
         segments = list(result)
         word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
         return FileTranscript(
@@ -181,7 +211,9 @@ class GrpcServer:
             max_buffered_s=cfg.max_buffered_s,
             metrics_interval_s=cfg.metrics_interval_s,
         )
-        transcribe_file = self._transcribe_file or _FileTranscriber(cfg.model, cfg.precision)
+        transcribe_file = self._transcribe_file or FileTranscriber(
+            cfg.model, cfg.precision, cfg.cache_root
+        )
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -194,7 +226,10 @@ class GrpcServer:
             ),
             server,
         )
-        generated[1].add_ModelsServicer_to_server(ModelsService(), server)
+        generated[1].add_ModelsServicer_to_server(
+            ModelsService(cfg.cache_root, in_use=lambda: self._models_in_use(transcribe_file)),
+            server,
+        )
         generated[2].add_SystemServicer_to_server(SystemService(self.store, cfg.model), server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -219,6 +254,14 @@ class GrpcServer:
         await server.start()
         self._server = server
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
+
+    def _models_in_use(self, transcribe_file: object) -> list[Path]:
+        """Cache folders of the models loaded by the engine and the file transcriber."""
+        paths = [
+            getattr(getattr(self._recognizer, "model", None), "path", None),
+            getattr(transcribe_file, "model_path", None),
+        ]
+        return [p for p in paths if isinstance(p, Path)]
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new streams, finalise open ones, then stop the server."""

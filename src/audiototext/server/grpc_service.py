@@ -13,8 +13,9 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -54,6 +55,7 @@ from audiototext.streaming.types import (
 )
 
 __all__ = [
+    "FileRequest",
     "FileTranscript",
     "ModelsService",
     "ServiceLimits",
@@ -78,12 +80,24 @@ pb = transcription_pb2
 _WAKE_S = 0.1  # the writer re-checks credit at least this often
 
 
+MAX_BEAM_SIZE = 16
+
+
 @dataclass(frozen=True)
 class ServiceLimits:
     max_chunk_bytes: int = 1 << 20
     max_buffered_s: float = 30.0
     metrics_interval_s: float = 1.0
-    max_file_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """A validated ``TranscribeRequest``."""
+
+    audio: bytes
+    language: str | None = None
+    word_timestamps: bool = False
+    beam_size: int = 5
 
 
 @dataclass(frozen=True)
@@ -95,7 +109,7 @@ class FileTranscript:
     words: tuple[tuple[float, float, str], ...]
 
 
-FileTranscribeFn = Callable[[bytes, str | None, bool], Awaitable[FileTranscript]]
+FileTranscribeFn = Callable[[FileRequest], Awaitable[FileTranscript]]
 
 
 class _StreamError(Exception):
@@ -178,10 +192,11 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
 
     def _spec(self, cfg: pb.StreamConfig) -> StreamSpec:
         encoding = int(cfg.encoding)
-        if encoding not in (Encoding.PCM16, Encoding.FLOAT32, Encoding.OPUS):
+        if encoding not in Encoding.audio():
+            names = ", ".join(e.name for e in Encoding.audio())
             raise _StreamError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "StreamConfig.encoding must be PCM16, FLOAT32 or OPUS",
+                f"StreamConfig.encoding must be one of {names}",
             )
         rate = int(cfg.sample_rate_hz)
         if not 8000 <= rate <= 48000:
@@ -225,11 +240,8 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
 
         try:
             spec = resolve(name)
-        except UnknownModelError as exc:
-            hint = f" (did you mean {', '.join(exc.suggestions)}?)" if exc.suggestions else ""
-            raise _StreamError(
-                grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}{hint}: {exc}"
-            ) from exc
+        except UnknownModelError as exc:  # its message names close matches and known models
+            raise _StreamError(grpc.StatusCode.NOT_FOUND, str(exc)) from exc
         if spec.name != self.model:
             raise _StreamError(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -321,6 +333,8 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
             session = self.store.create(spec)
         except OverloadedError as exc:
             raise _StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+        except ValueError as exc:  # the engine refused the options (e.g. the language)
+            raise _StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"StreamConfig: {exc}") from exc
         return session, False, 1
 
     def _credit_ms(self, session: StreamSession) -> int:
@@ -476,10 +490,20 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "TranscribeRequest.audio is empty; send a file"
             )
-        try:
-            out = await self._transcribe_file(
-                request.audio, request.language or None, request.word_timestamps
+        if request.beam_size > MAX_BEAM_SIZE:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"TranscribeRequest.beam_size is {request.beam_size}; use 1 (greedy) to "
+                f"{MAX_BEAM_SIZE}, or 0 for the default",
             )
+        file_request = FileRequest(
+            audio=request.audio,
+            language=request.language or None,
+            word_timestamps=request.word_timestamps,
+            beam_size=request.beam_size or FileRequest.beam_size,
+        )
+        try:
+            out = await self._transcribe_file(file_request)
         except (AudioToTextError, ValueError) as exc:
             await context.abort(status_for(exc), str(exc))
         return pb.TranscribeResponse(
@@ -547,13 +571,32 @@ class _QueueProgress:
 
 
 class ModelsService(models_pb2_grpc.ModelsServicer):
+    """The model cache: list, pull (with progress), remove, info.
+
+    ``in_use`` returns the cache folders of the models this server has loaded; removing one
+    of them is refused (the server would need it again to load a file transcriber or after a
+    restart), so stop the server or serve another model first.
+    """
+
+    def __init__(
+        self,
+        cache_root: Path | None = None,
+        in_use: Callable[[], Collection[Path]] = lambda: (),
+    ) -> None:
+        self._cache_root = cache_root
+        self._in_use = in_use
+
+    def _cache(self) -> Any:
+        from audiototext.models.cache import ModelCache
+
+        return ModelCache(self._cache_root)
+
     async def List(
         self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> models_pb2.ListModelsResponse:
-        from audiototext.models.cache import ModelCache
         from audiototext.models.registry import KNOWN_MODELS
 
-        cache = ModelCache()
+        cache = self._cache()
         entries, _damaged = await asyncio.to_thread(cache.scan)
         names = {e.name for e in entries}
         return models_pb2.ListModelsResponse(
@@ -590,6 +633,7 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
                 precision=request.precision or "auto",
                 force=request.force,
                 progress=sink,
+                cache=self._cache(),
             )
         )
         job.add_done_callback(lambda _f: queue.put_nowait(None))
@@ -616,14 +660,13 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
     async def Remove(
         self, request: models_pb2.RemoveModelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> models_pb2.RemoveModelResponse:
-        from audiototext.models.cache import ModelCache
         from audiototext.models.registry import resolve
 
         try:
             spec = resolve(request.name)
         except UnknownModelError as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        cache = ModelCache()
+        cache = self._cache()
         version = request.version
         chosen = [
             e
@@ -641,6 +684,15 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
                 f"{len(chosen)} entries of {spec.name} match ({options}); pick one with "
                 "version/precision or set all",
             )
+        loaded = {p.resolve() for p in self._in_use()}
+        busy = [e for e in chosen if Path(e.path).resolve() in loaded]
+        if busy:
+            names = "; ".join(f"{e.name} {e.version_id}/{e.precision}" for e in busy)
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{names} is in use by this server; stop it (or serve another model) "
+                "before removing it",
+            )
         for entry in chosen:
             await asyncio.to_thread(cache.remove, entry)
         return models_pb2.RemoveModelResponse(removed=[_cached_message(e) for e in chosen])
@@ -648,14 +700,13 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
     async def Info(
         self, request: models_pb2.ModelInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> models_pb2.ModelInfo:
-        from audiototext.models.cache import ModelCache
         from audiototext.models.registry import resolve
 
         try:
             spec = resolve(request.name)
         except UnknownModelError as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        entries = ModelCache().entries(spec.name)
+        entries = self._cache().entries(spec.name)
         return models_pb2.ModelInfo(
             name=spec.name,
             description=spec.description or "",

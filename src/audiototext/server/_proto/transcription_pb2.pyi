@@ -192,16 +192,18 @@ class StreamingResponse(_message.Message):
     def __init__(self, event_seq: _Optional[int] = ..., started: _Optional[_Union[SessionStarted, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., speech_event: _Optional[_Union[SpeechEvent, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("audio", "language", "word_timestamps", "model")
+    __slots__ = ("audio", "language", "word_timestamps", "model", "beam_size")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
     audio: bytes
     language: str
     word_timestamps: bool
     model: str
-    def __init__(self, audio: _Optional[bytes] = ..., language: _Optional[str] = ..., word_timestamps: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
+    beam_size: int
+    def __init__(self, audio: _Optional[bytes] = ..., language: _Optional[str] = ..., word_timestamps: _Optional[bool] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
     __slots__ = ("text", "segments", "language", "duration_s", "words")
