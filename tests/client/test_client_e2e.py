@@ -20,15 +20,25 @@ pytestmark = pytest.mark.slow
 def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
     recognizer: object, speech: SpeechSynthesizer
 ) -> None:
+    """The final transcript after 5 cuts equals the uninterrupted one, word for word.
+
+    Interim results are off: with them on, a final starts with the words that partials
+    committed (LocalAgreement), and partials are decoded at whatever point the engine has read
+    the audio to when its worker runs - after a reconnect the backlog arrives in a burst, the
+    partials in between are skipped, and different words get committed (measured: 2 of 14
+    finals differed by a word, the cut ones; segment times were identical, so no audio was
+    lost or repeated). Finals alone depend only on the audio: the reference is even sent as
+    fast as credit allows, while the cut stream runs at real time.
+    """
     audio = long_speech(speech, 60.0)
     assert audio.shape[0] >= 59 * 16_000
-    settings = StreamSettings(compression="pcm16")
+    settings = StreamSettings(compression="pcm16", interim_results=False)
 
     async def main() -> tuple[list[StreamResult], list[StreamResult], object, int]:
         async with running_server(recognizer) as srv:  # type: ignore[arg-type]
             await settled(recognizer)
             async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
-                _, reference, _ = await stream_audio(client, audio, settings, speed=1.0)
+                _, reference, _ = await stream_audio(client, audio, settings, speed=None)
             proxy = TcpProxy(srv.port)
             await proxy.start()
             await settled(recognizer)
@@ -46,16 +56,14 @@ def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
     assert cuts == 5
     assert stream.stats.reconnects >= 5  # type: ignore[attr-defined]
     assert len(reference) >= 10
-    # No utterance lost or repeated, and each one covers the same stretch of stream time:
-    # one lost or doubled chunk would shift every later segment by its length.
-    assert [f.utterance_id for f in finals] == [f.utterance_id for f in reference]
-    for got, ref in zip(finals, reference, strict=True):
-        assert abs(got.start_s - ref.start_s) < 0.05 and abs(got.end_s - ref.end_s) < 0.05
-    # The engine's text is not bit-for-bit repeatable between two uninterrupted runs either
-    # (it depends on decode timing), so the words are compared per utterance.
-    for got, ref in zip(finals, reference, strict=True):
-        same = words(got.text) & words(ref.text)
-        assert len(same) >= 0.6 * len(words(ref.text)), (got.text, ref.text)
+    assert all(f.text for f in reference)
+    # Every utterance once, in order, over the same stretch of stream time (one lost or
+    # doubled chunk would shift every later segment by its length), with the same text.
+    assert [(f.utterance_id, f.start_s, f.end_s) for f in finals] == [
+        (f.utterance_id, f.start_s, f.end_s) for f in reference
+    ]
+    assert [f.text for f in finals] == [f.text for f in reference]
+    assert " ".join(f.text for f in finals) == " ".join(f.text for f in reference)
 
 
 def test_adaptive_compression_switches_under_a_bandwidth_limit(
