@@ -32,9 +32,9 @@ from audiototext.audio import (
     VadOptions,
     get_speech_timestamps,
     iter_audio_chunks,
+    log_mel_spectrogram,
     pad_or_trim,
 )
-from audiototext.audio.features import log_mel_spectrogram_of_pieces
 from audiototext.audio.decode import AudioSource
 from audiototext.errors import AudioError
 from audiototext.inference.alignment import Word, add_word_timestamps
@@ -245,21 +245,16 @@ def _speech_only(
 
 
 class _FeatureStream:
-    """Log-mel frames of an input read chunk by chunk, computed one block at a time.
-
-    Memory: the chunks of the current block (never joined), its spectrogram, and between
-    blocks only the last window of audio, which the next block starts from.
-    """
+    """Log-mel frames of an input read chunk by chunk, computed one block at a time."""
 
     def __init__(self, chunks: Iterator[FloatArray], n_mels: int, window_frames: int) -> None:
         self._chunks = chunks
         self._n_mels = n_mels
         self._window = window_frames
         self._block_samples = max(round(BLOCK_S * SAMPLE_RATE_HZ), 2 * window_frames * HOP)
-        self._pieces: list[FloatArray] = []  # audio kept for the next block, in order
-        self._audio_start = 0  # absolute sample of self._pieces[0][0], a multiple of HOP
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._start = 0  # absolute sample of self._audio[0], a multiple of HOP
         self._mel: FloatArray | None = None
-        self._mel_start = 0  # absolute frame of self._mel[:, 0]
         self._usable_end = 0  # absolute frame: frames before it are final
         self._final = False
         self.samples = 0  # samples read so far (the whole input once exhausted)
@@ -277,7 +272,7 @@ class _FeatureStream:
         end = min(seek + self._window, self._usable_end)
         if end <= seek:
             return np.zeros((self._n_mels, 0), dtype=np.float32), 0
-        local = seek - self._mel_start
+        local = seek - self._start // HOP
         return mel[:, local : local + end - seek], end - seek
 
     def _read(self) -> FloatArray | None:
@@ -291,63 +286,36 @@ class _FeatureStream:
         self.samples += chunk.size
         return chunk
 
-    def _audio_from(self, start: int) -> list[FloatArray]:
-        """The kept audio from absolute sample ``start`` on (views, not copies)."""
-        out: list[FloatArray] = []
-        at = self._audio_start
-        for piece in self._pieces:
-            end = at + piece.size
-            if end > start:
-                out.append(piece[max(start - at, 0) :])
-            at = end
-        return out
-
     def _refill(self, seek: int) -> FloatArray:
         new_start = (
-            max(self._audio_start, (seek - _CONTEXT_FRAMES) * HOP) if seek > _CONTEXT_FRAMES else 0
+            max(self._start, (seek - _CONTEXT_FRAMES) * HOP) if seek > _CONTEXT_FRAMES else 0
         )
-        pieces = self._audio_from(new_start)
-        self._pieces = []
-        have = sum(p.size for p in pieces)
+        parts = [self._audio[new_start - self._start :]]
+        have = parts[0].size
         while have < self._block_samples:
             chunk = self._read()
             if chunk is None:
                 break
-            pieces.append(chunk)
+            parts.append(chunk)
             have += chunk.size
+        self._audio = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._start = new_start
         if not self.exhausted:  # a chunk ending exactly at the block's end: look one ahead
             nxt = self._read()
             if nxt is not None:
-                pieces.append(nxt)
+                self._audio = np.concatenate([self._audio, nxt])
         base = new_start // HOP
         self._mel = None  # release the previous block before computing the next
         if self.exhausted:
             # As Whisper: 160 samples of padding, and the last frame is not content.
-            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels, padding_samples=HOP)
+            self._mel = log_mel_spectrogram(self._audio, self._n_mels, padding_samples=HOP)
             self._usable_end = base + self._mel.shape[1] - 1
             self._final = True
         else:
-            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels)
+            self._mel = log_mel_spectrogram(self._audio, self._n_mels)
             # The last frames' STFT windows reach past the block; the next block redoes them.
             self._usable_end = base + self._mel.shape[1] - _CONTEXT_FRAMES
-            # The next block starts at most one window (and its context) before this one's
-            # usable end: only that much audio has to be kept.
-            self._audio_start = max(
-                new_start, (self._usable_end - self._window - _CONTEXT_FRAMES) * HOP
-            )
-            self._pieces = [np.ascontiguousarray(p) for p in self._audio_start_slice(pieces, new_start)]
-        self._mel_start = base
         return self._mel
-
-    def _audio_start_slice(self, pieces: list[FloatArray], pieces_start: int) -> list[FloatArray]:
-        out: list[FloatArray] = []
-        at = pieces_start
-        for piece in pieces:
-            end = at + piece.size
-            if end > self._audio_start:
-                out.append(piece[max(self._audio_start - at, 0) :])
-            at = end
-        return out
 
 
 def _array_chunks(audio: FloatArray) -> Iterator[FloatArray]:
