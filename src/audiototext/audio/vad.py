@@ -438,6 +438,19 @@ class SpeechEndpointDetector:
         return self._start_emitted
 
     @property
+    def tentative_end(self) -> int | None:
+        """The sample an END event will carry if the silence under way lasts long enough.
+
+        ``None`` while speech goes on (or none was reported): set from the first frame below
+        the negative threshold, cleared when a speech frame comes back. Lets a caller start
+        work on an utterance before ``min_silence_duration_ms`` confirms its end.
+        """
+        seg = self._segmenter
+        if not self._start_emitted or not seg.triggered or not seg.temp_end:
+            return None
+        return seg.temp_end + self._pad_samples
+
+    @property
     def samples_received(self) -> int:
         return self._samples_received
 

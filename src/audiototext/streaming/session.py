@@ -81,6 +81,22 @@ class PendingFinal:
 
 
 @dataclass
+class Speculation:
+    """A final decoded ahead of its endpoint, on the audio of a pause that may end it (worker).
+
+    Valid for the utterance that ends exactly at ``stop`` (the VAD then reports the same end);
+    if the speaker goes on, the utterance ends elsewhere and this is never used.
+    """
+
+    utterance_id: int
+    start: int
+    stop: int
+    text: str
+    audio_start: int
+    computed_at: float
+
+
+@dataclass
 class OpenUtterance:
     """The utterance being spoken (worker)."""
 
@@ -143,6 +159,10 @@ class StreamSession:
         # The last final with text: where its audio began and its tokens, the context the
         # next final is decoded with.
         self.previous_final: tuple[int, tuple[int, ...]] | None = None
+        # A final decoded during the pause that may end the open utterance (see Speculation).
+        self.speculation: Speculation | None = None
+        self.speculations_used = 0
+        self.speculations_wasted = 0
         self.processed = 0  # absolute sample through which results are settled
         self.finishing = False
         self.partials_emitted = 0
@@ -471,6 +491,14 @@ class StreamSession:
             self.pending_final_samples += stop - utt.start
         self.last_utterance_stop = stop
         self.utterance = None
+
+    @property
+    def tentative_end(self) -> int | None:
+        """Absolute sample where the open utterance ends if the pause under way lasts (worker)."""
+        if self.utterance is None:
+            return None
+        end = self.detector.tentative_end
+        return None if end is None else self.detector_base + end
 
     def final_done(self, final: PendingFinal) -> None:
         self.pending_finals.remove(final)

@@ -46,7 +46,7 @@ class StreamOptions:
     language: str | None = None
     interim_results: bool = True
     partial_interval_ms: int = 500  # at most this much new speech between partials
-    endpoint_silence_ms: int = 600  # VAD silence that ends an utterance
+    endpoint_silence_ms: int = 300  # VAD silence that ends an utterance
     max_segment_s: float = 20.0  # an utterance longer than this is finalised anyway
     max_buffered_s: float = 30.0
 
@@ -109,3 +109,5 @@ class EngineStats:
     # Added after the first version, with defaults so that existing constructors still work:
     partial_interval_scale: float = 1.0  # >1 when partials are spaced out to keep up
     partials_skipped: int = 0  # partial refreshes dropped because newer audio had arrived
+    speculative_finals_used: int = 0  # finals decoded in the pause before their endpoint
+    speculative_finals_wasted: int = 0  # such decodings the speaker made void by going on

@@ -1,0 +1,217 @@
+"""Speculative finals, finals that depend on the audio alone, and the scheduler's load rules.
+
+As in test_recognizer.py, audio is fed chunk by chunk and each chunk is processed before the
+next (``wait_idle``, ``adaptive_partials`` off), so results depend on the audio only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from streaming_helpers import StreamLog, normalise, stream_audio
+
+from audiototext.audio import SileroVad, SpeechEndpointDetector, SpeechEventKind, VadOptions
+from audiototext.streaming import StreamingRecognizer, StreamOptions
+from support.speech import Speech, SpeechSynthesizer, silence, with_silence
+
+MakeRecognizer = Callable[..., StreamingRecognizer]
+
+
+def test_tentative_end_announces_the_end_event(shared_vad: SileroVad, sentence: Speech) -> None:
+    detector = SpeechEndpointDetector(
+        shared_vad, VadOptions(min_silence_duration_ms=300, speech_pad_ms=30)
+    )
+    audio = with_silence(sentence.audio, 0.3, 1.0)
+    seen: list[int] = []
+    end: int | None = None
+    for i in range(0, audio.shape[0], 512):
+        for event in detector.feed(audio[i : i + 512]):
+            if event.kind is SpeechEventKind.END:
+                end = event.sample
+        if end is None and detector.tentative_end is not None:
+            seen.append(detector.tentative_end)
+    assert end is not None
+    # Announced before the END event, at the very sample the END then carried; and it was
+    # announced at least 300 ms (the endpoint silence) before the END could be reported.
+    assert seen and seen[-1] == end
+    assert detector.tentative_end is None  # cleared once the utterance is over
+    # During speech (well before its end) there is no tentative end.
+    d2 = SpeechEndpointDetector(shared_vad, VadOptions(min_silence_duration_ms=300))
+    d2.feed(audio[: audio.shape[0] // 2 // 512 * 512])
+    assert d2.in_speech and d2.tentative_end is None
+
+
+def _final_texts(log: StreamLog) -> list[str]:
+    return [f.text for f in log.finals]
+
+
+def test_speculative_final_is_the_final_the_endpoint_would_give(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    parts = [synth.speak(t).audio for t in ("Good morning everyone.", "See you tomorrow.")]
+    audio = np.concatenate([silence(0.3), parts[0], silence(1.0), parts[1], silence(1.0)])
+    spec = make_recognizer(speculative_finals=True)
+    plain = make_recognizer(speculative_finals=False)
+
+    async def run(rec: StreamingRecognizer) -> StreamLog:
+        return await stream_audio(rec.open(), audio, 16_000, chunk=20)
+
+    with_spec = asyncio.run(run(spec))
+    without = asyncio.run(run(plain))
+    assert spec.stats().speculative_finals_used == 2
+    assert plain.stats().speculative_finals_used == 0
+    assert _final_texts(with_spec) == _final_texts(without)
+    assert [(f.start_s, f.end_s) for f in with_spec.finals] == [
+        (f.start_s, f.end_s) for f in without.finals
+    ]
+    assert {"morning", "tomorrow"} <= set(normalise(with_spec.text))
+
+
+def test_speech_after_a_short_pause_voids_the_speculation(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    first = synth.speak("Please take a seat").audio
+    second = synth.speak("and open your notebooks.").audio
+
+    def trimmed(a: np.ndarray) -> np.ndarray:
+        loud = np.nonzero(np.abs(a) > 0.01)[0]
+        return a[loud[0] : loud[-1] + 1]
+
+    # 250 ms of silence: long enough to start a speculative final (100 ms of tail after the
+    # VAD's end), shorter than the 300-ms endpoint, so the utterance goes on.
+    audio = np.concatenate(
+        [silence(0.3), trimmed(first), silence(0.25), trimmed(second), silence(1.0)]
+    )
+    rec = make_recognizer()
+
+    async def run() -> StreamLog:
+        session = rec.open(StreamOptions(endpoint_silence_ms=300))
+        return await stream_audio(session, audio, 16_000, chunk=20)
+
+    log = asyncio.run(run())
+    stats = rec.stats()
+    assert len(log.finals) == 1, _final_texts(log)
+    assert {"take", "seat", "open"} <= set(normalise(log.finals[0].text)), log.finals[0].text
+    assert stats.speculative_finals_wasted >= 1
+    assert stats.speculative_finals_used == 1
+
+
+def test_finals_depend_on_the_audio_not_on_chunking_or_partials(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    parts = [
+        synth.speak(t).audio
+        for t in (
+            "The weather forecast says it will rain tomorrow afternoon.",
+            "Could you send me the report before lunch?",
+            "The train to London leaves from platform four.",
+        )
+    ]
+    audio = np.concatenate([silence(0.3), parts[0], silence(1.0), parts[1], silence(1.0)])
+    audio = np.concatenate([audio, parts[2], silence(1.0)])
+    rec = make_recognizer()
+
+    async def run(chunk: str | int, interim: bool, seed: int = 0) -> StreamLog:
+        session = rec.open(StreamOptions(interim_results=interim))
+        return await stream_audio(session, audio, 16_000, chunk=chunk, seed=seed)
+
+    reference = asyncio.run(run(100, True))
+    assert len(reference.finals) == 3
+    for chunk, interim, seed in ((20, True, 0), ("random", True, 1), (300, False, 0)):
+        other = asyncio.run(run(chunk, interim, seed))
+        assert _final_texts(other) == _final_texts(reference), (chunk, interim)
+
+
+def test_final_keeps_committed_words_when_asked(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    speech = synth.speak(
+        "The quick brown fox jumps over the lazy dog and then runs into the deep green forest."
+    )
+    rec = make_recognizer(final_keeps_committed=True)
+
+    async def run() -> StreamLog:
+        return await stream_audio(rec.open(), with_silence(speech.audio, 0.3, 1.5), 16_000)
+
+    log = asyncio.run(run())
+    assert len(log.finals) == 1
+    committed = [p.stable_text for p in log.partials if p.stable_text]
+    assert committed, "no partial committed a word"
+    assert log.finals[0].text.startswith(committed[-1])
+
+
+def test_partials_run_one_batch_per_round(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [
+        "Please take a seat and open your notebooks.",
+        "The train to London leaves from platform four.",
+        "Dinner will be ready in about twenty minutes.",
+        "The children were playing football in the park.",
+    ]
+    audios = [with_silence(synth.speak(t).audio, 0.5, 1.5) for t in texts]
+    rec = make_recognizer(max_batch=2)
+    batches: list[int] = []
+    run_partials = rec._run_partials
+
+    def spy(jobs: list[object]) -> None:
+        batches.append(len(jobs))  # partials due in this round
+        run_partials(jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rec, "_run_partials", spy)
+    encoded: list[int] = []
+    encode = rec.model.encode
+
+    def encode_spy(mel: np.ndarray) -> object:
+        encoded.append(int(mel.shape[0]))
+        return encode(mel)
+
+    monkeypatch.setattr(rec.model, "encode", encode_spy)
+
+    async def run() -> list[StreamLog]:
+        sessions = [rec.open() for _ in texts]
+        with rec._cv:  # all four have a partial due in the same round
+            for s, a in zip(sessions, audios, strict=True):
+                s.accept(a[:16_000], 16_000)
+        return list(
+            await asyncio.gather(
+                *(
+                    stream_audio(s, a[16_000:], 16_000)
+                    for s, a in zip(sessions, audios, strict=True)
+                )
+            )
+        )
+
+    logs = asyncio.run(run())
+    assert max(batches) >= 3, batches  # more were due than one batch takes
+    assert max(encoded) <= 2, encoded  # but no encoder call (partial or final) took more
+    for log, text in zip(logs, texts, strict=True):
+        assert len(log.finals) == 1
+        assert set(normalise(text)[-2:]) <= set(normalise(log.finals[0].text))
+
+
+def test_overload_means_finals_fall_behind_not_a_busy_worker(
+    make_recognizer: MakeRecognizer,
+) -> None:
+    rec = make_recognizer(adaptive_partials=True)
+
+    async def run() -> None:
+        session = rec.open()
+        now = time.monotonic()
+        # A worker busy all the time, with partials stretched to the limit, finals on time.
+        rec._busy.extend((now, 1.0, 1.0) for _ in range(5))
+        rec._partial_scale = 8.0
+        rec._recent_finals.extend((now, 0.3) for _ in range(5))
+        rec._account(now - 1.0, 1.0)
+        assert not rec.stats().overloaded
+        # Finals of the last seconds took 2.5 s: overloaded, and new streams are refused.
+        rec._recent_finals.extend((now, 2.5) for _ in range(20))
+        rec._account(now - 1.0, 1.0)
+        assert rec.stats().overloaded
+        await session.finish()
+
+    asyncio.run(run())
