@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
 from audiototext.client import AsyncClient, StreamResult
+from audiototext.server._proto import models_pb2, models_pb2_grpc
 from audiototext.server._proto import transcription_pb2 as pb
 from audiototext.server.codec import encode_pcm16
 from server.grpc_harness import config, raw_stream, run, running_server, stream_audio
@@ -29,15 +31,30 @@ def test_partial_then_final_with_expected_words(
     sentence = speech.speak(SENTENCES[0])
     audio = with_silence(sentence.audio, 0.5, 1.5)
 
-    async def main() -> tuple[list[StreamResult], list[StreamResult]]:
+    async def main() -> tuple[list[StreamResult], list[StreamResult], list[object]]:
         async with (
             running_server(recognizer) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
         ):  # type: ignore[arg-type]
-            partials, finals, _ = await stream_audio(client, audio, speed=1.0)
-        return partials, finals
+            stats: list[object] = []
 
-    partials, finals = run(main())  # type: ignore[misc]
+            async def watch() -> None:  # System.GetStats while the stream runs
+                while True:
+                    stats.append(await client.stats())
+                    await asyncio.sleep(0.25)
+
+            watcher = asyncio.create_task(watch())
+            partials, finals, _ = await stream_audio(client, audio, speed=1.0)
+            watcher.cancel()
+            stats.append(await client.stats())
+        return partials, finals, stats
+
+    partials, finals, stats = run(main())  # type: ignore[misc]
+    during = [s for s in stats[:-1] if s.active_streams == 1]  # type: ignore[attr-defined]
+    assert during, "GetStats never saw the stream open"
+    assert max(s.rtf for s in during) > 0  # type: ignore[attr-defined]
+    assert stats[-1].active_streams == 0 and stats[-1].streams_total == 1  # type: ignore[attr-defined]
+    assert stats[-1].model == "tiny.en"  # type: ignore[attr-defined]
     assert partials, "no partial result"
     assert len(finals) == 1
     final = finals[0]
@@ -139,6 +156,86 @@ def test_garbage_pcm16_yields_no_crash(recognizer: object) -> None:
 
     code, details = run(main())  # type: ignore[misc]
     assert code == grpc.StatusCode.OK, details
+
+
+def test_graceful_shutdown_delivers_the_final_of_unfinished_speech(
+    recognizer: object, speech: SpeechSynthesizer
+) -> None:
+    # Speech with no silence after it: the utterance is still open when the server stops.
+    audio = with_silence(speech.speak(SENTENCES[3]).audio, 0.3, 0.0)
+
+    async def main() -> tuple[list[StreamResult], bool]:
+        srv_cm = running_server(recognizer)  # type: ignore[arg-type]
+        srv = await srv_cm.__aenter__()
+        async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
+            stream = await client.stream()
+            finals: list[StreamResult] = []
+            ended = False
+
+            async def collect() -> None:
+                nonlocal ended
+                async for ev in stream.results():
+                    if isinstance(ev, StreamResult) and ev.is_final:
+                        finals.append(ev)
+                ended = True  # results() ends only after the server ended the stream
+
+            collector = asyncio.create_task(collect())
+            await stream.send(audio)
+            n_chunks = -(-audio.shape[0] // 1600)
+            for _ in range(600):
+                if stream._acked >= n_chunks:
+                    break
+                await asyncio.sleep(0.05)
+            assert not finals
+            await srv.stop(30.0)
+            await asyncio.wait_for(collector, 60)
+            await stream.close()
+        await srv_cm.__aexit__(None, None, None)
+        return finals, ended
+
+    finals, ended = run(main())  # type: ignore[misc]
+    assert ended and len(finals) == 1
+    got = words(finals[0].text)
+    assert len(got & words(SENTENCES[3])) >= 6, finals[0].text
+
+
+def test_language_the_model_cannot_do_is_invalid_argument(recognizer: object) -> None:
+    async def main() -> tuple[object, str]:
+        async with running_server(recognizer) as srv:  # type: ignore[arg-type]
+            reqs = [
+                pb.StreamingRequest(
+                    config=pb.StreamConfig(encoding=pb.PCM16, sample_rate_hz=16000, language="fr")
+                )
+            ]
+            code, details, _ = await raw_stream(srv.port, reqs)
+            return code, details
+
+    code, details = run(main())  # type: ignore[misc]
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "English-only" in details, details
+
+
+def test_removing_the_model_the_server_runs_is_refused(
+    recognizer: object, built_cache: Path
+) -> None:
+    async def main() -> tuple[object, str, int]:
+        cfg = config(cache_root=built_cache)
+        async with (
+            running_server(recognizer, cfg) as srv,  # type: ignore[arg-type]
+            grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel,
+        ):
+            models = models_pb2_grpc.ModelsStub(channel)
+            try:
+                await models.Remove(models_pb2.RemoveModelRequest(name="tiny.en", precision="int8"))
+            except grpc.aio.AioRpcError as exc:
+                code, details = exc.code(), exc.details() or ""
+            else:
+                code, details = grpc.StatusCode.OK, ""
+            info = await models.Info(models_pb2.ModelInfoRequest(name="tiny.en"))
+            return code, details, sum(m.precision == "int8" for m in info.cached)
+
+    code, details, int8_entries = run(main())  # type: ignore[misc]
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "in use" in details, details
+    assert int8_entries == 1
 
 
 # Last in the module: it leaves the engine behind real time for a while, and the engine
