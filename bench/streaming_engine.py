@@ -37,6 +37,7 @@ from streaming_helpers import stream_audio, wer  # noqa: E402
 
 from audiototext.inference import Transcriber  # noqa: E402
 from audiototext.streaming import (  # noqa: E402
+    EngineStats,
     RecognizerOptions,
     SpeechEvent,
     SpeechEventKind,
@@ -136,6 +137,15 @@ async def capacity(
     return [x for r in results for x in r[0]], [x for r in results for x in r[1]]
 
 
+def breakdown(stats: EngineStats, samples: int) -> str:
+    seconds = samples / RATE
+    parts = [f"{k} {v / seconds * 1000:.1f} ms" for k, v in sorted(stats.worker_cpu_s.items())]
+    return ", ".join(parts) + (
+        f"; speculative finals used {stats.speculative_finals_used}, "
+        f"wasted {stats.speculative_finals_wasted}"
+    )
+
+
 def continuous_speech(synth: SpeechSynthesizer, seconds: float) -> np.ndarray:
     """Sentences back to back (espeak-ng's own ~0.35-s pauses only) for about ``seconds``."""
     parts: list[np.ndarray] = [np.zeros(RATE // 2, dtype=np.float32)]
@@ -198,6 +208,7 @@ def main() -> None:
             f"wasted {stats.speculative_finals_wasted}; CPU {cpu / (speech.shape[0] / RATE):.2f} "
             f"s per audio s; {load()}"
         )
+        print(f"  worker CPU per audio second: {breakdown(stats, speech.shape[0])}")
         print(
             f"  of which the VAD's END event came p50 {1000 * pct(ends, 0.5):.0f} ms, p95 "
             f"{1000 * pct(ends, 0.95):.0f} ms after the end of speech"
@@ -228,6 +239,7 @@ def main() -> None:
                 f"{cpu / (n * program.shape[0] / RATE):.3f} s per stream-second; {load()}",
                 flush=True,
             )
+            print(f"    worker CPU per stream-second: {breakdown(stats, n * program.shape[0])}")
             rec.close()
             if p95 < 1.0 and len(lat) >= n:
                 best = max(best, n)

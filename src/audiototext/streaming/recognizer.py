@@ -213,6 +213,7 @@ class StreamingRecognizer:
         self._busy: collections.deque[tuple[float, float, float]] = collections.deque()
         self._latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         self._recent_finals: collections.deque[tuple[float, float]] = collections.deque()
+        self._cpu: dict[str, float] = {}  # worker CPU seconds per phase, since the start
         self._partial_scale = 1.0
         self._overloaded = False
         self._partials_skipped = 0
@@ -315,6 +316,7 @@ class StreamingRecognizer:
             partials_skipped=self._partials_skipped,
             speculative_finals_used=self._speculations_used,
             speculative_finals_wasted=self._speculations_wasted,
+            worker_cpu_s=dict(self._cpu),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -380,11 +382,13 @@ class StreamingRecognizer:
         self._lagging = bool(lags) and lags[len(lags) // 2] > self.options.overload_lag_s * (
             SAMPLE_RATE_HZ
         )
+        cpu = time.thread_time()
         for s in sessions:
             if s.closed:
                 self._drop(s)
                 continue
             s.ingest()
+        cpu = self._charge("vad", cpu)
         live = [s for s in sessions if not s.closed]
         finals = [
             _FinalJob(s, s.pending_finals[0])
@@ -393,12 +397,15 @@ class StreamingRecognizer:
         ]
         if finals:
             self._run_finals(finals)
+            cpu = self._charge("finals", cpu)
         speculative = self._due_speculations(live)
         if speculative:
             self._run_finals(speculative)
+            cpu = self._charge("speculative", cpu)
         partials = self._due_partials(live)
         if partials:
             self._run_partials(partials)
+            cpu = self._charge("partials", cpu)
         for s in live:
             if s.finishing and not s.pending_finals and not s.has_input():
                 self._retire(s)
@@ -406,6 +413,16 @@ class StreamingRecognizer:
                 s.mark_idle_if_done()
         audio_after = sum(s.vad_position for s in sessions)
         self._account(began, (audio_after - audio_before) / SAMPLE_RATE_HZ)
+
+    def _charge(self, phase: str, since: float) -> float:
+        """Add the worker's CPU time since ``since`` to ``phase``; returns the time now.
+
+        With one intra-op thread ONNX Runtime computes on the worker thread, so this is the
+        engine's whole cost; with more, their threads' time is not included.
+        """
+        now = time.thread_time()
+        self._cpu[phase] = self._cpu.get(phase, 0.0) + now - since
+        return now
 
     def _drop(self, s: StreamSession) -> None:
         with self._cv:
