@@ -42,16 +42,15 @@ import numpy as np
 
 from audiototext.audio import SAMPLE_RATE_HZ, SileroVad, SpeechEndpointDetector, VadOptions
 from audiototext.errors import ConfigError
-from audiototext.inference.decoding import DecodingOptions, decode_with_fallback
 from audiototext.inference.session import SessionConfig
 from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import (
-    collapse_repeats,
     encoder_input,
     greedy_decode,
     is_noise,
     max_new_tokens_for,
 )
+from audiototext.streaming._final import FinalDecoder, FinalRequest, FinalSettings
 from audiototext.streaming.session import PendingFinal, Speculation, StreamSession
 from audiototext.streaming.types import (
     EngineStats,
@@ -204,6 +203,19 @@ class StreamingRecognizer:
         self._vad = vad or SileroVad()
         tok = model.tokenizer
         self._suppress = tok.default_suppress_tokens()
+        o = self.options
+        self._finals = FinalDecoder(
+            model,
+            FinalSettings(
+                context_pad_ms=o.context_pad_ms,
+                tail_ms=o.final_tail_ms,
+                silence_ms=o.final_silence_ms,
+                padding_s=o.final_padding_s,
+                padded=o.final_encoding == "padded",
+                context=o.final_context,
+                beam_size=o.final_beam_size,
+            ),
+        )
         self._cv = threading.Condition()
         self._sessions: dict[int, StreamSession] = {}
         self._next_id = 0
@@ -583,73 +595,21 @@ class StreamingRecognizer:
     # ---- finals
 
     def _run_finals(self, jobs: list[_FinalJob]) -> None:
-        pad = self.options.context_pad_ms * SAMPLE_RATE_HZ // 1000
-        tail = self.options.final_tail_ms * SAMPLE_RATE_HZ // 1000
-        silence = self.options.final_silence_ms * SAMPLE_RATE_HZ // 1000
-        padded = self.options.final_encoding == "padded"
-        window = self.model.window_frames * _HOP
-        groups: dict[tuple[int, bool], list[tuple[_FinalJob, np.ndarray, list[int]]]] = {}
-        for job in jobs:
-            f = job.final
-            s = job.session
-            lo = max(f.start - pad, s.ring.start)
-            hi = min(f.stop + tail, s.vad_position)
-            prefix: list[int] = []
-            previous = s.previous_final if self.options.final_context else None
-            # The previous utterance's audio and text, when they fit in one window with this
-            # one: Whisper reads a sentence better knowing the one before it (measured: WER
-            # 11.6 % -> 8.7 % on the test clip set, see bench/NOTES.md).
-            if previous is not None and previous[0] >= s.ring.start and hi - previous[0] < window:
-                lo = previous[0]
-                prefix = list(previous[1])
-            audio = s.ring.read(lo, hi)
-            if silence:
-                audio = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
-            audio = audio[:window]
-            frames = (
-                self.model.window_frames
-                if padded
-                else self._bucket_frames(audio.shape[0], self.options.final_padding_s)
+        # Decoding is in _final.py: earlier utterances' audio and text as context, word timings.
+        requests = [
+            FinalRequest(
+                j.session,
+                j.final.utterance_id,
+                j.final.start,
+                j.final.stop,
+                self._prompt(j.session, timestamps=False),
             )
-            groups.setdefault((frames, bool(prefix)), []).append((job, audio, prefix))
-            job.audio_start = max(f.start - pad, s.ring.start)
-        decoding = DecodingOptions(
-            beam_size=self.options.final_beam_size,
-            best_of=self.options.final_beam_size,
-            suppress_tokens=self._suppress,
-        )
-        for (frames, with_context), members in groups.items():
-            for batch in _chunks(members, self.options.max_batch):
-                mel = np.stack(
-                    [
-                        encoder_input(a, self.model.n_mels, frames, self.model.window_frames)
-                        for _, a, _ in batch
-                    ]
-                )
-                cross = self.model.encode(mel)
-                if with_context:
-                    # The inference package's search cannot continue a forced text prefix.
-                    prompts = [self._prompt(j.session, timestamps=False) for j, _, _ in batch]
-                    budgets = [max_new_tokens_for(a.shape[0] / SAMPLE_RATE_HZ) for _, a, _ in batch]
-                    hyps = greedy_decode(
-                        self.model, cross, prompts, [p for *_, p in batch], budgets
-                    )
-                    for (job, _, _), hyp in zip(batch, hyps, strict=True):
-                        new_text = collapse_repeats(
-                            self.model.tokenizer.decode(list(hyp.new_tokens)).strip()
-                        )
-                        noise = is_noise(
-                            new_text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
-                        )
-                        self._emit_final(job, "" if noise else new_text)
-                else:
-                    prompts = [self._prompt(j.session, timestamps=True) for j, _, _ in batch]
-                    results = decode_with_fallback(self.model, cross, prompts, decoding)
-                    for (job, _, _), r in zip(batch, results, strict=True):
-                        noise = is_noise(
-                            r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio
-                        )
-                        self._emit_final(job, "" if noise else r.text)
+            for j in jobs
+        ]
+        texts = self._finals.decode(requests, self.options.max_batch)
+        for job, request, text in zip(jobs, requests, texts, strict=True):
+            job.audio_start = self._finals.own_start(request)
+            self._emit_final(job, text)
 
     # ---- speculative finals
 
@@ -734,6 +694,7 @@ class StreamingRecognizer:
         if text:
             tokens = self.model.tokenizer.encode(" " + text)
             s.previous_final = (job.audio_start, tuple(tokens[-_MAX_CONTEXT_TOKENS:]))
+            self._finals.remember(s, job.audio_start, tokens)
         if not text and not f.shown_text:
             return  # nothing was said and nothing was shown: no result at all
         s.finals_emitted += 1
@@ -750,6 +711,7 @@ class StreamingRecognizer:
                 start_s=f.start / SAMPLE_RATE_HZ,
                 end_s=f.stop / SAMPLE_RATE_HZ,
                 audio_processed_s=s.audio_processed_s,
+                words=self._finals.words_for(s, f.utterance_id, f.start, f.stop, text),
             )
         )
 

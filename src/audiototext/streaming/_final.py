@@ -1,0 +1,351 @@
+"""Final results of streaming utterances: decoding with earlier speech as context, word timings.
+
+A final is decoded on the utterance's audio preceded by the stream's earlier utterances, as far
+back as :data:`CONTEXT_S` seconds (and what the session's ring still holds), with the earlier
+finals' texts forced as the decoder's prefix: the model reads the new sentence the way file
+transcription reads it in the middle of a 30-s window, knowing what was said before, and writes
+only the new words. Whisper on short isolated sentences often garbles the first words
+("says" -> "and"); measured on the streaming clip set and on 60 fable sentences
+(``bench/streaming_wer.py``, figures in bench/NOTES.md, "Streaming accuracy").
+
+Word timings come from the decoder's cross-attention (the alignment heads), aligned by dynamic
+time warping exactly as file transcription does (:mod:`audiototext.inference.alignment`), over
+the prefix and the new text together so that the new words are placed after the old ones.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiototext.audio import SAMPLE_RATE_HZ
+from audiototext.inference.alignment import dtw, median_filter
+from audiototext.inference.decoding import DecodingOptions, decode_with_fallback
+from audiototext.inference.tokenizer import TIME_PRECISION_S
+from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
+from audiototext.streaming._decode import (
+    collapse_repeats,
+    encoder_input,
+    greedy_decode,
+    is_noise,
+    max_new_tokens_for,
+)
+from audiototext.streaming.types import StreamWord
+
+__all__ = [
+    "CONTEXT_S",
+    "FinalDecoder",
+    "FinalRequest",
+    "FinalSettings",
+    "align_words",
+]
+
+FloatArray = NDArray[np.float32]
+HOP = 160
+# Earlier audio decoded with a final: the utterance and the ones before it that fit in this
+# many seconds. 20 s holds 3-6 spoken sentences, most of what a 30-s file window holds.
+CONTEXT_S = 20.0
+MAX_PREFIX_TOKENS = 160  # of earlier text; the window's own text needs the rest of 448
+_HISTORY = 16  # earlier finals remembered per session (more never fit in CONTEXT_S)
+_BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s so finals of similar length batch
+# As file transcription (TranscribeOptions' defaults).
+_PREPEND = "\"'“¿([{-"
+_APPEND = "\"'.。,，!！?？:：”)]}、"
+
+
+class _Ring(Protocol):
+    @property
+    def start(self) -> int: ...
+
+    def read(self, start: int, stop: int) -> FloatArray: ...
+
+
+class _Session(Protocol):
+    """What a final needs of a stream (``StreamSession`` has it)."""
+
+    @property
+    def ring(self) -> _Ring: ...
+
+    @property
+    def vad_position(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """How finals are decoded (from ``RecognizerOptions``)."""
+
+    context_pad_ms: int = 300  # audio kept before the VAD's speech start
+    tail_ms: int = 300  # audio kept after the VAD's speech end
+    silence_ms: int = 0  # zeros appended after that tail
+    padding_s: float = 1.0  # encoder padding beyond the audio (exact encoding)
+    padded: bool = False  # encode a full 30-s window instead
+    context: bool = True  # decode with earlier utterances as context
+    beam_size: int = 5  # finals without earlier text: beam search, timestamps, fallback
+    context_s: float = CONTEXT_S
+    words: bool = True  # word timings
+
+
+@dataclass(frozen=True)
+class FinalRequest:
+    session: _Session
+    utterance_id: int
+    start: int  # absolute samples, as the VAD reported them
+    stop: int
+    prompt: Sequence[int]  # start sequence ending with <|notimestamps|>
+
+
+@dataclass(frozen=True)
+class _Earlier:
+    audio_start: int
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    utterance_id: int
+    start: int
+    stop: int
+    text: str
+    words: tuple[StreamWord, ...]
+
+
+@dataclass
+class _Plan:
+    request: FinalRequest
+    audio: FloatArray
+    audio_start: int  # absolute sample of audio[0]
+    own_start: int  # where the utterance's own audio (with context padding) begins
+    content: int  # samples of real audio (before appended zeros)
+    prefix: list[int]
+    frames: int
+
+
+class FinalDecoder:
+    """Decodes finals for every session of a recognizer; remembers each session's context.
+
+    Sessions are held weakly: a finished session's history goes with it.
+    """
+
+    def __init__(self, model: WhisperModel, settings: FinalSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self._history: weakref.WeakKeyDictionary[object, deque[_Earlier]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._decoded: weakref.WeakKeyDictionary[object, _Decoded] = weakref.WeakKeyDictionary()
+
+    # ---- public
+
+    def own_start(self, request: FinalRequest) -> int:
+        """Absolute sample where the utterance's audio, with its context padding, begins."""
+        pad = self.settings.context_pad_ms * SAMPLE_RATE_HZ // 1000
+        return max(request.start - pad, request.session.ring.start)
+
+    def decode(self, requests: Sequence[FinalRequest], max_batch: int) -> list[str]:
+        """The decoded text of each request ("" for silence, noise or a stock phrase)."""
+        plans = [self._plan(r) for r in requests]
+        texts: list[str] = [""] * len(plans)
+        groups: dict[int, list[int]] = {}
+        for i, p in enumerate(plans):
+            groups.setdefault(p.frames, []).append(i)
+        for frames, members in groups.items():
+            for at in range(0, len(members), max_batch):
+                batch = members[at : at + max_batch]
+                decoded = self._decode_batch([plans[i] for i in batch], frames)
+                for i, text in zip(batch, decoded, strict=True):
+                    texts[i] = text
+        return texts
+
+    def remember(self, session: object, audio_start: int, tokens: Sequence[int]) -> None:
+        """Record a final with text: the context of the session's next finals."""
+        history = self._history.setdefault(session, deque(maxlen=_HISTORY))
+        history.append(_Earlier(audio_start, tuple(tokens)))
+
+    def words_for(
+        self, session: object, utterance_id: int, start: int, stop: int, text: str
+    ) -> tuple[StreamWord, ...]:
+        """Word timings of the final last decoded for this utterance, if it is ``text``."""
+        d = self._decoded.get(session)
+        if d is None or (d.utterance_id, d.start, d.stop) != (utterance_id, start, stop):
+            return ()
+        return d.words if d.text == text.strip() else ()
+
+    # ---- internals
+
+    def _plan(self, request: FinalRequest) -> _Plan:
+        st = self.settings
+        s = request.session
+        window = self.model.window_frames * HOP
+        tail = st.tail_ms * SAMPLE_RATE_HZ // 1000
+        own = self.own_start(request)
+        hi = min(request.stop + tail, s.vad_position)
+        lo = own
+        prefix: list[int] = []
+        if st.context:
+            limit = min(round(st.context_s * SAMPLE_RATE_HZ), window)
+            for earlier in reversed(self._history.get(s, ())):
+                if (
+                    earlier.audio_start < s.ring.start
+                    or earlier.audio_start >= own
+                    or hi - earlier.audio_start > limit
+                    or len(prefix) + len(earlier.tokens) > MAX_PREFIX_TOKENS
+                ):
+                    break
+                lo = earlier.audio_start
+                prefix[:0] = earlier.tokens
+        audio = s.ring.read(lo, hi)
+        content = audio.shape[0]
+        silence = st.silence_ms * SAMPLE_RATE_HZ // 1000
+        if silence:
+            audio = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
+        audio = audio[:window]
+        if st.padded:
+            frames = self.model.window_frames
+        else:
+            frames = audio.shape[0] // HOP + round(st.padding_s * 100)
+            frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
+            frames = min(frames, self.model.window_frames)
+        return _Plan(request, audio, lo, own, min(content, window), prefix, frames)
+
+    def _decode_batch(self, plans: list[_Plan], frames: int) -> list[str]:
+        model = self.model
+        tok = model.tokenizer
+        mel = np.stack(
+            [encoder_input(p.audio, model.n_mels, frames, model.window_frames) for p in plans]
+        )
+        cross = model.encode(mel)
+        budgets = [
+            max_new_tokens_for((p.audio.shape[0] - (p.own_start - p.audio_start)) / SAMPLE_RATE_HZ)
+            for p in plans
+        ]
+        with_prefix = [i for i, p in enumerate(plans) if p.prefix or self.settings.beam_size == 1]
+        alone = [i for i in range(len(plans)) if i not in with_prefix]
+        texts: list[str] = [""] * len(plans)
+        if with_prefix:
+            # A forced prefix needs this package's greedy loop (the inference search infers
+            # timestamp mode from the prompt's last token).
+            hyps = greedy_decode(
+                model,
+                cross.take(with_prefix),
+                [plans[i].request.prompt for i in with_prefix],
+                [plans[i].prefix for i in with_prefix],
+                [budgets[i] for i in with_prefix],
+            )
+            for i, hyp in zip(with_prefix, hyps, strict=True):
+                text = collapse_repeats(tok.decode(list(hyp.new_tokens)).strip())
+                noise = is_noise(text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio)
+                texts[i] = "" if noise else text
+        if alone:
+            # Nothing said before (a stream's first utterance, or context off): decoded as
+            # file transcription decodes a window, with timestamps, beam search and fallback.
+            opts = DecodingOptions(
+                beam_size=self.settings.beam_size,
+                best_of=self.settings.beam_size,
+                suppress_tokens=tok.default_suppress_tokens(),
+            )
+            prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
+            results = decode_with_fallback(model, cross.take(alone), prompts, opts)
+            for i, r in zip(alone, results, strict=True):
+                noise = is_noise(r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
+                texts[i] = "" if noise else r.text.strip()
+        for row, (plan, text) in enumerate(zip(plans, texts, strict=True)):
+            words: tuple[StreamWord, ...] = ()
+            if text and self.settings.words:
+                words = self._words(cross, row, plan, text)
+            req = plan.request
+            self._decoded[req.session] = _Decoded(
+                req.utterance_id, req.start, req.stop, text, words
+            )
+        return texts
+
+    def _words(
+        self, cross: CrossAttention, row: int, plan: _Plan, text: str
+    ) -> tuple[StreamWord, ...]:
+        return align_words(
+            self.model,
+            cross.take([row]),
+            plan.prefix,
+            self.model.tokenizer.encode(" " + text),
+            ((plan.own_start - plan.audio_start) // HOP, plan.content // HOP),
+            plan.audio_start / SAMPLE_RATE_HZ,
+            (plan.request.start / SAMPLE_RATE_HZ, plan.request.stop / SAMPLE_RATE_HZ),
+        )
+
+
+def align_words(
+    model: WhisperModel,
+    cross: CrossAttention,
+    prefix: Sequence[int],
+    tokens: Sequence[int],
+    frames: tuple[int, int],
+    offset_s: float,
+    segment: tuple[float, float],
+) -> tuple[StreamWord, ...]:
+    """Stream-time words of ``tokens``, decoded after ``prefix`` from one encoded input.
+
+    Whisper's alignment (as :mod:`audiototext.inference.alignment`): one decoder pass over the
+    text with the alignment heads' cross-attention, each frame standardised over the tokens,
+    a median filter along time, the heads averaged, and the least-cost monotonic path (DTW);
+    a word starts where the path reaches its first token. Only the new tokens and the frames
+    ``frames`` = (first, end) of the utterance's own audio enter the path, which keeps it
+    small; the prefix still shapes the attention. ``offset_s`` is the stream time of frame 0;
+    words are kept within ``segment`` (the final's start and end).
+    """
+    tok = model.tokenizer
+    if not tokens:
+        return ()
+    language = "en" if tok.multilingual else None
+    sot = list(tok.sot_sequence(language))
+    sequence = [*sot, tok.no_timestamps, *prefix, *tokens, tok.eot]
+    if len(sequence) > model.max_text_tokens:
+        return ()
+    kv = KVDecoder(model, cross)
+    _, attention = kv.prefill([sequence], want_attention=True)
+    first_row = len(sot) + len(prefix)  # the position that predicts the first new token
+    lo = max(0, min(frames[0] // 2, cross.positions - 1))
+    hi = max(lo + 1, min(max(frames[1] // 2, 1), cross.positions))
+    weights = attention[0][:, first_row : first_row + len(tokens) + 1, lo:hi].astype(np.float32)
+    weights /= np.maximum(weights.sum(axis=-1, keepdims=True), np.float32(1e-12))
+    mean = weights.mean(axis=-2, keepdims=True)
+    std = weights.std(axis=-2, keepdims=True)
+    weights = (weights - mean) / np.maximum(std, np.float32(1e-12))
+    matrix = median_filter(weights).mean(axis=0)
+    text_idx, time_idx = dtw(-matrix)
+    words, groups = tok.split_to_word_tokens([*tokens, tok.eot], language)
+    if len(groups) <= 1:
+        return ()
+    boundaries = np.pad(np.cumsum([len(g) for g in groups[:-1]]), (1, 0))
+    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+    jump_s = (lo + time_idx[jumps]) * TIME_PRECISION_S + offset_s
+    starts = jump_s[boundaries[:-1]]
+    ends = jump_s[boundaries[1:]]
+    low, high = segment
+    out: list[StreamWord] = []
+    glue = ""  # leading punctuation waiting for its word
+    for word, start, end in zip(words[:-1], starts.tolist(), ends.tolist(), strict=True):
+        text = word.strip()
+        if not text:
+            continue
+        if all(ch in _APPEND for ch in text) and out:
+            last = out[-1]
+            out[-1] = StreamWord(last.text + text, last.start_s, last.end_s)
+            continue
+        if all(ch in _PREPEND for ch in text):
+            glue += text
+            continue
+        s = min(max(float(start), low), high)
+        e = min(max(float(end), s), high)
+        out.append(StreamWord(glue + text, round(s, 3), round(e, 3)))
+        glue = ""
+    return tuple(out)
+
+
+def _with_timestamps(prompt: Sequence[int], no_timestamps: int) -> list[int]:
+    """``prompt`` without its ``<|notimestamps|>``: the search then decodes timestamps."""
+    return list(prompt[:-1] if prompt and prompt[-1] == no_timestamps else prompt)
