@@ -306,6 +306,8 @@ def test_health_goes_not_serving_during_graceful_shutdown_while_finals_are_deliv
                     break
                 await asyncio.sleep(0.01)
             statuses.append(reply.status)
+            # Audio that arrives after shutdown began is dropped, not an error for the stream.
+            await stream.send(speech_like(2.0, seed=8))
             # A new stream is refused (the client library would retry it: UNAVAILABLE).
             code, details = await _call_rpc(channel, "Transcription.StreamingTranscribe", ())
             await asyncio.wait_for(collector, 60)
@@ -333,13 +335,16 @@ async def _call_rpc(
     md = metadata
     if rpc == "Transcription.StreamingTranscribe":
         call = transcription_pb2_grpc.TranscriptionStub(channel).StreamingTranscribe(metadata=md)
+        # Lockstep: FINISH only once the stream started (writing to a call the server has
+        # refused turns its status into the client's own INTERNAL).
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await call.write(_config_request())
-            await call.write(FINISH)
-            await call.done_writing()
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            async for _ in call:
-                pass
+            first = await call.read()
+            if first is not grpc.aio.EOF:
+                await call.write(FINISH)
+                await call.done_writing()
+                while await call.read() is not grpc.aio.EOF:
+                    pass
         return await call.code(), await call.details() or ""
     if rpc == "Transcription.Transcribe":
         stub = transcription_pb2_grpc.TranscriptionStub(channel)

@@ -81,6 +81,9 @@ class ReconnectPolicy:
     max_backoff_s: float = 5.0
     multiplier: float = 2.0
     max_attempts: int = 30  # consecutive failed connection attempts before giving up
+    # Before the server first accepted the stream there is nothing to resume: a server that
+    # is not there (or speaks TLS to a plaintext client) is reported after this many.
+    max_initial_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -381,6 +384,12 @@ class Stream:
                     ):
                         raise ClientError(exc.details() or str(code), code) from exc
                     failures += 1
+                    if not self._started.is_set() and failures >= policy.max_initial_attempts:
+                        raise ClientError(
+                            f"cannot open a stream on {self._client.target} "
+                            f"({failures} attempts): {exc.details()}",
+                            code,
+                        ) from exc
                     if failures > policy.max_attempts:
                         raise ClientError(
                             f"gave up after {policy.max_attempts} reconnection attempts: "
@@ -412,7 +421,20 @@ class Stream:
         call = stub.StreamingTranscribe(metadata=self._client._metadata)
         writer: asyncio.Task[None] | None = None
         try:
-            await call.write(self._config())
+            try:
+                await call.write(self._config())
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                # The server ended the call before the config went out (a refused token):
+                # the write only says "Internal error from Core"; the call's status says why.
+                code = await call.code()
+                if code == grpc.StatusCode.OK:
+                    raise
+                raise grpc.aio.AioRpcError(
+                    code,
+                    await call.initial_metadata(),
+                    await call.trailing_metadata(),
+                    await call.details(),
+                ) from None
             first = await call.read()
             if first is grpc.aio.EOF:
                 await call.wait_for_connection()

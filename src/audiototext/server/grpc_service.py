@@ -390,6 +390,10 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         self.store.remove(session)
 
     def _accept(self, session: StreamSession, chunk: pb.AudioChunk) -> None:
+        if session.finishing and self.store.closing:
+            # Graceful shutdown finalises the audio received so far; chunks still in flight
+            # are dropped unacknowledged rather than failing the stream before its finals.
+            return
         seq = int(chunk.seq) or session.next_seq
         if seq < session.next_seq:
             return  # a resent chunk the server already has; the next Ack covers it
