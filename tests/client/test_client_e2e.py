@@ -22,17 +22,17 @@ def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
 ) -> None:
     """The final transcript after 5 cuts equals the uninterrupted one, word for word.
 
-    Interim results are off: with them on, a final starts with the words that partials
-    committed (LocalAgreement), and partials are decoded at whatever point the engine has read
-    the audio to when its worker runs - after a reconnect the backlog arrives in a burst, the
-    partials in between are skipped, and different words get committed (measured: 2 of 14
-    finals differed by a word, the cut ones; segment times were identical, so no audio was
-    lost or repeated). Finals alone depend only on the audio: the reference is even sent as
-    fast as credit allows, while the cut stream runs at real time.
+    Finals are decoded from the utterance's audio alone, so they cannot depend on when the
+    audio arrived: the reference is even sent as fast as credit allows, while the cut stream
+    runs at real time. (Until the engine's c989dbd a final began with the words partials had
+    committed, and partials are decoded wherever the engine has read to when its worker
+    runs; after a reconnect the backlog arrives in a burst and the partials in between are
+    skipped, so 2 of 14 finals differed by a word - the cut ones - with identical segment
+    times. This test keeps that from coming back.)
     """
     audio = long_speech(speech, 60.0)
     assert audio.shape[0] >= 59 * 16_000
-    settings = StreamSettings(compression="pcm16", interim_results=False)
+    settings = StreamSettings(compression="pcm16")  # interim results on, as by default
 
     async def main() -> tuple[list[StreamResult], list[StreamResult], object, int]:
         async with running_server(recognizer) as srv:  # type: ignore[arg-type]
@@ -45,11 +45,12 @@ def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
             try:
                 async with AsyncClient(proxy.target) as client:
                     hooks = [(t, proxy.cut) for t in (7.0, 18.0, 29.5, 41.0, 52.5)]
-                    _, finals, stream = await stream_audio(
+                    partials, finals, stream = await stream_audio(
                         client, audio, settings, speed=1.0, during=hooks
                     )
             finally:
                 await proxy.stop()
+        assert partials
         return finals, reference, stream, proxy.cuts
 
     finals, reference, stream, cuts = run(main(), 900)  # type: ignore[misc]

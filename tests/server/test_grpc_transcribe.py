@@ -47,15 +47,21 @@ def two_sentences(speech: SpeechSynthesizer) -> np.ndarray:
     return with_silence(audio, 0.5, 0.5)
 
 
+@pytest.fixture(scope="module")
+def one_sentence(speech: SpeechSynthesizer) -> np.ndarray:
+    return with_silence(speech.speak(SENTENCES[1]).audio, 0.3, 0.3)
+
+
 def _hits(text: str) -> list[int]:
     got = words(text)
     return [len(got & want) for want in EXPECTED]
 
 
 def _good(text: str) -> bool:
-    """Both sentences heard (tiny.en mishears espeak-ng's "brown fox jumps ... dog")."""
+    """Both sentences heard (tiny.en mishears espeak-ng's "brown fox jumps ... dog"; greedy
+    search even "over")."""
     first, second = _hits(text)
-    return first >= 4 and second >= 6
+    return first >= 3 and second >= 6
 
 
 def _transcribe(
@@ -98,7 +104,7 @@ def test_transcribes_files_of_each_format(
         if not codec
         else encode_audio(tmp_path / name, native, rate_hz, codec)
     )
-    reply = _transcribe(transcriber, path.read_bytes())
+    reply = _transcribe(transcriber, path.read_bytes(), beam_size=1)  # greedy: cheaper
     assert _good(reply.text), reply.text
     assert reply.language == "en"
     assert reply.duration_s == pytest.approx(two_sentences.shape[0] / SAMPLE_RATE_HZ, abs=0.1)
@@ -128,7 +134,7 @@ def test_word_timestamps_greedy_search_and_language(
         options = TranscribeOptions(beam_size=size, best_of=size, vad=True)
         segments = list(direct.transcribe(data, options))
         assert reply.text == " ".join(seg.text.strip() for seg in segments)
-    assert _hits(greedy.text)[1] >= 6, greedy.text
+    assert _good(greedy.text) and _good(beam.text), (greedy.text, beam.text)
 
 
 @pytest.mark.parametrize(
@@ -154,6 +160,7 @@ def test_word_timestamps_greedy_search_and_language(
 def test_bad_requests_get_clear_status_and_the_server_keeps_serving(
     transcriber: FileTranscriber,
     two_sentences: np.ndarray,
+    one_sentence: np.ndarray,
     tmp_path: Path,
     case: str,
     kwargs: dict[str, object],
@@ -161,6 +168,7 @@ def test_bad_requests_get_clear_status_and_the_server_keeps_serving(
     text: str,
 ) -> None:
     good = write_wav(tmp_path / "s.wav", two_sentences, SAMPLE_RATE_HZ).read_bytes()
+    short = write_wav(tmp_path / "one.wav", one_sentence, SAMPLE_RATE_HZ).read_bytes()
     options = dict(kwargs)
     data = options.pop("data", good)
     server = options.pop("server", {})
@@ -173,13 +181,13 @@ def test_bad_requests_get_clear_status_and_the_server_keeps_serving(
         ):
             with pytest.raises(ClientError) as err:
                 await client.transcribe(data, **options)  # type: ignore[arg-type]
-            return err.value, await client.transcribe(good)
+            return err.value, await client.transcribe(short, beam_size=1)
 
     error, after = run(main())  # type: ignore[misc]
     assert error.code == code, str(error)
     assert text in str(error)
     assert str(error).strip()
-    assert _good(after.text), after.text
+    assert len(words(after.text) & EXPECTED[1]) >= 6, after.text  # still serving
 
 
 @pytest.mark.parametrize(
