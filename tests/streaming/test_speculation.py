@@ -144,8 +144,12 @@ def test_final_keeps_committed_words_when_asked(
     assert log.finals[0].text.startswith(committed[-1])
 
 
+@pytest.mark.parametrize("lane", [True, False])
 def test_partials_run_one_batch_per_round(
-    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+    make_recognizer: MakeRecognizer,
+    synth: SpeechSynthesizer,
+    monkeypatch: pytest.MonkeyPatch,
+    lane: bool,
 ) -> None:
     texts = [
         "Please take a seat and open your notebooks.",
@@ -154,15 +158,15 @@ def test_partials_run_one_batch_per_round(
         "The children were playing football in the park.",
     ]
     audios = [with_silence(synth.speak(t).audio, 0.5, 1.5) for t in texts]
-    rec = make_recognizer(max_batch=2)
+    rec = make_recognizer(max_batch=2, partial_lane=lane)
     batches: list[int] = []
-    run_partials = rec._run_partials
+    prepare = rec._prepare_partials
 
-    def spy(jobs: list[object]) -> None:
+    def spy(jobs: list[object]) -> object:
         batches.append(len(jobs))  # partials due in this round
-        run_partials(jobs)  # type: ignore[arg-type]
+        return prepare(jobs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(rec, "_run_partials", spy)
+    monkeypatch.setattr(rec, "_prepare_partials", spy)
     encoded: list[int] = []
     encode = rec.model.encode
 

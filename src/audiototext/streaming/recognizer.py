@@ -31,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import queue
 import threading
 import time
-from collections.abc import Awaitable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from audiototext.errors import ConfigError
 from audiototext.inference.session import SessionConfig
 from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import (
+    Hypothesis,
     encoder_input,
     greedy_decode,
     is_noise,
@@ -114,6 +116,9 @@ class RecognizerOptions:
             this (median, from the audio that ended the utterance to the result).
         adaptive_partials: space partials out when the worker is busy; off makes partial
             timing depend on the audio alone (for reproducible tests and measurements).
+        partial_lane: compute partials on a second thread, beside the worker (VAD, finals):
+            a final never waits for a batch of partials, and two cores are used. Results are
+            applied by the worker; a partial whose utterance ended meanwhile is dropped.
     """
 
     max_sessions: int = 16
@@ -132,6 +137,7 @@ class RecognizerOptions:
     overload_lag_s: float = 2.0
     overload_final_s: float = 1.0
     adaptive_partials: bool = True
+    partial_lane: bool = True
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -172,6 +178,68 @@ class _PartialJob:
     start: int
     stop: int
     missed: int = 0  # intervals passed since the last partial beyond the one this covers
+
+
+@dataclass
+class _PartialBatch:
+    """Partials computed together: inputs copied from the sessions, then the hypotheses."""
+
+    jobs: list[_PartialJob]
+    mel: np.ndarray
+    prompts: list[list[int]]
+    prefixes: list[list[int]]
+    budgets: list[int]
+    utterance_ids: list[int]
+    hyps: list[Hypothesis] = field(default_factory=list)
+
+
+class _PartialLane:
+    """A thread that computes one partial batch at a time for the worker."""
+
+    def __init__(self, compute: Callable[[_PartialBatch], None], wake: Callable[[], None]) -> None:
+        self._compute = compute
+        self._wake = wake
+        self._inbox: queue.SimpleQueue[_PartialBatch | None] = queue.SimpleQueue()
+        self._done: _PartialBatch | None = None
+        self.busy = False  # a batch is submitted and not yet taken back (worker)
+        self.cpu_s = 0.0
+        self.busy_wall: collections.deque[tuple[float, float]] = collections.deque()
+        self._thread = threading.Thread(target=self._run, name="audiototext-partials", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: _PartialBatch) -> None:
+        self.busy = True
+        self._inbox.put(batch)
+
+    def has_result(self) -> bool:
+        return self._done is not None
+
+    def take(self) -> _PartialBatch | None:
+        done = self._done
+        if done is not None:
+            self._done = None
+            self.busy = False
+        return done
+
+    def stop(self) -> None:
+        self._inbox.put(None)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._inbox.get()
+            if batch is None:
+                return
+            began, cpu = time.monotonic(), time.thread_time()
+            try:
+                self._compute(batch)
+            except Exception:
+                log.exception("a partial batch failed; its partials are skipped")
+                batch.hyps = []
+            self.cpu_s += time.thread_time() - cpu
+            now = time.monotonic()
+            self.busy_wall.append((now, now - began))
+            self._done = batch
+            self._wake()
 
 
 @dataclass
@@ -231,6 +299,9 @@ class StreamingRecognizer:
         self._partials_skipped = 0
         self._started_at = time.monotonic()
         self._scale_changed_at = self._started_at
+        self._lane = (
+            _PartialLane(self._compute_partials, self._wake) if self.options.partial_lane else None
+        )
         self._worker = threading.Thread(target=self._run, name="audiototext-stream", daemon=True)
         self._worker.start()
 
@@ -244,13 +315,23 @@ class StreamingRecognizer:
         threads: int | None = None,
         cache_root: Path | None = None,
     ) -> StreamingRecognizer:
-        """Take ``name`` from the model cache (pulling it first if missing) and start."""
+        """Take ``name`` from the model cache (pulling it first if missing) and start.
+
+        ``threads`` (ONNX Runtime intra-op threads) defaults to half the physical cores: the
+        worker and the partial lane run at the same time, each on its own core. On the 2-core
+        test machine one thread per call took half the CPU time of two for the same stream
+        (bench/NOTES.md, "Streaming engine").
+        """
+        from audiototext.inference.session import default_threads
         from audiototext.models import ModelCache, pull
         from audiototext.models.manager import resolve_precision
 
         entry = pull(
             name, precision=resolve_precision(precision), cache=ModelCache(cache_root)
         ).entry
+        if threads is None:
+            lanes = 2 if (options or RecognizerOptions()).partial_lane else 1
+            threads = max(1, default_threads() // lanes)
         model = WhisperModel(entry.path, SessionConfig(device="cpu", intra_op_threads=threads))
         return cls(model, options, model_name=name)
 
@@ -328,7 +409,7 @@ class StreamingRecognizer:
             partials_skipped=self._partials_skipped,
             speculative_finals_used=self._speculations_used,
             speculative_finals_wasted=self._speculations_wasted,
-            worker_cpu_s=dict(self._cpu),
+            worker_cpu_s=self._cpu_totals(),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -371,7 +452,8 @@ class StreamingRecognizer:
                     sessions = list(self._sessions.values())
                     if self._closing and not sessions:
                         return
-                    if not any(self._has_work(s) for s in sessions):
+                    lane_done = self._lane is not None and self._lane.has_result()
+                    if not lane_done and not any(self._has_work(s) for s in sessions):
                         self._cv.wait(timeout=0.05)
                         continue
                 self._round(sessions)
@@ -382,6 +464,8 @@ class StreamingRecognizer:
                     s.end()
                 self._sessions.clear()
         finally:
+            if self._lane is not None:
+                self._lane.stop()
             self._stopped.set()
 
     def _has_work(self, s: StreamSession) -> bool:
@@ -414,10 +498,7 @@ class StreamingRecognizer:
         if speculative:
             self._run_finals(speculative)
             cpu = self._charge("speculative", cpu)
-        partials = self._due_partials(live)
-        if partials:
-            self._run_partials(partials)
-            cpu = self._charge("partials", cpu)
+        cpu = self._partials_round(live, cpu)
         for s in live:
             if s.finishing and not s.pending_finals and not s.has_input():
                 self._retire(s)
@@ -425,6 +506,12 @@ class StreamingRecognizer:
                 s.mark_idle_if_done()
         audio_after = sum(s.vad_position for s in sessions)
         self._account(began, (audio_after - audio_before) / SAMPLE_RATE_HZ)
+
+    def _cpu_totals(self) -> dict[str, float]:
+        totals = dict(self._cpu)
+        if self._lane is not None:
+            totals["partials"] = totals.get("partials", 0.0) + self._lane.cpu_s
+        return totals
 
     def _charge(self, phase: str, since: float) -> float:
         """Add the worker's CPU time since ``since`` to ``phase``; returns the time now.
@@ -457,6 +544,13 @@ class StreamingRecognizer:
         wall = min(_BUSY_WINDOW_S, now - self._started_at)
         share = sum(b for _, b, _ in self._busy) / wall if wall > 0.5 else 0.0
         self._share = share
+        if self._lane is not None:
+            # Partials are stretched when either thread is short of time: the two share the
+            # machine's cores with each other (and with whatever else runs there).
+            lane = self._lane.busy_wall
+            while lane and lane[0][0] < now - _BUSY_WINDOW_S:
+                lane.popleft()
+            share = max(share, sum(b for _, b in lane) / wall if wall > 0.5 else 0.0)
         # One step per adjustment period: the busy share is a 5-s average, so reacting to
         # every round would compound the same measurement many times.
         if self.options.adaptive_partials and now - self._scale_changed_at >= _SCALE_PERIOD_S:
@@ -520,13 +614,38 @@ class StreamingRecognizer:
         frames = -(-frames // bucket) * bucket
         return min(frames, self.model.window_frames)
 
+    def _partials_round(self, live: list[StreamSession], cpu: float) -> float:
+        """Apply finished partials, start the next batch (on the lane, or here)."""
+        lane = self._lane
+        if lane is None:
+            jobs = self._due_partials(live)
+            if jobs:
+                self._run_partials(jobs)
+                cpu = self._charge("partials", cpu)
+            return cpu
+        done = lane.take()
+        if done is not None:
+            self._apply_partials(done)
+            cpu = self._charge("partials", cpu)
+        if not lane.busy:
+            jobs = self._due_partials(live)
+            if jobs:
+                lane.submit(self._prepare_partials(jobs))
+                cpu = self._charge("partials", cpu)
+        return cpu
+
     def _run_partials(self, jobs: list[_PartialJob]) -> None:
         """One batch of partials: the stalest job and others of its length, up to max_batch.
 
         The rest wait for the next round, so that an utterance that ends meanwhile gets its
         final after at most one batch of partials, however many streams are open.
         """
-        tok = self.model.tokenizer
+        batch = self._prepare_partials(jobs)
+        self._compute_partials(batch)
+        self._apply_partials(batch)
+
+    def _prepare_partials(self, jobs: list[_PartialJob]) -> _PartialBatch:
+        """The batch to compute, with everything it needs copied out of the sessions (worker)."""
         pad = self.options.context_pad_ms * SAMPLE_RATE_HZ // 1000
         groups: dict[int, list[tuple[_PartialJob, np.ndarray]]] = {}
         for job in jobs:
@@ -534,26 +653,52 @@ class StreamingRecognizer:
             frames = self._bucket_frames(audio.shape[0], self.options.partial_padding_s)
             groups.setdefault(frames, []).append((job, audio))
         frames = next(iter(groups))  # jobs come stalest first
-        batch = groups[frames][: self.options.max_batch]
-        mel = np.stack(
-            [
-                encoder_input(a, self.model.n_mels, frames, self.model.window_frames)
-                for _, a in batch
-            ]
+        members = groups[frames][: self.options.max_batch]
+        for job, _ in members:
+            job.session.partial_in_flight = True
+        return _PartialBatch(
+            jobs=[j for j, _ in members],
+            mel=np.stack(
+                [
+                    encoder_input(a, self.model.n_mels, frames, self.model.window_frames)
+                    for _, a in members
+                ]
+            ),
+            prompts=[self._prompt(j.session, timestamps=False) for j, _ in members],
+            prefixes=[
+                list(j.session.utterance.agreement.committed_tokens) if j.session.utterance else []
+                for j, _ in members
+            ],
+            budgets=[max_new_tokens_for(a.shape[0] / SAMPLE_RATE_HZ) for _, a in members],
+            utterance_ids=[
+                j.session.utterance.utterance_id if j.session.utterance else -1 for j, _ in members
+            ],
         )
-        cross = self.model.encode(mel)
-        prompts = [self._prompt(j.session, timestamps=False) for j, _ in batch]
-        prefixes = [
-            list(j.session.utterance.agreement.committed_tokens) if j.session.utterance else []
-            for j, _ in batch
-        ]
-        budgets = [max_new_tokens_for(a.shape[0] / SAMPLE_RATE_HZ) for _, a in batch]
-        hyps = greedy_decode(self.model, cross, prompts, prefixes, budgets)
-        for (job, _), hyp in zip(batch, hyps, strict=True):
+
+    def _compute_partials(self, batch: _PartialBatch) -> None:
+        """Encode and decode a prepared batch; touches no session (safe on the lane)."""
+        cross = self.model.encode(batch.mel)
+        batch.hyps = greedy_decode(self.model, cross, batch.prompts, batch.prefixes, batch.budgets)
+
+    def _apply_partials(self, batch: _PartialBatch) -> None:
+        """Agreement, stable text and results of a computed batch (worker)."""
+        tok = self.model.tokenizer
+        if len(batch.hyps) != len(batch.jobs):  # the computation failed
+            for job in batch.jobs:
+                job.session.partial_in_flight = False
+            return
+        for job, hyp, utterance_id, prefix in zip(
+            batch.jobs, batch.hyps, batch.utterance_ids, batch.prefixes, strict=True
+        ):
             s = job.session
+            s.partial_in_flight = False
             utt = s.utterance
-            if utt is None:
-                continue
+            if (
+                utt is None
+                or utt.utterance_id != utterance_id
+                or len(utt.agreement.committed_tokens) != len(prefix)
+            ):
+                continue  # the utterance ended (its final is due) while this was computed
             s.partial_done(job.stop)
             if job.missed:
                 s.partials_skipped += job.missed

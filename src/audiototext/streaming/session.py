@@ -161,6 +161,7 @@ class StreamSession:
         self.previous_final: tuple[int, tuple[int, ...]] | None = None
         # A final decoded during the pause that may end the open utterance (see Speculation).
         self.speculation: Speculation | None = None
+        self.partial_in_flight = False  # a partial of this stream is being computed
         self.speculations_used = 0
         self.speculations_wasted = 0
         self.processed = 0  # absolute sample through which results are settled
@@ -404,7 +405,7 @@ class StreamSession:
 
     def mark_idle_if_done(self) -> None:
         with self._lock:
-            if not self._inbox and not self.pending_finals:
+            if not self._inbox and not self.pending_finals and not self.partial_in_flight:
                 self._idle = True
 
     def has_input(self) -> bool:
