@@ -48,9 +48,9 @@ __all__ = [
 
 FloatArray = NDArray[np.float32]
 HOP = 160
-# Earlier audio decoded with a final: the utterance and the ones before it that fit in this
-# many seconds. 20 s holds 3-6 spoken sentences, most of what a 30-s file window holds.
-CONTEXT_S = 20.0
+# Earlier audio decoded with a final: always the previous utterance (when it fits in the
+# window), and the ones before it while the whole input stays within this many seconds.
+CONTEXT_S = 10.0
 MAX_PREFIX_TOKENS = 160  # of earlier text; the window's own text needs the rest of 448
 _HISTORY = 16  # earlier finals remembered per session (more never fit in CONTEXT_S)
 _BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s so finals of similar length batch
@@ -187,13 +187,17 @@ class FinalDecoder:
         hi = min(request.stop + tail, s.vad_position)
         lo = own
         prefix: list[int] = []
+        silence = st.silence_ms * SAMPLE_RATE_HZ // 1000
         if st.context:
-            limit = min(round(st.context_s * SAMPLE_RATE_HZ), window)
-            for earlier in reversed(self._history.get(s, ())):
+            # The previous utterance whenever it fits in the window with this one; earlier
+            # ones while the whole input stays within context_s.
+            fits = window - silence
+            limit = min(round(st.context_s * SAMPLE_RATE_HZ), fits)
+            for k, earlier in enumerate(reversed(self._history.get(s, ()))):
                 if (
                     earlier.audio_start < s.ring.start
                     or earlier.audio_start >= own
-                    or hi - earlier.audio_start > limit
+                    or hi - earlier.audio_start > (fits if k == 0 else limit)
                     or len(prefix) + len(earlier.tokens) > MAX_PREFIX_TOKENS
                 ):
                     break
@@ -201,7 +205,6 @@ class FinalDecoder:
                 prefix[:0] = earlier.tokens
         audio = s.ring.read(lo, hi)
         content = audio.shape[0]
-        silence = st.silence_ms * SAMPLE_RATE_HZ // 1000
         if silence:
             audio = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
         audio = audio[:window]
@@ -341,7 +344,7 @@ def align_words(
             continue
         s = min(max(float(start), low), high)
         e = min(max(float(end), s), high)
-        out.append(StreamWord(glue + text, round(s, 3), round(e, 3)))
+        out.append(StreamWord(glue + text, s, e))
         glue = ""
     return tuple(out)
 

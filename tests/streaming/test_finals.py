@@ -1,0 +1,146 @@
+"""Final decoding (streaming/_final.py): context from earlier utterances, and word timings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from streaming_helpers import normalise, stream_audio
+
+from audiototext.inference import WhisperModel
+from audiototext.streaming import StreamingRecognizer
+from audiototext.streaming._final import FinalDecoder, FinalRequest, FinalSettings
+from support.speech import SpeechSynthesizer, join_with_gaps
+
+MakeRecognizer = Callable[..., StreamingRecognizer]
+RATE = 16_000
+
+
+@dataclass
+class _Ring:
+    audio: NDArray[np.float32]
+    start: int = 0
+
+    def read(self, start: int, stop: int) -> NDArray[np.float32]:
+        return self.audio[max(start, self.start) : stop]
+
+
+@dataclass(eq=False)
+class _Session:
+    ring: _Ring
+    vad_position: int
+
+
+def _prompt(model: WhisperModel) -> list[int]:
+    tok = model.tokenizer
+    return [*tok.sot_sequence(None), tok.no_timestamps]
+
+
+def _speech_bounds(audio: NDArray[np.float32], span: tuple[int, int]) -> tuple[float, float]:
+    """First and last audible sample of an espeak sentence (its WAV has silence around it)."""
+    part = np.abs(audio[span[0] : span[1]])
+    loud = np.flatnonzero(part > 0.02)
+    return (span[0] + loud[0]) / RATE, (span[0] + loud[-1]) / RATE
+
+
+def test_final_words_lie_in_their_segment_and_on_the_speech(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    texts = [
+        "Please take a seat and open your notebooks.",
+        "The train to London leaves from platform four.",
+    ]
+    audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
+    rec = make_recognizer()
+
+    async def run() -> list:
+        return (await stream_audio(rec.open(), audio, RATE, chunk=100)).finals
+
+    finals = asyncio.run(run())
+    assert len(finals) == 2, [f.text for f in finals]
+    for final, span in zip(finals, spans, strict=True):
+        words = final.words
+        assert words, final.text
+        # The words are the final's text, in order.
+        assert [w for word in words for w in normalise(word.text)] == normalise(final.text)
+        speech_start, speech_end = _speech_bounds(audio, span)
+        previous_start = final.start_s
+        for word in words:
+            assert final.start_s - 1e-6 <= word.start_s <= word.end_s <= final.end_s + 1e-6
+            assert word.start_s >= previous_start - 1e-6
+            previous_start = word.start_s
+            assert speech_start - 0.3 <= word.start_s and word.end_s <= speech_end + 0.3
+        # The first word starts where the speech does, the last ends near its end.
+        assert abs(words[0].start_s - speech_start) < 0.3, (words[0], speech_start)
+        assert abs(words[-1].end_s - speech_end) < 0.5, (words[-1], speech_end)
+        # Words of a sentence spread over it: the middle word is in the middle part.
+        middle = words[len(words) // 2]
+        third = (speech_end - speech_start) / 3
+        assert speech_start + 0.5 * third < (middle.start_s + middle.end_s) / 2
+        assert (middle.start_s + middle.end_s) / 2 < speech_end - 0.5 * third
+
+
+def test_context_is_the_previous_final_and_earlier_ones_within_the_limit(
+    tiny_model: WhisperModel,
+) -> None:
+    audio = np.zeros(30 * RATE, dtype=np.float32)
+    session = _Session(_Ring(audio), audio.shape[0])
+    request = FinalRequest(session, 3, 20 * RATE, 23 * RATE, _prompt(tiny_model))
+
+    def plan(settings: FinalSettings, ring_start: int = 0) -> tuple[list[int], int]:
+        session.ring.start = ring_start
+        decoder = FinalDecoder(tiny_model, settings)
+        for k, start_s in enumerate((0.0, 5.0, 12.0)):
+            decoder.remember(session, round(start_s * RATE), [100 + k, 200 + k])
+        p = decoder._plan(request)
+        return p.prefix, p.audio_start
+
+    def settings(context: bool = True, context_s: float = 10.0) -> FinalSettings:
+        return FinalSettings(
+            context_pad_ms=300, tail_ms=100, silence_ms=300, context=context, context_s=context_s
+        )
+
+    # The previous utterance always (23.1 s - 12 s > 10 s), no earlier one beyond 10 s.
+    assert plan(settings(context_s=10.0)) == ([102, 202], 12 * RATE)
+    # Within 20 s: the one at 5 s too, not the one at 0 s.
+    assert plan(settings(context_s=20.0)) == ([101, 201, 102, 202], 5 * RATE)
+    # Only what the ring still holds.
+    assert plan(settings(context_s=20.0), ring_start=6 * RATE) == ([102, 202], 12 * RATE)
+    # Context off: the utterance alone, from its start minus the context padding.
+    own = 20 * RATE - 300 * RATE // 1000
+    assert plan(settings(context=False)) == ([], own)
+
+
+def test_a_final_decoded_after_earlier_text_writes_only_its_own_words(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer
+) -> None:
+    texts = [
+        "Please take a seat and open your notebooks.",
+        "The train to London leaves from platform four.",
+    ]
+    audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
+    session = _Session(_Ring(audio), audio.shape[0])
+    decoder = FinalDecoder(tiny_model, FinalSettings(tail_ms=100, silence_ms=300))
+    first = FinalRequest(session, 0, spans[0][0], spans[0][1], _prompt(tiny_model))
+    text = decoder.decode([first], 4)[0]
+    assert {"seat", "open"} <= set(normalise(text)), text
+    words = decoder.words_for(session, 0, spans[0][0], spans[0][1], text)
+    assert [w.text for w in words] == text.split()
+    # Another text (a final merged with committed words) or utterance gets no stale timings.
+    assert decoder.words_for(session, 0, spans[0][0], spans[0][1], text + " more") == ()
+    assert decoder.words_for(session, 1, spans[0][0], spans[0][1], text) == ()
+
+    tokens = tiny_model.tokenizer.encode(" " + text)
+    decoder.remember(session, decoder.own_start(first), tokens)
+    second = FinalRequest(session, 1, spans[1][0], spans[1][1], _prompt(tiny_model))
+    plan = decoder._plan(second)
+    assert plan.prefix == tokens and plan.audio_start == decoder.own_start(first)
+    text2 = decoder.decode([second], 4)[0]
+    got = set(normalise(text2))
+    assert {"train", "london", "platform"} <= got, text2
+    assert not got & {"seat", "open"}, text2  # the forced prefix is not written again
+    words2 = decoder.words_for(session, 1, spans[1][0], spans[1][1], text2)
+    assert words2 and words2[0].start_s >= spans[1][0] / RATE - 1e-6
