@@ -364,3 +364,67 @@ def test_sample_rate_change_mid_stream(tmp_path: Path) -> None:
     assert 3.9 * SAMPLE_RATE_HZ < audio.size < 4.2 * SAMPLE_RATE_HZ
     assert _dominant_hz(audio[8_000:24_000]) == pytest.approx(440.0, abs=2.0)
     assert _dominant_hz(audio[-24_000:-8_000]) == pytest.approx(880.0, abs=2.0)
+
+
+def _decode_with_pyav(path: Path) -> FloatArray:
+    """``load_audio`` with the WAV reader turned off, so PyAV decodes the file."""
+    from audiototext.audio import decode
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(decode._WavFile, "probe", classmethod(lambda cls, source: None))
+    try:
+        return load_audio(path)
+    finally:
+        mp.undo()
+
+
+@pytest.mark.parametrize("fmt", ["u8", "s16", "s24", "s32", "f32", "f64"])
+@pytest.mark.parametrize(("rate", "channels"), [(16_000, 1), (22_050, 2), (8_000, 6)])
+def test_wav_reader_gives_pyavs_exact_samples(
+    tmp_path: Path, fmt: str, rate: int, channels: int
+) -> None:
+    from audiototext.audio import decode
+
+    rng = np.random.default_rng(rate + channels)
+    frames = np.clip(rng.standard_normal((rate * 3 + 7, channels)) * 0.3, -1, 1)
+    frames = frames.astype(np.float32)
+    if fmt in ("f32", "f64"):
+        frames[10, 0] = np.nan  # sanitised the same way on both paths
+    path = write_wav(tmp_path / f"{fmt}.wav", frames if channels > 1 else frames[:, 0], rate, fmt)  # type: ignore[arg-type]
+    assert decode._WavFile.probe(path) is not None  # the numpy reader takes it
+    ours = load_audio(path)
+    assert np.array_equal(ours, _decode_with_pyav(path))
+    assert np.isfinite(ours).all()
+
+
+def test_unusual_wavs_go_to_pyav(tmp_path: Path, speech: Speech) -> None:
+    from audiototext.audio import decode
+
+    whole = write_wav(tmp_path / "whole.wav", speech.audio, 16_000).read_bytes()
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(whole[: len(whole) // 2])  # data chunk longer than the file
+    not_riff = tmp_path / "odd.wav"
+    not_riff.write_bytes(b"RIFX" + whole[4:])
+    for path in (truncated, not_riff, tmp_path / "missing.wav", tmp_path):
+        assert decode._WavFile.probe(path) is None
+    # PyAV still decodes the truncated file and keeps what is there.
+    assert load_audio(truncated).size == pytest.approx(speech.audio.size / 2, rel=0.01)
+
+
+def test_wav_files_do_not_import_pyav(tmp_path: Path, speech: Speech) -> None:
+    """PyAV costs ~18 MB of memory: a WAV is decoded, and its duration read, without it."""
+    import subprocess
+    import sys
+
+    path = write_wav(tmp_path / "clip.wav", resample(speech.audio, 16_000, 22_050), 22_050)
+    code = (
+        "import sys\n"
+        "from audiototext.audio.decode import declared_duration_s, load_audio\n"
+        f"audio = load_audio({str(path)!r})\n"
+        f"print(audio.size, round(declared_duration_s({str(path)!r}), 2), 'av' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    size, duration, imported = out.stdout.split()
+    assert int(size) == load_audio(path).size
+    assert float(duration) == round(speech.duration_s, 2)
+    assert imported == "False"

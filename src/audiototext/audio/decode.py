@@ -25,19 +25,24 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, TypeAlias
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
-import av
 import numpy as np
 import soxr
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # PyAV costs ~18 MB of memory to import: only files that need it load it
+    import av
 
 from audiototext.errors import AudioError
 
 __all__ = [
     "SAMPLE_RATE_HZ",
     "AudioSource",
+    "declared_duration_s",
     "iter_audio_chunks",
     "load_audio",
     "resample",
@@ -220,6 +225,10 @@ class _Decoder:
             yield _join(pending), pending_rate
 
     def _mono_frames(self) -> Iterator[tuple[FloatArray, int]]:
+        wav = _WavFile.probe(self._source)
+        if wav is not None:
+            yield from self._wav_frames(wav)
+            return
         with _open(self._source, self.name) as container:
             stream = _audio_stream(container, self.name)
             self.declared_s = _declared_duration_s(container, stream)
@@ -232,9 +241,31 @@ class _Decoder:
                     self._sanitize(mono)
                 yield mono, frame.sample_rate
 
+    def _wav_frames(self, wav: _WavFile) -> Iterator[tuple[FloatArray, int]]:
+        """As :meth:`_mono_frames` for a plain PCM or float WAV, read with numpy (no PyAV)."""
+        self.declared_s = wav.frames / wav.rate_hz
+        frames_per_read = 8192
+        with open(wav.path, "rb") as file:
+            file.seek(wav.data_offset)
+            left = wav.frames
+            while left > 0:
+                n = min(frames_per_read, left)
+                raw = file.read(n * wav.block_align)
+                n = len(raw) // wav.block_align
+                if n == 0:
+                    break
+                left -= n
+                self.decoded_s += n / wav.rate_hz
+                mono = wav.to_mono_float(raw[: n * wav.block_align])
+                if wav.is_float:
+                    self._sanitize(mono)
+                yield mono, wav.rate_hz
+
     def _frames(
         self, container: av.container.InputContainer, stream: av.AudioStream
     ) -> Iterator[av.AudioFrame]:
+        import av
+
         packets = container.demux(stream)
         while True:
             try:
@@ -286,6 +317,8 @@ def _open(source: AudioSource, name: str) -> av.container.InputContainer:
         file = io.BytesIO(source)
     else:
         file = source
+    import av
+
     try:
         return av.open(file, mode="r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, EOFError) as exc:
@@ -319,7 +352,11 @@ def _to_mono_float(frame: av.AudioFrame) -> FloatArray:
     channels = frame.layout.nb_channels
     if not frame.format.is_planar:
         data = data.reshape(-1, channels).T  # interleaved → (channels, samples)
-    sample_format = frame.format.name.removesuffix("p")
+    return _mono_float(data, frame.format.name.removesuffix("p"), channels)
+
+
+def _mono_float(data: NDArray[np.generic], sample_format: str, channels: int) -> FloatArray:
+    """``(channels, samples)`` in PyAV's ``sample_format`` as float32 in [-1, 1], averaged."""
     if sample_format == "u8":
         samples = (data.astype(np.float32) - 128.0) / 128.0
     elif sample_format in _INT_FULL_SCALE:
@@ -337,3 +374,126 @@ def _join(blocks: list[FloatArray]) -> FloatArray:
 
 def _resample_chunk(resampler: soxr.ResampleStream, block: FloatArray, *, last: bool) -> FloatArray:
     return np.asarray(resampler.resample_chunk(block, last=last), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- WAV without PyAV
+
+_WAVE_PCM = 0x0001
+_WAVE_FLOAT = 0x0003
+_WAVE_EXTENSIBLE = 0xFFFE
+# (format tag, bits) → (numpy dtype of one sample, PyAV's name for the decoded format)
+_WAV_LAYOUTS = {
+    (_WAVE_PCM, 8): ("u1", "u8"),
+    (_WAVE_PCM, 16): ("<i2", "s16"),
+    (_WAVE_PCM, 24): ("", "s32"),  # PyAV widens 24-bit samples to s32 (shifted left by 8)
+    (_WAVE_PCM, 32): ("<i4", "s32"),
+    (_WAVE_FLOAT, 32): ("<f4", "flt"),
+    (_WAVE_FLOAT, 64): ("<f8", "dbl"),
+}
+
+
+@dataclass(frozen=True)
+class _WavFile:
+    """A complete, uncompressed WAV file that numpy reads exactly as PyAV would decode it.
+
+    Anything unusual (another codec, a truncated data chunk, a malformed header) is left to
+    PyAV, which also reports damage; this path only saves importing it for the common case.
+    """
+
+    path: str
+    format_tag: int
+    channels: int
+    rate_hz: int
+    bits: int
+    block_align: int
+    data_offset: int
+    frames: int
+
+    @property
+    def is_float(self) -> bool:
+        return self.format_tag == _WAVE_FLOAT
+
+    @classmethod
+    def probe(cls, source: AudioSource) -> _WavFile | None:
+        if not isinstance(source, str | os.PathLike):
+            return None
+        path = os.fspath(source)
+        try:
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                return cls._parse(path, file, size)
+        except (OSError, struct.error, ValueError):
+            return None
+
+    @classmethod
+    def _parse(cls, path: str, file: BinaryIO, size: int) -> _WavFile | None:
+        head = file.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        fmt: tuple[int, ...] | None = None
+        while True:
+            header = file.read(8)
+            if len(header) < 8:
+                return None
+            chunk_id, chunk_size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk_id == b"fmt ":
+                body = file.read(chunk_size)
+                if len(body) < 16:
+                    return None
+                tag, channels, rate, _, align, bits = struct.unpack("<HHIIHH", body[:16])
+                if tag == _WAVE_EXTENSIBLE:
+                    if len(body) < 40:
+                        return None
+                    tag = struct.unpack("<H", body[24:26])[0]  # the sub-format GUID's start
+                fmt = (tag, channels, rate, align, bits)
+                if chunk_size % 2:
+                    file.seek(1, os.SEEK_CUR)
+            elif chunk_id == b"data":
+                if fmt is None:
+                    return None
+                tag, channels, rate, align, bits = fmt
+                offset = file.tell()
+                if (
+                    (tag, bits) not in _WAV_LAYOUTS
+                    or channels < 1
+                    or rate < 1
+                    or align != channels * bits // 8
+                    or chunk_size % align
+                    or offset + chunk_size > size  # truncated: PyAV reports it
+                ):
+                    return None
+                return cls(path, tag, channels, rate, bits, align, offset, chunk_size // align)
+            else:
+                file.seek(chunk_size + chunk_size % 2, os.SEEK_CUR)
+
+    def to_mono_float(self, raw: bytes) -> FloatArray:
+        dtype, sample_format = _WAV_LAYOUTS[(self.format_tag, self.bits)]
+        if self.bits == 24:
+            triples = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+            data: NDArray[np.generic] = (
+                (triples[:, 0] << 8) | (triples[:, 1] << 16) | (triples[:, 2] << 24)
+            )
+        else:
+            data = np.frombuffer(raw, dtype=np.dtype(dtype)).astype(
+                np.dtype(dtype).newbyteorder("="), copy=False
+            )
+        return _mono_float(data.reshape(-1, self.channels).T, sample_format, self.channels)
+
+
+def declared_duration_s(path: str | os.PathLike[str]) -> float | None:
+    """The duration ``path`` declares in its header; None when unknown or unreadable."""
+    wav = _WavFile.probe(path)
+    if wav is not None:
+        return wav.frames / wav.rate_hz
+    try:
+        import av
+
+        with av.open(os.fspath(path), metadata_errors="ignore") as container:
+            if container.duration is not None:
+                return float(container.duration) / 1_000_000
+            streams = container.streams.audio
+            if streams and streams[0].duration is not None and streams[0].time_base is not None:
+                return float(streams[0].duration * streams[0].time_base)
+    except Exception:  # the real decode reports problems properly; this is only a hint
+        return None
+    return None

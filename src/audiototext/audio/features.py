@@ -9,12 +9,15 @@ dynamic range) and finally ``(x + 4) / 4``.
 
 The work is done in float32, frames are strided views of the padded signal, and the STFT and the
 mel projection run on blocks of frames so that long inputs stay cache friendly and never
-materialise a full frames-by-400 matrix.
+materialise a full frames-by-400 matrix. The padded signal itself is never built either: each
+block reads its samples (from one array, or from a list of pieces that are never joined) and
+pads the two edges on the fly, so the only full-size array is the result.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -29,6 +32,7 @@ __all__ = [
     "SAMPLE_RATE_HZ",
     "frames_for_samples",
     "log_mel_spectrogram",
+    "log_mel_spectrogram_of_pieces",
     "mel_filters",
     "pad_or_trim",
 ]
@@ -131,42 +135,110 @@ def log_mel_spectrogram(
         float32 array of shape ``(n_mels, (len(audio) + padding_samples) // 160)``. The
         dynamic-range floor (max - 8) is taken over the whole returned spectrogram.
     """
+    samples = np.asarray(audio, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"audio must be 1-D (mono), got shape {samples.shape}")
+    return log_mel_spectrogram_of_pieces([samples], n_mels, padding_samples)
+
+
+def log_mel_spectrogram_of_pieces(
+    pieces: Sequence[NDArray[np.float32]], n_mels: int = 80, padding_samples: int = 0
+) -> NDArray[np.float32]:
+    """:func:`log_mel_spectrogram` of the concatenation of ``pieces`` (1-D float32 arrays).
+
+    The pieces are never joined: each block of frames reads the few samples it needs, and the
+    edges are padded on the fly. Apart from the result, memory stays at a few hundred kB
+    however long the audio is, and the values are exactly those of the joined array.
+    """
     if n_mels not in _SUPPORTED_N_MELS:
         raise ValueError(f"n_mels must be one of {_SUPPORTED_N_MELS}, got {n_mels}")
     if padding_samples < 0:
         raise ValueError(f"padding_samples must be >= 0, got {padding_samples}")
-    samples = np.asarray(audio, dtype=np.float32)
-    if samples.ndim != 1:
-        raise ValueError(f"audio must be 1-D (mono), got shape {samples.shape}")
-    if padding_samples:
-        samples = np.pad(samples, (0, padding_samples))
-
-    num_frames = frames_for_samples(samples.shape[0])
+    signal = _PaddedSignal(pieces, padding_samples)
+    num_frames = frames_for_samples(signal.length)
     if num_frames == 0:
         return np.zeros((n_mels, 0), dtype=np.float32)
 
-    half = N_FFT // 2
-    padded = np.pad(samples, (half, half), mode="reflect")
-    # Frame i starts at i * hop; the (num_frames + 1)-th frame that center=True makes is the
-    # one Whisper drops, so it is never computed.
-    frames = sliding_window_view(padded, N_FFT)[::HOP_LENGTH_SAMPLES][:num_frames]
-
     window = _hann_window()
     filters = mel_filters(n_mels)
-    mel = np.empty((num_frames, n_mels), dtype=np.float32)
+    # Written transposed, block by block: the same values as computing (frames, n_mels) and
+    # transposing it, without the second full-size array.
+    log_spec = np.empty((n_mels, num_frames), dtype=np.float32)
+    mel = np.empty((_BLOCK_FRAMES, n_mels), dtype=np.float32)
     for start in range(0, num_frames, _BLOCK_FRAMES):
         stop = min(start + _BLOCK_FRAMES, num_frames)
-        spectrum = np.fft.rfft(frames[start:stop] * window, axis=-1)
+        # Frame i starts at i * hop in the reflect-padded signal; the (num_frames + 1)-th
+        # frame that center=True makes is the one Whisper drops, so it is never computed.
+        segment = signal.padded(start * HOP_LENGTH_SAMPLES, (stop - 1) * HOP_LENGTH_SAMPLES + N_FFT)
+        frames = sliding_window_view(segment, N_FFT)[::HOP_LENGTH_SAMPLES]
+        spectrum = np.fft.rfft(frames * window, axis=-1)
         power = np.square(spectrum.real) + np.square(spectrum.imag)
-        np.matmul(power, filters.T, out=mel[start:stop])
+        np.matmul(power, filters.T, out=mel[: stop - start])
+        log_spec[:, start:stop] = mel[: stop - start].T
 
-    log_spec = np.ascontiguousarray(mel.T)
     np.maximum(log_spec, _LOG_FLOOR, out=log_spec)
     np.log10(log_spec, out=log_spec)
     np.maximum(log_spec, log_spec.max() - _DYNAMIC_RANGE_LOG10, out=log_spec)
     log_spec += 4.0
     log_spec /= 4.0
     return log_spec
+
+
+class _PaddedSignal:
+    """Pieces of audio seen as one signal, followed by zeros and reflect-padded by N_FFT/2 at
+    both ends (``np.pad(..., mode="reflect")``), read a segment at a time."""
+
+    def __init__(self, pieces: Sequence[NDArray[np.float32]], padding_samples: int) -> None:
+        self._pieces = [np.asarray(p, dtype=np.float32) for p in pieces if len(p)]
+        if any(p.ndim != 1 for p in self._pieces):
+            raise ValueError("audio must be 1-D (mono)")
+        self._starts = np.cumsum([0] + [p.shape[0] for p in self._pieces])
+        self.samples = int(self._starts[-1])
+        self.length = self.samples + padding_samples
+        self._small: NDArray[np.float32] | None = None
+        if 0 < self.length <= N_FFT:
+            # Too short for one reflection: build it as np.pad does (repeated reflection).
+            joined = self._read(0, self.samples)
+            self._small = np.pad(
+                np.pad(joined, (0, padding_samples)), (N_FFT // 2, N_FFT // 2), mode="reflect"
+            )
+
+    def _read(self, lo: int, hi: int) -> NDArray[np.float32]:
+        """Samples [lo, hi) of the joined pieces (0 <= lo <= hi <= samples); a view if it can."""
+        if lo >= hi:
+            return np.zeros(0, dtype=np.float32)
+        first = int(np.searchsorted(self._starts, lo, side="right")) - 1
+        piece_lo = lo - int(self._starts[first])
+        if hi <= self._starts[first + 1]:
+            return self._pieces[first][piece_lo : piece_lo + hi - lo]
+        parts = []
+        i = first
+        while lo < hi:
+            start = int(self._starts[i])
+            take = self._pieces[i][lo - start : min(hi, int(self._starts[i + 1])) - start]
+            parts.append(take)
+            lo += take.shape[0]
+            i += 1
+        return np.concatenate(parts)
+
+    def padded(self, lo: int, hi: int) -> NDArray[np.float32]:
+        """Samples [lo, hi) of the padded signal, whose sample j is the signal's j - N_FFT/2."""
+        if self._small is not None:
+            return self._small[lo:hi]
+        half = N_FFT // 2
+        if lo >= half and hi - half <= self.samples:
+            return self._read(lo - half, hi - half)
+        index = np.arange(lo - half, hi - half)
+        last = self.length - 1
+        index = np.where(index < 0, -index, index)  # reflect at the start
+        index = np.where(index > last, 2 * last - index, index)  # and at the end
+        out = np.zeros(hi - lo, dtype=np.float32)  # the appended zeros stay 0
+        inside = index < self.samples
+        if inside.any():
+            low = int(index[inside].min())
+            span = self._read(low, int(index[inside].max()) + 1)
+            out[inside] = span[index[inside] - low]
+        return out
 
 
 def pad_or_trim(
