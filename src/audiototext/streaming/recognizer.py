@@ -92,6 +92,9 @@ class RecognizerOptions:
         final_beam_size: beam width of finals decoded without context (1 is greedy).
         final_context: decode a final together with the previous utterance (its audio, and its
             text as a forced prefix), greedily; without it, finals use beam search alone.
+        final_context_s: at most this much earlier audio (whole utterances) decoded with a
+            final. It sets a final's cost: the encoder's time grows with it (bench/NOTES.md,
+            "Streaming engine": ~160-220 ms of CPU per final at 20 s on one thread).
         partial_padding_s: the least padding of a partial's encoder input.
         context_pad_ms: audio kept before the VAD's speech start when decoding (and after
             the speech end for partials); the VAD's own margin clips soft word onsets.
@@ -127,6 +130,7 @@ class RecognizerOptions:
     final_padding_s: float = 1.0
     final_beam_size: int = 5
     final_context: bool = True
+    final_context_s: float = 20.0
     partial_padding_s: float = 0.5
     context_pad_ms: int = 300
     final_tail_ms: int = 100
@@ -148,6 +152,8 @@ class RecognizerOptions:
             raise ValueError(f"final_encoding must be exact or padded, not {self.final_encoding!r}")
         if not 0.0 <= self.final_padding_s <= 30.0:
             raise ValueError("final_padding_s must be between 0 and 30")
+        if not 0.0 <= self.final_context_s <= 30.0:
+            raise ValueError("final_context_s must be between 0 and 30")
         if self.final_beam_size < 1:
             raise ValueError(f"final_beam_size must be >= 1, got {self.final_beam_size}")
         if not 0.0 <= self.partial_padding_s <= 30.0:
@@ -282,6 +288,7 @@ class StreamingRecognizer:
                 padded=o.final_encoding == "padded",
                 context=o.final_context,
                 beam_size=o.final_beam_size,
+                context_s=o.final_context_s,
             ),
         )
         self._cv = threading.Condition()
@@ -551,6 +558,7 @@ class StreamingRecognizer:
             while lane and lane[0][0] < now - _BUSY_WINDOW_S:
                 lane.popleft()
             share = max(share, sum(b for _, b in lane) / wall if wall > 0.5 else 0.0)
+            self._share = share
         # One step per adjustment period: the busy share is a 5-s average, so reacting to
         # every round would compound the same measurement many times.
         if self.options.adaptive_partials and now - self._scale_changed_at >= _SCALE_PERIOD_S:

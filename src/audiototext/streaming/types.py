@@ -46,7 +46,7 @@ class StreamOptions:
     language: str | None = None
     interim_results: bool = True
     partial_interval_ms: int = 500  # at most this much new speech between partials
-    endpoint_silence_ms: int = 300  # VAD silence that ends an utterance
+    endpoint_silence_ms: int = 200  # VAD silence that ends an utterance (see bench/NOTES.md)
     max_segment_s: float = 20.0  # an utterance longer than this is finalised anyway
     max_buffered_s: float = 30.0
 
