@@ -45,6 +45,7 @@ from audiototext.audio import (  # noqa: E402
     VadOptions,
 )
 from audiototext.audio import SpeechEventKind as VadKind  # noqa: E402
+from audiototext.evaluation import wer as package_wer  # noqa: E402
 from audiototext.inference import SessionConfig, Transcriber, WhisperModel  # noqa: E402
 from audiototext.inference.decoding import DecodingOptions, decode_with_fallback  # noqa: E402
 from audiototext.streaming import RecognizerOptions, StreamingRecognizer, StreamOptions  # noqa: E402
@@ -509,14 +510,17 @@ def main() -> None:
     file_cpu = time.process_time() - began
     file_text = [" ".join(s.text for s in segs) for segs in segments]
     file_wer = wer(refs, file_text)
-    print(f"file transcription: WER {file_wer:.2%}, CPU {file_cpu:.1f} s for the set")
+    print(
+        f"file transcription: WER {file_wer:.2%} (package normaliser "
+        f"{package_wer(refs, file_text):.2%}), CPU {file_cpu:.1f} s for the set"
+    )
 
     committed = committed_words(model, vad, clips) if args.committed else None
     names = args.only or list(STRATEGIES)
     rows = []
     outcomes: dict[str, Outcome] = {}
     header = (
-        f"{'strategy':28s} {'WER':>7s} {'Δ pp':>6s} {'frames':>7s} "
+        f"{'strategy':28s} {'WER':>7s} {'Δ pp':>6s} {'pkg Δ':>6s} {'frames':>7s} "
         f"{'CPU ms p50':>10s} {'p95':>6s} {'prefix':>6s}"
     )
     print(header)
@@ -537,6 +541,8 @@ def main() -> None:
             "strategy": name,
             "wer": w,
             "delta_pp": 100 * (w - file_wer),
+            "delta_pp_package_normaliser": 100
+            * (package_wer(refs, hyps) - package_wer(refs, file_text)),
             "frames_mean": statistics.mean(outcome.frames),
             "cpu_ms_p50": statistics.median(cpu),
             "cpu_ms_p95": p95,
@@ -544,7 +550,8 @@ def main() -> None:
         }
         rows.append(row)
         print(
-            f"{name:28s} {w:7.2%} {row['delta_pp']:6.2f} {row['frames_mean']:7.0f} "
+            f"{name:28s} {w:7.2%} {row['delta_pp']:6.2f} "
+            f"{row['delta_pp_package_normaliser']:6.2f} {row['frames_mean']:7.0f} "
             f"{row['cpu_ms_p50']:10.0f} {p95:6.0f} {row['prefix_tokens_mean']:6.1f}",
             flush=True,
         )

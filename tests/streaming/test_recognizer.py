@@ -180,12 +180,17 @@ def test_streaming_wer_close_to_file_transcription(
     file_wer = wer(references, file_text)
     streaming_wer = wer(references, streaming_text)
     print(f"WER file {file_wer:.2%}, streaming {streaming_wer:.2%}")
-    # A regression guard on what is achieved today; the 1-pp goal is the xfail test below.
-    assert streaming_wer <= file_wer + 0.08
+    # Measured (2026-11-24, finals with the previous utterance as context): file 4.62 %,
+    # streaming 8.67 % (+4.05 pp); 10.40 % before. A regression guard on that, then the goal.
+    assert streaming_wer <= file_wer + 0.06
     if streaming_wer > file_wer + 0.01:
+        # Not reachable by any final decoded when its utterance ends: file transcription
+        # itself, given only the audio up to each final, scores 5.78 % here (+1.16 pp), as
+        # the encoder reads earlier words better with later speech in the window
+        # (bench/streaming_wer.py, strategy causal-file; bench/NOTES.md "Streaming accuracy").
         pytest.xfail(
             f"streaming WER {streaming_wer:.1%} vs file {file_wer:.1%}: beyond the 1-pp goal "
-            "(per-utterance decoding lacks the 30-s window's context; see bench/NOTES.md)"
+            "(file transcription sees later speech; see bench/NOTES.md)"
         )
 
 
