@@ -128,13 +128,24 @@ async def real_time_stream(
 
 async def capacity(
     rec: StreamingRecognizer, audio: np.ndarray, n: int, opts: StreamOptions
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], float]:
+    """Final latencies, partial gaps, and the share of the run the engine reported overload."""
     # Each stream starts at another point of the program, so utterances do not end together.
     shift = audio.shape[0] // max(n, 1)
+    samples: list[bool] = []
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            samples.append(rec.stats().overloaded)
+
+    watcher = asyncio.create_task(watch())
     results = await asyncio.gather(
         *(real_time_stream(rec, np.roll(audio, shift * k), opts) for k in range(n))
     )
-    return [x for r in results for x in r[0]], [x for r in results for x in r[1]]
+    watcher.cancel()
+    overloaded = sum(samples) / len(samples) if samples else 0.0
+    return [x for r in results for x in r[0]], [x for r in results for x in r[1]], overloaded
 
 
 def breakdown(stats: EngineStats, samples: int) -> str:
@@ -169,6 +180,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--endpoint-ms", type=int, default=StreamOptions().endpoint_silence_ms)
     parser.add_argument("--no-speculation", action="store_true")
+    parser.add_argument(
+        "--final-context-s", type=float, default=RecognizerOptions().final_context_s
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-capacity", action="store_true")
     parser.add_argument("--skip-wer", action="store_true")
@@ -178,6 +192,7 @@ def main() -> None:
         options = RecognizerOptions(
             **{"max_sessions": max(16, *args.streams), **overrides},  # type: ignore[arg-type]
             speculative_finals=not args.no_speculation,
+            final_context_s=args.final_context_s,
         )
         return StreamingRecognizer.load(
             "tiny.en", options, precision="int8", threads=args.threads, cache_root=args.cache
@@ -189,7 +204,8 @@ def main() -> None:
     clips = clip_set(synth)
     print(
         f"model tiny.en int8, threads {args.threads or 'default'}, endpoint "
-        f"{opts.endpoint_silence_ms} ms, speculative finals {not args.no_speculation}; {load()}"
+        f"{opts.endpoint_silence_ms} ms, speculative finals {not args.no_speculation}, final "
+        f"context {args.final_context_s:g} s; {load()}"
     )
 
     if not args.skip_latency:
@@ -227,7 +243,7 @@ def main() -> None:
         for n in args.streams:
             rec = recognizer()
             cpu = time.process_time()
-            lat, gaps = asyncio.run(capacity(rec, program, n, opts))
+            lat, gaps, overloaded = asyncio.run(capacity(rec, program, n, opts))
             cpu = time.process_time() - cpu
             stats = rec.stats()
             p95 = pct(lat, 0.95)
@@ -235,7 +251,7 @@ def main() -> None:
                 f"{n:2d} streams: finals {len(lat)}, p50 {1000 * pct(lat, 0.5):.0f} ms, "
                 f"p95 {1000 * p95:.0f} ms; partial gap p50 {1000 * pct(gaps, 0.5):.0f} ms, "
                 f"p95 {1000 * pct(gaps, 0.95):.0f} ms, interval x{stats.partial_interval_scale:.2f}"
-                f", skipped {stats.partials_skipped}; overloaded={stats.overloaded}; CPU "
+                f", skipped {stats.partials_skipped}; overloaded {overloaded:.0%} of the time; CPU "
                 f"{cpu / (n * program.shape[0] / RATE):.3f} s per stream-second; {load()}",
                 flush=True,
             )
