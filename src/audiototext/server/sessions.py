@@ -151,12 +151,17 @@ class StreamSession:
                 task.cancel()
 
     def lag_s(self) -> float:
-        """Audio waiting in the engine; the larger of its two views when it has both."""
-        lag = self.engine.audio_received_s - self.engine.audio_processed_s
+        """Audio waiting in the engine: what its buffer limit counts (``buffered_s``: not yet
+        read, or ended and awaiting its final) when it says so, else received - processed.
+
+        Not received - processed when the engine has ``buffered_s``: an utterance still being
+        spoken is read but not "processed" until its next partial or final, and a credit that
+        waited for it would stop the client from sending the silence that ends it.
+        """
         buffered = getattr(self.engine, "buffered_s", None)
         if isinstance(buffered, float):
-            lag = max(lag, buffered)
-        return max(0.0, lag)
+            return max(0.0, buffered)
+        return max(0.0, self.engine.audio_received_s - self.engine.audio_processed_s)
 
 
 class SessionStore:
