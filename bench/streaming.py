@@ -175,7 +175,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print("  ".join(f"{h:>12}" for h in header))
         best = 0
         for n in args.streams:
-            await asyncio.sleep(2.0)  # let the engine drain the previous level
+            await asyncio.sleep(6.0)  # drain the previous level; an overload flag holds 5 s
             r = await run_level(target, n, folder, args.seconds, args.gap_s)
             print(
                 "  ".join(
