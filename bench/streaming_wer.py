@@ -100,6 +100,7 @@ class Strategy:
     silence_ms: int = 0  # zeros appended after it
     engine: bool = False  # decode with the engine's own FinalDecoder (streaming/_final.py)
     words: bool = False  # with word timings (engine only)
+    context_beam: int = 1  # engine: beam width of finals after earlier text
 
 
 @dataclass
@@ -370,6 +371,7 @@ def run_engine(
         context=strategy.context_s != 0,
         context_s=max(strategy.context_s, 0.0),  # -1: the previous utterance only
         beam_size=strategy.beam,
+        context_beam_size=strategy.context_beam,
         words=strategy.words,
     )
     decoder = FinalDecoder(model, settings)
@@ -467,6 +469,10 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("engine-prev+20", context_s=20, **ENGINE),
         Strategy("engine-prev+28", context_s=28, **ENGINE),
         Strategy("engine-prev+10-nowords", context_s=10, **{**ENGINE, "words": False}),
+        Strategy("engine-prev-beam5", context_s=-1, context_beam=5, **ENGINE),
+        Strategy("engine-prev+10-beam5", context_s=10, context_beam=5, **ENGINE),
+        Strategy("engine-prev+20-beam5", context_s=20, context_beam=5, **ENGINE),
+        Strategy("engine-prev+28-beam5", context_s=28, context_beam=5, **ENGINE),
         Strategy("prev-greedy-pad0.5", context_s=-1, padding_s=0.5),
         Strategy("prev-greedy-pad2", context_s=-1, padding_s=2.0),
         Strategy("prev-greedy-ctx100", context_s=-1, context_pad_ms=100),

@@ -12,6 +12,7 @@ from streaming_helpers import normalise, stream_audio
 
 from audiototext.inference import WhisperModel
 from audiototext.streaming import StreamingRecognizer
+from audiototext.streaming._decode import beam_decode, encoder_input
 from audiototext.streaming._final import FinalDecoder, FinalRequest, FinalSettings
 from support.speech import SpeechSynthesizer, join_with_gaps
 
@@ -144,3 +145,38 @@ def test_a_final_decoded_after_earlier_text_writes_only_its_own_words(
     assert not got & {"seat", "open"}, text2  # the forced prefix is not written again
     words2 = decoder.words_for(session, 1, spans[1][0], spans[1][1], text2)
     assert words2 and words2[0].start_s >= spans[1][0] / RATE - 1e-6
+
+
+def test_beam_search_continues_each_rows_forced_prefix(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer
+) -> None:
+    texts = [
+        "Please take a seat and open your notebooks.",
+        "The train to London leaves from platform four.",
+    ]
+    audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
+    tok = tiny_model.tokenizer
+    first = audio[spans[0][0] : spans[0][1]]
+    both = audio[spans[0][0] : spans[1][1]]
+    frames = 2 * (both.shape[0] // 160 // 2) + 100
+    mel = np.stack(
+        [
+            encoder_input(a, tiny_model.n_mels, frames, tiny_model.window_frames)
+            for a in (first, both)
+        ]
+    )
+    cross = tiny_model.encode(mel)
+    prefix = tok.encode(" Please take a seat and open your notebooks.")
+    prompt = _prompt(tiny_model)
+    hyps = beam_decode(tiny_model, cross, [prompt, prompt], [[], prefix], [40, 40], 5)
+    alone, after = hyps
+    assert {"seat", "open"} <= set(normalise(alone.text)), alone.text
+    assert not alone.prefix_tokens and not alone.truncated
+    assert after.prefix_tokens == tuple(prefix) and after.text.startswith(after.prefix_text)
+    new = set(normalise(tok.decode(list(after.new_tokens))))
+    assert {"train", "london", "platform"} <= new, after.text
+    assert not new & {"seat", "open"}, after.text
+    assert -1.0 < after.avg_logprob < 0.0 and after.compression_ratio < 2.4
+    # A budget stops the search and says so.
+    short = beam_decode(tiny_model, cross.take([1]), [prompt], [prefix], [3], 5)[0]
+    assert short.truncated and len(short.new_tokens) == 3

@@ -26,6 +26,7 @@ from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = [
     "Hypothesis",
+    "beam_decode",
     "collapse_repeats",
     "encoder_input",
     "greedy_decode",
@@ -227,3 +228,113 @@ def is_noise(text: str, avg_logprob: float, no_speech_prob: float, ratio: float)
         return True
     # Text made only of punctuation carries no words.
     return not any(ch.isalnum() for ch in text)
+
+
+def beam_decode(
+    model: WhisperModel,
+    cross: CrossAttention,
+    prompts: Sequence[Sequence[int]],
+    prefixes: Sequence[Sequence[int]],
+    budgets: Sequence[int],
+    beam_size: int,
+) -> list[Hypothesis]:
+    """Text-only beam search after a forced prefix, one search per row of ``cross``.
+
+    As the inference package's beam search (CTranslate2's): each step ranks 2 x beam
+    candidates of a row's beams, ended candidates join the finished list, the best
+    ``beam_size`` that go on become the next beams; a row stops when ``beam_size`` hypotheses
+    have ended or its budget is spent. The best hypothesis by summed log-probability over
+    length wins. Same suppression rules as :func:`greedy_decode`.
+    """
+    rows = len(prompts)
+    if not rows == len(prefixes) == len(budgets) == cross.batch:
+        raise ValueError("prompts, prefixes, budgets and the encoder batch must match")
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    tok = model.tokenizer
+    suppress = np.asarray(sorted(set(tok.default_suppress_tokens()) | {tok.no_timestamps}))
+    begin = np.asarray(tok.metadata.begin_suppress_tokens, dtype=np.int64)
+    full = [[*p, *f] for p, f in zip(prompts, prefixes, strict=True)]
+    kv, logits, no_speech = prefill_prompts(model, cross, full)
+    vocab = logits.shape[1]
+
+    beams: list[list[tuple[list[int], float]]] = [[([], 0.0)] for _ in range(rows)]
+    finished: list[list[tuple[list[int], float]]] = [[] for _ in range(rows)]
+    cut: list[list[tuple[list[int], float]]] = [[] for _ in range(rows)]  # budget spent
+    live = list(range(rows))
+    step = 0
+    while live:
+        logits[:, suppress] = _NEG_INF
+        logits[:, tok.timestamp_begin :] = _NEG_INF
+        if step == 0 and begin.size:
+            for i, row in enumerate(live):
+                if not prefixes[row]:
+                    logits[i, begin] = _NEG_INF
+        logprobs = _log_softmax(logits)
+        next_rows: list[int] = []
+        next_tokens: list[int] = []
+        next_live: list[int] = []
+        r0 = 0
+        for row in live:
+            group = beams[row]
+            g = len(group)
+            scores = np.asarray([s for _, s in group], dtype=np.float32)[:, None]
+            flat = (scores + logprobs[r0 : r0 + g]).reshape(-1)
+            k = min(2 * beam_size, flat.size)
+            top = np.argpartition(-flat, k - 1)[:k]
+            top = top[np.argsort(-flat[top], kind="stable")]
+            new: list[tuple[list[int], float]] = []
+            origins: list[int] = []
+            for cand in top.tolist():
+                origin, token = divmod(int(cand), vocab)
+                tokens = group[origin][0]
+                score = float(flat[cand])
+                if not np.isfinite(score):
+                    break
+                if token == tok.eot:
+                    finished[row].append((tokens, score))
+                else:
+                    new.append(([*tokens, token], score))
+                    origins.append(r0 + origin)
+                if len(new) == beam_size:
+                    break
+            r0 += g
+            if step + 1 >= budgets[row] and new:
+                cut[row] = new
+                continue
+            if len(finished[row]) >= beam_size or not new:
+                continue
+            beams[row] = new
+            next_live.append(row)
+            next_rows.extend(origins)
+            next_tokens.extend(t[-1] for t, _ in new)
+        step += 1
+        if not next_live:
+            break
+        kv.select(next_rows)
+        live = next_live
+        logits = np.array(kv.step(np.asarray(next_tokens, dtype=np.int64)), dtype=np.float32)
+
+    out: list[Hypothesis] = []
+    for row in range(rows):
+        candidates = [*finished[row], *cut[row]] or beams[row]
+        best, total = max(candidates, key=lambda c: c[1] / len(c[0]) if c[0] else -math.inf)
+        truncated = any(best is c[0] for c in cut[row])
+        prefix_text = tok.decode(prefixes[row]).lstrip()
+        new_text = tok.decode(best)
+        text = (prefix_text + new_text).strip() if prefix_text else new_text.strip()
+        if not text.startswith(prefix_text):
+            text = prefix_text
+        out.append(
+            Hypothesis(
+                prefix_tokens=tuple(prefixes[row]),
+                new_tokens=tuple(best),
+                text=text,
+                prefix_text=prefix_text,
+                avg_logprob=total / (len(best) + 1),
+                no_speech_prob=no_speech[row],
+                compression_ratio=compression_ratio(new_text.strip()),
+                truncated=truncated,
+            )
+        )
+    return out

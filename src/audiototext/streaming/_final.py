@@ -30,6 +30,7 @@ from audiototext.inference.decoding import DecodingOptions, decode_with_fallback
 from audiototext.inference.tokenizer import TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
 from audiototext.streaming._decode import (
+    beam_decode,
     collapse_repeats,
     encoder_input,
     greedy_decode,
@@ -87,6 +88,7 @@ class FinalSettings:
     padded: bool = False  # encode a full 30-s window instead
     context: bool = True  # decode with earlier utterances as context
     beam_size: int = 5  # finals without earlier text: beam search, timestamps, fallback
+    context_beam_size: int = 1  # finals after earlier text: greedy (1) or beam search
     context_s: float = CONTEXT_S
     words: bool = True  # word timings
 
@@ -233,13 +235,15 @@ class FinalDecoder:
         if with_prefix:
             # A forced prefix needs this package's greedy loop (the inference search infers
             # timestamp mode from the prompt's last token).
-            hyps = greedy_decode(
+            args = (
                 model,
                 cross.take(with_prefix),
                 [plans[i].request.prompt for i in with_prefix],
                 [plans[i].prefix for i in with_prefix],
                 [budgets[i] for i in with_prefix],
             )
+            beam = self.settings.context_beam_size
+            hyps = beam_decode(*args, beam) if beam > 1 else greedy_decode(*args)
             for i, hyp in zip(with_prefix, hyps, strict=True):
                 text = collapse_repeats(tok.decode(list(hyp.new_tokens)).strip())
                 noise = is_noise(text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio)
