@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from audiototext.client import AsyncClient, StreamResult
+from audiototext.client import AsyncClient, StreamResult, StreamSettings
 from audiototext.server._proto import models_pb2, models_pb2_grpc
 from audiototext.server._proto import transcription_pb2 as pb
 from audiototext.server.codec import encode_pcm16
@@ -20,7 +20,7 @@ from server.real_engine import (
     settled,
     words,
 )
-from support.speech import SpeechSynthesizer, with_silence
+from support.speech import SpeechSynthesizer, join_with_gaps, with_silence
 
 pytestmark = pytest.mark.slow
 
@@ -236,6 +236,32 @@ def test_removing_the_model_the_server_runs_is_refused(
     code, details, int8_entries = run(main())  # type: ignore[misc]
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "in use" in details, details
     assert int8_entries == 1
+
+
+def test_an_utterance_longer_than_the_credit_does_not_stall_the_stream(
+    recognizer: object, speech: SpeechSynthesizer
+) -> None:
+    # 7+ s of speech without a pause, interim results off, 2 s of credit: the engine has read
+    # the whole utterance but finalises it only after the silence that follows, so the credit
+    # must not wait for the utterance to be "processed" (it did, and the stream stalled).
+    audio, _ = join_with_gaps([speech.speak(s).audio for s in SENTENCES[:3]], 0.05)
+    audio = with_silence(audio, 0.3, 1.5)
+    assert audio.shape[0] > 7 * 16_000
+
+    async def main() -> tuple[list[StreamResult], object]:
+        async with (
+            running_server(recognizer, config(max_buffered_s=4.0)) as srv,  # type: ignore[arg-type]
+            AsyncClient(f"127.0.0.1:{srv.port}") as client,
+        ):
+            await settled(recognizer)
+            settings = StreamSettings(interim_results=False, compression="pcm16")
+            _, finals, stream = await stream_audio(client, audio, settings, speed=None)
+        return finals, stream
+
+    finals, stream = run(main(), 300)  # type: ignore[misc]
+    text = words(" ".join(f.text for f in finals))  # type: ignore[union-attr]
+    assert len(text & words(SENTENCES[1])) >= 5, text
+    assert stream.stats.max_inflight_ms <= 2000 + 100  # type: ignore[attr-defined]
 
 
 # Last in the module: it leaves the engine behind real time for a while, and the engine
