@@ -95,6 +95,10 @@ class RecognizerOptions:
         final_context_s: at most this much earlier audio (whole utterances) decoded with a
             final. It sets a final's cost: the encoder's time grows with it (bench/NOTES.md,
             "Streaming engine": ~160-220 ms of CPU per final at 20 s on one thread).
+        final_context_beam_size: beam width of finals decoded after earlier text (1 is
+            greedy). 5 with ``final_context_s=28`` is the most accurate setting measured (60
+            fable sentences: +0.86 pp WER over file transcription, greedy +2.7 pp) at about
+            twice the CPU per final (bench/NOTES.md, "Streaming accuracy").
         partial_padding_s: the least padding of a partial's encoder input.
         context_pad_ms: audio kept before the VAD's speech start when decoding (and after
             the speech end for partials); the VAD's own margin clips soft word onsets.
@@ -131,6 +135,7 @@ class RecognizerOptions:
     final_beam_size: int = 5
     final_context: bool = True
     final_context_s: float = 20.0
+    final_context_beam_size: int = 1
     partial_padding_s: float = 0.5
     context_pad_ms: int = 300
     final_tail_ms: int = 100
@@ -154,6 +159,10 @@ class RecognizerOptions:
             raise ValueError("final_padding_s must be between 0 and 30")
         if not 0.0 <= self.final_context_s <= 30.0:
             raise ValueError("final_context_s must be between 0 and 30")
+        if self.final_context_beam_size < 1:
+            raise ValueError(
+                f"final_context_beam_size must be >= 1, got {self.final_context_beam_size}"
+            )
         if self.final_beam_size < 1:
             raise ValueError(f"final_beam_size must be >= 1, got {self.final_beam_size}")
         if not 0.0 <= self.partial_padding_s <= 30.0:
@@ -289,6 +298,7 @@ class StreamingRecognizer:
                 context=o.final_context,
                 beam_size=o.final_beam_size,
                 context_s=o.final_context_s,
+                context_beam_size=o.final_context_beam_size,
             ),
         )
         self._cv = threading.Condition()
