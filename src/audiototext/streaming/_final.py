@@ -1,16 +1,19 @@
 """Final results of streaming utterances: decoding with earlier speech as context, word timings.
 
-A final is decoded on the utterance's audio preceded by the stream's earlier utterances, as far
-back as :data:`CONTEXT_S` seconds (and what the session's ring still holds), with the earlier
-finals' texts forced as the decoder's prefix: the model reads the new sentence the way file
-transcription reads it in the middle of a 30-s window, knowing what was said before, and writes
-only the new words. Whisper on short isolated sentences often garbles the first words
-("says" -> "and"); measured on the streaming clip set and on 60 fable sentences
-(``bench/streaming_wer.py``, figures in bench/NOTES.md, "Streaming accuracy").
+A final is decoded on the utterance's audio preceded by the stream's previous utterance (when
+both fit in one window and the session's ring still holds it) and by earlier ones while the
+whole input stays within ``FinalSettings.context_s`` (``RecognizerOptions.final_context_s``),
+with the earlier finals' texts forced as the decoder's prefix: the model reads the new sentence
+the way file transcription reads it in the middle of a 30-s window, knowing what was said
+before, and writes only the new words (greedily, or by beam search with ``context_beam_size``).
+Whisper on short isolated sentences often garbles the first words ("says" -> "and"); measured
+on the streaming clip set and on 60 fable sentences (``bench/streaming_wer.py``, figures in
+bench/NOTES.md, "Streaming accuracy"). A stream's first utterance, with nothing before it, is
+decoded as file transcription decodes a window (timestamps, beam search, fallback).
 
 Word timings come from the decoder's cross-attention (the alignment heads), aligned by dynamic
-time warping exactly as file transcription does (:mod:`audiototext.inference.alignment`), over
-the prefix and the new text together so that the new words are placed after the old ones.
+time warping as file transcription does (:mod:`audiototext.inference.alignment`): one pass over
+the prefix and the new text, the path over the new tokens and the utterance's own frames only.
 """
 
 from __future__ import annotations
