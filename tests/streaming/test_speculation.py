@@ -219,3 +219,51 @@ def test_overload_means_finals_fall_behind_not_a_busy_worker(
         await session.finish()
 
     asyncio.run(run())
+
+
+def test_finals_ending_together_are_shared_with_the_lane(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [
+        "Please take a seat and open your notebooks.",
+        "The train to London leaves from platform four.",
+        "Dinner will be ready in about twenty minutes.",
+        "The children were playing football in the park.",
+    ]
+    audios = [with_silence(synth.speak(t).audio, 0.3, 1.0) for t in texts]
+    rec = make_recognizer(speculative_finals=False)
+    on_lane: list[int] = []
+    lane = rec._lane
+    assert lane is not None
+    compute = lane._compute
+
+    def spy(batch: object) -> None:
+        if hasattr(batch, "requests"):
+            on_lane.append(len(batch.requests))  # type: ignore[attr-defined]
+        compute(batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lane, "_compute", spy)
+
+    async def run() -> list[StreamLog]:
+        sessions = [rec.open(StreamOptions(interim_results=False)) for _ in texts]
+        logs = [StreamLog() for _ in texts]
+
+        async def collect(s: object, log: StreamLog) -> None:
+            async for event in s.events():  # type: ignore[attr-defined]
+                log.events.append(event)
+
+        readers = [
+            asyncio.create_task(collect(s, log)) for s, log in zip(sessions, logs, strict=True)
+        ]
+        with rec._cv:  # every utterance is read (and ends) in the same round
+            for s, a in zip(sessions, audios, strict=True):
+                s.accept(a, 16_000)
+        await asyncio.gather(*(s.finish() for s in sessions))
+        await asyncio.gather(*readers)
+        return logs
+
+    logs = asyncio.run(run())
+    assert on_lane and max(on_lane) >= 1, on_lane
+    for log, text in zip(logs, texts, strict=True):
+        assert len(log.finals) == 1, log.finals
+        assert set(normalise(text)[-2:]) <= set(normalise(log.finals[0].text)), log.finals[0].text

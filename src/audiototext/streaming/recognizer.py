@@ -208,28 +208,40 @@ class _PartialBatch:
     hyps: list[Hypothesis] = field(default_factory=list)
 
 
-class _PartialLane:
-    """A thread that computes one partial batch at a time for the worker."""
+@dataclass
+class _FinalBatch:
+    """Finals the worker hands to the lane when several end in one round."""
 
-    def __init__(self, compute: Callable[[_PartialBatch], None], wake: Callable[[], None]) -> None:
+    jobs: list[_FinalJob]
+    requests: list[FinalRequest]
+    texts: list[str] = field(default_factory=list)
+
+
+_LaneBatch = _PartialBatch | _FinalBatch
+
+
+class _PartialLane:
+    """A thread that computes one batch at a time for the worker: partials, or some finals."""
+
+    def __init__(self, compute: Callable[[_LaneBatch], None], wake: Callable[[], None]) -> None:
         self._compute = compute
         self._wake = wake
-        self._inbox: queue.SimpleQueue[_PartialBatch | None] = queue.SimpleQueue()
-        self._done: _PartialBatch | None = None
+        self._inbox: queue.SimpleQueue[_LaneBatch | None] = queue.SimpleQueue()
+        self._done: _LaneBatch | None = None
         self.busy = False  # a batch is submitted and not yet taken back (worker)
         self.cpu_s = 0.0
         self.busy_wall: collections.deque[tuple[float, float]] = collections.deque()
         self._thread = threading.Thread(target=self._run, name="audiototext-partials", daemon=True)
         self._thread.start()
 
-    def submit(self, batch: _PartialBatch) -> None:
+    def submit(self, batch: _LaneBatch) -> None:
         self.busy = True
         self._inbox.put(batch)
 
     def has_result(self) -> bool:
         return self._done is not None
 
-    def take(self) -> _PartialBatch | None:
+    def take(self) -> _LaneBatch | None:
         done = self._done
         if done is not None:
             self._done = None
@@ -248,8 +260,11 @@ class _PartialLane:
             try:
                 self._compute(batch)
             except Exception:
-                log.exception("a partial batch failed; its partials are skipped")
-                batch.hyps = []
+                log.exception("a batch on the partial lane failed")
+                if isinstance(batch, _PartialBatch):
+                    batch.hyps = []  # its partials are skipped
+                else:
+                    batch.texts = []  # its finals go out empty
             self.cpu_s += time.thread_time() - cpu
             now = time.monotonic()
             self.busy_wall.append((now, now - began))
@@ -317,7 +332,7 @@ class StreamingRecognizer:
         self._started_at = time.monotonic()
         self._scale_changed_at = self._started_at
         self._lane = (
-            _PartialLane(self._compute_partials, self._wake) if self.options.partial_lane else None
+            _PartialLane(self._compute_lane, self._wake) if self.options.partial_lane else None
         )
         self._worker = threading.Thread(target=self._run, name="audiototext-stream", daemon=True)
         self._worker.start()
@@ -486,6 +501,10 @@ class StreamingRecognizer:
             self._stopped.set()
 
     def _has_work(self, s: StreamSession) -> bool:
+        if s.final_in_flight:
+            # Nothing to do until the lane brings the final back (it wakes the worker); its
+            # audio after the utterance waits for that.
+            return s.closed
         return s.closed or s.has_input() or bool(s.pending_finals) or s.finishing
 
     def _round(self, sessions: list[StreamSession]) -> None:
@@ -503,11 +522,15 @@ class StreamingRecognizer:
             s.ingest()
         cpu = self._charge("vad", cpu)
         live = [s for s in sessions if not s.closed]
+        cpu = self._take_lane(cpu)
         finals = [
             _FinalJob(s, s.pending_finals[0])
             for s in live
-            if s.pending_finals and not self._emit_speculation(s, s.pending_finals[0])
+            if s.pending_finals
+            and not s.final_in_flight
+            and not self._emit_speculation(s, s.pending_finals[0])
         ]
+        finals = self._share_finals(finals)
         if finals:
             self._run_finals(finals)
             cpu = self._charge("finals", cpu)
@@ -632,8 +655,54 @@ class StreamingRecognizer:
         frames = -(-frames // bucket) * bucket
         return min(frames, self.model.window_frames)
 
+    def _take_lane(self, cpu: float) -> float:
+        """Apply what the lane finished: partials, or finals handed to it (worker)."""
+        done = self._lane.take() if self._lane is not None else None
+        if isinstance(done, _PartialBatch):
+            self._apply_partials(done)
+            return self._charge("partials", cpu)
+        if isinstance(done, _FinalBatch):
+            texts = done.texts if len(done.texts) == len(done.jobs) else [""] * len(done.jobs)
+            for job, request, text in zip(done.jobs, done.requests, texts, strict=True):
+                job.session.final_in_flight = False
+                job.audio_start = self._finals.own_start(request)
+                self._emit_final(job, text)
+            return self._charge("finals", cpu)
+        return cpu
+
+    def _share_finals(self, finals: list[_FinalJob]) -> list[_FinalJob]:
+        """Hand half of several finals to an idle lane; the rest stay with the worker.
+
+        Finals come before partials on the lane too: with many streams, finals are most of the
+        work, and one thread alone cannot keep up with them (bench/NOTES.md).
+        """
+        lane = self._lane
+        if lane is None or lane.busy or len(finals) < 2:
+            return finals
+        keep, give = finals[: len(finals) // 2], finals[len(finals) // 2 :]
+        for job in give:
+            job.session.final_in_flight = True
+        lane.submit(_FinalBatch(give, [self._final_request(j) for j in give]))
+        return keep
+
+    def _final_request(self, job: _FinalJob) -> FinalRequest:
+        return FinalRequest(
+            job.session,
+            job.final.utterance_id,
+            job.final.start,
+            job.final.stop,
+            self._prompt(job.session, timestamps=False),
+        )
+
+    def _compute_lane(self, batch: _LaneBatch) -> None:
+        """The lane's work; reads sessions' rings and the final decoder's history only."""
+        if isinstance(batch, _PartialBatch):
+            self._compute_partials(batch)
+        else:
+            batch.texts = self._finals.decode(batch.requests, self.options.max_batch)
+
     def _partials_round(self, live: list[StreamSession], cpu: float) -> float:
-        """Apply finished partials, start the next batch (on the lane, or here)."""
+        """Start the next batch of partials (on the lane when it is free, or here)."""
         lane = self._lane
         if lane is None:
             jobs = self._due_partials(live)
@@ -641,10 +710,6 @@ class StreamingRecognizer:
                 self._run_partials(jobs)
                 cpu = self._charge("partials", cpu)
             return cpu
-        done = lane.take()
-        if done is not None:
-            self._apply_partials(done)
-            cpu = self._charge("partials", cpu)
         if not lane.busy:
             jobs = self._due_partials(live)
             if jobs:

@@ -162,6 +162,7 @@ class StreamSession:
         # A final decoded during the pause that may end the open utterance (see Speculation).
         self.speculation: Speculation | None = None
         self.partial_in_flight = False  # a partial of this stream is being computed
+        self.final_in_flight = False  # this stream's pending final is on the partial lane
         self.speculations_used = 0
         self.speculations_wasted = 0
         self.processed = 0  # absolute sample through which results are settled
