@@ -59,10 +59,17 @@ def long_speech(synth: SpeechSynthesizer, seconds: float) -> NDArray[np.float32]
 
 
 async def settled(recognizer: object, limit_s: float = 60.0) -> None:
-    """Wait (bounded) until the engine no longer reports overload from an earlier stream."""
+    """Wait (bounded) until the engine no longer reports overload from an earlier stream.
+
+    Idle, the engine reports no overload, but it holds the flag for a few seconds after the
+    last late final: the next stream to open would bring it back. So this also waits for that
+    hold to run out (the engine's ``_overload_until``, when it has one).
+    """
     import asyncio
+    import time
 
     for _ in range(int(limit_s / 0.1)):
-        if not recognizer.stats().overloaded:  # type: ignore[attr-defined]
+        hold_until = float(getattr(recognizer, "_overload_until", 0.0))
+        if not recognizer.stats().overloaded and time.monotonic() >= hold_until:  # type: ignore[attr-defined]
             return
         await asyncio.sleep(0.1)
