@@ -7,11 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from numpy.typing import NDArray
 from streaming_helpers import normalise, stream_audio
 
 from audiototext.inference import WhisperModel
-from audiototext.streaming import StreamingRecognizer
+from audiototext.streaming import RecognizerOptions, StreamingRecognizer
 from audiototext.streaming._decode import beam_decode, encoder_input
 from audiototext.streaming._final import FinalDecoder, FinalRequest, FinalSettings
 from support.speech import SpeechSynthesizer, join_with_gaps
@@ -180,3 +181,26 @@ def test_beam_search_continues_each_rows_forced_prefix(
     # A budget stops the search and says so.
     short = beam_decode(tiny_model, cross.take([1]), [prompt], [prefix], [3], 5)[0]
     assert short.truncated and len(short.new_tokens) == 3
+
+
+def test_beam_finals_after_context_through_the_engine(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    with pytest.raises(ValueError, match="final_context_beam_size"):
+        RecognizerOptions(final_context_beam_size=0)
+    texts = [
+        "Please take a seat and open your notebooks.",
+        "The train to London leaves from platform four.",
+    ]
+    audio, _ = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
+    rec = make_recognizer(final_context_beam_size=5, final_context_s=28.0)
+
+    async def run() -> list:
+        return (await stream_audio(rec.open(), audio, RATE, chunk=100)).finals
+
+    finals = asyncio.run(run())
+    assert len(finals) == 2, [f.text for f in finals]
+    assert {"seat", "open"} <= set(normalise(finals[0].text))
+    second = set(normalise(finals[1].text))
+    assert {"train", "london", "platform"} <= second and not second & {"seat", "open"}
+    assert all(f.words for f in finals)

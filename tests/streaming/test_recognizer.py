@@ -180,9 +180,9 @@ def test_streaming_wer_close_to_file_transcription(
     file_wer = wer(references, file_text)
     streaming_wer = wer(references, streaming_text)
     print(f"WER file {file_wer:.2%}, streaming {streaming_wer:.2%}")
-    # Measured (2026-11-24, finals with the previous utterance as context): file 4.62 %,
-    # streaming 8.67 % (+4.05 pp); 10.40 % before. A regression guard on that, then the goal.
-    assert streaming_wer <= file_wer + 0.06
+    # Measured (2026-11-24, finals with up to 20 s of earlier utterances as context): file
+    # 4.62 %, streaming 7.51 % (+2.89 pp); 10.40 % before. A regression guard, then the goal.
+    assert streaming_wer <= file_wer + 0.05
     if streaming_wer > file_wer + 0.01:
         # Not reachable by any final decoded when its utterance ends: file transcription
         # itself, given only the audio up to each final, scores 5.78 % here (+1.16 pp), as
