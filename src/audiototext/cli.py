@@ -336,7 +336,21 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose modules are light, and those registered by cli_serve/cli_stream.
+_EAGER_COMMANDS = frozenset({"models", "transcribe", "doctor"})
+_LAZY_COMMANDS = ("serve", "stream", "mic")
+
+
+def _command_in(argv: Sequence[str] | None) -> str | None:
+    """The sub-command ``argv`` runs: its first word that is not an option (the top-level
+    options take no values); None when there is none or ``argv`` is not given."""
+    if argv is None:
+        return None
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; given the ``argv`` it will parse, it skips commands it cannot run."""
     parser = argparse.ArgumentParser(
         prog="audiototext",
         description="Real-time speech-to-text on your own machine (Whisper on ONNX Runtime).",
@@ -409,13 +423,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_transcribe(sub)
 
-    from audiototext.cli_serve import register as register_serve
+    # The server and client commands import asyncio, ssl and more (~8 MB): when another
+    # command is run they get placeholder parsers, which only make their names known.
+    command = _command_in(argv)
+    if command is None or command not in _EAGER_COMMANDS:
+        from audiototext.cli_serve import register as register_serve
 
-    register_serve(sub)
+        register_serve(sub)
 
-    from audiototext.cli_stream import register as register_stream
+        from audiototext.cli_stream import register as register_stream
 
-    register_stream(sub)
+        register_stream(sub)
+    else:
+        for name in _LAZY_COMMANDS:
+            sub.add_parser(name)
 
     p = sub.add_parser(
         "doctor", help="hardware, ONNX Runtime providers and the recommended variant"
@@ -426,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

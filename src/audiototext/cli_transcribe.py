@@ -89,18 +89,9 @@ def _check_output_dir(folder: Path) -> None:
 
 def _probe_duration_s(path: Path) -> float | None:
     """The duration the file declares, for the progress bar; None when unknown or unreadable."""
-    try:
-        import av
+    from audiototext.audio.decode import declared_duration_s
 
-        with av.open(str(path), metadata_errors="ignore") as container:
-            if container.duration is not None:
-                return float(container.duration) / 1_000_000
-            streams = container.streams.audio
-            if streams and streams[0].duration is not None and streams[0].time_base is not None:
-                return float(streams[0].duration * streams[0].time_base)
-    except Exception:  # the real decode reports problems properly; this is only a hint
-        return None
-    return None
+    return declared_duration_s(path)
 
 
 def _show_progress(bar: Any, task: Any, done_s: float) -> None:
@@ -132,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         args.model, precision=args.precision, device=args.device, threads=args.threads
     )
     load_s = time.perf_counter() - started
+    transcriber.check_options(options)  # e.g. --task translate on an English-only model
     model = transcriber.model
     console.print(
         f"[dim]{args.model} ({model.path.name}) on {model.providers[0]}"

@@ -16,13 +16,16 @@ only the fallback swaps the underlying session, under a lock.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import os
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import onnxruntime as ort
 
@@ -36,6 +39,7 @@ __all__ = [
     "SessionConfig",
     "choose_providers",
     "default_threads",
+    "release_memory",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,34 @@ PROVIDER_ORDER: tuple[str, ...] = (
     CPU_PROVIDER,
 )
 _THREADS_ENV = "AUDIOTOTEXT_THREADS"
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim  # glibc only (musl has none)
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return cast(Callable[[int], int], trim)
+
+
+def release_memory() -> None:
+    """Give memory that is free inside the C heap back to the operating system.
+
+    With ONNX Runtime's arena off, every tensor is a ``malloc``; glibc keeps what is freed in
+    its heaps (one per thread that allocated), so after a session load or a 30-s window the
+    process keeps tens of MB it no longer uses and the next window's tensors land elsewhere.
+    ``malloc_trim(0)`` returns those pages (peak RSS of a 10-minute file: bench/NOTES.md,
+    "Memory"). A no-op where glibc is not the allocator.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def default_threads() -> int:
@@ -159,6 +191,8 @@ class Session:
             if providers[0] != CPU_PROVIDER and used[:1] == [CPU_PROVIDER]:
                 # ORT silently drops a provider whose libraries are missing.
                 self._note_fallback(f"{providers[0]} could not be initialised")
+        # Loading parses the whole model and copies its weights: hand the parse buffers back.
+        release_memory()
 
     def _create(self, providers: list[str]) -> ort.InferenceSession:
         return ort.InferenceSession(
