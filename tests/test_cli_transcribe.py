@@ -143,3 +143,70 @@ def test_unwritable_output_dir(
     assert main(["transcribe", str(wav), "-o", str(blocker / "out")]) == 1
     err = capsys.readouterr().err
     assert "cannot create the output folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (("--task", "translate"), "cannot translate"),
+        (("--language", "de"), "cannot transcribe language 'de'"),
+    ],
+)
+def test_english_only_model_refuses_translate_and_other_languages(
+    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str], args, why: str
+) -> None:  # type: ignore[no-untyped-def]
+    wav = write_wav(tmp_path / "clip.wav", speech, 16_000)
+    assert cli(str(wav), *args) == 1
+    err = capsys.readouterr().err
+    assert "English-only" in err and why in err and "Traceback" not in err
+    assert not (cli.out / "clip.txt").exists()
+    assert cli(str(wav), "--language", "en") == 0  # English is what it does
+    assert wer(TEXT, (cli.out / "clip.txt").read_text()) < 0.4
+
+
+_PEAK_RSS_CHILD = r"""
+import json, sys
+from audiototext.cli import main
+rc = main(sys.argv[1:])
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"rc": rc, "peak_mb": int(hwm.split()[1]) / 1024}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_peak_memory_is_flat_in_file_length(
+    tmp_path_factory: pytest.TempPathFactory, speech: np.ndarray, tmp_path: Path
+) -> None:
+    """`audiototext transcribe` peaks at the same RSS for 4 and 12 minutes of audio.
+
+    Each runs in a fresh process that reports its own VmHWM (ru_maxrss would carry this
+    process's peak across exec). Holding the whole 12-minute file (46 MB as float32, 23 MB of
+    spectrogram) would break the relative bound; bench/memory.py measures the full picture.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # Speech once a minute, silence between: long files that decode quickly.
+    period = np.zeros(60 * 16_000, dtype=np.float32)
+    period[: speech.size] = speech
+    peaks = {}
+    for minutes in (4, 12):
+        wav = write_wav(tmp_path / f"{minutes}min.wav", np.tile(period, minutes), 16_000)
+        env = {**os.environ, "AUDIOTOTEXT_HOME": str(shared_model_cache(tmp_path_factory))}
+        argv = ["transcribe", str(wav), "--precision", "int8", "--beam-size", "1"]
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS_CHILD, *argv, "-o", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["rc"] == 0, out.stderr
+        peaks[minutes] = result["peak_mb"]
+        assert "bowls" in (tmp_path / "out" / f"{minutes}min.txt").read_text()
+    assert peaks[12] < 1.15 * peaks[4], peaks
+    assert peaks[12] < 400, peaks  # measured ~270 MB (tiny.en int8); 380 before this bound

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audiototext.audio import iter_audio_chunks
-from audiototext.errors import AudioError
-from audiototext.inference import TranscribeOptions, Transcriber
+from audiototext.errors import AudioError, ConfigError
+from audiototext.inference import SessionConfig, TranscribeOptions, Transcriber, WhisperModel
 from audiototext.inference.transcribe import BLOCK_S, _FeatureStream
 from inference.wer import wer
 from support.speech import SpeechSynthesizer, silence, white_noise, with_silence, write_wav
@@ -170,3 +173,199 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     whole_file_mb = hours_s * rate * 4 / 2**20  # 659 MB as float32
     block_mb = BLOCK_S * rate * 4 / 2**20
     assert peak / 2**20 < 8 * block_mb < whole_file_mb / 4
+
+
+# --------------------------------------------------------------------------- multilingual models
+# Only tiny.en is available offline, so the multilingual paths run on a random-weight model with
+# a multilingual vocabulary: tiny.en's tokenizer with every special token moved up by one (as
+# in Whisper's multilingual layout: <|endoftext|> 50257, <|startoftranscript|> 50258, languages
+# 50259-50357, <|translate|> 50358, <|transcribe|> 50359, ...; 51865 entries).
+
+
+def _multilingual_tokenizer(english: Path, dest: Path) -> Path:
+    data = json.loads(english.read_text(encoding="utf-8"))
+    eot = next(t["id"] for t in data["added_tokens"] if t["content"] == "<|endoftext|>")
+    for token in data["added_tokens"]:
+        if token["id"] >= eot:
+            token["id"] += 1
+    vocab = data["model"]["vocab"]
+    vocab["<|endoftext|>"] = eot + 1
+    vocab["<|reserved-50256|>"] = eot  # the multilingual BPE has one more ordinary token
+
+    def shift(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "ids" and isinstance(value, list):
+                    node[key] = [i + 1 if i >= eot else i for i in value]
+                else:
+                    shift(value)
+        elif isinstance(node, list):
+            for item in node:
+                shift(item)
+
+    shift(data["post_processor"])
+    dest.write_text(json.dumps(data), encoding="utf-8")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def multilingual(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> tuple:  # type: ignore[type-arg]
+    """(WhisperModel, the same random weights in transformers) with a multilingual vocabulary."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from audiototext.models.convert import convert
+
+    root = tmp_path_factory.mktemp("multilingual")
+    src, out = root / "source", root / "model"
+    src.mkdir()
+    out.mkdir()
+    tok = _multilingual_tokenizer(tiny_en_source / "tokenizer.json", src / "tokenizer.json")
+    torch.manual_seed(3)
+    config = transformers.WhisperConfig(
+        vocab_size=51865,
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=1500,
+        max_target_positions=448,
+        decoder_start_token_id=50258,
+        eos_token_id=50257,
+        pad_token_id=50257,
+    )
+    reference = transformers.WhisperForConditionalGeneration(config).eval()
+    reference.save_pretrained(src, safe_serialization=True)
+    converted = convert(src, "transformers", out)
+    (out / "model_config.json").write_text(json.dumps(converted.metadata.to_json()))
+    shutil.copyfile(tok, out / "tokenizer.json")
+    return WhisperModel(out, SessionConfig(device="cpu", intra_op_threads=1)), reference
+
+
+def _recording_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    import audiototext.inference.transcribe as transcribe_module
+
+    seen: list[list[int]] = []
+    original = transcribe_module.decode_with_fallback
+
+    def record(model, cross, prompts, opts, **kw):  # type: ignore[no-untyped-def]
+        seen.extend(list(p) for p in prompts)
+        return original(model, cross, prompts, opts, **kw)
+
+    monkeypatch.setattr(transcribe_module, "decode_with_fallback", record)
+    return seen
+
+
+SHORT = TranscribeOptions(beam_size=1, temperatures=(0.0,), max_new_tokens=4)
+
+
+def test_random_multilingual_model_reads_as_multilingual(multilingual: tuple) -> None:  # type: ignore[type-arg]
+    model, _ = multilingual
+    tok = model.tokenizer
+    assert tok.multilingual and len(tok.languages) == 99
+    assert (tok.eot, tok.sot, tok.languages["en"], tok.translate) == (50257, 50258, 50259, 50358)
+    assert tok.sot_sequence("de", "translate") == (50258, tok.languages["de"], 50358)
+
+
+def test_language_detection_picks_the_most_probable_language_token(
+    multilingual: tuple,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch = pytest.importorskip("torch")
+    model, reference = multilingual
+    tok = model.tokenizer
+    transcriber = Transcriber(model)
+    every = dict(tok.languages)
+    rng = np.random.default_rng(0)
+    found = set()
+    for trial in range(8):
+        mel = (rng.standard_normal((1, 80, 3000)) * 0.5 - 0.3).astype(np.float32)
+        cross = model.encode(mel)
+        with torch.no_grad():  # the transformers model with the same weights: independent
+            ref = (
+                reference(
+                    input_features=torch.from_numpy(mel),
+                    decoder_input_ids=torch.tensor([[tok.sot]]),
+                )
+                .logits[0, -1]
+                .numpy()
+            )
+        onnx_logits, _, _ = model.forward_full(cross, [[tok.sot]])
+        # A random model hardly listens to the audio, so vary the candidate languages instead
+        # (as a model knowing only these would): the winner must change with them.
+        subset = sorted(every, key=every.__getitem__)
+        if trial:
+            subset = sorted(str(c) for c in rng.choice(subset, size=12, replace=False))
+        monkeypatch.setattr(tok, "languages", {c: every[c] for c in subset})
+        detected = transcriber._detect_language(cross)
+        ids = [every[c] for c in subset]
+        # Directly from our decoder's logits at the first step after <|startoftranscript|>...
+        assert detected == subset[int(np.argmax(onnx_logits[0, 0, ids]))]
+        top2 = np.sort(ref[ids])[-2:]
+        if top2[1] - top2[0] > 1e-3:  # ...and from transformers' unless a near-tie
+            assert detected == subset[int(np.argmax(ref[ids]))]
+        found.add(detected)
+    assert len(found) > 2
+
+
+def test_transcribe_detects_once_and_prompts_with_the_language(
+    multilingual: tuple,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, _ = multilingual
+    tok = model.tokenizer
+    transcriber = Transcriber(model)
+    prompts = _recording_prompts(monkeypatch)
+    audio = white_noise(65.0, 0.1, seed=1)  # three windows
+    result = transcriber.transcribe(audio, SHORT)
+    list(result)
+    mel = _FeatureStream(iter([audio]), 80, 3000).window(0)[0]
+    expected = transcriber._detect_language(model.encode(mel[None]))
+    assert result.language == expected
+    assert len(prompts) >= 3
+    for prompt in prompts:
+        at = prompt.index(tok.sot)
+        assert prompt[at : at + 3] == [tok.sot, tok.languages[expected], tok.transcribe]
+
+
+def test_language_and_task_are_forced(
+    multilingual: tuple,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, _ = multilingual
+    tok = model.tokenizer
+    transcriber = Transcriber(model)
+
+    def no_detection(cross: object) -> str:
+        raise AssertionError("a given language must not be detected")
+
+    monkeypatch.setattr(transcriber, "_detect_language", no_detection)
+    prompts = _recording_prompts(monkeypatch)
+    audio = white_noise(5.0, 0.1, seed=2)
+    result = transcriber.transcribe(audio, replace(SHORT, language="de", task="translate"))
+    list(result)
+    assert result.language == "de"
+    assert prompts and all(
+        p[p.index(tok.sot) : p.index(tok.sot) + 3] == [tok.sot, tok.languages["de"], tok.translate]
+        for p in prompts
+    )
+    assert all(tok.transcribe not in p for p in prompts)
+    with pytest.raises(ConfigError, match="unknown language 'xx'"):
+        transcriber.transcribe(audio, replace(SHORT, language="xx"))
+
+
+def test_english_only_model_refuses_translation_and_other_languages(int8: Transcriber) -> None:
+    audio = silence(1.0)
+    for options, why in (
+        (replace(GREEDY, task="translate"), "cannot translate"),
+        (replace(GREEDY, language="de"), "cannot transcribe language 'de'"),
+    ):
+        with pytest.raises(ConfigError, match=f"English-only.*{why}"):
+            int8.check_options(options)
+        with pytest.raises(ConfigError, match="English-only"):
+            int8.transcribe(audio, options)
+    assert int8.check_options(replace(GREEDY, language="en")) == "en"
+    assert int8.check_options(GREEDY) == "en"

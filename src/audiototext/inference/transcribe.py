@@ -32,14 +32,14 @@ from audiototext.audio import (
     VadOptions,
     get_speech_timestamps,
     iter_audio_chunks,
-    log_mel_spectrogram,
     pad_or_trim,
 )
 from audiototext.audio.decode import AudioSource
-from audiototext.errors import AudioError
+from audiototext.audio.features import log_mel_spectrogram_of_pieces
+from audiototext.errors import AudioError, ConfigError
 from audiototext.inference.alignment import Word, add_word_timestamps
 from audiototext.inference.decoding import DecodeResult, DecodingOptions, decode_with_fallback
-from audiototext.inference.session import Device, SessionConfig
+from audiototext.inference.session import Device, SessionConfig, release_memory
 from audiototext.inference.tokenizer import TASKS, TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
@@ -245,16 +245,21 @@ def _speech_only(
 
 
 class _FeatureStream:
-    """Log-mel frames of an input read chunk by chunk, computed one block at a time."""
+    """Log-mel frames of an input read chunk by chunk, computed one block at a time.
+
+    Memory: the chunks of the current block (never joined), its spectrogram, and between
+    blocks only the last window of audio, which the next block starts from.
+    """
 
     def __init__(self, chunks: Iterator[FloatArray], n_mels: int, window_frames: int) -> None:
         self._chunks = chunks
         self._n_mels = n_mels
         self._window = window_frames
         self._block_samples = max(round(BLOCK_S * SAMPLE_RATE_HZ), 2 * window_frames * HOP)
-        self._audio = np.zeros(0, dtype=np.float32)
-        self._start = 0  # absolute sample of self._audio[0], a multiple of HOP
+        self._pieces: list[FloatArray] = []  # audio kept for the next block, in order
+        self._audio_start = 0  # absolute sample of self._pieces[0][0], a multiple of HOP
         self._mel: FloatArray | None = None
+        self._mel_start = 0  # absolute frame of self._mel[:, 0]
         self._usable_end = 0  # absolute frame: frames before it are final
         self._final = False
         self.samples = 0  # samples read so far (the whole input once exhausted)
@@ -272,7 +277,7 @@ class _FeatureStream:
         end = min(seek + self._window, self._usable_end)
         if end <= seek:
             return np.zeros((self._n_mels, 0), dtype=np.float32), 0
-        local = seek - self._start // HOP
+        local = seek - self._mel_start
         return mel[:, local : local + end - seek], end - seek
 
     def _read(self) -> FloatArray | None:
@@ -288,34 +293,55 @@ class _FeatureStream:
 
     def _refill(self, seek: int) -> FloatArray:
         new_start = (
-            max(self._start, (seek - _CONTEXT_FRAMES) * HOP) if seek > _CONTEXT_FRAMES else 0
+            max(self._audio_start, (seek - _CONTEXT_FRAMES) * HOP) if seek > _CONTEXT_FRAMES else 0
         )
-        parts = [self._audio[new_start - self._start :]]
-        have = parts[0].size
+        pieces = _audio_from(self._pieces, self._audio_start, new_start)
+        self._pieces = []
+        have = sum(p.size for p in pieces)
         while have < self._block_samples:
             chunk = self._read()
             if chunk is None:
                 break
-            parts.append(chunk)
+            pieces.append(chunk)
             have += chunk.size
-        self._audio = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        self._start = new_start
         if not self.exhausted:  # a chunk ending exactly at the block's end: look one ahead
             nxt = self._read()
             if nxt is not None:
-                self._audio = np.concatenate([self._audio, nxt])
+                pieces.append(nxt)
         base = new_start // HOP
         self._mel = None  # release the previous block before computing the next
         if self.exhausted:
             # As Whisper: 160 samples of padding, and the last frame is not content.
-            self._mel = log_mel_spectrogram(self._audio, self._n_mels, padding_samples=HOP)
+            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels, padding_samples=HOP)
             self._usable_end = base + self._mel.shape[1] - 1
             self._final = True
         else:
-            self._mel = log_mel_spectrogram(self._audio, self._n_mels)
+            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels)
             # The last frames' STFT windows reach past the block; the next block redoes them.
             self._usable_end = base + self._mel.shape[1] - _CONTEXT_FRAMES
+            # The next block starts at most one window (and its context) before this one's
+            # usable end: only that much audio has to be kept.
+            self._audio_start = max(
+                new_start, (self._usable_end - self._window - _CONTEXT_FRAMES) * HOP
+            )
+            # Copied, so that the chunks they come from are freed.
+            self._pieces = [p.copy() for p in _audio_from(pieces, new_start, self._audio_start)]
+        self._mel_start = base
+        del pieces
+        release_memory()  # the block's chunks, before the encoder needs the room
         return self._mel
+
+
+def _audio_from(pieces: list[FloatArray], pieces_start: int, start: int) -> list[FloatArray]:
+    """The audio of ``pieces`` (whose first sample is ``pieces_start``) from ``start`` on."""
+    out: list[FloatArray] = []
+    at = pieces_start
+    for piece in pieces:
+        end = at + piece.size
+        if end > start:
+            out.append(piece[max(start - at, 0) :])
+        at = end
+    return out
 
 
 def _array_chunks(audio: FloatArray) -> Iterator[FloatArray]:
@@ -476,29 +502,42 @@ class Transcriber:
             out[job_index].append(segment)
         return out
 
+    def check_options(self, options: TranscribeOptions) -> str | None:
+        """The language ``options`` will decode in (None: detected per input).
+
+        Raises:
+            ConfigError: the language is not one the model knows, or the model is English-only
+                and the options ask for another language or for translation.
+        """
+        tok = self.model.tokenizer
+        language = options.language
+        if not tok.multilingual:
+            name = self.model.path.name
+            if language not in (None, "en"):
+                raise ConfigError(
+                    f"this model ({name}) is English-only: it cannot transcribe language "
+                    f"{language!r}; use a multilingual model (e.g. --model tiny) or leave out "
+                    "--language"
+                )
+            if options.task == "translate":
+                raise ConfigError(
+                    f"this model ({name}) is English-only: it cannot translate; use a "
+                    "multilingual model (e.g. --model tiny) for --task translate"
+                )
+            return "en"
+        if language is not None and language not in tok.languages:
+            raise ConfigError(
+                f"unknown language {language!r}; this model knows "
+                f"{', '.join(sorted(tok.languages))}"
+            )
+        return language
+
     # ---- internals ------------------------------------------------------------------------
 
     def _job(
         self, index: int, audio: AudioSource | NDArray[np.floating], opts: TranscribeOptions
     ) -> _Job:
-        tok = self.model.tokenizer
-        language = opts.language
-        if not tok.multilingual:
-            if language not in (None, "en"):
-                log.warning(
-                    "%s is English-only; ignoring language=%r", self.model.path.name, language
-                )
-            if opts.task == "translate":
-                log.warning(
-                    "%s is English-only; translate does the same as transcribe",
-                    self.model.path.name,
-                )
-            language = "en"
-        elif language is not None and language not in tok.languages:
-            raise ValueError(
-                f"unknown language {language!r}; this model knows "
-                f"{', '.join(sorted(tok.languages))}"
-            )
+        language = self.check_options(opts)
         if isinstance(audio, np.ndarray):
             chunks: Iterator[FloatArray] = _array_chunks(_clean_array(audio))
         else:
@@ -514,7 +553,7 @@ class Transcriber:
         stream = _FeatureStream(chunks, self.model.n_mels, self.model.window_frames)
         job = _Job(index, stream, time_map, opts, language)
         if opts.initial_prompt:
-            job.all_tokens.extend(tok.encode(" " + opts.initial_prompt.strip()))
+            job.all_tokens.extend(self.model.tokenizer.encode(" " + opts.initial_prompt.strip()))
         return job
 
     def _drive(
@@ -548,8 +587,18 @@ class Transcriber:
                     job.language = self._detect_language(cross.take([row]))
             prompts = [self._prompt(job, opts) for job, _ in active]
             results = decode_with_fallback(model, cross, prompts, dec)
-            for row, ((job, window), result) in enumerate(zip(active, results, strict=True)):
-                for segment in self._consume(job, window, result, cross, row):
+            segments: list[tuple[_Job, list[Segment]]] = [
+                (job, self._consume(job, window, result, cross, row))
+                for row, ((job, window), result) in enumerate(zip(active, results, strict=True))
+            ]
+            # The window's features and encoder output are not needed any more: drop them
+            # before the next window is read and encoded, and hand the freed pages back.
+            for job, _ in active:
+                job.window = None
+            del active, cross, results
+            release_memory()
+            for job, found in segments:
+                for segment in found:
                     yield job.index, segment
                 if progress is not None:
                     progress(job.processed_s)
