@@ -96,9 +96,9 @@ class RecognizerOptions:
             final. It sets a final's cost: the encoder's time grows with it (bench/NOTES.md,
             "Streaming engine": ~160-220 ms of CPU per final at 20 s on one thread).
         final_context_beam_size: beam width of finals decoded after earlier text (1 is
-            greedy). 5 with ``final_context_s=28`` is the most accurate setting measured (60
-            fable sentences: +0.86 pp WER over file transcription, greedy +2.7 pp) at about
-            twice the CPU per final (bench/NOTES.md, "Streaming accuracy").
+            greedy). Beam 5 with 20 s of context is the cheapest setting measured within 1 pp
+            of file transcription on 60 fable sentences (+0.26 pp; greedy +2.7 pp) for ~30 %
+            more CPU per final (bench/NOTES.md, "Streaming accuracy").
         partial_padding_s: the least padding of a partial's encoder input.
         context_pad_ms: audio kept before the VAD's speech start when decoding (and after
             the speech end for partials); the VAD's own margin clips soft word onsets.
@@ -135,7 +135,7 @@ class RecognizerOptions:
     final_beam_size: int = 5
     final_context: bool = True
     final_context_s: float = 20.0
-    final_context_beam_size: int = 1
+    final_context_beam_size: int = 5
     partial_padding_s: float = 0.5
     context_pad_ms: int = 300
     final_tail_ms: int = 100
