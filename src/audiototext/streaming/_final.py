@@ -198,7 +198,10 @@ class FinalDecoder:
             # ones while the whole input stays within context_s.
             fits = window - silence
             limit = min(round(st.context_s * SAMPLE_RATE_HZ), fits)
-            for k, earlier in enumerate(reversed(self._history.get(s, ()))):
+            # A copy taken at once (finals may be decoded on another thread than the worker
+            # that records them).
+            history = tuple(self._history.get(s, ()))
+            for k, earlier in enumerate(reversed(history)):
                 if (
                     earlier.audio_start < s.ring.start
                     or earlier.audio_start >= own
