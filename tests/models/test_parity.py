@@ -325,3 +325,34 @@ def test_logits_index_projects_only_the_picked_positions(random_converted: Conve
     assert picked.shape == (b, 2, d.n_vocab)
     np.testing.assert_allclose(picked[0], full[0, [0, t - 1]], atol=1e-5)
     np.testing.assert_allclose(picked[1], full[1, [2, 3]], atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["random", "random_plain"])
+def test_rows_of_a_window_share_its_cross_attention(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """Four rows over two windows (two beams each) equal the same rows with each window's
+    encoder output repeated per row: logits, cache and alignment attention, then one step."""
+    c: Converted = request.getfixturevalue(f"{which}_converted")
+    enc = c.encode(_features(c.meta.dims.n_mels, 400, seed=6))
+    repeated = {k: np.repeat(v, 2, axis=0) for k, v in enc.items()}
+    # The same two beams (differing in their last token) in both windows.
+    ids = np.concatenate([TOKENS[:1], TOKENS[:1], TOKENS[:1], TOKENS[:1]])
+    ids[1, -1] = ids[3, -1] = 400
+    grouped = c.decode(enc, ids)
+    alone = c.decode(repeated, ids)
+    for name in ("logits", "alignment_attention", "present_k_0", "present_v_1"):
+        assert grouped[name].shape == alone[name].shape, name
+        np.testing.assert_allclose(grouped[name], alone[name], rtol=0, atol=1e-5, err_msg=name)
+    # Same tokens, different windows: a row reading the other window's audio would differ by
+    # this much (small for random weights), far above the grouping's own rounding.
+    for name in ("logits", "alignment_attention"):
+        between_windows = np.abs(alone[name][0] - alone[name][2]).max()
+        assert np.abs(grouped[name] - alone[name]).max() < 0.01 * between_windows, name
+    nxt = np.array([[13], [11], [13], [11]])
+    step_grouped = c.decode(enc, nxt, past=grouped)
+    step_alone = c.decode(repeated, nxt, past=alone)
+    np.testing.assert_allclose(step_grouped["logits"], step_alone["logits"], rtol=0, atol=1e-5)
+    # Rows that do not divide into the windows are refused, not silently misread.
+    with pytest.raises(Exception, match=r"(?i)shape"):
+        c.decode(enc, ids[:3])

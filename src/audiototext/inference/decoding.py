@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnxruntime as ort
 from numpy.typing import NDArray
 
 from audiototext.inference.tokenizer import TIME_PRECISION_S, WhisperTokenizer
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float32]
+IntArray = NDArray[np.int64]
 # Called as observer(row, step, logits_after_rules) during search: lets tests check near-ties.
 StepObserver = Callable[[int, int, FloatArray], None]
 _NEG_INF = np.float32(-np.inf)
@@ -137,13 +139,14 @@ class _Rules:
         )
         self.n_vocab = n_vocab
 
-    def apply(self, logits: FloatArray, seqs: Sequence[Sequence[int]], step: int) -> None:
+    def apply(self, logits: FloatArray, seqs: Sequence[Sequence[int]], step: int) -> FloatArray:
+        """Edit ``logits`` [rows, vocab] in place; return their log-softmax (after the rules)."""
         if self.suppress.size:
             logits[:, self.suppress] = _NEG_INF
         if step == 0 and self.begin.size:
             logits[:, self.begin] = _NEG_INF
         if not self.timestamps:
-            return
+            return _log_softmax(logits)
         tb = self.ts_begin
         logits[:, self.no_ts] = _NEG_INF
         check: list[int] = []
@@ -167,19 +170,27 @@ class _Rules:
                 if t >= tb:
                     x[tb:t] = _NEG_INF  # timestamps never go backwards
                     break
-        for row in check:
-            x = logits[row]
-            logprobs = _log_softmax(x)
-            ts_mass = _logsumexp(logprobs[tb:])
-            if ts_mass > logprobs[:tb].max():
-                x[:tb] = _NEG_INF
+        logprobs = _log_softmax(logits)
+        if check:
+            # A timestamp is forced where all timestamps together beat the best text token.
+            rows = np.asarray(check, dtype=np.int64)
+            lp = logprobs[rows]
+            forced = rows[_logsumexp_rows(lp[:, tb:]) > lp[:, :tb].max(axis=-1)]
+            if forced.size:
+                logits[forced, :tb] = _NEG_INF
+                logprobs[forced] = _log_softmax(logits[forced])
+        return logprobs
 
 
-def _logsumexp(x: FloatArray) -> float:
-    m = float(x.max())
-    if not math.isfinite(m):
-        return m
-    return m + math.log(float(np.exp(x - m, dtype=np.float32).sum(dtype=np.float64)))
+def _logsumexp_rows(x: FloatArray) -> NDArray[np.float64]:
+    """logsumexp of each row of ``x``: float32 exponentials summed in float64."""
+    m = x.max(axis=-1, keepdims=True)
+    finite = np.isfinite(m)
+    shifted = x - np.where(finite, m, np.float32(0))
+    total = np.exp(shifted, dtype=np.float32).sum(axis=-1, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        lse = np.where(finite[:, 0], m[:, 0] + np.log(total), m[:, 0])
+    return np.asarray(lse, dtype=np.float64)
 
 
 def _log_softmax(x: FloatArray) -> FloatArray:
@@ -188,6 +199,43 @@ def _log_softmax(x: FloatArray) -> FloatArray:
     shifted = x - m
     lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float32))
     return np.asarray(shifted - lse, dtype=np.float32)
+
+
+_TOP_K: ort.InferenceSession | None = None
+
+
+def _top_k(x: FloatArray, k: int) -> tuple[FloatArray, IntArray]:
+    """The ``k`` largest values of each row of ``x`` and their indices, largest first (ties:
+    lower index first). One ONNX Runtime TopK: ~10x faster than numpy's ``argpartition`` on
+    beam-search rows of a 50k vocabulary, which cost more than the decoder step itself."""
+    global _TOP_K
+    if _TOP_K is None:
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=-1)],
+            "top_k",
+            [
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", "vocab"]),
+                helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
+            ],
+            [
+                helper.make_tensor_value_info("values", TensorProto.FLOAT, ["rows", "k"]),
+                helper.make_tensor_value_info("indices", TensorProto.INT64, ["rows", "k"]),
+            ],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        _TOP_K = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    values, indices = _TOP_K.run(
+        None, {"x": np.ascontiguousarray(x, dtype=np.float32), "k": np.array([k], np.int64)}
+    )
+    return np.asarray(values, dtype=np.float32), np.asarray(indices, dtype=np.int64)
 
 
 def _max_new_tokens(model: WhisperModel, prompt_len: int, opts: DecodingOptions) -> int:
@@ -273,11 +321,10 @@ def _independent_search(
     alive = list(range(len(rows)))  # hypothesis index of each live batch row
     step = 0
     while alive:
-        rules.apply(logits, [hyps[h].tokens for h in alive], step)
+        logprobs = rules.apply(logits, [hyps[h].tokens for h in alive], step)
         if observer is not None:
             for i, h in enumerate(alive):
                 observer(rows[h], step, logits[i])
-        logprobs = _log_softmax(logits)
         if temperature > 0:
             gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=logprobs.shape)))
             chosen = np.argmax(logprobs / np.float32(temperature) + gumbel, axis=-1)
@@ -302,7 +349,7 @@ def _independent_search(
         if len(keep) != len(alive):
             kv.select(keep)
         alive = [alive[i] for i in keep]
-        logits = np.array(kv.step(chosen[keep]), dtype=np.float32)
+        logits = np.asarray(kv.step(chosen[keep]), dtype=np.float32)  # ours to edit
     best: list[_Hyp] = []
     for w in range(windows):
         group = [hyps[i] for i, r in enumerate(rows) if r == w]
@@ -318,7 +365,12 @@ def _beam_search(
     rules: _Rules,
     observer: StepObserver | None,
 ) -> tuple[list[_Hyp], list[float]]:
-    """Beam search as CTranslate2 runs it: 2×beam candidates, finished beams replaced."""
+    """Beam search as CTranslate2 runs it: 2×beam candidates, finished beams replaced.
+
+    Each step ranks the vocabulary of every live row at once (one ``argpartition`` over the
+    batch: a window's best 2×beam candidates are among the best 2×beam of each of its rows),
+    then walks the few candidates of each window in Python.
+    """
     tok = model.tokenizer
     beam = opts.beam_size
     wanted = max(1, round(beam * opts.patience))
@@ -329,17 +381,22 @@ def _beam_search(
     # Live state: for each live window, its beams (token lists and cumulative scores).
     live = list(range(windows))
     beams: dict[int, list[_Hyp]] = {w: [_Hyp()] for w in live}  # first step: one beam
+    vocab = logits.shape[1]
+    k = min(2 * beam, vocab)
     step = 0
     while live:
         seqs = [h.tokens for w in live for h in beams[w]]
-        rules.apply(logits, seqs, step)
+        logprobs = rules.apply(logits, seqs, step)
         if observer is not None:
             r = 0
             for w in live:
                 for _ in beams[w]:
                     observer(w, step, logits[r])
                     r += 1
-        logprobs = _log_softmax(logits)
+        # Each row's k best tokens, scored with their beam's log-probability.
+        top_logprobs, per_row = _top_k(logprobs, k)
+        cum = np.array([h.sum_logprob for w in live for h in beams[w]], dtype=np.float32)
+        cand_scores = top_logprobs + cum[:, None]
         next_rows: list[int] = []
         next_tokens: list[int] = []
         next_live: list[int] = []
@@ -347,38 +404,34 @@ def _beam_search(
         for w in live:
             group = beams[w]
             g = len(group)
-            scores = (
-                np.array([h.sum_logprob for h in group], dtype=np.float32)[:, None]
-                + logprobs[r0 : r0 + g]
-            )
-            flat = scores.reshape(-1)
-            k = min(2 * beam, flat.size)
-            top = np.argpartition(-flat, k - 1)[:k]
-            top = top[np.argsort(-flat[top], kind="stable")]
+            flat = cand_scores[r0 : r0 + g].reshape(-1)
+            order = np.argsort(-flat, kind="stable")[:k]
+            top_scores: list[float] = flat[order].tolist()
+            top_origins: list[int] = (order // k).tolist()
+            top_tokens: list[int] = per_row[r0 : r0 + g].reshape(-1)[order].tolist()
             last_step = step + 1 >= limits[w]
             new_group: list[_Hyp] = []
             origins: list[int] = []
             tokens: list[int] = []
             secondary = beam
-            for j in range(min(beam, k)):
-                cand = int(top[j])
-                origin, token = divmod(cand, logits.shape[1])
+            for j in range(min(beam, len(order))):
+                origin, token, score = top_origins[j], top_tokens[j], top_scores[j]
                 parent = group[origin]
                 if token == tok.eot or last_step:
                     seq = parent.tokens if token == tok.eot else [*parent.tokens, token]
-                    finished[w].append(_Hyp(list(seq), float(flat[cand]), True))
+                    finished[w].append(_Hyp(list(seq), score, True))
                     # Fill the slot with the next candidate that does not end.
-                    while secondary < k:
-                        alt = int(top[secondary])
+                    while secondary < len(order):
+                        alt = secondary
                         secondary += 1
-                        a_origin, a_token = divmod(alt, logits.shape[1])
-                        if a_token != tok.eot:
-                            origin, token, cand = a_origin, a_token, alt
+                        if top_tokens[alt] != tok.eot:
+                            origin, token = top_origins[alt], top_tokens[alt]
+                            score = top_scores[alt]
                             parent = group[origin]
                             break
                     else:
                         continue
-                new_group.append(_Hyp([*parent.tokens, token], float(flat[cand])))
+                new_group.append(_Hyp([*parent.tokens, token], score))
                 origins.append(r0 + origin)
                 tokens.append(token)
             r0 += g
@@ -391,10 +444,9 @@ def _beam_search(
         step += 1
         if not next_live:
             break
-        same = next_live == live and step > 1
-        kv.select(next_rows, same_windows=same)
+        kv.select(next_rows)
         live = next_live
-        logits = np.array(kv.step(np.asarray(next_tokens, dtype=np.int64)), dtype=np.float32)
+        logits = np.asarray(kv.step(np.asarray(next_tokens, dtype=np.int64)), dtype=np.float32)
     best = []
     for w in range(windows):
         cands = finished[w] or beams[w]

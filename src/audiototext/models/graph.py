@@ -21,10 +21,13 @@ it is written down here and in ``docs/architecture.md``:
         (0..tokens-1) to compute logits for: the last one when generating; the
         start-of-transcript one too for the no-speech probability; all of them for alignment
     in  ``past_k_{i}``, ``past_v_{i}`` float32 [batch, heads, past, head_dim]  (past may be 0)
-    in  ``cross_k_{i}``, ``cross_v_{i}`` from the encoder (batch rows may be repeated for beams)
+    in  ``cross_k_{i}``, ``cross_v_{i}`` float32 [windows, heads, positions, head_dim] from the
+        encoder. ``batch`` must be a multiple of ``windows``: consecutive groups of
+        ``batch / windows`` rows (the beams of one window) share one window's keys and values,
+        so beam search reads the encoder output once per step instead of once per beam.
     out ``logits``          float32 [batch, picked, n_vocab]
     out ``present_k_{i}``, ``present_v_{i}`` float32 [batch, heads, past + tokens, head_dim]
-    out ``alignment_attention`` float32 [batch, n_alignment_heads, tokens, frames/2]
+    out ``alignment_attention`` float32 [batch, n_alignment_heads, tokens, positions]
         softmax cross-attention weights of the model's alignment heads (for word timestamps).
 
     Explicit positions and a padding mask let the engine batch streams whose prompts differ in
@@ -49,8 +52,9 @@ __all__ = ["GRAPH_VERSION", "OPSET", "build_decoder", "build_encoder"]
 OPSET = 17
 # Bump when the graphs' inputs, outputs or semantics change: cache entries built with another
 # version are not used (the engine would feed them the wrong inputs) and are rebuilt on pull.
-# 1: first; 2: MultiHeadAttention/Gelu kernels; 3: logits_index input.
-GRAPH_VERSION = 3
+# 1: first; 2: MultiHeadAttention/Gelu kernels; 3: logits_index input; 4: cross-attention
+# keys/values shared by groups of rows (beams of one window).
+GRAPH_VERSION = 4
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (MultiHeadAttention, Gelu)
 _NEG = -1e9  # additive mask value; large but finite so a fully masked row stays finite
 
@@ -294,6 +298,25 @@ def build_decoder(
         by_layer.setdefault(layer, []).append(head)
     align_parts: list[str] = []
 
+    # Cross-attention by window: the rows of the batch come in equal consecutive groups (the
+    # beams of one window), so the queries of a group become extra query positions of their
+    # window, [windows, group*tokens, d], and the encoder output is read once per window.
+    # Cross-attention has no mask and no position dependence, so this changes nothing else.
+    cross_shape = b.op("Shape", ["cross_k_0"])
+    windows = b.op("Gather", [cross_shape, b.const([0])], axis=0)
+    positions = b.op("Gather", [cross_shape, b.const([2])], axis=0)
+    grouped = b.op("Concat", [windows, b.const([-1, d.d_model])], axis=0)
+    ungrouped = b.op("Concat", [b.const([-1]), ntok, b.const([d.d_model])], axis=0)
+
+    def ungroup_heads(t: str, n_heads: int) -> str:
+        # [windows, n_heads, group*tokens, positions] -> [batch, n_heads, tokens, positions]
+        g5 = b.op(
+            "Concat", [windows, b.const([n_heads, -1]), ntok, positions], axis=0
+        )  # [windows, n_heads, group, tokens, positions]
+        t5 = b.op("Transpose", [b.op("Reshape", [t, g5])], perm=[0, 2, 1, 3, 4])
+        flat = b.op("Concat", [b.const([-1, n_heads]), ntok, positions], axis=0)
+        return b.op("Reshape", [t5, flat])
+
     inputs = [
         _value("input_ids", TensorProto.INT64, ["batch", "tokens"]),
         _value("position_ids", TensorProto.INT64, ["batch", "tokens"]),
@@ -375,6 +398,7 @@ def build_decoder(
             f"{p}.encoder_attn.q_proj",
             scale,
         )
+        q = b.op("Reshape", [q, grouped])  # [windows, group*tokens, d]
         if b.fused:
             # Keys/values arrive projected, in [B, heads, S, hd]; the fourth output is the
             # scaled pre-softmax scores, needed only in layers with alignment heads.
@@ -390,10 +414,12 @@ def build_decoder(
             if i in by_layer:
                 # The scores' element type is not inferable from the inputs in ORT's schema.
                 b.value_info.append(
-                    _value(outs[3], TensorProto.FLOAT, ["batch", heads, "tokens", "positions"])
+                    _value(outs[3], TensorProto.FLOAT, ["windows", heads, "rows", "positions"])
                 )
                 scores = b.op("Gather", [outs[3], b.const(by_layer[i])], axis=1)
-                align_parts.append(b.op("Softmax", [scores], axis=-1))
+                align_parts.append(
+                    ungroup_heads(b.op("Softmax", [scores], axis=-1), len(by_layer[i]))
+                )
         else:
             ctx4, weights = b.attend(
                 b.split_heads(q, heads, hd),
@@ -403,7 +429,9 @@ def build_decoder(
             )
             ctx = b.merge_heads(ctx4, d.d_model)
             if i in by_layer:
-                align_parts.append(b.op("Gather", [weights, b.const(by_layer[i])], axis=1))
+                picked_heads = b.op("Gather", [weights, b.const(by_layer[i])], axis=1)
+                align_parts.append(ungroup_heads(picked_heads, len(by_layer[i])))
+        ctx = b.op("Reshape", [ctx, ungrouped])  # back to [batch, tokens, d]
         o = b.linear(
             ctx,
             ckpt[f"{p}.encoder_attn.out_proj.weight"],
