@@ -180,7 +180,9 @@ def test_graceful_shutdown_delivers_the_final_of_unfinished_speech(
         srv_cm = running_server(recognizer)  # type: ignore[arg-type]
         srv = await srv_cm.__aenter__()
         async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
-            stream = await client.stream()
+            # A long endpoint: the short silence espeak-ng leaves after the words must not
+            # end the utterance; only the shutdown may.
+            stream = await client.stream(StreamSettings(endpoint_silence_ms=5000))
             finals: list[StreamResult] = []
             ended = False
 

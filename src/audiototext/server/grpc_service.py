@@ -798,8 +798,18 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _denying(handler, message)
 
 
+_DENY_READ_S = 5.0
+
+
 def _denying(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
     async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if handler.request_streaming:
+            # Take the first message before refusing: a client that writes it (the stream's
+            # config) while the refusal is on its way would otherwise see its own write fail
+            # ("Internal error from Core") instead of UNAUTHENTICATED.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_DENY_READ_S):
+                    await anext(aiter(request))
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     kwargs = {
