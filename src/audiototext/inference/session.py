@@ -40,6 +40,7 @@ __all__ = [
     "choose_providers",
     "default_threads",
     "release_memory",
+    "release_memory_if_grown",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,31 @@ def release_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+        _trimmed_rss[0] = _rss_pages()
+
+
+_trimmed_rss = [0]  # resident pages just after the last trim
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
+
+
+def _rss_pages() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def release_memory_if_grown(threshold_mb: float = 16.0) -> None:
+    """:func:`release_memory` once the process has grown ``threshold_mb`` since the last one.
+
+    Trimming after every window costs CPU time (the returned pages fault in again at the next
+    window); most windows reuse what the last one freed, so only trim when they did not.
+    """
+    if _malloc_trim() is None:
+        return
+    if (_rss_pages() - _trimmed_rss[0]) * _PAGE_MB > threshold_mb:
+        release_memory()
 
 
 def default_threads() -> int:
