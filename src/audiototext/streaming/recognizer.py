@@ -1,6 +1,8 @@
-"""The streaming recognizer: one shared model, many sessions, one scheduler thread.
+"""The streaming recognizer: one shared model, many sessions, a worker thread and a partial lane.
 
-The scheduler runs on a single worker thread (never on the event loop) in rounds:
+The scheduler runs on a worker thread (never on the event loop) in rounds; partial batches
+(and, when it is free, half of a round's finals) run on a second thread, the partial lane, so
+a final never waits behind a partial batch and both cores are used. The rounds:
 
 1. every session's queued audio goes through its VAD, up to the next utterance end;
 2. ended utterances get their finals, batched across sessions (finals always come first);
