@@ -369,3 +369,35 @@ def test_english_only_model_refuses_translation_and_other_languages(int8: Transc
             int8.transcribe(audio, options)
     assert int8.check_options(replace(GREEDY, language="en")) == "en"
     assert int8.check_options(GREEDY) == "en"
+
+
+def test_transcribing_from_the_cache_loads_neither_onnx_nor_the_hub_client(
+    filled_cache: object, synth: SpeechSynthesizer, tmp_path: Path
+) -> None:
+    """A cached model is used without the manager: onnx and huggingface_hub (~19 MB) stay out."""
+    import os
+    import subprocess
+    import sys
+
+    speech = synth.speak("The cat sat on the mat and looked at the door.")
+    wav = write_wav(tmp_path / "speech.wav", speech.audio, speech.sample_rate_hz)
+    code = (
+        "import sys\n"
+        "from audiototext.inference import TranscribeOptions, Transcriber\n"
+        "t = Transcriber.load('tiny.en', precision='int8')\n"
+        f"segments = t.transcribe({str(wav)!r}, TranscribeOptions(beam_size=1))\n"
+        "text = ''.join(s.text for s in segments)\n"
+        "heavy = sorted(m for m in ('onnx', 'huggingface_hub', 'audiototext.models.manager') "
+        "if m in sys.modules)\n"
+        "print(repr(text)); print(heavy)\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "cat" in out.stdout.lower()

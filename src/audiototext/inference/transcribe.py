@@ -470,11 +470,22 @@ class Transcriber:
         threads: int | None = None,
         cache_root: Path | None = None,
     ) -> Transcriber:
+        from audiototext.hardware import detect, pick_precision
         from audiototext.models.cache import ModelCache
-        from audiototext.models.manager import pull, resolve_precision
+        from audiototext.models.registry import resolve
+        from audiototext.models.versions import PRECISIONS
 
         cache = ModelCache(cache_root)
-        entry = pull(name, precision=resolve_precision(precision, device), cache=cache).entry
+        prec = pick_precision(detect(), device) if precision == "auto" else precision
+        # A model already in the cache is used without loading the manager (huggingface_hub,
+        # onnx: ~19 MB a transcription never needs); pull() does the same lookup otherwise.
+        cached = cache.entries(resolve(name).name, prec) if prec in PRECISIONS else []
+        if cached:
+            entry = cached[0]
+        else:
+            from audiototext.models.manager import pull, resolve_precision
+
+            entry = pull(name, precision=resolve_precision(prec, device), cache=cache).entry
         return cls(WhisperModel(entry.path, SessionConfig(device=device, intra_op_threads=threads)))
 
     # ---- entry points ---------------------------------------------------------------------

@@ -64,7 +64,7 @@ def file_digest(path: Path) -> str:
 
 
 def _graph_version() -> int:
-    from audiototext.models.graph import GRAPH_VERSION
+    from audiototext.models.versions import GRAPH_VERSION
 
     return GRAPH_VERSION
 

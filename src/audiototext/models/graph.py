@@ -45,16 +45,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from audiototext.models.versions import GRAPH_VERSION, OPSET
 from audiototext.models.weights import WhisperCheckpoint
 
 __all__ = ["GRAPH_VERSION", "OPSET", "build_decoder", "build_encoder"]
 
-OPSET = 17
-# Bump when the graphs' inputs, outputs or semantics change: cache entries built with another
-# version are not used (the engine would feed them the wrong inputs) and are rebuilt on pull.
-# 1: first; 2: MultiHeadAttention/Gelu kernels; 3: logits_index input; 4: cross-attention
-# keys/values shared by groups of rows (beams of one window).
-GRAPH_VERSION = 4
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (MultiHeadAttention, Gelu)
 _NEG = -1e9  # additive mask value; large but finite so a fully masked row stays finite
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import onnx
 
+from audiototext.models.versions import PRECISIONS
+
 __all__ = ["PRECISIONS", "optimise_offline", "to_fp16", "to_int8"]
 
 log = logging.getLogger(__name__)
-
-PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
 
 
 class _QuietRoot(logging.Filter):

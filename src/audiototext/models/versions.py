@@ -1,0 +1,17 @@
+"""Constants of the converted-model format, importable without onnx.
+
+The runtime (file transcription, streaming) reads these to choose cache entries; importing
+:mod:`audiototext.models.graph` for them would load onnx (~12 MB) into every process.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GRAPH_VERSION", "OPSET", "PRECISIONS"]
+
+OPSET = 17
+# Bump when the graphs' inputs, outputs or semantics change: cache entries built with another
+# version are not used (the engine would feed them the wrong inputs) and are rebuilt on pull.
+# 1: first; 2: MultiHeadAttention/Gelu kernels; 3: logits_index input; 4: cross-attention
+# keys/values shared by groups of rows (beams of one window).
+GRAPH_VERSION = 4
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
