@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
+from audiototext._aio import wait_event
 from audiototext.client._adaptive import DEFAULT_LADDER, AdaptiveEncoding, Level
 from audiototext.server._proto import (
     models_pb2_grpc,
@@ -38,14 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
-    """Wait for ``event`` at most ``timeout_s``. (asyncio.wait_for on Python 3.11 can swallow
-    a cancellation that arrives as the event fires; asyncio.timeout does not.)"""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
 
 
 pb = transcription_pb2
@@ -292,7 +285,7 @@ class Stream:
             if self._task is None or self._task.done():
                 raise ClientError("the stream is closed")
             self._changed.clear()
-            await _wait_event(self._changed, 0.5)
+            await wait_event(self._changed, 0.5)
         raise ClientError("the server acknowledges no audio")
 
     def _make_chunk(self, block: NDArray[np.float32]) -> None:
@@ -554,7 +547,7 @@ class Stream:
                 finish_sent = True
                 continue
             if not progressed:
-                await _wait_event(self._changed, 0.5)
+                await wait_event(self._changed, 0.5)
 
     def _next_unsent(self) -> _Chunk | None:
         if self._send_seq >= self._next_seq or not self._ring:

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from audiototext._aio import wait_event
 from audiototext._version import __version__
 from audiototext.errors import (
     AudioError,
@@ -66,14 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
-    """Wait for ``event`` at most ``timeout_s``. (asyncio.wait_for on Python 3.11 can swallow
-    a cancellation that arrives as the event fires; asyncio.timeout does not.)"""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
 
 
 pb = transcription_pb2
@@ -472,7 +465,7 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
                 next_metrics = now + self.limits.metrics_interval_s
             if session.completed and cursor > session.event_count:
                 return
-            await _wait_event(att.wake, _WAKE_S)
+            await wait_event(att.wake, _WAKE_S)
 
     # ---- whole files ----------------------------------------------------------------------
 
