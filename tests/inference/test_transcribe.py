@@ -16,6 +16,7 @@ from audiototext.errors import AudioError, ConfigError
 from audiototext.inference import SessionConfig, TranscribeOptions, Transcriber, WhisperModel
 from audiototext.inference.transcribe import BLOCK_S, _FeatureStream
 from inference.wer import wer
+from support.model_fixtures import make_random_whisper
 from support.speech import SpeechSynthesizer, silence, white_noise, with_silence, write_wav
 
 GREEDY = TranscribeOptions(beam_size=1, temperatures=(0.0,))
@@ -211,34 +212,15 @@ def _multilingual_tokenizer(english: Path, dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def multilingual(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> tuple:  # type: ignore[type-arg]
     """(WhisperModel, the same random weights in transformers) with a multilingual vocabulary."""
-    torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from audiototext.models.convert import convert
 
     root = tmp_path_factory.mktemp("multilingual")
     src, out = root / "source", root / "model"
-    src.mkdir()
     out.mkdir()
-    tok = _multilingual_tokenizer(tiny_en_source / "tokenizer.json", src / "tokenizer.json")
-    torch.manual_seed(3)
-    config = transformers.WhisperConfig(
-        vocab_size=51865,
-        num_mel_bins=80,
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
-        max_source_positions=1500,
-        max_target_positions=448,
-        decoder_start_token_id=50258,
-        eos_token_id=50257,
-        pad_token_id=50257,
-    )
-    reference = transformers.WhisperForConditionalGeneration(config).eval()
-    reference.save_pretrained(src, safe_serialization=True)
+    tok = _multilingual_tokenizer(tiny_en_source / "tokenizer.json", root / "tokenizer.json")
+    make_random_whisper(src, tok, seed=3, multilingual=True)
+    reference = transformers.WhisperForConditionalGeneration.from_pretrained(src).eval()
     converted = convert(src, "transformers", out)
     (out / "model_config.json").write_text(json.dumps(converted.metadata.to_json()))
     shutil.copyfile(tok, out / "tokenizer.json")

@@ -20,14 +20,24 @@ def tiny_en_source() -> Path:
 
 
 def make_random_whisper(
-    dest: Path, tokenizer_json: Path, *, n_mels: int = 80, seed: int = 0
+    dest: Path,
+    tokenizer_json: Path,
+    *,
+    n_mels: int = 80,
+    seed: int = 0,
+    multilingual: bool = False,
 ) -> Path:
-    """Save a small random transformers Whisper (safetensors) with the tiny.en vocabulary."""
+    """Save a small random transformers Whisper (safetensors) with the tiny.en vocabulary.
+
+    ``multilingual`` uses the multilingual layout (51865 tokens, one more special token before
+    the language tokens); ``tokenizer_json`` must then be a matching tokenizer.
+    """
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
+    eot = 50257 if multilingual else 50256
     config = transformers.WhisperConfig(
-        vocab_size=51864,
+        vocab_size=51865 if multilingual else 51864,
         num_mel_bins=n_mels,
         d_model=64,
         encoder_layers=2,
@@ -38,9 +48,9 @@ def make_random_whisper(
         decoder_ffn_dim=128,
         max_source_positions=1500,
         max_target_positions=448,
-        decoder_start_token_id=50257,
-        eos_token_id=50256,
-        pad_token_id=50256,
+        decoder_start_token_id=eot + 1,
+        eos_token_id=eot,
+        pad_token_id=eot,
     )
     model = transformers.WhisperForConditionalGeneration(config).eval()
     # Random init leaves LayerNorms at identity and biases at zero; perturb them so a
