@@ -248,11 +248,7 @@ def _cmd_models_rm(args: argparse.Namespace) -> int:
     cache = ModelCache()
     spec = resolve(args.name)
     chosen = [
-        e
-        for e in cache.entries(spec.name, args.precision)
-        if args.version is None
-        or args.version in (e.version_id, e.commit)
-        or e.commit.startswith(args.version)
+        e for e in cache.entries(spec.name, args.precision) if e.matches_version(args.version)
     ]
     if not chosen:
         print(

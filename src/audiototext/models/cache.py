@@ -115,6 +115,15 @@ class CacheEntry:
         """Short id of this version: ``<source kind>-<commit[:12]>``."""
         return self.path.parent.name
 
+    def matches_version(self, version: str | None) -> bool:
+        """Whether a user's version choice picks this entry: none given, its version id, its
+        commit, or a prefix of the commit."""
+        return (
+            not version
+            or version in (self.version_id, self.commit)
+            or self.commit.startswith(version)
+        )
+
     def file(self, name: str) -> Path:
         return self.path / name
 

@@ -413,7 +413,7 @@ def verify(
         for e in good
         if (spec_name is None or e.name == spec_name)
         and (precision is None or e.precision == precision)
-        and (version is None or version in (e.version_id, e.commit) or e.commit.startswith(version))
+        and e.matches_version(version)
     ]
     if spec_name and not chosen and not damaged:
         raise CacheError(

@@ -664,11 +664,10 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
         except UnknownModelError as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         cache = self._cache()
-        version = request.version
         chosen = [
             e
             for e in cache.entries(spec.name, request.precision or None)
-            if not version or version in (e.version_id, e.commit) or e.commit.startswith(version)
+            if e.matches_version(request.version)
         ]
         if not chosen:
             await context.abort(
