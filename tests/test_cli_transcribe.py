@@ -118,6 +118,38 @@ def test_bad_files_are_reported_and_the_rest_still_run(
     assert (cli.out / "good.txt").exists()
 
 
+def test_several_files_at_once_write_what_one_at_a_time_writes(
+    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    files = [
+        str(write_wav(tmp_path / "a.wav", speech, 16_000)),
+        str(write_wav(tmp_path / "b.wav", speech[: speech.size // 2], 16_000)),
+        str(write_wav(tmp_path / "c.wav", resample(speech, 16_000, 22_050), 22_050)),
+    ]
+    assert cli(*files, "--jobs", "1", "--format", "json") == 0
+    one_by_one = {n: (cli.out / f"{n}.json").read_text() for n in "abc"}
+    capsys.readouterr()
+    assert cli(*files, "--jobs", "2", "--threads", "2", "--format", "json") == 0
+    err = capsys.readouterr().err
+    assert "2 files at a time, 1 thread(s) each" in err
+    assert "total: audio" in err and err.count("real-time factor") == 4
+    for name, text in one_by_one.items():
+        assert (cli.out / f"{name}.json").read_text() == text
+
+
+def test_two_inputs_may_not_share_an_output_file(
+    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    first = write_wav(tmp_path / "x" / "talk.wav", speech, 16_000)
+    second = write_wav(tmp_path / "y" / "talk.wav", speech, 16_000)
+    assert cli(str(first), str(second)) == 1
+    err = capsys.readouterr().err
+    assert "would both be written to" in err and "talk.txt" in err
+    assert not (cli.out / "talk.txt").exists()  # refused before anything was transcribed
+
+
 def test_unknown_format_is_a_usage_error(
     cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,10 @@
 Each file gets a progress bar (seconds of audio done) and a summary line with the audio length,
 the wall time and the real-time factor. A file that cannot be read is reported in one line and
 the others are still transcribed; the exit status is 1 if any file failed.
+
+On a CPU, several files are transcribed at once (``--jobs``, default: one per physical core),
+each with its share of the threads: a Whisper decoding step is too small to keep two cores busy,
+so files side by side finish sooner than one after the other, with the same text.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from audiototext.errors import AudioToTextError, ConfigError
+from audiototext.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,15 @@ def register(sub: Any) -> None:
         "--threads",
         type=_positive_int,
         default=None,
-        help="inference threads (default: physical cores)",
+        help="inference threads in all (default: physical cores)",
+    )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=None,
+        help="files transcribed at once, sharing the threads (default: one per physical core "
+        "on CPU, 1 on GPU)",
     )
     p.set_defaults(func=_run)
 
@@ -94,8 +106,8 @@ def _probe_duration_s(path: Path) -> float | None:
     return declared_duration_s(path)
 
 
-def _show_progress(bar: Any, task: Any, done_s: float) -> None:
-    bar.update(task, completed=done_s)
+def _show_progress(bar: Any, tasks: list[Any], index: int, done_s: float) -> None:
+    bar.update(tasks[index], completed=done_s, visible=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -118,73 +130,116 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
+    paths = [Path(name) for name in args.files]
+    out_paths = _output_paths(paths, args.output, args.fmt)
+    jobs, threads = _plan_jobs(args, len(paths))
+
     started = time.perf_counter()
     transcriber = Transcriber.load(
-        args.model, precision=args.precision, device=args.device, threads=args.threads
+        args.model, precision=args.precision, device=args.device, threads=threads
     )
     load_s = time.perf_counter() - started
     transcriber.check_options(options)  # e.g. --task translate on an English-only model
     model = transcriber.model
+    if model.providers[0] != "CPUExecutionProvider":
+        jobs = 1  # one accelerator: files side by side would only queue on it
     console.print(
         f"[dim]{args.model} ({model.path.name}) on {model.providers[0]}"
-        f" loaded in {load_s:.1f} s[/dim]"
+        f" loaded in {load_s:.1f} s"
+        + (f"; {jobs} files at a time, {threads} thread(s) each" if jobs > 1 else "")
+        + "[/dim]"
     )
 
     failures = 0
-    total_audio = total_wall = 0.0
-    for name in args.files:
-        path = Path(name)
-        duration = _probe_duration_s(path) if path.is_file() else None
-        out_path = args.output / f"{path.stem or path.name}.{args.fmt}"
-        t0 = time.perf_counter()
-        try:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed:.0f}/{task.fields[total_label]} s"),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            ) as bar:
-                task = bar.add_task(
-                    path.name, total=duration, total_label=f"{duration:.0f}" if duration else "?"
+    total_audio = 0.0
+    run_started = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.fields[total_label]} s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks = []
+        for path in paths:
+            duration = _probe_duration_s(path) if path.is_file() else None
+            tasks.append(
+                bar.add_task(
+                    path.name,
+                    total=duration,
+                    total_label=f"{duration:.0f}" if duration else "?",
+                    visible=False,  # shown once its file is under way
                 )
-                transcription = transcriber.transcribe(
-                    path,
-                    options,
-                    progress=functools.partial(_show_progress, bar, task),
-                )
-                segments = list(transcription)
-            audio_s = transcription.audio_s
+            )
+        results = transcriber.transcribe_each(
+            paths,
+            options,
+            jobs=jobs,
+            progress=functools.partial(_show_progress, bar, tasks),
+        )
+        for result in results:
+            bar.remove_task(tasks[result.index])
+            path, out_path = paths[result.index], out_paths[result.index]
+            if result.error is not None:
+                failures += 1
+                console.print(f"[red]error[/red] {result.error}")
+                continue
             metadata = {
                 "file": str(path),
                 "model": args.model,
-                "language": transcription.language,
-                "duration_s": round(audio_s, 3),
+                "language": result.language,
+                "duration_s": round(result.audio_s, 3),
             }
-            write_transcript(segments, out_path, args.fmt, metadata=metadata)
-        except AudioToTextError as exc:
-            failures += 1
-            console.print(f"[red]error[/red] {exc}")
-            continue
-        except OSError as exc:
-            failures += 1
-            console.print(f"[red]error[/red] cannot write {out_path}: {exc.strerror or exc}")
-            continue
-        wall = time.perf_counter() - t0
-        total_audio += audio_s
-        total_wall += wall
-        rtf = wall / audio_s if audio_s > 0 else 0.0
-        console.print(
-            f"{path.name}: audio {audio_s:.1f} s, wall {wall:.1f} s, real-time factor {rtf:.3f}"
-            f" → {out_path} ({len(segments)} segments)"
-        )
-    if len(args.files) > 1 and total_audio > 0:
+            try:
+                write_transcript(result.segments, out_path, args.fmt, metadata=metadata)
+            except OSError as exc:
+                failures += 1
+                console.print(f"[red]error[/red] cannot write {out_path}: {exc.strerror or exc}")
+                continue
+            total_audio += result.audio_s
+            rtf = result.wall_s / result.audio_s if result.audio_s > 0 else 0.0
+            console.print(
+                f"{path.name}: audio {result.audio_s:.1f} s, wall {result.wall_s:.1f} s, "
+                f"real-time factor {rtf:.3f} → {out_path} ({len(result.segments)} segments)"
+            )
+    total_wall = time.perf_counter() - run_started
+    if len(paths) > 1 and total_audio > 0:
         console.print(
             f"total: audio {total_audio:.1f} s, wall {total_wall:.1f} s, "
             f"real-time factor {total_wall / total_audio:.3f}"
         )
     if failures:
-        print(f"error: {failures} of {len(args.files)} file(s) failed", file=sys.stderr)
+        print(f"error: {failures} of {len(paths)} file(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _output_paths(paths: list[Path], folder: Path, fmt: str) -> list[Path]:
+    """Where each file's transcript goes; two inputs may not share one (one would be lost)."""
+    out_paths = [folder / f"{path.stem or path.name}.{fmt}" for path in paths]
+    first: dict[Path, Path] = {}
+    for path, out in zip(paths, out_paths, strict=True):
+        if out in first and first[out] != path:
+            raise ConfigError(
+                f"{first[out]} and {path} would both be written to {out}; transcribe them in "
+                "separate runs with different --output folders, or rename one"
+            )
+        first.setdefault(out, path)
+    return out_paths
+
+
+def _plan_jobs(args: argparse.Namespace, n_files: int) -> tuple[int, int | None]:
+    """(files at a time, intra-op threads per file) from --jobs, --threads and the cores."""
+    from audiototext.inference.session import CPU_PROVIDER, choose_providers, default_threads
+
+    total = args.threads or default_threads()
+    if args.jobs is not None:
+        jobs = min(args.jobs, n_files)
+    elif choose_providers(args.device)[0] == CPU_PROVIDER:
+        jobs = min(n_files, total)
+    else:
+        jobs = 1
+    if jobs <= 1:
+        return 1, args.threads
+    return jobs, max(1, total // jobs)

@@ -128,6 +128,46 @@ def test_batch_matches_one_by_one(
             assert wer(_text(s), _text(b)) <= tolerance
 
 
+def test_each_runs_inputs_side_by_side_with_the_same_result_as_alone(
+    int8: Transcriber, two_sentences: np.ndarray, synth: SpeechSynthesizer, tmp_path: Path
+) -> None:
+    import threading
+
+    other = synth.speak("A pot of tea helps to pass the evening.").audio
+    longer = np.concatenate([other, silence(1.0), two_sentences])
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wav file")
+    inputs: list = [two_sentences, bad, other, longer]  # type: ignore[type-arg]
+    alone = [list(int8.transcribe(a, GREEDY)) for a in (two_sentences, other, longer)]
+    threads: dict[int, set[str]] = {}
+
+    def progress(index: int, done_s: float) -> None:
+        threads.setdefault(index, set()).add(threading.current_thread().name)
+
+    results = list(int8.transcribe_each(inputs, GREEDY, jobs=2, progress=progress))
+    assert sorted(r.index for r in results) == [0, 1, 2, 3]
+    by_index = {r.index: r for r in results}
+    assert isinstance(by_index[1].error, AudioError) and by_index[1].segments == []
+    for index, expected in zip((0, 2, 3), alone, strict=True):
+        result = by_index[index]
+        assert result.error is None and result.language == "en"
+        # Not a batch: each input runs its own seek loop, so the segments are the same objects'
+        # values, float for float, as transcribing it alone.
+        assert result.segments == expected
+        assert result.audio_s == pytest.approx(inputs[index].size / 16_000)
+    # The jobs ran on pool threads, more than one of them (not one after the other inline).
+    names = set().union(*threads.values())
+    assert len(names) == 2 and all(n.startswith("transcribe") for n in names)
+    # One job: inline, in input order, same results.
+    inline = list(int8.transcribe_each(inputs, GREEDY, jobs=1))
+    assert [r.index for r in inline] == [0, 1, 2, 3]
+    assert [r.segments for r in inline] == [
+        r.segments for r in sorted(results, key=lambda r: r.index)
+    ]
+    with pytest.raises(ValueError, match="jobs"):
+        list(int8.transcribe_each(inputs, GREEDY, jobs=0))
+
+
 def test_array_input_validation(int8: Transcriber) -> None:
     with pytest.raises(AudioError):
         list(int8.transcribe(np.zeros(0, dtype=np.float32)))
