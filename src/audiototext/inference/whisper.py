@@ -7,7 +7,8 @@ Each decoding call creates a :class:`KVDecoder`, which owns that call's cache.
 The cache never round-trips through numpy between steps: ``present_*`` outputs come back as
 ``OrtValue`` objects and are fed straight in as the next step's ``past_*`` inputs, so a step
 copies only its logits (one row of the vocabulary per sequence) out of ONNX Runtime. Reordering
-the cache (beam search, finished rows) is one ``Gather`` per tensor in a tiny ONNX Runtime graph,
+the cache (beam search, finished rows) is one ``Gather`` per tensor in a tiny ONNX Runtime graph
+(shipped in ``assets/``: see :mod:`audiototext.inference.helper_graphs`),
 and the rows of one window (its beams) share that window's encoder output: the decoder graph
 groups them, so the cross-attention keys and values are neither copied nor read once per beam.
 """
@@ -26,6 +27,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from audiototext.errors import ModelError
+from audiototext.inference.helper_graphs import REORDER_SIZES, reorder_session
 from audiototext.inference.session import Session, SessionConfig
 from audiototext.inference.tokenizer import WhisperTokenizer
 from audiototext.models.metadata import ModelMetadata
@@ -107,7 +109,6 @@ class WhisperModel:
         self._present_names = [f"present_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self._past_names = [f"past_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self.head_dim = self.dims.d_model // self.dims.decoder_heads
-        self._reorder_session: ort.InferenceSession | None = None
 
     @property
     def n_mels(self) -> int:
@@ -157,14 +158,16 @@ class WhisperModel:
     def reorder(self, cache: Sequence[_C], rows: IntArray) -> list[_C]:
         """``cache`` tensors (the decoder's ``present_*`` order) with their batch rows picked by
         ``rows``, in one ONNX Runtime call (no numpy round trip)."""
-        if self._reorder_session is None:
-            self._reorder_session = _reorder_session(
-                len(self._present_names), self.dims.decoder_heads, self.head_dim
-            )
         index = _ort(rows.astype(np.int64, copy=False))  # alive until the call returns
-        feeds = {f"c{i}": value for i, value in enumerate(cache)}
-        feeds["rows"] = index._get_c_value()
-        return _run_c(self._reorder_session, [f"o{i}" for i in range(len(cache))], feeds)
+        n = len(cache)
+        if n in REORDER_SIZES:
+            feeds = {f"c{i}": value for i, value in enumerate(cache)}
+            feeds["rows"] = index._get_c_value()
+            return _run_c(reorder_session(n), [f"o{i}" for i in range(n)], feeds)
+        one = reorder_session(1)  # a decoder depth without its own graph: one call per tensor
+        return [
+            _run_c(one, ["o0"], {"c0": value, "rows": index._get_c_value()})[0] for value in cache
+        ]
 
     def _run_decoder(self, outputs: list[str], feeds: dict[str, _C]) -> list[_C]:
         try:
@@ -188,35 +191,6 @@ class WhisperModel:
         kv = KVDecoder(self, cross)
         logits, attention = kv.prefill(tokens, want_attention=True, logits_for="all")
         return logits, attention, kv.pads
-
-
-def _reorder_session(tensors: int, heads: int, head_dim: int) -> ort.InferenceSession:
-    """A graph of ``tensors`` Gathers on the batch axis (inputs ``c{i}`` and ``rows``)."""
-    from onnx import TensorProto, helper
-
-    shape: list[str | int] = ["batch", heads, "length", head_dim]
-    nodes = [
-        helper.make_node("Gather", [f"c{i}", "rows"], [f"o{i}"], axis=0) for i in range(tensors)
-    ]
-    inputs = [
-        helper.make_tensor_value_info(f"c{i}", TensorProto.FLOAT, shape) for i in range(tensors)
-    ]
-    inputs.append(helper.make_tensor_value_info("rows", TensorProto.INT64, ["picked"]))
-    outputs = [
-        helper.make_tensor_value_info(
-            f"o{i}", TensorProto.FLOAT, ["picked", heads, "length", head_dim]
-        )
-        for i in range(tensors)
-    ]
-    graph = helper.make_graph(nodes, "reorder_cache", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # memory copies: one thread saturates them
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
 
 
 class KVDecoder:

@@ -1,0 +1,105 @@
+"""The shipped TopK / cache-reorder graphs: what they compute, that the files are what the
+builders write, and that beam search runs without the ``onnx`` package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiototext.inference.decoding import _top_k
+from audiototext.inference.helper_graphs import (
+    ASSETS,
+    REORDER_SIZES,
+    asset_graphs,
+    reorder_session,
+)
+from audiototext.inference.whisper import WhisperModel
+from support.speech import SpeechSynthesizer, write_wav
+
+
+def test_shipped_graphs_are_what_the_builders_write() -> None:
+    """Rebuild every asset with onnx; a change to a builder must come with regenerated files
+    (``python -m audiototext.inference.helper_graphs``)."""
+    built = asset_graphs()
+    shipped = {p.name: p.read_bytes() for p in ASSETS.glob("*.onnx")}
+    assert set(shipped) == set(built)
+    for name, data in built.items():
+        assert shipped[name] == data, f"{name} is stale: regenerate the assets"
+
+
+def test_assets_are_package_data() -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["audiototext"]
+    assert "inference/assets/*.onnx" in patterns
+    package = root / "src" / "audiototext"
+    assert ASSETS.resolve() == (package / "inference" / "assets").resolve()
+
+
+def test_top_k_matches_a_stable_sort() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 1000)).astype(np.float32)
+    x[3, [10, 20, 30]] = 9.0  # ties: the lower index first
+    values, indices = _top_k(x, 10)
+    order = np.argsort(-x, axis=-1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(indices, order)
+    np.testing.assert_array_equal(values, np.take_along_axis(x, order, axis=-1))
+    assert indices[3, :3].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize("tensors", [8, 3])  # a shipped size, and one done tensor by tensor
+def test_reorder_picks_rows_of_every_tensor(int8_model: WhisperModel, tensors: int) -> None:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((4, 2, 5 + i, 3)).astype(np.float32) for i in range(tensors)]
+    values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
+    rows = np.array([2, 2, 0, 3, 1], dtype=np.int64)
+    out = int8_model.reorder([v._get_c_value() for v in values], rows)
+    assert len(out) == tensors
+    for got, a in zip(out, arrays, strict=True):
+        np.testing.assert_array_equal(got.numpy(), a[rows])
+
+
+def test_reorder_graph_sizes_cover_whisper_depths() -> None:
+    # 2 tensors (keys, values) per decoder layer: tiny 4, base 6, small 12, medium 24, large 32.
+    for layers in (4, 6, 12, 24, 32):
+        assert 2 * layers in REORDER_SIZES
+    with pytest.raises(ValueError, match="no reorder graph"):
+        reorder_session(5)
+
+
+def test_beam_search_from_the_cache_loads_neither_onnx_nor_the_hub_client(
+    filled_cache: object, synth: SpeechSynthesizer, tmp_path: Path
+) -> None:
+    """Beam 5 (the CLI's default) used to import onnx (~13 MB) to build its small graphs."""
+    speech = synth.speak("The cat sat on the mat and looked at the door.")
+    wav = write_wav(tmp_path / "speech.wav", speech.audio, speech.sample_rate_hz)
+    code = (
+        "import sys\n"
+        "from audiototext.inference import TranscribeOptions, Transcriber\n"
+        "t = Transcriber.load('tiny.en', precision='int8')\n"
+        f"segments = t.transcribe({str(wav)!r}, TranscribeOptions(beam_size=5))\n"
+        "text = ''.join(s.text for s in segments)\n"
+        "import audiototext.inference.helper_graphs as h\n"
+        "assert h.top_k_session.cache_info().currsize == 1, 'beam search did not run'\n"
+        "heavy = sorted(m for m in ('onnx', 'huggingface_hub', 'audiototext.models.manager') "
+        "if m in sys.modules)\n"
+        "print(repr(text)); print(heavy)\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "cat" in out.stdout.lower()
