@@ -644,13 +644,13 @@ class Transcriber:
             if language not in (None, "en"):
                 raise ConfigError(
                     f"this model ({name}) is English-only: it cannot transcribe language "
-                    f"{language!r}; use a multilingual model (e.g. --model tiny) or leave out "
-                    "--language"
+                    f"{language!r}; use a multilingual model (e.g. tiny) or ask for 'en' or no "
+                    "language"
                 )
             if options.task == "translate":
                 raise ConfigError(
                     f"this model ({name}) is English-only: it cannot translate; use a "
-                    "multilingual model (e.g. --model tiny) for --task translate"
+                    "multilingual model (e.g. tiny) to translate"
                 )
             return "en"
         if language is not None and language not in tok.languages:

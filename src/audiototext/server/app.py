@@ -136,19 +136,16 @@ class FileTranscriber:
                 self._model, precision=self._precision, cache_root=self._cache_root
             )
         assert isinstance(self._transcriber, Transcriber)
-        language = request.language
-        if language not in (None, "en") and not self._transcriber.model.tokenizer.multilingual:
-            raise ValueError(
-                f"{self._model} is English-only; leave TranscribeRequest.language empty or "
-                f"send 'en' (got {language!r})"
-            )
         options = TranscribeOptions(
-            language=language,
+            language=request.language,
             word_timestamps=request.word_timestamps,
             beam_size=request.beam_size,
             best_of=request.beam_size,
             vad=True,
         )
+        # An English-only model refuses another language (ConfigError, a ValueError: the
+        # caller's INVALID_ARGUMENT) before any audio is decoded.
+        self._transcriber.check_options(options)
         result = self._transcriber.transcribe(request.audio, options)
         segments = list(result)
         word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
