@@ -162,8 +162,10 @@ def _run(args: argparse.Namespace) -> int:
         transient=True,
     ) as bar:
         tasks = []
+        durations: list[float] = []
         for path in paths:
             duration = _probe_duration_s(path) if path.is_file() else None
+            durations.append(float("inf") if duration is None else duration)
             tasks.append(
                 bar.add_task(
                     path.name,
@@ -172,15 +174,20 @@ def _run(args: argparse.Namespace) -> int:
                     visible=False,  # shown once its file is under way
                 )
             )
+        # Longest first, so the last file to finish does not start when the others are done.
+        order = list(range(len(paths)))
+        if jobs > 1:
+            order.sort(key=lambda i: -durations[i])
         results = transcriber.transcribe_each(
-            paths,
+            [paths[i] for i in order],
             options,
             jobs=jobs,
-            progress=functools.partial(_show_progress, bar, tasks),
+            progress=functools.partial(_show_progress, bar, [tasks[i] for i in order]),
         )
         for result in results:
-            bar.remove_task(tasks[result.index])
-            path, out_path = paths[result.index], out_paths[result.index]
+            index = order[result.index]
+            bar.remove_task(tasks[index])
+            path, out_path = paths[index], out_paths[index]
             if result.error is not None:
                 failures += 1
                 console.print(f"[red]error[/red] {result.error}")
