@@ -473,6 +473,28 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("engine-prev+10-beam5", context_s=10, context_beam=5, **ENGINE),
         Strategy("engine-prev+20-beam5", context_s=20, context_beam=5, **ENGINE),
         Strategy("engine-prev+28-beam5", context_s=28, context_beam=5, **ENGINE),
+        # How soon a final can start: less real tail (more zeros) lets it start earlier.
+        *(
+            Strategy(
+                f"engine-prev+20-beam5-tail{t}-zeros{400 - t}",
+                context_s=20,
+                context_beam=5,
+                **{**ENGINE, "tail_ms": t, "silence_ms": 400 - t},
+            )
+            for t in (0, 30, 50)
+        ),
+        Strategy("engine-prev+8-beam5", context_s=8, context_beam=5, **ENGINE),
+        Strategy("engine-prev+12-beam5", context_s=12, context_beam=5, **ENGINE),
+        *(
+            Strategy(
+                f"engine-prev+{c}-beam5-tail0-zeros400",
+                context_s=c,
+                context_beam=5,
+                **{**ENGINE, "tail_ms": 0, "silence_ms": 400},
+            )
+            for c in (8, 10, 12)
+        ),
+        Strategy("engine-prev+8", context_s=8, **ENGINE),
         Strategy("prev-greedy-pad0.5", context_s=-1, padding_s=0.5),
         Strategy("prev-greedy-pad2", context_s=-1, padding_s=2.0),
         Strategy("prev-greedy-ctx100", context_s=-1, context_pad_ms=100),

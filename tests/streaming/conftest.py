@@ -43,13 +43,16 @@ def make_recognizer(
 ) -> Iterator[type[StreamingRecognizer] | object]:
     """A factory of recognizers sharing the loaded model; each is closed after the test.
 
-    Partial timing is made to depend on the audio alone (``adaptive_partials=False``) so that
-    results do not vary with the load of the shared machine.
+    Partial timing and final settings are made to depend on the audio alone
+    (``adaptive_partials=False``, ``adaptive_finals=False``) so that results do not vary with
+    the load of the shared machine.
     """
     made: list[StreamingRecognizer] = []
 
     def factory(**overrides: object) -> StreamingRecognizer:
-        options = RecognizerOptions(**{"adaptive_partials": False, **overrides})  # type: ignore[arg-type]
+        options = RecognizerOptions(
+            **{"adaptive_partials": False, "adaptive_finals": False, **overrides}
+        )  # type: ignore[arg-type]
         rec = StreamingRecognizer(tiny_model, options, model_name="tiny.en", vad=shared_vad)
         made.append(rec)
         return rec

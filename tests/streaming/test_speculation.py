@@ -267,3 +267,110 @@ def test_finals_ending_together_are_shared_with_the_lane(
     for log, text in zip(logs, texts, strict=True):
         assert len(log.finals) == 1, log.finals
         assert set(normalise(text)[-2:]) <= set(normalise(log.finals[0].text)), log.finals[0].text
+
+
+@pytest.mark.parametrize("pause_ms", [0, 50, 250])
+def test_a_final_is_the_same_however_early_its_speculation_starts(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer, pause_ms: int
+) -> None:
+    parts = [synth.speak(t).audio for t in ("Good morning everyone.", "See you tomorrow.")]
+    audio = np.concatenate([silence(0.3), parts[0], silence(1.0), parts[1], silence(1.0)])
+    early = make_recognizer(speculation_pause_ms=pause_ms)
+    plain = make_recognizer(speculative_finals=False)
+
+    async def run(rec: StreamingRecognizer) -> StreamLog:
+        return await stream_audio(rec.open(), audio, 16_000, chunk=20)
+
+    with_spec = asyncio.run(run(early))
+    without = asyncio.run(run(plain))
+    # 250 ms of pause is more than the 200-ms endpoint: the endpoint comes first, no speculation.
+    assert early.stats().speculative_finals_used == (0 if pause_ms > 200 else 2)
+    assert _final_texts(with_spec) == _final_texts(without)
+    assert [(f.start_s, f.end_s, f.words) for f in with_spec.finals] == [
+        (f.start_s, f.end_s, f.words) for f in without.finals
+    ]
+    # Each speculation started when the ring held exactly the pause asked for (20-ms chunks).
+    for trace in early.final_trace:
+        assert trace.speculative == (pause_ms <= 200)
+        if trace.speculative:
+            assert 0 <= trace.began_at - trace.stop - pause_ms * 16 < 20 * 16 + 512
+
+
+def test_reduced_finals_only_with_several_streams_and_finals_queuing(
+    make_recognizer: MakeRecognizer,
+) -> None:
+    rec = make_recognizer(adaptive_finals=True)
+    lane = rec._lane
+    assert lane is not None
+    assert not rec._reduce_finals(5, 1)  # one stream: never
+    assert not rec._reduce_finals(2, 4)  # the worker and the idle lane take one each
+    assert rec._reduce_finals(3, 4)
+    lane.busy = True
+    try:
+        assert rec._reduce_finals(2, 4)  # the lane is busy: one of the two would wait
+        assert not rec._reduce_finals(1, 4)
+    finally:
+        lane.busy = False
+    now = time.monotonic()
+    rec._recent_finals.extend((now, 0.9) for _ in range(3))  # recent finals were late
+    assert rec._reduce_finals(1, 4)
+    assert not rec._reduce_finals(1, 1)
+    off = make_recognizer(adaptive_finals=False)
+    assert not off._reduce_finals(8, 8)
+
+
+def test_adaptive_finals_cost_less_when_finals_queue_up(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    # Four streams of three sentences each, all the audio there at once: every scheduling
+    # round has four finals due (the worker reads each stream up to its next utterance end),
+    # more than one thread can take without making the others wait.
+    sentences = [
+        ("Good morning everyone.", "Please take a seat.", "See you tomorrow."),
+        ("The train is late.", "It leaves from platform four.", "Dinner is ready."),
+        ("Open your notebooks.", "The weather is fine.", "We will start soon."),
+        ("The children are playing.", "The park is open.", "Call me tonight."),
+    ]
+    audios = [
+        np.concatenate([silence(0.3), *(with_silence(synth.speak(t).audio, 0.0, 1.0) for t in s)])
+        for s in sentences
+    ]
+
+    def run(adaptive: bool) -> tuple[StreamingRecognizer, list[StreamLog]]:
+        rec = make_recognizer(
+            adaptive_finals=adaptive, partial_lane=False, speculative_finals=False
+        )
+
+        async def go() -> list[StreamLog]:
+            sessions = [rec.open(StreamOptions(interim_results=False)) for _ in audios]
+            logs = [StreamLog() for _ in audios]
+
+            async def collect(s: object, log: StreamLog) -> None:
+                async for event in s.events():  # type: ignore[attr-defined]
+                    log.events.append(event)
+
+            readers = [
+                asyncio.create_task(collect(s, log)) for s, log in zip(sessions, logs, strict=True)
+            ]
+            with rec._cv:  # the worker sees all of it in its first round
+                for s, a in zip(sessions, audios, strict=True):
+                    s.accept(a, 16_000)
+            await asyncio.gather(*(s.finish() for s in sessions))
+            await asyncio.gather(*readers)
+            return logs
+
+        return rec, asyncio.run(go())
+
+    full, full_logs = run(False)
+    cheap, cheap_logs = run(True)
+    assert full.stats().finals_reduced == 0 and full.stats().finals_full == 12
+    assert cheap.stats().finals_reduced == 12 and cheap.stats().finals_full == 0
+    # Less earlier audio encoded with each final (the previous utterance only), greedy.
+    assert cheap._finals.frames_encoded < full._finals.frames_encoded
+    # Both still transcribe (accuracy of the reduced settings: bench/streaming_wer.py); the
+    # int8 graphs make finals batched together differ a little from finals decoded alone.
+    for logs in (full_logs, cheap_logs):
+        said = {w for sentence in sentences for t in sentence for w in normalise(t)}
+        heard = [w for log in logs for f in log.finals for w in normalise(f.text)]
+        assert sum(len(log.finals) for log in logs) >= 10
+        assert len(said & set(heard)) >= 0.7 * len(said), heard

@@ -94,6 +94,10 @@ class FinalSettings:
     context_beam_size: int = 1  # finals after earlier text: greedy (1) or beam search
     context_s: float = CONTEXT_S
     words: bool = True  # word timings
+    # Finals asked for ``reduced`` (the recognizer does when finals queue up): earlier audio
+    # beyond the previous utterance within this many seconds, and this beam width.
+    reduced_context_s: float = 0.0
+    reduced_beam_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class FinalRequest:
     start: int  # absolute samples, as the VAD reported them
     stop: int
     prompt: Sequence[int]  # start sequence ending with <|notimestamps|>
+    reduced: bool = False  # the cheaper settings (less context, greedy): finals are queuing
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class _Plan:
     content: int  # samples of real audio (before appended zeros)
     prefix: list[int]
     frames: int
+    reduced: bool = False
 
 
 class FinalDecoder:
@@ -144,6 +150,7 @@ class FinalDecoder:
             weakref.WeakKeyDictionary()
         )
         self._decoded: weakref.WeakKeyDictionary[object, _Decoded] = weakref.WeakKeyDictionary()
+        self.frames_encoded = 0  # encoder frames over all finals (rows x frames): their cost
 
     # ---- public
 
@@ -156,13 +163,13 @@ class FinalDecoder:
         """The decoded text of each request ("" for silence, noise or a stock phrase)."""
         plans = [self._plan(r) for r in requests]
         texts: list[str] = [""] * len(plans)
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, bool], list[int]] = {}
         for i, p in enumerate(plans):
-            groups.setdefault(p.frames, []).append(i)
-        for frames, members in groups.items():
+            groups.setdefault((p.frames, p.reduced), []).append(i)
+        for (frames, reduced), members in groups.items():
             for at in range(0, len(members), max_batch):
                 batch = members[at : at + max_batch]
-                decoded = self._decode_batch([plans[i] for i in batch], frames)
+                decoded = self._decode_batch([plans[i] for i in batch], frames, reduced)
                 for i, text in zip(batch, decoded, strict=True):
                     texts[i] = text
         return texts
@@ -197,7 +204,8 @@ class FinalDecoder:
             # The previous utterance whenever it fits in the window with this one; earlier
             # ones while the whole input stays within context_s.
             fits = window - silence
-            limit = min(round(st.context_s * SAMPLE_RATE_HZ), fits)
+            context_s = st.reduced_context_s if request.reduced else st.context_s
+            limit = min(round(context_s * SAMPLE_RATE_HZ), fits)
             # A copy taken at once (finals may be decoded on another thread than the worker
             # that records them).
             history = tuple(self._history.get(s, ()))
@@ -222,20 +230,23 @@ class FinalDecoder:
             frames = audio.shape[0] // HOP + round(st.padding_s * 100)
             frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
             frames = min(frames, self.model.window_frames)
-        return _Plan(request, audio, lo, own, min(content, window), prefix, frames)
+        return _Plan(request, audio, lo, own, min(content, window), prefix, frames, request.reduced)
 
-    def _decode_batch(self, plans: list[_Plan], frames: int) -> list[str]:
+    def _decode_batch(self, plans: list[_Plan], frames: int, reduced: bool) -> list[str]:
         model = self.model
         tok = model.tokenizer
         mel = np.stack(
             [encoder_input(p.audio, model.n_mels, frames, model.window_frames) for p in plans]
         )
         cross = model.encode(mel)
+        self.frames_encoded += mel.shape[0] * frames
         budgets = [
             max_new_tokens_for((p.audio.shape[0] - (p.own_start - p.audio_start)) / SAMPLE_RATE_HZ)
             for p in plans
         ]
-        with_prefix = [i for i, p in enumerate(plans) if p.prefix or self.settings.beam_size == 1]
+        st = self.settings
+        alone_beam = st.reduced_beam_size if reduced else st.beam_size
+        with_prefix = [i for i, p in enumerate(plans) if p.prefix or alone_beam == 1]
         alone = [i for i in range(len(plans)) if i not in with_prefix]
         texts: list[str] = [""] * len(plans)
         if with_prefix:
@@ -248,7 +259,7 @@ class FinalDecoder:
                 [plans[i].prefix for i in with_prefix],
                 [budgets[i] for i in with_prefix],
             )
-            beam = self.settings.context_beam_size
+            beam = st.reduced_beam_size if reduced else st.context_beam_size
             hyps = beam_decode(*args, beam) if beam > 1 else greedy_decode(*args)
             for i, hyp in zip(with_prefix, hyps, strict=True):
                 text = collapse_repeats(tok.decode(list(hyp.new_tokens)).strip())
@@ -258,8 +269,8 @@ class FinalDecoder:
             # Nothing said before (a stream's first utterance, or context off): decoded as
             # file transcription decodes a window, with timestamps, beam search and fallback.
             opts = DecodingOptions(
-                beam_size=self.settings.beam_size,
-                best_of=self.settings.beam_size,
+                beam_size=alone_beam,
+                best_of=alone_beam,
                 suppress_tokens=tok.default_suppress_tokens(),
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]

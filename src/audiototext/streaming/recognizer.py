@@ -14,13 +14,17 @@ with the committed words forced as a prefix. Finals encode the utterance (its au
 ``final_tail_ms`` after the VAD's end, then ``final_silence_ms`` of zeros and the encoder
 padding) with the previous utterance as context, and depend on that audio alone: not on chunk
 boundaries, nor on what partials committed (unless ``final_keeps_committed``). A final is
-decoded *speculatively* as soon as a pause holds its tail, before the endpoint silence is
-complete; if the endpoint then confirms that same end, the final goes out at once, and if the
-speaker goes on, the work is dropped.
+decoded *speculatively* as soon as a pause holds its tail and ``speculation_pause_ms`` (by
+default no tail, 400 ms of zeros, 50 ms of pause), before the endpoint silence is complete;
+if the endpoint then confirms that same end, the final goes out at once, and if the speaker
+goes on, the work is dropped.
 
 Load control: the worker measures how busy it is. Above :data:`_BUSY_HIGH` it stretches the
 partial interval (up to :data:`_MAX_PARTIAL_SCALE` times) and stops speculating; it runs one
-batch of partials per round, so a final waits for at most one batch. Only when finals
+batch of partials per round, so a final waits for at most one batch. With two or more streams,
+finals due together beyond what the worker and the lane can take at once, or recent finals
+slower than ``adaptive_final_s``, are decoded with less context and greedily
+(``adaptive_finals``), about half the CPU of a full final. Only when finals
 themselves fall behind (recent finals slower than ``overload_final_s``, or the median stream's
 unread audio above ``overload_lag_s``) does it report overload, and then
 :meth:`StreamingRecognizer.open` refuses new sessions. Queued audio per session is bounded by
@@ -63,7 +67,7 @@ from audiototext.streaming.types import (
     StreamResult,
 )
 
-__all__ = ["RecognizerOptions", "StreamingRecognizer"]
+__all__ = ["FinalTrace", "RecognizerOptions", "StreamingRecognizer"]
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +114,20 @@ class RecognizerOptions:
         final_silence_ms: digital silence appended after that tail. Whisper reads a sentence's
             last word better with some silence after it (measured on the test clip set: 100 ms
             of tail alone 13.3 % WER, 300 ms of tail 8.7 %, 100 ms + 300 ms of zeros 8.7 %);
-            zeros need no waiting, so a final can start 100 ms into a pause.
-        speculative_finals: decode a final as soon as a pause holds ``final_tail_ms`` of
-            audio, before the endpoint silence confirms it; when the endpoint comes, the
-            final goes out at once. Skipped while the worker is busy (the work is wasted when
-            the speaker goes on); with ``adaptive_partials`` off, always.
+            zeros need no waiting, so a final can start as soon as the pause begins. The
+            default, no tail and 400 ms of zeros, reads the clip set and 60 fable sentences
+            exactly as 100 ms + 300 ms did (bench/streaming_wer.py, same WER on both).
+        speculative_finals: decode a final as soon as a pause holds ``final_tail_ms`` +
+            ``speculation_pause_ms`` of audio, before the endpoint silence confirms it; when
+            the endpoint comes, the final goes out at once. Skipped while the worker is busy
+            (the work is wasted when the speaker goes on); with ``adaptive_partials`` off,
+            always. The final is the same either way: its audio is fixed by the VAD's end.
+        speculation_pause_ms: pause (audio after the VAD's tentative end, beyond
+            ``final_tail_ms``) the ring must hold before a final is decoded speculatively. 0
+            starts at the VAD's first silent frame; 50 (the default) waits out most short dips
+            inside a sentence (clip set, one stream: 8 speculations wasted per 20 sentences
+            at 50 ms, 20 at 0) and still starts the final in the first 100-ms chunk of the
+            pause at the median.
         final_keeps_committed: a final starts with the words partials committed (so shown
             stable text never changes); off, a final is its own decoding of the audio, which
             makes it independent of when partials ran.
@@ -128,6 +141,20 @@ class RecognizerOptions:
         partial_lane: compute partials on a second thread, beside the worker (VAD, finals):
             a final never waits for a batch of partials, and two cores are used. Results are
             applied by the worker; a partial whose utterance ended meanwhile is dropped.
+        adaptive_finals: with two or more streams open, decode finals with the cheaper
+            ``reduced_final_*`` settings while finals queue up: more finals due in one round
+            than the worker and an idle lane can each take one of, compute behind real time
+            (``overload_lag_s``), or the finals of the last few seconds slower than
+            ``adaptive_final_s`` (median, from the audio that ended the utterance). Off (and
+            with one stream), every final is decoded the same way whatever the load
+            (reproducible results). Partials are spaced out first, by their own rule.
+        reduced_final_context_s: earlier audio beyond the previous utterance decoded with a
+            reduced final (0: the previous utterance only).
+        reduced_final_beam_size: beam width of reduced finals (1: greedy). Previous
+            utterance + greedy costs about half a full final's CPU; its accuracy cost is in
+            bench/NOTES.md ("Streaming accuracy": clip set 8.67 % vs 7.51 %, fables +1.6 pp vs
+            +0.26 pp).
+        adaptive_final_s: recent finals slower than this (median) make finals reduced.
     """
 
     max_sessions: int = 16
@@ -140,15 +167,20 @@ class RecognizerOptions:
     final_context_beam_size: int = 5
     partial_padding_s: float = 0.5
     context_pad_ms: int = 300
-    final_tail_ms: int = 100
-    final_silence_ms: int = 300
+    final_tail_ms: int = 0
+    final_silence_ms: int = 400
     speculative_finals: bool = True
+    speculation_pause_ms: int = 50
     final_keeps_committed: bool = False
     min_partial_ms: int = 300
     overload_lag_s: float = 2.0
     overload_final_s: float = 1.0
     adaptive_partials: bool = True
     partial_lane: bool = True
+    adaptive_finals: bool = True
+    reduced_final_context_s: float = 0.0
+    reduced_final_beam_size: int = 1
+    adaptive_final_s: float = 0.4
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -173,12 +205,22 @@ class RecognizerOptions:
             raise ValueError("context_pad_ms must be between 0 and 2000")
         if not 0 <= self.final_tail_ms <= 2000:
             raise ValueError("final_tail_ms must be between 0 and 2000")
+        if not 0 <= self.speculation_pause_ms <= 2000:
+            raise ValueError("speculation_pause_ms must be between 0 and 2000")
         if not 0 <= self.min_partial_ms <= 10_000:
             raise ValueError("min_partial_ms must be between 0 and 10000")
         if not self.overload_final_s > 0:
             raise ValueError("overload_final_s must be positive")
         if not self.overload_lag_s > 0:
             raise ValueError("overload_lag_s must be positive")
+        if not 0.0 <= self.reduced_final_context_s <= 30.0:
+            raise ValueError("reduced_final_context_s must be between 0 and 30")
+        if self.reduced_final_beam_size < 1:
+            raise ValueError(
+                f"reduced_final_beam_size must be >= 1, got {self.reduced_final_beam_size}"
+            )
+        if not self.adaptive_final_s > 0:
+            raise ValueError("adaptive_final_s must be positive")
 
 
 class _Done:
@@ -217,6 +259,7 @@ class _FinalBatch:
     jobs: list[_FinalJob]
     requests: list[FinalRequest]
     texts: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0  # the lane's thread CPU for the batch
 
 
 _LaneBatch = _PartialBatch | _FinalBatch
@@ -280,6 +323,28 @@ class _FinalJob:
     final: PendingFinal
     audio_start: int = 0  # where this utterance's own audio (with context padding) begins
     speculative: bool = False  # decoded before its endpoint: kept, not emitted
+    reduced: bool = False  # decoded with the cheaper settings (finals were queuing)
+    began_at: int = 0  # the stream's VAD position when its decoding began (samples)
+    cpu_s: float = 0.0  # thread CPU of its decoding (its share of a batch)
+
+
+@dataclass(frozen=True)
+class FinalTrace:
+    """How one emitted final was made (for benchmarks; stream positions in samples).
+
+    ``began_at`` is how far the VAD had read the stream when the final's decoding began (for
+    a speculation, before the endpoint), ``emitted_at`` how far when it went out; with
+    ``cpu_s`` they give the latency an idle machine would see.
+    """
+
+    session_id: int
+    utterance_id: int
+    stop: int
+    began_at: int
+    emitted_at: int
+    cpu_s: float
+    speculative: bool
+    reduced: bool
 
 
 class StreamingRecognizer:
@@ -316,6 +381,8 @@ class StreamingRecognizer:
                 beam_size=o.final_beam_size,
                 context_s=o.final_context_s,
                 context_beam_size=o.final_context_beam_size,
+                reduced_context_s=o.reduced_final_context_s,
+                reduced_beam_size=o.reduced_final_beam_size,
             ),
         )
         self._cv = threading.Condition()
@@ -331,6 +398,10 @@ class StreamingRecognizer:
         self._partial_scale = 1.0
         self._overloaded = False
         self._partials_skipped = 0
+        self._finals_reduced = 0
+        self._finals_full = 0
+        # The last emitted finals, how they were made (read by benchmarks).
+        self.final_trace: collections.deque[FinalTrace] = collections.deque(maxlen=10_000)
         self._started_at = time.monotonic()
         self._scale_changed_at = self._started_at
         self._lane = (
@@ -443,6 +514,8 @@ class StreamingRecognizer:
             partials_skipped=self._partials_skipped,
             speculative_finals_used=self._speculations_used,
             speculative_finals_wasted=self._speculations_wasted,
+            finals_reduced=self._finals_reduced,
+            finals_full=self._finals_full,
             worker_cpu_s=self._cpu_totals(),
         )
 
@@ -532,6 +605,9 @@ class StreamingRecognizer:
             and not s.final_in_flight
             and not self._emit_speculation(s, s.pending_finals[0])
         ]
+        if finals and self._reduce_finals(len(finals), len(live)):
+            for job in finals:
+                job.reduced = True
         finals = self._share_finals(finals)
         if finals:
             self._run_finals(finals)
@@ -668,9 +744,28 @@ class StreamingRecognizer:
             for job, request, text in zip(done.jobs, done.requests, texts, strict=True):
                 job.session.final_in_flight = False
                 job.audio_start = self._finals.own_start(request)
+                job.cpu_s = done.cpu_s / len(done.jobs)
                 self._emit_final(job, text)
             return self._charge("finals", cpu)
         return cpu
+
+    def _reduce_finals(self, due: int, streams: int) -> bool:
+        """Whether this round's ``due`` finals get the cheaper settings (adaptive_finals).
+
+        Never with one stream: its finals cannot queue behind others', and its results then
+        depend on its audio alone whatever the machine's load (a resumed stream's burst of
+        audio included).
+        """
+        o = self.options
+        if not o.adaptive_finals or streams < 2:
+            return False
+        lane = self._lane
+        threads = 2 if lane is not None and not lane.busy else 1
+        if due > threads or self._lagging:
+            return True  # some of them would wait for a whole final's decoding
+        now = time.monotonic()
+        recent = sorted(lat for at, lat in self._recent_finals if at >= now - _BUSY_WINDOW_S)
+        return bool(recent) and recent[len(recent) // 2] > o.adaptive_final_s
 
     def _share_finals(self, finals: list[_FinalJob]) -> list[_FinalJob]:
         """Hand half of several finals to an idle lane; the rest stay with the worker.
@@ -684,6 +779,7 @@ class StreamingRecognizer:
         keep, give = finals[: len(finals) // 2], finals[len(finals) // 2 :]
         for job in give:
             job.session.final_in_flight = True
+            job.began_at = job.session.vad_position
         lane.submit(_FinalBatch(give, [self._final_request(j) for j in give]))
         return keep
 
@@ -694,6 +790,7 @@ class StreamingRecognizer:
             job.final.start,
             job.final.stop,
             self._prompt(job.session, timestamps=False),
+            reduced=job.reduced,
         )
 
     def _compute_lane(self, batch: _LaneBatch) -> None:
@@ -701,7 +798,9 @@ class StreamingRecognizer:
         if isinstance(batch, _PartialBatch):
             self._compute_partials(batch)
         else:
+            cpu = time.thread_time()
             batch.texts = self._finals.decode(batch.requests, self.options.max_batch)
+            batch.cpu_s = time.thread_time() - cpu
 
     def _partials_round(self, live: list[StreamSession], cpu: float) -> float:
         """Start the next batch of partials (on the lane when it is free, or here)."""
@@ -826,19 +925,15 @@ class StreamingRecognizer:
 
     def _run_finals(self, jobs: list[_FinalJob]) -> None:
         # Decoding is in _final.py: earlier utterances' audio and text as context, word timings.
-        requests = [
-            FinalRequest(
-                j.session,
-                j.final.utterance_id,
-                j.final.start,
-                j.final.stop,
-                self._prompt(j.session, timestamps=False),
-            )
-            for j in jobs
-        ]
+        requests = [self._final_request(j) for j in jobs]
+        for j in jobs:
+            j.began_at = j.session.vad_position
+        cpu = time.thread_time()
         texts = self._finals.decode(requests, self.options.max_batch)
+        cpu = time.thread_time() - cpu
         for job, request, text in zip(jobs, requests, texts, strict=True):
             job.audio_start = self._finals.own_start(request)
+            job.cpu_s = cpu / len(jobs)
             self._emit_final(job, text)
 
     # ---- speculative finals
@@ -849,7 +944,8 @@ class StreamingRecognizer:
             return []
         if self.options.adaptive_partials and self._share > _BUSY_HIGH:
             return []  # no spare compute for work that may be wasted
-        tail = self.options.final_tail_ms * SAMPLE_RATE_HZ // 1000
+        o = self.options
+        tail = (o.final_tail_ms + o.speculation_pause_ms) * SAMPLE_RATE_HZ // 1000
         jobs: list[_FinalJob] = []
         for s in sessions:
             utt = s.utterance
@@ -881,7 +977,14 @@ class StreamingRecognizer:
             self._speculations_wasted += 1
         f = job.final
         s.speculation = Speculation(
-            f.utterance_id, f.start, f.stop, decoded, job.audio_start, time.monotonic()
+            f.utterance_id,
+            f.start,
+            f.stop,
+            decoded,
+            job.audio_start,
+            time.monotonic(),
+            began_at=job.began_at,
+            cpu_s=job.cpu_s,
         )
 
     def _emit_speculation(self, s: StreamSession, f: PendingFinal) -> bool:
@@ -896,18 +999,36 @@ class StreamingRecognizer:
             return False
         s.speculations_used += 1
         self._speculations_used += 1
-        self._emit_final(_FinalJob(s, f, audio_start=spec.audio_start), spec.text)
+        job = _FinalJob(s, f, audio_start=spec.audio_start, began_at=spec.began_at)
+        job.cpu_s = spec.cpu_s
+        self._emit_final(job, spec.text, speculated=True)
         return True
 
     _speculations_used = 0
     _speculations_wasted = 0
 
-    def _emit_final(self, job: _FinalJob, decoded: str) -> None:
+    def _emit_final(self, job: _FinalJob, decoded: str, *, speculated: bool = False) -> None:
         if job.speculative:
             self._keep_speculation(job, decoded)
             return
         s = job.session
         f = job.final
+        if job.reduced:
+            self._finals_reduced += 1
+        else:
+            self._finals_full += 1
+        self.final_trace.append(
+            FinalTrace(
+                s.id,
+                f.utterance_id,
+                f.stop,
+                job.began_at,
+                s.vad_position,
+                job.cpu_s,
+                speculated,
+                job.reduced,
+            )
+        )
         text = (
             merge_committed(f.committed_text, decoded)
             if self.options.final_keeps_committed

@@ -94,6 +94,8 @@ class Speculation:
     text: str
     audio_start: int
     computed_at: float
+    began_at: int = 0  # the VAD position when its decoding began (samples)
+    cpu_s: float = 0.0  # thread CPU of its decoding
 
 
 @dataclass
