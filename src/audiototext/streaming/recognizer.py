@@ -100,11 +100,14 @@ class RecognizerOptions:
             text as a forced prefix), greedily; without it, finals use beam search alone.
         final_context_s: at most this much earlier audio (whole utterances) decoded with a
             final. It sets a final's cost: the encoder's time grows with it (bench/NOTES.md,
-            "Streaming engine": ~160-220 ms of CPU per final at 20 s on one thread).
+            "Streaming engine": ~160-220 ms of CPU per final at 20 s on one thread). 12 s
+            (the default) reads the clip set as 20 s did (7.51 %) and the 60 fable sentences
+            better (11.50 % vs 11.93 %, file 12.53 %) with ~20 % fewer encoder frames; 8 s
+            costs one word of the clip set (8.09 %).
         final_context_beam_size: beam width of finals decoded after earlier text (1 is
-            greedy). Beam 5 with 20 s of context is the cheapest setting measured within 1 pp
-            of file transcription on 60 fable sentences (+0.26 pp; greedy +2.7 pp) for ~30 %
-            more CPU per final (bench/NOTES.md, "Streaming accuracy").
+            greedy). Beam 5 is within 1 pp of file transcription on 60 fable sentences where
+            greedy is not (+1.3 pp at 20 s of context), for ~30 % more CPU per final
+            (bench/NOTES.md, "Streaming accuracy").
         partial_padding_s: the least padding of a partial's encoder input.
         context_pad_ms: audio kept before the VAD's speech start when decoding (and after
             the speech end for partials); the VAD's own margin clips soft word onsets.
@@ -163,7 +166,7 @@ class RecognizerOptions:
     final_padding_s: float = 1.0
     final_beam_size: int = 5
     final_context: bool = True
-    final_context_s: float = 20.0
+    final_context_s: float = 12.0
     final_context_beam_size: int = 5
     partial_padding_s: float = 0.5
     context_pad_ms: int = 300
@@ -274,7 +277,7 @@ class _PartialLane:
         self._inbox: queue.SimpleQueue[_LaneBatch | None] = queue.SimpleQueue()
         self._done: _LaneBatch | None = None
         self.busy = False  # a batch is submitted and not yet taken back (worker)
-        self.cpu_s = 0.0
+        self.cpu_s: dict[str, float] = {}  # thread CPU seconds: partials, finals
         self.busy_wall: collections.deque[tuple[float, float]] = collections.deque()
         self._thread = threading.Thread(target=self._run, name="audiototext-partials", daemon=True)
         self._thread.start()
@@ -310,7 +313,8 @@ class _PartialLane:
                     batch.hyps = []  # its partials are skipped
                 else:
                     batch.texts = []  # its finals go out empty
-            self.cpu_s += time.thread_time() - cpu
+            kind = "partials" if isinstance(batch, _PartialBatch) else "finals"
+            self.cpu_s[kind] = self.cpu_s.get(kind, 0.0) + time.thread_time() - cpu
             now = time.monotonic()
             self.busy_wall.append((now, now - began))
             self._done = batch
@@ -628,7 +632,8 @@ class StreamingRecognizer:
     def _cpu_totals(self) -> dict[str, float]:
         totals = dict(self._cpu)
         if self._lane is not None:
-            totals["partials"] = totals.get("partials", 0.0) + self._lane.cpu_s
+            for kind, seconds in self._lane.cpu_s.items():
+                totals[kind] = totals.get(kind, 0.0) + seconds
         return totals
 
     def _charge(self, phase: str, since: float) -> float:

@@ -113,6 +113,7 @@ class EngineStats:
     speculative_finals_wasted: int = 0  # such decodings the speaker made void by going on
     finals_reduced: int = 0  # finals decoded with the cheaper settings (finals were queuing)
     finals_full: int = 0  # finals decoded with the full settings
-    # Scheduler thread CPU seconds since start, per phase: vad, finals, speculative, partials
-    # (all of the engine's work when ONNX Runtime runs one intra-op thread).
+    # Thread CPU seconds since start, per phase: vad, finals, speculative, partials, for the
+    # scheduler and the partial lane together (all of the engine's work when ONNX Runtime
+    # runs one intra-op thread).
     worker_cpu_s: dict[str, float] = field(default_factory=dict)
