@@ -95,7 +95,8 @@ class FinalSettings:
     context_s: float = CONTEXT_S
     words: bool = True  # word timings
     # Finals asked for ``reduced`` (the recognizer does when finals queue up): earlier audio
-    # beyond the previous utterance within this many seconds, and this beam width.
+    # beyond the previous utterance within this many seconds, and this beam width after the
+    # earlier text (a stream's first final, without earlier text, is decoded as always).
     reduced_context_s: float = 0.0
     reduced_beam_size: int = 1
 
@@ -245,8 +246,7 @@ class FinalDecoder:
             for p in plans
         ]
         st = self.settings
-        alone_beam = st.reduced_beam_size if reduced else st.beam_size
-        with_prefix = [i for i, p in enumerate(plans) if p.prefix or alone_beam == 1]
+        with_prefix = [i for i, p in enumerate(plans) if p.prefix or st.beam_size == 1]
         alone = [i for i in range(len(plans)) if i not in with_prefix]
         texts: list[str] = [""] * len(plans)
         if with_prefix:
@@ -268,9 +268,10 @@ class FinalDecoder:
         if alone:
             # Nothing said before (a stream's first utterance, or context off): decoded as
             # file transcription decodes a window, with timestamps, beam search and fallback.
+            # Reduced or not: a first utterance is the least accurate final already.
             opts = DecodingOptions(
-                beam_size=alone_beam,
-                best_of=alone_beam,
+                beam_size=st.beam_size,
+                best_of=st.beam_size,
                 suppress_tokens=tok.default_suppress_tokens(),
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]

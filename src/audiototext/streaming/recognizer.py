@@ -153,7 +153,8 @@ class RecognizerOptions:
             (reproducible results). Partials are spaced out first, by their own rule.
         reduced_final_context_s: earlier audio beyond the previous utterance decoded with a
             reduced final (0: the previous utterance only).
-        reduced_final_beam_size: beam width of reduced finals (1: greedy). Previous
+        reduced_final_beam_size: beam width of reduced finals after earlier text (1: greedy;
+            a stream's first final keeps ``final_beam_size`` and its fallback). Previous
             utterance + greedy costs about half a full final's CPU; its accuracy cost is in
             bench/NOTES.md ("Streaming accuracy": clip set 8.67 % vs 7.51 %, fables +1.6 pp vs
             +0.26 pp).
