@@ -137,6 +137,28 @@ def test_several_files_at_once_write_what_one_at_a_time_writes(
         assert (cli.out / f"{name}.json").read_text() == text
 
 
+def test_one_file_with_jobs_is_cut_at_a_pause_into_parts(
+    cli,
+    speech: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # type: ignore[no-untyped-def]
+    from audiototext.inference import transcribe
+
+    monkeypatch.setattr(transcribe, "SPLIT_MIN_PART_S", 3.0)
+    gap = np.zeros(16_000, dtype=np.float32)
+    wav = write_wav(tmp_path / "long.wav", np.concatenate([speech, gap, speech]), 16_000)
+    assert cli(str(wav), "--jobs", "2", "--threads", "2", "--format", "srt") == 0
+    assert "2 parts side by side, 1 thread(s) each" in capsys.readouterr().err
+    srt = (cli.out / "long.srt").read_text()
+    assert wer(f"{TEXT} {TEXT}", " ".join(srt.splitlines()[2::4])) < 0.5
+    # The second part's cues carry the file's times, not the part's.
+    last_start = srt.strip().split("\n\n")[-1].splitlines()[1].split(" --> ")[0]
+    h, m, s = last_start.replace(",", ".").split(":")
+    assert int(h) * 3600 + int(m) * 60 + float(s) > (speech.size + gap.size) / 16_000 - 1.0
+
+
 def test_two_inputs_may_not_share_an_output_file(
     cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]

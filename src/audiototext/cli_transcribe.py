@@ -6,7 +6,9 @@ the others are still transcribed; the exit status is 1 if any file failed.
 
 On a CPU, several files are transcribed at once (``--jobs``, default: one per physical core),
 each with its share of the threads: a Whisper decoding step is too small to keep two cores busy,
-so files side by side finish sooner than one after the other, with the same text.
+so files side by side finish sooner than one after the other, with the same text. ``--jobs N``
+with a single long file cuts it at pauses into N parts done side by side (off by default: each
+part costs its own working memory).
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ def register(sub: Any) -> None:
         "-j",
         type=_positive_int,
         default=None,
-        help="files transcribed at once, sharing the threads (default: one per physical core "
-        "on CPU, 1 on GPU)",
+        help="files transcribed at once, sharing the threads; a single file is cut at pauses "
+        "into N parts of 2 min or more, done side by side (default: one file per physical "
+        "core on CPU, 1 on GPU or for a single file)",
     )
     p.set_defaults(func=_run)
 
@@ -146,7 +149,12 @@ def _run(args: argparse.Namespace) -> int:
     console.print(
         f"[dim]{args.model} ({model.path.name}) on {model.providers[0]}"
         f" loaded in {load_s:.1f} s"
-        + (f"; {jobs} files at a time, {threads} thread(s) each" if jobs > 1 else "")
+        + (
+            f"; {jobs} {'files at a time' if len(paths) > 1 else 'parts side by side'}, "
+            f"{threads} thread(s) each"
+            if jobs > 1
+            else ""
+        )
         + "[/dim]"
     )
 
@@ -242,7 +250,7 @@ def _plan_jobs(args: argparse.Namespace, n_files: int) -> tuple[int, int | None]
 
     total = args.threads or default_threads()
     if args.jobs is not None:
-        jobs = min(args.jobs, n_files)
+        jobs = args.jobs if n_files == 1 else min(args.jobs, n_files)
     elif choose_providers(args.device)[0] == CPU_PROVIDER:
         jobs = min(n_files, total)
     else:

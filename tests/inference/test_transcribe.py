@@ -168,6 +168,60 @@ def test_each_runs_inputs_side_by_side_with_the_same_result_as_alone(
         list(int8.transcribe_each(inputs, GREEDY, jobs=0))
 
 
+def test_split_at_pauses_cuts_in_the_silence() -> None:
+    from audiototext.inference.transcribe import split_at_pauses
+
+    rng = np.random.default_rng(5)
+    loud = (0.3 * rng.standard_normal(16_000 * 9)).astype(np.float32)
+    audio = np.concatenate([loud, silence(1.0), loud, silence(0.5), loud])  # 29.5 s
+    cuts = split_at_pauses(audio, 3, min_part_s=5.0, search_s=6.0)
+    assert len(cuts) == 2
+    assert 9.0 * 16_000 < cuts[0] < 10.0 * 16_000  # inside the 1-s pause near 1/3
+    assert 19.0 * 16_000 < cuts[1] < 19.5 * 16_000  # inside the 0.5-s pause near 2/3
+    assert split_at_pauses(audio, 3, min_part_s=15.0) == []  # parts would be too short
+    assert split_at_pauses(audio, 1) == []
+
+
+def test_one_long_input_is_split_across_the_jobs(
+    int8: Transcriber,
+    two_sentences: np.ndarray,
+    synth: SpeechSynthesizer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from audiototext.inference import transcribe as module
+
+    other_text = "A pot of tea helps to pass the evening."
+    other = synth.speak(other_text).audio
+    audio = np.concatenate([two_sentences, silence(1.5), other, silence(1.5), two_sentences])
+    monkeypatch.setattr(module, "SPLIT_MIN_PART_S", 4.0)
+    threads: set[str] = set()
+
+    def progress(index: int, done_s: float) -> None:
+        assert index == 0
+        threads.add(threading.current_thread().name)
+
+    opts = replace(GREEDY, word_timestamps=True)
+    whole = list(int8.transcribe(audio, opts))
+    (cut,) = module.split_at_pauses(audio, 2, min_part_s=4.0)
+    assert np.abs(audio[cut - 4000 : cut + 4000]).max() < 1e-3  # 250 ms of silence each side
+    (result,) = list(int8.transcribe_each([audio], opts, jobs=2, progress=progress))
+    assert result.error is None and len(threads) == 2  # two parts, side by side
+    assert result.audio_s == pytest.approx(audio.size / 16_000)
+    segments = result.segments
+    assert [s.id for s in segments] == list(range(len(segments)))
+    starts = [s.start_s for s in segments]
+    assert starts == sorted(starts) and segments[-1].end_s <= audio.size / 16_000 + 0.5
+    # Times are the input's, words included: the last sentence is said in the last 4 s or so.
+    last_words = segments[-1].words
+    assert last_words and last_words[-1].end_s > (audio.size - two_sentences.size) / 16_000
+    for s in segments:
+        assert all(s.start_s - 0.5 <= w.start_s <= w.end_s <= s.end_s + 0.5 for w in s.words or ())
+    reference = f"{TWO} {other_text} {TWO}"
+    assert wer(reference, _text(segments)) <= wer(reference, _text(whole)) + 0.05
+
+
 def test_array_input_validation(int8: Transcriber) -> None:
     with pytest.raises(AudioError):
         list(int8.transcribe(np.zeros(0, dtype=np.float32)))

@@ -75,6 +75,9 @@ HOP = 160
 FRAME_S = HOP / SAMPLE_RATE_HZ  # 10 ms per mel frame
 BLOCK_S = 300.0  # audio turned into features at once; bounds memory for long files
 _CHUNK_S = 30.0
+# transcribe_each splits one input across its jobs only when each part is at least this long:
+# shorter files are done before a split would pay for the second part's prompt and encoder.
+SPLIT_MIN_PART_S = 120.0
 _CONTEXT_FRAMES = 2  # frames of real audio kept before a block so its STFT needs no padding
 # Loose settings for finding speech in files (faster-whisper's): keep pauses inside speech.
 TRANSCRIBE_VAD = VadOptions(
@@ -258,6 +261,82 @@ def _speech_only(
             yield from flush()
     if pending_n:
         yield from flush()
+
+
+def _input_chunks(audio: AudioSource | NDArray[np.floating]) -> Iterator[FloatArray]:
+    if isinstance(audio, np.ndarray):
+        return _array_chunks(_clean_array(audio))
+    if isinstance(audio, str | os.PathLike) and not Path(audio).exists():
+        raise AudioError(f"{os.fspath(audio)}: no such file")
+    return iter_audio_chunks(audio, _CHUNK_S)
+
+
+def _chunks_between(
+    chunks: Iterator[FloatArray], start: int, end: int | None
+) -> Iterator[FloatArray]:
+    """The samples ``[start, end)`` of ``chunks`` (``end`` None: to the end)."""
+    position = 0
+    for chunk in chunks:
+        lo, hi = position, position + chunk.size
+        position = hi
+        if hi <= start:
+            continue
+        if end is not None and lo >= end:
+            return
+        yield chunk[max(0, start - lo) : chunk.size if end is None else min(chunk.size, end - lo)]
+
+
+def split_at_pauses(
+    audio: AudioSource | NDArray[np.floating],
+    parts: int,
+    *,
+    min_part_s: float = 120.0,
+    search_s: float = 15.0,
+) -> list[int]:
+    """Sample positions that cut ``audio`` into up to ``parts`` pieces of similar length.
+
+    Each cut is the middle of the longest quiet stretch (300-ms RMS energy near its lowest)
+    within ``search_s`` of the even split, so a cut falls in a pause, not in a word. Reads the
+    audio once, keeping one RMS value per 10 ms. Fewer cuts when the parts would be shorter
+    than ``min_part_s``; none for a file object (it cannot be read twice).
+    """
+    if parts < 2 or not isinstance(audio, np.ndarray | str | os.PathLike | bytes):
+        return []
+    hop = HOP
+    energies: list[FloatArray] = []
+    carry = np.zeros(0, dtype=np.float32)
+    for chunk in _input_chunks(audio):
+        block = np.concatenate([carry, chunk]) if carry.size else chunk
+        whole = block.size // hop * hop
+        if whole:
+            frames = block[:whole].reshape(-1, hop)
+            energies.append(np.sqrt(np.mean(frames * frames, axis=1, dtype=np.float32)))
+        carry = block[whole:]
+    if not energies:
+        return []
+    energy = np.concatenate(energies)
+    total_s = energy.size * FRAME_S
+    parts = min(parts, int(total_s // min_part_s))
+    if parts < 2:
+        return []
+    smooth = np.convolve(energy, np.ones(30, dtype=np.float32) / 30, mode="same")
+    reach = round(search_s / FRAME_S)
+    cuts = []
+    for k in range(1, parts):
+        target = round(k * energy.size / parts)
+        lo, hi = max(0, target - reach), min(energy.size, target + reach)
+        cuts.append((lo + _middle_of_longest_quiet(smooth[lo:hi])) * hop)
+    return cuts
+
+
+def _middle_of_longest_quiet(energy: NDArray[np.floating]) -> int:
+    """Index in the middle of the longest run of values near ``energy``'s minimum."""
+    floor = float(energy.min())
+    quiet = energy <= floor + 0.1 * (float(np.median(energy)) - floor) + 1e-7
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.view(np.int8), [0]])))
+    starts, ends = edges[0::2], edges[1::2]  # runs [start, end) of quiet values
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest] + ends[longest]) // 2
 
 
 class _FeatureStream:
@@ -550,7 +629,11 @@ class Transcriber:
     ) -> Iterator[FileResult]:
         """Transcribe each input on its own, ``jobs`` at a time; yield each as it finishes.
 
-        Each input's segments are exactly those :meth:`transcribe` gives for it alone. An input
+        Each input's segments are exactly those :meth:`transcribe` gives for it alone. A single
+        input with ``jobs`` > 1 is instead cut at pauses (:func:`split_at_pauses`) into ``jobs``
+        parts of at least :data:`SPLIT_MIN_PART_S` seconds, transcribed side by side and
+        rejoined (times are the input's); each part starts without the previous text as prompt,
+        so words near a cut may differ from one pass over the whole input. An input
         that cannot be read yields a result with ``error`` set and the others go on. With
         ``jobs`` > 1 results come in the order they finish (``FileResult.index`` says which
         input), and the model should have been loaded with ``threads`` = cores / ``jobs``: the
@@ -564,6 +647,9 @@ class Transcriber:
         self.check_options(opts)  # a bad option fails once, before any input is read
         if opts.vad:
             self._ensure_vad()  # created once, not raced for by the jobs
+        if len(inputs) == 1 and jobs > 1:
+            yield self._transcribe_split(inputs[0], opts, jobs, progress)
+            return
         if jobs == 1 or len(inputs) <= 1:
             for index, source in enumerate(inputs):
                 yield self._transcribe_one(index, source, opts, progress)
@@ -608,6 +694,60 @@ class Transcriber:
             segments,
             transcription.language,
             transcription.audio_s,
+            time.perf_counter() - started,
+        )
+
+    def _transcribe_split(
+        self,
+        source: AudioSource | NDArray[np.floating],
+        opts: TranscribeOptions,
+        jobs: int,
+        progress: InputProgressCallback | None,
+    ) -> FileResult:
+        """One input cut at pauses into ``jobs`` parts, transcribed side by side, rejoined."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        started = time.perf_counter()
+        try:
+            cuts = split_at_pauses(source, jobs, min_part_s=SPLIT_MIN_PART_S)
+        except AudioToTextError as exc:
+            return FileResult(0, [], None, 0.0, time.perf_counter() - started, exc)
+        if not cuts:
+            return self._transcribe_one(0, source, opts, progress)
+        bounds: list[int] = [0, *cuts]
+        spans = [(a, b) for a, b in zip(bounds, cuts, strict=False)] + [(cuts[-1], None)]
+        done = [0.0] * len(spans)
+        lock = threading.Lock()
+
+        def run(part: int) -> tuple[list[Segment], Transcription]:
+            def callback(done_s: float) -> None:
+                with lock:
+                    done[part] = done_s
+                    total = sum(done)
+                if progress is not None:
+                    progress(0, total)
+
+            job = self._job(0, source, opts, spans[part])
+            transcription = Transcription(self._drive([job], opts, callback), job)
+            return list(transcription), transcription
+
+        try:
+            with ThreadPoolExecutor(
+                max_workers=len(spans), thread_name_prefix="transcribe"
+            ) as pool:
+                parts = list(pool.map(run, range(len(spans))))
+        except AudioToTextError as exc:
+            return FileResult(0, [], None, 0.0, time.perf_counter() - started, exc)
+        segments: list[Segment] = []
+        for (start, _), (found, _) in zip(spans, parts, strict=True):
+            offset = start / SAMPLE_RATE_HZ
+            for segment in found:
+                segments.append(_shifted(segment, offset, len(segments)))
+        return FileResult(
+            0,
+            segments,
+            parts[0][1].language,
+            sum(t.audio_s for _, t in parts),
             time.perf_counter() - started,
         )
 
@@ -663,15 +803,16 @@ class Transcriber:
     # ---- internals ------------------------------------------------------------------------
 
     def _job(
-        self, index: int, audio: AudioSource | NDArray[np.floating], opts: TranscribeOptions
+        self,
+        index: int,
+        audio: AudioSource | NDArray[np.floating],
+        opts: TranscribeOptions,
+        span: tuple[int, int | None] | None = None,
     ) -> _Job:
         language = self.check_options(opts)
-        if isinstance(audio, np.ndarray):
-            chunks: Iterator[FloatArray] = _array_chunks(_clean_array(audio))
-        else:
-            if isinstance(audio, str | os.PathLike) and not Path(audio).exists():
-                raise AudioError(f"{os.fspath(audio)}: no such file")
-            chunks = iter_audio_chunks(audio, _CHUNK_S)
+        chunks = _input_chunks(audio)
+        if span is not None:
+            chunks = _chunks_between(chunks, *span)
         time_map = None
         if opts.vad:
             time_map = _TimeMap()
@@ -905,6 +1046,22 @@ def _split_at_timestamps(
         pieces.append(_Piece(time_offset, time_offset + duration, tokens))
         seek += size
     return pieces, seek, single_ending
+
+
+def _shifted(segment: Segment, offset_s: float, new_id: int) -> Segment:
+    """``segment`` of a part that starts ``offset_s`` into its input, renumbered."""
+    words = segment.words
+    if words is not None:
+        words = tuple(
+            replace(w, start_s=w.start_s + offset_s, end_s=w.end_s + offset_s) for w in words
+        )
+    return replace(
+        segment,
+        id=new_id,
+        start_s=segment.start_s + offset_s,
+        end_s=segment.end_s + offset_s,
+        words=words,
+    )
 
 
 def iter_segments_text(segments: Iterable[Segment]) -> str:
