@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import logging
+import mmap
 import os
 import sys
 import threading
@@ -27,14 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import numpy as np
 import onnxruntime as ort
 
 from audiototext.errors import ConfigError, ModelError
+from audiototext.models.versions import TABLES_SUFFIX
 
 __all__ = [
     "CPU_PROVIDER",
     "PROVIDER_ORDER",
     "Device",
+    "RowTable",
     "Session",
     "SessionConfig",
     "choose_providers",
@@ -196,6 +201,92 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     return options
 
 
+class RowTable:
+    """A Gather-only table (the decoder's token embedding) given to ONNX Runtime in place of
+    the graph's own copy, and filled row by row from the model file as rows are looked up.
+
+    The graph stores the table in external data with a description beside it (see
+    ``models/optimize.py``). ONNX Runtime would either copy it into the process (tiny.en: 40 MB)
+    or map the file, and then the kernel's fault-around brings in 64 KB around every row read,
+    which over a few hundred distinct tokens is most of the table. Here the table is anonymous
+    memory that stays unallocated until a row is written: :meth:`ensure` reads the rows of the
+    indices about to be fed (a few per decoding step) before the run. A 10-minute file touches
+    a few MB of it.
+
+    Thread-safe: rows are marked loaded only after they are written, under a lock.
+    """
+
+    def __init__(self, graph: Path, spec: Mapping[str, Any]) -> None:
+        self._fd = -1
+        self.name = str(spec["name"])
+        self.indices = tuple(str(i) for i in spec["indices"])
+        rows, width = (int(d) for d in spec["shape"])
+        dtype = np.dtype(str(spec["dtype"]))
+        self._row_bytes = width * dtype.itemsize
+        self._offset = int(spec["offset"])
+        data = graph.parent / str(spec["file"])
+        if data.name != Path(str(spec["file"])).name:
+            raise ModelError(f"{graph.name}: bad table file {spec['file']!r}")
+        size = data.stat().st_size
+        if self._offset < 0 or self._offset + rows * self._row_bytes > size:
+            raise ModelError(f"{data.name} is shorter than the table {self.name} it should hold")
+        self._buffer = mmap.mmap(-1, max(1, rows * self._row_bytes))
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):  # a huge page would make one row cost 2 MB
+            self._buffer.madvise(mmap.MADV_NOHUGEPAGE)
+        self.array = np.frombuffer(self._buffer, dtype=dtype).reshape(rows, width)
+        self._loaded = np.zeros(rows, dtype=bool)
+        self._lock = threading.Lock()
+        self._fd = os.open(data, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self.value = ort.OrtValue.ortvalue_from_numpy(self.array)  # shares self.array's memory
+
+    @property
+    def rows_loaded(self) -> int:
+        return int(self._loaded.sum())
+
+    def ensure(self, ids: np.ndarray) -> None:
+        """Load the rows of ``ids`` not loaded yet (out-of-range ids are left to the graph)."""
+        flat = np.asarray(ids).reshape(-1)
+        rows = len(self._loaded)
+        flat = flat[(flat >= 0) & (flat < rows)]
+        if flat.size == 0 or self._loaded[flat].all():
+            return
+        with self._lock:
+            view = memoryview(self._buffer)
+            for row in np.unique(flat).tolist():
+                if self._loaded[row]:
+                    continue
+                start = row * self._row_bytes
+                got = os.preadv(
+                    self._fd,
+                    [view[start : start + self._row_bytes]],
+                    self._offset + start,
+                )
+                if got != self._row_bytes:
+                    raise ModelError(f"short read of row {row} of {self.name}")
+                self._loaded[row] = True
+            view.release()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _row_tables(path: Path) -> list[RowTable]:
+    """The tables described beside ``path`` (none for graphs converted before they were)."""
+    spec_path = path.with_name(path.name + TABLES_SUFFIX)
+    if not spec_path.is_file():
+        return []
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        return [RowTable(path, t) for t in spec["row_tables"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot read {spec_path.name}: {exc}") from exc
+
+
 class Session:
     """An ONNX Runtime session that falls back to the CPU provider when an accelerator fails."""
 
@@ -205,6 +296,9 @@ class Session:
         self._lock = threading.Lock()
         self.fallback_reason: str | None = None
         providers = choose_providers(self.config.device)
+        # Tables filled on demand; only a CPU session reads them in place (an accelerator
+        # would copy the still empty table to the device once).
+        self.row_tables = _row_tables(path) if providers == [CPU_PROVIDER] else []
         try:
             self._session = self._create(providers)
         except Exception as exc:  # any provider failure: CUDA libs missing, driver, OOM
@@ -221,9 +315,20 @@ class Session:
         release_memory()
 
     def _create(self, providers: list[str]) -> ort.InferenceSession:
-        return ort.InferenceSession(
-            str(self.path), sess_options=_session_options(self.config), providers=providers
-        )
+        options = _session_options(self.config)
+        if providers == [CPU_PROVIDER]:
+            for table in self.row_tables:
+                options.add_initializer(table.name, table.value)
+        return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+
+    def prepare(self, feeds: Mapping[str, Any]) -> None:
+        """Load the table rows that ``feeds`` will look up; call before every run that may
+        use a :class:`RowTable` (feeds are numpy arrays or ``OrtValue`` objects)."""
+        for table in self.row_tables:
+            for name in table.indices:
+                value = feeds.get(name)
+                if value is not None:
+                    table.ensure(value if isinstance(value, np.ndarray) else value.numpy())
 
     def _note_fallback(self, reason: str) -> None:
         self.fallback_reason = reason
@@ -261,6 +366,7 @@ class Session:
 
     def run(self, outputs: Sequence[str] | None, feeds: Mapping[str, Any]) -> list[Any]:
         """``InferenceSession.run`` with the run-time CPU fallback."""
+        self.prepare(feeds)
         try:
             return list(self._session.run(list(outputs) if outputs else None, dict(feeds)))
         except Exception as exc:

@@ -170,6 +170,7 @@ class WhisperModel:
         ]
 
     def _run_decoder(self, outputs: list[str], feeds: dict[str, _C]) -> list[_C]:
+        self.decoder.prepare(feeds)  # the token embedding rows these ids look up
         try:
             return _run_c(self.decoder.raw, outputs, feeds)
         except Exception as exc:  # provider failure at run time: retry once on CPU

@@ -20,9 +20,9 @@ from typing import Any
 
 import onnx
 
-from audiototext.models.versions import PRECISIONS
+from audiototext.models.versions import PRECISIONS, TABLES_SUFFIX
 
-__all__ = ["PRECISIONS", "optimise_offline", "to_fp16", "to_int8"]
+__all__ = ["PRECISIONS", "TABLES_SUFFIX", "optimise_offline", "to_fp16", "to_int8"]
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,20 @@ def _quantize(src: Path, dst: Path, per_channel: bool, quantize_dynamic: Any, qi
 
 
 def _half_gather_tables(path: Path) -> None:
-    """Store float32 tables read only by Gather (the token embedding) as float16.
+    """Store float32 tables read only by Gather (the token embedding) as float16, one row per
+    token.
 
     After quantisation the output projection reads an int8 copy of the token table, and the
     float32 original survives only for the embedding lookup: 4 bytes per weight for a lookup
     of one row per token. float16 halves that (tiny.en: 80 MB → 40 MB) at no measurable cost.
+
+    The converter stores that table transposed, ``[d_model, vocab]`` (the fp32 graph's
+    projection reads it), and looks tokens up as columns: one token then touches a page in each
+    of the ``d_model`` rows, so decoding a few hundred distinct tokens pulls the whole table into
+    memory. Here a column lookup followed by the Transpose that puts ``d_model`` last becomes a
+    row lookup in a ``[vocab, d_model]`` table: one token reads 2 × d_model contiguous bytes.
+    With the table in external data (:func:`_externalise_gather_tables`), ONNX Runtime maps it
+    from the file and only the rows of tokens actually decoded are ever resident.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -86,19 +95,122 @@ def _half_gather_tables(path: Path) -> None:
             or any(n.op_type != "Gather" or n.input[0] != init.name for n in users)
         ):
             continue
-        init.CopyFrom(
-            numpy_helper.from_array(numpy_helper.to_array(init).astype("float16"), init.name)
-        )
+        table = numpy_helper.to_array(init).astype("float16")
+        columns = [n for n in users if _gather_axis(n) == 1]
+        # Column lookups whose result goes only to a Transpose moving the table's axis 0 last.
+        movable = [n for n in columns if _transpose_to_last(n, consumers) is not None]
+        by_rows = bool(columns) and len(movable) == len(users)
+        if by_rows:
+            table = table.T.copy()
+        init.CopyFrom(numpy_helper.from_array(table, init.name))
         for node in users:
+            transpose = _transpose_to_last(node, consumers) if by_rows else None
             out = node.output[0]
             node.output[0] = out + "_fp16"
+            cast_out = out
+            if transpose is not None:
+                for attr in node.attribute:
+                    if attr.name == "axis":
+                        attr.i = 0
+                cast_out = transpose.output[0]
+                g.node.remove(transpose)
             cast = helper.make_node(
-                "Cast", [out + "_fp16"], [out], name=node.name + "_to_fp32", to=TensorProto.FLOAT
+                "Cast",
+                [out + "_fp16"],
+                [cast_out],
+                name=node.name + "_to_fp32",
+                to=TensorProto.FLOAT,
             )
             g.node.insert(list(g.node).index(node) + 1, cast)
         changed = True
     if changed:
         onnx.save(model, str(path))
+
+
+def _gather_axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 0)
+
+
+def _transpose_to_last(
+    gather: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]
+) -> onnx.NodeProto | None:
+    """The Transpose that alone reads ``gather``'s output and moves its axis 0 last (so that
+    ``Gather(table_t, ids, axis=1)`` then it equals ``Gather(table, ids, axis=0)``), if any."""
+    users = consumers.get(gather.output[0], [])
+    if len(users) != 1 or users[0].op_type != "Transpose":
+        return None
+    perm = next((list(a.ints) for a in users[0].attribute if a.name == "perm"), None)
+    if perm is None or perm != [*range(1, len(perm)), 0]:
+        return None
+    return users[0]
+
+
+def _externalise_gather_tables(path: Path, min_bytes: int = 1 << 20) -> None:
+    """Move the float16 tables read only by Gather into ``<file>.data`` beside ``path``, and
+    describe them in ``<file>.tables.json`` (:data:`TABLES_SUFFIX`).
+
+    Quantised weights stay inside the graph (ONNX Runtime repacks them at load time anyway).
+    At run time the engine gives ONNX Runtime its own copy of such a table, filled row by row
+    from the file as tokens are looked up (``audiototext.inference.session.RowTable``): tiny.en's
+    40-MB token table then costs the few MB of rows a transcription uses. Without that (a GPU
+    session, or a reader that ignores the description) ONNX Runtime maps the file, which is
+    still correct.
+    """
+    import json
+
+    from onnx import TensorProto, external_data_helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    graph_inputs = {i.name for i in g.input}
+    data_name = path.name + ".data"
+    offset = 0
+    chunks: list[bytes] = []
+    tables: list[dict[str, Any]] = []
+    for init in g.initializer:
+        users = readers.get(init.name, [])
+        if (
+            init.data_type != TensorProto.FLOAT16
+            or len(init.dims) != 2
+            or len(init.raw_data) < min_bytes
+            or not users
+            or any(n.op_type != "Gather" or n.input[0] != init.name for n in users)
+        ):
+            continue
+        raw = init.raw_data
+        pad = -offset % 4096  # page-aligned, so that it can be mapped directly
+        chunks.append(b"\0" * pad)
+        offset += pad
+        external_data_helper.set_external_data(init, data_name, offset=offset, length=len(raw))
+        init.ClearField("raw_data")
+        init.data_location = TensorProto.EXTERNAL
+        # Row lookups of graph inputs can be served from a table filled on demand.
+        indices = {n.input[1] for n in users}
+        if all(_gather_axis(n) == 0 for n in users) and indices <= graph_inputs:
+            tables.append(
+                {
+                    "name": init.name,
+                    "dtype": "float16",
+                    "shape": list(init.dims),
+                    "file": data_name,
+                    "offset": offset,
+                    "indices": sorted(indices),
+                }
+            )
+        chunks.append(raw)
+        offset += len(raw)
+    if not chunks:
+        return
+    (path.parent / data_name).write_bytes(b"".join(chunks))
+    onnx.save(model, str(path))
+    if tables:
+        (path.parent / (path.name + TABLES_SUFFIX)).write_text(
+            json.dumps({"row_tables": tables}, indent=2), encoding="utf-8"
+        )
 
 
 def to_fp16(src: Path, dst: Path) -> None:
@@ -136,6 +248,7 @@ def quantise_and_optimise(src: Path, dst: Path, precision: str) -> None:
         elif precision == "int8":
             to_int8(src, mid)
             optimise_offline(mid, dst)
+            _externalise_gather_tables(dst)
         else:
             # fp16 graphs are optimised by the GPU provider at load time, not here on the CPU.
             to_fp16(src, dst)

@@ -6,7 +6,7 @@ The runtime (file transcription, streaming) reads these to choose cache entries;
 
 from __future__ import annotations
 
-__all__ = ["GRAPH_VERSION", "OPSET", "PRECISIONS"]
+__all__ = ["GRAPH_VERSION", "OPSET", "PRECISIONS", "TABLES_SUFFIX"]
 
 OPSET = 17
 # Bump when the graphs' inputs, outputs or semantics change: cache entries built with another
@@ -15,3 +15,7 @@ OPSET = 17
 # keys/values shared by groups of rows (beams of one window).
 GRAPH_VERSION = 4
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
+# Beside a graph file: a JSON description of its Gather-only tables stored in external data
+# (models/optimize.py writes it; the runtime fills such tables row by row, see
+# audiototext.inference.session.RowTable). Optional: entries without it load as before.
+TABLES_SUFFIX = ".tables.json"
