@@ -48,6 +48,10 @@ def _options() -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # memory copies and one TopK row each: one thread is enough
     options.log_severity_level = 3
+    # No arena: it would keep the largest reordered cache it ever allocated (beam 5 late in a
+    # window: tens of MB) for the rest of the process.
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     return options
 
 
