@@ -494,6 +494,15 @@ STRATEGIES: dict[str, Strategy] = {
             )
             for c in (8, 10, 12)
         ),
+        *(
+            Strategy(
+                f"engine-prev+12-beam{b}-tail0-zeros400",
+                context_s=12,
+                context_beam=b,
+                **{**ENGINE, "tail_ms": 0, "silence_ms": 400},
+            )
+            for b in (2, 3)
+        ),
         Strategy("engine-prev+8", context_s=8, **ENGINE),
         Strategy("prev-greedy-pad0.5", context_s=-1, padding_s=0.5),
         Strategy("prev-greedy-pad2", context_s=-1, padding_s=2.0),
