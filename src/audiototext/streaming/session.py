@@ -165,6 +165,8 @@ class StreamSession:
         self.speculation: Speculation | None = None
         self.partial_in_flight = False  # a partial of this stream is being computed
         self.final_in_flight = False  # this stream's pending final is on the partial lane
+        # (utterance id, stop) of a speculative final being decoded on the partial lane
+        self.speculation_in_flight: tuple[int, int] | None = None
         self.speculations_used = 0
         self.speculations_wasted = 0
         self.processed = 0  # absolute sample through which results are settled
@@ -408,7 +410,12 @@ class StreamSession:
 
     def mark_idle_if_done(self) -> None:
         with self._lock:
-            if not self._inbox and not self.pending_finals and not self.partial_in_flight:
+            if (
+                not self._inbox
+                and not self.pending_finals
+                and not self.partial_in_flight
+                and self.speculation_in_flight is None
+            ):
                 self._idle = True
 
     def has_input(self) -> bool:
