@@ -81,6 +81,7 @@ _SCALE_STEP = 1.5
 _SCALE_PERIOD_S = 1.0
 _OVERLOAD_HOLD_S = 5.0
 _LATENCY_WINDOW = 200  # finals remembered for the latency percentiles
+_SHARED_PAUSE_MS = 100  # least speculation pause with several streams open
 _MAX_CONTEXT_TOKENS = 120  # of a previous utterance's text, forced before a final's
 
 
@@ -128,7 +129,9 @@ class RecognizerOptions:
             always. The final is the same either way: its audio is fixed by the VAD's end.
         speculation_pause_ms: pause (audio after the VAD's tentative end, beyond
             ``final_tail_ms``) the ring must hold before a final is decoded speculatively. 0
-            (the default) starts at the VAD's first silent frame. Speculations run on the
+            (the default) starts at the VAD's first silent frame; with several streams open
+            it is at least 100 ms (4 streams at 0: 110 ms of CPU per stream-second wasted on
+            dips inside sentences, more than the finals themselves). Speculations run on the
             partial lane when it is idle, so one made void by a dip inside a sentence does
             not hold the worker (clip set, one stream: 24 wasted per 20 sentences at 0, 8 at
             50 ms; end-of-speech -> final p95 474 vs 528 ms at load 5).
@@ -979,7 +982,10 @@ class StreamingRecognizer:
         if self.options.adaptive_partials and self._share > _BUSY_HIGH:
             return []  # no spare compute for work that may be wasted
         o = self.options
-        tail = (o.final_tail_ms + o.speculation_pause_ms) * SAMPLE_RATE_HZ // 1000
+        pause = o.speculation_pause_ms
+        if len(sessions) > 1:
+            pause = max(pause, _SHARED_PAUSE_MS)  # wasted work now takes CPU from others
+        tail = (o.final_tail_ms + pause) * SAMPLE_RATE_HZ // 1000
         jobs: list[_FinalJob] = []
         for s in sessions:
             utt = s.utterance
