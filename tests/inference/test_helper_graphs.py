@@ -3,9 +3,6 @@ builders write, and that beam search runs without the ``onnx`` package."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -20,7 +17,6 @@ from audiototext.inference.helper_graphs import (
     reorder_session,
 )
 from audiototext.inference.whisper import WhisperModel
-from support.speech import SpeechSynthesizer, write_wav
 
 
 def test_shipped_graphs_are_what_the_builders_write() -> None:
@@ -73,33 +69,3 @@ def test_reorder_graph_sizes_cover_whisper_depths() -> None:
         assert 2 * layers in REORDER_SIZES
     with pytest.raises(ValueError, match="no reorder graph"):
         reorder_session(5)
-
-
-def test_beam_search_from_the_cache_loads_neither_onnx_nor_the_hub_client(
-    filled_cache: object, synth: SpeechSynthesizer, tmp_path: Path
-) -> None:
-    """Beam 5 (the CLI's default) used to import onnx (~13 MB) to build its small graphs."""
-    speech = synth.speak("The cat sat on the mat and looked at the door.")
-    wav = write_wav(tmp_path / "speech.wav", speech.audio, speech.sample_rate_hz)
-    code = (
-        "import sys\n"
-        "from audiototext.inference import TranscribeOptions, Transcriber\n"
-        "t = Transcriber.load('tiny.en', precision='int8')\n"
-        f"segments = t.transcribe({str(wav)!r}, TranscribeOptions(beam_size=5))\n"
-        "text = ''.join(s.text for s in segments)\n"
-        "import audiototext.inference.helper_graphs as h\n"
-        "assert h.top_k_session.cache_info().currsize == 1, 'beam search did not run'\n"
-        "heavy = sorted(m for m in ('onnx', 'huggingface_hub', 'audiototext.models.manager') "
-        "if m in sys.modules)\n"
-        "print(repr(text)); print(heavy)\n"
-        "assert not heavy, heavy\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "cat" in out.stdout.lower()

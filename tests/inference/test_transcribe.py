@@ -447,22 +447,34 @@ def test_english_only_model_refuses_translation_and_other_languages(int8: Transc
     assert int8.check_options(GREEDY) == "en"
 
 
+@pytest.mark.parametrize("beam_size", [1, 5])
 def test_transcribing_from_the_cache_loads_neither_onnx_nor_the_hub_client(
-    filled_cache: object, synth: SpeechSynthesizer, tmp_path: Path
+    filled_cache: object, synth: SpeechSynthesizer, tmp_path: Path, beam_size: int
 ) -> None:
-    """A cached model is used without the manager: onnx and huggingface_hub (~19 MB) stay out."""
+    """A cached model is used without the manager: onnx and huggingface_hub (~19 MB) stay out.
+
+    Beam search (the CLI's default) runs its TopK and cache-reorder graphs from the files
+    shipped in the package, not built with onnx.
+    """
     import os
     import subprocess
     import sys
 
     speech = synth.speak("The cat sat on the mat and looked at the door.")
     wav = write_wav(tmp_path / "speech.wav", speech.audio, speech.sample_rate_hz)
+    beam_ran = (
+        "import audiototext.inference.helper_graphs as h\n"
+        "assert h.top_k_session.cache_info().currsize == 1, 'beam search did not run'\n"
+        if beam_size > 1
+        else ""
+    )
     code = (
         "import sys\n"
         "from audiototext.inference import TranscribeOptions, Transcriber\n"
         "t = Transcriber.load('tiny.en', precision='int8')\n"
-        f"segments = t.transcribe({str(wav)!r}, TranscribeOptions(beam_size=1))\n"
+        f"segments = t.transcribe({str(wav)!r}, TranscribeOptions(beam_size={beam_size}))\n"
         "text = ''.join(s.text for s in segments)\n"
+        f"{beam_ran}"
         "heavy = sorted(m for m in ('onnx', 'huggingface_hub', 'audiototext.models.manager') "
         "if m in sys.modules)\n"
         "print(repr(text)); print(heavy)\n"

@@ -77,10 +77,7 @@ def _half_gather_tables(path: Path) -> None:
 
     model = onnx.load(str(path))
     g = model.graph
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in g.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _readers(g)
     changed = False
     for init in g.initializer:
         users = consumers.get(init.name, [])
@@ -131,6 +128,15 @@ def _gather_axis(node: onnx.NodeProto) -> int:
     return next((a.i for a in node.attribute if a.name == "axis"), 0)
 
 
+def _readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes that read each value of ``graph``, by value name."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
+
+
 def _transpose_to_last(
     gather: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]
 ) -> onnx.NodeProto | None:
@@ -162,10 +168,7 @@ def _externalise_gather_tables(path: Path, min_bytes: int = 1 << 20) -> None:
 
     model = onnx.load(str(path))
     g = model.graph
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in g.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = _readers(g)
     graph_inputs = {i.name for i in g.input}
     data_name = path.name + ".data"
     offset = 0
