@@ -222,25 +222,8 @@ def test_finals_ending_together_are_shared_with_the_lane(
 
     monkeypatch.setattr(lane, "_compute", spy)
 
-    async def run() -> list[StreamLog]:
-        sessions = [rec.open(StreamOptions(interim_results=False)) for _ in texts]
-        logs = [StreamLog() for _ in texts]
-
-        async def collect(s: object, log: StreamLog) -> None:
-            async for event in s.events():  # type: ignore[attr-defined]
-                log.events.append(event)
-
-        readers = [
-            asyncio.create_task(collect(s, log)) for s, log in zip(sessions, logs, strict=True)
-        ]
-        with rec._cv:  # every utterance is read (and ends) in the same round
-            for s, a in zip(sessions, audios, strict=True):
-                s.accept(a, 16_000)
-        await asyncio.gather(*(s.finish() for s in sessions))
-        await asyncio.gather(*readers)
-        return logs
-
-    logs = asyncio.run(run())
+    # Every utterance is read (and ends) in the same round.
+    logs = asyncio.run(_stream_all_at_once(rec, audios))
     assert on_lane and max(on_lane) >= 1, on_lane
     for log, text in zip(logs, texts, strict=True):
         assert len(log.finals) == 1, log.finals
@@ -322,25 +305,7 @@ def test_adaptive_finals_cost_less_when_finals_queue_up(
             adaptive_finals=adaptive, partial_lane=False, speculative_finals=False
         )
 
-        async def go() -> list[StreamLog]:
-            sessions = [rec.open(StreamOptions(interim_results=False)) for _ in audios]
-            logs = [StreamLog() for _ in audios]
-
-            async def collect(s: object, log: StreamLog) -> None:
-                async for event in s.events():  # type: ignore[attr-defined]
-                    log.events.append(event)
-
-            readers = [
-                asyncio.create_task(collect(s, log)) for s, log in zip(sessions, logs, strict=True)
-            ]
-            with rec._cv:  # the worker sees all of it in its first round
-                for s, a in zip(sessions, audios, strict=True):
-                    s.accept(a, 16_000)
-            await asyncio.gather(*(s.finish() for s in sessions))
-            await asyncio.gather(*readers)
-            return logs
-
-        return rec, asyncio.run(go())
+        return rec, asyncio.run(_stream_all_at_once(rec, audios))
 
     full, full_logs = run(False)
     cheap, cheap_logs = run(True)
@@ -355,3 +320,23 @@ def test_adaptive_finals_cost_less_when_finals_queue_up(
         heard = [w for log in logs for f in log.finals for w in normalise(f.text)]
         assert sum(len(log.finals) for log in logs) >= 10
         assert len(said & set(heard)) >= 0.7 * len(said), heard
+
+
+async def _stream_all_at_once(
+    rec: StreamingRecognizer, audios: list[np.ndarray]
+) -> list[StreamLog]:
+    """One stream per audio, each given all its audio while the worker waits (one round)."""
+    sessions = [rec.open(StreamOptions(interim_results=False)) for _ in audios]
+    logs = [StreamLog() for _ in audios]
+
+    async def collect(s: object, log: StreamLog) -> None:
+        async for event in s.events():  # type: ignore[attr-defined]
+            log.events.append(event)
+
+    readers = [asyncio.create_task(collect(s, log)) for s, log in zip(sessions, logs, strict=True)]
+    with rec._cv:  # the worker sees all of it in its first round
+        for s, a in zip(sessions, audios, strict=True):
+            s.accept(a, 16_000)
+    await asyncio.gather(*(s.finish() for s in sessions))
+    await asyncio.gather(*readers)
+    return logs
