@@ -118,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from audiototext.inference import TranscribeOptions, Transcriber
+    from audiototext.inference.session import CPU_PROVIDER
     from audiototext.store.exports import write_transcript
 
     console = Console(stderr=True)
@@ -144,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     load_s = time.perf_counter() - started
     transcriber.check_options(options)  # e.g. --task translate on an English-only model
     model = transcriber.model
-    if model.providers[0] != "CPUExecutionProvider":
+    if model.providers[0] != CPU_PROVIDER:
         jobs = 1  # one accelerator: files side by side would only queue on it
     console.print(
         f"[dim]{args.model} ({model.path.name}) on {model.providers[0]}"

@@ -290,7 +290,7 @@ def split_at_pauses(
     audio: AudioSource | NDArray[np.floating],
     parts: int,
     *,
-    min_part_s: float = 120.0,
+    min_part_s: float | None = None,
     search_s: float = 15.0,
 ) -> list[int]:
     """Sample positions that cut ``audio`` into up to ``parts`` pieces of similar length.
@@ -298,7 +298,8 @@ def split_at_pauses(
     Each cut is the middle of the longest quiet stretch (300-ms RMS energy near its lowest)
     within ``search_s`` of the even split, so a cut falls in a pause, not in a word. Reads the
     audio once, keeping one RMS value per 10 ms. Fewer cuts when the parts would be shorter
-    than ``min_part_s``; none for a file object (it cannot be read twice).
+    than ``min_part_s`` (default :data:`SPLIT_MIN_PART_S`); none for a file object (it cannot
+    be read twice).
     """
     if parts < 2 or not isinstance(audio, np.ndarray | str | os.PathLike | bytes):
         return []
@@ -316,7 +317,8 @@ def split_at_pauses(
         return []
     energy = np.concatenate(energies)
     total_s = energy.size * FRAME_S
-    parts = min(parts, int(total_s // min_part_s))
+    shortest = SPLIT_MIN_PART_S if min_part_s is None else min_part_s
+    parts = min(parts, int(total_s // shortest))
     if parts < 2:
         return []
     smooth = np.convolve(energy, np.ones(30, dtype=np.float32) / 30, mode="same")
@@ -709,13 +711,13 @@ class Transcriber:
 
         started = time.perf_counter()
         try:
-            cuts = split_at_pauses(source, jobs, min_part_s=SPLIT_MIN_PART_S)
+            cuts = split_at_pauses(source, jobs)
         except AudioToTextError as exc:
             return FileResult(0, [], None, 0.0, time.perf_counter() - started, exc)
         if not cuts:
             return self._transcribe_one(0, source, opts, progress)
-        bounds: list[int] = [0, *cuts]
-        spans = [(a, b) for a, b in zip(bounds, cuts, strict=False)] + [(cuts[-1], None)]
+        ends: list[int | None] = [*cuts, None]
+        spans = list(zip([0, *cuts], ends, strict=True))
         done = [0.0] * len(spans)
         lock = threading.Lock()
 
