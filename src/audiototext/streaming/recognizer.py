@@ -797,8 +797,7 @@ class StreamingRecognizer:
         keep, give = finals[: len(finals) // 2], finals[len(finals) // 2 :]
         for job in give:
             job.session.final_in_flight = True
-            job.began_at = job.session.vad_position
-        lane.submit(_FinalBatch(give, [self._final_request(j) for j in give]))
+        self._submit_to_lane(give)
         return keep
 
     def _share_speculations(
@@ -816,9 +815,15 @@ class StreamingRecognizer:
             return jobs  # partials keep their cadence: speculation must not starve them
         for job in jobs:
             job.session.speculation_in_flight = (job.final.utterance_id, job.final.stop)
-            job.began_at = job.session.vad_position
-        lane.submit(_FinalBatch(jobs, [self._final_request(j) for j in jobs]))
+        self._submit_to_lane(jobs)
         return []
+
+    def _submit_to_lane(self, jobs: list[_FinalJob]) -> None:
+        """Decode ``jobs`` on the partial lane; their decoding begins at the VAD's position."""
+        assert self._lane is not None
+        for job in jobs:
+            job.began_at = job.session.vad_position
+        self._lane.submit(_FinalBatch(jobs, [self._final_request(j) for j in jobs]))
 
     def _final_request(self, job: _FinalJob) -> FinalRequest:
         return FinalRequest(
@@ -1041,8 +1046,9 @@ class StreamingRecognizer:
             return False
         s.speculations_used += 1
         self._speculations_used += 1
-        job = _FinalJob(s, f, audio_start=spec.audio_start, began_at=spec.began_at)
-        job.cpu_s = spec.cpu_s
+        job = _FinalJob(
+            s, f, audio_start=spec.audio_start, began_at=spec.began_at, cpu_s=spec.cpu_s
+        )
         self._emit_final(job, spec.text, speculated=True)
         return True
 
