@@ -70,8 +70,9 @@ def _half_gather_tables(path: Path) -> None:
     of the ``d_model`` rows, so decoding a few hundred distinct tokens pulls the whole table into
     memory. Here a column lookup followed by the Transpose that puts ``d_model`` last becomes a
     row lookup in a ``[vocab, d_model]`` table: one token reads 2 × d_model contiguous bytes.
-    With the table in external data (:func:`_externalise_gather_tables`), ONNX Runtime maps it
-    from the file and only the rows of tokens actually decoded are ever resident.
+    With the table in external data (:func:`_externalise_gather_tables`), the engine fills only
+    the rows of tokens actually decoded (``RowTable``); ONNX Runtime mapping the file itself
+    would not be enough, as the kernel's fault-around reads 64 KB around every row.
     """
     from onnx import TensorProto, helper, numpy_helper
 

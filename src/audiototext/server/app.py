@@ -143,9 +143,8 @@ class FileTranscriber:
             best_of=request.beam_size,
             vad=True,
         )
-        # An English-only model refuses another language (ConfigError, a ValueError: the
-        # caller's INVALID_ARGUMENT) before any audio is decoded.
-        self._transcriber.check_options(options)
+        # An English-only model refuses another language here (transcribe() checks the options
+        # before reading audio; ConfigError is a ValueError: the caller's INVALID_ARGUMENT).
         result = self._transcriber.transcribe(request.audio, options)
         segments = list(result)
         word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
