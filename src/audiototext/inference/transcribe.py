@@ -54,6 +54,7 @@ from audiototext.inference.session import (
     SessionConfig,
     release_memory,
     release_memory_if_grown,
+    single_threaded_blas,
 )
 from audiototext.inference.tokenizer import TASKS, TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, WhisperModel
@@ -410,11 +411,13 @@ class _FeatureStream:
         self._mel = None  # release the previous block before computing the next
         if self.exhausted:
             # As Whisper: 160 samples of padding, and the last frame is not content.
-            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels, padding_samples=HOP)
+            with single_threaded_blas():
+                self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels, padding_samples=HOP)
             self._usable_end = base + self._mel.shape[1] - 1
             self._final = True
         else:
-            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels)
+            with single_threaded_blas():
+                self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels)
             # The last frames' STFT windows reach past the block; the next block redoes them.
             self._usable_end = base + self._mel.shape[1] - _CONTEXT_FRAMES
             # The next block starts at most one window (and its context) before this one's
