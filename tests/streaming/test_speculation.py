@@ -7,6 +7,7 @@ next (``wait_idle``, ``adaptive_partials`` off), so results depend on the audio 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -199,7 +200,7 @@ def test_overload_means_finals_fall_behind_not_a_busy_worker(
     asyncio.run(run())
 
 
-def test_finals_ending_together_are_shared_with_the_lane(
+def test_finals_ending_together_are_split_over_the_lanes_not_the_worker(
     make_recognizer: MakeRecognizer, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     texts = [
@@ -210,21 +211,30 @@ def test_finals_ending_together_are_shared_with_the_lane(
     ]
     audios = [with_silence(synth.speak(t).audio, 0.3, 1.0) for t in texts]
     rec = make_recognizer(speculative_finals=False)
-    on_lane: list[int] = []
-    lane = rec._lane
-    assert lane is not None
-    compute = lane._compute
+    on_lane: list[tuple[int, int]] = []
+    assert len(rec._lanes) == 2
+    for k, lane in enumerate(rec._lanes):
 
-    def spy(batch: object) -> None:
-        if hasattr(batch, "requests"):
-            on_lane.append(len(batch.requests))  # type: ignore[attr-defined]
-        compute(batch)  # type: ignore[arg-type]
+        def spy(batch: object, k: int = k, compute: Callable[..., None] = lane._compute) -> None:
+            if hasattr(batch, "requests"):
+                on_lane.append((k, len(batch.requests)))  # type: ignore[attr-defined]
+            compute(batch)
 
-    monkeypatch.setattr(lane, "_compute", spy)
+        monkeypatch.setattr(lane, "_compute", spy)
+    on_worker: list[int] = []
+    run_finals = rec._run_finals
 
-    # Every utterance is read (and ends) in the same round.
+    def worker_spy(jobs: list[object]) -> None:
+        on_worker.append(len(jobs))
+        run_finals(jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rec, "_run_finals", worker_spy)
+
+    # Every utterance is read (and ends) in the same round: two finals for each lane, each
+    # pair handed over as one batch; the worker (VAD) decodes none.
     logs = asyncio.run(_stream_all_at_once(rec, audios))
-    assert on_lane and max(on_lane) >= 1, on_lane
+    assert sorted(on_lane) == [(0, 2), (1, 2)], on_lane
+    assert on_worker == []
     for log, text in zip(logs, texts, strict=True):
         assert len(log.finals) == 1, log.finals
         assert set(normalise(text)[-2:]) <= set(normalise(log.finals[0].text)), log.finals[0].text
@@ -264,10 +274,9 @@ def test_reduced_finals_only_with_several_streams_and_finals_queuing(
     make_recognizer: MakeRecognizer,
 ) -> None:
     rec = make_recognizer(adaptive_finals=True)
-    lane = rec._lane
-    assert lane is not None
+    lane = rec._lanes[0]
     assert not rec._reduce_finals(5, 1)  # one stream: never
-    assert not rec._reduce_finals(2, 4)  # the worker and the idle lane take one each
+    assert not rec._reduce_finals(2, 4)  # the two idle lanes take one each
     assert rec._reduce_finals(3, 4)
     lane.busy = True
     try:
@@ -340,3 +349,74 @@ async def _stream_all_at_once(
     await asyncio.gather(*(s.finish() for s in sessions))
     await asyncio.gather(*readers)
     return logs
+
+
+def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = synth.speak("Please take a seat").audio
+    second = synth.speak("and open your notebooks.").audio
+
+    def trimmed(a: np.ndarray) -> np.ndarray:
+        loud = np.nonzero(np.abs(a) > 0.01)[0]
+        return a[loud[0] : loud[-1] + 1]
+
+    head = np.concatenate([silence(0.3), trimmed(first), silence(0.15)])
+    # 250 ms of pause in all: a speculation starts, the 300-ms endpoint does not come.
+    rest = np.concatenate([silence(0.1), trimmed(second), silence(1.0)])
+    rec = make_recognizer()
+    release = threading.Event()
+    seen: list[object] = []
+    for lane in rec._lanes:
+
+        def held(batch: object, compute: Callable[..., None] = lane._compute) -> None:
+            if getattr(batch, "jobs", None) and batch.jobs[0].speculative:  # type: ignore[attr-defined]
+                seen.append(batch)
+                release.wait(30)  # the lane is still on it when the speaker goes on
+            compute(batch)
+
+        monkeypatch.setattr(lane, "_compute", held)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(3000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def run() -> StreamLog:
+        session = rec.open(StreamOptions(endpoint_silence_ms=300))
+        log = StreamLog()
+
+        async def collect() -> None:
+            async for event in session.events():
+                log.events.append(event)
+
+        reader = asyncio.create_task(collect())
+        session.accept(head, 16_000)
+        await until(lambda: bool(seen))
+        session.accept(rest, 16_000)
+        await until(lambda: bool(rec._speculating) and rec._speculating[0].cancel)
+        release.set()
+        await session.finish()
+        await reader
+        return log
+
+    log = asyncio.run(run())
+    stats = rec.stats()
+    assert stats.speculative_finals_cancelled == 1
+    assert seen[0].cancelled  # type: ignore[attr-defined]
+    # The final is the utterance's own decoding, as without any speculation.
+    plain = make_recognizer(speculative_finals=False)
+
+    async def reference() -> StreamLog:
+        return await stream_audio(
+            plain.open(StreamOptions(endpoint_silence_ms=300)),
+            np.concatenate([head, rest]),
+            16_000,
+        )
+
+    expected = asyncio.run(reference())
+    assert len(log.finals) == 1, _final_texts(log)
+    assert _final_texts(log) == _final_texts(expected)
+    assert {"take", "seat", "open"} <= set(normalise(log.finals[0].text))

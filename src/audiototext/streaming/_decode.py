@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,7 @@ from audiototext.inference.decoding import compression_ratio, prefill_prompts
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = [
+    "DecodingCancelled",
     "Hypothesis",
     "beam_decode",
     "collapse_repeats",
@@ -58,6 +59,15 @@ def _hallucination_phrases() -> frozenset[str]:
 
 
 _PHRASES = _hallucination_phrases()
+
+
+class DecodingCancelled(Exception):
+    """Raised between decoder steps when the caller's ``cancelled()`` turns true."""
+
+
+def check_cancelled(cancelled: Callable[[], bool] | None) -> None:
+    if cancelled is not None and cancelled():
+        raise DecodingCancelled
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,7 @@ def greedy_decode(
     prompts: Sequence[Sequence[int]],
     prefixes: Sequence[Sequence[int]],
     budgets: Sequence[int],
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[Hypothesis]:
     """Greedy text-only decoding of each row of ``cross``.
 
@@ -146,6 +157,7 @@ def greedy_decode(
             preceded by ``<|startofprev|>`` and context text).
         prefixes: per row, text tokens forced after the prompt (may be empty).
         budgets: per row, the most new tokens to generate.
+        cancelled: checked before every decoder step; :class:`DecodingCancelled` when true.
     """
     rows = len(prompts)
     if not rows == len(prefixes) == len(budgets) == cross.batch:
@@ -162,6 +174,7 @@ def greedy_decode(
     alive = list(range(rows))
     step = 0
     while alive:
+        check_cancelled(cancelled)
         logits[:, suppress] = _NEG_INF
         # Timestamps are never wanted in text-only decoding.
         logits[:, tok.timestamp_begin :] = _NEG_INF
@@ -237,6 +250,7 @@ def beam_decode(
     prefixes: Sequence[Sequence[int]],
     budgets: Sequence[int],
     beam_size: int,
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[Hypothesis]:
     """Text-only beam search after a forced prefix, one search per row of ``cross``.
 
@@ -244,7 +258,7 @@ def beam_decode(
     candidates of a row's beams, ended candidates join the finished list, the best
     ``beam_size`` that go on become the next beams; a row stops when ``beam_size`` hypotheses
     have ended or its budget is spent. The best hypothesis by summed log-probability over
-    length wins. Same suppression rules as :func:`greedy_decode`.
+    length wins. Same suppression rules as :func:`greedy_decode` (and its ``cancelled``).
     """
     rows = len(prompts)
     if not rows == len(prefixes) == len(budgets) == cross.batch:
@@ -264,6 +278,7 @@ def beam_decode(
     live = list(range(rows))
     step = 0
     while live:
+        check_cancelled(cancelled)
         logits[:, suppress] = _NEG_INF
         logits[:, tok.timestamp_begin :] = _NEG_INF
         if step == 0 and begin.size:

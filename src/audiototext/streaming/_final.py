@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +34,7 @@ from audiototext.inference.tokenizer import TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
 from audiototext.streaming._decode import (
     beam_decode,
+    check_cancelled,
     collapse_repeats,
     encoder_input,
     greedy_decode,
@@ -160,8 +161,18 @@ class FinalDecoder:
         pad = self.settings.context_pad_ms * SAMPLE_RATE_HZ // 1000
         return max(request.start - pad, request.session.ring.start)
 
-    def decode(self, requests: Sequence[FinalRequest], max_batch: int) -> list[str]:
-        """The decoded text of each request ("" for silence, noise or a stock phrase)."""
+    def decode(
+        self,
+        requests: Sequence[FinalRequest],
+        max_batch: int,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[str]:
+        """The decoded text of each request ("" for silence, noise or a stock phrase).
+
+        ``cancelled`` is checked between encoder and decoder calls (a speculation the speaker
+        made void); when it turns true, :class:`DecodingCancelled` is raised and no session's
+        record (word timings) is touched by the unfinished batch.
+        """
         plans = [self._plan(r) for r in requests]
         texts: list[str] = [""] * len(plans)
         groups: dict[tuple[int, bool], list[int]] = {}
@@ -170,7 +181,7 @@ class FinalDecoder:
         for (frames, reduced), members in groups.items():
             for at in range(0, len(members), max_batch):
                 batch = members[at : at + max_batch]
-                decoded = self._decode_batch([plans[i] for i in batch], frames, reduced)
+                decoded = self._decode_batch([plans[i] for i in batch], frames, reduced, cancelled)
                 for i, text in zip(batch, decoded, strict=True):
                     texts[i] = text
         return texts
@@ -233,9 +244,16 @@ class FinalDecoder:
             frames = min(frames, self.model.window_frames)
         return _Plan(request, audio, lo, own, min(content, window), prefix, frames, request.reduced)
 
-    def _decode_batch(self, plans: list[_Plan], frames: int, reduced: bool) -> list[str]:
+    def _decode_batch(
+        self,
+        plans: list[_Plan],
+        frames: int,
+        reduced: bool,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[str]:
         model = self.model
         tok = model.tokenizer
+        check_cancelled(cancelled)
         mel = np.stack(
             [encoder_input(p.audio, model.n_mels, frames, model.window_frames) for p in plans]
         )
@@ -260,7 +278,10 @@ class FinalDecoder:
                 [budgets[i] for i in with_prefix],
             )
             beam = st.reduced_beam_size if reduced else st.context_beam_size
-            hyps = beam_decode(*args, beam) if beam > 1 else greedy_decode(*args)
+            check_cancelled(cancelled)
+            hyps = (
+                beam_decode(*args, beam, cancelled) if beam > 1 else greedy_decode(*args, cancelled)
+            )
             for i, hyp in zip(with_prefix, hyps, strict=True):
                 text = collapse_repeats(tok.decode(list(hyp.new_tokens)).strip())
                 noise = is_noise(text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio)
@@ -275,10 +296,12 @@ class FinalDecoder:
                 suppress_tokens=tok.default_suppress_tokens(),
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
+            check_cancelled(cancelled)
             results = decode_with_fallback(model, cross.take(alone), prompts, opts)
             for i, r in zip(alone, results, strict=True):
                 noise = is_noise(r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
                 texts[i] = "" if noise else r.text.strip()
+        check_cancelled(cancelled)
         for row, (plan, text) in enumerate(zip(plans, texts, strict=True)):
             words: tuple[StreamWord, ...] = ()
             if text and self.settings.words:

@@ -53,6 +53,7 @@ from audiototext.errors import ConfigError
 from audiototext.inference.session import SessionConfig
 from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import (
+    DecodingCancelled,
     Hypothesis,
     encoder_input,
     greedy_decode,
@@ -83,6 +84,7 @@ _OVERLOAD_HOLD_S = 5.0
 _LATENCY_WINDOW = 200  # finals remembered for the latency percentiles
 _SHARED_PAUSE_MS = 100  # least speculation pause with several streams open
 _MAX_CONTEXT_TOKENS = 120  # of a previous utterance's text, forced before a final's
+_LANES = 2  # decoding threads beside the worker (partial_lane): one per core here
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ class _PartialBatch:
     hyps: list[Hypothesis] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class _FinalBatch:
     """Finals the worker hands to the lane when several end in one round."""
 
@@ -268,6 +270,10 @@ class _FinalBatch:
     requests: list[FinalRequest]
     texts: list[str] = field(default_factory=list)
     cpu_s: float = 0.0  # the lane's thread CPU for the batch
+    # Set by the worker when every job is a speculation the speaker made void; the lane
+    # stops at its next encoder or decoder call (DecodingCancelled) and brings back no text.
+    cancel: bool = False
+    cancelled: bool = False  # it did stop early
 
 
 _LaneBatch = _PartialBatch | _FinalBatch
@@ -412,12 +418,17 @@ class StreamingRecognizer:
         self._partials_skipped = 0
         self._finals_reduced = 0
         self._finals_full = 0
+        self._speculating: list[_FinalBatch] = []  # speculation batches on the lanes
         # The last emitted finals, how they were made (read by benchmarks).
         self.final_trace: collections.deque[FinalTrace] = collections.deque(maxlen=10_000)
         self._started_at = time.monotonic()
         self._scale_changed_at = self._started_at
-        self._lane = (
-            _PartialLane(self._compute_lane, self._wake) if self.options.partial_lane else None
+        # The decoding threads: with lanes, the worker only reads audio (VAD), hands out work
+        # and applies results, so a final's decoding never delays the VAD of other streams.
+        self._lanes = (
+            [_PartialLane(self._compute_lane, self._wake) for _ in range(_LANES)]
+            if self.options.partial_lane
+            else []
         )
         self._worker = threading.Thread(target=self._run, name="audiototext-stream", daemon=True)
         self._worker.start()
@@ -526,6 +537,7 @@ class StreamingRecognizer:
             partials_skipped=self._partials_skipped,
             speculative_finals_used=self._speculations_used,
             speculative_finals_wasted=self._speculations_wasted,
+            speculative_finals_cancelled=self._speculations_cancelled,
             finals_reduced=self._finals_reduced,
             finals_full=self._finals_full,
             worker_cpu_s=self._cpu_totals(),
@@ -571,8 +583,9 @@ class StreamingRecognizer:
                     sessions = list(self._sessions.values())
                     if self._closing and not sessions:
                         return
-                    lane_done = self._lane is not None and self._lane.has_result()
-                    if not lane_done and not any(self._has_work(s) for s in sessions):
+                    lane_done = any(lane.has_result() for lane in self._lanes)
+                    free = not self._lanes or any(not lane.busy for lane in self._lanes)
+                    if not lane_done and not any(self._has_work(s, free) for s in sessions):
                         self._cv.wait(timeout=0.05)
                         continue
                 self._round(sessions)
@@ -583,14 +596,18 @@ class StreamingRecognizer:
                     s.end()
                 self._sessions.clear()
         finally:
-            if self._lane is not None:
-                self._lane.stop()
+            for lane in self._lanes:
+                lane.stop()
             self._stopped.set()
 
-    def _has_work(self, s: StreamSession) -> bool:
+    def _has_work(self, s: StreamSession, lane_free: bool = True) -> bool:
         if s.final_in_flight or (s.speculation_in_flight is not None and s.pending_finals):
             # Nothing to do until the lane brings the final (or the speculation that may be
             # it) back; it wakes the worker. Its audio after the utterance waits for that.
+            return s.closed
+        if s.pending_finals and not lane_free:
+            # Its final waits for a lane (a finishing lane wakes the worker); the stream's
+            # audio after the utterance waits for the final.
             return s.closed
         return s.closed or s.has_input() or bool(s.pending_finals) or s.finishing
 
@@ -609,6 +626,7 @@ class StreamingRecognizer:
             s.ingest()
         cpu = self._charge("vad", cpu)
         live = [s for s in sessions if not s.closed]
+        self._cancel_void_speculations()
         cpu = self._take_lane(cpu)
         finals = [
             _FinalJob(s, s.pending_finals[0])
@@ -618,9 +636,12 @@ class StreamingRecognizer:
             and s.speculation_in_flight is None
             and not self._emit_speculation(s, s.pending_finals[0])
         ]
+        if self._lanes and not self._idle_lanes():
+            finals = []  # they wait for a lane (decided then: reduced or not)
         if finals and self._reduce_finals(len(finals), len(live)):
             for job in finals:
                 job.reduced = True
+            self._reduced_until = time.monotonic() + _BUSY_WINDOW_S
         finals = self._share_finals(finals)
         if finals:
             self._run_finals(finals)
@@ -640,8 +661,8 @@ class StreamingRecognizer:
 
     def _cpu_totals(self) -> dict[str, float]:
         totals = dict(self._cpu)
-        if self._lane is not None:
-            for kind, seconds in self._lane.cpu_s.items():
+        for lane in self._lanes:
+            for kind, seconds in lane.cpu_s.items():
                 totals[kind] = totals.get(kind, 0.0) + seconds
         return totals
 
@@ -676,13 +697,17 @@ class StreamingRecognizer:
         wall = min(_BUSY_WINDOW_S, now - self._started_at)
         share = sum(b for _, b, _ in self._busy) / wall if wall > 0.5 else 0.0
         self._share = share
-        if self._lane is not None:
-            # Partials are stretched when either thread is short of time: the two share the
-            # machine's cores with each other (and with whatever else runs there).
-            lane = self._lane.busy_wall
-            while lane and lane[0][0] < now - _BUSY_WINDOW_S:
-                lane.popleft()
-            share = max(share, sum(b for _, b in lane) / wall if wall > 0.5 else 0.0)
+        if self._lanes:
+            # Partials are stretched when the worker or the lanes (on average) are short of
+            # time: they share the machine's cores (with whatever else runs there too).
+            busy = 0.0
+            for lane in self._lanes:
+                walls = lane.busy_wall
+                while walls and walls[0][0] < now - _BUSY_WINDOW_S:
+                    walls.popleft()
+                busy += sum(b for _, b in walls)
+            lanes = busy / (wall * len(self._lanes)) if wall > 0.5 else 0.0
+            share = max(share, lanes)
             self._share = share
         # One step per adjustment period: the busy share is a 5-s average, so reacting to
         # every round would compound the same measurement many times.
@@ -707,6 +732,7 @@ class StreamingRecognizer:
         self._overloaded = now < self._overload_until
 
     _lagging = False
+    _reduced_until = 0.0  # finals were reduced lately: speculations are too, until then
     _overload_until = 0.0
     _share = 0.0
 
@@ -748,12 +774,23 @@ class StreamingRecognizer:
         return min(frames, self.model.window_frames)
 
     def _take_lane(self, cpu: float) -> float:
-        """Apply what the lane finished: partials, or finals handed to it (worker)."""
-        done = self._lane.take() if self._lane is not None else None
+        """Apply what the lanes finished: partials, or finals handed to them (worker)."""
+        for lane in self._lanes:
+            cpu = self._apply_lane(lane.take(), cpu)
+        return cpu
+
+    def _idle_lanes(self) -> list[_PartialLane]:
+        return [lane for lane in self._lanes if not lane.busy]
+
+    def _apply_lane(self, done: _LaneBatch | None, cpu: float) -> float:
         if isinstance(done, _PartialBatch):
             self._apply_partials(done)
             return self._charge("partials", cpu)
         if isinstance(done, _FinalBatch):
+            if done in self._speculating:
+                self._speculating.remove(done)
+            if done.cancelled:
+                self._speculations_cancelled += len(done.jobs)
             failed = len(done.texts) != len(done.jobs)
             texts = [""] * len(done.jobs) if failed else done.texts
             for job, request, text in zip(done.jobs, done.requests, texts, strict=True):
@@ -777,8 +814,7 @@ class StreamingRecognizer:
         o = self.options
         if not o.adaptive_finals or streams < 2:
             return False
-        lane = self._lane
-        threads = 2 if lane is not None and not lane.busy else 1
+        threads = len(self._idle_lanes()) if self._lanes else 1
         if due > threads or self._lagging:
             return True  # some of them would wait for a whole final's decoding
         now = time.monotonic()
@@ -786,44 +822,79 @@ class StreamingRecognizer:
         return bool(recent) and recent[len(recent) // 2] > o.adaptive_final_s
 
     def _share_finals(self, finals: list[_FinalJob]) -> list[_FinalJob]:
-        """Hand half of several finals to an idle lane; the rest stay with the worker.
+        """Hand finals to the idle lanes, split evenly; returns those to decode here.
 
-        Finals come before partials on the lane too: with many streams, finals are most of the
-        work, and one thread alone cannot keep up with them (bench/NOTES.md).
+        With lanes nothing is decoded on the worker: finals no lane can take now wait for the
+        next one free (a lane runs at most one batch of partials at a time and never takes the
+        last idle lane for partials, so a final waits for at most one batch of finals). Each
+        lane decodes its share as one batch (:meth:`FinalDecoder.decode`). Without lanes, the
+        worker decodes them all.
         """
-        lane = self._lane
-        if lane is None or lane.busy or len(finals) < 2:
+        if not self._lanes:
             return finals
-        keep, give = finals[: len(finals) // 2], finals[len(finals) // 2 :]
-        for job in give:
-            job.session.final_in_flight = True
-        self._submit_to_lane(give)
-        return keep
+        idle = self._idle_lanes()
+        if not idle or not finals:
+            return []
+        parts = min(len(idle), len(finals))
+        size = -(-len(finals) // parts)
+        for lane, at in zip(idle, range(0, len(finals), size), strict=False):
+            give = finals[at : at + size]
+            for job in give:
+                job.session.final_in_flight = True
+            self._submit_to_lane(give, lane)
+        return []
 
     def _share_speculations(
         self, jobs: list[_FinalJob], live: list[StreamSession]
     ) -> list[_FinalJob]:
-        """Hand speculations to an idle lane (unless partials are due); the rest run here.
+        """Hand speculations to an idle lane; with no lane idle they wait for a later round.
 
-        On the lane a speculation that the speaker makes void (a dip inside a sentence) does
-        not hold the worker: it goes on reading the stream, and the next pause's speculation
-        starts at once (on the worker, the lane being busy). The stream's final waits for a
-        speculation in flight, which is then usually that final.
+        On a lane a speculation that the speaker makes void (a dip inside a sentence) does
+        not hold the worker: it goes on reading the stream. The stream's final waits for a
+        speculation in flight, which is then usually that final. Without lanes they run here.
         """
-        lane = self._lane
-        if lane is None or lane.busy or not jobs or self._due_partials(live):
-            return jobs  # partials keep their cadence: speculation must not starve them
+        if not self._lanes or not jobs:
+            return jobs
+        idle = self._idle_lanes()
+        if not idle:
+            return []  # retried while the pause lasts; the endpoint's final comes anyway
         for job in jobs:
             job.session.speculation_in_flight = (job.final.utterance_id, job.final.stop)
-        self._submit_to_lane(jobs)
+        self._speculating.append(self._submit_to_lane(jobs, idle[0]))
         return []
 
-    def _submit_to_lane(self, jobs: list[_FinalJob]) -> None:
-        """Decode ``jobs`` on the partial lane; their decoding begins at the VAD's position."""
-        assert self._lane is not None
+    def _cancel_void_speculations(self) -> None:
+        """Stop the lanes' speculations whose pause the speakers all ended by talking on.
+
+        A void speculation would hold its lane (and its stream's next speculation) for a
+        whole final's decoding; its text could never be used, so stopping it changes no
+        result (the final is decoded from its own audio either way).
+        """
+        for batch in self._speculating:
+            if not batch.cancel and all(self._void(job) for job in batch.jobs):
+                batch.cancel = True
+
+    @staticmethod
+    def _void(job: _FinalJob) -> bool:
+        s = job.session
+        f = job.final
+        if s.closed:
+            return True
+        if s.pending_finals:
+            first = s.pending_finals[0]
+            return (first.utterance_id, first.stop) != (f.utterance_id, f.stop)
+        utt = s.utterance
+        if utt is None or utt.utterance_id != f.utterance_id:
+            return True
+        return s.tentative_end != f.stop
+
+    def _submit_to_lane(self, jobs: list[_FinalJob], lane: _PartialLane) -> _FinalBatch:
+        """Decode ``jobs`` on ``lane``; their decoding begins at the VAD's position."""
         for job in jobs:
             job.began_at = job.session.vad_position
-        self._lane.submit(_FinalBatch(jobs, [self._final_request(j) for j in jobs]))
+        batch = _FinalBatch(jobs, [self._final_request(j) for j in jobs])
+        lane.submit(batch)
+        return batch
 
     def _final_request(self, job: _FinalJob) -> FinalRequest:
         return FinalRequest(
@@ -841,22 +912,32 @@ class StreamingRecognizer:
             self._compute_partials(batch)
         else:
             cpu = time.thread_time()
-            batch.texts = self._finals.decode(batch.requests, self.options.max_batch)
+            try:
+                batch.texts = self._finals.decode(
+                    batch.requests, self.options.max_batch, lambda: batch.cancel
+                )
+            except DecodingCancelled:
+                batch.texts = []
+                batch.cancelled = True
             batch.cpu_s = time.thread_time() - cpu
 
     def _partials_round(self, live: list[StreamSession], cpu: float) -> float:
-        """Start the next batch of partials (on the lane when it is free, or here)."""
-        lane = self._lane
-        if lane is None:
+        """Start the next batch of partials (on a lane, or here without lanes).
+
+        Partials never take the last idle lane: it is kept for the next final (or
+        speculation), which then never waits behind a batch of partials.
+        """
+        if not self._lanes:
             jobs = self._due_partials(live)
             if jobs:
                 self._run_partials(jobs)
                 cpu = self._charge("partials", cpu)
             return cpu
-        if not lane.busy:
+        idle = self._idle_lanes()
+        if len(idle) >= 2:
             jobs = self._due_partials(live)
             if jobs:
-                lane.submit(self._prepare_partials(jobs))
+                idle[0].submit(self._prepare_partials(jobs))
                 cpu = self._charge("partials", cpu)
         return cpu
 
@@ -991,6 +1072,9 @@ class StreamingRecognizer:
         if len(sessions) > 1:
             pause = max(pause, _SHARED_PAUSE_MS)  # wasted work now takes CPU from others
         tail = (o.final_tail_ms + pause) * SAMPLE_RATE_HZ // 1000
+        # While finals are being reduced, so are speculations: a full one costs two to three
+        # reduced finals, and with finals that close together it rarely comes out earlier.
+        reduced = o.adaptive_finals and len(sessions) > 1 and time.monotonic() < self._reduced_until
         jobs: list[_FinalJob] = []
         for s in sessions:
             utt = s.utterance
@@ -1014,7 +1098,7 @@ class StreamingRecognizer:
                 shown_text=utt.shown_text,
                 last_partial_at=utt.last_partial_at,
             )
-            jobs.append(_FinalJob(s, pending, speculative=True))
+            jobs.append(_FinalJob(s, pending, speculative=True, reduced=reduced))
         return jobs
 
     def _keep_speculation(self, job: _FinalJob, decoded: str) -> None:
@@ -1032,6 +1116,7 @@ class StreamingRecognizer:
             time.monotonic(),
             began_at=job.began_at,
             cpu_s=job.cpu_s,
+            reduced=job.reduced,
         )
 
     def _emit_speculation(self, s: StreamSession, f: PendingFinal) -> bool:
@@ -1047,13 +1132,19 @@ class StreamingRecognizer:
         s.speculations_used += 1
         self._speculations_used += 1
         job = _FinalJob(
-            s, f, audio_start=spec.audio_start, began_at=spec.began_at, cpu_s=spec.cpu_s
+            s,
+            f,
+            audio_start=spec.audio_start,
+            reduced=spec.reduced,
+            began_at=spec.began_at,
+            cpu_s=spec.cpu_s,
         )
         self._emit_final(job, spec.text, speculated=True)
         return True
 
     _speculations_used = 0
     _speculations_wasted = 0
+    _speculations_cancelled = 0
 
     def _emit_final(self, job: _FinalJob, decoded: str, *, speculated: bool = False) -> None:
         if job.speculative:

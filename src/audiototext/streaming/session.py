@@ -96,6 +96,7 @@ class Speculation:
     computed_at: float
     began_at: int = 0  # the VAD position when its decoding began (samples)
     cpu_s: float = 0.0  # thread CPU of its decoding
+    reduced: bool = False  # decoded with the cheaper settings of finals under load
 
 
 @dataclass

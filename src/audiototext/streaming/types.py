@@ -111,6 +111,7 @@ class EngineStats:
     partials_skipped: int = 0  # partial refreshes dropped because newer audio had arrived
     speculative_finals_used: int = 0  # finals decoded in the pause before their endpoint
     speculative_finals_wasted: int = 0  # such decodings the speaker made void by going on
+    speculative_finals_cancelled: int = 0  # of those, stopped on their lane before the end
     finals_reduced: int = 0  # finals decoded with the cheaper settings (finals were queuing)
     finals_full: int = 0  # finals decoded with the full settings
     # Thread CPU seconds since start, per phase: vad, finals, speculative, partials, for the
