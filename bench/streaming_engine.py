@@ -213,7 +213,8 @@ def breakdown(stats: EngineStats, samples: int) -> str:
     parts = [f"{k} {v / seconds * 1000:.1f} ms" for k, v in sorted(stats.worker_cpu_s.items())]
     return ", ".join(parts) + (
         f"; speculative finals used {stats.speculative_finals_used}, "
-        f"wasted {stats.speculative_finals_wasted}"
+        f"wasted {stats.speculative_finals_wasted} (cancelled on their lane "
+        f"{stats.speculative_finals_cancelled})"
     )
 
 
@@ -254,7 +255,17 @@ def main() -> None:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-capacity", action="store_true")
     parser.add_argument("--skip-wer", action="store_true")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="OpenBLAS threads (1, as the server sets; 0 keeps numpy's default)",
+    )
     args = parser.parse_args()
+    if args.blas_threads:
+        from audiototext.streaming._blas import limit_blas_threads
+
+        limit_blas_threads(args.blas_threads)
 
     def recognizer(**overrides: object) -> StreamingRecognizer:
         options = RecognizerOptions(

@@ -91,8 +91,16 @@ class ServerConfig:
 
 
 def load_recognizer(config: ServerConfig) -> Recognizer:
-    """The real streaming engine with ``config.model`` (pulled into the cache if missing)."""
+    """The real streaming engine with ``config.model`` (pulled into the cache if missing).
+
+    It also limits numpy's OpenBLAS to one thread in this process: the engine's decoding
+    lanes keep the cores busy, and OpenBLAS's spinning threads took CPU from them
+    (:mod:`audiototext.streaming._blas`).
+    """
     from audiototext.streaming import RecognizerOptions, StreamingRecognizer
+    from audiototext.streaming._blas import limit_blas_threads
+
+    limit_blas_threads(1)
 
     recognizer: Recognizer = StreamingRecognizer.load(
         config.model,
