@@ -3,10 +3,14 @@
     .venv/bin/python bench/streaming.py [--server HOST:PORT] [--streams 1,2,4,8,16] [--gap-s 0]
 
 Without ``--server`` it starts one in-process on 127.0.0.1 (a real grpc.aio server over TCP)
-with the model from the cache. Each stream sends espeak-ng sentences at real time in 100-ms
-chunks, back to back (``--gap-s 0``, the default: continuous speech, only espeak-ng's own
-~0.35-s pauses between sentences) or separated by ``--gap-s`` seconds of silence (1.5 gives
-the earlier "speech with pauses", about 55 % speech). Reported: end-of-speech → final latency
+with the model from the cache, and runs the clients of each level in a child process
+(``--clients process``, the default: clients are on other machines in a deployment, and in one
+process the 16 clients' event loop took CPU and the GIL from the server and engine);
+``--clients same`` runs them in the server's process and event loop, as before. Each stream
+sends espeak-ng sentences at real time in 100-ms chunks, back to back (``--gap-s 0``, the
+default: continuous speech, only espeak-ng's own ~0.35-s pauses between sentences) or
+separated by ``--gap-s`` seconds of silence (1.5 gives the earlier "speech with pauses", about
+55 % speech). Reported: end-of-speech → final latency
 (from the moment the chunk holding a sentence's last speech sample, the last one above
 -40 dBFS, was sent, to its final's arrival: VAD reaction, endpoint silence, decoding and the
 network path), partial cadence (time between partials of an utterance), and the largest
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -144,8 +149,42 @@ async def run_level(
     }
 
 
+async def level_in_child(target: str, n: int, seconds: float, gap_s: float) -> dict[str, float]:
+    """One level run by a child process (``--one-level``), its result read back as JSON."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--server",
+        target,
+        "--one-level",
+        str(n),
+        "--seconds",
+        str(seconds),
+        "--gap-s",
+        str(gap_s),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the client process failed (exit {proc.returncode})")
+    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+def engine_cpu(server: object) -> float:
+    """The engine's CPU seconds so far (worker and lanes), or nan for a remote server."""
+    stats = getattr(getattr(server, "recognizer", None), "stats", None)
+    if stats is None:
+        return float("nan")
+    return float(sum(stats().worker_cpu_s.values()))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-speech-"))
+    if args.one_level:
+        r = await run_level(args.server, args.one_level, folder, args.seconds, args.gap_s)
+        print(json.dumps(r))
+        return
     server = None
     target = args.server
     if target is None:
@@ -156,11 +195,19 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         await server.start()
         target = f"127.0.0.1:{server.port}"
+    separate = server is not None and args.clients == "process"
     try:
         one, five, _ = os.getloadavg()
+        where = (
+            "a real server started by this process, clients in a child process"
+            if separate
+            else "a real server started by this process, clients in its event loop"
+            if server is not None
+            else "an external server"
+        )
         print(
-            f"server {target}; {args.seconds:.0f} s of speech per stream, real time, "
-            f"{args.gap_s:g} s of silence between sentences; load {one:.2f} {five:.2f}"
+            f"server {target} ({where}); {args.seconds:.0f} s of speech per stream, real "
+            f"time, {args.gap_s:g} s of silence between sentences; load {one:.2f} {five:.2f}"
         )
         header = (
             "streams",
@@ -170,13 +217,24 @@ async def main_async(args: argparse.Namespace) -> None:
             "final p95",
             "partial gap p50",
             "p95",
+            "engine CPU/s",
+            "server CPU/s",
             "load",
         )
         print("  ".join(f"{h:>12}" for h in header))
         best = 0
         for n in args.streams:
             await asyncio.sleep(6.0)  # drain the previous level; an overload flag holds 5 s
-            r = await run_level(target, n, folder, args.seconds, args.gap_s)
+            cpu0, eng0, wall0 = time.process_time(), engine_cpu(server), time.monotonic()
+            if separate:
+                r = await level_in_child(target, n, args.seconds, args.gap_s)
+            else:
+                r = await run_level(target, n, folder, args.seconds, args.gap_s)
+            wall = time.monotonic() - wall0
+            # CPU seconds per second of the level: the engine's threads, and the whole server
+            # process (with --clients same, the clients too).
+            r["engine_cpu"] = (engine_cpu(server) - eng0) / wall
+            r["server_cpu"] = (time.process_time() - cpu0) / wall if server else float("nan")
             print(
                 "  ".join(
                     f"{v:>12.0f}" if isinstance(v, float) else f"{v:>12}"
@@ -188,6 +246,8 @@ async def main_async(args: argparse.Namespace) -> None:
                         r["final_p95_ms"],
                         r["partial_gap_p50_ms"],
                         r["partial_gap_p95_ms"],
+                        f"{r['engine_cpu']:.2f}",
+                        f"{r['server_cpu']:.2f}",
                         f"{os.getloadavg()[0]:.2f}",
                     )
                 ),
@@ -209,6 +269,13 @@ def main() -> None:
     p.add_argument("--streams", default="1,2,4,8,16", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--gap-s", type=float, default=0.0, help="silence between sentences")
+    p.add_argument(
+        "--clients",
+        choices=("process", "same"),
+        default="process",
+        help="with the in-process server: clients in a child process (default) or its loop",
+    )
+    p.add_argument("--one-level", type=int, default=0, help=argparse.SUPPRESS)
     asyncio.run(main_async(p.parse_args()))
 
 
