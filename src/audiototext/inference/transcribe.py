@@ -508,6 +508,21 @@ class _Job:
         return min(self.seek * FRAME_S, self.stream.samples / SAMPLE_RATE_HZ)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """An input read ahead: its job (first window read) and that window's encoder output
+    (None for an input without audio), or the error reading it raised."""
+
+    job: _Job | None
+    cross: CrossAttention | None
+    error: AudioToTextError | None
+
+
+# Read and encode the next input's first window while the current one decodes (tests and
+# benchmarks turn it off to compare).
+_PREFETCH_NEXT_INPUT = True
+
+
 # --------------------------------------------------------------------------- the public API
 
 
@@ -656,8 +671,7 @@ class Transcriber:
             yield self._transcribe_split(inputs[0], opts, jobs, progress)
             return
         if jobs == 1 or len(inputs) <= 1:
-            for index, source in enumerate(inputs):
-                yield self._transcribe_one(index, source, opts, progress)
+            yield from self._transcribe_in_turn(inputs, opts, progress)
             return
         from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
@@ -675,12 +689,66 @@ class Transcriber:
                 for future in pending:
                     future.cancel()
 
+    def _transcribe_in_turn(
+        self,
+        inputs: Sequence[AudioSource | NDArray[np.floating]],
+        opts: TranscribeOptions,
+        progress: InputProgressCallback | None,
+    ) -> Iterator[FileResult]:
+        """The inputs one after the other, each next input's first window read and encoded
+        while the current one decodes.
+
+        A decoding step is too small to use a second core (bench/NOTES.md), so the encoder,
+        a third of the work, runs there for the next input instead of after this one. The
+        same sessions do the same calls, only earlier: results are those of :meth:`transcribe`.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        if len(inputs) <= 1 or not _PREFETCH_NEXT_INPUT:
+            for index, source in enumerate(inputs):
+                yield self._transcribe_one(index, source, opts, progress)
+            return
+        ahead: Future[_Prepared] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+            try:
+                for index, source in enumerate(inputs):
+                    prepared = ahead.result() if ahead is not None else None
+                    ahead = None
+                    following = index + 1
+
+                    def read_ahead(following: int = following) -> None:
+                        nonlocal ahead
+                        if ahead is None and following < len(inputs):
+                            ahead = pool.submit(self._prepare, following, inputs[following], opts)
+
+                    yield self._transcribe_one(
+                        index, source, opts, progress, prepared=prepared, on_decode=read_ahead
+                    )
+            finally:  # stopped early: the read-ahead is finished and dropped
+                if ahead is not None:
+                    ahead.cancel()
+
+    def _prepare(
+        self, index: int, source: AudioSource | NDArray[np.floating], opts: TranscribeOptions
+    ) -> _Prepared:
+        """``source``'s job with its first window read and encoded (or the error it raised)."""
+        try:
+            job = self._job(index, source, opts)
+            window = job.next_window(self.model.window_frames)
+            cross = self.model.encode(window.mel[None]) if window is not None else None
+        except AudioToTextError as exc:
+            return _Prepared(None, None, exc)
+        return _Prepared(job, cross, None)
+
     def _transcribe_one(
         self,
         index: int,
         source: AudioSource | NDArray[np.floating],
         opts: TranscribeOptions,
         progress: InputProgressCallback | None,
+        *,
+        prepared: _Prepared | None = None,
+        on_decode: Callable[[], None] | None = None,
     ) -> FileResult:
         started = time.perf_counter()
         callback: ProgressCallback | None = None
@@ -690,7 +758,17 @@ class Transcriber:
                 progress(index, done_s)
 
         try:
-            transcription = self.transcribe(source, opts, progress=callback)
+            if prepared is None:
+                job = self._job(index, source, opts)
+                encoded = None
+            elif prepared.error is not None:
+                raise prepared.error
+            else:
+                assert prepared.job is not None
+                job, encoded = prepared.job, prepared.cross
+            transcription = Transcription(
+                self._drive_tagged_segments(job, opts, callback, encoded, on_decode), job
+            )
             segments = list(transcription)
         except AudioToTextError as exc:
             return FileResult(index, [], None, 0.0, time.perf_counter() - started, exc)
@@ -836,9 +914,28 @@ class Transcriber:
         for _, segment in self._drive_tagged(jobs, opts, progress):
             yield segment
 
+    def _drive_tagged_segments(
+        self,
+        job: _Job,
+        opts: TranscribeOptions,
+        progress: ProgressCallback | None,
+        encoded: CrossAttention | None,
+        on_decode: Callable[[], None] | None,
+    ) -> Iterator[Segment]:
+        for _, segment in self._drive_tagged([job], opts, progress, encoded, on_decode):
+            yield segment
+
     def _drive_tagged(
-        self, jobs: list[_Job], opts: TranscribeOptions, progress: ProgressCallback | None
+        self,
+        jobs: list[_Job],
+        opts: TranscribeOptions,
+        progress: ProgressCallback | None,
+        encoded: CrossAttention | None = None,
+        on_decode: Callable[[], None] | None = None,
     ) -> Iterator[tuple[int, Segment]]:
+        """Window by window until every job is done. ``encoded``: the encoder output of the
+        jobs' current windows (``job.window``, already read), used for the first round;
+        ``on_decode`` is called once, as the first decoding starts."""
         model = self.model
         tok = model.tokenizer
         suppress = (
@@ -849,13 +946,20 @@ class Transcriber:
         dec = opts.decoding(suppress)
         while True:
             active: list[tuple[_Job, _Window]] = []
-            for job in jobs:
-                window = job.next_window(model.window_frames)
-                if window is not None:
-                    active.append((job, window))
-            if not active:
-                break
-            cross = model.encode(np.stack([w.mel for _, w in active]))
+            if encoded is not None:
+                active = [(job, job.window) for job in jobs if job.window is not None]
+                cross, encoded = encoded, None
+            else:
+                for job in jobs:
+                    window = job.next_window(model.window_frames)
+                    if window is not None:
+                        active.append((job, window))
+                if not active:
+                    break
+                cross = model.encode(np.stack([w.mel for _, w in active]))
+            if on_decode is not None:
+                on_decode()
+                on_decode = None
             for row, (job, _) in enumerate(active):
                 if job.language is None:
                     job.language = self._detect_language(cross.take([row]))
