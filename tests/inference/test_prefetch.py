@@ -28,9 +28,9 @@ def _encode_threads(int8: Transcriber, monkeypatch: pytest.MonkeyPatch) -> list[
     names: list[str] = []
     real = int8.model.encode
 
-    def spy(mel: np.ndarray) -> object:
+    def spy(mel: np.ndarray, **kwargs: object) -> object:
         names.append(threading.current_thread().name)
-        return real(mel)
+        return real(mel, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(int8.model, "encode", spy)
     return names
@@ -82,12 +82,19 @@ def test_results_equal_transcribing_each_input_alone(
     assert sorted({i for i, _ in progress}) == [0, 3, 4, 5]
 
 
+@pytest.mark.parametrize("side_threads", [0, 1])
 def test_without_read_ahead_the_results_are_the_same(
-    int8: Transcriber, clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+    int8: Transcriber,
+    clips: list[np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    side_threads: int,
 ) -> None:
+    # 0: the model's own encoder session reads ahead; 1: a second, one-thread session.
+    monkeypatch.setattr(transcribe_module, "_READ_AHEAD_THREADS", side_threads)
     names = _encode_threads(int8, monkeypatch)
     ahead = [r.segments for r in int8.transcribe_each(clips, GREEDY, jobs=1)]
     assert any(n.startswith("prefetch") for n in names)
+    assert (1 in int8.model._side_encoders) == (side_threads == 1)
     names.clear()
     monkeypatch.setattr(transcribe_module, "_PREFETCH_NEXT_INPUT", False)
     inline = [r.segments for r in int8.transcribe_each(clips, GREEDY, jobs=1)]

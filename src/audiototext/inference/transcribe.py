@@ -521,6 +521,10 @@ class _Prepared:
 # Read and encode the next input's first window while the current one decodes (tests and
 # benchmarks turn it off to compare).
 _PREFETCH_NEXT_INPUT = True
+# Threads of the encoder session that reads ahead: 0 is the model's own session (the same
+# calls as reading inline, so the same results by construction); n > 0 a second session with
+# n threads, leaving the decoder's threads the other core.
+_READ_AHEAD_THREADS = 0
 
 
 # --------------------------------------------------------------------------- the public API
@@ -735,7 +739,10 @@ class Transcriber:
         try:
             job = self._job(index, source, opts)
             window = job.next_window(self.model.window_frames)
-            cross = self.model.encode(window.mel[None]) if window is not None else None
+            cross = None
+            if window is not None:
+                side = _READ_AHEAD_THREADS and self.model.side_encoder(_READ_AHEAD_THREADS)
+                cross = self.model.encode(window.mel[None], encoder=side or None)
         except AudioToTextError as exc:
             return _Prepared(None, None, exc)
         return _Prepared(job, cross, None)
