@@ -1,4 +1,4 @@
-"""transcribe_each with one job reads and encodes the next input while the current decodes."""
+"""transcribe_each with one job: windows encoded on a second thread, two inputs in flight."""
 
 from __future__ import annotations
 
@@ -75,10 +75,8 @@ def test_results_equal_transcribing_each_input_alone(
     sizes = {0: clips[0].size, 3: clips[1].size, 4: clips[1].size, 5: clips[2].size}
     for index, size in sizes.items():
         assert results[index].audio_s == pytest.approx(size / 16_000)
-    # An input is read ahead while the one before it decodes: 1 (unreadable) during 0, 4
-    # during 3, 5 during 4; 2 and 3 follow inputs that never decoded, so they are read inline.
-    assert sum(n.startswith("prefetch") for n in names) == 2
-    assert names[0] == threading.current_thread().name
+    # Every window was read and encoded on the read-ahead thread, none inline.
+    assert names and all(n.startswith("prefetch") for n in names)
     assert sorted({i for i, _ in progress}) == [0, 3, 4, 5]
 
 
@@ -96,7 +94,7 @@ def test_without_read_ahead_the_results_are_the_same(
     assert any(n.startswith("prefetch") for n in names)
     assert (1 in int8.model._side_encoders) == (side_threads == 1)
     names.clear()
-    monkeypatch.setattr(transcribe_module, "_PREFETCH_NEXT_INPUT", False)
+    monkeypatch.setattr(transcribe_module, "_PIPELINE_INPUTS", False)
     inline = [r.segments for r in int8.transcribe_each(clips, GREEDY, jobs=1)]
     assert not any(n.startswith("prefetch") for n in names)
     assert ahead == inline
@@ -110,3 +108,13 @@ def test_stopping_early_leaves_no_read_ahead_running(
     assert first.index == 0 and first.segments
     results.close()  # the read-ahead of input 1 is waited for and dropped
     assert not [t for t in threading.enumerate() if t.name.startswith("prefetch")]
+
+
+def test_results_come_in_input_order_when_a_later_input_finishes_first(
+    int8: Transcriber, clips: list[np.ndarray]
+) -> None:
+    inputs = [clips[2], clips[0], clips[1]]  # the first is the longest
+    alone = [list(int8.transcribe(a, GREEDY)) for a in inputs]
+    results = list(int8.transcribe_each(inputs, GREEDY, jobs=1))
+    assert [r.index for r in results] == [0, 1, 2]
+    assert [r.segments for r in results] == alone

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,6 +59,9 @@ from audiototext.inference.session import (
 )
 from audiototext.inference.tokenizer import TASKS, TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, WhisperModel
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = [
     "BLOCK_S",
@@ -508,22 +512,30 @@ class _Job:
         return min(self.seek * FRAME_S, self.stream.samples / SAMPLE_RATE_HZ)
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """An input read ahead: its job (first window read) and that window's encoder output
-    (None for an input without audio), or the error reading it raised."""
+@dataclass
+class _Flight:
+    """An input in the pipeline of :meth:`Transcriber._transcribe_in_turn`."""
 
-    job: _Job | None
-    cross: CrossAttention | None
-    error: AudioToTextError | None
+    index: int
+    started: float  # perf_counter when it entered the pipeline
+    job: _Job | None = None
+    encoded: Future[CrossAttention | None] | None = None  # its next window, being read
+    error: AudioToTextError | None = None
+    segments: list[Segment] = field(default_factory=list)
+
+    def result(self) -> FileResult:
+        wall = time.perf_counter() - self.started
+        if self.error is not None or self.job is None:
+            return FileResult(self.index, [], None, 0.0, wall, self.error)
+        done = Transcription(iter(()), self.job)
+        return FileResult(self.index, self.segments, done.language, done.audio_s, wall)
 
 
-# Read and encode the next input's first window while the current one decodes (tests and
-# benchmarks turn it off to compare).
-_PREFETCH_NEXT_INPUT = True
+# Pipeline the inputs of transcribe_each with one job (tests and benchmarks turn it off).
+_PIPELINE_INPUTS = True
 # Threads of the encoder session that reads ahead: 0 is the model's own session (the same
 # calls as reading inline, so the same results by construction); n > 0 a second session with
-# n threads, leaving the decoder's threads the other core.
+# n threads.
 _READ_AHEAD_THREADS = 0
 
 
@@ -677,7 +689,7 @@ class Transcriber:
         if jobs == 1 or len(inputs) <= 1:
             yield from self._transcribe_in_turn(inputs, opts, progress)
             return
-        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="transcribe") as pool:
             pending: set[Future[FileResult]] = {
@@ -699,53 +711,80 @@ class Transcriber:
         opts: TranscribeOptions,
         progress: InputProgressCallback | None,
     ) -> Iterator[FileResult]:
-        """The inputs one after the other, each next input's first window read and encoded
-        while the current one decodes.
+        """The inputs in order, with their windows encoded on a second thread while this one
+        decodes: a pipeline two inputs deep.
 
-        A decoding step is too small to use a second core (bench/NOTES.md), so the encoder,
-        a third of the work, runs there for the next input instead of after this one. The
-        same sessions do the same calls, only earlier: results are those of :meth:`transcribe`.
+        A decoding step is too small to use a second core (bench/NOTES.md), and an input's next
+        window cannot be encoded before its current window is decoded (the decoded text says
+        where it starts). So two inputs are kept in flight: while one input's next window is
+        encoded, the other's is decoded. Decoding runs on one thread at a time, encoding on
+        one other, each on the model's own sessions with the same calls as one input alone,
+        so every result is exactly what :meth:`transcribe` gives; results come in input order.
         """
-        from concurrent.futures import Future, ThreadPoolExecutor
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-        if len(inputs) <= 1 or not _PREFETCH_NEXT_INPUT:
+        if len(inputs) <= 1 or not _PIPELINE_INPUTS:
             for index, source in enumerate(inputs):
                 yield self._transcribe_one(index, source, opts, progress)
             return
-        ahead: Future[_Prepared] | None = None
+        dec = self._decoding_options(opts)
+        flights: list[_Flight] = []
+        finished: dict[int, FileResult] = {}
+        following = next_out = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+
+            def read(flight: _Flight) -> None:
+                assert flight.job is not None
+                flight.encoded = pool.submit(self._read_window, flight.job)
+
             try:
-                for index, source in enumerate(inputs):
-                    prepared = ahead.result() if ahead is not None else None
-                    ahead = None
-                    following = index + 1
-
-                    def read_ahead(following: int = following) -> None:
-                        nonlocal ahead
-                        if ahead is None and following < len(inputs):
-                            ahead = pool.submit(self._prepare, following, inputs[following], opts)
-
-                    yield self._transcribe_one(
-                        index, source, opts, progress, prepared=prepared, on_decode=read_ahead
-                    )
-            finally:  # stopped early: the read-ahead is finished and dropped
-                if ahead is not None:
-                    ahead.cancel()
-
-    def _prepare(
-        self, index: int, source: AudioSource | NDArray[np.floating], opts: TranscribeOptions
-    ) -> _Prepared:
-        """``source``'s job with its first window read and encoded (or the error it raised)."""
-        try:
-            job = self._job(index, source, opts)
-            window = job.next_window(self.model.window_frames)
-            cross = None
-            if window is not None:
-                side = _READ_AHEAD_THREADS and self.model.side_encoder(_READ_AHEAD_THREADS)
-                cross = self.model.encode(window.mel[None], encoder=side or None)
-        except AudioToTextError as exc:
-            return _Prepared(None, None, exc)
-        return _Prepared(job, cross, None)
+                while flights or following < len(inputs):
+                    while len(flights) < 2 and following < len(inputs):
+                        flight = _Flight(following, time.perf_counter())
+                        following += 1
+                        flights.append(flight)
+                        try:
+                            flight.job = self._job(flight.index, inputs[flight.index], opts)
+                        except AudioToTextError as exc:
+                            flight.error = exc
+                            continue
+                        read(flight)
+                    # The oldest input with a window ready; else wait for one.
+                    ready = [f for f in flights if f.encoded is None or f.encoded.done()]
+                    if not ready:
+                        pending = [f.encoded for f in flights if f.encoded is not None]
+                        wait(pending, return_when=FIRST_COMPLETED)
+                        continue
+                    flight = ready[0]
+                    cross: CrossAttention | None = None
+                    if flight.error is None and flight.encoded is not None:
+                        try:
+                            cross = flight.encoded.result()
+                        except AudioToTextError as exc:
+                            flight.error = exc
+                        flight.encoded = None
+                    if flight.error is None and cross is not None:
+                        assert flight.job is not None
+                        try:
+                            flight.segments.extend(self._decode_window(flight.job, cross, dec))
+                        except AudioToTextError as exc:
+                            flight.error = exc
+                            continue
+                        finally:
+                            del cross
+                        if progress is not None:
+                            progress(flight.index, flight.job.processed_s)
+                        read(flight)
+                        continue
+                    flights.remove(flight)
+                    finished[flight.index] = flight.result()
+                    while next_out in finished:
+                        yield finished.pop(next_out)
+                        next_out += 1
+            finally:  # stopped early: the read in progress is waited for and dropped
+                for flight in flights:
+                    if flight.encoded is not None:
+                        flight.encoded.cancel()
 
     def _transcribe_one(
         self,
@@ -753,9 +792,6 @@ class Transcriber:
         source: AudioSource | NDArray[np.floating],
         opts: TranscribeOptions,
         progress: InputProgressCallback | None,
-        *,
-        prepared: _Prepared | None = None,
-        on_decode: Callable[[], None] | None = None,
     ) -> FileResult:
         started = time.perf_counter()
         callback: ProgressCallback | None = None
@@ -765,17 +801,7 @@ class Transcriber:
                 progress(index, done_s)
 
         try:
-            if prepared is None:
-                job = self._job(index, source, opts)
-                encoded = None
-            elif prepared.error is not None:
-                raise prepared.error
-            else:
-                assert prepared.job is not None
-                job, encoded = prepared.job, prepared.cross
-            transcription = Transcription(
-                self._drive_tagged_segments(job, opts, callback, encoded, on_decode), job
-            )
+            transcription = self.transcribe(source, opts, progress=callback)
             segments = list(transcription)
         except AudioToTextError as exc:
             return FileResult(index, [], None, 0.0, time.perf_counter() - started, exc)
@@ -921,52 +947,20 @@ class Transcriber:
         for _, segment in self._drive_tagged(jobs, opts, progress):
             yield segment
 
-    def _drive_tagged_segments(
-        self,
-        job: _Job,
-        opts: TranscribeOptions,
-        progress: ProgressCallback | None,
-        encoded: CrossAttention | None,
-        on_decode: Callable[[], None] | None,
-    ) -> Iterator[Segment]:
-        for _, segment in self._drive_tagged([job], opts, progress, encoded, on_decode):
-            yield segment
-
     def _drive_tagged(
-        self,
-        jobs: list[_Job],
-        opts: TranscribeOptions,
-        progress: ProgressCallback | None,
-        encoded: CrossAttention | None = None,
-        on_decode: Callable[[], None] | None = None,
+        self, jobs: list[_Job], opts: TranscribeOptions, progress: ProgressCallback | None
     ) -> Iterator[tuple[int, Segment]]:
-        """Window by window until every job is done. ``encoded``: the encoder output of the
-        jobs' current windows (``job.window``, already read), used for the first round;
-        ``on_decode`` is called once, as the first decoding starts."""
         model = self.model
-        tok = model.tokenizer
-        suppress = (
-            tok.default_suppress_tokens()
-            if opts.suppress_tokens is None
-            else tuple(opts.suppress_tokens)
-        )
-        dec = opts.decoding(suppress)
+        dec = self._decoding_options(opts)
         while True:
             active: list[tuple[_Job, _Window]] = []
-            if encoded is not None:
-                active = [(job, job.window) for job in jobs if job.window is not None]
-                cross, encoded = encoded, None
-            else:
-                for job in jobs:
-                    window = job.next_window(model.window_frames)
-                    if window is not None:
-                        active.append((job, window))
-                if not active:
-                    break
-                cross = model.encode(np.stack([w.mel for _, w in active]))
-            if on_decode is not None:
-                on_decode()
-                on_decode = None
+            for job in jobs:
+                window = job.next_window(model.window_frames)
+                if window is not None:
+                    active.append((job, window))
+            if not active:
+                break
+            cross = model.encode(np.stack([w.mel for _, w in active]))
             for row, (job, _) in enumerate(active):
                 if job.language is None:
                     job.language = self._detect_language(cross.take([row]))
@@ -988,6 +982,39 @@ class Transcriber:
                     yield job.index, segment
                 if progress is not None:
                     progress(job.processed_s)
+
+    def _decoding_options(self, opts: TranscribeOptions) -> DecodingOptions:
+        tok = self.model.tokenizer
+        suppress = (
+            tok.default_suppress_tokens()
+            if opts.suppress_tokens is None
+            else tuple(opts.suppress_tokens)
+        )
+        return opts.decoding(suppress)
+
+    def _read_window(self, job: _Job) -> CrossAttention | None:
+        """Read ``job``'s next window and encode it (None: the input is done)."""
+        window = job.next_window(self.model.window_frames)
+        if window is None:
+            return None
+        side = _READ_AHEAD_THREADS and self.model.side_encoder(_READ_AHEAD_THREADS)
+        return self.model.encode(window.mel[None], encoder=side or None)
+
+    def _decode_window(
+        self, job: _Job, cross: CrossAttention, dec: DecodingOptions
+    ) -> list[Segment]:
+        """Decode ``job``'s current window (encoded into ``cross``) and move its seek: one
+        round of :meth:`_drive_tagged` for one job."""
+        window = job.window
+        assert window is not None
+        if job.language is None:
+            job.language = self._detect_language(cross)
+        (result,) = decode_with_fallback(self.model, cross, [self._prompt(job, job.options)], dec)
+        found = self._consume(job, window, result, cross, 0)
+        job.window = None
+        del cross, result
+        release_memory_if_grown()
+        return found
 
     def _detect_language(self, cross: CrossAttention) -> str:
         tok = self.model.tokenizer
