@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -420,3 +421,36 @@ def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
     assert len(log.finals) == 1, _final_texts(log)
     assert _final_texts(log) == _final_texts(expected)
     assert {"take", "seat", "open"} <= set(normalise(log.finals[0].text))
+
+
+def test_a_pile_of_finals_is_handed_out_oldest_first_in_small_batches(
+    make_recognizer: MakeRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = make_recognizer()
+    handed: list[tuple[int, list[float]]] = []
+
+    def submit(jobs: list[SimpleNamespace], lane: object) -> None:
+        handed.append((rec._lanes.index(lane), [j.final.triggered_at for j in jobs]))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rec, "_submit_to_lane", submit)
+    jobs = [
+        SimpleNamespace(
+            session=SimpleNamespace(final_in_flight=False),
+            final=SimpleNamespace(triggered_at=float(t)),
+        )
+        for t in (5, 3, 9, 1, 7, 2, 8, 4, 6, 0, 11, 10)
+    ]
+    assert rec._share_finals(jobs) == []  # type: ignore[arg-type]
+    # Two idle lanes, twelve finals waiting: four each, the oldest first; the rest wait.
+    assert handed == [(0, [0.0, 1.0, 2.0, 3.0]), (1, [4.0, 5.0, 6.0, 7.0])]
+    assert sum(j.session.final_in_flight for j in jobs) == 8
+    # With both lanes busy nothing is handed out (and nothing is decoded on the worker).
+    handed.clear()
+    for lane in rec._lanes:
+        lane.busy = True
+    try:
+        assert rec._share_finals(jobs) == []  # type: ignore[arg-type]
+        assert handed == []
+    finally:
+        for lane in rec._lanes:
+            lane.busy = False

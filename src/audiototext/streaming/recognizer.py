@@ -1,12 +1,16 @@
-"""The streaming recognizer: one shared model, many sessions, a worker thread and a partial lane.
+"""The streaming recognizer: one shared model, many sessions, a worker thread and two lanes.
 
-The scheduler runs on a worker thread (never on the event loop) in rounds; partial batches
-(and, when it is free, half of a round's finals) run on a second thread, the partial lane, so
-a final never waits behind a partial batch and both cores are used. The rounds:
+The scheduler runs on a worker thread (never on the event loop) in rounds. It reads every
+stream's audio (VAD) and hands all decoding to two lane threads (one per core here), so a
+final's decoding never delays the VAD of the other streams, and applies what the lanes bring
+back. The rounds:
 
 1. every session's queued audio goes through its VAD, up to the next utterance end;
-2. ended utterances get their finals, batched across sessions (finals always come first);
-3. sessions whose speech has grown by the partial interval get a partial, batched likewise.
+2. ended utterances get their finals, oldest first, split over the idle lanes, each share
+   decoded as one batch (finals always come first; those no lane can take wait for one);
+3. speculative finals (below) take an idle lane;
+4. sessions whose speech has grown by the partial interval get a partial, batched likewise,
+   on an idle lane but never the last one (kept for the next final).
 
 Partials encode only the audio of the utterance so far (rounded up to a 0.5-s bucket, plus
 padding, so that sessions of similar length share an encoder batch) and are decoded greedily
@@ -15,17 +19,18 @@ with the committed words forced as a prefix. Finals encode the utterance (its au
 padding) with the previous utterance as context, and depend on that audio alone: not on chunk
 boundaries, nor on what partials committed (unless ``final_keeps_committed``). A final is
 decoded *speculatively* as soon as a pause holds its tail and ``speculation_pause_ms`` (by
-default no tail, 400 ms of zeros, no pause: the VAD's first silent frame), on the partial lane
-when it is idle, before the endpoint silence is complete;
-if the endpoint then confirms that same end, the final goes out at once, and if the speaker
-goes on, the work is dropped.
+default no tail, 400 ms of zeros, no pause: the VAD's first silent frame), on an idle lane,
+before the endpoint silence is complete; if the endpoint then confirms that same end, the
+final goes out at once, and if the speaker goes on, the lane stops decoding it (cancelled
+between encoder and decoder calls) and the work is dropped.
 
-Load control: the worker measures how busy it is. Above :data:`_BUSY_HIGH` it stretches the
-partial interval (up to :data:`_MAX_PARTIAL_SCALE` times) and stops speculating; it runs one
-batch of partials per round, so a final waits for at most one batch. With two or more streams,
-finals due together beyond what the worker and the lane can take at once, or recent finals
-slower than ``adaptive_final_s``, are decoded with less context and greedily
-(``adaptive_finals``), about half the CPU of a full final. Only when finals
+Load control: the worker measures how busy it and the lanes are. Above :data:`_BUSY_HIGH`, or
+when recent finals are slower than ``adaptive_final_s``, it stretches the partial interval (up
+to :data:`_MAX_PARTIAL_SCALE` times), and above :data:`_BUSY_HIGH` it stops speculating; at
+most one batch of partials is in flight. With two or more streams, finals due together beyond
+what the idle lanes can take one each, or recent finals slower than ``adaptive_final_s``, are
+decoded with less context and greedily (``adaptive_finals``), about half the CPU of a full
+final, and so are speculations for the next 5 s. Only when finals
 themselves fall behind (recent finals slower than ``overload_final_s``, or the median stream's
 unread audio above ``overload_lag_s``) does it report overload, and then
 :meth:`StreamingRecognizer.open` refuses new sessions. Queued audio per session is bounded by
@@ -85,6 +90,7 @@ _LATENCY_WINDOW = 200  # finals remembered for the latency percentiles
 _SHARED_PAUSE_MS = 100  # least speculation pause with several streams open
 _MAX_CONTEXT_TOKENS = 120  # of a previous utterance's text, forced before a final's
 _LANES = 2  # decoding threads beside the worker (partial_lane): one per core here
+_FINALS_PER_LANE = 4  # most finals (or speculations) handed to one lane at once
 
 
 @dataclass(frozen=True)
@@ -145,14 +151,17 @@ class RecognizerOptions:
             VAD at the start of a scheduling round, compute is behind real time: overload.
         overload_final_s: overload when the finals of the last few seconds took longer than
             this (median, from the audio that ended the utterance to the result).
-        adaptive_partials: space partials out when the worker is busy; off makes partial
-            timing depend on the audio alone (for reproducible tests and measurements).
-        partial_lane: compute partials on a second thread, beside the worker (VAD, finals):
-            a final never waits for a batch of partials, and two cores are used. Results are
-            applied by the worker; a partial whose utterance ended meanwhile is dropped.
+        adaptive_partials: space partials out when the worker or the lanes are busy, or
+            recent finals slower than ``adaptive_final_s``; off makes partial timing depend on
+            the audio alone (for reproducible tests and measurements).
+        partial_lane: decode on two lane threads beside the worker, which then only reads the
+            streams (VAD), hands out work and applies results: the VAD keeps up with real
+            time while finals are decoded, both cores are used, and a final never waits for
+            a batch of partials (partials never take the last idle lane). Off, the worker
+            decodes everything itself. A partial whose utterance ended meanwhile is dropped.
         adaptive_finals: with two or more streams open, decode finals with the cheaper
             ``reduced_final_*`` settings while finals queue up: more finals due in one round
-            than the worker and an idle lane can each take one of, compute behind real time
+            than the idle lanes can each take one of, compute behind real time
             (``overload_lag_s``), or the finals of the last few seconds slower than
             ``adaptive_final_s`` (median, from the audio that ended the utterance). Off (and
             with one stream), every final is decoded the same way whatever the load
@@ -709,10 +718,17 @@ class StreamingRecognizer:
             lanes = busy / (wall * len(self._lanes)) if wall > 0.5 else 0.0
             share = max(share, lanes)
             self._share = share
+        while self._recent_finals and self._recent_finals[0][0] < now - _BUSY_WINDOW_S:
+            self._recent_finals.popleft()
+        late = sorted(lat for _, lat in self._recent_finals)
+        median_late = late[len(late) // 2] if late else 0.0
+        # Partials give way first when finals slow down: the lanes' busy share does not see a
+        # machine whose cores are taken by others, the finals' latency does.
+        slow = median_late > self.options.adaptive_final_s
         # One step per adjustment period: the busy share is a 5-s average, so reacting to
         # every round would compound the same measurement many times.
         if self.options.adaptive_partials and now - self._scale_changed_at >= _SCALE_PERIOD_S:
-            if share > _BUSY_HIGH:
+            if share > _BUSY_HIGH or slow:
                 self._partial_scale = min(_MAX_PARTIAL_SCALE, self._partial_scale * _SCALE_STEP)
                 self._scale_changed_at = now
             elif share < _BUSY_LOW and self._partial_scale > 1.0:
@@ -721,10 +737,7 @@ class StreamingRecognizer:
         # Overload is about finals only: a busy worker with stretched partials is the policy
         # working. Finals fall behind when the median stream's audio waits for the VAD (the
         # worker cannot even read it in real time) or recent finals come late.
-        while self._recent_finals and self._recent_finals[0][0] < now - _BUSY_WINDOW_S:
-            self._recent_finals.popleft()
-        late = sorted(lat for _, lat in self._recent_finals)
-        finals_late = bool(late) and late[len(late) // 2] > self.options.overload_final_s
+        finals_late = median_late > self.options.overload_final_s
         # Held for a while: the lag drains between bursts, and a new stream admitted in such a
         # pause would push every stream behind again.
         if finals_late or self._lagging:
@@ -822,21 +835,23 @@ class StreamingRecognizer:
         return bool(recent) and recent[len(recent) // 2] > o.adaptive_final_s
 
     def _share_finals(self, finals: list[_FinalJob]) -> list[_FinalJob]:
-        """Hand finals to the idle lanes, split evenly; returns those to decode here.
+        """Hand finals to the idle lanes, oldest first, split evenly; returns those to decode here.
 
         With lanes nothing is decoded on the worker: finals no lane can take now wait for the
-        next one free (a lane runs at most one batch of partials at a time and never takes the
-        last idle lane for partials, so a final waits for at most one batch of finals). Each
-        lane decodes its share as one batch (:meth:`FinalDecoder.decode`). Without lanes, the
-        worker decodes them all.
+        next one free (a lane never takes the last idle lane for partials, so a final waits for
+        at most one batch of finals). Each lane decodes its share as one batch
+        (:meth:`FinalDecoder.decode`), of at most :data:`_FINALS_PER_LANE`: its results go out
+        when the whole batch is done, and a pile of finals that waited (10-12 at once on a
+        loaded machine) given to one lane kept the first of them for seconds. Without lanes,
+        the worker decodes them all.
         """
         if not self._lanes:
             return finals
         idle = self._idle_lanes()
         if not idle or not finals:
             return []
-        parts = min(len(idle), len(finals))
-        size = -(-len(finals) // parts)
+        finals = sorted(finals, key=lambda job: job.final.triggered_at)
+        size = min(_FINALS_PER_LANE, -(-len(finals) // len(idle)))
         for lane, at in zip(idle, range(0, len(finals), size), strict=False):
             give = finals[at : at + size]
             for job in give:
@@ -858,6 +873,7 @@ class StreamingRecognizer:
         idle = self._idle_lanes()
         if not idle:
             return []  # retried while the pause lasts; the endpoint's final comes anyway
+        jobs = jobs[:_FINALS_PER_LANE]  # the others are tried again in the next rounds
         for job in jobs:
             job.session.speculation_in_flight = (job.final.utterance_id, job.final.stop)
         self._speculating.append(self._submit_to_lane(jobs, idle[0]))
