@@ -18,6 +18,8 @@ from streaming_helpers import StreamLog, normalise, stream_audio
 
 from audiototext.audio import SileroVad, SpeechEndpointDetector, SpeechEventKind, VadOptions
 from audiototext.streaming import StreamingRecognizer, StreamOptions
+from audiototext.streaming.recognizer import _FinalBatch, _PartialJob
+from audiototext.streaming.session import OpenUtterance
 from support.speech import Speech, SpeechSynthesizer, silence, with_silence
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
@@ -454,3 +456,36 @@ def test_a_pile_of_finals_is_handed_out_oldest_first_in_small_batches(
     finally:
         for lane in rec._lanes:
             lane.busy = False
+
+
+def test_finals_waiting_for_a_lane_stop_the_partial_batch_in_flight(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    rec = make_recognizer()
+    audio = with_silence(synth.speak("Please take a seat and open your notebooks.").audio, 0.3, 0)
+    session = rec.open()
+    session.ring.append(audio)
+    session.vad_position = audio.shape[0]
+    session.utterance = OpenUtterance(0, 0)
+    job = _PartialJob(session, 0, audio.shape[0])
+    partials = rec._prepare_partials([job])
+    final = _FinalBatch([], [])
+    rec._lanes[0].busy, rec._lanes[0].current = True, partials
+    rec._lanes[1].busy, rec._lanes[1].current = True, final
+    try:
+        rec._yield_partials()
+    finally:
+        for lane in rec._lanes:
+            lane.busy, lane.current = False, None
+    assert partials.cancel and not final.cancel
+    # The lane stops before decoding: no hypotheses; applied as a failed batch, the stream's
+    # partial is due again.
+    rec._compute_partials(partials)
+    assert partials.hyps == []
+    assert rec.stats().partial_batches_cancelled == 1
+    rec._apply_partials(partials)
+    assert not session.partial_in_flight
+    assert session.utterance.last_partial_at == 0
+    fresh = rec._prepare_partials([job])
+    rec._compute_partials(fresh)  # not cancelled: decoded as usual
+    assert len(fresh.hyps) == 1 and fresh.hyps[0].new_tokens

@@ -269,6 +269,9 @@ class _PartialBatch:
     budgets: list[int]
     utterance_ids: list[int]
     hyps: list[Hypothesis] = field(default_factory=list)
+    # Set by the worker when finals wait for a lane: the lane stops before its next decoder
+    # step and brings back no partials (they are due again at once, stretched by load).
+    cancel: bool = False
 
 
 @dataclass(eq=False)
@@ -297,6 +300,7 @@ class _PartialLane:
         self._inbox: queue.SimpleQueue[_LaneBatch | None] = queue.SimpleQueue()
         self._done: _LaneBatch | None = None
         self.busy = False  # a batch is submitted and not yet taken back (worker)
+        self.current: _LaneBatch | None = None  # that batch (worker)
         self.cpu_s: dict[str, float] = {}  # thread CPU seconds: partials, finals
         self.busy_wall: collections.deque[tuple[float, float]] = collections.deque()
         self._thread = threading.Thread(target=self._run, name="audiototext-partials", daemon=True)
@@ -304,6 +308,7 @@ class _PartialLane:
 
     def submit(self, batch: _LaneBatch) -> None:
         self.busy = True
+        self.current = batch
         self._inbox.put(batch)
 
     def has_result(self) -> bool:
@@ -314,6 +319,7 @@ class _PartialLane:
         if done is not None:
             self._done = None
             self.busy = False
+            self.current = None
         return done
 
     def stop(self) -> None:
@@ -547,6 +553,7 @@ class StreamingRecognizer:
             speculative_finals_used=self._speculations_used,
             speculative_finals_wasted=self._speculations_wasted,
             speculative_finals_cancelled=self._speculations_cancelled,
+            partial_batches_cancelled=self._partials_cancelled,
             finals_reduced=self._finals_reduced,
             finals_full=self._finals_full,
             worker_cpu_s=self._cpu_totals(),
@@ -646,6 +653,8 @@ class StreamingRecognizer:
             and not self._emit_speculation(s, s.pending_finals[0])
         ]
         if self._lanes and not self._idle_lanes():
+            if finals:
+                self._yield_partials()  # its lane takes them as soon as it stops
             finals = []  # they wait for a lane (decided then: reduced or not)
         if finals and self._reduce_finals(len(finals), len(live)):
             for job in finals:
@@ -1001,7 +1010,27 @@ class StreamingRecognizer:
     def _compute_partials(self, batch: _PartialBatch) -> None:
         """Encode and decode a prepared batch; touches no session (safe on the lane)."""
         cross = self.model.encode(batch.mel)
-        batch.hyps = greedy_decode(self.model, cross, batch.prompts, batch.prefixes, batch.budgets)
+        try:
+            batch.hyps = greedy_decode(
+                self.model,
+                cross,
+                batch.prompts,
+                batch.prefixes,
+                batch.budgets,
+                lambda: batch.cancel,
+            )
+        except DecodingCancelled:
+            batch.hyps = []  # applied as a failed batch: its sessions' partials are due again
+            self._partials_cancelled += 1
+
+    _partials_cancelled = 0  # partial batches stopped for finals (lane threads write)
+
+    def _yield_partials(self) -> None:
+        """Finals wait and no lane is idle: stop the partial batch in flight (worker)."""
+        for lane in self._lanes:
+            batch = lane.current
+            if lane.busy and isinstance(batch, _PartialBatch):
+                batch.cancel = True
 
     def _apply_partials(self, batch: _PartialBatch) -> None:
         """Agreement, stable text and results of a computed batch (worker)."""

@@ -112,6 +112,7 @@ class EngineStats:
     speculative_finals_used: int = 0  # finals decoded in the pause before their endpoint
     speculative_finals_wasted: int = 0  # such decodings the speaker made void by going on
     speculative_finals_cancelled: int = 0  # of those, stopped on their lane before the end
+    partial_batches_cancelled: int = 0  # stopped on their lane because finals waited for one
     finals_reduced: int = 0  # finals decoded with the cheaper settings (finals were queuing)
     finals_full: int = 0  # finals decoded with the full settings
     # Thread CPU seconds since start, per phase: vad, finals, speculative, partials, for the
