@@ -17,7 +17,9 @@ Several inputs can be transcribed together in two ways:
   its own seek loop. Every result is exactly what :meth:`Transcriber.transcribe` gives for that
   input alone. On a CPU this is the fast way to do many files: one decoder step is too small to
   keep two cores busy (a second intra-op thread mostly spins), so two files on one thread each
-  finish ~30 % sooner than one after the other on two threads (bench/NOTES.md).
+  finish ~30 % sooner than one after the other on two threads (bench/NOTES.md). With
+  ``jobs=1`` the inputs are still pipelined: one thread decodes an input's window while another
+  encodes the next window of the input after it, on sessions with half the threads each.
 * :meth:`Transcriber.transcribe_batch` encodes and decodes the inputs' current windows as one
   batch. The int8 graphs quantise activations per tensor, so a row's result can depend on the
   other rows of its batch: words may differ from transcribing the input alone.
@@ -533,10 +535,8 @@ class _Flight:
 
 # Pipeline the inputs of transcribe_each with one job (tests and benchmarks turn it off).
 _PIPELINE_INPUTS = True
-# Threads of the encoder session that reads ahead: 0 is the model's own session (the same
-# calls as reading inline, so the same results by construction); n > 0 a second session with
-# n threads.
-_READ_AHEAD_THREADS = 0
+# ... on sessions with half the model's threads, one half decoding and the other encoding.
+_PIPELINE_SPLIT = True
 
 
 # --------------------------------------------------------------------------- the public API
@@ -608,6 +608,7 @@ class Transcriber:
         self.model = model
         self._vad: SileroVad | None = None
         self._vad_lock = threading.Lock()
+        self._half: Transcriber | None = None  # see _pipelined
 
     @classmethod
     def load(
@@ -674,6 +675,8 @@ class Transcriber:
         ``jobs`` > 1 results come in the order they finish (``FileResult.index`` says which
         input), and the model should have been loaded with ``threads`` = cores / ``jobs``: the
         jobs' ONNX Runtime calls then run side by side instead of competing for one pool.
+        With one job, several inputs come in order, decoded on one half of the threads while
+        the other half encodes ahead (:meth:`_transcribe_in_turn`; results unchanged).
 
         ``progress(index, seconds_done)`` is called from the job's thread as windows finish.
         """
@@ -687,7 +690,11 @@ class Transcriber:
             yield self._transcribe_split(inputs[0], opts, jobs, progress)
             return
         if jobs == 1 or len(inputs) <= 1:
-            yield from self._transcribe_in_turn(inputs, opts, progress)
+            if len(inputs) > 1 and _PIPELINE_INPUTS:
+                yield from self._pipelined(opts)._transcribe_in_turn(inputs, opts, progress)
+                return
+            for index, source in enumerate(inputs):
+                yield self._transcribe_one(index, source, opts, progress)
             return
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -705,6 +712,26 @@ class Transcriber:
                 for future in pending:
                     future.cancel()
 
+    def _pipelined(self, opts: TranscribeOptions) -> Transcriber:
+        """The transcriber the inputs' pipeline runs on: with two threads or more on the CPU,
+        a second one on the same model files whose sessions have half the threads, so that
+        decoding holds one half of the cores and encoding the other instead of both pools
+        spinning on every core (bench/NOTES.md); created on first use and kept (tiny.en:
+        +42 MB). The results are those of :meth:`transcribe` on this transcriber, float for
+        float: ONNX Runtime's CPU kernels split their work by outputs, so the thread count does
+        not change how a value is summed (tests/inference/test_prefetch.py checks it)."""
+        threads = self.model.config.threads
+        if not _PIPELINE_SPLIT or threads < 2 or not self.model.decoder.on_cpu:
+            return self
+        with self._vad_lock:
+            if self._half is None:
+                config = replace(self.model.config, intra_op_threads=threads // 2)
+                self._half = Transcriber(WhisperModel(self.model.path, config))
+            half = self._half
+        if opts.vad:
+            half._vad = self._ensure_vad()
+        return half
+
     def _transcribe_in_turn(
         self,
         inputs: Sequence[AudioSource | NDArray[np.floating]],
@@ -718,15 +745,11 @@ class Transcriber:
         window cannot be encoded before its current window is decoded (the decoded text says
         where it starts). So two inputs are kept in flight: while one input's next window is
         encoded, the other's is decoded. Decoding runs on one thread at a time, encoding on
-        one other, each on the model's own sessions with the same calls as one input alone,
-        so every result is exactly what :meth:`transcribe` gives; results come in input order.
+        one other, with the same calls as one input alone, so every result is exactly what
+        :meth:`transcribe` gives; results come in input order. Runs on :meth:`_pipelined`.
         """
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-        if len(inputs) <= 1 or not _PIPELINE_INPUTS:
-            for index, source in enumerate(inputs):
-                yield self._transcribe_one(index, source, opts, progress)
-            return
         dec = self._decoding_options(opts)
         flights: list[_Flight] = []
         finished: dict[int, FileResult] = {}
@@ -997,8 +1020,7 @@ class Transcriber:
         window = job.next_window(self.model.window_frames)
         if window is None:
             return None
-        side = _READ_AHEAD_THREADS and self.model.side_encoder(_READ_AHEAD_THREADS)
-        return self.model.encode(window.mel[None], encoder=side or None)
+        return self.model.encode(window.mel[None])
 
     def _decode_window(
         self, job: _Job, cross: CrossAttention, dec: DecodingOptions

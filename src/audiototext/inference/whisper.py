@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +109,6 @@ class WhisperModel:
         self._present_names = [f"present_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self._past_names = [f"past_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self.head_dim = self.dims.d_model // self.dims.decoder_heads
-        self._side_encoders: dict[int, Session] = {}
-        self._side_lock = threading.Lock()
 
     @property
     def n_mels(self) -> int:
@@ -130,19 +127,8 @@ class WhisperModel:
     def providers(self) -> list[str]:
         return self.decoder.providers
 
-    def side_encoder(self, threads: int) -> Session:
-        """A second encoder session with ``threads`` intra-op threads, created on first use and
-        kept: for encoding ahead on a spare core while this model's sessions decode."""
-        with self._side_lock:
-            session = self._side_encoders.get(threads)
-            if session is None:
-                config = SessionConfig(self.config.device, threads, self.config.inter_op_threads)
-                session = self._side_encoders[threads] = Session(self.path / ENCODER_FILE, config)
-            return session
-
-    def encode(self, mel: FloatArray, *, encoder: Session | None = None) -> CrossAttention:
-        """Encode ``mel`` ``[batch, n_mels, frames]`` (frames even) into cross-attention K/V
-        (with ``encoder``, e.g. a :meth:`side_encoder`, instead of the model's own session)."""
+    def encode(self, mel: FloatArray) -> CrossAttention:
+        """Encode ``mel`` ``[batch, n_mels, frames]`` (frames even) into cross-attention K/V."""
         if mel.ndim == 2:
             mel = mel[None]
         if (
@@ -156,7 +142,7 @@ class WhisperModel:
                 f"got {mel.shape}"
             )
         feeds = {"input_features": _ort(mel.astype(np.float32, copy=False))}
-        outs = self._run(encoder or self.encoder, self._cross_names, feeds)
+        outs = self._run(self.encoder, self._cross_names, feeds)
         return CrossAttention(tuple(outs[0::2]), tuple(outs[1::2]), mel.shape[0], mel.shape[2] // 2)
 
     def _run(
