@@ -489,3 +489,30 @@ def test_finals_waiting_for_a_lane_stop_the_partial_batch_in_flight(
     fresh = rec._prepare_partials([job])
     rec._compute_partials(fresh)  # not cancelled: decoded as usual
     assert len(fresh.hyps) == 1 and fresh.hyps[0].new_tokens
+
+
+def test_speculations_are_split_over_the_idle_lanes(
+    make_recognizer: MakeRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = make_recognizer()
+    handed: list[tuple[int, list[int]]] = []
+
+    def submit(jobs: list[SimpleNamespace], lane: object) -> SimpleNamespace:
+        handed.append((rec._lanes.index(lane), [j.final.utterance_id for j in jobs]))  # type: ignore[arg-type]
+        return SimpleNamespace(jobs=jobs, cancel=False)
+
+    monkeypatch.setattr(rec, "_submit_to_lane", submit)
+    jobs = [
+        SimpleNamespace(
+            session=SimpleNamespace(speculation_in_flight=None),
+            final=SimpleNamespace(utterance_id=k, stop=100 * k),
+        )
+        for k in range(4)
+    ]
+    try:
+        assert rec._share_speculations(jobs, []) == []  # type: ignore[arg-type]
+        # Four streams in a pause at once: two for each idle lane, not four on one.
+        assert handed == [(0, [0, 1]), (1, [2, 3])]
+        assert [j.session.speculation_in_flight for j in jobs] == [(k, 100 * k) for k in range(4)]
+    finally:
+        rec._speculating.clear()

@@ -871,21 +871,25 @@ class StreamingRecognizer:
     def _share_speculations(
         self, jobs: list[_FinalJob], live: list[StreamSession]
     ) -> list[_FinalJob]:
-        """Hand speculations to an idle lane; with no lane idle they wait for a later round.
+        """Hand speculations to the idle lanes, split as finals are; none idle: a later round.
 
         On a lane a speculation that the speaker makes void (a dip inside a sentence) does
         not hold the worker: it goes on reading the stream. The stream's final waits for a
-        speculation in flight, which is then usually that final. Without lanes they run here.
+        speculation in flight, which is then usually that final. Those beyond
+        :data:`_FINALS_PER_LANE` per idle lane are tried again in the next rounds (while their
+        pause lasts; the endpoint's final comes anyway). Without lanes they run here.
         """
         if not self._lanes or not jobs:
             return jobs
         idle = self._idle_lanes()
         if not idle:
-            return []  # retried while the pause lasts; the endpoint's final comes anyway
-        jobs = jobs[:_FINALS_PER_LANE]  # the others are tried again in the next rounds
-        for job in jobs:
-            job.session.speculation_in_flight = (job.final.utterance_id, job.final.stop)
-        self._speculating.append(self._submit_to_lane(jobs, idle[0]))
+            return []
+        size = min(_FINALS_PER_LANE, -(-len(jobs) // len(idle)))
+        for lane, at in zip(idle, range(0, len(jobs), size), strict=False):
+            give = jobs[at : at + size]
+            for job in give:
+                job.session.speculation_in_flight = (job.final.utterance_id, job.final.stop)
+            self._speculating.append(self._submit_to_lane(give, lane))
         return []
 
     def _cancel_void_speculations(self) -> None:
