@@ -15,6 +15,8 @@ separated by ``--gap-s`` seconds of silence (1.5 gives the earlier "speech with 
 -40 dBFS, was sent, to its final's arrival: VAD reaction, endpoint silence, decoding and the
 network path), partial cadence (time between partials of an utterance), and the largest
 number of concurrent real-time streams whose final latency p95 stays under 1 s.
+``--stagger-s`` opens stream k that many seconds times k later (default 0: all at once, so
+their first finals, which have no context to drop, all come within about a second).
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ def program(
 
 
 async def one_stream(
-    client: AsyncClient, audio: np.ndarray, ends: list[float]
+    client: AsyncClient, audio: np.ndarray, ends: list[float], delay_s: float = 0.0
 ) -> tuple[list[float], list[float], int]:
+    await asyncio.sleep(delay_s)
     stream = await client.stream(StreamSettings(compression="pcm16"))
     sent_at: dict[int, float] = {}  # 100-ms chunk index → wall time it was sent
     latencies: list[float] = []
@@ -122,12 +125,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run_level(
-    target: str, n: int, folder: Path, seconds: float, gap_s: float
+    target: str, n: int, folder: Path, seconds: float, gap_s: float, stagger_s: float = 0.0
 ) -> dict[str, float]:
     programs = [program(folder, seconds, k, gap_s) for k in range(n)]
     async with AsyncClient(target) as client:
         results = await asyncio.gather(
-            *(one_stream(client, a, e) for a, e in programs), return_exceptions=True
+            *(one_stream(client, a, e, k * stagger_s) for k, (a, e) in enumerate(programs)),
+            return_exceptions=True,
         )
     lat: list[float] = []
     gaps: list[float] = []
@@ -149,7 +153,9 @@ async def run_level(
     }
 
 
-async def level_in_child(target: str, n: int, seconds: float, gap_s: float) -> dict[str, float]:
+async def level_in_child(
+    target: str, n: int, seconds: float, gap_s: float, stagger_s: float
+) -> dict[str, float]:
     """One level run by a child process (``--one-level``), its result read back as JSON."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -162,6 +168,8 @@ async def level_in_child(target: str, n: int, seconds: float, gap_s: float) -> d
         str(seconds),
         "--gap-s",
         str(gap_s),
+        "--stagger-s",
+        str(stagger_s),
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await proc.communicate()
@@ -182,7 +190,9 @@ def engine_cpu(server: object) -> float:
 async def main_async(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-speech-"))
     if args.one_level:
-        r = await run_level(args.server, args.one_level, folder, args.seconds, args.gap_s)
+        r = await run_level(
+            args.server, args.one_level, folder, args.seconds, args.gap_s, args.stagger_s
+        )
         print(json.dumps(r))
         return
     server = None
@@ -227,9 +237,9 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.sleep(6.0)  # drain the previous level; an overload flag holds 5 s
             cpu0, eng0, wall0 = time.process_time(), engine_cpu(server), time.monotonic()
             if separate:
-                r = await level_in_child(target, n, args.seconds, args.gap_s)
+                r = await level_in_child(target, n, args.seconds, args.gap_s, args.stagger_s)
             else:
-                r = await run_level(target, n, folder, args.seconds, args.gap_s)
+                r = await run_level(target, n, folder, args.seconds, args.gap_s, args.stagger_s)
             wall = time.monotonic() - wall0
             # CPU seconds per second of the level: the engine's threads, and the whole server
             # process (with --clients same, the clients too).
@@ -274,6 +284,12 @@ def main() -> None:
         choices=("process", "same"),
         default="process",
         help="with the in-process server: clients in a child process (default) or its loop",
+    )
+    p.add_argument(
+        "--stagger-s",
+        type=float,
+        default=0.0,
+        help="stream k opens k times this later (default 0: all at once, as before)",
     )
     p.add_argument("--one-level", type=int, default=0, help=argparse.SUPPRESS)
     asyncio.run(main_async(p.parse_args()))
