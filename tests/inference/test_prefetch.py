@@ -51,6 +51,7 @@ def test_results_equal_transcribing_each_input_alone(
     beam: int,
 ) -> None:
     opts = TranscribeOptions(beam_size=beam, temperatures=(0.0,))
+    monkeypatch.setattr(transcribe_module, "_PIPELINE_MAX_BEAM", 5)  # beam 5: when enabled
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF not really a wav file")
     wav = tmp_path / "clip.wav"
@@ -136,3 +137,15 @@ def test_stopping_early_leaves_no_read_ahead_running(
     assert first.index == 0 and first.segments
     results.close()  # the read in progress is waited for and dropped
     assert not [t for t in threading.enumerate() if t.name.startswith("prefetch")]
+
+
+def test_beam_search_is_not_pipelined_by_default(
+    two_threads: Transcriber, clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opts = TranscribeOptions(beam_size=5, temperatures=(0.0,))
+    names = _encode_threads(two_threads.model, monkeypatch)
+    results = list(two_threads.transcribe_each(clips[:2], opts, jobs=1))
+    assert names and not any(n.startswith("prefetch") for n in names)
+    assert [r.segments for r in results] == [
+        list(two_threads.transcribe(c, opts)) for c in clips[:2]
+    ]

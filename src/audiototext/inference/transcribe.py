@@ -18,8 +18,9 @@ Several inputs can be transcribed together in two ways:
   input alone. On a CPU this is the fast way to do many files: one decoder step is too small to
   keep two cores busy (a second intra-op thread mostly spins), so two files on one thread each
   finish ~30 % sooner than one after the other on two threads (bench/NOTES.md). With
-  ``jobs=1`` the inputs are still pipelined: one thread decodes an input's window while another
-  encodes the next window of the input after it, on sessions with half the threads each.
+  ``jobs=1`` and greedy search the inputs are still pipelined: one thread decodes an input's
+  window while another encodes the next window of the input after it, on sessions with half
+  the threads each.
 * :meth:`Transcriber.transcribe_batch` encodes and decodes the inputs' current windows as one
   batch. The int8 graphs quantise activations per tensor, so a row's result can depend on the
   other rows of its batch: words may differ from transcribing the input alone.
@@ -537,6 +538,10 @@ class _Flight:
 _PIPELINE_INPUTS = True
 # ... on sessions with half the model's threads, one half decoding and the other encoding.
 _PIPELINE_SPLIT = True
+# ... for greedy search only: a beam-search step (5 rows) uses a second decoder thread well,
+# and the pipeline, decoding on half the threads, made the beam-5 corpus 10-15 % slower
+# (greedy: 4 % faster on a quiet machine, 40 % under load, a third less CPU; bench/NOTES.md).
+_PIPELINE_MAX_BEAM = 1
 
 
 # --------------------------------------------------------------------------- the public API
@@ -675,8 +680,9 @@ class Transcriber:
         ``jobs`` > 1 results come in the order they finish (``FileResult.index`` says which
         input), and the model should have been loaded with ``threads`` = cores / ``jobs``: the
         jobs' ONNX Runtime calls then run side by side instead of competing for one pool.
-        With one job, several inputs come in order, decoded on one half of the threads while
-        the other half encodes ahead (:meth:`_transcribe_in_turn`; results unchanged).
+        With one job and greedy search, several inputs come in order, decoded on one half of
+        the threads while the other half encodes ahead (:meth:`_transcribe_in_turn`; results
+        unchanged).
 
         ``progress(index, seconds_done)`` is called from the job's thread as windows finish.
         """
@@ -690,7 +696,7 @@ class Transcriber:
             yield self._transcribe_split(inputs[0], opts, jobs, progress)
             return
         if jobs == 1 or len(inputs) <= 1:
-            if len(inputs) > 1 and _PIPELINE_INPUTS:
+            if len(inputs) > 1 and _PIPELINE_INPUTS and opts.beam_size <= _PIPELINE_MAX_BEAM:
                 yield from self._pipelined(opts)._transcribe_in_turn(inputs, opts, progress)
                 return
             for index, source in enumerate(inputs):
