@@ -12,12 +12,8 @@ whole processes (start-up and model loading included, as when a person runs the 
 
 Each pair is run two ways with the same total thread count:
 
-* ``sequential``: one call over the clips with all the threads (what a faster-whisper user's
-  loop over files does, and our CLI with ``--jobs 1``). With greedy search ours
-  (``transcribe_each(jobs=1)``) pipelines the clips: one thread decodes a clip's window while
-  the other encodes the next window of the clip after it (sessions of threads / 2 each),
-  results in order; faster-whisper transcribes them one after the other on its
-  ``cpu_threads`` pool;
+* ``sequential``: the clips one after the other, each engine with all the threads (what a
+  faster-whisper user's loop over files does, and our CLI with ``--jobs 1``);
 * ``parallel`` (``--jobs`` > 1, the default on a multi-core machine): ``jobs`` clips at a time
   with ``threads / jobs`` threads each — ours through ``Transcriber.transcribe_each`` (what
   ``audiototext transcribe`` does with several files), faster-whisper through

@@ -24,6 +24,11 @@ def clips(synth: SpeechSynthesizer) -> list[np.ndarray]:
     return [first, second, np.concatenate([second, silence(1.0), first])]
 
 
+@pytest.fixture(autouse=True)
+def pipeline_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transcribe_module, "_PIPELINE_INPUTS", True)  # off by default
+
+
 @pytest.fixture(scope="module")
 def two_threads(int8_model: WhisperModel) -> Transcriber:
     return Transcriber(WhisperModel(int8_model.path, SessionConfig("cpu", 2)))

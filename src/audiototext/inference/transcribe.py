@@ -18,9 +18,9 @@ Several inputs can be transcribed together in two ways:
   input alone. On a CPU this is the fast way to do many files: one decoder step is too small to
   keep two cores busy (a second intra-op thread mostly spins), so two files on one thread each
   finish ~30 % sooner than one after the other on two threads (bench/NOTES.md). With
-  ``jobs=1`` and greedy search the inputs are still pipelined: one thread decodes an input's
-  window while another encodes the next window of the input after it, on sessions with half
-  the threads each.
+  ``jobs=1`` and greedy search the inputs can be pipelined instead (``_PIPELINE_INPUTS``, off
+  by default): one thread decodes an input's window while another encodes the next window of
+  the input after it, on sessions with half the threads each.
 * :meth:`Transcriber.transcribe_batch` encodes and decodes the inputs' current windows as one
   batch. The int8 graphs quantise activations per tensor, so a row's result can depend on the
   other rows of its batch: words may differ from transcribing the input alone.
@@ -534,8 +534,10 @@ class _Flight:
         return FileResult(self.index, self.segments, done.language, done.audio_s, wall)
 
 
-# Pipeline the inputs of transcribe_each with one job (tests and benchmarks turn it off).
-_PIPELINE_INPUTS = True
+# Pipeline the inputs of transcribe_each with one job. Off: on a quiet 2-core machine it gave
+# no wall-time gain (greedy corpus 9.18 vs 9.08 s) for a third less CPU and +98 MB of peak RSS;
+# under load from other processes it was much faster (10.3 vs 17.8 s). bench/NOTES.md.
+_PIPELINE_INPUTS = False
 # ... on sessions with half the model's threads, one half decoding and the other encoding.
 _PIPELINE_SPLIT = True
 # ... for greedy search only: a beam-search step (5 rows) uses a second decoder thread well,
@@ -680,9 +682,9 @@ class Transcriber:
         ``jobs`` > 1 results come in the order they finish (``FileResult.index`` says which
         input), and the model should have been loaded with ``threads`` = cores / ``jobs``: the
         jobs' ONNX Runtime calls then run side by side instead of competing for one pool.
-        With one job and greedy search, several inputs come in order, decoded on one half of
-        the threads while the other half encodes ahead (:meth:`_transcribe_in_turn`; results
-        unchanged).
+        With one job, several inputs come in order (with ``_PIPELINE_INPUTS`` and greedy
+        search, decoded on one half of the threads while the other half encodes ahead:
+        :meth:`_transcribe_in_turn`; results unchanged).
 
         ``progress(index, seconds_done)`` is called from the job's thread as windows finish.
         """
