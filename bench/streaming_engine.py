@@ -263,7 +263,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.blas_threads:
-        from audiototext.streaming._blas import limit_blas_threads
+        from audiototext._blas import limit_blas_threads
 
         limit_blas_threads(args.blas_threads)
 

@@ -16,7 +16,6 @@ only the fallback swaps the underlying session, under a lock.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import json
@@ -25,7 +24,7 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -47,7 +46,6 @@ __all__ = [
     "default_threads",
     "release_memory",
     "release_memory_if_grown",
-    "single_threaded_blas",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,73 +115,6 @@ def release_memory_if_grown(threshold_mb: float = 16.0) -> None:
         return
     if (_rss_pages() - _trimmed_rss[0]) * _PAGE_MB > threshold_mb:
         release_memory()
-
-
-@functools.cache
-def _openblas_local_threads() -> Callable[[int], int] | None:
-    """OpenBLAS's ``openblas_set_num_threads_local`` (sets the process's BLAS thread count and
-    returns the previous one) from the OpenBLAS numpy loaded; None elsewhere (another BLAS, an
-    older OpenBLAS, or not Linux)."""
-    if sys.platform != "linux":
-        return None
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            paths = sorted(
-                {
-                    fields[5]
-                    for fields in (line.rstrip("\n").split(maxsplit=5) for line in maps)
-                    if len(fields) == 6 and "openblas" in fields[5].lower()
-                }
-            )
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            fn = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        return cast(Callable[[int], int], fn)
-    return None
-
-
-class _BlasLimit:
-    """Who is inside :func:`single_threaded_blas`, and the count to restore after the last."""
-
-    lock = threading.Lock()
-    users = 0
-    saved = 1
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run numpy's BLAS calls on one thread for the duration of the block.
-
-    numpy's OpenBLAS splits even a small matrix product (the log-mel filter bank: 256 frames x
-    201 bins x 80 mels) over every core, then its workers spin, taking the cores ONNX Runtime's
-    threads are about to use: a 33-s clip's log-mel cost 35-90 ms of CPU instead of 8 ms on a
-    busy 2-core machine (bench/NOTES.md). Results are bit-identical (each output element is
-    reduced the same way). OpenBLAS's thread count is process-wide: the first thread to enter
-    sets it to 1 and the last to leave restores what it was, so overlapping blocks in several
-    threads are safe (BLAS calls elsewhere in the process run on one thread meanwhile). A
-    no-op where numpy's BLAS is not an OpenBLAS that can do this.
-    """
-    setter = _openblas_local_threads()
-    if setter is None:
-        yield
-        return
-    with _BlasLimit.lock:
-        if _BlasLimit.users == 0:
-            _BlasLimit.saved = setter(1)
-        _BlasLimit.users += 1
-    try:
-        yield
-    finally:
-        with _BlasLimit.lock:
-            _BlasLimit.users -= 1
-            if _BlasLimit.users == 0:
-                setter(_BlasLimit.saved)
 
 
 def default_threads() -> int:

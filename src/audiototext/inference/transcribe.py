@@ -17,10 +17,7 @@ Several inputs can be transcribed together in two ways:
   its own seek loop. Every result is exactly what :meth:`Transcriber.transcribe` gives for that
   input alone. On a CPU this is the fast way to do many files: one decoder step is too small to
   keep two cores busy (a second intra-op thread mostly spins), so two files on one thread each
-  finish ~30 % sooner than one after the other on two threads (bench/NOTES.md). With
-  ``jobs=1`` and greedy search the inputs can be pipelined instead (``_PIPELINE_INPUTS``, off
-  by default): one thread decodes an input's window while another encodes the next window of
-  the input after it, on sessions with half the threads each.
+  finish ~30 % sooner than one after the other on two threads (bench/NOTES.md).
 * :meth:`Transcriber.transcribe_batch` encodes and decodes the inputs' current windows as one
   batch. The int8 graphs quantise activations per tensor, so a row's result can depend on the
   other rows of its batch: words may differ from transcribing the input alone.
@@ -35,11 +32,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
+from audiototext._blas import single_threaded_blas
 from audiototext.audio import (
     SAMPLE_RATE_HZ,
     SileroVad,
@@ -58,13 +55,9 @@ from audiototext.inference.session import (
     SessionConfig,
     release_memory,
     release_memory_if_grown,
-    single_threaded_blas,
 )
 from audiototext.inference.tokenizer import TASKS, TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, WhisperModel
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 __all__ = [
     "BLOCK_S",
@@ -515,37 +508,6 @@ class _Job:
         return min(self.seek * FRAME_S, self.stream.samples / SAMPLE_RATE_HZ)
 
 
-@dataclass
-class _Flight:
-    """An input in the pipeline of :meth:`Transcriber._transcribe_in_turn`."""
-
-    index: int
-    started: float  # perf_counter when it entered the pipeline
-    job: _Job | None = None
-    encoded: Future[CrossAttention | None] | None = None  # its next window, being read
-    error: AudioToTextError | None = None
-    segments: list[Segment] = field(default_factory=list)
-
-    def result(self) -> FileResult:
-        wall = time.perf_counter() - self.started
-        if self.error is not None or self.job is None:
-            return FileResult(self.index, [], None, 0.0, wall, self.error)
-        done = Transcription(iter(()), self.job)
-        return FileResult(self.index, self.segments, done.language, done.audio_s, wall)
-
-
-# Pipeline the inputs of transcribe_each with one job. Off: on a quiet 2-core machine it gave
-# no wall-time gain (greedy corpus 9.18 vs 9.08 s) for a third less CPU and +98 MB of peak RSS;
-# under load from other processes it was much faster (10.3 vs 17.8 s). bench/NOTES.md.
-_PIPELINE_INPUTS = False
-# ... on sessions with half the model's threads, one half decoding and the other encoding.
-_PIPELINE_SPLIT = True
-# ... for greedy search only: a beam-search step (5 rows) uses a second decoder thread well,
-# and the pipeline, decoding on half the threads, made the beam-5 corpus 10-15 % slower
-# (greedy: 4 % faster on a quiet machine, 40 % under load, a third less CPU; bench/NOTES.md).
-_PIPELINE_MAX_BEAM = 1
-
-
 # --------------------------------------------------------------------------- the public API
 
 
@@ -615,7 +577,6 @@ class Transcriber:
         self.model = model
         self._vad: SileroVad | None = None
         self._vad_lock = threading.Lock()
-        self._half: Transcriber | None = None  # see _pipelined
 
     @classmethod
     def load(
@@ -682,9 +643,6 @@ class Transcriber:
         ``jobs`` > 1 results come in the order they finish (``FileResult.index`` says which
         input), and the model should have been loaded with ``threads`` = cores / ``jobs``: the
         jobs' ONNX Runtime calls then run side by side instead of competing for one pool.
-        With one job, several inputs come in order (with ``_PIPELINE_INPUTS`` and greedy
-        search, decoded on one half of the threads while the other half encodes ahead:
-        :meth:`_transcribe_in_turn`; results unchanged).
 
         ``progress(index, seconds_done)`` is called from the job's thread as windows finish.
         """
@@ -698,13 +656,10 @@ class Transcriber:
             yield self._transcribe_split(inputs[0], opts, jobs, progress)
             return
         if jobs == 1 or len(inputs) <= 1:
-            if len(inputs) > 1 and _PIPELINE_INPUTS and opts.beam_size <= _PIPELINE_MAX_BEAM:
-                yield from self._pipelined(opts)._transcribe_in_turn(inputs, opts, progress)
-                return
             for index, source in enumerate(inputs):
                 yield self._transcribe_one(index, source, opts, progress)
             return
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="transcribe") as pool:
             pending: set[Future[FileResult]] = {
@@ -719,103 +674,6 @@ class Transcriber:
             finally:  # the consumer stopped early or an input raised: start nothing new
                 for future in pending:
                     future.cancel()
-
-    def _pipelined(self, opts: TranscribeOptions) -> Transcriber:
-        """The transcriber the inputs' pipeline runs on: with two threads or more on the CPU,
-        a second one on the same model files whose sessions have half the threads, so that
-        decoding holds one half of the cores and encoding the other instead of both pools
-        spinning on every core (bench/NOTES.md); created on first use and kept (tiny.en:
-        +42 MB). The results are those of :meth:`transcribe` on this transcriber, float for
-        float: ONNX Runtime's CPU kernels split their work by outputs, so the thread count does
-        not change how a value is summed (tests/inference/test_prefetch.py checks it)."""
-        threads = self.model.config.threads
-        if not _PIPELINE_SPLIT or threads < 2 or not self.model.decoder.on_cpu:
-            return self
-        with self._vad_lock:
-            if self._half is None:
-                config = replace(self.model.config, intra_op_threads=threads // 2)
-                self._half = Transcriber(WhisperModel(self.model.path, config))
-            half = self._half
-        if opts.vad:
-            half._vad = self._ensure_vad()
-        return half
-
-    def _transcribe_in_turn(
-        self,
-        inputs: Sequence[AudioSource | NDArray[np.floating]],
-        opts: TranscribeOptions,
-        progress: InputProgressCallback | None,
-    ) -> Iterator[FileResult]:
-        """The inputs in order, with their windows encoded on a second thread while this one
-        decodes: a pipeline two inputs deep.
-
-        A decoding step is too small to use a second core (bench/NOTES.md), and an input's next
-        window cannot be encoded before its current window is decoded (the decoded text says
-        where it starts). So two inputs are kept in flight: while one input's next window is
-        encoded, the other's is decoded. Decoding runs on one thread at a time, encoding on
-        one other, with the same calls as one input alone, so every result is exactly what
-        :meth:`transcribe` gives; results come in input order. Runs on :meth:`_pipelined`.
-        """
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-        dec = self._decoding_options(opts)
-        flights: list[_Flight] = []
-        finished: dict[int, FileResult] = {}
-        following = next_out = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-
-            def read(flight: _Flight) -> None:
-                assert flight.job is not None
-                flight.encoded = pool.submit(self._read_window, flight.job)
-
-            try:
-                while flights or following < len(inputs):
-                    while len(flights) < 2 and following < len(inputs):
-                        flight = _Flight(following, time.perf_counter())
-                        following += 1
-                        flights.append(flight)
-                        try:
-                            flight.job = self._job(flight.index, inputs[flight.index], opts)
-                        except AudioToTextError as exc:
-                            flight.error = exc
-                            continue
-                        read(flight)
-                    # The oldest input with a window ready; else wait for one.
-                    ready = [f for f in flights if f.encoded is None or f.encoded.done()]
-                    if not ready:
-                        pending = [f.encoded for f in flights if f.encoded is not None]
-                        wait(pending, return_when=FIRST_COMPLETED)
-                        continue
-                    flight = ready[0]
-                    cross: CrossAttention | None = None
-                    if flight.error is None and flight.encoded is not None:
-                        try:
-                            cross = flight.encoded.result()
-                        except AudioToTextError as exc:
-                            flight.error = exc
-                        flight.encoded = None
-                    if flight.error is None and cross is not None:
-                        assert flight.job is not None
-                        try:
-                            flight.segments.extend(self._decode_window(flight.job, cross, dec))
-                        except AudioToTextError as exc:
-                            flight.error = exc
-                            continue
-                        finally:
-                            del cross
-                        if progress is not None:
-                            progress(flight.index, flight.job.processed_s)
-                        read(flight)
-                        continue
-                    flights.remove(flight)
-                    finished[flight.index] = flight.result()
-                    while next_out in finished:
-                        yield finished.pop(next_out)
-                        next_out += 1
-            finally:  # stopped early: the read in progress is waited for and dropped
-                for flight in flights:
-                    if flight.encoded is not None:
-                        flight.encoded.cancel()
 
     def _transcribe_one(
         self,
@@ -982,7 +840,13 @@ class Transcriber:
         self, jobs: list[_Job], opts: TranscribeOptions, progress: ProgressCallback | None
     ) -> Iterator[tuple[int, Segment]]:
         model = self.model
-        dec = self._decoding_options(opts)
+        tok = model.tokenizer
+        suppress = (
+            tok.default_suppress_tokens()
+            if opts.suppress_tokens is None
+            else tuple(opts.suppress_tokens)
+        )
+        dec = opts.decoding(suppress)
         while True:
             active: list[tuple[_Job, _Window]] = []
             for job in jobs:
@@ -1013,38 +877,6 @@ class Transcriber:
                     yield job.index, segment
                 if progress is not None:
                     progress(job.processed_s)
-
-    def _decoding_options(self, opts: TranscribeOptions) -> DecodingOptions:
-        tok = self.model.tokenizer
-        suppress = (
-            tok.default_suppress_tokens()
-            if opts.suppress_tokens is None
-            else tuple(opts.suppress_tokens)
-        )
-        return opts.decoding(suppress)
-
-    def _read_window(self, job: _Job) -> CrossAttention | None:
-        """Read ``job``'s next window and encode it (None: the input is done)."""
-        window = job.next_window(self.model.window_frames)
-        if window is None:
-            return None
-        return self.model.encode(window.mel[None])
-
-    def _decode_window(
-        self, job: _Job, cross: CrossAttention, dec: DecodingOptions
-    ) -> list[Segment]:
-        """Decode ``job``'s current window (encoded into ``cross``) and move its seek: one
-        round of :meth:`_drive_tagged` for one job."""
-        window = job.window
-        assert window is not None
-        if job.language is None:
-            job.language = self._detect_language(cross)
-        (result,) = decode_with_fallback(self.model, cross, [self._prompt(job, job.options)], dec)
-        found = self._consume(job, window, result, cross, 0)
-        job.window = None
-        del cross, result
-        release_memory_if_grown()
-        return found
 
     def _detect_language(self, cross: CrossAttention) -> str:
         tok = self.model.tokenizer

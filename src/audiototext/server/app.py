@@ -95,10 +95,10 @@ def load_recognizer(config: ServerConfig) -> Recognizer:
 
     It also limits numpy's OpenBLAS to one thread in this process: the engine's decoding
     lanes keep the cores busy, and OpenBLAS's spinning threads took CPU from them
-    (:mod:`audiototext.streaming._blas`).
+    (:mod:`audiototext._blas`).
     """
+    from audiototext._blas import limit_blas_threads
     from audiototext.streaming import RecognizerOptions, StreamingRecognizer
-    from audiototext.streaming._blas import limit_blas_threads
 
     limit_blas_threads(1)
 

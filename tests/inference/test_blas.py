@@ -1,7 +1,11 @@
-"""numpy's BLAS runs on one thread while features are computed, and is restored after."""
+"""numpy's OpenBLAS: one thread while features are computed (restored after), or for good in
+the server process."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -9,9 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from audiototext import _blas
+from audiototext._blas import blas_threads, limit_blas_threads, single_threaded_blas
 from audiototext.audio.features import log_mel_spectrogram_of_pieces
-from audiototext.inference import session, transcribe
-from audiototext.inference.session import single_threaded_blas
+from audiototext.inference import transcribe
 from audiototext.inference.transcribe import TranscribeOptions, Transcriber
 
 
@@ -20,10 +25,10 @@ def _audio() -> np.ndarray:
 
 
 def _setter() -> Callable[[int], int]:
-    setter = session._openblas_local_threads()
-    if setter is None:
+    setters = _blas._local_setters()
+    if not setters:
         pytest.skip("numpy's BLAS is not an OpenBLAS with openblas_set_num_threads_local")
-    return setter
+    return setters[0]  # type: ignore[no-any-return]
 
 
 def test_features_are_bit_identical_inside_and_outside() -> None:
@@ -80,21 +85,21 @@ def test_an_exception_inside_still_restores(monkeypatch: pytest.MonkeyPatch) -> 
         calls.append(n)
         return 4
 
-    monkeypatch.setattr(session, "_openblas_local_threads", lambda: fake)
+    monkeypatch.setattr(_blas, "_local_setters", lambda: [fake])
     with pytest.raises(RuntimeError), single_threaded_blas():
         raise RuntimeError("boom")
     assert calls == [1, 4]
 
 
 def test_without_openblas_it_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session, "_openblas_local_threads", lambda: None)
+    monkeypatch.setattr(_blas, "_local_setters", lambda: [])
     with single_threaded_blas():
         value = 1 + 1
     assert value == 2
 
 
 def test_transcription_computes_features_with_one_blas_thread(
-    int8: Transcriber, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, int8: Transcriber
 ) -> None:
     state: dict[str, Any] = {"threads": 2, "features_at": []}
 
@@ -108,8 +113,36 @@ def test_transcription_computes_features_with_one_blas_thread(
         state["features_at"].append(state["threads"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(session, "_openblas_local_threads", lambda: fake)
+    monkeypatch.setattr(_blas, "_local_setters", lambda: [fake])
     monkeypatch.setattr(transcribe, "log_mel_spectrogram_of_pieces", spy)
     list(int8.transcribe(_audio()[: 16000 * 2], TranscribeOptions(beam_size=1)))
     assert state["features_at"] and set(state["features_at"]) == {1}
     assert state["threads"] == 2
+
+
+def test_limit_blas_threads_sets_every_loaded_openblas() -> None:
+    # In a child process: the setting is process-wide, and other tests keep numpy's default.
+    code = (
+        "import numpy as np\n"
+        "from audiototext._blas import blas_threads, limit_blas_threads\n"
+        "np.ones((64, 64)) @ np.ones((64, 64))\n"
+        "before = blas_threads()\n"
+        "n = limit_blas_threads(1)\n"
+        "import json\n"
+        "print(json.dumps([before, n, blas_threads()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    if not blas_threads():
+        pytest.skip("numpy here is not built on OpenBLAS")
+    before, done, after = json.loads(out)
+    assert done == len(after) >= 1
+    assert after == [1] * len(after)
+    assert len(before) == len(after)
+    assert np.isfinite((np.ones((8, 8)) @ np.ones((8, 8))).sum())
+
+
+def test_limit_blas_threads_rejects_zero() -> None:
+    with pytest.raises(ValueError, match=">= 1"):
+        limit_blas_threads(0)
