@@ -425,16 +425,27 @@ def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
     assert {"take", "seat", "open"} <= set(normalise(log.finals[0].text))
 
 
+def _record_hand_overs(
+    rec: StreamingRecognizer,
+    monkeypatch: pytest.MonkeyPatch,
+    label: Callable[[SimpleNamespace], object],
+) -> list[tuple[int, list[object]]]:
+    """Replace the hand-over to a lane by a record of (lane index, each job's label)."""
+    handed: list[tuple[int, list[object]]] = []
+
+    def submit(jobs: list[SimpleNamespace], lane: object) -> SimpleNamespace:
+        handed.append((rec._lanes.index(lane), [label(j) for j in jobs]))  # type: ignore[arg-type]
+        return SimpleNamespace(jobs=jobs, cancel=False)
+
+    monkeypatch.setattr(rec, "_submit_to_lane", submit)
+    return handed
+
+
 def test_a_pile_of_finals_is_handed_out_oldest_first_in_small_batches(
     make_recognizer: MakeRecognizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rec = make_recognizer()
-    handed: list[tuple[int, list[float]]] = []
-
-    def submit(jobs: list[SimpleNamespace], lane: object) -> None:
-        handed.append((rec._lanes.index(lane), [j.final.triggered_at for j in jobs]))  # type: ignore[arg-type]
-
-    monkeypatch.setattr(rec, "_submit_to_lane", submit)
+    handed = _record_hand_overs(rec, monkeypatch, lambda j: j.final.triggered_at)
     jobs = [
         SimpleNamespace(
             session=SimpleNamespace(final_in_flight=False),
@@ -495,13 +506,7 @@ def test_speculations_are_split_over_the_idle_lanes(
     make_recognizer: MakeRecognizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rec = make_recognizer()
-    handed: list[tuple[int, list[int]]] = []
-
-    def submit(jobs: list[SimpleNamespace], lane: object) -> SimpleNamespace:
-        handed.append((rec._lanes.index(lane), [j.final.utterance_id for j in jobs]))  # type: ignore[arg-type]
-        return SimpleNamespace(jobs=jobs, cancel=False)
-
-    monkeypatch.setattr(rec, "_submit_to_lane", submit)
+    handed = _record_hand_overs(rec, monkeypatch, lambda j: j.final.utterance_id)
     jobs = [
         SimpleNamespace(
             session=SimpleNamespace(speculation_in_flight=None),
