@@ -1,5 +1,6 @@
-"""numpy's OpenBLAS thread count: held at one thread while features are computed, or for a
-whole process (the server).
+"""numpy's OpenBLAS thread count: held at one thread while log-mel features are computed
+(:func:`audiototext.audio.features.log_mel_spectrogram_of_pieces`, for files and streams), or
+for a whole process (the server).
 
 numpy's OpenBLAS splits even a small matrix product (the log-mel filter bank: 256 frames x 201
 bins x 80 mels) over every core, then its workers spin between calls, taking the cores ONNX

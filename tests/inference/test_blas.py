@@ -15,9 +15,10 @@ import pytest
 
 from audiototext import _blas
 from audiototext._blas import blas_threads, limit_blas_threads, single_threaded_blas
+from audiototext.audio import features
 from audiototext.audio.features import log_mel_spectrogram_of_pieces
-from audiototext.inference import transcribe
 from audiototext.inference.transcribe import TranscribeOptions, Transcriber
+from audiototext.streaming._decode import encoder_input
 
 
 def _audio() -> np.ndarray:
@@ -98,24 +99,31 @@ def test_without_openblas_it_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None
     assert value == 2
 
 
-def test_transcription_computes_features_with_one_blas_thread(
-    monkeypatch: pytest.MonkeyPatch, int8: Transcriber
+@pytest.mark.parametrize("path", ["file", "stream"])
+def test_features_are_computed_with_one_blas_thread(
+    monkeypatch: pytest.MonkeyPatch, int8: Transcriber, path: str
 ) -> None:
+    """File transcription and streaming's encoder input both compute log-mel with one thread."""
     state: dict[str, Any] = {"threads": 2, "features_at": []}
 
     def fake(n: int) -> int:
         previous, state["threads"] = state["threads"], n
         return previous
 
-    real = transcribe.log_mel_spectrogram_of_pieces
+    real = features.sliding_window_view  # called once per block of frames
 
-    def spy(*args: object, **kwargs: object) -> np.ndarray:
+    def spy(*args: Any, **kwargs: Any) -> np.ndarray:
         state["features_at"].append(state["threads"])
-        return real(*args, **kwargs)
+        return real(*args, **kwargs)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(_blas, "_local_setters", lambda: [fake])
-    monkeypatch.setattr(transcribe, "log_mel_spectrogram_of_pieces", spy)
-    list(int8.transcribe(_audio()[: 16000 * 2], TranscribeOptions(beam_size=1)))
+    monkeypatch.setattr(features, "sliding_window_view", spy)
+    audio = _audio()[: 16000 * 2]
+    if path == "file":
+        list(int8.transcribe(audio, TranscribeOptions(beam_size=1)))
+    else:
+        model = int8.model
+        encoder_input(audio, model.n_mels, None, model.window_frames)
     assert state["features_at"] and set(state["features_at"]) == {1}
     assert state["threads"] == 2
 

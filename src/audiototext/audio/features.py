@@ -23,6 +23,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
+from audiototext._blas import single_threaded_blas
+
 __all__ = [
     "CHUNK_LENGTH_S",
     "CHUNK_SAMPLES",
@@ -165,16 +167,21 @@ def log_mel_spectrogram_of_pieces(
     # transposing it, without the second full-size array.
     log_spec = np.empty((n_mels, num_frames), dtype=np.float32)
     mel = np.empty((_BLOCK_FRAMES, n_mels), dtype=np.float32)
-    for start in range(0, num_frames, _BLOCK_FRAMES):
-        stop = min(start + _BLOCK_FRAMES, num_frames)
-        # Frame i starts at i * hop in the reflect-padded signal; the (num_frames + 1)-th
-        # frame that center=True makes is the one Whisper drops, so it is never computed.
-        segment = signal.padded(start * HOP_LENGTH_SAMPLES, (stop - 1) * HOP_LENGTH_SAMPLES + N_FFT)
-        frames = sliding_window_view(segment, N_FFT)[::HOP_LENGTH_SAMPLES]
-        spectrum = np.fft.rfft(frames * window, axis=-1)
-        power = np.square(spectrum.real) + np.square(spectrum.imag)
-        np.matmul(power, filters.T, out=mel[: stop - start])
-        log_spec[:, start:stop] = mel[: stop - start].T
+    # numpy's OpenBLAS would split the filter-bank product over every core and leave its
+    # workers spinning on the cores ONNX Runtime is about to use (same values either way).
+    with single_threaded_blas():
+        for start in range(0, num_frames, _BLOCK_FRAMES):
+            stop = min(start + _BLOCK_FRAMES, num_frames)
+            # Frame i starts at i * hop in the reflect-padded signal; the (num_frames + 1)-th
+            # frame that center=True makes is the one Whisper drops, so it is never computed.
+            segment = signal.padded(
+                start * HOP_LENGTH_SAMPLES, (stop - 1) * HOP_LENGTH_SAMPLES + N_FFT
+            )
+            frames = sliding_window_view(segment, N_FFT)[::HOP_LENGTH_SAMPLES]
+            spectrum = np.fft.rfft(frames * window, axis=-1)
+            power = np.square(spectrum.real) + np.square(spectrum.imag)
+            np.matmul(power, filters.T, out=mel[: stop - start])
+            log_spec[:, start:stop] = mel[: stop - start].T
 
     np.maximum(log_spec, _LOG_FLOOR, out=log_spec)
     np.log10(log_spec, out=log_spec)

@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from audiototext._blas import single_threaded_blas
 from audiototext.audio import (
     SAMPLE_RATE_HZ,
     SileroVad,
@@ -411,13 +410,11 @@ class _FeatureStream:
         self._mel = None  # release the previous block before computing the next
         if self.exhausted:
             # As Whisper: 160 samples of padding, and the last frame is not content.
-            with single_threaded_blas():
-                self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels, padding_samples=HOP)
+            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels, padding_samples=HOP)
             self._usable_end = base + self._mel.shape[1] - 1
             self._final = True
         else:
-            with single_threaded_blas():
-                self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels)
+            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels)
             # The last frames' STFT windows reach past the block; the next block redoes them.
             self._usable_end = base + self._mel.shape[1] - _CONTEXT_FRAMES
             # The next block starts at most one window (and its context) before this one's

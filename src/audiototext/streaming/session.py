@@ -165,8 +165,8 @@ class StreamSession:
         # A final decoded during the pause that may end the open utterance (see Speculation).
         self.speculation: Speculation | None = None
         self.partial_in_flight = False  # a partial of this stream is being computed
-        self.final_in_flight = False  # this stream's pending final is on the partial lane
-        # (utterance id, stop) of a speculative final being decoded on the partial lane
+        self.final_in_flight = False  # this stream's pending final is being decoded on a lane
+        # (utterance id, stop) of a speculative final being decoded on a lane
         self.speculation_in_flight: tuple[int, int] | None = None
         self.speculations_used = 0
         self.speculations_wasted = 0
