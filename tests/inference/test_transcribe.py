@@ -21,6 +21,7 @@ from support.speech import SpeechSynthesizer, silence, white_noise, with_silence
 
 GREEDY = TranscribeOptions(beam_size=1, temperatures=(0.0,))
 TWO = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
+OTHER = "Rice is often served in round bowls. The juice of lemons makes fine punch."
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +115,24 @@ def test_hallucination_filter_is_what_removes_the_silence_caption(int8: Transcri
 def test_batch_matches_one_by_one(
     fp32: Transcriber, int8: Transcriber, two_sentences: np.ndarray, synth: SpeechSynthesizer
 ) -> None:
-    other = synth.speak(
-        "Rice is often served in round bowls. The juice of lemons makes fine punch."
-    ).audio
+    other = synth.speak(OTHER).audio
     longer = np.concatenate([two_sentences, silence(1.0), other, silence(1.0), two_sentences])
     inputs = [two_sentences, other, longer]
-    for transcriber, tolerance in ((fp32, 0.0), (int8, 0.15)):
-        batch = transcriber.transcribe_batch(inputs, GREEDY)
-        single = [list(transcriber.transcribe(a, GREEDY)) for a in inputs]
-        for b, s in zip(batch, single, strict=True):
-            # fp32: padding only changes float rounding, never the words. int8: activations
-            # are quantised per tensor, so a batch shares one scale and a word may change.
-            assert wer(_text(s), _text(b)) <= tolerance
+    truths = [TWO, OTHER, f"{TWO} {OTHER} {TWO}"]
+    batch = fp32.transcribe_batch(inputs, GREEDY)
+    single = [list(fp32.transcribe(a, GREEDY)) for a in inputs]
+    for b, s in zip(batch, single, strict=True):
+        # fp32: padding only changes float rounding, never the words.
+        assert _text(b) == _text(s)
+    batch = int8.transcribe_batch(inputs, GREEDY)
+    single = [list(int8.transcribe(a, GREEDY)) for a in inputs]
+    for b, s, truth in zip(batch, single, truths, strict=True):
+        # int8: the decoder quantises activations per tensor, so the rows of a batch share a
+        # scale and words may change; which ones depends on the CPU's int8 kernels (AVX2 vs
+        # AVX-512 VNNI gave different words here). Batching may cost at most three words in
+        # sixteen against the truth, and must not lose the text.
+        assert wer(truth, _text(b)) <= wer(truth, _text(s)) + 0.2
+        assert len(_text(b).split()) >= 0.8 * len(truth.split())
 
 
 def test_each_runs_inputs_side_by_side_with_the_same_result_as_alone(

@@ -18,9 +18,11 @@ Several inputs can be transcribed together in two ways:
   input alone. On a CPU this is the fast way to do many files: one decoder step is too small to
   keep two cores busy (a second intra-op thread mostly spins), so two files on one thread each
   finish ~30 % sooner than one after the other on two threads (bench/NOTES.md).
-* :meth:`Transcriber.transcribe_batch` encodes and decodes the inputs' current windows as one
-  batch. The int8 graphs quantise activations per tensor, so a row's result can depend on the
-  other rows of its batch: words may differ from transcribing the input alone.
+* :meth:`Transcriber.transcribe_batch` decodes the inputs' current windows as one batch (on a
+  CPU they are encoded one at a time: no slower, and the int8 encoder's per-tensor activation
+  scales then stay each window's own). The int8 decoder quantises activations per tensor, so a
+  row's result can still depend on the other rows of its batch: words may differ from
+  transcribing the input alone.
 """
 
 from __future__ import annotations
@@ -852,7 +854,7 @@ class Transcriber:
                     active.append((job, window))
             if not active:
                 break
-            cross = model.encode(np.stack([w.mel for _, w in active]))
+            cross = model.encode_each(np.stack([w.mel for _, w in active]))
             for row, (job, _) in enumerate(active):
                 if job.language is None:
                     job.language = self._detect_language(cross.take([row]))

@@ -82,6 +82,123 @@ class CrossAttention:
         return CrossAttention(keys, values, len(idx), self.positions)
 
 
+class _InPlaceCache:
+    """A decoding call's self-attention cache in the decoder's in-place mode.
+
+    One numpy buffer per ``past_*`` tensor, ``[rows, heads, max_text_tokens, head_dim]``, bound
+    to both the ``past_*`` input and the ``present_*`` output: each step writes its keys and
+    values where they stand (``DecoderMaskedMultiHeadAttention``), so nothing is copied per step.
+    Rows come in groups of ``group`` (the beams of a window); ``indirection[g, i, t]`` is the
+    row of group ``g`` whose buffer holds position ``t`` for row ``i``, so reordering beams
+    rewrites that small table instead of the cache, and the beams of a window share its
+    prompt. Buffers are ``np.empty``: pages are touched only as positions are written.
+    """
+
+    def __init__(
+        self, model: WhisperModel, buffers: list[FloatArray], indirection: NDArray[np.int32]
+    ) -> None:
+        self.model = model
+        self.buffers = buffers
+        self.group = int(indirection.shape[1])
+        self.indirection = indirection  # updated in place: the binding holds its memory
+        self._values = [_ort(b) for b in buffers]  # OrtValues sharing the buffers' memory
+        self._ind_value = _ort(indirection)
+        self.binding = model.decoder.raw.io_binding()
+        b = self.binding
+        b.bind_output("logits")
+        for names in (model._past_names, model._present_names):
+            for name, value in zip(names, self._values, strict=True):
+                (b.bind_ortvalue_input if names is model._past_names else b.bind_ortvalue_output)(
+                    name, value
+                )
+        self._flag = _ort(np.array(True))
+        self._width = _ort(np.array([self.group], dtype=np.int32))
+        b.bind_ortvalue_input("in_place", self._flag)
+        b.bind_ortvalue_input("beam_width", self._width)
+        b.bind_ortvalue_input("cache_indirection", self._ind_value)
+
+    @property
+    def size(self) -> int:
+        return int(self.buffers[0].shape[2])
+
+    @classmethod
+    def from_present(cls, model: WhisperModel, present: Sequence[_C], group: int) -> _InPlaceCache:
+        """A cache holding the appending mode's ``present_*`` tensors, one row per row."""
+        first = present[0].numpy()
+        rows, heads, length, hd = first.shape
+        size = model.max_text_tokens
+        buffers = []
+        for value in present:
+            buf = np.empty((rows, heads, size, hd), dtype=np.float32)
+            buf[:, :, :length] = value.numpy()
+            buffers.append(buf)
+        return cls(model, buffers, _own_rows(rows, group, size))
+
+    def bind_cross(self, cross: CrossAttention) -> None:
+        for i in range(len(cross.keys)):
+            self.binding.bind_ortvalue_input(f"cross_k_{i}", cross.keys[i])
+            self.binding.bind_ortvalue_input(f"cross_v_{i}", cross.values[i])
+
+    def sources(self, rows: IntArray, length: int) -> IntArray:
+        """``[len(rows), length]``: the buffer row holding each position of each of ``rows``."""
+        g = self.group
+        base = (rows // g) * g
+        return base[:, None] + self.indirection[rows // g, rows % g, :length].astype(np.int64)
+
+    def gather(self, sources: IntArray, out: list[FloatArray], out_rows: IntArray) -> None:
+        """Copy positions ``0..length`` of the rows that ``sources`` names into ``out_rows``."""
+        length = sources.shape[1]
+        straight = bool(np.all(sources == sources[:, :1]))
+        pos = np.arange(length)
+        for src_buf, dst in zip(self.buffers, out, strict=True):
+            if straight:  # each row's positions all in one buffer row: one slice per row
+                dst[out_rows, :, :length] = src_buf[sources[:, 0], :, :length]
+            else:
+                dst[out_rows, :, :length] = src_buf[sources, :, pos].transpose(0, 2, 1, 3)
+
+    def select(self, rows: IntArray, group: int, length: int) -> _InPlaceCache:
+        """This cache with ``rows`` kept (reordered, repeated) in groups of ``group``: the
+        indirection alone when each row stays in its group's slot, else new buffers."""
+        src = self.sources(rows, length)
+        n = len(rows)
+        slots = np.arange(n) // group
+        if (
+            n == self.buffers[0].shape[0]
+            and group == self.group
+            and np.array_equal(rows // self.group, slots)
+        ):
+            self.indirection[:, :, :length] = (src - (slots * group)[:, None]).reshape(
+                n // group, group, length
+            )
+            return self
+        shape = (n, *self.buffers[0].shape[1:])
+        buffers = [np.empty(shape, dtype=np.float32) for _ in self.buffers]
+        indirection = _own_rows(n, group, self.size)
+        firsts = slots * group
+        shared = all(np.array_equal(src[firsts[j]], src[j]) for j in range(n))
+        if shared:  # every group's rows are one sequence (beams starting): keep it once
+            heads = np.unique(firsts)
+            self.gather(src[heads], buffers, heads)
+            indirection[:, :, :length] = 0
+        else:
+            self.gather(src, buffers, np.arange(n))
+        return _InPlaceCache(self.model, buffers, indirection)
+
+    def materialise(self, rows: int, length: int) -> list[FloatArray]:
+        """The appending mode's ``present_*`` tensors ``[rows, heads, length, head_dim]``."""
+        shape = (rows, *self.buffers[0].shape[1:2], length, self.buffers[0].shape[3])
+        out = [np.empty(shape, dtype=np.float32) for _ in self.buffers]
+        tmp = [o.reshape(rows, shape[1], length, shape[3]) for o in out]
+        self.gather(self.sources(np.arange(rows), length), tmp, np.arange(rows))
+        return out
+
+
+def _own_rows(rows: int, group: int, size: int) -> NDArray[np.int32]:
+    """An indirection where each row reads only its own buffer row."""
+    own = np.arange(group, dtype=np.int32)[None, :, None]
+    return np.ascontiguousarray(np.broadcast_to(own, (rows // group, group, size)))
+
+
 class WhisperModel:
     """Encoder and decoder sessions, metadata and tokenizer of one converted model."""
 
@@ -109,6 +226,11 @@ class WhisperModel:
         self._present_names = [f"present_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self._past_names = [f"past_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self.head_dim = self.dims.d_model // self.dims.decoder_heads
+        # Decoders of graph version 6 on (fused graphs) can keep the self-attention cache in
+        # place (see _InPlaceCache); only on the CPU, where the cache buffers are numpy arrays
+        # that ONNX Runtime reads and writes directly. False restores the appending mode.
+        overridable = {i.name for i in self.decoder.raw.get_overridable_initializers()}
+        self.in_place_cache = "cache_indirection" in overridable and self.decoder.on_cpu
 
     @property
     def n_mels(self) -> int:
@@ -145,6 +267,27 @@ class WhisperModel:
         outs = self._run(self.encoder, self._cross_names, feeds)
         return CrossAttention(tuple(outs[0::2]), tuple(outs[1::2]), mel.shape[0], mel.shape[2] // 2)
 
+    def encode_each(self, mel: FloatArray) -> CrossAttention:
+        """:meth:`encode`, one window at a time on the CPU: the int8 encoder quantises its
+        activations per tensor, so windows encoded together share scales and a window's words
+        could depend on its batch-mates; on a CPU a batch is no faster (the encoder's GEMMs
+        already have 1500 rows). An accelerator encodes the batch at once."""
+        if mel.ndim != 3 or mel.shape[0] <= 1 or not self.encoder.on_cpu:
+            return self.encode(mel)
+        first = self.encode(mel[:1])
+        keys = [np.empty((mel.shape[0], *k.shape()[1:]), np.float32) for k in first.keys]
+        values = [np.empty((mel.shape[0], *v.shape()[1:]), np.float32) for v in first.values]
+        for row in range(mel.shape[0]):
+            one = first if row == 0 else self.encode(mel[row : row + 1])
+            for dst, src in zip([*keys, *values], [*one.keys, *one.values], strict=True):
+                dst[row] = src.numpy()[0]
+        return CrossAttention(
+            tuple(_ort(k) for k in keys),
+            tuple(_ort(v) for v in values),
+            mel.shape[0],
+            first.positions,
+        )
+
     def _run(
         self, session: Session, outputs: list[str], feeds: dict[str, ort.OrtValue]
     ) -> list[ort.OrtValue]:
@@ -177,6 +320,10 @@ class WhisperModel:
             if not self.decoder.fall_back_to_cpu(str(exc)):
                 raise
             return _run_c(self.decoder.raw, outputs, feeds)
+
+    def _run_bound(self, binding: ort.IOBinding, ids: IntArray) -> None:
+        self.decoder.prepare({"input_ids": ids})
+        self.decoder.raw._sess.run_with_iobinding(binding._iobinding, None)
 
     def decoder_for(self, cross: CrossAttention) -> KVDecoder:
         return KVDecoder(self, cross)
@@ -213,6 +360,24 @@ class KVDecoder:
         self._mask = np.zeros((self.batch, 0), dtype=np.int64)
         self._next_pos = np.zeros(self.batch, dtype=np.int64)
         self.pads = np.zeros(self.batch, dtype=np.int64)
+        self._cache: _InPlaceCache | None = None  # after the prefill, in the in-place mode
+        self._owned: list[FloatArray] = []  # numpy memory behind OrtValues in self._past
+
+    def _use_cache(self) -> _InPlaceCache | None:
+        """The in-place cache, made from the prefill's cache at the first step or selection
+        (a prefill that is not followed by either, e.g. word alignment, never copies it); the
+        appending mode again if the cache would outgrow the text context (left padding of
+        dropped rows can make it longer than any row's positions)."""
+        if self._cache is None and self.model.in_place_cache and self.length > 0:
+            if self.length < self.model.max_text_tokens:
+                self._cache = _InPlaceCache.from_present(self.model, self._past, self.group)
+                self._cache.bind_cross(self.cross)
+                self._past, self._owned = [], []
+        elif self._cache is not None and self.length >= self._cache.size:
+            self._owned = self._cache.materialise(self.batch, self.length)
+            self._past = [_ort(o)._get_c_value() for o in self._owned]
+            self._cache = None
+        return self._cache
 
     @property
     def length(self) -> int:
@@ -295,13 +460,26 @@ class KVDecoder:
             raise ValueError(
                 f"the decoder's context of {self.model.max_text_tokens} tokens is full"
             )
-        self._mask = np.concatenate([self._mask, np.ones((self.batch, 1), dtype=np.int64)], axis=1)
         ids = np.asarray(tokens, dtype=np.int64).reshape(self.batch, 1)
         pos = self._next_pos.reshape(self.batch, 1).copy()
         self._next_pos += 1
         index = np.zeros((self.batch, 1), dtype=np.int64)
-        logits, _ = self._forward(ids, pos, want_attention=False, index=index)
-        return logits[:, -1]
+        cache = self._use_cache()
+        self._mask = np.concatenate([self._mask, np.ones((self.batch, 1), dtype=np.int64)], axis=1)
+        if cache is None:
+            logits, _ = self._forward(ids, pos, want_attention=False, index=index)
+            return logits[:, -1]
+        small = {
+            "input_ids": _ort(ids),
+            "position_ids": _ort(pos),
+            "attention_mask": _ort(self._mask),
+            "logits_index": _ort(index),
+        }  # referenced until the run returns
+        for name, value in small.items():
+            cache.binding.bind_ortvalue_input(name, value)
+        self.model._run_bound(cache.binding, ids)
+        out: FloatArray = cache.binding.get_outputs()[0].numpy()
+        return out[:, -1]
 
     def select(self, rows: Sequence[int]) -> None:
         """Keep (and reorder or repeat) ``rows``: beam reordering, or dropping finished rows.
@@ -316,17 +494,24 @@ class KVDecoder:
             raise ValueError(f"rows must be a non-empty list of indices below {self.batch}")
         if len(idx) == self.batch and np.array_equal(idx, np.arange(self.batch)):
             return
-        self._past = self.model.reorder(self._past, idx)
+        windows = idx // self.group
+        kept, counts = np.unique(windows, return_counts=True)
+        grouped = bool(np.all(np.diff(windows) >= 0) and np.all(counts == counts[0]))
+        group = int(counts[0]) if grouped else 1
+        cache = self._use_cache()
+        if cache is None:
+            self._past = self.model.reorder(self._past, idx)
+        else:
+            self._cache = cache.select(idx, group, self.length)
         self._mask = self._mask[idx]
         self._next_pos = self._next_pos[idx]
         self.pads = self.pads[idx]
         self.batch = len(idx)
-        windows = idx // self.group
-        kept, counts = np.unique(windows, return_counts=True)
-        if np.all(np.diff(windows) >= 0) and np.all(counts == counts[0]):
-            self.group = int(counts[0])
+        self.group = group
+        if grouped:
             if len(kept) != self.cross.batch:
                 self.cross = self.cross.take(kept.tolist())
         else:
-            self.group = 1
             self.cross = self.cross.take(windows.tolist())
+        if self._cache is not None:
+            self._cache.bind_cross(self.cross)

@@ -30,6 +30,17 @@ it is written down here and in ``docs/architecture.md``:
     out ``alignment_attention`` float32 [batch, n_alignment_heads, tokens, positions]
         softmax cross-attention weights of the model's alignment heads (for word timestamps).
 
+    In-place mode (fused graphs, version 6 on; three inputs with defaults that select the mode
+    above, so callers that do not know them are unaffected):
+    in  ``in_place``        bool []                       true: one token per row, and
+        ``past_*`` are fixed-size buffers [batch, heads, max_cache, head_dim] holding the
+        first ``past`` positions; this call's keys/values are written at position ``past``
+        (``attention_mask`` still has ``past + 1`` columns) and ``present_*`` are the same
+        buffers (bind both to one memory: nothing is copied)
+    in  ``beam_width``      int32 [1]                     rows per group (a window's beams)
+    in  ``cache_indirection`` int32 [batch / beam_width, beam_width, max_cache]  which row of
+        its group holds each earlier position for each row: beams reorder by rewriting it
+
     Explicit positions and a padding mask let the engine batch streams whose prompts differ in
     length (left padding) and run greedy or beam search with the same graph.
 """
@@ -141,6 +152,75 @@ class _Builder:
         t = self.op("Transpose", [x], perm=[0, 2, 1, 3])
         return self.op("Reshape", [t, self.const([0, 0, d_model])])
 
+    def self_attention(self, q: str, k: str, v: str, mask: str, layer: int, heads: int) -> str:
+        """Masked self-attention over the cache, as one ``If`` on ``in_place``.
+
+        Else (the default): ``MultiHeadAttention`` appends this call's keys/values to
+        ``past_*`` and returns the whole cache as ``present_*`` (a new tensor each call).
+        Then: ``DecoderMaskedMultiHeadAttention`` over a fixed-size cache for one token per
+        row: ``past_*`` and ``present_*`` are the same buffer (the caller binds both to it), the
+        new keys/values are written at ``past_length``, and ``cache_indirection`` tells each
+        row which row of its group (its window's beams) holds each earlier position, so beam
+        search never copies the cache to reorder it.
+        """
+        ctx_t, ctx_e = self.name("mha"), self.name("dmmha")
+        pk, pv = f"past_k_{layer}", f"past_v_{layer}"
+        kt, vt = self.name("present_k"), self.name("present_v")
+        ke, ve = self.name("present_k"), self.name("present_v")
+        step = helper.make_graph(
+            [
+                helper.make_node(
+                    "DecoderMaskedMultiHeadAttention",
+                    [
+                        q,
+                        k,
+                        v,
+                        "mask_index",
+                        "",
+                        pk,
+                        pv,
+                        "past_length",
+                        "beam_width",
+                        "cache_indirection",
+                    ],
+                    [ctx_e, ke, ve],
+                    name=self.name("DecoderMaskedMultiHeadAttention"),
+                    domain=MS_DOMAIN,
+                    num_heads=heads,
+                    past_present_share_buffer=1,
+                    scale=1.0,
+                )
+            ],
+            f"in_place_{layer}",
+            [],
+            [_value(n, TensorProto.FLOAT, None) for n in (ctx_e, ke, ve)],
+        )
+        grow = helper.make_graph(
+            [
+                helper.make_node(
+                    "MultiHeadAttention",
+                    [q, k, v, "", "", mask, pk, pv],
+                    [ctx_t, kt, vt],
+                    name=self.name("MultiHeadAttention"),
+                    domain=MS_DOMAIN,
+                    num_heads=heads,
+                    scale=1.0,
+                )
+            ],
+            f"appended_{layer}",
+            [],
+            [_value(n, TensorProto.FLOAT, None) for n in (ctx_t, kt, vt)],
+        )
+        ctx = self.name("self_attn")
+        self.op(
+            "If",
+            ["in_place"],
+            out=[ctx, f"present_k_{layer}", f"present_v_{layer}"],
+            then_branch=step,
+            else_branch=grow,
+        )
+        return ctx
+
     def attend(self, q: str, k_t: str, v: str, bias: str | None) -> tuple[str, str]:
         """q [B,H,T,hd] · k_t [B,H,hd,S] → softmax → · v [B,H,S,hd]; returns (context, weights)."""
         scores = self.op("MatMul", [q, k_t])
@@ -150,8 +230,8 @@ class _Builder:
         return self.op("MatMul", [weights, v]), weights
 
 
-def _value(name: str, elem: int, shape: Sequence[str | int]) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, elem, list(shape))
+def _value(name: str, elem: int, shape: Sequence[str | int] | None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, None if shape is None else list(shape))
 
 
 def _model(
@@ -287,6 +367,9 @@ def build_decoder(
     )
     allowed = b.op("And", [causal, pad])  # [B, 1, T, total]
     mask = b.op("Where", [allowed, b.const([0.0], np.float32), b.const([_NEG], np.float32)])
+    if b.fused:  # the in-place cache's mask and write position (see _Builder.self_attention)
+        b.op("Cast", ["attention_mask"], out=["mask_index"], to=TensorProto.INT32)
+        b.op("Cast", [b.op("Sub", [total, ntok])], out=["past_length"], to=TensorProto.INT32)
 
     by_layer: dict[int, list[int]] = {}
     for layer, head in alignment_heads:
@@ -330,7 +413,7 @@ def build_decoder(
                 _value(f"cross_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "positions", hd])
             )
             outputs.append(
-                _value(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "total", hd])
+                _value(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "cache", hd])
             )
 
         h = b.layer_norm(x, ckpt, f"{p}.self_attn_layer_norm")
@@ -349,14 +432,7 @@ def build_decoder(
             f"{p}.self_attn.v_proj",
         )
         if b.fused:
-            ctx = b.op(
-                "MultiHeadAttention",
-                [q, k, v, "", "", mask, f"past_k_{i}", f"past_v_{i}"],
-                out=[b.name("mha"), f"present_k_{i}", f"present_v_{i}"],
-                domain=MS_DOMAIN,
-                num_heads=heads,
-                scale=1.0,
-            )
+            ctx = b.self_attention(q, k, v, mask, i, heads)
         else:
             k_all = b.op(
                 "Concat",
@@ -434,6 +510,18 @@ def build_decoder(
             f"{p}.encoder_attn.out_proj",
         )
         x = b.mlp(b.op("Add", [x, o]), ckpt, p)
+
+    if b.fused:
+        # Inputs of the in-place mode, with defaults (initializers of the same name) that select
+        # the appending mode: callers that do not know them feed nothing new.
+        inputs += [
+            _value("in_place", TensorProto.BOOL, []),
+            _value("beam_width", TensorProto.INT32, [1]),
+            _value("cache_indirection", TensorProto.INT32, ["groups", "group", "max_cache"]),
+        ]
+        b.inits.append(numpy_helper.from_array(np.array(False), "in_place"))  # a scalar
+        b.init("beam_width", np.array([1], dtype=np.int32))
+        b.init("cache_indirection", np.zeros((1, 1, 1), dtype=np.int32))
 
     x = b.layer_norm(x, ckpt, "decoder.layer_norm")
     # Project only the positions asked for: the vocabulary projection is the largest MatMul,
