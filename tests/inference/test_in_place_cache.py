@@ -136,3 +136,15 @@ def test_word_alignment_prefill_never_builds_the_cache(
     kv = KVDecoder(model, windows.take([0]))
     kv.prefill([_prompt(model, 5)], logits_for="all")
     assert kv._cache is None
+
+
+def test_a_steps_logits_survive_the_next_step(model: WhisperModel, windows: CrossAttention) -> None:
+    # ONNX Runtime reuses a bound output whose shape matches; the caller owns each step's logits.
+    kv = KVDecoder(model, windows.take([0]))
+    kv.prefill([_prompt(model, 3)])
+    first = kv.step(np.array([300]))
+    kept = first.copy()
+    second = kv.step(np.array([301]))
+    assert kv._cache is not None
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, kept)

@@ -477,6 +477,9 @@ class KVDecoder:
         }  # referenced until the run returns
         for name, value in small.items():
             cache.binding.bind_ortvalue_input(name, value)
+        # A fresh logits tensor per step: ORT would otherwise write into the one the caller got
+        # from the last step (a bound output is reused when its shape matches).
+        cache.binding.bind_output("logits")
         self.model._run_bound(cache.binding, ids)
         out: FloatArray = cache.binding.get_outputs()[0].numpy()
         return out[:, -1]
