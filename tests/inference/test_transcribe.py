@@ -225,8 +225,13 @@ def test_one_long_input_is_split_across_the_jobs(
     assert last_words and last_words[-1].end_s > (audio.size - two_sentences.size) / 16_000
     for s in segments:
         assert all(s.start_s - 0.5 <= w.start_s <= w.end_s <= s.end_s + 0.5 for w in s.words or ())
+    # Each part is exactly the transcription of its audio alone...
+    alone = [*int8.transcribe(audio[:cut], opts), *int8.transcribe(audio[cut:], opts)]
+    assert [s.tokens for s in segments] == [s.tokens for s in alone]
+    # ...so the cut costs the second part the first part's text as prompt: a few words at most
+    # (3 of 41 with int8 on AVX-512 VNNI, 0-2 with AVX2).
     reference = f"{TWO} {other_text} {TWO}"
-    assert wer(reference, _text(segments)) <= wer(reference, _text(whole)) + 0.05
+    assert wer(reference, _text(segments)) <= wer(reference, _text(whole)) + 0.1
 
 
 def test_array_input_validation(int8: Transcriber) -> None:
