@@ -131,7 +131,9 @@ def test_word_timestamps_greedy_search_and_language(
     # gap is (found by time, not by word index: a recogniser error such as "canoe" -> "can
     # be" shifts the index).
     gap_start = 0.5 + 1.0 + speech.speak(SENTENCES[0]).audio.size / SAMPLE_RATE_HZ
-    pauses = [(b.start_s - a.end_s, a, b) for a, b in zip(timed.words, timed.words[1:], strict=False)]
+    pauses = [
+        (b.start_s - a.end_s, a, b) for a, b in zip(timed.words, timed.words[1:], strict=False)
+    ]
     width, last, first = max(pauses, key=lambda p: p[0])
     assert width >= 0.5
     assert last.end_s < gap_start + 1.0 and first.start_s > gap_start
