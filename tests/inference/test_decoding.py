@@ -215,3 +215,21 @@ def test_beam_search_picks_what_the_per_window_reference_picks(
         assert hyp.sum_logprob == pytest.approx(score, abs=1e-4)
     texts = [model.tokenizer.decode([t for t in h.tokens if t < model.tokenizer.eot]) for h in hyps]
     assert all(t.strip() for t in texts), texts
+
+
+def test_encode_each_gives_each_window_what_it_gets_alone(
+    int8_model: WhisperModel, synth: SpeechSynthesizer
+) -> None:
+    # int8 activations are quantised per tensor: a batch encoded at once would share scales.
+    mels = np.stack(
+        [
+            log_mel_spectrogram(pad_or_trim(synth.speak(s).audio), n_mels=int8_model.n_mels)
+            for s in SENTENCES[:2]
+        ]
+    ).astype(np.float32)
+    both = int8_model.encode_each(mels)
+    assert both.batch == 2
+    for row in range(2):
+        alone = int8_model.encode(mels[row : row + 1])
+        for got, want in zip(both.keys + both.values, alone.keys + alone.values, strict=True):
+            np.testing.assert_array_equal(got.numpy()[row], want.numpy()[0])
