@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from audiototext.audio import log_mel_spectrogram, pad_or_trim
 from audiototext.inference import Transcriber, WhisperModel
-from inference.corpus import CLIPS, Clip
+from audiototext.inference.whisper import CrossAttention
+from inference.corpus import CLIPS, WINDOW_SENTENCES, Clip
 from inference.models_support import entry_path, shared_model_cache
 from support.speech import Speech, SpeechSynthesizer, espeak_available
 
@@ -47,3 +50,13 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> SpeechSynthesizer:
 @pytest.fixture(scope="session")
 def corpus(synth: SpeechSynthesizer) -> list[tuple[Clip, Speech]]:
     return [(clip, synth.speak(clip.text)) for clip in CLIPS]
+
+
+@pytest.fixture(scope="session")
+def windows(synth: SpeechSynthesizer, fp32_model: WhisperModel) -> CrossAttention:
+    """fp32 encoder output of three padded 30-s windows, one sentence each."""
+    mels = [
+        log_mel_spectrogram(pad_or_trim(synth.speak(s).audio), n_mels=fp32_model.n_mels)
+        for s in WINDOW_SENTENCES
+    ]
+    return fp32_model.encode(np.stack(mels).astype(np.float32))

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# One sentence per 30-s window, for the decoder's search and cache tests.
+WINDOW_SENTENCES = (
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background, then read the paper twice.",
+    "A large size in stockings is hard to sell.",
+)
+
 HARVARD = (
     "The birch canoe slid on the smooth planks.",
     "Glue the sheet to the dark blue background.",

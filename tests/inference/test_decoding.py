@@ -24,24 +24,10 @@ from audiototext.inference.decoding import (
     prefill_prompts,
 )
 from audiototext.inference.whisper import CrossAttention, KVDecoder
+from inference.corpus import WINDOW_SENTENCES
 from support.speech import SpeechSynthesizer
 
 pytestmark = pytest.mark.slow
-
-SENTENCES = (
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background, then read the paper twice.",
-    "A large size in stockings is hard to sell.",
-)
-
-
-@pytest.fixture(scope="module")
-def windows(synth: SpeechSynthesizer, fp32_model: WhisperModel) -> CrossAttention:
-    mels = [
-        log_mel_spectrogram(pad_or_trim(synth.speak(s).audio), n_mels=fp32_model.n_mels)
-        for s in SENTENCES
-    ]
-    return fp32_model.encode(np.stack(mels).astype(np.float32))
 
 
 def _prompt(model: WhisperModel, timestamps: bool) -> list[int]:
@@ -224,7 +210,7 @@ def test_encode_each_gives_each_window_what_it_gets_alone(
     mels = np.stack(
         [
             log_mel_spectrogram(pad_or_trim(synth.speak(s).audio), n_mels=int8_model.n_mels)
-            for s in SENTENCES[:2]
+            for s in WINDOW_SENTENCES[:2]
         ]
     ).astype(np.float32)
     both = int8_model.encode_each(mels)
