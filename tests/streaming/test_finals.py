@@ -204,3 +204,41 @@ def test_beam_finals_after_context_through_the_engine(
     second = set(normalise(finals[1].text))
     assert {"train", "london", "platform"} <= second and not second & {"seat", "open"}
     assert all(f.words for f in finals)
+
+
+def test_a_reduced_first_final_skips_the_temperature_fallback(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reduced (finals queuing), a first final keeps beam search but is not retried hotter."""
+    from audiototext.streaming import _final
+
+    audio, spans = join_with_gaps([synth.speak("Please take a seat.").audio], 1.0)
+    session = _Session(_Ring(audio), audio.shape[0])
+    seen: list[tuple[tuple[float, ...], int]] = []
+    real = _final.decode_with_fallback
+
+    def recording(*args: object, **kwargs: object) -> object:
+        opts = args[3]
+        seen.append((opts.temperatures, opts.beam_size))  # type: ignore[attr-defined]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_final, "decode_with_fallback", recording)
+
+    def first_final(reduced: bool, **settings: object) -> str:
+        decoder = FinalDecoder(tiny_model, FinalSettings(**settings))  # type: ignore[arg-type]
+        request = FinalRequest(
+            session, 0, spans[0][0], spans[0][1], _prompt(tiny_model), reduced=reduced
+        )
+        return decoder.decode([request], 4)[0]
+
+    full = first_final(False)
+    reduced = first_final(True)
+    kept = first_final(True, reduced_fallback=True)
+    assert seen == [
+        ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 5),
+        ((0.0,), 5),
+        ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 5),
+    ]
+    # A sentence beam search reads at temperature 0: the same text every way.
+    assert full == reduced == kept
+    assert {"take", "seat"} <= set(normalise(full)), full

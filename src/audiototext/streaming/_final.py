@@ -58,6 +58,7 @@ HOP = 160
 CONTEXT_S = 10.0
 MAX_PREFIX_TOKENS = 160  # of earlier text; the window's own text needs the rest of 448
 _HISTORY = 16  # earlier finals remembered per session (more never fit in CONTEXT_S)
+_TEMPERATURES = DecodingOptions().temperatures  # file transcription's fallback
 _BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s so finals of similar length batch
 # As file transcription (TranscribeOptions' defaults).
 _PREPEND = "\"'“¿([{-"
@@ -100,6 +101,11 @@ class FinalSettings:
     # earlier text (a stream's first final, without earlier text, is decoded as always).
     reduced_context_s: float = 0.0
     reduced_beam_size: int = 1
+    # A reduced final without earlier text (a stream's first) keeps its beam search and
+    # timestamps; with this off it skips the temperature fallback, which re-decodes a window
+    # the beam search found improbable with 5 samples at each of 5 more temperatures (10-15
+    # times the CPU of the search; bench/NOTES-h1.md).
+    reduced_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,11 +295,13 @@ class FinalDecoder:
         if alone:
             # Nothing said before (a stream's first utterance, or context off): decoded as
             # file transcription decodes a window, with timestamps, beam search and fallback.
-            # Reduced or not: a first utterance is the least accurate final already.
+            # Reduced or not (a first utterance is the least accurate final already), except
+            # that a reduced one is not retried at higher temperatures.
             opts = DecodingOptions(
                 beam_size=st.beam_size,
                 best_of=st.beam_size,
                 suppress_tokens=tok.default_suppress_tokens(),
+                temperatures=(0.0,) if reduced and not st.reduced_fallback else _TEMPERATURES,
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
             check_cancelled(cancelled)
