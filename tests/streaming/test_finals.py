@@ -242,3 +242,42 @@ def test_a_reduced_first_final_skips_the_temperature_fallback(
     # A sentence beam search reads at temperature 0: the same text every way.
     assert full == reduced == kept
     assert {"take", "seat"} <= set(normalise(full)), full
+
+
+def test_a_first_final_stops_at_the_decoder_step_where_it_is_cancelled(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search of a first final (no earlier text) checks ``cancelled`` at every step."""
+    from audiototext.inference.whisper import KVDecoder
+    from audiototext.streaming._decode import DecodingCancelled
+
+    audio, spans = join_with_gaps([synth.speak("Please take a seat.").audio], 1.0)
+    session = _Session(_Ring(audio), audio.shape[0])
+    steps = 0
+    real_step = KVDecoder.step
+
+    def counted(self: KVDecoder, tokens: NDArray[np.int64]) -> object:
+        nonlocal steps
+        steps += 1
+        return real_step(self, tokens)
+
+    monkeypatch.setattr(KVDecoder, "step", counted)
+    decoder = FinalDecoder(tiny_model, FinalSettings())
+    request = FinalRequest(session, 0, spans[0][0], spans[0][1], _prompt(tiny_model))
+    decoder.decode([request], 4)
+    whole = steps
+    assert whole > 5  # a sentence takes several decoder steps
+
+    steps = 0
+    checks = 0
+
+    def cancelled() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > 3  # before the encoder, before the search, at its first step: go on
+
+    fresh = FinalDecoder(tiny_model, FinalSettings())
+    with pytest.raises(DecodingCancelled):
+        fresh.decode([request], 4, cancelled)
+    assert steps <= 2 < whole
+    assert fresh._decoded.get(session) is None  # the unfinished batch recorded nothing

@@ -175,9 +175,10 @@ class FinalDecoder:
     ) -> list[str]:
         """The decoded text of each request ("" for silence, noise or a stock phrase).
 
-        ``cancelled`` is checked between encoder and decoder calls (a speculation the speaker
-        made void); when it turns true, :class:`DecodingCancelled` is raised and no session's
-        record (word timings) is touched by the unfinished batch.
+        ``cancelled`` is checked between encoder and decoder calls, and at every decoder step
+        (first finals' search included: through its step observer), for a speculation the
+        speaker made void; when it turns true, :class:`DecodingCancelled` is raised and no
+        session's record (word timings) is touched by the unfinished batch.
         """
         plans = [self._plan(r) for r in requests]
         texts: list[str] = [""] * len(plans)
@@ -305,7 +306,14 @@ class FinalDecoder:
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
             check_cancelled(cancelled)
-            results = decode_with_fallback(model, cross.take(alone), prompts, opts)
+            results = decode_with_fallback(
+                model,
+                cross.take(alone),
+                prompts,
+                opts,
+                # Called before every decoder step's choice: a void speculation stops there.
+                observer=None if cancelled is None else lambda *_: check_cancelled(cancelled),
+            )
             for i, r in zip(alone, results, strict=True):
                 noise = is_noise(r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
                 texts[i] = "" if noise else r.text.strip()
