@@ -281,3 +281,37 @@ def test_a_first_final_stops_at_the_decoder_step_where_it_is_cancelled(
         fresh.decode([request], 4, cancelled)
     assert steps <= 2 < whole
     assert fresh._decoded.get(session) is None  # the unfinished batch recorded nothing
+
+
+def test_a_reduced_first_final_keeps_a_looping_sentence_once(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the fallback to re-decode it, a repetition loop is cut to its sentences once
+    (as the text-only paths do) instead of being dropped as noise."""
+    from audiototext.inference.decoding import DecodeResult, compression_ratio
+    from audiototext.streaming import _final
+
+    loop = " ".join(["Flute it with delight."] * 6)
+    assert compression_ratio(loop) > 2.4
+
+    def looping(
+        model: object, cross: object, prompts: list[object], *a: object, **k: object
+    ) -> list[DecodeResult]:
+        return [
+            DecodeResult((), -5.0, -0.5, 0.01, 0.0, compression_ratio(loop), loop) for _ in prompts
+        ]
+
+    monkeypatch.setattr(_final, "decode_with_fallback", looping)
+    audio, spans = join_with_gaps([synth.speak("Flute it with delight.").audio], 1.0)
+    session = _Session(_Ring(audio), audio.shape[0])
+
+    def first_final(reduced: bool) -> str:
+        decoder = FinalDecoder(tiny_model, FinalSettings(words=False))
+        request = FinalRequest(
+            session, 0, spans[0][0], spans[0][1], _prompt(tiny_model), reduced=reduced
+        )
+        return decoder.decode([request], 4)[0]
+
+    assert first_final(True) == "Flute it with delight."
+    # With the fallback (not reduced) a result that still loops after it is noise, as before.
+    assert first_final(False) == ""

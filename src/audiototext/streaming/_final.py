@@ -29,10 +29,15 @@ from numpy.typing import NDArray
 
 from audiototext.audio import SAMPLE_RATE_HZ
 from audiototext.inference.alignment import dtw, median_filter
-from audiototext.inference.decoding import DecodingOptions, decode_with_fallback
+from audiototext.inference.decoding import (
+    DecodingOptions,
+    compression_ratio,
+    decode_with_fallback,
+)
 from audiototext.inference.tokenizer import TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
 from audiototext.streaming._decode import (
+    COMPRESSION_RATIO_THRESHOLD,
     beam_decode,
     check_cancelled,
     collapse_repeats,
@@ -315,8 +320,14 @@ class FinalDecoder:
                 observer=None if cancelled is None else lambda *_: check_cancelled(cancelled),
             )
             for i, r in zip(alone, results, strict=True):
-                noise = is_noise(r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
-                texts[i] = "" if noise else r.text.strip()
+                text, ratio = r.text.strip(), r.compression_ratio
+                if len(opts.temperatures) == 1 and ratio > COMPRESSION_RATIO_THRESHOLD:
+                    # No fallback to re-decode a repetition loop: keep its sentences once, as
+                    # the text-only paths do, rather than drop them all.
+                    text = collapse_repeats(text)
+                    ratio = compression_ratio(text)
+                noise = is_noise(text, r.avg_logprob, r.no_speech_prob, ratio)
+                texts[i] = "" if noise else text
         check_cancelled(cancelled)
         for row, (plan, text) in enumerate(zip(plans, texts, strict=True)):
             words: tuple[StreamWord, ...] = ()
