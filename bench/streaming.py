@@ -17,6 +17,9 @@ network path), partial cadence (time between partials of an utterance), and the 
 number of concurrent real-time streams whose final latency p95 stays under 1 s.
 ``--stagger-s`` opens stream k that many seconds times k later (default 0: all at once, so
 their first finals, which have no context to drop, all come within about a second).
+Per level it also prints the engine's and the server process's CPU per second, the time the
+server's threads waited for a CPU per second (``CPU wait/s``, the kernel's schedstat: the
+machine's other load), and the p95 of the streams' first finals and of their later ones.
 """
 
 from __future__ import annotations
@@ -78,11 +81,12 @@ def program(
 
 async def one_stream(
     client: AsyncClient, audio: np.ndarray, ends: list[float], delay_s: float = 0.0
-) -> tuple[list[float], list[float], int]:
+) -> tuple[list[float], list[float], int, list[float]]:
     await asyncio.sleep(delay_s)
     stream = await client.stream(StreamSettings(compression="pcm16"))
     sent_at: dict[int, float] = {}  # 100-ms chunk index → wall time it was sent
     latencies: list[float] = []
+    first: list[float] = []  # the stream's first final (no earlier text: beam search)
     gaps: list[float] = []
     finals = 0
 
@@ -99,6 +103,8 @@ async def one_stream(
                 chunk = int(end * 10)
                 if chunk in sent_at:
                     latencies.append(now - sent_at[chunk])
+                    if finals == 1:
+                        first.append(now - sent_at[chunk])
             else:
                 prev = last_partial.get(ev.utterance_id)
                 if prev is not None:
@@ -117,7 +123,23 @@ async def one_stream(
     await stream.finish()
     await task
     await stream.close()
-    return latencies, gaps, finals
+    return latencies, gaps, finals, first
+
+
+def run_queue_wait_s() -> float:
+    """Seconds this process's threads have spent runnable but waiting for a CPU (Linux
+    ``/proc/self/task/*/schedstat``; nan elsewhere): the share of a level's wall time the
+    machine's other work took from the server."""
+    total = 0
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that ended meanwhile
+    except OSError:
+        return float("nan")
+    return total / 1e9
 
 
 def pct(values: list[float], q: float) -> float:
@@ -135,6 +157,8 @@ async def run_level(
         )
     lat: list[float] = []
     gaps: list[float] = []
+    first: list[float] = []
+    later: list[float] = []
     refused = 0
     for r in results:
         if isinstance(r, BaseException):
@@ -142,6 +166,8 @@ async def run_level(
             continue
         lat += r[0]
         gaps += r[1]
+        first += r[3]
+        later += r[0][len(r[3]) :]
     return {
         "streams": n,
         "refused": refused,
@@ -150,6 +176,8 @@ async def run_level(
         "final_p95_ms": pct(lat, 95),
         "partial_gap_p50_ms": pct(gaps, 50),
         "partial_gap_p95_ms": pct(gaps, 95),
+        "first_p95_ms": pct(first, 95),
+        "later_p95_ms": pct(later, 95),
     }
 
 
@@ -229,6 +257,9 @@ async def main_async(args: argparse.Namespace) -> None:
             "p95",
             "engine CPU/s",
             "server CPU/s",
+            "CPU wait/s",
+            "1st p95",
+            "later p95",
             "load",
         )
         print("  ".join(f"{h:>12}" for h in header))
@@ -236,6 +267,7 @@ async def main_async(args: argparse.Namespace) -> None:
         for n in args.streams:
             await asyncio.sleep(6.0)  # drain the previous level; an overload flag holds 5 s
             cpu0, eng0, wall0 = time.process_time(), engine_cpu(server), time.monotonic()
+            wait0 = run_queue_wait_s()
             if separate:
                 r = await level_in_child(target, n, args.seconds, args.gap_s, args.stagger_s)
             else:
@@ -245,6 +277,10 @@ async def main_async(args: argparse.Namespace) -> None:
             # process (with --clients same, the clients too).
             r["engine_cpu"] = (engine_cpu(server) - eng0) / wall
             r["server_cpu"] = (time.process_time() - cpu0) / wall if server else float("nan")
+            # Time the server's threads were ready to run but had no CPU, per second: ~0 on a
+            # quiet machine; a level with much of it measures the machine's other load more
+            # than the engine.
+            r["cpu_wait"] = (run_queue_wait_s() - wait0) / wall if server else float("nan")
             print(
                 "  ".join(
                     f"{v:>12.0f}" if isinstance(v, float) else f"{v:>12}"
@@ -258,6 +294,9 @@ async def main_async(args: argparse.Namespace) -> None:
                         r["partial_gap_p95_ms"],
                         f"{r['engine_cpu']:.2f}",
                         f"{r['server_cpu']:.2f}",
+                        f"{r['cpu_wait']:.2f}",
+                        r["first_p95_ms"],
+                        r["later_p95_ms"],
                         f"{os.getloadavg()[0]:.2f}",
                     )
                 ),

@@ -101,6 +101,10 @@ class Strategy:
     engine: bool = False  # decode with the engine's own FinalDecoder (streaming/_final.py)
     words: bool = False  # with word timings (engine only)
     context_beam: int = 1  # engine: beam width of finals after earlier text
+    # engine: every final asked for ``reduced`` (as under load: the previous utterance only,
+    # ``context_beam`` after it), first finals with or without the temperature fallback
+    reduced: bool = False
+    reduced_fallback: bool = False
 
 
 @dataclass
@@ -373,6 +377,9 @@ def run_engine(
         beam_size=strategy.beam,
         context_beam_size=strategy.context_beam,
         words=strategy.words,
+        reduced_context_s=0.0,
+        reduced_beam_size=strategy.context_beam,
+        reduced_fallback=strategy.reduced_fallback,
     )
     decoder = FinalDecoder(model, settings)
     prompt = [*tok.sot_sequence(None), tok.no_timestamps]
@@ -381,7 +388,9 @@ def run_engine(
         session = _ClipSession(_ClipRing(audio), audio.shape[0])
         texts: list[str] = []
         for u, utt in enumerate(utterances[c]):
-            request = FinalRequest(session, u, utt.start, utt.stop, prompt)
+            request = FinalRequest(
+                session, u, utt.start, utt.stop, prompt, reduced=strategy.reduced
+            )
             began = time.process_time()
             text = decoder.decode([request], 1)[0]
             outcome.cpu_ms.append(1000 * (time.process_time() - began))
@@ -504,6 +513,18 @@ STRATEGIES: dict[str, Strategy] = {
             for b in (2, 3)
         ),
         Strategy("engine-prev+8", context_s=8, **ENGINE),
+        # The engine's reduced finals (under load): previous utterance, greedy; first finals
+        # beam 5 + timestamps with (as before) or without the temperature fallback.
+        *(
+            Strategy(
+                f"engine-reduced{'-fallback' if fb else ''}",
+                context_s=-1,
+                reduced=True,
+                reduced_fallback=fb,
+                **{**ENGINE, "tail_ms": 0, "silence_ms": 400},
+            )
+            for fb in (False, True)
+        ),
         Strategy("prev-greedy-pad0.5", context_s=-1, padding_s=0.5),
         Strategy("prev-greedy-pad2", context_s=-1, padding_s=2.0),
         Strategy("prev-greedy-ctx100", context_s=-1, context_pad_ms=100),

@@ -204,3 +204,114 @@ def test_beam_finals_after_context_through_the_engine(
     second = set(normalise(finals[1].text))
     assert {"train", "london", "platform"} <= second and not second & {"seat", "open"}
     assert all(f.words for f in finals)
+
+
+def test_a_reduced_first_final_skips_the_temperature_fallback(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reduced (finals queuing), a first final keeps beam search but is not retried hotter."""
+    from audiototext.streaming import _final
+
+    audio, spans = join_with_gaps([synth.speak("Please take a seat.").audio], 1.0)
+    session = _Session(_Ring(audio), audio.shape[0])
+    seen: list[tuple[tuple[float, ...], int]] = []
+    real = _final.decode_with_fallback
+
+    def recording(*args: object, **kwargs: object) -> object:
+        opts = args[3]
+        seen.append((opts.temperatures, opts.beam_size))  # type: ignore[attr-defined]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_final, "decode_with_fallback", recording)
+
+    def first_final(reduced: bool, **settings: object) -> str:
+        decoder = FinalDecoder(tiny_model, FinalSettings(**settings))  # type: ignore[arg-type]
+        request = FinalRequest(
+            session, 0, spans[0][0], spans[0][1], _prompt(tiny_model), reduced=reduced
+        )
+        return decoder.decode([request], 4)[0]
+
+    full = first_final(False)
+    reduced = first_final(True)
+    kept = first_final(True, reduced_fallback=True)
+    assert seen == [
+        ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 5),
+        ((0.0,), 5),
+        ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 5),
+    ]
+    # A sentence beam search reads at temperature 0: the same text every way.
+    assert full == reduced == kept
+    assert {"take", "seat"} <= set(normalise(full)), full
+
+
+def test_a_first_final_stops_at_the_decoder_step_where_it_is_cancelled(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search of a first final (no earlier text) checks ``cancelled`` at every step."""
+    from audiototext.inference.whisper import KVDecoder
+    from audiototext.streaming._decode import DecodingCancelled
+
+    audio, spans = join_with_gaps([synth.speak("Please take a seat.").audio], 1.0)
+    session = _Session(_Ring(audio), audio.shape[0])
+    steps = 0
+    real_step = KVDecoder.step
+
+    def counted(self: KVDecoder, tokens: NDArray[np.int64]) -> object:
+        nonlocal steps
+        steps += 1
+        return real_step(self, tokens)
+
+    monkeypatch.setattr(KVDecoder, "step", counted)
+    decoder = FinalDecoder(tiny_model, FinalSettings())
+    request = FinalRequest(session, 0, spans[0][0], spans[0][1], _prompt(tiny_model))
+    decoder.decode([request], 4)
+    whole = steps
+    assert whole > 5  # a sentence takes several decoder steps
+
+    steps = 0
+    checks = 0
+
+    def cancelled() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > 3  # before the encoder, before the search, at its first step: go on
+
+    fresh = FinalDecoder(tiny_model, FinalSettings())
+    with pytest.raises(DecodingCancelled):
+        fresh.decode([request], 4, cancelled)
+    assert steps <= 2 < whole
+    assert fresh._decoded.get(session) is None  # the unfinished batch recorded nothing
+
+
+def test_a_reduced_first_final_keeps_a_looping_sentence_once(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the fallback to re-decode it, a repetition loop is cut to its sentences once
+    (as the text-only paths do) instead of being dropped as noise."""
+    from audiototext.inference.decoding import DecodeResult, compression_ratio
+    from audiototext.streaming import _final
+
+    loop = " ".join(["Flute it with delight."] * 6)
+    assert compression_ratio(loop) > 2.4
+
+    def looping(
+        model: object, cross: object, prompts: list[object], *a: object, **k: object
+    ) -> list[DecodeResult]:
+        return [
+            DecodeResult((), -5.0, -0.5, 0.01, 0.0, compression_ratio(loop), loop) for _ in prompts
+        ]
+
+    monkeypatch.setattr(_final, "decode_with_fallback", looping)
+    audio, spans = join_with_gaps([synth.speak("Flute it with delight.").audio], 1.0)
+    session = _Session(_Ring(audio), audio.shape[0])
+
+    def first_final(reduced: bool) -> str:
+        decoder = FinalDecoder(tiny_model, FinalSettings(words=False))
+        request = FinalRequest(
+            session, 0, spans[0][0], spans[0][1], _prompt(tiny_model), reduced=reduced
+        )
+        return decoder.decode([request], 4)[0]
+
+    assert first_final(True) == "Flute it with delight."
+    # With the fallback (not reduced) a result that still loops after it is noise, as before.
+    assert first_final(False) == ""

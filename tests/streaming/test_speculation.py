@@ -521,3 +521,43 @@ def test_speculations_are_split_over_the_idle_lanes(
         assert [j.session.speculation_in_flight for j in jobs] == [(k, 100 * k) for k in range(4)]
     finally:
         rec._speculating.clear()
+
+
+def test_speculations_due_together_beyond_the_idle_lanes_are_reduced(
+    make_recognizer: MakeRecognizer,
+) -> None:
+    """Streams that pause together (opened together): their speculations are reduced as
+    finals due together are, so that first finals skip the temperature fallback."""
+    rec = make_recognizer(adaptive_finals=True)
+
+    def pausing(k: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            utterance=SimpleNamespace(
+                utterance_id=0,
+                start=0,
+                agreement=SimpleNamespace(committed_tokens=()),
+                committed_text="",
+                shown_text=False,
+                last_partial_at=0,
+            ),
+            tentative_end=16_000 + k,
+            pending_finals=[],
+            finishing=False,
+            speculation_in_flight=None,
+            speculation=None,
+            vad_position=20_000,
+        )
+
+    def due(n: int, streams: int) -> list[bool]:
+        sessions = [pausing(k) for k in range(n)]
+        others = [SimpleNamespace(utterance=None, tentative_end=None) for _ in range(streams - n)]
+        jobs = rec._due_speculations([*sessions, *others])  # type: ignore[list-item]
+        assert len(jobs) == n
+        return [j.reduced for j in jobs]
+
+    assert due(1, 1) == [False]  # one stream: never
+    assert due(2, 4) == [False, False]  # the two idle lanes take one each
+    assert due(3, 4) == [True, True, True]
+    off = make_recognizer(adaptive_finals=False)
+    rec = off
+    assert due(3, 4) == [False, False, False]

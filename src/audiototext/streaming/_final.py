@@ -29,10 +29,15 @@ from numpy.typing import NDArray
 
 from audiototext.audio import SAMPLE_RATE_HZ
 from audiototext.inference.alignment import dtw, median_filter
-from audiototext.inference.decoding import DecodingOptions, decode_with_fallback
+from audiototext.inference.decoding import (
+    DecodingOptions,
+    compression_ratio,
+    decode_with_fallback,
+)
 from audiototext.inference.tokenizer import TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
 from audiototext.streaming._decode import (
+    COMPRESSION_RATIO_THRESHOLD,
     beam_decode,
     check_cancelled,
     collapse_repeats,
@@ -58,6 +63,7 @@ HOP = 160
 CONTEXT_S = 10.0
 MAX_PREFIX_TOKENS = 160  # of earlier text; the window's own text needs the rest of 448
 _HISTORY = 16  # earlier finals remembered per session (more never fit in CONTEXT_S)
+_TEMPERATURES = DecodingOptions().temperatures  # file transcription's fallback
 _BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s so finals of similar length batch
 # As file transcription (TranscribeOptions' defaults).
 _PREPEND = "\"'“¿([{-"
@@ -100,6 +106,11 @@ class FinalSettings:
     # earlier text (a stream's first final, without earlier text, is decoded as always).
     reduced_context_s: float = 0.0
     reduced_beam_size: int = 1
+    # A reduced final without earlier text (a stream's first) keeps its beam search and
+    # timestamps; with this off it skips the temperature fallback, which re-decodes a window
+    # the beam search found improbable with 5 samples at each of 5 more temperatures (10-15
+    # times the CPU of the search; bench/NOTES-h1.md).
+    reduced_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,9 +180,10 @@ class FinalDecoder:
     ) -> list[str]:
         """The decoded text of each request ("" for silence, noise or a stock phrase).
 
-        ``cancelled`` is checked between encoder and decoder calls (a speculation the speaker
-        made void); when it turns true, :class:`DecodingCancelled` is raised and no session's
-        record (word timings) is touched by the unfinished batch.
+        ``cancelled`` is checked between encoder and decoder calls, and at every decoder step
+        (first finals' search included: through its step observer), for a speculation the
+        speaker made void; when it turns true, :class:`DecodingCancelled` is raised and no
+        session's record (word timings) is touched by the unfinished batch.
         """
         plans = [self._plan(r) for r in requests]
         texts: list[str] = [""] * len(plans)
@@ -289,18 +301,33 @@ class FinalDecoder:
         if alone:
             # Nothing said before (a stream's first utterance, or context off): decoded as
             # file transcription decodes a window, with timestamps, beam search and fallback.
-            # Reduced or not: a first utterance is the least accurate final already.
+            # Reduced or not (a first utterance is the least accurate final already), except
+            # that a reduced one is not retried at higher temperatures.
             opts = DecodingOptions(
                 beam_size=st.beam_size,
                 best_of=st.beam_size,
                 suppress_tokens=tok.default_suppress_tokens(),
+                temperatures=(0.0,) if reduced and not st.reduced_fallback else _TEMPERATURES,
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
             check_cancelled(cancelled)
-            results = decode_with_fallback(model, cross.take(alone), prompts, opts)
+            results = decode_with_fallback(
+                model,
+                cross.take(alone),
+                prompts,
+                opts,
+                # Called before every decoder step's choice: a void speculation stops there.
+                observer=None if cancelled is None else lambda *_: check_cancelled(cancelled),
+            )
             for i, r in zip(alone, results, strict=True):
-                noise = is_noise(r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
-                texts[i] = "" if noise else r.text.strip()
+                text, ratio = r.text.strip(), r.compression_ratio
+                if len(opts.temperatures) == 1 and ratio > COMPRESSION_RATIO_THRESHOLD:
+                    # No fallback to re-decode a repetition loop: keep its sentences once, as
+                    # the text-only paths do, rather than drop them all.
+                    text = collapse_repeats(text)
+                    ratio = compression_ratio(text)
+                noise = is_noise(text, r.avg_logprob, r.no_speech_prob, ratio)
+                texts[i] = "" if noise else text
         check_cancelled(cancelled)
         for row, (plan, text) in enumerate(zip(plans, texts, strict=True)):
             words: tuple[StreamWord, ...] = ()

@@ -173,6 +173,11 @@ class RecognizerOptions:
             utterance + greedy costs about half a full final's CPU; its accuracy cost is in
             bench/NOTES.md ("Streaming accuracy": clip set 8.67 % vs 7.51 %, fables +1.6 pp vs
             +0.26 pp).
+        reduced_final_fallback: a reduced final without earlier text (a stream's first)
+            keeps beam search and timestamps; off (the default), it skips the temperature
+            fallback, which re-decodes an improbable window with 5 samples at each of 5 more
+            temperatures: ~15 times the search's CPU (4.2 s of CPU for four first finals of one
+            bench sentence), the largest single cost of 16 streams opening together.
         adaptive_final_s: recent finals slower than this (median) make finals reduced.
     """
 
@@ -199,6 +204,7 @@ class RecognizerOptions:
     adaptive_finals: bool = True
     reduced_final_context_s: float = 0.0
     reduced_final_beam_size: int = 1
+    reduced_final_fallback: bool = False
     adaptive_final_s: float = 0.4
 
     def __post_init__(self) -> None:
@@ -416,6 +422,7 @@ class StreamingRecognizer:
                 context_beam_size=o.final_context_beam_size,
                 reduced_context_s=o.reduced_final_context_s,
                 reduced_beam_size=o.reduced_final_beam_size,
+                reduced_fallback=o.reduced_final_fallback,
             ),
         )
         self._cv = threading.Condition()
@@ -1148,6 +1155,12 @@ class StreamingRecognizer:
                 last_partial_at=utt.last_partial_at,
             )
             jobs.append(_FinalJob(s, pending, speculative=True, reduced=reduced))
+        # Speculations due together beyond the idle lanes are reduced as such finals are
+        # (streams opened together pause together: their first finals, with the temperature
+        # fallback, cost up to a second of CPU each).
+        if jobs and not reduced and self._reduce_finals(len(jobs), len(sessions)):
+            for job in jobs:
+                job.reduced = True
         return jobs
 
     def _keep_speculation(self, job: _FinalJob, decoded: str) -> None:
