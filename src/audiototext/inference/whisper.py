@@ -106,11 +106,11 @@ class _InPlaceCache:
         self.binding = model.decoder.raw.io_binding()
         b = self.binding
         b.bind_output("logits")
-        for names in (model._past_names, model._present_names):
-            for name, value in zip(names, self._values, strict=True):
-                (b.bind_ortvalue_input if names is model._past_names else b.bind_ortvalue_output)(
-                    name, value
-                )
+        for past, present, value in zip(
+            model._past_names, model._present_names, self._values, strict=True
+        ):
+            b.bind_ortvalue_input(past, value)
+            b.bind_ortvalue_output(present, value)
         self._flag = _ort(np.array(True))
         self._width = _ort(np.array([self.group], dtype=np.int32))
         b.bind_ortvalue_input("in_place", self._flag)
@@ -188,8 +188,7 @@ class _InPlaceCache:
         """The appending mode's ``present_*`` tensors ``[rows, heads, length, head_dim]``."""
         shape = (rows, *self.buffers[0].shape[1:2], length, self.buffers[0].shape[3])
         out = [np.empty(shape, dtype=np.float32) for _ in self.buffers]
-        tmp = [o.reshape(rows, shape[1], length, shape[3]) for o in out]
-        self.gather(self.sources(np.arange(rows), length), tmp, np.arange(rows))
+        self.gather(self.sources(np.arange(rows), length), out, np.arange(rows))
         return out
 
 
@@ -323,7 +322,7 @@ class WhisperModel:
 
     def _run_bound(self, binding: ort.IOBinding, ids: IntArray) -> None:
         self.decoder.prepare({"input_ids": ids})
-        self.decoder.raw._sess.run_with_iobinding(binding._iobinding, None)
+        self.decoder.raw.run_with_iobinding(binding)
 
     def decoder_for(self, cross: CrossAttention) -> KVDecoder:
         return KVDecoder(self, cross)

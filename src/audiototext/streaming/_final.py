@@ -109,7 +109,7 @@ class FinalSettings:
     # A reduced final without earlier text (a stream's first) keeps its beam search and
     # timestamps; with this off it skips the temperature fallback, which re-decodes a window
     # the beam search found improbable with 5 samples at each of 5 more temperatures (10-15
-    # times the CPU of the search; bench/NOTES-h1.md).
+    # times the CPU of the search; bench/NOTES.md, "Streaming capacity, round 4").
     reduced_fallback: bool = False
 
 
