@@ -2,7 +2,8 @@
 
 * ``fp32``: the converted graphs, ORT-optimised offline. Reference accuracy; any device.
 * ``int8``: dynamic quantisation of every MatMul weight (per output channel: measured to keep
-  tiny.en's logits closer to fp32 than per-tensor), activations quantised at run time. For CPU.
+  tiny.en's logits closer to fp32 than per-tensor), activations quantised at run time, in the
+  encoder with one scale per block of frames (:mod:`audiototext.models.row_blocks`). For CPU.
 * ``fp16``: weights and activations in float16 with float32 inputs/outputs, for CUDA-class GPUs.
 
 ORT graph optimisation (fusing LayerNorm, GELU, MatMul+Add, dynamic-quant MatMuls) is run once
@@ -241,6 +242,18 @@ def optimise_offline(src: Path, dst: Path, providers: list[str] | None = None) -
         raise RuntimeError(f"onnxruntime did not write {dst}")
 
 
+def _with_row_blocks(src: Path, dst: Path) -> Path:
+    """The encoder rewritten so each block of frames gets its own activation scale
+    (:mod:`audiototext.models.row_blocks`); other graphs unchanged (``src`` itself)."""
+    from audiototext.models.row_blocks import split_rows
+
+    model = onnx.load(str(src))
+    if "input_features" not in {i.name for i in model.graph.input} or not split_rows(model):
+        return src
+    onnx.save(model, str(dst))
+    return dst
+
+
 def quantise_and_optimise(src: Path, dst: Path, precision: str) -> None:
     """``src`` fp32 graph → ``dst`` in ``precision``, ORT-optimised where the CPU runs it."""
     if precision not in PRECISIONS:
@@ -250,7 +263,7 @@ def quantise_and_optimise(src: Path, dst: Path, precision: str) -> None:
         if precision == "fp32":
             optimise_offline(src, dst)
         elif precision == "int8":
-            to_int8(src, mid)
+            to_int8(_with_row_blocks(src, Path(tmp) / "rows.onnx"), mid)
             optimise_offline(mid, dst)
             _externalise_gather_tables(dst)
         else:

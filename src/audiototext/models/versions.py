@@ -15,8 +15,9 @@ OPSET = 17
 # keys/values shared by groups of rows (beams of one window); 5: int8 token table stored by rows
 # in external data with a tables.json (filled on demand; entries of 4 held it whole, 40 MB more);
 # 6: decoder self-attention with an in-place mode (``in_place``, ``beam_width``,
-# ``cache_indirection``: a fixed-size cache written where it stands, beams by indirection).
-GRAPH_VERSION = 6
+# ``cache_indirection``: a fixed-size cache written where it stands, beams by indirection);
+# 7: int8 encoder quantises its activations per block of frames (models/row_blocks.py).
+GRAPH_VERSION = 7
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
 # Beside a graph file: a JSON description of its Gather-only tables stored in external data
 # (models/optimize.py writes it; the runtime fills such tables row by row, see
