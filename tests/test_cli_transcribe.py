@@ -10,7 +10,7 @@ import pytest
 
 from audiototext.cli import main
 from inference.models_support import shared_model_cache
-from inference.wer import wer
+from inference.wer import normalise, wer
 from support.speech import SpeechSynthesizer, encode_audio, espeak_available, resample, write_wav
 
 TEXT = "Rice is often served in round bowls. The juice of lemons makes fine punch."
@@ -71,10 +71,16 @@ def test_wav_variants_transcribe(
     frames = np.repeat(audio[:, None], channels, axis=1) if channels > 1 else audio
     wav = write_wav(tmp_path / f"{kind}.wav", frames, rate, fmt)  # type: ignore[arg-type]
     assert cli(str(wav)) == 0
+    text = (cli.out / f"{kind}.txt").read_text()
+    if kind != "8khz":
+        assert wer(TEXT, text) < 0.5
+        return
     # Telephone bandwidth (< 4 kHz) costs espeak's synthetic voice most of its consonants:
-    # faster-whisper on the same 8-kHz file scores 0.79 (int8) and 0.64 (fp32), we 0.79-0.86
-    # as float rounding moves; a lost or garbled resampling would score about 1.
-    assert wer(TEXT, (cli.out / f"{kind}.txt").read_text()) < (0.9 if kind == "8khz" else 0.5)
+    # faster-whisper on the same 8-kHz file scores 0.79 (int8) and 0.64 (fp32), we 0.79-0.93
+    # as quantisation and float rounding move single words ("... in round goal ... in punch.").
+    # A lost or garbled resampling scores about 1 and keeps none of the words.
+    assert wer(TEXT, text) < 0.95
+    assert len(set(normalise(TEXT)) & set(normalise(text))) >= 3, text
 
 
 def test_nan_and_inf_samples(cli, speech: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,16 +214,55 @@ def test_multi_window_clips_are_covered(
     assert len(a.windows) >= 3  # the seek loop really crossed window boundaries
 
 
+@pytest.fixture(scope="module")
+def fables(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
+    """The benchmark's corpus (bench/corpus.py: 12 fables, twice, other voices the second
+    time; 2,592 words, 13 minutes) as (wav path, text)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "corpus.py"
+    spec = importlib.util.spec_from_file_location("bench_corpus", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    clips = module.build_corpus(tmp_path_factory.mktemp("fables"), repeat=2)
+    return [(str(c.path), c.text) for c in clips]
+
+
 def test_wer_fp32_and_int8(
-    oracle_results: dict[str, Any], corpus: list[tuple[Clip, Speech]], int8: Transcriber
+    oracle_results: dict[str, Any],
+    corpus: list[tuple[Clip, Speech]],
+    fables: list[tuple[str, str]],
+    fp32: Transcriber,
+    int8: Transcriber,
 ) -> None:
+    """fp32 under the WER bound on the clip set; int8 within 1 pp of fp32 on the clip set and
+    the benchmark's fables together (3,095 words).
+
+    The clips alone (503 words) cannot resolve 1 pp: quantisation noise moves single words, and
+    greedy search at temperature 0 carries a misheard word into the next sentence. Measured
+    (2026-12-03, temperature 0): fp32 12.92 % on the clips, 16.51 % on the fables (15.93 %
+    together). int8 with one activation scale per window: 13.12 % / 18.90 % (17.96 %, +2.03 pp:
+    it passed on the clips alone while 2 pp worse overall); with one scale per block of frames
+    (models/row_blocks.py): 15.51 % / 16.36 % (16.22 %, +0.29 pp).
+    """
+    from audiototext.audio.decode import load_audio
+
+    opts = TranscribeOptions(beam_size=1, temperatures=(0.0,))
     refs = [clip.text for clip, _ in corpus]
     fp32_hyp = [oracle_results[f"{clip.name}/timestamps"][1].text for clip, _ in corpus]
-    opts = TranscribeOptions(beam_size=1, temperatures=(0.0,))
     int8_hyp = [
         "".join(s.text for s in int8.transcribe(speech.audio, opts)) for _, speech in corpus
     ]
-    fp32_wer, int8_wer = wer(refs, fp32_hyp), wer(refs, int8_hyp)
-    print(f"WER fp32 {fp32_wer:.3%}, int8 {int8_wer:.3%}")
+    fp32_wer = wer(refs, fp32_hyp)
     assert fp32_wer < WER_BOUND
-    assert int8_wer <= fp32_wer + INT8_WER_MARGIN
+    for path, text in fables:
+        audio = load_audio(path)
+        refs.append(text)
+        fp32_hyp.append("".join(s.text for s in fp32.transcribe(audio, opts)))
+        int8_hyp.append("".join(s.text for s in int8.transcribe(audio, opts)))
+    fp32_all, int8_all = wer(refs, fp32_hyp), wer(refs, int8_hyp)
+    print(f"WER clips fp32 {fp32_wer:.3%}; with fables fp32 {fp32_all:.3%}, int8 {int8_all:.3%}")
+    assert int8_all <= fp32_all + INT8_WER_MARGIN

@@ -104,7 +104,9 @@ def test_transcribes_files_of_each_format(
         if not codec
         else encode_audio(tmp_path / name, native, rate_hz, codec)
     )
-    reply = _transcribe(transcriber, path.read_bytes(), beam_size=1)  # greedy: cheaper
+    # Beam search: greedy search turns one misheard word of the first sentence into a made-up
+    # rest on some codecs ("stump saw vermule in the yard", mp3 at 44.1 kHz, int8).
+    reply = _transcribe(transcriber, path.read_bytes(), beam_size=5)
     assert _good(reply.text), reply.text
     assert reply.language == "en"
     assert reply.duration_s == pytest.approx(two_sentences.shape[0] / SAMPLE_RATE_HZ, abs=0.1)
