@@ -52,8 +52,9 @@ def split_rows(model: onnx.ModelProto, blocks: int = BLOCKS, tail: int = TAIL) -
     g = model.graph
     consts = {i.name: i for i in g.initializer}
     for n in g.node:
-        if n.op_type == "Constant":
-            consts[n.output[0]] = n.attribute[0].t
+        value = next((a.t for a in n.attribute if a.name == "value"), None)
+        if n.op_type == "Constant" and value is not None:
+            consts[n.output[0]] = value
     pieces: dict[str, list[str]] = {}  # tensor → its blocks
     whole: set[str] = {i.name for i in g.input} | set(consts)  # tensors held whole
     count = blocks + 1
