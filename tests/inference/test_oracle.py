@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from audiototext.inference import Segment, TranscribeOptions, Transcriber
 from audiototext.inference.decoding import decode_with_fallback
 from inference.corpus import Clip
 from inference.wer import wer
+from support.fables import bench_fables
 from support.speech import Speech
 
 pytestmark = pytest.mark.slow
@@ -216,19 +216,8 @@ def test_multi_window_clips_are_covered(
 
 @pytest.fixture(scope="module")
 def fables(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
-    """The benchmark's corpus (bench/corpus.py: 12 fables, twice, other voices the second
-    time; 2,592 words, 13 minutes) as (wav path, text)."""
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "corpus.py"
-    spec = importlib.util.spec_from_file_location("bench_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    clips = module.build_corpus(tmp_path_factory.mktemp("fables"), repeat=2)
-    return [(str(c.path), c.text) for c in clips]
+    """The benchmark's corpus, both voice sets (2,592 words, 13 minutes)."""
+    return bench_fables(tmp_path_factory.mktemp("fables"), repeat=2)
 
 
 def test_wer_fp32_and_int8(
