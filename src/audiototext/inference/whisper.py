@@ -104,8 +104,7 @@ class _InPlaceCache:
         self._values = [_ort(b) for b in buffers]  # OrtValues sharing the buffers' memory
         self._ind_value = _ort(indirection)
         self.binding = model.decoder.raw.io_binding()
-        b = self.binding
-        b.bind_output("logits")
+        b = self.binding  # logits are bound to a fresh array at each step (KVDecoder.step)
         for past, present, value in zip(
             model._past_names, model._present_names, self._values, strict=True
         ):
@@ -383,19 +382,25 @@ class KVDecoder:
         """Cached positions (including left padding)."""
         return int(self._mask.shape[1])
 
+    def _small_inputs(
+        self, ids: IntArray, pos: IntArray, index: IntArray
+    ) -> dict[str, ort.OrtValue]:
+        """A call's per-row inputs as OrtValues over their numpy buffers (which the caller must
+        keep referenced until the run returns)."""
+        return {
+            "input_ids": _ort(ids),
+            "position_ids": _ort(pos),
+            "attention_mask": _ort(self._mask),
+            "logits_index": _ort(index),
+        }
+
     def _forward(
         self, ids: IntArray, pos: IntArray, want_attention: bool, index: IntArray
     ) -> tuple[FloatArray, FloatArray | None]:
         names = ["logits", *self.model._present_names]
         if want_attention:
             names.append("alignment_attention")
-        # The OrtValues over these numpy buffers must stay referenced until the call returns.
-        small = {
-            "input_ids": _ort(ids),
-            "position_ids": _ort(pos),
-            "attention_mask": _ort(self._mask),
-            "logits_index": _ort(index),
-        }
+        small = self._small_inputs(ids, pos, index)  # referenced until the run returns
         feeds = {name: value._get_c_value() for name, value in small.items()}
         feeds.update(zip(self.model._past_names, self._past, strict=True))
         for i in range(self.model.dims.decoder_layers):
@@ -468,12 +473,7 @@ class KVDecoder:
         if cache is None:
             logits, _ = self._forward(ids, pos, want_attention=False, index=index)
             return logits[:, -1]
-        small = {
-            "input_ids": _ort(ids),
-            "position_ids": _ort(pos),
-            "attention_mask": _ort(self._mask),
-            "logits_index": _ort(index),
-        }  # referenced until the run returns
+        small = self._small_inputs(ids, pos, index)  # referenced until the run returns
         for name, value in small.items():
             cache.binding.bind_ortvalue_input(name, value)
         # A fresh logits array per step, bound as the output: ORT writes into it, and the caller
