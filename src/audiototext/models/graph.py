@@ -167,49 +167,32 @@ class _Builder:
         pk, pv = f"past_k_{layer}", f"past_v_{layer}"
         kt, vt = self.name("present_k"), self.name("present_v")
         ke, ve = self.name("present_k"), self.name("present_v")
-        step = helper.make_graph(
-            [
-                helper.make_node(
-                    "DecoderMaskedMultiHeadAttention",
-                    [
-                        q,
-                        k,
-                        v,
-                        "mask_index",
-                        "",
-                        pk,
-                        pv,
-                        "past_length",
-                        "beam_width",
-                        "cache_indirection",
-                    ],
-                    [ctx_e, ke, ve],
-                    name=self.name("DecoderMaskedMultiHeadAttention"),
-                    domain=MS_DOMAIN,
-                    num_heads=heads,
-                    past_present_share_buffer=1,
-                    scale=1.0,
-                )
-            ],
-            f"in_place_{layer}",
-            [],
-            [_value(n, TensorProto.FLOAT, None) for n in (ctx_e, ke, ve)],
+
+        def branch(
+            graph: str, op: str, inputs: list[str], outs: list[str], **attrs: Any
+        ) -> onnx.GraphProto:
+            node = helper.make_node(
+                op,
+                inputs,
+                outs,
+                name=self.name(op),
+                domain=MS_DOMAIN,
+                num_heads=heads,
+                scale=1.0,
+                **attrs,
+            )
+            outputs = [_value(n, TensorProto.FLOAT, None) for n in outs]
+            return helper.make_graph([node], f"{graph}_{layer}", [], outputs)
+
+        step = branch(
+            "in_place",
+            "DecoderMaskedMultiHeadAttention",
+            [q, k, v, "mask_index", "", pk, pv, "past_length", "beam_width", "cache_indirection"],
+            [ctx_e, ke, ve],
+            past_present_share_buffer=1,
         )
-        grow = helper.make_graph(
-            [
-                helper.make_node(
-                    "MultiHeadAttention",
-                    [q, k, v, "", "", mask, pk, pv],
-                    [ctx_t, kt, vt],
-                    name=self.name("MultiHeadAttention"),
-                    domain=MS_DOMAIN,
-                    num_heads=heads,
-                    scale=1.0,
-                )
-            ],
-            f"appended_{layer}",
-            [],
-            [_value(n, TensorProto.FLOAT, None) for n in (ctx_t, kt, vt)],
+        grow = branch(
+            "appended", "MultiHeadAttention", [q, k, v, "", "", mask, pk, pv], [ctx_t, kt, vt]
         )
         ctx = self.name("self_attn")
         self.op(
