@@ -19,10 +19,10 @@ Several inputs can be transcribed together in two ways:
   keep two cores busy (a second intra-op thread mostly spins), so two files on one thread each
   finish ~30 % sooner than one after the other on two threads (bench/NOTES.md).
 * :meth:`Transcriber.transcribe_batch` decodes the inputs' current windows as one batch (on a
-  CPU they are encoded one at a time: no slower, and the int8 encoder's per-tensor activation
-  scales then stay each window's own). The int8 decoder quantises activations per tensor, so a
-  row's result can still depend on the other rows of its batch: words may differ from
-  transcribing the input alone.
+  CPU they are encoded one at a time: no slower, and the int8 encoder's activation scales,
+  one per block of frames across the batch, then stay each window's own). The int8 decoder
+  quantises activations per tensor, so a row's result can still depend on the other rows of
+  its batch: words may differ from transcribing the input alone.
 """
 
 from __future__ import annotations

@@ -267,7 +267,8 @@ class WhisperModel:
 
     def encode_each(self, mel: FloatArray) -> CrossAttention:
         """:meth:`encode`, one window at a time on the CPU: the int8 encoder quantises its
-        activations per tensor, so windows encoded together share scales and a window's words
+        activations with one scale per block of frames spanning the whole batch (see
+        models/row_blocks.py), so windows encoded together share scales and a window's words
         could depend on its batch-mates; on a CPU a batch is no faster (the encoder's GEMMs
         already have 1500 rows). An accelerator encodes the batch at once."""
         if mel.ndim != 3 or mel.shape[0] <= 1 or not self.encoder.on_cpu:
