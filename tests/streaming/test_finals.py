@@ -206,10 +206,11 @@ def test_beam_finals_after_context_through_the_engine(
     assert all(f.words for f in finals)
 
 
-def test_a_reduced_first_final_skips_the_temperature_fallback(
+def test_a_reduced_first_final_is_greedy_and_skips_the_temperature_fallback(
     tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reduced (finals queuing), a first final keeps beam search but is not retried hotter."""
+    """Reduced (finals queuing), a first final is searched greedily and not retried hotter;
+    both are settings."""
     from audiototext.streaming import _final
 
     audio, spans = join_with_gaps([synth.speak("Please take a seat.").audio], 1.0)
@@ -233,13 +234,13 @@ def test_a_reduced_first_final_skips_the_temperature_fallback(
 
     full = first_final(False)
     reduced = first_final(True)
-    kept = first_final(True, reduced_fallback=True)
+    kept = first_final(True, reduced_fallback=True, reduced_first_beam_size=5)
     assert seen == [
         ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 5),
-        ((0.0,), 5),
+        ((0.0,), 1),  # reduced: greedy, no fallback
         ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 5),
     ]
-    # A sentence beam search reads at temperature 0: the same text every way.
+    # A sentence the search reads at temperature 0: the same text every way.
     assert full == reduced == kept
     assert {"take", "seat"} <= set(normalise(full)), full
 

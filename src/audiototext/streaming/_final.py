@@ -103,14 +103,17 @@ class FinalSettings:
     words: bool = True  # word timings
     # Finals asked for ``reduced`` (the recognizer does when finals queue up): earlier audio
     # beyond the previous utterance within this many seconds, and this beam width after the
-    # earlier text (a stream's first final, without earlier text, is decoded as always).
+    # earlier text (a stream's first final, without earlier text: the next two settings).
     reduced_context_s: float = 0.0
     reduced_beam_size: int = 1
-    # A reduced final without earlier text (a stream's first) keeps its beam search and
-    # timestamps; with this off it skips the temperature fallback, which re-decodes a window
-    # the beam search found improbable with 5 samples at each of 5 more temperatures (10-15
-    # times the CPU of the search; bench/NOTES.md, "Streaming capacity, round 4").
+    # A reduced final without earlier text (a stream's first) keeps its timestamps; with this
+    # off it skips the temperature fallback, which re-decodes a window the search found
+    # improbable with 5 samples at each of 5 more temperatures (10-15 times the CPU of the
+    # search; bench/NOTES.md, "Streaming capacity, round 4"), and it is searched with this beam
+    # width (1: greedy, the default; streams opened together end their first utterances
+    # together, and 16 beam searches of 5 made the slowest finals of such a burst).
     reduced_fallback: bool = False
+    reduced_first_beam_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -301,11 +304,12 @@ class FinalDecoder:
         if alone:
             # Nothing said before (a stream's first utterance, or context off): decoded as
             # file transcription decodes a window, with timestamps, beam search and fallback.
-            # Reduced or not (a first utterance is the least accurate final already), except
-            # that a reduced one is not retried at higher temperatures.
+            # Reduced, it is searched with ``reduced_first_beam_size`` and not retried at
+            # higher temperatures.
+            first_beam = st.reduced_first_beam_size if reduced else st.beam_size
             opts = DecodingOptions(
-                beam_size=st.beam_size,
-                best_of=st.beam_size,
+                beam_size=first_beam,
+                best_of=first_beam,
                 suppress_tokens=tok.default_suppress_tokens(),
                 temperatures=(0.0,) if reduced and not st.reduced_fallback else _TEMPERATURES,
             )

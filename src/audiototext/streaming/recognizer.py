@@ -169,12 +169,16 @@ class RecognizerOptions:
         reduced_final_context_s: earlier audio beyond the previous utterance decoded with a
             reduced final (0: the previous utterance only).
         reduced_final_beam_size: beam width of reduced finals after earlier text (1: greedy;
-            a stream's first final keeps ``final_beam_size`` and its fallback). Previous
+            a stream's first final has ``reduced_first_final_beam_size``). Previous
             utterance + greedy costs about half a full final's CPU; its accuracy cost is in
             bench/NOTES.md ("Streaming accuracy": clip set 8.67 % vs 7.51 %, fables +1.6 pp vs
             +0.26 pp).
+        reduced_first_final_beam_size: beam width of a reduced final without earlier text (a
+            stream's first; it keeps timestamps). 1 (greedy, the default) halves the slowest
+            finals of 16 streams opened together (bench/NOTES.md, round 7); 5 is the width of
+            an unreduced first final.
         reduced_final_fallback: a reduced final without earlier text (a stream's first)
-            keeps beam search and timestamps; off (the default), it skips the temperature
+            keeps its timestamps; off (the default), it skips the temperature
             fallback, which re-decodes an improbable window with 5 samples at each of 5 more
             temperatures: ~15 times the search's CPU (4.2 s of CPU for four first finals of one
             bench sentence), the largest single cost of 16 streams opening together.
@@ -204,6 +208,7 @@ class RecognizerOptions:
     adaptive_finals: bool = True
     reduced_final_context_s: float = 0.0
     reduced_final_beam_size: int = 1
+    reduced_first_final_beam_size: int = 1
     reduced_final_fallback: bool = False
     adaptive_final_s: float = 0.4
 
@@ -243,6 +248,11 @@ class RecognizerOptions:
         if self.reduced_final_beam_size < 1:
             raise ValueError(
                 f"reduced_final_beam_size must be >= 1, got {self.reduced_final_beam_size}"
+            )
+        if self.reduced_first_final_beam_size < 1:
+            raise ValueError(
+                "reduced_first_final_beam_size must be >= 1, got "
+                f"{self.reduced_first_final_beam_size}"
             )
         if not self.adaptive_final_s > 0:
             raise ValueError("adaptive_final_s must be positive")
@@ -423,6 +433,7 @@ class StreamingRecognizer:
                 reduced_context_s=o.reduced_final_context_s,
                 reduced_beam_size=o.reduced_final_beam_size,
                 reduced_fallback=o.reduced_final_fallback,
+                reduced_first_beam_size=o.reduced_first_final_beam_size,
             ),
         )
         self._cv = threading.Condition()
