@@ -19,13 +19,17 @@ number of concurrent real-time streams whose final latency p95 stays under 1 s.
 their first finals, which have no context to drop, all come within about a second).
 Per level it also prints the engine's and the server process's CPU per second, the time the
 server's threads waited for a CPU per second (``CPU wait/s``, the kernel's schedstat: the
-machine's other load), and the p95 of the streams' first finals and of their later ones.
+machine's other load), and the p95 of the streams' first finals and of their later ones; with
+the in-process server, a line from the engine's own record (``FinalTrace``): how many finals
+came from speculations, how long the others waited for a lane after their endpoint and how long
+their batch took to decode, and the batch sizes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import subprocess
@@ -34,6 +38,7 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -215,6 +220,33 @@ def engine_cpu(server: object) -> float:
     return float(sum(stats().worker_cpu_s.values()))
 
 
+def final_traces(server: object) -> list[Any]:
+    """The in-process engine's record of its finals so far (``FinalTrace``), or none."""
+    return list(getattr(getattr(server, "recognizer", None), "final_trace", ()))
+
+
+def trace_summary(traces: list[Any]) -> str:
+    """Where the finals' time went, from the engine's own account (in-process server only)."""
+    if not traces:
+        return "engine: no final traces (external server)"
+    handed = [t for t in traces if not t.speculative]
+    head = (
+        f"engine: {len(traces)} finals, {len(traces) - len(handed)} from speculations (decoded "
+        f"before the endpoint), {sum(t.reduced for t in traces)} reduced"
+    )
+    if not handed:
+        return head
+    waits = [t.wait_s for t in handed]
+    decodes = [t.decode_s for t in handed]
+    batches = collections.Counter(t.batch for t in handed)
+    return (
+        f"{head}; the others waited {pct(waits, 50):.0f} / {pct(waits, 95):.0f} ms (p50 / p95) "
+        f"for a lane after the endpoint, then decoded in {pct(decodes, 50):.0f} / "
+        f"{pct(decodes, 95):.0f} ms; finals per batch "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(batches.items()))
+    )
+
+
 async def main_async(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-speech-"))
     if args.one_level:
@@ -268,6 +300,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.sleep(6.0)  # drain the previous level; an overload flag holds 5 s
             cpu0, eng0, wall0 = time.process_time(), engine_cpu(server), time.monotonic()
             wait0 = run_queue_wait_s()
+            traced = len(final_traces(server))
             if separate:
                 r = await level_in_child(target, n, args.seconds, args.gap_s, args.stagger_s)
             else:
@@ -302,6 +335,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 ),
                 flush=True,
             )
+            if server is not None:
+                print("    " + trace_summary(final_traces(server)[traced:]), flush=True)
             if r["refused"] == 0 and r["final_p95_ms"] < 1000:
                 best = n
         print(f"largest real-time concurrency with final p95 < 1 s: {best}")

@@ -238,6 +238,7 @@ def test_finals_ending_together_are_split_over_the_lanes_not_the_worker(
     logs = asyncio.run(_stream_all_at_once(rec, audios))
     assert sorted(on_lane) == [(0, 2), (1, 2)], on_lane
     assert on_worker == []
+    assert [t.batch for t in rec.final_trace] == [2, 2, 2, 2]
     for log, text in zip(logs, texts, strict=True):
         assert len(log.finals) == 1, log.finals
         assert set(normalise(text)[-2:]) <= set(normalise(log.finals[0].text)), log.finals[0].text
@@ -271,6 +272,10 @@ def test_a_final_is_the_same_however_early_its_speculation_starts(
         assert trace.speculative == (pause_ms <= 200)
         if trace.speculative:
             assert 0 <= trace.began_at - trace.stop - pause_ms * 16 < 20 * 16 + 512
+        # Wall-time account (bench/streaming.py prints it): a speculation waited for nothing
+        # after its endpoint; every final records its batch and how long that took.
+        assert trace.wait_s >= 0 and (trace.wait_s == 0) >= trace.speculative
+        assert trace.decode_s > 0 and trace.batch == 1
 
 
 def test_reduced_finals_only_with_several_streams_and_finals_queuing(

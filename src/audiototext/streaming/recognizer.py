@@ -298,6 +298,7 @@ class _FinalBatch:
     requests: list[FinalRequest]
     texts: list[str] = field(default_factory=list)
     cpu_s: float = 0.0  # the lane's thread CPU for the batch
+    decode_s: float = 0.0  # and its wall time
     # Set by the worker when every job is a speculation the speaker made void; the lane
     # stops at its next encoder or decoder call (DecodingCancelled) and brings back no text.
     cancel: bool = False
@@ -375,6 +376,9 @@ class _FinalJob:
     reduced: bool = False  # decoded with the cheaper settings (finals were queuing)
     began_at: int = 0  # the stream's VAD position when its decoding began (samples)
     cpu_s: float = 0.0  # thread CPU of its decoding (its share of a batch)
+    handed_wall: float = 0.0  # monotonic time its decoding was handed out
+    decode_s: float = 0.0  # wall time of its batch's decoding
+    batch: int = 1  # finals (or speculations) decoded in that batch
 
 
 @dataclass(frozen=True)
@@ -383,7 +387,9 @@ class FinalTrace:
 
     ``began_at`` is how far the VAD had read the stream when the final's decoding began (for
     a speculation, before the endpoint), ``emitted_at`` how far when it went out; with
-    ``cpu_s`` they give the latency an idle machine would see.
+    ``cpu_s`` they give the latency an idle machine would see. In wall time: ``wait_s`` from
+    the endpoint to its decoding being handed out (0 for a speculation: decoded before it),
+    ``decode_s`` that decoding's wall time and ``batch`` the finals decoded with it.
     """
 
     session_id: int
@@ -394,6 +400,9 @@ class FinalTrace:
     cpu_s: float
     speculative: bool
     reduced: bool
+    wait_s: float = 0.0
+    decode_s: float = 0.0
+    batch: int = 1
 
 
 class StreamingRecognizer:
@@ -840,6 +849,7 @@ class StreamingRecognizer:
                     continue  # no speculation: the final is decoded when its endpoint comes
                 job.audio_start = self._finals.own_start(request)
                 job.cpu_s = done.cpu_s / len(done.jobs)
+                job.decode_s = done.decode_s
                 self._emit_final(job, text)
             return self._charge("finals", cpu)
         return cpu
@@ -937,8 +947,11 @@ class StreamingRecognizer:
 
     def _submit_to_lane(self, jobs: list[_FinalJob], lane: _PartialLane) -> _FinalBatch:
         """Decode ``jobs`` on ``lane``; their decoding begins at the VAD's position."""
+        now = time.monotonic()
         for job in jobs:
             job.began_at = job.session.vad_position
+            job.handed_wall = now
+            job.batch = len(jobs)
         batch = _FinalBatch(jobs, [self._final_request(j) for j in jobs])
         lane.submit(batch)
         return batch
@@ -958,7 +971,7 @@ class StreamingRecognizer:
         if isinstance(batch, _PartialBatch):
             self._compute_partials(batch)
         else:
-            cpu = time.thread_time()
+            cpu, wall = time.thread_time(), time.monotonic()
             try:
                 batch.texts = self._finals.decode(
                     batch.requests, self.options.max_batch, lambda: batch.cancel
@@ -967,6 +980,7 @@ class StreamingRecognizer:
                 batch.texts = []
                 batch.cancelled = True
             batch.cpu_s = time.thread_time() - cpu
+            batch.decode_s = time.monotonic() - wall
 
     def _partials_round(self, live: list[StreamSession], cpu: float) -> float:
         """Start the next batch of partials (on a lane, or here without lanes).
@@ -1116,14 +1130,19 @@ class StreamingRecognizer:
     def _run_finals(self, jobs: list[_FinalJob]) -> None:
         # Decoding is in _final.py: earlier utterances' audio and text as context, word timings.
         requests = [self._final_request(j) for j in jobs]
+        now = time.monotonic()
         for j in jobs:
             j.began_at = j.session.vad_position
+            j.handed_wall = now
+            j.batch = len(jobs)
         cpu = time.thread_time()
         texts = self._finals.decode(requests, self.options.max_batch)
         cpu = time.thread_time() - cpu
+        wall = time.monotonic() - now
         for job, request, text in zip(jobs, requests, texts, strict=True):
             job.audio_start = self._finals.own_start(request)
             job.cpu_s = cpu / len(jobs)
+            job.decode_s = wall
             self._emit_final(job, text)
 
     # ---- speculative finals
@@ -1190,6 +1209,8 @@ class StreamingRecognizer:
             began_at=job.began_at,
             cpu_s=job.cpu_s,
             reduced=job.reduced,
+            decode_s=job.decode_s,
+            batch=job.batch,
         )
 
     def _emit_speculation(self, s: StreamSession, f: PendingFinal) -> bool:
@@ -1211,6 +1232,8 @@ class StreamingRecognizer:
             reduced=spec.reduced,
             began_at=spec.began_at,
             cpu_s=spec.cpu_s,
+            decode_s=spec.decode_s,
+            batch=spec.batch,
         )
         self._emit_final(job, spec.text, speculated=True)
         return True
@@ -1239,6 +1262,9 @@ class StreamingRecognizer:
                 job.cpu_s,
                 speculated,
                 job.reduced,
+                wait_s=0.0 if speculated else max(0.0, job.handed_wall - f.triggered_at),
+                decode_s=job.decode_s,
+                batch=job.batch,
             )
         )
         text = (

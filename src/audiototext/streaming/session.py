@@ -96,6 +96,8 @@ class Speculation:
     computed_at: float
     began_at: int = 0  # the VAD position when its decoding began (samples)
     cpu_s: float = 0.0  # thread CPU of its decoding
+    decode_s: float = 0.0  # wall time of its batch's decoding
+    batch: int = 1  # speculations decoded in that batch
     reduced: bool = False  # decoded with the cheaper settings of finals under load
 
 
