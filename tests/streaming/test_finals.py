@@ -316,3 +316,51 @@ def test_a_reduced_first_final_keeps_a_looping_sentence_once(
     assert first_final(True) == "Flute it with delight."
     # With the fallback (not reduced) a result that still loops after it is noise, as before.
     assert first_final(False) == ""
+
+
+def test_batching_of_finals_of_different_lengths() -> None:
+    """Finals of one kind within 4 s of encoder length share a batch (padded to the longest);
+    longer spreads, the other kind and ``max_batch`` split them."""
+    from types import SimpleNamespace
+
+    from audiototext.streaming._final import _batches
+
+    def plans(*specs: tuple[int, bool]) -> list[object]:
+        return [SimpleNamespace(frames=f, reduced=r) for f, r in specs]
+
+    got = _batches(plans((600, True), (350, True), (900, True), (800, True)), 4)  # type: ignore[arg-type]
+    assert got == [([1, 0], 600), ([3, 2], 900)]  # 350..600 | 800..900: 350 → 800 is > 400
+    got = _batches(plans((500, True), (550, False), (600, True), (650, True)), 2)  # type: ignore[arg-type]
+    assert got == [([1], 550), ([0, 2], 600), ([3], 650)]
+
+
+def test_finals_of_different_lengths_are_decoded_as_one_batch(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three streams' finals of 1.5-4 s go through one encoder call and read as alone."""
+    texts = [
+        "Good morning.",
+        "The train to London leaves from platform four.",
+        "Please take a seat and open your notebooks on page twelve.",
+    ]
+    requests = []
+    for text in texts:
+        audio, spans = join_with_gaps([synth.speak(text).audio], 1.0)
+        session = _Session(_Ring(audio), audio.shape[0])
+        requests.append(FinalRequest(session, 0, spans[0][0], spans[0][1], _prompt(tiny_model)))
+    calls: list[tuple[int, ...]] = []
+    encode = tiny_model.encode
+
+    def spy(mel: NDArray[np.float32]) -> object:
+        calls.append(mel.shape)
+        return encode(mel)
+
+    together = FinalDecoder(tiny_model, FinalSettings())
+    monkeypatch.setattr(tiny_model, "encode", spy)
+    joint = together.decode(requests, 4)
+    assert len(calls) == 1 and calls[0][0] == 3, calls
+    for text, got in zip(texts, joint, strict=True):
+        # The sentence's words (one may be misheard; numbers may come as digits), once.
+        words = normalise(got)
+        assert len(set(normalise(text)) - {"four", "twelve"} - set(words)) <= 1, got
+        assert len(words) <= len(normalise(text)), got
