@@ -359,8 +359,16 @@ def test_finals_of_different_lengths_are_decoded_as_one_batch(
     monkeypatch.setattr(tiny_model, "encode", spy)
     joint = together.decode(requests, 4)
     assert len(calls) == 1 and calls[0][0] == 3, calls
-    for text, got in zip(texts, joint, strict=True):
+    for text, got, r in zip(texts, joint, requests, strict=True):
         # The sentence's words (one may be misheard; numbers may come as digits), once.
         words = normalise(got)
         assert len(set(normalise(text)) - {"four", "twelve"} - set(words)) <= 1, got
         assert len(words) <= len(normalise(text)), got
+        # Word timings of the batch (one alignment pass for the three): each final's words, in
+        # order, within its own segment and on its speech.
+        timed = together.words_for(r.session, 0, r.start, r.stop, got)
+        assert len(timed) == len(got.split()), (timed, got)
+        assert all(r.start / RATE <= w.start_s <= w.end_s <= r.stop / RATE for w in timed)
+        assert [w.start_s for w in timed] == sorted(w.start_s for w in timed)
+        onset, end = _speech_bounds(r.session.ring.audio, (r.start, r.stop))
+        assert abs(timed[0].start_s - onset) < 0.3 and abs(timed[-1].end_s - end) < 0.5, timed

@@ -34,7 +34,7 @@ from audiototext.inference.decoding import (
     compression_ratio,
     decode_with_fallback,
 )
-from audiototext.inference.tokenizer import TIME_PRECISION_S
+from audiototext.inference.tokenizer import TIME_PRECISION_S, WhisperTokenizer
 from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
 from audiototext.streaming._decode import (
     COMPRESSION_RATIO_THRESHOLD,
@@ -54,6 +54,7 @@ __all__ = [
     "FinalRequest",
     "FinalSettings",
     "align_words",
+    "align_words_batch",
 ]
 
 FloatArray = NDArray[np.float32]
@@ -335,28 +336,38 @@ class FinalDecoder:
                 noise = is_noise(text, r.avg_logprob, r.no_speech_prob, ratio)
                 texts[i] = "" if noise else text
         check_cancelled(cancelled)
-        for row, (plan, text) in enumerate(zip(plans, texts, strict=True)):
-            words: tuple[StreamWord, ...] = ()
-            if text and self.settings.words:
-                words = self._words(cross, row, plan, text)
-            req = plan.request
-            self._decoded[req.session] = _Decoded(
-                req.utterance_id, req.start, req.stop, text, words
+        words: list[tuple[StreamWord, ...]] = [() for _ in plans]
+        rows = [i for i, text in enumerate(texts) if text] if self.settings.words else []
+        if rows:
+            found = align_words_batch(
+                model, cross.take(rows), [self._words_request(plans[i], texts[i]) for i in rows]
             )
+            for i, w in zip(rows, found, strict=True):
+                words[i] = w
+        for plan, text, w in zip(plans, texts, words, strict=True):
+            req = plan.request
+            self._decoded[req.session] = _Decoded(req.utterance_id, req.start, req.stop, text, w)
         return texts
 
-    def _words(
-        self, cross: CrossAttention, row: int, plan: _Plan, text: str
-    ) -> tuple[StreamWord, ...]:
-        return align_words(
-            self.model,
-            cross.take([row]),
+    def _words_request(self, plan: _Plan, text: str) -> WordsRequest:
+        return WordsRequest(
             plan.prefix,
             self.model.tokenizer.encode(" " + text),
             ((plan.own_start - plan.audio_start) // HOP, plan.content // HOP),
             plan.audio_start / SAMPLE_RATE_HZ,
             (plan.request.start / SAMPLE_RATE_HZ, plan.request.stop / SAMPLE_RATE_HZ),
         )
+
+
+@dataclass(frozen=True)
+class WordsRequest:
+    """One text to align (:func:`align_words_batch`)."""
+
+    prefix: Sequence[int]  # earlier text forced before it
+    tokens: Sequence[int]  # its tokens
+    frames: tuple[int, int]  # (first, end) frames of the utterance's own audio
+    offset_s: float  # stream time of frame 0
+    segment: tuple[float, float]  # the final's start and end: words are kept within
 
 
 def align_words(
@@ -368,45 +379,76 @@ def align_words(
     offset_s: float,
     segment: tuple[float, float],
 ) -> tuple[StreamWord, ...]:
-    """Stream-time words of ``tokens``, decoded after ``prefix`` from one encoded input.
+    """Stream-time words of ``tokens``, decoded after ``prefix`` from one encoded input
+    (:func:`align_words_batch` of one request)."""
+    return align_words_batch(
+        model, cross, [WordsRequest(prefix, tokens, frames, offset_s, segment)]
+    )[0]
+
+
+def align_words_batch(
+    model: WhisperModel, cross: CrossAttention, requests: Sequence[WordsRequest]
+) -> list[tuple[StreamWord, ...]]:
+    """Stream-time words of each request, row ``i`` of ``cross`` encoding request ``i``'s input.
 
     Whisper's alignment (as :mod:`audiototext.inference.alignment`): one decoder pass over the
     text with the alignment heads' cross-attention, each frame standardised over the tokens,
     a median filter along time, the heads averaged, and the least-cost monotonic path (DTW);
     a word starts where the path reaches its first token. Only the new tokens and the frames
-    ``frames`` = (first, end) of the utterance's own audio enter the path, which keeps it
-    small; the prefix still shapes the attention. ``offset_s`` is the stream time of frame 0;
-    words are kept within ``segment`` (the final's start and end).
+    of the utterance's own audio enter the path, which keeps it small; the prefix still shapes
+    the attention. All requests share one decoder pass (left-padded), as the finals of one
+    batch share their encoder and decoder calls.
     """
     tok = model.tokenizer
-    if not tokens:
-        return ()
+    out: list[tuple[StreamWord, ...]] = [() for _ in requests]
     language = "en" if tok.multilingual else None
     sot = list(tok.sot_sequence(language))
-    sequence = [*sot, tok.no_timestamps, *prefix, *tokens, tok.eot]
-    if len(sequence) > model.max_text_tokens:
-        return ()
-    kv = KVDecoder(model, cross)
-    _, attention = kv.prefill([sequence], want_attention=True)
-    first_row = len(sot) + len(prefix)  # the position that predicts the first new token
-    lo = max(0, min(frames[0] // 2, cross.positions - 1))
-    hi = max(lo + 1, min(max(frames[1] // 2, 1), cross.positions))
-    weights = attention[0][:, first_row : first_row + len(tokens) + 1, lo:hi].astype(np.float32)
+    rows: list[int] = []
+    sequences: list[list[int]] = []
+    for i, r in enumerate(requests):
+        sequence = [*sot, tok.no_timestamps, *r.prefix, *r.tokens, tok.eot]
+        if r.tokens and len(sequence) <= model.max_text_tokens:
+            rows.append(i)
+            sequences.append(sequence)
+    if not rows:
+        return out
+    kv = KVDecoder(model, cross.take(rows))
+    _, attention = kv.prefill(sequences, want_attention=True)
+    for n, i in enumerate(rows):
+        r = requests[i]
+        # The position that predicts the first new token, after the row's left padding.
+        first_row = int(kv.pads[n]) + len(sot) + len(r.prefix)
+        lo = max(0, min(r.frames[0] // 2, cross.positions - 1))
+        hi = max(lo + 1, min(max(r.frames[1] // 2, 1), cross.positions))
+        weights = attention[n][:, first_row : first_row + len(r.tokens) + 1, lo:hi]
+        out[i] = _words_from_attention(tok, language, weights, r, lo)
+    return out
+
+
+def _words_from_attention(
+    tok: WhisperTokenizer,
+    language: str | None,
+    attention: NDArray[np.float32],
+    r: WordsRequest,
+    lo: int,
+) -> tuple[StreamWord, ...]:
+    """Words of ``r`` from its alignment heads' attention over its tokens and own frames."""
+    weights = attention.astype(np.float32)
     weights /= np.maximum(weights.sum(axis=-1, keepdims=True), np.float32(1e-12))
     mean = weights.mean(axis=-2, keepdims=True)
     std = weights.std(axis=-2, keepdims=True)
     weights = (weights - mean) / np.maximum(std, np.float32(1e-12))
     matrix = median_filter(weights).mean(axis=0)
     text_idx, time_idx = dtw(-matrix)
-    words, groups = tok.split_to_word_tokens([*tokens, tok.eot], language)
+    words, groups = tok.split_to_word_tokens([*r.tokens, tok.eot], language)
     if len(groups) <= 1:
         return ()
     boundaries = np.pad(np.cumsum([len(g) for g in groups[:-1]]), (1, 0))
     jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
-    jump_s = (lo + time_idx[jumps]) * TIME_PRECISION_S + offset_s
+    jump_s = (lo + time_idx[jumps]) * TIME_PRECISION_S + r.offset_s
     starts = jump_s[boundaries[:-1]]
     ends = jump_s[boundaries[1:]]
-    low, high = segment
+    low, high = r.segment
     out: list[StreamWord] = []
     glue = ""  # leading punctuation waiting for its word
     for word, start, end in zip(words[:-1], starts.tolist(), ends.tolist(), strict=True):
