@@ -174,9 +174,10 @@ class RecognizerOptions:
             bench/NOTES.md ("Streaming accuracy": clip set 8.67 % vs 7.51 %, fables +1.6 pp vs
             +0.26 pp).
         reduced_first_final_beam_size: beam width of a reduced final without earlier text (a
-            stream's first; it keeps timestamps). 1 (greedy, the default) halves the slowest
-            finals of 16 streams opened together (bench/NOTES.md, round 7); 5 is the width of
-            an unreduced first final.
+            stream's first; it keeps timestamps). 1 (greedy, the default): 16 streams opened
+            together make 16 first finals due in one second (bench/NOTES.md, "Streaming
+            capacity, round 5": first finals p95 1070 → 613 ms in a traced run); 5 is the
+            width of an unreduced first final.
         reduced_final_fallback: a reduced final without earlier text (a stream's first)
             keeps its timestamps; off (the default), it skips the temperature
             fallback, which re-decodes an improbable window with 5 samples at each of 5 more
