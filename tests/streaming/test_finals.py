@@ -337,7 +337,8 @@ def test_batching_of_finals_of_different_lengths() -> None:
 def test_finals_of_different_lengths_are_decoded_as_one_batch(
     tiny_model: WhisperModel, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Three streams' finals of 1.5-4 s go through one encoder call and read as alone."""
+    """Three streams' finals of 1.5-4 s go through one encoder call; each keeps its own words
+    and word timings."""
     texts = [
         "Good morning.",
         "The train to London leaves from platform four.",
