@@ -161,6 +161,24 @@ def test_no_words_from_silence_noise_or_tones(make_recognizer: MakeRecognizer, k
     assert words == [], [r.text for r in log.results]
 
 
+def test_a_spoken_stock_phrase_is_kept(
+    make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
+) -> None:
+    """ "Thank you very much." said alone is a final, not a dropped hallucination."""
+    audio = np.concatenate(
+        [np.zeros(8000, np.float32), synth.speak("Thank you very much.").audio, np.zeros(24000)]
+    ).astype(np.float32)
+    rec = make_recognizer()
+
+    async def run() -> StreamLog:
+        return await stream_audio(rec.open(), audio, 16_000)
+
+    log = asyncio.run(run())
+    assert [normalise(f.text) for f in log.finals] == [["thank", "you", "very", "much"]], [
+        f.text for f in log.finals
+    ]
+
+
 def test_streaming_wer_close_to_file_transcription(
     make_recognizer: MakeRecognizer, tiny_model: WhisperModel, synth: SpeechSynthesizer
 ) -> None:

@@ -43,9 +43,9 @@ HOP_SAMPLES = 160
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
 COMPRESSION_RATIO_THRESHOLD = 2.4
-# A stock phrase alone in an utterance is suspicious above this no-speech probability; the
-# inference package uses the same value for files.
-HALLUCINATION_NO_SPEECH = 0.1
+# A stock phrase alone in an utterance is dropped above this no-speech probability, as in
+# file transcription (spoken, such phrases measure 0.2-0.5 there; streamed "Thank you." 0.34).
+HALLUCINATION_NO_SPEECH = _transcribe.HALLUCINATION_NO_SPEECH
 # Phrases streaming adds to the file-transcription list: short fillers tiny models produce for
 # breaths, clicks and tones that slipped past the VAD.
 _EXTRA_HALLUCINATIONS = frozenset({"thank you very much.", "i'm sorry.", "hmm.", "ah.", "mm."})
