@@ -318,14 +318,39 @@ class FinalDecoder:
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
             check_cancelled(cancelled)
+            # Called before every decoder step's choice: a void speculation stops there.
+            observer = None if cancelled is None else lambda *_: check_cancelled(cancelled)
             results = decode_with_fallback(
-                model,
-                cross.take(alone),
-                prompts,
-                opts,
-                # Called before every decoder step's choice: a void speculation stops there.
-                observer=None if cancelled is None else lambda *_: check_cancelled(cancelled),
+                model, cross.take(alone), prompts, opts, observer=observer
             )
+            loops = [
+                k
+                for k, r in enumerate(results)
+                if r.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+            ]
+            if loops and len(opts.temperatures) > 1 and not st.padded:
+                # A repetition loop through the whole fallback (tiny.en on a lone "No." encoded
+                # at its own length: "No ! No ! ..."): decode the utterance once more as file
+                # transcription does, in a full 30-s window, and keep that if it does not loop.
+                mel = np.stack(
+                    [
+                        encoder_input(
+                            plans[alone[k]].audio,
+                            model.n_mels,
+                            model.window_frames,
+                            model.window_frames,
+                        )
+                        for k in loops
+                    ]
+                )
+                check_cancelled(cancelled)
+                self.frames_encoded += mel.shape[0] * model.window_frames
+                again = decode_with_fallback(
+                    model, model.encode(mel), [prompts[k] for k in loops], opts, observer=observer
+                )
+                for k, r in zip(loops, again, strict=True):
+                    if r.compression_ratio <= COMPRESSION_RATIO_THRESHOLD:
+                        results[k] = r
             for i, r in zip(alone, results, strict=True):
                 text, ratio = r.text.strip(), r.compression_ratio
                 if len(opts.temperatures) == 1 and ratio > COMPRESSION_RATIO_THRESHOLD:
