@@ -85,13 +85,13 @@ _CONTEXT_FRAMES = 2  # frames of real audio kept before a block so its STFT need
 TRANSCRIBE_VAD = VadOptions(
     min_speech_duration_ms=0, min_silence_duration_ms=2000, speech_pad_ms=400
 )
-# Phrases tiny models emit on silence and noise (subtitle credits of their training data).
 # A stock phrase alone in a window is dropped above this no-speech probability. tiny.en gives
 # its silence caption (" You") 0.95, and the same phrases spoken (espeak-ng "Thank you.",
 # "Thank you very much.", "Bye.", "Thanks for watching!", "You.", three voices) 0.20-0.51
 # (bench/NOTES.md, "Stock phrases"); the 0.1 used before dropped every one of them. Whisper's
 # own no-speech threshold.
 HALLUCINATION_NO_SPEECH = 0.6
+# Phrases tiny models emit on silence and noise (subtitle credits of their training data).
 _HALLUCINATIONS = frozenset(
     {
         "thank you.",
