@@ -65,7 +65,7 @@ CONTEXT_S = 10.0
 MAX_PREFIX_TOKENS = 160  # of earlier text; the window's own text needs the rest of 448
 _HISTORY = 16  # earlier finals remembered per session (more never fit in CONTEXT_S)
 _TEMPERATURES = DecodingOptions().temperatures  # file transcription's fallback
-_BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s so finals of similar length batch
+_BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s (few distinct encoder shapes)
 # Finals whose encoder lengths differ by up to this many frames (4 s) are batched, the shorter
 # padded to the longest (padding beyond the audio is what Whisper was trained on: 30-s
 # windows). Partials are not: a longer encoder call is a longer wait for a final that comes
@@ -272,11 +272,7 @@ class FinalDecoder:
         model = self.model
         tok = model.tokenizer
         check_cancelled(cancelled)
-        mel = np.stack(
-            [encoder_input(p.audio, model.n_mels, frames, model.window_frames) for p in plans]
-        )
-        cross = model.encode(mel)
-        self.frames_encoded += mel.shape[0] * frames
+        cross = self._encode([p.audio for p in plans], frames)
         budgets = [
             max_new_tokens_for((p.audio.shape[0] - (p.own_start - p.audio_start)) / SAMPLE_RATE_HZ)
             for p in plans
@@ -332,21 +328,10 @@ class FinalDecoder:
                 # A repetition loop through the whole fallback (tiny.en on a lone "No." encoded
                 # at its own length: "No ! No ! ..."): decode the utterance once more as file
                 # transcription does, in a full 30-s window, and keep that if it does not loop.
-                mel = np.stack(
-                    [
-                        encoder_input(
-                            plans[alone[k]].audio,
-                            model.n_mels,
-                            model.window_frames,
-                            model.window_frames,
-                        )
-                        for k in loops
-                    ]
-                )
                 check_cancelled(cancelled)
-                self.frames_encoded += mel.shape[0] * model.window_frames
+                window = self._encode([plans[alone[k]].audio for k in loops], model.window_frames)
                 again = decode_with_fallback(
-                    model, model.encode(mel), [prompts[k] for k in loops], opts, observer=observer
+                    model, window, [prompts[k] for k in loops], opts, observer=observer
                 )
                 for k, r in zip(loops, again, strict=True):
                     if r.compression_ratio <= COMPRESSION_RATIO_THRESHOLD:
@@ -373,6 +358,15 @@ class FinalDecoder:
             req = plan.request
             self._decoded[req.session] = _Decoded(req.utterance_id, req.start, req.stop, text, w)
         return texts
+
+    def _encode(self, audios: Sequence[FloatArray], frames: int) -> CrossAttention:
+        """Encode ``audios`` padded to ``frames`` as one batch (counted in ``frames_encoded``)."""
+        model = self.model
+        mel = np.stack(
+            [encoder_input(a, model.n_mels, frames, model.window_frames) for a in audios]
+        )
+        self.frames_encoded += mel.shape[0] * frames
+        return model.encode(mel)
 
     def _words_request(self, plan: _Plan, text: str) -> WordsRequest:
         return WordsRequest(

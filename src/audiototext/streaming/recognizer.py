@@ -947,15 +947,22 @@ class StreamingRecognizer:
         return s.tentative_end != f.stop
 
     def _submit_to_lane(self, jobs: list[_FinalJob], lane: _PartialLane) -> _FinalBatch:
-        """Decode ``jobs`` on ``lane``; their decoding begins at the VAD's position."""
+        """Decode ``jobs`` on ``lane``."""
+        self._hand_out(jobs)
+        batch = _FinalBatch(jobs, [self._final_request(j) for j in jobs])
+        lane.submit(batch)
+        return batch
+
+    @staticmethod
+    def _hand_out(jobs: list[_FinalJob]) -> float:
+        """Record that ``jobs`` are decoded from now on, as one batch, from the VAD's position
+        (their traces); returns now (monotonic)."""
         now = time.monotonic()
         for job in jobs:
             job.began_at = job.session.vad_position
             job.handed_wall = now
             job.batch = len(jobs)
-        batch = _FinalBatch(jobs, [self._final_request(j) for j in jobs])
-        lane.submit(batch)
-        return batch
+        return now
 
     def _final_request(self, job: _FinalJob) -> FinalRequest:
         return FinalRequest(
@@ -1131,11 +1138,7 @@ class StreamingRecognizer:
     def _run_finals(self, jobs: list[_FinalJob]) -> None:
         # Decoding is in _final.py: earlier utterances' audio and text as context, word timings.
         requests = [self._final_request(j) for j in jobs]
-        now = time.monotonic()
-        for j in jobs:
-            j.began_at = j.session.vad_position
-            j.handed_wall = now
-            j.batch = len(jobs)
+        now = self._hand_out(jobs)
         cpu = time.thread_time()
         texts = self._finals.decode(requests, self.options.max_batch)
         cpu = time.thread_time() - cpu
