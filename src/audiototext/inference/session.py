@@ -198,6 +198,12 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     # peaks 65 MB lower with no measurable slowdown (bench/NOTES.md).
     options.enable_cpu_mem_arena = False
     options.enable_mem_pattern = False
+    # Intra-op threads spin inside a run (between a run's parallel sections) but stop when it
+    # returns. Left spinning after a run, the decoder's pool took a core from the encoder's
+    # next window (+35 %, 130 -> 175 ms) and the encoder's from the decoder's first steps,
+    # and in a stream server the sessions' pools and the Python threads fight the same way;
+    # the decoder's steps are not slower for it (bench/NOTES.md, round 8).
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
