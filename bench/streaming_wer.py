@@ -210,7 +210,12 @@ def decode_final(
                 break
             used.insert(0, (prev, tokens))
     if strategy.causal_file:
-        return causal_file(model, audio, lo, hi), [], hi // HOP, 0
+        start = 0
+        if strategy.context_s > 0:  # the file path on the utterances within context_s only
+            start = max(used[0][0].start - pad, 0) if used else lo
+        elif strategy.context_s == -1:
+            start = max(used[-1][0].start - pad, 0) if used else lo
+        return causal_file(model, audio, lo, hi, start, strategy.beam), [], (hi - start) // HOP, 0
     if used and strategy.context_audio:
         lo = max(used[0][0].start - pad, 0)
     clip = audio[lo:hi]
@@ -295,12 +300,16 @@ def decode_final(
     return text, tok.encode(" " + text), frames, len(prefix)
 
 
-def causal_file(model: WhisperModel, audio: FloatArray, lo: int, hi: int) -> str:
-    """File transcription of everything up to ``hi``; the words said after ``lo``."""
+def causal_file(
+    model: WhisperModel, audio: FloatArray, lo: int, hi: int, start: int = 0, beam: int = 5
+) -> str:
+    """File transcription of the audio from ``start`` up to ``hi`` (its earlier utterances
+    decoded freely, not forced); the words said after ``lo``."""
     from audiototext.inference.transcribe import TranscribeOptions
 
-    segments = Transcriber(model).transcribe(audio[:hi], TranscribeOptions(word_timestamps=True))
-    at = lo / SAMPLE_RATE_HZ
+    options = TranscribeOptions(word_timestamps=True, beam_size=beam)
+    segments = Transcriber(model).transcribe(audio[start:hi], options)
+    at = (lo - start) / SAMPLE_RATE_HZ
     words = [w.text for s in segments for w in s.words or () if (w.start_s + w.end_s) / 2 >= at]
     return "".join(words).strip()
 
@@ -450,7 +459,14 @@ ENGINE: dict[str, Any] = {
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in [
-        Strategy("causal-file", context_s=0, causal_file=True),
+        Strategy("causal-file", context_s=0, beam=5, causal_file=True),
+        # The file path over the utterances within the context only, decoded freely (no
+        # forced prefix: an earlier final's error is not carried into this one).
+        *(
+            Strategy(f"free-{c}-beam{b}", context_s=c, beam=b, causal_file=True)
+            for c in (-1, 12, 20)
+            for b in (1, 5)
+        ),
         Strategy("none-greedy", context_s=0),
         Strategy("textprefix-greedy", context_s=-1, context_audio=False),
         Strategy("none-beam5-ts", context_s=0, beam=5, timestamps=True),
