@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
 import sys
 import time
@@ -57,7 +56,7 @@ from audiototext.streaming._decode import (  # noqa: E402
     max_new_tokens_for,
 )
 from audiototext.streaming.recognizer import merge_committed  # noqa: E402
-from corpus import GAP_S, PER_CLIP, SENTENCES  # noqa: E402
+from corpus import GAP_S, PER_CLIP, SENTENCES, fable_sentences  # noqa: E402
 from support.speech import SpeechSynthesizer, join_with_gaps  # noqa: E402
 
 FloatArray = NDArray[np.float32]
@@ -115,23 +114,6 @@ class Outcome:
     cpu_ms: list[float] = field(default_factory=list)
     prefix_tokens: list[int] = field(default_factory=list)
     words: list[tuple[int, Utterance, str, tuple[object, ...]]] = field(default_factory=list)
-
-
-def fable_sentences(count: int) -> list[str]:
-    """Sentences of the first fables of bench/corpus.py (a larger, harder set)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_corpus", ROOT / "bench" / "corpus.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_corpus"] = module
-    spec.loader.exec_module(module)
-    fables: tuple[str, ...] = module.FABLES
-
-    out: list[str] = []
-    for fable in fables:
-        out += [s.strip() for s in re.findall(r"[^.!?]+[.!?]", fable) if len(s.split()) >= 3]
-    return out[:count]
 
 
 def clips_and_spans(

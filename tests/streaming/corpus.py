@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -35,9 +40,33 @@ PER_CLIP = 5
 
 def clip_set(synth: SpeechSynthesizer) -> list[tuple[NDArray[np.float32], str]]:
     """Four clips of five sentences each (about 17 s apiece) and their reference texts."""
+    return clips_of(synth, list(SENTENCES))
+
+
+def fable_sentences(count: int) -> list[str]:
+    """The first ``count`` sentences (of three words or more) of the benchmark's fables
+    (bench/corpus.py): a larger and harder set than :data:`SENTENCES`."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "corpus.py"
+    module = sys.modules.get("bench_corpus")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("bench_corpus", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_corpus"] = module
+        spec.loader.exec_module(module)
+    out: list[str] = []
+    for fable in module.FABLES:
+        out += [s.strip() for s in re.findall(r"[^.!?]+[.!?]", fable) if len(s.split()) >= 3]
+    return out[:count]
+
+
+def clips_of(
+    synth: SpeechSynthesizer, sentences: list[str]
+) -> list[tuple[NDArray[np.float32], str]]:
+    """``sentences`` spoken in clips of :data:`PER_CLIP`, joined by :data:`GAP_S` pauses."""
     clips = []
-    for k in range(0, len(SENTENCES), PER_CLIP):
-        texts = SENTENCES[k : k + PER_CLIP]
+    for k in range(0, len(sentences), PER_CLIP):
+        texts = sentences[k : k + PER_CLIP]
         audio, _ = join_with_gaps([synth.speak(t).audio for t in texts], GAP_S)
         clips.append((audio, " ".join(texts)))
     return clips
