@@ -299,7 +299,11 @@ def test_int8_variant_tracks_fp32_on_real_speech(
     cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
     agree = (a.argmax(-1) == b.argmax(-1)).mean()
     assert len(ids) > 10, "fp32 greedy decoding produced almost nothing from clear speech"
-    assert cos.min() >= 0.9, cos.min()
+    # The worst single position depends on the CPU's kernels: 0.96 on the Xeon of 2026-11/12,
+    # 0.881 on an AMD EPYC (2026-12-04; mean 0.992, 21 of 23 argmaxes agree, and corpus WER
+    # as good as fp32's). Per-tensor weight scales gave 0.84 on the Xeon. The WER bound
+    # between the variants is test_wer_fp32_and_int8's.
+    assert cos.min() >= 0.85, cos.min()
     assert cos.mean() >= 0.99, cos.mean()
     assert agree >= 0.9, agree
 
