@@ -98,6 +98,10 @@ def _run_child(
     return {"process_s": time.perf_counter() - t0, "peak_rss_mb": float(data["peak_rss_mb"])}
 
 
+def _seconds(runs: list[dict[str, float]]) -> str:
+    return ", ".join(f"{r['process_s']:.2f}" for r in runs)
+
+
 def _ours(model: object, opts: object, clips: list[Clip], jobs: int) -> list[str]:
     texts = [""] * len(clips)
     for r in model.transcribe_each([str(c.path) for c in clips], opts, jobs=jobs):  # type: ignore[attr-defined]
@@ -121,6 +125,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--process-repeats",
+        type=int,
+        default=1,
+        help="whole-process runs per engine (the median is reported)",
+    )
     ap.add_argument("--beam-size", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--pairs", default="int8,fp32", help="comma list of int8, fp32")
@@ -184,18 +194,28 @@ def main() -> None:
                 times[key].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) for k, v in times.items()}
         w = {k: wer(refs, v) for k, v in texts.items()}
+        # Whole processes, alternating like the in-process runs; the median of each.
+        proc_runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for _ in range(args.process_repeats):
+            for mode, jobs in modes.items():
+                for engine in ("ours", "theirs"):
+                    proc_runs.setdefault((engine, mode), []).append(
+                        _run_child(
+                            engine,
+                            precision if engine == "ours" else fw_type,
+                            args.beam_size,
+                            args.threads,
+                            jobs,
+                            clips,
+                            env,
+                        )
+                    )
         proc = {
-            (engine, mode): _run_child(
-                engine,
-                precision if engine == "ours" else fw_type,
-                args.beam_size,
-                args.threads,
-                jobs,
-                clips,
-                env,
-            )
-            for mode, jobs in modes.items()
-            for engine in ("ours", "theirs")
+            key: {
+                "process_s": statistics.median(r["process_s"] for r in done),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in done),
+            }
+            for key, done in proc_runs.items()
         }
 
         print(f"\n== {precision}: ours (onnxruntime {precision}) vs faster-whisper ({fw_type})")
@@ -226,6 +246,12 @@ def main() -> None:
                 f"  whole process (start-up + load + transcribe): ours {po['process_s']:.2f} s, "
                 f"faster-whisper {pt['process_s']:.2f} s, "
                 f"ratio {po['process_s'] / pt['process_s']:.3f}"
+                + (
+                    f" (median of {args.process_repeats}: ours "
+                    f"{_seconds(proc_runs[o])} s; faster-whisper {_seconds(proc_runs[t])} s)"
+                    if args.process_repeats > 1
+                    else ""
+                )
             )
             print(
                 f"  peak RSS (whole process): ours {po['peak_rss_mb']:.0f} MB, "
