@@ -191,15 +191,13 @@ def decode_final(
             if hi - max(prev.start - pad, 0) > min(limit, window):
                 break
             used.insert(0, (prev, tokens))
+    context_lo = max(used[0][0].start - pad, 0) if used else lo
     if strategy.causal_file:
-        start = 0
-        if strategy.context_s > 0:  # the file path on the utterances within context_s only
-            start = max(used[0][0].start - pad, 0) if used else lo
-        elif strategy.context_s == -1:
-            start = max(used[-1][0].start - pad, 0) if used else lo
+        # context_s 0: everything up to hi (the bound); else the utterances in the context only
+        start = 0 if strategy.context_s == 0 else context_lo
         return causal_file(model, audio, lo, hi, start, strategy.beam), [], (hi - start) // HOP, 0
-    if used and strategy.context_audio:
-        lo = max(used[0][0].start - pad, 0)
+    if strategy.context_audio:
+        lo = context_lo
     clip = audio[lo:hi]
     if strategy.silence_ms:
         zeros = np.zeros(strategy.silence_ms * SAMPLE_RATE_HZ // 1000, dtype=np.float32)
