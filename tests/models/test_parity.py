@@ -13,6 +13,7 @@ Tolerances (relative max-abs error, i.e. max|ours - torch| / max|torch|):
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,10 @@ class Converted:
                 )
                 feed[f"cross_{kind}_{i}"] = enc[f"cross_{kind}_{i}"]
         names = [o.name for o in self.dec.get_outputs()]
-        return dict(zip(names, self.dec.run(None, feed), strict=True))
+        out = dict(zip(names, self.dec.run(None, feed), strict=True))
+        weights = {i: out[f"cross_attention_{i}"] for i in self.meta.alignment_layers}
+        out["alignment_attention"] = self.meta.alignment_attention(weights, tokens=t)
+        return out
 
 
 def _random(tmp_path_factory: pytest.TempPathFactory, src: Path, fused: bool) -> Converted:
@@ -360,3 +364,28 @@ def test_rows_of_a_window_share_its_cross_attention(
     # Rows that do not divide into the windows are refused, not silently misread.
     with pytest.raises(Exception, match=r"(?i)shape"):
         c.decode(enc, ids[:3])
+
+
+def test_alignment_attention_picks_heads_and_splits_rows_by_window(
+    random_converted: Converted,
+) -> None:
+    """``cross_attention_{i}`` rows are each window's rows' tokens in turn; the picked heads
+    come out per batch row, in the metadata's order, and rows that do not divide are refused."""
+    meta = dataclasses.replace(random_converted.meta, alignment_heads=((0, 1), (1, 0), (1, 1)))
+    assert meta.alignment_layers == [0, 1]
+    windows, heads, group, tokens, positions = 2, 2, 3, 4, 5
+    rng = np.random.default_rng(0)
+    w = {
+        i: rng.random((windows, heads, group * tokens, positions)).astype(np.float32)
+        for i in (0, 1)
+    }
+    got = meta.alignment_attention(w, tokens=tokens)
+    assert got.shape == (windows * group, 3, tokens, positions)
+    for row in range(windows * group):
+        window, beam = divmod(row, group)
+        rows = slice(beam * tokens, (beam + 1) * tokens)
+        np.testing.assert_array_equal(got[row, 0], w[0][window, 1, rows])
+        np.testing.assert_array_equal(got[row, 1], w[1][window, 0, rows])
+        np.testing.assert_array_equal(got[row, 2], w[1][window, 1, rows])
+    with pytest.raises(ValueError, match="do not divide"):
+        meta.alignment_attention(w, tokens=5)

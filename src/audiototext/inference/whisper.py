@@ -398,9 +398,10 @@ class KVDecoder:
     def _forward(
         self, ids: IntArray, pos: IntArray, want_attention: bool, index: IntArray
     ) -> tuple[FloatArray, FloatArray | None]:
+        meta = self.model.metadata
         names = ["logits", *self.model._present_names]
         if want_attention:
-            names.append("alignment_attention")
+            names += [f"cross_attention_{i}" for i in meta.alignment_layers]
         small = self._small_inputs(ids, pos, index)  # referenced until the run returns
         feeds = {name: value._get_c_value() for name, value in small.items()}
         feeds.update(zip(self.model._past_names, self._past, strict=True))
@@ -408,9 +409,15 @@ class KVDecoder:
             feeds[f"cross_k_{i}"] = self.cross.keys[i]._get_c_value()
             feeds[f"cross_v_{i}"] = self.cross.values[i]._get_c_value()
         outs = self.model._run_decoder(names, feeds)
-        self._past = outs[1 : 1 + len(self.model._present_names)]
+        n_past = len(self.model._present_names)
+        self._past = outs[1 : 1 + n_past]
         logits: FloatArray = outs[0].numpy()
-        return logits, (outs[-1].numpy() if want_attention else None)
+        if not want_attention:
+            return logits, None
+        weights = {
+            i: o.numpy() for i, o in zip(meta.alignment_layers, outs[1 + n_past :], strict=True)
+        }
+        return logits, meta.alignment_attention(weights, tokens=ids.shape[1])
 
     def prefill(
         self,

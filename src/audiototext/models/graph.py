@@ -6,7 +6,8 @@ it is written down here and in ``docs/architecture.md``:
 ``encoder.onnx``
     in  ``input_features``  float32 [batch, n_mels, frames]   frames even, 2..2·n_audio_ctx
     out ``last_hidden_state`` float32 [batch, frames/2, d_model]
-    out ``cross_k_{i}``, ``cross_v_{i}`` float32 [batch, heads, frames/2, head_dim]
+    out ``cross_k_{i}`` float32 [batch, heads, frames/2, head_dim] and
+        ``cross_v_{i}`` float32 [batch, heads, head_dim, frames/2] (transposed, version 8 on)
         for each decoder layer ``i``: the cross-attention keys and values, computed once per
         audio window so that decoding steps never recompute them.
 
@@ -21,14 +22,18 @@ it is written down here and in ``docs/architecture.md``:
         (0..tokens-1) to compute logits for: the last one when generating; the
         start-of-transcript one too for the no-speech probability; all of them for alignment
     in  ``past_k_{i}``, ``past_v_{i}`` float32 [batch, heads, past, head_dim]  (past may be 0)
-    in  ``cross_k_{i}``, ``cross_v_{i}`` float32 [windows, heads, positions, head_dim] from the
-        encoder. ``batch`` must be a multiple of ``windows``: consecutive groups of
-        ``batch / windows`` rows (the beams of one window) share one window's keys and values,
-        so beam search reads the encoder output once per step instead of once per beam.
+    in  ``cross_k_{i}`` [windows, heads, positions, head_dim], ``cross_v_{i}`` [windows, heads,
+        head_dim, positions], float32, from the encoder. ``batch`` must be a multiple of
+        ``windows``: consecutive groups of ``batch / windows`` rows (the beams of one window)
+        share one window's keys and values, so beam search reads the encoder output once per
+        step instead of once per beam.
     out ``logits``          float32 [batch, picked, n_vocab]
     out ``present_k_{i}``, ``present_v_{i}`` float32 [batch, heads, past + tokens, head_dim]
-    out ``alignment_attention`` float32 [batch, n_alignment_heads, tokens, positions]
-        softmax cross-attention weights of the model's alignment heads (for word timestamps).
+    out ``cross_attention_{i}`` float32 [windows, heads, rows, positions]  (version 8 on)
+        for each decoder layer ``i`` that holds alignment heads: its softmax cross-attention
+        weights, all heads; ``rows`` = (batch / windows) · tokens, window by window, each
+        row's tokens in turn. ``ModelMetadata.alignment_attention`` picks the alignment heads
+        from them (for word timestamps) as [batch, n_alignment_heads, tokens, positions].
 
     In-place mode (fused graphs, version 6 on; three inputs with defaults that select the mode
     above, so callers that do not know them are unaffected):
@@ -303,16 +308,16 @@ def build_encoder(ckpt: WhisperCheckpoint, fused: bool = True) -> onnx.ModelProt
         v = b.linear(
             "last_hidden_state", ckpt[f"{p}.v_proj.weight"], ckpt[f"{p}.v_proj.bias"], f"{p}.v_proj"
         )
-        for kind, t in (("k", k), ("v", v)):
+        # Keys as [B, heads, S, hd] and values transposed, [B, heads, hd, S]: the decoder
+        # multiplies both from the left (see build_decoder's cross-attention).
+        layouts: list[tuple[str, str, list[int], list[str | int]]] = [
+            ("k", k, [0, 2, 1, 3], ["batch", d.decoder_heads, "positions", hdec]),
+            ("v", v, [0, 2, 3, 1], ["batch", d.decoder_heads, hdec, "positions"]),
+        ]
+        for kind, t, perm, shape in layouts:
             r = b.op("Reshape", [t, b.const([0, 0, d.decoder_heads, hdec])])
-            b.op("Transpose", [r], out=[f"cross_{kind}_{i}"], perm=[0, 2, 1, 3])
-            outputs.append(
-                _value(
-                    f"cross_{kind}_{i}",
-                    TensorProto.FLOAT,
-                    ["batch", d.decoder_heads, "positions", hdec],
-                )
-            )
+            b.op("Transpose", [r], out=[f"cross_{kind}_{i}"], perm=perm)
+            outputs.append(_value(f"cross_{kind}_{i}", TensorProto.FLOAT, shape))
     inputs = [_value("input_features", TensorProto.FLOAT, ["batch", d.n_mels, "frames"])]
     return _model(b, inputs, outputs, "whisper_encoder")
 
@@ -354,10 +359,9 @@ def build_decoder(
         b.op("Cast", ["attention_mask"], out=["mask_index"], to=TensorProto.INT32)
         b.op("Cast", [b.op("Sub", [total, ntok])], out=["past_length"], to=TensorProto.INT32)
 
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in alignment_heads:
-        by_layer.setdefault(layer, []).append(head)
-    align_parts: list[str] = []
+    align_layers = {layer for layer, _ in alignment_heads}
+    if not align_layers:
+        raise ValueError("at least one alignment head is required")
 
     # Cross-attention by window: the rows of the batch come in equal consecutive groups (the
     # beams of one window), so the queries of a group become extra query positions of their
@@ -365,18 +369,8 @@ def build_decoder(
     # Cross-attention has no mask and no position dependence, so this changes nothing else.
     cross_shape = b.op("Shape", ["cross_k_0"])
     windows = b.op("Gather", [cross_shape, b.const([0])], axis=0)
-    positions = b.op("Gather", [cross_shape, b.const([2])], axis=0)
-    grouped = b.op("Concat", [windows, b.const([-1, d.d_model])], axis=0)
+    grouped_heads = b.op("Concat", [windows, b.const([-1, heads, hd])], axis=0)
     ungrouped = b.op("Concat", [b.const([-1]), ntok, b.const([d.d_model])], axis=0)
-
-    def ungroup_heads(t: str, n_heads: int) -> str:
-        # [windows, n_heads, group*tokens, positions] -> [batch, n_heads, tokens, positions]
-        g5 = b.op(
-            "Concat", [windows, b.const([n_heads, -1]), ntok, positions], axis=0
-        )  # [windows, n_heads, group, tokens, positions]
-        t5 = b.op("Transpose", [b.op("Reshape", [t, g5])], perm=[0, 2, 1, 3, 4])
-        flat = b.op("Concat", [b.const([-1, n_heads]), ntok, positions], axis=0)
-        return b.op("Reshape", [t5, flat])
 
     inputs = [
         _value("input_ids", TensorProto.INT64, ["batch", "tokens"]),
@@ -391,10 +385,13 @@ def build_decoder(
             inputs.append(
                 _value(f"past_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "past", hd])
             )
+        inputs.append(
+            _value(f"cross_k_{i}", TensorProto.FLOAT, ["windows", heads, "positions", hd])
+        )
+        inputs.append(
+            _value(f"cross_v_{i}", TensorProto.FLOAT, ["windows", heads, hd, "positions"])
+        )
         for kind in ("k", "v"):
-            inputs.append(
-                _value(f"cross_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "positions", hd])
-            )
             outputs.append(
                 _value(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "cache", hd])
             )
@@ -452,39 +449,25 @@ def build_decoder(
             f"{p}.encoder_attn.q_proj",
             scale,
         )
-        q = b.op("Reshape", [q, grouped])  # [windows, group*tokens, d]
-        if b.fused:
-            # Keys/values arrive projected, in [B, heads, S, hd]; the fourth output is the
-            # scaled pre-softmax scores, needed only in layers with alignment heads.
-            outs = [b.name("mha"), "", ""] + ([b.name("qk")] if i in by_layer else [])
-            ctx = b.op(
-                "MultiHeadAttention",
-                [q, f"cross_k_{i}", f"cross_v_{i}"],
-                out=outs,
-                domain=MS_DOMAIN,
-                num_heads=heads,
-                scale=1.0,
-            )
-            if i in by_layer:
-                # The scores' element type is not inferable from the inputs in ORT's schema.
-                b.value_info.append(
-                    _value(outs[3], TensorProto.FLOAT, ["windows", heads, "rows", "positions"])
-                )
-                scores = b.op("Gather", [outs[3], b.const(by_layer[i])], axis=1)
-                align_parts.append(
-                    ungroup_heads(b.op("Softmax", [scores], axis=-1), len(by_layer[i]))
-                )
-        else:
-            ctx4, weights = b.attend(
-                b.split_heads(q, heads, hd),
-                b.op("Transpose", [f"cross_k_{i}"], perm=[0, 1, 3, 2]),
-                f"cross_v_{i}",
-                None,
-            )
-            ctx = b.merge_heads(ctx4, d.d_model)
-            if i in by_layer:
-                picked_heads = b.op("Gather", [weights, b.const(by_layer[i])], axis=1)
-                align_parts.append(ungroup_heads(picked_heads, len(by_layer[i])))
+        # Both products have the encoder's positions on the left, K·Qᵀ and Vᵀ·Pᵀ, so the
+        # matrix a GEMM packs is the small one (the queries, a beam group's few rows) and not
+        # the encoder's 1500 positions, once per head and step: 0.52 -> 0.33 ms per layer for
+        # five queries, about the same for one (bench/NOTES.md, round 9). Plain ops only, so
+        # the fused and fp16 graphs share it.
+        q = b.op("Reshape", [q, grouped_heads])  # [windows, group*tokens, heads, hd]
+        q_t = b.op("Transpose", [q], perm=[0, 2, 3, 1])  # [windows, heads, hd, rows]
+        scores_t = b.op("MatMul", [f"cross_k_{i}", q_t])  # [windows, heads, positions, rows]
+        scores = b.op("Transpose", [scores_t], perm=[0, 1, 3, 2])
+        # [windows, heads, rows, positions]; a graph output in layers with alignment heads
+        weights = b.op(
+            "Softmax",
+            [scores],
+            out=[f"cross_attention_{i}"] if i in align_layers else None,
+            axis=-1,
+        )
+        weights_t = b.op("Transpose", [weights], perm=[0, 1, 3, 2])
+        ctx_t = b.op("MatMul", [f"cross_v_{i}", weights_t])  # [windows, heads, hd, rows]
+        ctx = b.op("Transpose", [ctx_t], perm=[0, 3, 1, 2])  # [windows, rows, heads, hd]
         ctx = b.op("Reshape", [ctx, ungrouped])  # back to [batch, tokens, d]
         o = b.linear(
             ctx,
@@ -511,17 +494,13 @@ def build_decoder(
     # and a 200-token prompt needs logits at two positions, not 200.
     picked = b.op("GatherND", [x, b.op("Unsqueeze", ["logits_index", b.const([2])])], batch_dims=1)
     b.op("MatMul", [picked, emb_t], out=["logits"])
-    # Heads are emitted in the order given (grouped per layer preserves that order when the
-    # list is sorted by layer, which every published alignment-head list is).
-    if align_parts:
-        b.op("Concat", align_parts, out=["alignment_attention"], axis=1)
-    else:
-        raise ValueError("at least one alignment head is required")
-    outputs.append(
-        _value(
-            "alignment_attention",
-            TensorProto.FLOAT,
-            ["batch", len(alignment_heads), "tokens", "positions"],
-        )
-    )
+    # The alignment heads' attention leaves as the softmax weights of the layers that hold
+    # them, as they are: gathering the heads and regrouping the rows in the graph ran in every
+    # decoding step (ORT runs every node whatever is fetched) for nothing but word timing:
+    # 0.43 ms of a profiled 6.9-ms beam step (bench/NOTES.md, round 9). The caller picks the
+    # heads (ModelMetadata.alignment_attention).
+    outputs += [
+        _value(f"cross_attention_{i}", TensorProto.FLOAT, ["windows", heads, "rows", "positions"])
+        for i in sorted(align_layers)
+    ]
     return _model(b, inputs, outputs, "whisper_decoder")

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from audiototext.errors import ConversionError
 from audiototext.models.weights import WhisperDims
 
@@ -47,6 +50,27 @@ class ModelMetadata:
     @property
     def timestamp_begin(self) -> int:
         return self.special_tokens["no_timestamps"] + 1
+
+    @property
+    def alignment_layers(self) -> list[int]:
+        """Decoder layers holding alignment heads (their ``cross_attention_{i}`` outputs)."""
+        return sorted({layer for layer, _ in self.alignment_heads})
+
+    def alignment_attention(
+        self, weights: Mapping[int, NDArray[np.float32]], tokens: int
+    ) -> NDArray[np.float32]:
+        """The alignment heads' attention ``[batch, heads, tokens, positions]``, in the order of
+        :attr:`alignment_heads`, from the decoder's ``cross_attention_{layer}`` outputs
+        ``[windows, all heads, rows, positions]`` (rows: each of a window's rows' ``tokens`` in
+        turn, so a window's beams split its rows)."""
+        parts = []
+        for layer, head in self.alignment_heads:
+            w = weights[layer]
+            windows, _, rows, positions = w.shape
+            if tokens <= 0 or rows % tokens:
+                raise ValueError(f"{rows} attention rows do not divide into {tokens} tokens")
+            parts.append(w[:, head].reshape(windows * (rows // tokens), tokens, positions))
+        return np.stack(parts, axis=1)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -16,8 +16,10 @@ OPSET = 17
 # in external data with a tables.json (filled on demand; entries of 4 held it whole, 40 MB more);
 # 6: decoder self-attention with an in-place mode (``in_place``, ``beam_width``,
 # ``cache_indirection``: a fixed-size cache written where it stands, beams by indirection);
-# 7: int8 encoder quantises its activations per block of frames (models/row_blocks.py).
-GRAPH_VERSION = 7
+# 7: int8 encoder quantises its activations per block of frames (models/row_blocks.py);
+# 8: cross-attention values stored transposed, [batch, heads, head_dim, positions], and
+# cross-attention computed with the encoder's positions on the left (K·Qᵀ, Vᵀ·Pᵀ).
+GRAPH_VERSION = 8
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
 # Beside a graph file: a JSON description of its Gather-only tables stored in external data
 # (models/optimize.py writes it; the runtime fills such tables row by row, see
