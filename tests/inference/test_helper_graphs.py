@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiototext.inference.decoding import _top_k
+from audiototext.inference.decoding import _log_softmax, _top_k, _top_k_log_softmax
 from audiototext.inference.helper_graphs import (
     ASSETS,
     REORDER_SIZES,
@@ -47,6 +47,19 @@ def test_top_k_matches_a_stable_sort() -> None:
     np.testing.assert_array_equal(indices, order)
     np.testing.assert_array_equal(values, np.take_along_axis(x, order, axis=-1))
     assert indices[3, :3].tolist() == [10, 20, 30]
+
+
+def test_top_k_log_softmax_is_the_top_k_of_the_log_softmax() -> None:
+    """Beam search ranks the masked logits and computes log-probabilities for the k best only:
+    the same values, bit for bit, and the same tokens as ranking the whole log-softmax."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((5, 51864)) * 4).astype(np.float32)
+    x[:, 50257:50300] = -np.inf  # masked tokens, as the rules leave them
+    x[2, :50257] = -np.inf  # a row where only timestamps remain
+    values, indices = _top_k_log_softmax(x.copy(), 10)
+    ref_values, ref_indices = _top_k(_log_softmax(x), 10)
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_array_equal(values, ref_values)
 
 
 @pytest.mark.parametrize("tensors", [8, 3])  # a shipped size, and one done tensor by tensor

@@ -141,12 +141,17 @@ class _Rules:
 
     def apply(self, logits: FloatArray, seqs: Sequence[Sequence[int]], step: int) -> FloatArray:
         """Edit ``logits`` [rows, vocab] in place; return their log-softmax (after the rules)."""
+        self.mask(logits, seqs, step)
+        return _log_softmax(logits)
+
+    def mask(self, logits: FloatArray, seqs: Sequence[Sequence[int]], step: int) -> None:
+        """Edit ``logits`` [rows, vocab] in place: what the rules forbid becomes -inf."""
         if self.suppress.size:
             logits[:, self.suppress] = _NEG_INF
         if step == 0 and self.begin.size:
             logits[:, self.begin] = _NEG_INF
         if not self.timestamps:
-            return _log_softmax(logits)
+            return
         tb = self.ts_begin
         logits[:, self.no_ts] = _NEG_INF
         check: list[int] = []
@@ -170,16 +175,15 @@ class _Rules:
                 if t >= tb:
                     x[tb:t] = _NEG_INF  # timestamps never go backwards
                     break
-        logprobs = _log_softmax(logits)
         if check:
             # A timestamp is forced where all timestamps together beat the best text token.
+            # Whisper compares log-probabilities; both sides differ from the logits by the same
+            # row constant, so the logits are compared and the log-softmax is taken once.
             rows = np.asarray(check, dtype=np.int64)
-            lp = logprobs[rows]
-            forced = rows[_logsumexp_rows(lp[:, tb:]) > lp[:, :tb].max(axis=-1)]
+            x = logits[rows]
+            forced = rows[_logsumexp_rows(x[:, tb:]) > x[:, :tb].max(axis=-1)]
             if forced.size:
                 logits[forced, :tb] = _NEG_INF
-                logprobs[forced] = _log_softmax(logits[forced])
-        return logprobs
 
 
 def _logsumexp_rows(x: FloatArray) -> NDArray[np.float64]:
@@ -210,6 +214,18 @@ def _top_k(x: FloatArray, k: int) -> tuple[FloatArray, IntArray]:
         None, {"x": np.ascontiguousarray(x, dtype=np.float32), "k": np.array([k], np.int64)}
     )
     return np.asarray(values, dtype=np.float32), np.asarray(indices, dtype=np.int64)
+
+
+def _top_k_log_softmax(x: FloatArray, k: int) -> tuple[FloatArray, IntArray]:
+    """:func:`_top_k` of ``_log_softmax(x)``, with the same float32 arithmetic for the values
+    it returns, without computing the log-softmax of the whole vocabulary (the ranking is the
+    logits' ranking: the log-softmax only subtracts a constant from each row)."""
+    m = x.max(axis=-1, keepdims=True)
+    shifted = x - m
+    np.exp(shifted, out=shifted)
+    lse = np.log(shifted.sum(axis=-1, keepdims=True, dtype=np.float32))
+    values, indices = _top_k(x, k)
+    return np.asarray((values - m) - lse, dtype=np.float32), indices
 
 
 def _max_new_tokens(model: WhisperModel, prompt_len: int, opts: DecodingOptions) -> int:
@@ -360,7 +376,7 @@ def _beam_search(
     step = 0
     while live:
         seqs = [h.tokens for w in live for h in beams[w]]
-        logprobs = rules.apply(logits, seqs, step)
+        rules.mask(logits, seqs, step)
         if observer is not None:
             r = 0
             for w in live:
@@ -368,7 +384,7 @@ def _beam_search(
                     observer(w, step, logits[r])
                     r += 1
         # Each row's k best tokens, scored with their beam's log-probability.
-        top_logprobs, per_row = _top_k(logprobs, k)
+        top_logprobs, per_row = _top_k_log_softmax(logits, k)
         cum = np.array([h.sum_logprob for w in live for h in beams[w]], dtype=np.float32)
         cand_scores = top_logprobs + cum[:, None]
         next_rows: list[int] = []
