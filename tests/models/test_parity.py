@@ -366,25 +366,26 @@ def test_rows_of_a_window_share_its_cross_attention(
         c.decode(enc, ids[:3])
 
 
-def test_alignment_attention_picks_heads_and_splits_rows_by_window(
+def test_alignment_attention_joins_layers_and_splits_rows_by_window(
     random_converted: Converted,
 ) -> None:
-    """``cross_attention_{i}`` rows are each window's rows' tokens in turn; the picked heads
-    come out per batch row, in the metadata's order, and rows that do not divide are refused."""
+    """``cross_attention_{i}`` holds layer i's alignment heads with rows that are each window's
+    rows' tokens in turn; the joined attention has the heads per batch row in the metadata's
+    order, and rows that do not divide into the tokens are refused."""
     meta = dataclasses.replace(random_converted.meta, alignment_heads=((0, 1), (1, 0), (1, 1)))
     assert meta.alignment_layers == [0, 1]
-    windows, heads, group, tokens, positions = 2, 2, 3, 4, 5
+    windows, group, tokens, positions = 2, 3, 4, 5
     rng = np.random.default_rng(0)
     w = {
-        i: rng.random((windows, heads, group * tokens, positions)).astype(np.float32)
-        for i in (0, 1)
+        i: rng.random((windows, n, group * tokens, positions)).astype(np.float32)
+        for i, n in ((0, 1), (1, 2))
     }
     got = meta.alignment_attention(w, tokens=tokens)
     assert got.shape == (windows * group, 3, tokens, positions)
     for row in range(windows * group):
         window, beam = divmod(row, group)
         rows = slice(beam * tokens, (beam + 1) * tokens)
-        np.testing.assert_array_equal(got[row, 0], w[0][window, 1, rows])
+        np.testing.assert_array_equal(got[row, 0], w[0][window, 0, rows])
         np.testing.assert_array_equal(got[row, 1], w[1][window, 0, rows])
         np.testing.assert_array_equal(got[row, 2], w[1][window, 1, rows])
     with pytest.raises(ValueError, match="do not divide"):

@@ -29,11 +29,12 @@ it is written down here and in ``docs/architecture.md``:
         step instead of once per beam.
     out ``logits``          float32 [batch, picked, n_vocab]
     out ``present_k_{i}``, ``present_v_{i}`` float32 [batch, heads, past + tokens, head_dim]
-    out ``cross_attention_{i}`` float32 [windows, heads, rows, positions]  (version 8 on)
-        for each decoder layer ``i`` that holds alignment heads: its softmax cross-attention
-        weights, all heads; ``rows`` = (batch / windows) · tokens, window by window, each
-        row's tokens in turn. ``ModelMetadata.alignment_attention`` picks the alignment heads
-        from them (for word timestamps) as [batch, n_alignment_heads, tokens, positions].
+    out ``cross_attention_{i}`` float32 [windows, heads_i, rows, positions]  (version 8 on)
+        for each decoder layer ``i`` that holds alignment heads: the softmax cross-attention
+        weights of its ``heads_i`` alignment heads, in the order given; ``rows`` = (batch /
+        windows) · tokens, window by window, each row's tokens in turn.
+        ``ModelMetadata.alignment_attention`` joins them (for word timestamps) as [batch,
+        n_alignment_heads, tokens, positions].
 
     In-place mode (fused graphs, version 6 on; three inputs with defaults that select the mode
     above, so callers that do not know them are unaffected):
@@ -359,7 +360,9 @@ def build_decoder(
         b.op("Cast", ["attention_mask"], out=["mask_index"], to=TensorProto.INT32)
         b.op("Cast", [b.op("Sub", [total, ntok])], out=["past_length"], to=TensorProto.INT32)
 
-    align_layers = {layer for layer, _ in alignment_heads}
+    align_layers: dict[int, list[int]] = {}  # layer -> its alignment heads, in the given order
+    for layer, head in alignment_heads:
+        align_layers.setdefault(layer, []).append(head)
     if not align_layers:
         raise ValueError("at least one alignment head is required")
 
@@ -458,13 +461,10 @@ def build_decoder(
         q_t = b.op("Transpose", [q], perm=[0, 2, 3, 1])  # [windows, heads, hd, rows]
         scores_t = b.op("MatMul", [f"cross_k_{i}", q_t])  # [windows, heads, positions, rows]
         scores = b.op("Transpose", [scores_t], perm=[0, 1, 3, 2])
-        # [windows, heads, rows, positions]; a graph output in layers with alignment heads
-        weights = b.op(
-            "Softmax",
-            [scores],
-            out=[f"cross_attention_{i}"] if i in align_layers else None,
-            axis=-1,
-        )
+        weights = b.op("Softmax", [scores], axis=-1)  # [windows, heads, rows, positions]
+        if i in align_layers:  # this layer's alignment heads, as a graph output
+            picked_heads = b.const(align_layers[i])
+            b.op("Gather", [weights, picked_heads], out=[f"cross_attention_{i}"], axis=1)
         weights_t = b.op("Transpose", [weights], perm=[0, 1, 3, 2])
         ctx_t = b.op("MatMul", [f"cross_v_{i}", weights_t])  # [windows, heads, hd, rows]
         ctx = b.op("Transpose", [ctx_t], perm=[0, 3, 1, 2])  # [windows, rows, heads, hd]
@@ -494,13 +494,18 @@ def build_decoder(
     # and a 200-token prompt needs logits at two positions, not 200.
     picked = b.op("GatherND", [x, b.op("Unsqueeze", ["logits_index", b.const([2])])], batch_dims=1)
     b.op("MatMul", [picked, emb_t], out=["logits"])
-    # The alignment heads' attention leaves as the softmax weights of the layers that hold
-    # them, as they are: gathering the heads and regrouping the rows in the graph ran in every
-    # decoding step (ORT runs every node whatever is fetched) for nothing but word timing:
-    # 0.43 ms of a profiled 6.9-ms beam step (bench/NOTES.md, round 9). The caller picks the
-    # heads (ModelMetadata.alignment_attention).
+    # The alignment heads' attention leaves per layer, rows still grouped by window: regrouping
+    # the rows and joining the layers in the graph ran in every decoding step (ORT runs every
+    # node whatever is fetched) for nothing but word timing: 0.43 ms of a profiled 6.9-ms
+    # beam step (bench/NOTES.md, round 9). One Gather per layer stays, so that a word-timing
+    # pass holds only the alignment heads, not every head of those layers (large models).
+    # ModelMetadata.alignment_attention regroups them.
     outputs += [
-        _value(f"cross_attention_{i}", TensorProto.FLOAT, ["windows", heads, "rows", "positions"])
+        _value(
+            f"cross_attention_{i}",
+            TensorProto.FLOAT,
+            ["windows", len(align_layers[i]), "rows", "positions"],
+        )
         for i in sorted(align_layers)
     ]
     return _model(b, inputs, outputs, "whisper_decoder")

@@ -61,16 +61,19 @@ class ModelMetadata:
     ) -> NDArray[np.float32]:
         """The alignment heads' attention ``[batch, heads, tokens, positions]``, in the order of
         :attr:`alignment_heads`, from the decoder's ``cross_attention_{layer}`` outputs
-        ``[windows, all heads, rows, positions]`` (rows: each of a window's rows' ``tokens`` in
-        turn, so a window's beams split its rows)."""
+        ``[windows, that layer's alignment heads, rows, positions]`` (rows: each of a window's
+        rows' ``tokens`` in turn, so a window's beams split its rows)."""
         parts = []
-        for layer, head in self.alignment_heads:
+        for layer in self.alignment_layers:
             w = weights[layer]
-            windows, _, rows, positions = w.shape
+            windows, n_heads, rows, positions = w.shape
             if tokens <= 0 or rows % tokens:
                 raise ValueError(f"{rows} attention rows do not divide into {tokens} tokens")
-            parts.append(w[:, head].reshape(windows * (rows // tokens), tokens, positions))
-        return np.stack(parts, axis=1)
+            group = rows // tokens
+            # [windows, heads, group, tokens, positions] -> [windows * group, heads, ...]
+            w5 = w.reshape(windows, n_heads, group, tokens, positions).transpose(0, 2, 1, 3, 4)
+            parts.append(w5.reshape(windows * group, n_heads, tokens, positions))
+        return np.concatenate(parts, axis=1)
 
     def to_json(self) -> dict[str, Any]:
         return {
