@@ -81,7 +81,6 @@ class _Builder:
     _n: int = 0
     _const: dict[tuple[str, bytes], str] = field(default_factory=dict)
     fused: bool = True
-    value_info: list[onnx.ValueInfoProto] = field(default_factory=list)
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -210,13 +209,13 @@ class _Builder:
         )
         return ctx
 
-    def attend(self, q: str, k_t: str, v: str, bias: str | None) -> tuple[str, str]:
-        """q [B,H,T,hd] · k_t [B,H,hd,S] → softmax → · v [B,H,S,hd]; returns (context, weights)."""
+    def attend(self, q: str, k_t: str, v: str, bias: str | None) -> str:
+        """q [B,H,T,hd] · k_t [B,H,hd,S] → softmax → · v [B,H,S,hd]; returns the context."""
         scores = self.op("MatMul", [q, k_t])
         if bias is not None:
             scores = self.op("Add", [scores, bias])
         weights = self.op("Softmax", [scores], axis=-1)
-        return self.op("MatMul", [weights, v]), weights
+        return self.op("MatMul", [weights, v])
 
 
 def _value(name: str, elem: int, shape: Sequence[str | int] | None) -> onnx.ValueInfoProto:
@@ -226,9 +225,7 @@ def _value(name: str, elem: int, shape: Sequence[str | int] | None) -> onnx.Valu
 def _model(
     b: _Builder, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], name: str
 ) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        b.nodes, name, inputs, outputs, initializer=b.inits, value_info=b.value_info
-    )
+    graph = helper.make_graph(b.nodes, name, inputs, outputs, initializer=b.inits)
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
@@ -282,7 +279,7 @@ def build_encoder(ckpt: WhisperCheckpoint, fused: bool = True) -> onnx.ModelProt
                 scale=1.0,
             )
         else:
-            ctx4, _ = b.attend(
+            ctx4 = b.attend(
                 b.split_heads(q, d.encoder_heads, hd),
                 b.split_heads(k, d.encoder_heads, hd, (0, 2, 3, 1)),
                 b.split_heads(v, d.encoder_heads, hd),
@@ -429,7 +426,7 @@ def build_decoder(
                 out=[f"present_v_{i}"],
                 axis=2,
             )
-            ctx4, _ = b.attend(
+            ctx4 = b.attend(
                 b.split_heads(q, heads, hd),
                 b.op("Transpose", [k_all], perm=[0, 1, 3, 2]),
                 v_all,
