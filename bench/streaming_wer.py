@@ -56,8 +56,8 @@ from audiototext.streaming._decode import (  # noqa: E402
     max_new_tokens_for,
 )
 from audiototext.streaming.recognizer import merge_committed  # noqa: E402
-from corpus import GAP_S, PER_CLIP, SENTENCES, fable_sentences  # noqa: E402
-from support.speech import SpeechSynthesizer, join_with_gaps  # noqa: E402
+from corpus import SENTENCES, clips_with_spans, fable_sentences  # noqa: E402
+from support.speech import SpeechSynthesizer  # noqa: E402
 
 FloatArray = NDArray[np.float32]
 HOP = 160
@@ -114,18 +114,6 @@ class Outcome:
     cpu_ms: list[float] = field(default_factory=list)
     prefix_tokens: list[int] = field(default_factory=list)
     words: list[tuple[int, Utterance, str, tuple[object, ...]]] = field(default_factory=list)
-
-
-def clips_and_spans(
-    synth: SpeechSynthesizer, sentences: list[str] | None = None
-) -> list[tuple[FloatArray, str, list[tuple[int, int]], list[str]]]:
-    out = []
-    sentences = sentences or list(SENTENCES)
-    for k in range(0, len(sentences), PER_CLIP):
-        texts = list(sentences[k : k + PER_CLIP])
-        audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], GAP_S)
-        out.append((audio, " ".join(texts), spans, texts))
-    return out
 
 
 def stream_utterances(
@@ -549,7 +537,9 @@ def main() -> None:
     model = WhisperModel(entry.path, SessionConfig(device="cpu", intra_op_threads=1))
     synth = SpeechSynthesizer(Path("/tmp/audiototext-bench-espeak"))
     synth._cache_dir.mkdir(parents=True, exist_ok=True)
-    clips = clips_and_spans(synth, fable_sentences(args.fables) if args.fables else None)
+    clips = clips_with_spans(
+        synth, fable_sentences(args.fables) if args.fables else list(SENTENCES)
+    )
     refs = [text for _, text, _, _ in clips]
     vad = SileroVad()
     utterances = [

@@ -60,13 +60,21 @@ def fable_sentences(count: int) -> list[str]:
     return out[:count]
 
 
+def clips_with_spans(
+    synth: SpeechSynthesizer, sentences: list[str]
+) -> list[tuple[NDArray[np.float32], str, list[tuple[int, int]], list[str]]]:
+    """``sentences`` spoken in clips of :data:`PER_CLIP`, joined by :data:`GAP_S` pauses: each
+    clip's audio, its text, each sentence's sample span in it, and its sentences."""
+    clips = []
+    for k in range(0, len(sentences), PER_CLIP):
+        texts = sentences[k : k + PER_CLIP]
+        audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], GAP_S)
+        clips.append((audio, " ".join(texts), spans, texts))
+    return clips
+
+
 def clips_of(
     synth: SpeechSynthesizer, sentences: list[str]
 ) -> list[tuple[NDArray[np.float32], str]]:
     """``sentences`` spoken in clips of :data:`PER_CLIP`, joined by :data:`GAP_S` pauses."""
-    clips = []
-    for k in range(0, len(sentences), PER_CLIP):
-        texts = sentences[k : k + PER_CLIP]
-        audio, _ = join_with_gaps([synth.speak(t).audio for t in texts], GAP_S)
-        clips.append((audio, " ".join(texts)))
-    return clips
+    return [(audio, text) for audio, text, _, _ in clips_with_spans(synth, sentences)]
