@@ -82,18 +82,20 @@ def release_memory() -> None:
     """Give memory that is free inside the C heap back to the operating system.
 
     With ONNX Runtime's arena off, every tensor is a ``malloc``; glibc keeps what is freed in
-    its heaps (one per thread that allocated), so after a session load or a 30-s window the
-    process keeps tens of MB it no longer uses and the next window's tensors land elsewhere.
-    ``malloc_trim(0)`` returns those pages (peak RSS of a 10-minute file: bench/NOTES.md,
-    "Memory"). A no-op where glibc is not the allocator.
+    its heaps (one per thread that allocated), so after a session load or a long block of audio
+    the process keeps tens of MB it no longer uses. ``malloc_trim(0)`` returns those pages
+    (peak RSS of a 10-minute file: bench/NOTES.md, "Memory"). A no-op where glibc is not the
+    allocator. Each trimmed page that is used again costs a page fault: see
+    :func:`release_memory_if_grown` for the per-window policy.
     """
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
-        _trimmed_rss[0] = _rss_pages()
+        _level[0] = 0
 
 
-_trimmed_rss = [0]  # resident pages just after the last trim
+# Resident pages at the first check after the last trim: the working level (0: not seen yet).
+_level = [0]
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
 
@@ -106,14 +108,22 @@ def _rss_pages() -> int:
 
 
 def release_memory_if_grown(threshold_mb: float = 16.0) -> None:
-    """:func:`release_memory` once the process has grown ``threshold_mb`` since the last one.
+    """:func:`release_memory` once the process has grown ``threshold_mb`` above its working
+    level: the resident size at the first call after the last trim.
 
-    Trimming after every window costs CPU time (the returned pages fault in again at the next
-    window); most windows reuse what the last one freed, so only trim when they did not.
+    Called after every window. A window frees what it allocated (the encoder's working set,
+    tens of MB) and the next window reuses it from glibc's heap, so a steady run does not grow
+    and is not trimmed; only growth beyond the level (fragmentation) is. Measuring growth from
+    the size just after a trim instead, as before, trimmed every window, and every window then
+    faulted its working set in again (~50 MB of page faults per 30-s window: bench/NOTES.md,
+    round 10).
     """
     if _malloc_trim() is None:
         return
-    if (_rss_pages() - _trimmed_rss[0]) * _PAGE_MB > threshold_mb:
+    rss = _rss_pages()
+    if not _level[0]:
+        _level[0] = rss
+    elif (rss - _level[0]) * _PAGE_MB > threshold_mb:
         release_memory()
 
 

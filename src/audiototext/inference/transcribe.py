@@ -77,6 +77,10 @@ HOP = 160
 FRAME_S = HOP / SAMPLE_RATE_HZ  # 10 ms per mel frame
 BLOCK_S = 300.0  # audio turned into features at once; bounds memory for long files
 _CHUNK_S = 30.0
+# A block of features is followed by a heap trim (release_memory) only from this much audio:
+# a short file's chunks are small beside the encoder's working set, which the trim would make
+# fault in again (bench/NOTES.md, round 10).
+_TRIM_BLOCK_S = 60.0
 # transcribe_each splits one input across its jobs only when each part is at least this long:
 # shorter files are done before a split would pay for the second part's prompt and encoder.
 SPLIT_MIN_PART_S = 120.0
@@ -435,7 +439,8 @@ class _FeatureStream:
             self._pieces = [p.copy() for p in _audio_from(pieces, new_start, self._audio_start)]
         self._mel_start = base
         del pieces
-        release_memory()  # the block's chunks, before the encoder needs the room
+        if have >= _TRIM_BLOCK_S * SAMPLE_RATE_HZ:
+            release_memory()  # a long block's chunks, before the encoder needs the room
         return self._mel
 
 
