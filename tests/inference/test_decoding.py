@@ -219,3 +219,30 @@ def test_encode_each_gives_each_window_what_it_gets_alone(
         alone = int8_model.encode(mels[row : row + 1])
         for got, want in zip(both.keys + both.values, alone.keys + alone.values, strict=True):
             np.testing.assert_array_equal(got.numpy()[row], want.numpy()[0])
+
+
+def test_rules_mask_what_the_row_by_row_reference_masks(fp32_model: WhisperModel) -> None:
+    # Rows in every timestamp state at once, so that the forced-timestamp test runs over all
+    # rows (a view of the logits) and over some of them (a copy of those rows).
+    tok = fp32_model.tokenizer
+    tb = tok.timestamp_begin
+    rules = _Rules(tok, DecodingOptions(), fp32_model.dims.n_vocab, timestamps=True)
+    rng = np.random.default_rng(3)
+    text = [int(t) for t in rng.integers(200, 2000, 6)]
+    states = {
+        "text": [tb + 4, *text],
+        "lone timestamp": [tb + 4, *text, tb + 30],
+        "closed pair": [tb + 4, *text, tb + 30, tb + 30],
+    }
+    forced = set()
+    for names in (["text", "lone timestamp"], ["text", "closed pair", "lone timestamp"]):
+        seqs = [states[n] for n in names]
+        for trial in range(40):
+            logits = rng.standard_normal((len(seqs), fp32_model.dims.n_vocab)).astype(np.float32)
+            logits[:, tb:] += np.float32(trial % 8 - 4)  # timestamps forced in some trials
+            got, want = logits.copy(), logits.copy()
+            rules.mask(got, seqs, step=3)
+            _reference_rules(rules, want, seqs, step=3)
+            np.testing.assert_array_equal(got, want, err_msg=f"{names} trial {trial}")
+            forced.update(bool(np.isneginf(row[:tb]).all()) for row in got)
+    assert forced == {True, False}  # both outcomes of the forced-timestamp test were seen

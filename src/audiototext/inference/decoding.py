@@ -180,7 +180,8 @@ class _Rules:
             # Whisper compares log-probabilities; both sides differ from the logits by the same
             # row constant, so the logits are compared and the log-softmax is taken once.
             rows = np.asarray(check, dtype=np.int64)
-            x = logits[rows]
+            # Every row (greedy's one row, most beam steps): a view, not a copy of the logits.
+            x = logits if len(check) == len(logits) else logits[rows]
             forced = rows[_logsumexp_rows(x[:, tb:]) > x[:, :tb].max(axis=-1)]
             if forced.size:
                 logits[forced, :tb] = _NEG_INF
