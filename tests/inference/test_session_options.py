@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from audiototext.inference import SessionConfig
@@ -62,3 +69,102 @@ def test_heap_is_not_trimmed_after_a_short_file_s_features(monkeypatch: pytest.M
     long = [np.zeros(30 * rate, dtype=np.float32) for _ in range(4)]
     transcribe._FeatureStream(iter(long), 80, 3000).window(0)
     assert trims == [None]
+
+
+_ALLOCATOR_PROBE = r"""
+import ctypes, json, sys
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "session":
+    from pathlib import Path
+    from audiototext.inference.session import Session, SessionConfig
+    Session(Path(sys.argv[2]), SessionConfig(device="cpu", intra_op_threads=1))
+
+def mapped(size):
+    # Whether a block of `size` is mapped on its own: allocate, free, allocate again (glibc's
+    # dynamic threshold rises to the size of a freed mapped block, so the second one would come
+    # from the heap), and measure the mapped bytes while the second one is alive.
+    libc.free(libc.malloc(size))
+    before = libc.mallinfo2().hblkhd
+    block = libc.malloc(size)
+    grown = libc.mallinfo2().hblkhd - before
+    libc.free(block)
+    return grown >= size
+
+print(json.dumps({"encoder_block": mapped(1500 * 384 * 4), "beam_cache": mapped(3 * 2**20),
+                  "ffn": mapped(1500 * 1536 * 4)}))
+"""
+
+
+def _probe_allocator(*argv: str, env: dict[str, str] | None = None) -> dict[str, bool]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUN"))}
+    clean.pop("AUDIOTOTEXT_MMAP_THRESHOLD", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _ALLOCATOR_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout.splitlines()[-1]))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_sessions_fix_glibc_s_mmap_threshold(tmp_path: Path) -> None:
+    # glibc's dynamic threshold lets every freed tensor up to 32 MB back into the heap, where
+    # they leave holes and the heap grows with the file's length (bench/NOTES.md, round 11).
+    # A session fixes it: large blocks stay mapped, the encoder's per-layer tensors do not.
+    import onnx
+    from onnx import TensorProto, helper
+
+    try:
+        ctypes.CDLL(None).mallinfo2  # noqa: B018
+    except AttributeError:
+        pytest.skip("needs glibc >= 2.33")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    glibc_default = _probe_allocator("none")
+    assert glibc_default == {"encoder_block": False, "beam_cache": False, "ffn": False}
+    tuned = _probe_allocator("session", str(path))
+    assert tuned == {"encoder_block": False, "beam_cache": True, "ffn": True}
+    # The person's own setting wins, and "off" leaves glibc's dynamic threshold.
+    assert _probe_allocator("session", str(path), env={"AUDIOTOTEXT_MMAP_THRESHOLD": "off"}) == (
+        glibc_default
+    )
+    assert _probe_allocator(
+        "session", str(path), env={"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20)}
+    ) == {"encoder_block": False, "beam_cache": False, "ffn": False}
+    assert _probe_allocator(
+        "session", str(path), env={"AUDIOTOTEXT_MMAP_THRESHOLD": str(2**20)}
+    ) == {"encoder_block": True, "beam_cache": True, "ffn": True}
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2.5", str(64 * 2**20)])
+def test_a_bad_mmap_threshold_setting_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from audiototext.errors import ConfigError
+    from audiototext.inference.session import mmap_threshold_setting
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setenv("AUDIOTOTEXT_MMAP_THRESHOLD", value)
+    with pytest.raises(ConfigError, match="AUDIOTOTEXT_MMAP_THRESHOLD must be a byte count"):
+        mmap_threshold_setting()

@@ -46,6 +46,7 @@ __all__ = [
     "default_threads",
     "release_memory",
     "release_memory_if_grown",
+    "tune_allocator",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,81 @@ def _malloc_trim() -> Callable[[int], int] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return cast(Callable[[int], int], trim)
+
+
+# glibc's mmap threshold: blocks of at least this size are mapped on their own and unmapped when
+# freed. Above the encoder's per-layer tensors (tiny.en: 1500 x 384 float32, 2.2 MiB, reused
+# op after op from the heap) and below the larger ones (FFN activations, beam caches, cross
+# K/V of larger models), which then leave no holes in the heap (bench/NOTES.md, round 11).
+MMAP_THRESHOLD_BYTES = 2_359_296
+_MMAP_ENV = "AUDIOTOTEXT_MMAP_THRESHOLD"
+_M_MMAP_THRESHOLD = -3  # <malloc.h>
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling on 64-bit (mallopt refuses more)
+
+
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        libc.malloc_trim  # noqa: B018  (glibc's; musl's mallopt is a no-op stub)
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return cast(Callable[[int, int], int], mallopt)
+
+
+def mmap_threshold_setting() -> int | None:
+    """The mmap threshold :func:`tune_allocator` sets, in bytes, or ``None`` to leave glibc's.
+
+    ``AUDIOTOTEXT_MMAP_THRESHOLD`` overrides :data:`MMAP_THRESHOLD_BYTES` (a byte count, or
+    ``0``/``off`` for glibc's own dynamic threshold); glibc's ``MALLOC_MMAP_THRESHOLD_`` or
+    ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N``, when set, wins over both.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_", "").strip() or (
+        "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "")
+    ):
+        return None  # glibc applied the person's own setting at start-up
+    env = os.environ.get(_MMAP_ENV, "").strip().lower()
+    if not env:
+        return MMAP_THRESHOLD_BYTES
+    if env in ("0", "off", "dynamic"):
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        value = -1
+    if not 0 < value <= _MMAP_THRESHOLD_MAX:
+        raise ConfigError(
+            f"{_MMAP_ENV} must be a byte count from 1 to {_MMAP_THRESHOLD_MAX} or 'off', "
+            f"not {env!r}"
+        )
+    return value
+
+
+def tune_allocator() -> int | None:
+    """Fix glibc's mmap threshold (see :func:`mmap_threshold_setting`); return it, or
+    ``None`` when left alone (not glibc, or switched off).
+
+    glibc starts at 128 KiB and raises the threshold to the size of every mapped block that
+    is freed, so after the first window every tensor up to 32 MB comes from the heap. Freed
+    between windows, they leave holes that the next window's differently sized tensors do not
+    fit, and the heap grows with the length of the file (a 20-minute file peaked 10-15 MB
+    above a 10-minute one). A fixed threshold keeps the large, short-lived tensors out of the
+    heap. Called by every :class:`Session`; process-wide and cheap, so calling it again is
+    harmless.
+    """
+    value = mmap_threshold_setting()
+    mallopt = _mallopt()
+    if value is None or mallopt is None:
+        return None
+    if not mallopt(_M_MMAP_THRESHOLD, value):
+        log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused", value)
+        return None
+    return value
 
 
 def release_memory() -> None:
@@ -310,6 +386,7 @@ class Session:
         self.config = config or SessionConfig()
         self._lock = threading.Lock()
         self.fallback_reason: str | None = None
+        tune_allocator()  # before the load, whose parse buffers are the first large blocks
         providers = choose_providers(self.config.device)
         # Tables filled on demand; only a CPU session reads them in place (an accelerator
         # would copy the still empty table to the device once).
