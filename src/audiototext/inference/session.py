@@ -79,13 +79,20 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return cast(Callable[[int], int], trim)
 
 
-# glibc's mmap threshold: blocks of at least this size are mapped on their own and unmapped when
-# freed. Above the encoder's per-layer tensors (tiny.en: 1500 x 384 float32, 2.2 MiB, reused
-# op after op from the heap) and below the larger ones (FFN activations, beam caches, cross
-# K/V of larger models), which then leave no holes in the heap (bench/NOTES.md, round 11).
-MMAP_THRESHOLD_BYTES = 2_359_296
+# glibc's allocator. A request that free heap memory cannot serve grows the heap if it is
+# smaller than the mmap threshold, and is mapped on its own (unmapped when freed, leaving no
+# hole) otherwise. glibc raises that threshold to the size of any mapped block freed, so left
+# alone, the heap soon grows for every tensor and fragments. Fixed at 1 MiB (beam search's
+# logits, 5 x 51864 float32 = 1013 KiB a step, stay below), with the trim threshold raised
+# so that freed memory at the top of the heap is kept for the next window's tensors instead of
+# being returned at every free and faulted in again (release_memory_if_grown trims instead).
+# A 10/20/40-minute file peaked at 212-214/217-218/217-221 MB, against 238-247/251-275/266-269
+# with glibc's dynamic thresholds, for the same CPU time (bench/NOTES.md, round 11).
+MMAP_THRESHOLD_BYTES = 2**20
+TRIM_THRESHOLD_BYTES = 64 * 2**20
 _MMAP_ENV = "AUDIOTOTEXT_MMAP_THRESHOLD"
-_M_MMAP_THRESHOLD = -3  # <malloc.h>
+_M_TRIM_THRESHOLD = -1  # <malloc.h>
+_M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling on 64-bit (mallopt refuses more)
 
 
@@ -133,16 +140,17 @@ def mmap_threshold_setting() -> int | None:
 
 
 def tune_allocator() -> int | None:
-    """Fix glibc's mmap threshold (see :func:`mmap_threshold_setting`); return it, or
-    ``None`` when left alone (not glibc, or switched off).
+    """Fix glibc's mmap threshold (see :func:`mmap_threshold_setting`) and raise its trim
+    threshold to :data:`TRIM_THRESHOLD_BYTES` (unless ``MALLOC_TRIM_THRESHOLD_`` or its
+    tunable is set); return the mmap threshold, or ``None`` when left alone (not glibc, or
+    switched off).
 
     glibc starts at 128 KiB and raises the threshold to the size of every mapped block that
     is freed, so after the first window every tensor up to 32 MB comes from the heap. Freed
     between windows, they leave holes that the next window's differently sized tensors do not
-    fit, and the heap grows with the length of the file (a 20-minute file peaked 10-15 MB
-    above a 10-minute one). A fixed threshold keeps the large, short-lived tensors out of the
-    heap. Called by every :class:`Session`; process-wide and cheap, so calling it again is
-    harmless.
+    fit, and the heap grows with the length of the file (a 40-minute file peaked ~20 MB above
+    a 10-minute one). A fixed threshold keeps the large, short-lived tensors out of the heap.
+    Called by every :class:`Session`; process-wide and cheap, so calling it again is harmless.
     """
     value = mmap_threshold_setting()
     mallopt = _mallopt()
@@ -151,6 +159,11 @@ def tune_allocator() -> int | None:
     if not mallopt(_M_MMAP_THRESHOLD, value):
         log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused", value)
         return None
+    own_trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "").strip() or (
+        "glibc.malloc.trim_threshold" in os.environ.get("GLIBC_TUNABLES", "")
+    )
+    if not own_trim:
+        mallopt(_M_TRIM_THRESHOLD, max(TRIM_THRESHOLD_BYTES, 2 * value))
     return value
 
 
