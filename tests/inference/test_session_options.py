@@ -13,6 +13,7 @@ import pytest
 
 from audiototext.inference import SessionConfig
 from audiototext.inference.session import _session_options
+from audiototext.inference.whisper import WhisperModel
 
 
 def test_thread_pools_stop_spinning_when_a_run_returns() -> None:
@@ -185,3 +186,14 @@ def test_a_bad_mmap_threshold_setting_is_a_clear_error(
     monkeypatch.setenv("AUDIOTOTEXT_MMAP_THRESHOLD", value)
     with pytest.raises(ConfigError, match="AUDIOTOTEXT_MMAP_THRESHOLD must be a byte count"):
         mmap_threshold_setting()
+
+
+def test_only_the_encoder_reuses_its_activations_from_an_arena(int8_model: WhisperModel) -> None:
+    # glibc maps blocks of 1 MiB and more (tune_allocator): without the arena, every window
+    # faulted the encoder's activations in again (bench/NOTES.md, round 11). The decoder's
+    # shapes change every step: an arena would keep its largest buffers alive.
+    assert _session_options(SessionConfig(memory_arena=True)).enable_cpu_mem_arena
+    assert not _session_options(SessionConfig()).enable_cpu_mem_arena
+    assert int8_model.encoder.raw.get_session_options().enable_cpu_mem_arena
+    assert not int8_model.decoder.raw.get_session_options().enable_cpu_mem_arena
+    assert not int8_model.encoder.raw.get_session_options().enable_mem_pattern

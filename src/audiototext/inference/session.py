@@ -249,11 +249,15 @@ class SessionConfig:
         intra_op_threads: threads inside one operator; ``None`` means :func:`default_threads`.
         inter_op_threads: threads running independent operators; Whisper's graphs are a single
             chain, so more than one only adds scheduling overhead.
+        memory_arena: ONNX Runtime's CPU arena, for a graph whose shapes barely change (the
+            encoder): its activations are then reused run after run instead of being mapped
+            and faulted in anew (see :func:`tune_allocator`).
     """
 
     device: Device = "auto"
     intra_op_threads: int | None = None
     inter_op_threads: int = 1
+    memory_arena: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "gpu"):
@@ -292,10 +296,11 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     # only re-applies cheap fusions and keeps load time low.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.log_severity_level = 3
-    # Shapes change every call (prompt lengths, cache lengths, encoder lengths), so ORT's
-    # arena and memory patterns only keep the largest buffers alive: off, a 10-minute file
-    # peaks 65 MB lower with no measurable slowdown (bench/NOTES.md).
-    options.enable_cpu_mem_arena = False
+    # The decoder's shapes change every call (prompt and cache lengths), so ORT's arena and
+    # memory patterns would only keep the largest buffers alive: off, a 10-minute file peaked
+    # 65 MB lower with no measurable slowdown (bench/NOTES.md, "Memory"). The encoder's shapes
+    # are the same every window: it asks for the arena (SessionConfig.memory_arena).
+    options.enable_cpu_mem_arena = config.memory_arena
     options.enable_mem_pattern = False
     # Intra-op threads spin inside a run (between a run's parallel sections) but stop when it
     # returns. Left spinning after a run, the decoder's pool took a core from the encoder's

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +217,12 @@ class WhisperModel:
         self.dims = self.metadata.dims
         self.tokenizer = WhisperTokenizer(path / TOKENIZER_FILE, self.metadata)
         self.config = config or SessionConfig()
-        self.encoder = Session(path / ENCODER_FILE, self.config)
+        # The encoder's activations (tiny.en: ~2.2 MiB each, tens per window) come from ORT's
+        # arena, reused window after window: glibc maps blocks of 1 MiB and more on their own
+        # (tune_allocator), which would fault them all in again every window (5x the page
+        # faults, +15 % wall time; bench/NOTES.md, round 11). The decoder's shapes change every
+        # step, so it keeps plain allocations.
+        self.encoder = Session(path / ENCODER_FILE, replace(self.config, memory_arena=True))
         self.decoder = Session(path / DECODER_FILE, self.config)
         layers = range(self.dims.decoder_layers)
         self._cross_names = [f"cross_{kind}_{i}" for i in layers for kind in ("k", "v")]
