@@ -220,8 +220,9 @@ class WhisperModel:
         # The encoder's activations (tiny.en: ~2.2 MiB each, tens per window) come from ORT's
         # arena, reused window after window: glibc maps blocks of 1 MiB and more on their own
         # (tune_allocator), which would fault them all in again every window (5x the page
-        # faults, +15 % wall time; bench/NOTES.md, round 11). The decoder's shapes change every
-        # step, so it keeps plain allocations.
+        # faults, +10-20 % wall time; bench/NOTES.md, round 11). Streaming's shorter encodes
+        # reuse the same chunks, so the arena stays at the largest window's working set per
+        # concurrent encode. The decoder's shapes change every step: plain allocations.
         self.encoder = Session(path / ENCODER_FILE, replace(self.config, memory_arena=True))
         self.decoder = Session(path / DECODER_FILE, self.config)
         layers = range(self.dims.decoder_layers)
