@@ -66,14 +66,25 @@ _THREADS_ENV = "AUDIOTOTEXT_THREADS"
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (``malloc_trim`` exists only there; musl's ``mallopt``
+    is a no-op stub), else ``None``."""
     if sys.platform != "linux":
         return None
     try:
         libc = ctypes.CDLL(None)
-        trim = libc.malloc_trim  # glibc only (musl has none)
+        libc.malloc_trim  # noqa: B018
     except (OSError, AttributeError):
         return None
+    return libc
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    libc = _glibc()
+    if libc is None:
+        return None
+    trim = libc.malloc_trim
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return cast(Callable[[int], int], trim)
@@ -100,17 +111,21 @@ _MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling on 64-bit (mallopt refuses m
 
 @functools.cache
 def _mallopt() -> Callable[[int, int], int] | None:
-    if sys.platform != "linux":
+    libc = _glibc()
+    if libc is None:
         return None
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-        libc.malloc_trim  # noqa: B018  (glibc's; musl's mallopt is a no-op stub)
-    except (OSError, AttributeError):
-        return None
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return cast(Callable[[int, int], int], mallopt)
+
+
+def _set_by_person(variable: str, tunable: str) -> bool:
+    """Whether glibc was given this setting at start-up, as ``variable`` or in
+    ``GLIBC_TUNABLES``: the person's own choice, left as it is."""
+    return bool(os.environ.get(variable, "").strip()) or tunable in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    )
 
 
 def mmap_threshold_setting() -> int | None:
@@ -120,10 +135,8 @@ def mmap_threshold_setting() -> int | None:
     ``0``/``off`` for glibc's own dynamic threshold); glibc's ``MALLOC_MMAP_THRESHOLD_`` or
     ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N``, when set, wins over both.
     """
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_", "").strip() or (
-        "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "")
-    ):
-        return None  # glibc applied the person's own setting at start-up
+    if _set_by_person("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"):
+        return None
     env = os.environ.get(_MMAP_ENV, "").strip().lower()
     if not env:
         return MMAP_THRESHOLD_BYTES
@@ -161,10 +174,7 @@ def tune_allocator() -> int | None:
     if not mallopt(_M_MMAP_THRESHOLD, value):
         log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused", value)
         return None
-    own_trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "").strip() or (
-        "glibc.malloc.trim_threshold" in os.environ.get("GLIBC_TUNABLES", "")
-    )
-    if not own_trim:
+    if not _set_by_person("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"):
         mallopt(_M_TRIM_THRESHOLD, max(TRIM_THRESHOLD_BYTES, 2 * value))
     return value
 
