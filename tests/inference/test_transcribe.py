@@ -270,7 +270,8 @@ def test_options_validate() -> None:
 
 @pytest.mark.slow
 def test_three_hour_file_streams_in_bounded_memory(tmp_path: Path) -> None:
-    """A 3-h WAV is turned into features block by block; memory never holds the whole file."""
+    """A 3-h WAV is turned into features block by block; memory never holds the whole file,
+    nor even one block's audio."""
     rate = 16_000
     path = tmp_path / "three-hours.wav"
     minute = (0.01 * np.sin(np.arange(60 * rate) * 0.05)).astype(np.float32)
@@ -286,6 +287,7 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path: Path) -> None:
             if size == 0:
                 break
             assert mel.shape == (80, size)
+            del mel  # a view of the block: holding it would keep the block through the next
             seek += size
             windows += 1
         _, peak = tracemalloc.get_traced_memory()
@@ -294,8 +296,86 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert stream.samples == hours_s * rate
     assert windows == hours_s // 30
     whole_file_mb = hours_s * rate * 4 / 2**20  # 659 MB as float32
-    block_mb = BLOCK_S * rate * 4 / 2**20
-    assert peak / 2**20 < 8 * block_mb < whole_file_mb / 4
+    block_mb = BLOCK_S * rate * 4 / 2**20  # 18.3 MB of audio per block
+    # Measured 23.5 MB: a block's spectrogram (up to 6 min of frames, 11.5 MB) and a few
+    # 30-s chunks. Holding a block's audio whole next to its spectrogram, as before chunks
+    # were let go during the block, peaked at 35.7 MB.
+    assert peak / 2**20 < 1.5 * block_mb < whole_file_mb / 4
+
+
+def test_feature_blocks_are_made_of_the_right_audio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each block's spectrogram is computed from exactly the input's samples from the block's
+    first frame on (the carried tail of the previous block, then the chunks read), and each
+    window is that spectrogram's frames at ``seek``, however the seeks move."""
+    from audiototext.audio.features import LogMelBuilder, log_mel_spectrogram
+    from audiototext.inference import transcribe as module
+
+    monkeypatch.setattr(module, "BLOCK_S", 60.0)
+    fed: list[list[np.ndarray]] = []
+
+    class Recording(LogMelBuilder):
+        def __init__(self, n_mels: int, *, expected_samples: int = 0) -> None:
+            super().__init__(n_mels, expected_samples=expected_samples)
+            fed.append([])
+
+        def add(self, piece: np.ndarray) -> None:  # type: ignore[override]
+            fed[-1].append(np.array(piece, copy=True))
+            super().add(piece)
+
+    monkeypatch.setattr(module, "LogMelBuilder", Recording)
+    rng = np.random.default_rng(3)
+    audio = white_noise(200.0, 0.1, seed=5) * np.repeat(rng.uniform(0.1, 1.0, 200), 16_000)
+    audio = audio.astype(np.float32)
+    chunks = (audio[i : i + 7_001] for i in range(0, audio.size, 7_001))  # odd-sized chunks
+    stream = _FeatureStream(chunks, 80, 3000)
+    seek = 0
+    blocks = 0
+    while True:
+        mel, size = stream.window(seek)
+        if size == 0:
+            break
+        if len(fed) > blocks:  # a new block was computed for this window
+            blocks = len(fed)
+            block_audio = np.concatenate(fed[-1])
+            start = stream._mel_start * 160
+            assert np.array_equal(block_audio, audio[start : start + block_audio.size])
+            padding = 160 if stream.exhausted else 0
+            want_block = log_mel_spectrogram(block_audio, 80, padding_samples=padding)
+        local = seek - stream._mel_start
+        assert np.array_equal(mel, want_block[:, local : local + size])
+        seek += size - int(rng.integers(0, size // 2)) if size > 100 else size
+    assert blocks >= 4
+    assert seek * 160 >= audio.size - 320
+
+
+def test_each_feature_block_is_freed_before_the_next_is_computed(
+    int8: Transcriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only one block of features is alive at a time: a window left in a local of the window
+    loop once kept the previous block (11 MB for a 5-minute block) alive through the next."""
+    import gc
+    import weakref
+
+    from audiototext.inference import transcribe as module
+
+    monkeypatch.setattr(module, "BLOCK_S", 60.0)  # 60-s blocks: a 3-min input has several
+    alive_at_refill: list[bool] = []
+    refill = module._FeatureStream._refill
+
+    def watched(stream: _FeatureStream, seek: int) -> np.ndarray:
+        previous = stream._mel
+        if previous is not None:
+            block = weakref.ref(previous.base if previous.base is not None else previous)
+            del previous
+            stream._mel = None
+            gc.collect()
+            alive_at_refill.append(block() is not None)
+        return refill(stream, seek)
+
+    monkeypatch.setattr(module._FeatureStream, "_refill", watched)
+    list(int8.transcribe(silence(180.0), GREEDY))
+    assert len(alive_at_refill) >= 2
+    assert not any(alive_at_refill), alive_at_refill
 
 
 # --------------------------------------------------------------------------- multilingual models

@@ -16,6 +16,7 @@ pads the two edges on the fly, so the only full-size array is the result.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ __all__ = [
     "HOP_LENGTH_SAMPLES",
     "N_FFT",
     "SAMPLE_RATE_HZ",
+    "LogMelBuilder",
     "frames_for_samples",
     "log_mel_spectrogram",
     "log_mel_spectrogram_of_pieces",
@@ -152,57 +154,151 @@ def log_mel_spectrogram_of_pieces(
     edges are padded on the fly. Apart from the result, memory stays at a few hundred kB
     however long the audio is, and the values are exactly those of the joined array.
     """
-    if n_mels not in _SUPPORTED_N_MELS:
-        raise ValueError(f"n_mels must be one of {_SUPPORTED_N_MELS}, got {n_mels}")
-    if padding_samples < 0:
-        raise ValueError(f"padding_samples must be >= 0, got {padding_samples}")
-    signal = _PaddedSignal(pieces, padding_samples)
-    num_frames = frames_for_samples(signal.length)
-    if num_frames == 0:
-        return np.zeros((n_mels, 0), dtype=np.float32)
+    total = sum(len(p) for p in pieces)
+    builder = LogMelBuilder(n_mels, expected_samples=total + padding_samples)
+    for piece in pieces:
+        builder.add(piece)
+    return builder.finish(padding_samples)
 
-    window = _hann_window()
-    filters = mel_filters(n_mels)
-    # Written transposed, block by block: the same values as computing (frames, n_mels) and
-    # transposing it, without the second full-size array.
-    log_spec = np.empty((n_mels, num_frames), dtype=np.float32)
-    mel = np.empty((_BLOCK_FRAMES, n_mels), dtype=np.float32)
-    # numpy's OpenBLAS would split the filter-bank product over every core and leave its
-    # workers spinning on the cores ONNX Runtime is about to use (same values either way).
-    with single_threaded_blas():
-        for start in range(0, num_frames, _BLOCK_FRAMES):
-            stop = min(start + _BLOCK_FRAMES, num_frames)
-            # Frame i starts at i * hop in the reflect-padded signal; the (num_frames + 1)-th
-            # frame that center=True makes is the one Whisper drops, so it is never computed.
-            segment = signal.padded(
-                start * HOP_LENGTH_SAMPLES, (stop - 1) * HOP_LENGTH_SAMPLES + N_FFT
-            )
-            frames = sliding_window_view(segment, N_FFT)[::HOP_LENGTH_SAMPLES]
-            spectrum = np.fft.rfft(frames * window, axis=-1)
-            power = np.square(spectrum.real) + np.square(spectrum.imag)
-            np.matmul(power, filters.T, out=mel[: stop - start])
-            log_spec[:, start:stop] = mel[: stop - start].T
 
-    np.maximum(log_spec, _LOG_FLOOR, out=log_spec)
-    np.log10(log_spec, out=log_spec)
-    np.maximum(log_spec, log_spec.max() - _DYNAMIC_RANGE_LOG10, out=log_spec)
-    log_spec += 4.0
-    log_spec /= 4.0
-    return log_spec
+class LogMelBuilder:
+    """:func:`log_mel_spectrogram` of audio that arrives piece by piece.
+
+    Frames are computed as soon as their samples have arrived, and the builder lets go of a
+    piece once no frame still to come reads it. Fed a long input a chunk at a time, memory
+    holds the spectrogram and about one chunk of audio, never the whole input; the values are
+    exactly those of :func:`log_mel_spectrogram` on the joined audio (same blocks of frames,
+    same floor over the whole result).
+
+    ``expected_samples`` sizes the result up front (it grows if more arrives). When fewer
+    samples arrive, :meth:`finish` returns a column slice of the larger array, as a
+    non-contiguous view; rows that were never written are never touched.
+    """
+
+    def __init__(self, n_mels: int = 80, *, expected_samples: int = 0) -> None:
+        if n_mels not in _SUPPORTED_N_MELS:
+            raise ValueError(f"n_mels must be one of {_SUPPORTED_N_MELS}, got {n_mels}")
+        if expected_samples < 0:
+            raise ValueError(f"expected_samples must be >= 0, got {expected_samples}")
+        self._n_mels = n_mels
+        self._signal = _PaddedSignal()
+        self._done = 0  # frames computed so far, a multiple of _BLOCK_FRAMES until finish
+        self._out = np.empty((n_mels, frames_for_samples(expected_samples)), dtype=np.float32)
+        self._mel: NDArray[np.float32] | None = None  # one block of frames, (frames, n_mels)
+        self._finished = False
+
+    @property
+    def samples(self) -> int:
+        """Samples added so far."""
+        return self._signal.samples
+
+    def add(self, piece: ArrayLike) -> None:
+        """Append ``piece`` (1-D samples at 16 kHz) and compute every frame it completes."""
+        if self._finished:
+            raise RuntimeError("finish() was already called")
+        samples = np.asarray(piece, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"audio must be 1-D (mono), got shape {samples.shape}")
+        if samples.size == 0:
+            return
+        self._signal.append(samples)
+        # A block is complete once its last frame's window (centred, N_FFT/2 either side) is
+        # inside the audio received: nothing after it can change that block.
+        half = N_FFT // 2
+        complete = (self._signal.samples - half) // HOP_LENGTH_SAMPLES + 1
+        self._compute((max(complete, 0) // _BLOCK_FRAMES) * _BLOCK_FRAMES)
+
+    def finish(self, padding_samples: int = 0) -> NDArray[np.float32]:
+        """Append ``padding_samples`` zeros (as Whisper's ``padding``), compute the remaining
+        frames and return the spectrogram, shape ``(n_mels, frames)``."""
+        if self._finished:
+            raise RuntimeError("finish() was already called")
+        if padding_samples < 0:
+            raise ValueError(f"padding_samples must be >= 0, got {padding_samples}")
+        self._finished = True
+        self._signal.close(padding_samples)
+        num_frames = frames_for_samples(self._signal.length)
+        self._compute(num_frames)
+        self._signal = _PaddedSignal()  # the audio is no longer needed
+        self._mel = None
+        log_spec = self._out[:, :num_frames] if num_frames < self._out.shape[1] else self._out
+        if num_frames == 0:
+            return np.zeros((self._n_mels, 0), dtype=np.float32)
+        np.maximum(log_spec, _LOG_FLOOR, out=log_spec)
+        np.log10(log_spec, out=log_spec)
+        np.maximum(log_spec, log_spec.max() - _DYNAMIC_RANGE_LOG10, out=log_spec)
+        log_spec += 4.0
+        log_spec /= 4.0
+        return log_spec
+
+    def _compute(self, until: int) -> None:
+        """Compute frames [done, until), block by block, into the result (written transposed,
+        block by block: the same values as computing (frames, n_mels) and transposing it,
+        without the second full-size array)."""
+        if until <= self._done:
+            return
+        if until > self._out.shape[1]:
+            grown = np.empty((self._n_mels, max(until, 2 * self._out.shape[1])), dtype=np.float32)
+            grown[:, : self._done] = self._out[:, : self._done]
+            self._out = grown
+        if self._mel is None:
+            self._mel = np.empty((_BLOCK_FRAMES, self._n_mels), dtype=np.float32)
+        window = _hann_window()
+        filters = mel_filters(self._n_mels)
+        mel = self._mel
+        # numpy's OpenBLAS would split the filter-bank product over every core and leave its
+        # workers spinning on the cores ONNX Runtime is about to use (same values either way).
+        with single_threaded_blas():
+            for start in range(self._done, until, _BLOCK_FRAMES):
+                stop = min(start + _BLOCK_FRAMES, until)
+                # Frame i starts at i * hop in the reflect-padded signal; the (num_frames + 1)-th
+                # frame that center=True makes is the one Whisper drops, so it is never computed.
+                segment = self._signal.padded(
+                    start * HOP_LENGTH_SAMPLES, (stop - 1) * HOP_LENGTH_SAMPLES + N_FFT
+                )
+                frames = sliding_window_view(segment, N_FFT)[::HOP_LENGTH_SAMPLES]
+                spectrum = np.fft.rfft(frames * window, axis=-1)
+                power = np.square(spectrum.real) + np.square(spectrum.imag)
+                np.matmul(power, filters.T, out=mel[: stop - start])
+                self._out[:, start:stop] = mel[: stop - start].T
+        self._done = until
+        # Frames from `until` on read from (until * hop - N_FFT/2) on: earlier pieces can go.
+        self._signal.release_before(until * HOP_LENGTH_SAMPLES - N_FFT // 2)
 
 
 class _PaddedSignal:
     """Pieces of audio seen as one signal, followed by zeros and reflect-padded by N_FFT/2 at
-    both ends (``np.pad(..., mode="reflect")``), read a segment at a time."""
+    both ends (``np.pad(..., mode="reflect")``), read a segment at a time.
 
-    def __init__(self, pieces: Sequence[NDArray[np.float32]], padding_samples: int) -> None:
-        self._pieces = [np.asarray(p, dtype=np.float32) for p in pieces if len(p)]
-        if any(p.ndim != 1 for p in self._pieces):
-            raise ValueError("audio must be 1-D (mono)")
-        self._starts = np.cumsum([0] + [p.shape[0] for p in self._pieces])
-        self.samples = int(self._starts[-1])
-        self.length = self.samples + padding_samples
+    Pieces are appended as they arrive and released once no segment still to be read needs
+    them; the end is known (and reflected) only after :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: list[NDArray[np.float32]] = []
+        self._starts: list[int] = [0]  # sample index of each piece, and the end of the last
+        self.samples = 0
+        self.length = 0  # samples plus the appended zeros, once closed
+        self._closed = False
         self._small: NDArray[np.float32] | None = None
+
+    def append(self, piece: NDArray[np.float32]) -> None:
+        self._pieces.append(piece)
+        self.samples += piece.shape[0]
+        self._starts.append(self.samples)
+
+    def release_before(self, sample: int) -> None:
+        """Forget the pieces that end at or before ``sample``."""
+        drop = 0
+        while drop < len(self._pieces) and self._starts[drop + 1] <= sample:
+            drop += 1
+        if drop:
+            del self._pieces[:drop]
+            del self._starts[:drop]
+
+    def close(self, padding_samples: int) -> None:
+        self._closed = True
+        self.length = self.samples + padding_samples
         if 0 < self.length <= N_FFT:
             # Too short for one reflection: build it as np.pad does (repeated reflection).
             joined = self._read(0, self.samples)
@@ -211,32 +307,37 @@ class _PaddedSignal:
             )
 
     def _read(self, lo: int, hi: int) -> NDArray[np.float32]:
-        """Samples [lo, hi) of the joined pieces (0 <= lo <= hi <= samples); a view if it can."""
+        """Samples [lo, hi) of the joined pieces (held pieces only); a view if it can."""
         if lo >= hi:
             return np.zeros(0, dtype=np.float32)
-        first = int(np.searchsorted(self._starts, lo, side="right")) - 1
-        piece_lo = lo - int(self._starts[first])
+        first = bisect.bisect_right(self._starts, lo) - 1
+        if first < 0 or hi > self.samples:
+            raise AssertionError(f"samples [{lo}, {hi}) were released or have not arrived")
+        piece_lo = lo - self._starts[first]
         if hi <= self._starts[first + 1]:
             return self._pieces[first][piece_lo : piece_lo + hi - lo]
         parts = []
         i = first
         while lo < hi:
-            start = int(self._starts[i])
-            take = self._pieces[i][lo - start : min(hi, int(self._starts[i + 1])) - start]
+            start = self._starts[i]
+            take = self._pieces[i][lo - start : min(hi, self._starts[i + 1]) - start]
             parts.append(take)
             lo += take.shape[0]
             i += 1
         return np.concatenate(parts)
 
     def padded(self, lo: int, hi: int) -> NDArray[np.float32]:
-        """Samples [lo, hi) of the padded signal, whose sample j is the signal's j - N_FFT/2."""
+        """Samples [lo, hi) of the padded signal, whose sample j is the signal's j - N_FFT/2.
+
+        Before :meth:`close`, only segments inside the audio received so far can be read.
+        """
         if self._small is not None:
             return self._small[lo:hi]
         half = N_FFT // 2
         if lo >= half and hi - half <= self.samples:
             return self._read(lo - half, hi - half)
         index = np.arange(lo - half, hi - half)
-        last = self.length - 1
+        last = (self.length if self._closed else self.samples) - 1
         index = np.where(index < 0, -index, index)  # reflect at the start
         index = np.where(index > last, 2 * last - index, index)  # and at the end
         out = np.zeros(hi - lo, dtype=np.float32)  # the appended zeros stay 0

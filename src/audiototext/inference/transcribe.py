@@ -47,7 +47,7 @@ from audiototext.audio import (
     pad_or_trim,
 )
 from audiototext.audio.decode import AudioSource
-from audiototext.audio.features import log_mel_spectrogram_of_pieces
+from audiototext.audio.features import LogMelBuilder
 from audiototext.errors import AudioError, AudioToTextError, ConfigError
 from audiototext.inference.alignment import Word, add_word_timestamps
 from audiototext.inference.decoding import DecodeResult, DecodingOptions, decode_with_fallback
@@ -77,6 +77,7 @@ HOP = 160
 FRAME_S = HOP / SAMPLE_RATE_HZ  # 10 ms per mel frame
 BLOCK_S = 300.0  # audio turned into features at once; bounds memory for long files
 _CHUNK_S = 30.0
+_CHUNK_SAMPLES = round(_CHUNK_S * SAMPLE_RATE_HZ)
 # A block of features is followed by a heap trim (release_memory) only from this much audio:
 # a short file's chunks are small beside the encoder's working set, which the trim would make
 # fault in again (bench/NOTES.md, round 10).
@@ -357,8 +358,9 @@ def _middle_of_longest_quiet(energy: NDArray[np.floating]) -> int:
 class _FeatureStream:
     """Log-mel frames of an input read chunk by chunk, computed one block at a time.
 
-    Memory: the chunks of the current block (never joined), its spectrogram, and between
-    blocks only the last window of audio, which the next block starts from.
+    Memory: the current block's spectrogram, the chunk being turned into frames (each chunk is
+    let go once its frames are computed, so a block's audio is never held whole), and the last
+    window of audio, which the next block starts from.
     """
 
     def __init__(self, chunks: Iterator[FloatArray], n_mels: int, window_frames: int) -> None:
@@ -366,6 +368,10 @@ class _FeatureStream:
         self._n_mels = n_mels
         self._window = window_frames
         self._block_samples = max(round(BLOCK_S * SAMPLE_RATE_HZ), 2 * window_frames * HOP)
+        # A block: the carried window and its context, the block proper and one chunk beyond.
+        self._expected_block_samples = (
+            self._block_samples + (window_frames + 3 * _CONTEXT_FRAMES) * HOP + _CHUNK_SAMPLES
+        )
         self._pieces: list[FloatArray] = []  # audio kept for the next block, in order
         self._audio_start = 0  # absolute sample of self._pieces[0][0], a multiple of HOP
         self._mel: FloatArray | None = None
@@ -406,28 +412,46 @@ class _FeatureStream:
         new_start = (
             max(self._audio_start, (seek - _CONTEXT_FRAMES) * HOP) if seek > _CONTEXT_FRAMES else 0
         )
-        pieces = _audio_from(self._pieces, self._audio_start, new_start)
+        carried = _audio_from(self._pieces, self._audio_start, new_start)
         self._pieces = []
-        have = sum(p.size for p in pieces)
+        self._mel = None  # release the previous block before computing the next
+        # Frames are computed as chunks arrive and each chunk is let go once its frames are
+        # done, so the block's audio is never held whole: only the spectrogram, and the tail
+        # (one window and its context) that the next block starts from.
+        builder = LogMelBuilder(self._n_mels, expected_samples=self._expected_block_samples)
+        keep = (self._window + 2 * _CONTEXT_FRAMES + 1) * HOP
+        tail: list[FloatArray] = []
+        tail_start = new_start  # absolute sample of tail[0][0]
+        have = 0
+
+        def take(piece: FloatArray) -> None:
+            nonlocal have, tail_start
+            builder.add(piece)
+            have += piece.size
+            tail.append(piece)
+            while tail and new_start + have - (tail_start + tail[0].size) >= keep:
+                tail_start += tail.pop(0).size
+
+        for piece in carried:
+            take(piece)
+        del carried
         while have < self._block_samples:
             chunk = self._read()
             if chunk is None:
                 break
-            pieces.append(chunk)
-            have += chunk.size
+            take(chunk)
         if not self.exhausted:  # a chunk ending exactly at the block's end: look one ahead
             nxt = self._read()
             if nxt is not None:
-                pieces.append(nxt)
+                take(nxt)
         base = new_start // HOP
-        self._mel = None  # release the previous block before computing the next
         if self.exhausted:
             # As Whisper: 160 samples of padding, and the last frame is not content.
-            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels, padding_samples=HOP)
+            self._mel = builder.finish(padding_samples=HOP)
             self._usable_end = base + self._mel.shape[1] - 1
             self._final = True
         else:
-            self._mel = log_mel_spectrogram_of_pieces(pieces, self._n_mels)
+            self._mel = builder.finish()
             # The last frames' STFT windows reach past the block; the next block redoes them.
             self._usable_end = base + self._mel.shape[1] - _CONTEXT_FRAMES
             # The next block starts at most one window (and its context) before this one's
@@ -435,10 +459,11 @@ class _FeatureStream:
             self._audio_start = max(
                 new_start, (self._usable_end - self._window - _CONTEXT_FRAMES) * HOP
             )
+            assert self._audio_start >= tail_start
             # Copied, so that the chunks they come from are freed.
-            self._pieces = [p.copy() for p in _audio_from(pieces, new_start, self._audio_start)]
+            self._pieces = [p.copy() for p in _audio_from(tail, tail_start, self._audio_start)]
         self._mel_start = base
-        del pieces
+        tail.clear()  # the chunks it kept, before the trim below
         if have >= _TRIM_BLOCK_S * SAMPLE_RATE_HZ:
             release_memory()  # a long block's chunks, before the encoder needs the room
         return self._mel
@@ -457,7 +482,7 @@ def _audio_from(pieces: list[FloatArray], pieces_start: int, start: int) -> list
 
 
 def _array_chunks(audio: FloatArray) -> Iterator[FloatArray]:
-    step = round(_CHUNK_S * SAMPLE_RATE_HZ)
+    step = _CHUNK_SAMPLES
     for i in range(0, audio.shape[0], step):
         yield audio[i : i + step]
 
@@ -517,6 +542,20 @@ class _Job:
     @property
     def processed_s(self) -> float:
         return min(self.seek * FRAME_S, self.stream.samples / SAMPLE_RATE_HZ)
+
+
+def _next_windows(jobs: list[_Job], window_frames: int) -> list[tuple[_Job, _Window]]:
+    """The next window of every job that has one.
+
+    A function of its own so that no local outlives the round: a window left in a local of the
+    loop would keep its whole feature block alive while the next block is computed.
+    """
+    active = []
+    for job in jobs:
+        window = job.next_window(window_frames)
+        if window is not None:
+            active.append((job, window))
+    return active
 
 
 # --------------------------------------------------------------------------- the public API
@@ -859,18 +898,17 @@ class Transcriber:
         )
         dec = opts.decoding(suppress)
         while True:
-            active: list[tuple[_Job, _Window]] = []
-            for job in jobs:
-                window = job.next_window(model.window_frames)
-                if window is not None:
-                    active.append((job, window))
+            active = _next_windows(jobs, model.window_frames)
             if not active:
                 break
             cross = model.encode_each(np.stack([w.mel for _, w in active]))
-            for row, (job, _) in enumerate(active):
+            # Loops below go over the jobs, never bind a window: a window left in a local of
+            # this frame would keep its whole feature block alive while the next one is made.
+            active_jobs = [job for job, _ in active]
+            for row, job in enumerate(active_jobs):
                 if job.language is None:
                     job.language = self._detect_language(cross.take([row]))
-            prompts = [self._prompt(job, opts) for job, _ in active]
+            prompts = [self._prompt(job, opts) for job in active_jobs]
             results = decode_with_fallback(model, cross, prompts, dec)
             segments: list[tuple[_Job, list[Segment]]] = [
                 (job, self._consume(job, window, result, cross, row))
@@ -879,7 +917,7 @@ class Transcriber:
             # The window's features and encoder output are not needed any more: drop them
             # before the next window is read and encoded. (Trimming the heap here as well
             # lowered the peak by ~10 MB but cost 4 % of CPU time re-faulting the pages.)
-            for job, _ in active:
+            for job in active_jobs:
                 job.window = None
             del active, cross, results
             release_memory_if_grown()
