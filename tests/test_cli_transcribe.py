@@ -237,10 +237,12 @@ print(json.dumps({"rc": rc, "peak_mb": int(hwm.split()[1]) / 1024}))
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+@pytest.mark.parametrize("vad", [False, True], ids=["plain", "vad"])
 def test_peak_memory_is_flat_in_file_length(
-    tmp_path_factory: pytest.TempPathFactory, speech: np.ndarray, tmp_path: Path
+    tmp_path_factory: pytest.TempPathFactory, speech: np.ndarray, tmp_path: Path, vad: bool
 ) -> None:
-    """`audiototext transcribe` peaks at the same RSS for 4 and 12 minutes of audio.
+    """`audiototext transcribe` peaks at the same RSS for 4 and 12 minutes of audio, with
+    and without `--vad`.
 
     Each runs in a fresh process that reports its own VmHWM (ru_maxrss would carry this
     process's peak across exec). Holding the whole 12-minute file (46 MB as float32, 23 MB of
@@ -259,6 +261,7 @@ def test_peak_memory_is_flat_in_file_length(
         wav = write_wav(tmp_path / f"{minutes}min.wav", np.tile(period, minutes), 16_000)
         env = {**os.environ, "AUDIOTOTEXT_HOME": str(shared_model_cache(tmp_path_factory))}
         argv = ["transcribe", str(wav), "--precision", "int8", "--beam-size", "1"]
+        argv += ["--vad"] if vad else []
         out = subprocess.run(
             [sys.executable, "-c", _PEAK_RSS_CHILD, *argv, "-o", str(tmp_path / "out")],
             capture_output=True,
@@ -270,8 +273,10 @@ def test_peak_memory_is_flat_in_file_length(
         assert result["rc"] == 0, out.stderr
         peaks[minutes] = result["peak_mb"]
         assert "bowls" in (tmp_path / "out" / f"{minutes}min.txt").read_text()
-    # Measured 176 / 186 MB (tiny.en int8). The 12-min file's features come in 5-min blocks,
-    # the 4-min file's in one shorter block; when a block's audio was held whole next to its
-    # spectrogram, and a stray reference kept the previous block alive, this was 174 / 206.
+    # Measured 176 / 186 MB (tiny.en int8), 194 / 204 MB with --vad. The 12-min file's
+    # features come in 5-min blocks, the 4-min file's in one shorter block; when a block's
+    # audio was held whole next to its spectrogram, and a stray reference kept the previous
+    # block alive, this was 174 / 206 (219 / 276 with --vad, which also held each 5-min block
+    # of audio three times and scored it in 2-min runs).
     assert peaks[12] < 1.15 * peaks[4], peaks
     assert peaks[12] < 400, peaks  # 380 before this bound

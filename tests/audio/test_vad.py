@@ -307,3 +307,35 @@ def test_rejects_other_models(tmp_path: Path) -> None:
     broken.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="cannot load"):
         SileroVad(broken)
+
+
+def test_whole_recording_is_scored_run_by_run(
+    vad: SileroVad,
+    conversation: tuple[NDArray[np.float32], list[tuple[int, int]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`speech_probabilities` scores a recording one run at a time: the same values as one
+    `process` call on the whole padded recording, without a padded copy of it."""
+    audio, _ = conversation
+    audio = audio[: audio.size - audio.size % FRAME_SAMPLES - 100]  # a partial last frame
+    monkeypatch.setattr(vad_module, "_MAX_FRAMES_PER_RUN", 16)  # many runs
+    padded = np.pad(audio, (0, FRAME_SAMPLES - audio.size % FRAME_SAMPLES))
+    want = vad.process(padded, VadState())
+    got = vad.speech_probabilities(audio)
+    assert np.array_equal(got, want)
+
+
+def test_scoring_a_long_recording_holds_one_run_of_input(vad: SileroVad) -> None:
+    import tracemalloc
+
+    audio = white_noise(300.0, 0.1, seed=2)  # 19 MB
+    tracemalloc.start()
+    try:
+        probabilities = vad.speech_probabilities(audio)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert probabilities.shape == (math.ceil(audio.size / FRAME_SAMPLES),)
+    # One run's model input is 512 frames x 576 samples = 1.2 MB; a padded copy and the
+    # whole recording's model input were 41 MB.
+    assert peak < 4 * 2**20, peak / 2**20
