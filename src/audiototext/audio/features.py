@@ -221,9 +221,9 @@ class LogMelBuilder:
         self._compute(num_frames)
         self._signal = _PaddedSignal()  # the audio is no longer needed
         self._mel = None
-        log_spec = self._out[:, :num_frames] if num_frames < self._out.shape[1] else self._out
         if num_frames == 0:
             return np.zeros((self._n_mels, 0), dtype=np.float32)
+        log_spec = self._out[:, :num_frames]  # the whole array when it was sized exactly
         np.maximum(log_spec, _LOG_FLOOR, out=log_spec)
         np.log10(log_spec, out=log_spec)
         np.maximum(log_spec, log_spec.max() - _DYNAMIC_RANGE_LOG10, out=log_spec)
@@ -278,13 +278,13 @@ class _PaddedSignal:
         self._pieces: list[NDArray[np.float32]] = []
         self._starts: list[int] = [0]  # sample index of each piece, and the end of the last
         self.samples = 0
-        self.length = 0  # samples plus the appended zeros, once closed
-        self._closed = False
+        self.length = 0  # the samples, plus the appended zeros once closed
         self._small: NDArray[np.float32] | None = None
 
     def append(self, piece: NDArray[np.float32]) -> None:
         self._pieces.append(piece)
         self.samples += piece.shape[0]
+        self.length = self.samples
         self._starts.append(self.samples)
 
     def release_before(self, sample: int) -> None:
@@ -297,7 +297,6 @@ class _PaddedSignal:
             del self._starts[:drop]
 
     def close(self, padding_samples: int) -> None:
-        self._closed = True
         self.length = self.samples + padding_samples
         if 0 < self.length <= N_FFT:
             # Too short for one reflection: build it as np.pad does (repeated reflection).
@@ -337,7 +336,7 @@ class _PaddedSignal:
         if lo >= half and hi - half <= self.samples:
             return self._read(lo - half, hi - half)
         index = np.arange(lo - half, hi - half)
-        last = (self.length if self._closed else self.samples) - 1
+        last = self.length - 1
         index = np.where(index < 0, -index, index)  # reflect at the start
         index = np.where(index > last, 2 * last - index, index)  # and at the end
         out = np.zeros(hi - lo, dtype=np.float32)  # the appended zeros stay 0
