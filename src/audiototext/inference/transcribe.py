@@ -47,10 +47,11 @@ from audiototext.audio import (
     pad_or_trim,
 )
 from audiototext.audio.decode import AudioSource
-from audiototext.audio.features import LogMelBuilder
+from audiototext.audio.features import HOP_LENGTH_SAMPLES, LogMelBuilder
 from audiototext.errors import AudioError, AudioToTextError, ConfigError
 from audiototext.inference.alignment import Word, add_word_timestamps
 from audiototext.inference.decoding import DecodeResult, DecodingOptions, decode_with_fallback
+from audiototext.inference.hallucinations import HALLUCINATION_NO_SPEECH, HALLUCINATIONS
 from audiototext.inference.session import (
     Device,
     SessionConfig,
@@ -73,7 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float32]
-HOP = 160
+HOP = HOP_LENGTH_SAMPLES
 FRAME_S = HOP / SAMPLE_RATE_HZ  # 10 ms per mel frame
 BLOCK_S = 300.0  # audio turned into features at once; bounds memory for long files
 _CHUNK_S = 30.0
@@ -89,35 +90,6 @@ _CONTEXT_FRAMES = 2  # frames of real audio kept before a block so its STFT need
 # Loose settings for finding speech in files (faster-whisper's): keep pauses inside speech.
 TRANSCRIBE_VAD = VadOptions(
     min_speech_duration_ms=0, min_silence_duration_ms=2000, speech_pad_ms=400
-)
-# A stock phrase alone in a window is dropped above this no-speech probability. tiny.en gives
-# its silence caption (" You") 0.95, and the same phrases spoken (espeak-ng "Thank you.",
-# "Thank you very much.", "Bye.", "Thanks for watching!", "You.", three voices) 0.20-0.51
-# (bench/NOTES.md, "Stock phrases"); the 0.1 used before dropped every one of them. Whisper's
-# own no-speech threshold.
-HALLUCINATION_NO_SPEECH = 0.6
-# Phrases tiny models emit on silence and noise (subtitle credits of their training data).
-_HALLUCINATIONS = frozenset(
-    {
-        "thank you.",
-        "thank you",
-        "thanks for watching!",
-        "thanks for watching.",
-        "thank you for watching.",
-        "thank you for watching!",
-        "you",
-        "you.",
-        "bye.",
-        "bye!",
-        "please subscribe.",
-        "subscribe.",
-        "so",
-        "so.",
-        "okay.",
-        "oh.",
-        "uh.",
-        "um.",
-    }
 )
 
 
@@ -1068,7 +1040,7 @@ class Transcriber:
             return True
         # Whisper's stock captions for silence ("You", "Thank you.") come out confidently
         # enough to pass the no-speech test, but alone in a window the model thinks silent.
-        return text in _HALLUCINATIONS and result.no_speech_prob > HALLUCINATION_NO_SPEECH
+        return text in HALLUCINATIONS and result.no_speech_prob > HALLUCINATION_NO_SPEECH
 
 
 @dataclass

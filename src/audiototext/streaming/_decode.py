@@ -20,8 +20,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiototext.audio import log_mel_spectrogram, pad_or_trim
-from audiototext.inference import transcribe as _transcribe
+from audiototext.audio.features import HOP_LENGTH_SAMPLES
 from audiototext.inference.decoding import compression_ratio, prefill_prompts
+from audiototext.inference.hallucinations import (
+    HALLUCINATION_NO_SPEECH,
+    STREAMING_HALLUCINATIONS,
+)
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = [
@@ -37,28 +41,12 @@ __all__ = [
 
 FloatArray = NDArray[np.float32]
 _NEG_INF = np.float32(-np.inf)
-HOP_SAMPLES = 160
+HOP_SAMPLES = HOP_LENGTH_SAMPLES
 # Whisper's thresholds (as in file transcription): a window counts as silence when the model
 # says so and its text is improbable; text that compresses too well is a repetition loop.
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
 COMPRESSION_RATIO_THRESHOLD = 2.4
-# A stock phrase alone in an utterance is dropped above this no-speech probability, as in
-# file transcription (spoken, such phrases measure 0.2-0.5 there; streamed "Thank you." 0.34).
-HALLUCINATION_NO_SPEECH = _transcribe.HALLUCINATION_NO_SPEECH
-# Phrases streaming adds to the file-transcription list: short fillers tiny models produce for
-# breaths, clicks and tones that slipped past the VAD.
-_EXTRA_HALLUCINATIONS = frozenset({"thank you very much.", "i'm sorry.", "hmm.", "ah.", "mm."})
-
-
-def _hallucination_phrases() -> frozenset[str]:
-    # The file transcriber keeps its list private; read it when present so both paths filter
-    # the same phrases, and keep working if it is renamed.
-    theirs: frozenset[str] = getattr(_transcribe, "_HALLUCINATIONS", frozenset())
-    return frozenset(str(p) for p in theirs) | _EXTRA_HALLUCINATIONS
-
-
-_PHRASES = _hallucination_phrases()
 
 
 class DecodingCancelled(Exception):
@@ -237,7 +225,7 @@ def is_noise(text: str, avg_logprob: float, no_speech_prob: float, ratio: float)
     if ratio > COMPRESSION_RATIO_THRESHOLD:
         return True
     normalised = " ".join(text.split()).lower()
-    if normalised in _PHRASES and no_speech_prob > HALLUCINATION_NO_SPEECH:
+    if normalised in STREAMING_HALLUCINATIONS and no_speech_prob > HALLUCINATION_NO_SPEECH:
         return True
     # Text made only of punctuation carries no words.
     return not any(ch.isalnum() for ch in text)

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiototext.audio import SAMPLE_RATE_HZ
+from audiototext.audio.features import HOP_LENGTH_SAMPLES
 from audiototext.inference.alignment import dtw, median_filter
 from audiototext.inference.decoding import (
     DecodingOptions,
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float32]
-HOP = 160
+HOP = HOP_LENGTH_SAMPLES
 # Earlier audio decoded with a final: always the previous utterance (when it fits in the
 # window), and the ones before it while the whole input stays within this many seconds.
 CONTEXT_S = 10.0

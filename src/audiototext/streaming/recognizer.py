@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from audiototext.audio import SAMPLE_RATE_HZ, SileroVad, SpeechEndpointDetector, VadOptions
+from audiototext.audio.features import HOP_LENGTH_SAMPLES
 from audiototext.errors import ConfigError
 from audiototext.inference.session import SessionConfig
 from audiototext.inference.whisper import WhisperModel
@@ -78,7 +79,7 @@ __all__ = ["FinalTrace", "RecognizerOptions", "StreamingRecognizer"]
 
 log = logging.getLogger(__name__)
 
-_HOP = 160
+_HOP = HOP_LENGTH_SAMPLES
 _BUSY_WINDOW_S = 5.0
 _BUSY_HIGH = 0.75  # stretch partial intervals above this busy share
 _BUSY_LOW = 0.5  # and relax them again below this
