@@ -11,16 +11,17 @@ import pytest
 from audiototext.cli import main
 from inference.models_support import shared_model_cache
 from inference.wer import normalise, wer
+from support.fixture_cache import shared_speech_dir
 from support.speech import SpeechSynthesizer, encode_audio, espeak_available, resample, write_wav
 
 TEXT = "Rice is often served in round bowls. The juice of lemons makes fine punch."
 
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+def speech() -> np.ndarray:
     if not espeak_available():
         pytest.skip("espeak-ng is not installed")
-    return SpeechSynthesizer(tmp_path_factory.mktemp("espeak")).speak(TEXT).audio
+    return SpeechSynthesizer(shared_speech_dir()).speak(TEXT).audio
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audiototext.audio.vad import SileroVad
+from support.fixture_cache import shared_speech_dir
 from support.speech import Speech, SpeechSynthesizer, espeak_available
 
 SENTENCES = (
@@ -15,10 +16,10 @@ SENTENCES = (
 
 
 @pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> SpeechSynthesizer:
+def synth() -> SpeechSynthesizer:
     if not espeak_available():
         pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
-    return SpeechSynthesizer(tmp_path_factory.mktemp("espeak"))
+    return SpeechSynthesizer(shared_speech_dir())
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from audiototext.inference import Transcriber, WhisperModel
 from audiototext.inference.whisper import CrossAttention
 from inference.corpus import CLIPS, WINDOW_SENTENCES, Clip
 from inference.models_support import entry_path, shared_model_cache
+from support.fixture_cache import shared_speech_dir
 from support.speech import Speech, SpeechSynthesizer, espeak_available
 
 
@@ -41,10 +42,10 @@ def int8(int8_model: WhisperModel) -> Transcriber:
 
 
 @pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> SpeechSynthesizer:
+def synth() -> SpeechSynthesizer:
     if not espeak_available():
         pytest.skip("espeak-ng is not installed (Debian package espeak-ng)")
-    return SpeechSynthesizer(tmp_path_factory.mktemp("espeak"))
+    return SpeechSynthesizer(shared_speech_dir())
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from support.fixture_cache import shared_speech_dir
 from support.speech import SpeechSynthesizer, espeak_available, join_with_gaps
 
 SENTENCES = (
@@ -38,10 +39,10 @@ def recognizer(built_cache: Path) -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> SpeechSynthesizer:
+def speech() -> SpeechSynthesizer:
     if not espeak_available():
         pytest.skip("needs espeak-ng (Debian package espeak-ng)")
-    return SpeechSynthesizer(tmp_path_factory.mktemp("speech"))
+    return SpeechSynthesizer(shared_speech_dir())
 
 
 def long_speech(synth: SpeechSynthesizer, seconds: float) -> NDArray[np.float32]:

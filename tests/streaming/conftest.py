@@ -11,14 +11,15 @@ from audiototext.audio import SileroVad
 from audiototext.inference import SessionConfig, WhisperModel
 from audiototext.models import ModelCache, pull
 from audiototext.streaming import RecognizerOptions, StreamingRecognizer
+from support.fixture_cache import shared_speech_dir
 from support.speech import Speech, SpeechSynthesizer, espeak_available
 
 
 @pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> SpeechSynthesizer:
+def synth() -> SpeechSynthesizer:
     if not espeak_available():
         pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
-    return SpeechSynthesizer(tmp_path_factory.mktemp("espeak-streaming"))
+    return SpeechSynthesizer(shared_speech_dir())
 
 
 @pytest.fixture(scope="session")

