@@ -253,7 +253,7 @@ async def raw_stream(
     """Send ``requests`` on a bare StreamingTranscribe call; (status code, details, responses)."""
     import grpc
 
-    from audiototext.server._proto import transcription_pb2_grpc
+    from audiototext.wire._proto import transcription_pb2_grpc
 
     if credentials is None:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

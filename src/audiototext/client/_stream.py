@@ -18,14 +18,14 @@ from numpy.typing import NDArray
 
 from audiototext._aio import wait_event
 from audiototext.client._adaptive import DEFAULT_LADDER, AdaptiveEncoding, Level
-from audiototext.server._proto import (
+from audiototext.wire._proto import (
     models_pb2_grpc,
     system_pb2,
     system_pb2_grpc,
     transcription_pb2,
     transcription_pb2_grpc,
 )
-from audiototext.server.codec import OPUS_RATES_HZ, Encoding, OpusEncoder, encode_pcm16
+from audiototext.wire.codec import OPUS_RATES_HZ, Encoding, OpusEncoder, encode_pcm16
 
 __all__ = [
     "AsyncClient",

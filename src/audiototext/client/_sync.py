@@ -17,7 +17,7 @@ from audiototext.client._stream import (
     StreamSettings,
     StreamSpeechEvent,
 )
-from audiototext.server._proto import transcription_pb2
+from audiototext.wire._proto import transcription_pb2
 
 __all__ = ["Client", "SyncStream"]
 

@@ -22,14 +22,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
-from audiototext.server._proto import (
-    models_pb2,
-    models_pb2_grpc,
-    system_pb2,
-    system_pb2_grpc,
-    transcription_pb2,
-    transcription_pb2_grpc,
-)
 from audiototext.server.engine import Recognizer
 from audiototext.server.grpc_service import (
     FileRequest,
@@ -42,6 +34,14 @@ from audiototext.server.grpc_service import (
     TranscriptionService,
 )
 from audiototext.server.sessions import SessionStore
+from audiototext.wire._proto import (
+    models_pb2,
+    models_pb2_grpc,
+    system_pb2,
+    system_pb2_grpc,
+    transcription_pb2,
+    transcription_pb2_grpc,
+)
 
 __all__ = ["FileTranscriber", "GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 

@@ -30,15 +30,6 @@ from audiototext.errors import (
     ModelNotCachedError,
     UnknownModelError,
 )
-from audiototext.server._proto import (
-    models_pb2,
-    models_pb2_grpc,
-    system_pb2,
-    system_pb2_grpc,
-    transcription_pb2,
-    transcription_pb2_grpc,
-)
-from audiototext.server.codec import OPUS_RATES_HZ, ChunkError, Encoding
 from audiototext.server.sessions import (
     Attachment,
     SessionExpiredError,
@@ -54,6 +45,15 @@ from audiototext.streaming.types import (
     StreamOptions,
     StreamResult,
 )
+from audiototext.wire._proto import (
+    models_pb2,
+    models_pb2_grpc,
+    system_pb2,
+    system_pb2_grpc,
+    transcription_pb2,
+    transcription_pb2_grpc,
+)
+from audiototext.wire.codec import OPUS_RATES_HZ, ChunkError, Encoding
 
 __all__ = [
     "FileRequest",
