@@ -15,7 +15,7 @@ import pytest
 
 from audiototext.client import AsyncClient, ClientError
 from audiototext.inference import TranscribeOptions, Transcriber
-from audiototext.server.app import FileTranscriber
+from audiototext.server.files import FileTranscriber
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire._proto import transcription_pb2_grpc
 from server.fake_engine import FakeRecognizer
