@@ -44,6 +44,9 @@ _WAKE_S = 0.1  # the writer re-checks credit at least this often
 
 @dataclass(frozen=True)
 class ServiceLimits:
+    """What one stream may send (``serve --max-chunk-bytes``, ``--max-buffered-s``), and how
+    often it is told the server's metrics."""
+
     max_chunk_bytes: int = 1 << 20
     max_buffered_s: float = 30.0
     metrics_interval_s: float = 1.0
