@@ -419,8 +419,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     register_transcribe(sub)
 
-    # The server and client commands import asyncio, ssl and more (~8 MB): when another
-    # command is run they get placeholder parsers, which only make their names known.
+    # The server and client commands import asyncio, ssl and more, memory no other command
+    # needs (bench/NOTES.md): for those they get placeholders that only make the names known.
     command = _command_in(argv)
     if command is None or command not in _EAGER_COMMANDS:
         from audiototext.cli_serve import register as register_serve

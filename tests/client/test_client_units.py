@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from audiototext.client import AdaptiveEncoding, Client, Level, StreamResult, StreamSettings
-from audiototext.server._proto import transcription_pb2 as pb
-from audiototext.server.codec import (
+from audiototext.wire._proto import transcription_pb2 as pb
+from audiototext.wire.codec import (
     ChunkDecoder,
     ChunkError,
     Encoding,

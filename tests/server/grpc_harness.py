@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from audiototext.client import AsyncClient, StreamResult, StreamSettings
 from audiototext.server.app import GrpcServer, ServerConfig
 from audiototext.server.engine import Recognizer
-from audiototext.server.grpc_service import FileTranscribeFn
+from audiototext.server.files import FileTranscribeFn
 
 BASE_CONFIG = ServerConfig(
     port=0, resume_grace_s=20.0, metrics_interval_s=0.5, shutdown_grace_s=5.0
@@ -253,7 +253,7 @@ async def raw_stream(
     """Send ``requests`` on a bare StreamingTranscribe call; (status code, details, responses)."""
     import grpc
 
-    from audiototext.server._proto import transcription_pb2_grpc
+    from audiototext.wire._proto import transcription_pb2_grpc
 
     if credentials is None:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

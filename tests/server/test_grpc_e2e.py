@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from audiototext.client import AsyncClient, StreamResult, StreamSettings
-from audiototext.server._proto import models_pb2, models_pb2_grpc
-from audiototext.server._proto import transcription_pb2 as pb
-from audiototext.server.codec import encode_pcm16
+from audiototext.wire._proto import models_pb2, models_pb2_grpc
+from audiototext.wire._proto import transcription_pb2 as pb
+from audiototext.wire.codec import encode_pcm16
 from server.grpc_harness import config, raw_stream, run, running_server, stream_audio
 from server.real_engine import (
     SENTENCES,

@@ -15,9 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from audiototext.client import AsyncClient, ClientError
-from audiototext.server._proto import system_pb2, system_pb2_grpc
-from audiototext.server._proto import transcription_pb2 as pb
-from audiototext.server.codec import encode_pcm16
+from audiototext.wire._proto import system_pb2, system_pb2_grpc
+from audiototext.wire._proto import transcription_pb2 as pb
+from audiototext.wire.codec import encode_pcm16
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import (
     TcpProxy,
@@ -64,7 +64,7 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    checked_in = ROOT / "src" / "audiototext" / "server" / "_proto"
+    checked_in = ROOT / "src" / "audiototext" / "wire" / "_proto"
     fresh = {p.name: p.read_text() for p in tmp_path.iterdir()}
     current = {p.name: p.read_text() for p in checked_in.iterdir() if p.is_file()}
     assert fresh.keys() == current.keys()

@@ -22,14 +22,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from audiototext.client import AsyncClient, ClientError
-from audiototext.server._proto import (
+from audiototext.wire._proto import (
     models_pb2,
     models_pb2_grpc,
     system_pb2,
     system_pb2_grpc,
     transcription_pb2_grpc,
 )
-from audiototext.server._proto import transcription_pb2 as pb
+from audiototext.wire._proto import transcription_pb2 as pb
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import (
     config,

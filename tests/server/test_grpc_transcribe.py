@@ -15,9 +15,9 @@ import pytest
 
 from audiototext.client import AsyncClient, ClientError
 from audiototext.inference import TranscribeOptions, Transcriber
-from audiototext.server._proto import transcription_pb2 as pb
-from audiototext.server._proto import transcription_pb2_grpc
-from audiototext.server.app import FileTranscriber
+from audiototext.server.files import FileTranscriber
+from audiototext.wire._proto import transcription_pb2 as pb
+from audiototext.wire._proto import transcription_pb2_grpc
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run, running_server
 from server.real_engine import SENTENCES, words

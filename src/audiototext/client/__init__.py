@@ -10,16 +10,11 @@ up, Opus bit rates when acknowledgements slow down.
 from __future__ import annotations
 
 from audiototext.client._adaptive import AdaptiveEncoding, Level
-from audiototext.client._stream import (
-    AsyncClient,
-    ClientError,
-    ReconnectPolicy,
-    Stream,
-    StreamResult,
-    StreamSettings,
-    StreamSpeechEvent,
-    StreamStats,
-)
+from audiototext.client._client import AsyncClient
+from audiototext.client._errors import ClientError
+from audiototext.client._results import StreamResult, StreamSpeechEvent, StreamStats
+from audiototext.client._settings import ReconnectPolicy, StreamSettings
+from audiototext.client._stream import Stream
 from audiototext.client._sync import Client, SyncStream
 
 __all__ = [

@@ -10,14 +10,11 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from audiototext.client._stream import (
-    AsyncClient,
-    Stream,
-    StreamResult,
-    StreamSettings,
-    StreamSpeechEvent,
-)
-from audiototext.server._proto import transcription_pb2
+from audiototext.client._client import AsyncClient
+from audiototext.client._results import StreamResult, StreamSpeechEvent
+from audiototext.client._settings import StreamSettings
+from audiototext.client._stream import Stream
+from audiototext.wire._proto import transcription_pb2
 
 __all__ = ["Client", "SyncStream"]
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
-from audiototext.server._proto import (
+from audiototext.server.engine import Recognizer
+from audiototext.server.files import FileTranscribeFn, FileTranscriber
+from audiototext.server.grpc.auth import TokenInterceptor
+from audiototext.server.grpc.models import ModelsService
+from audiototext.server.grpc.streaming import ServiceLimits
+from audiototext.server.grpc.system import SystemService
+from audiototext.server.grpc.transcription import TranscriptionService
+from audiototext.server.sessions import SessionStore
+from audiototext.wire._proto import (
     models_pb2,
     models_pb2_grpc,
     system_pb2,
@@ -30,20 +37,8 @@ from audiototext.server._proto import (
     transcription_pb2,
     transcription_pb2_grpc,
 )
-from audiototext.server.engine import Recognizer
-from audiototext.server.grpc_service import (
-    FileRequest,
-    FileTranscribeFn,
-    FileTranscript,
-    ModelsService,
-    ServiceLimits,
-    SystemService,
-    TokenInterceptor,
-    TranscriptionService,
-)
-from audiototext.server.sessions import SessionStore
 
-__all__ = ["FileTranscriber", "GrpcServer", "ServerConfig", "load_recognizer", "serve"]
+__all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -109,60 +104,6 @@ def load_recognizer(config: ServerConfig) -> Recognizer:
         cache_root=config.cache_root,
     )
     return recognizer
-
-
-class FileTranscriber:
-    """Transcribes whole files for ``Transcription.Transcribe``: loads the model on first use,
-    runs one file at a time in a worker thread (never on the event loop)."""
-
-    def __init__(self, model: str, precision: str, cache_root: Path | None = None) -> None:
-        self._model = model
-        self._precision = precision
-        self._cache_root = cache_root
-        self._transcriber: object | None = None
-        # A thread lock, not an asyncio one: one instance may serve several event loops.
-        self._lock = threading.Lock()
-
-    @property
-    def model_path(self) -> Path | None:
-        """The cache folder of the loaded model (None before the first file)."""
-        path = getattr(getattr(self._transcriber, "model", None), "path", None)
-        return path if isinstance(path, Path) else None
-
-    async def __call__(self, request: FileRequest) -> FileTranscript:
-        return await asyncio.to_thread(self._run_locked, request)
-
-    def _run_locked(self, request: FileRequest) -> FileTranscript:
-        with self._lock:
-            return self._run(request)
-
-    def _run(self, request: FileRequest) -> FileTranscript:
-        from audiototext.inference import TranscribeOptions, Transcriber
-
-        if self._transcriber is None:
-            self._transcriber = Transcriber.load(
-                self._model, precision=self._precision, cache_root=self._cache_root
-            )
-        assert isinstance(self._transcriber, Transcriber)
-        options = TranscribeOptions(
-            language=request.language,
-            word_timestamps=request.word_timestamps,
-            beam_size=request.beam_size,
-            best_of=request.beam_size,
-            vad=True,
-        )
-        # An English-only model refuses another language here (transcribe() checks the options
-        # before reading audio; ConfigError is a ValueError: the caller's INVALID_ARGUMENT).
-        result = self._transcriber.transcribe(request.audio, options)
-        segments = list(result)
-        word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
-        return FileTranscript(
-            text=" ".join(s.text.strip() for s in segments).strip(),
-            language=result.language or "",
-            duration_s=result.audio_s,
-            segments=tuple((s.start_s, s.end_s, s.text.strip()) for s in segments),
-            words=tuple(word_list),
-        )
 
 
 class GrpcServer:

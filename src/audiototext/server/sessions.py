@@ -16,7 +16,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from audiototext.server.codec import ChunkDecoder
 from audiototext.server.engine import Recognizer, Session
 from audiototext.streaming.types import (
     OverloadedError,
@@ -24,6 +23,7 @@ from audiototext.streaming.types import (
     StreamOptions,
     StreamResult,
 )
+from audiototext.wire.codec import ChunkDecoder
 
 __all__ = ["SessionExpiredError", "SessionStore", "StreamSession", "StreamSpec"]
 

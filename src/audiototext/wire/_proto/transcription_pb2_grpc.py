@@ -4,7 +4,7 @@
 import grpc
 import warnings
 
-from audiototext.server._proto import transcription_pb2 as audiototext_dot_v1_dot_transcription__pb2
+from audiototext.wire._proto import transcription_pb2 as audiototext_dot_v1_dot_transcription__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -1,7 +1,8 @@
 """Audio chunk encodings of the wire protocol: PCM16, FLOAT32 and length-prefixed Opus.
 
-Used by the server (decoding ``AudioChunk.data``) and by the client (encoding it). Opus
-goes through PyAV's libopus; packets are framed as ``[2-byte big-endian length][packet]``.
+Used by the server (decoding ``AudioChunk.data``) and by the client (encoding it), so it
+lives in ``wire/``, which imports neither. Opus goes through PyAV's libopus; packets are
+framed as ``[2-byte big-endian length][packet]``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import soxr
 from numpy.typing import NDArray
 
-from audiototext.server._proto import transcription_pb2 as _pb
+from audiototext.wire._proto import transcription_pb2 as _pb
 
 __all__ = [
     "OPUS_RATES_HZ",

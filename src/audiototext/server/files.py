@@ -1,0 +1,92 @@
+"""Whole-file transcription for the server (``Transcription.Transcribe``), transport-neutral.
+
+:class:`FileRequest` / :class:`FileTranscript` are what an adapter passes in and gets back;
+:class:`FileTranscriber` is the real implementation (tests inject their own
+``FileTranscribeFn``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FileRequest", "FileTranscribeFn", "FileTranscriber", "FileTranscript"]
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """A validated ``TranscribeRequest``."""
+
+    audio: bytes
+    language: str | None = None
+    word_timestamps: bool = False
+    beam_size: int = 5
+
+
+@dataclass(frozen=True)
+class FileTranscript:
+    text: str
+    language: str
+    duration_s: float
+    segments: tuple[tuple[float, float, str], ...]
+    words: tuple[tuple[float, float, str], ...]
+
+
+FileTranscribeFn = Callable[[FileRequest], Awaitable[FileTranscript]]
+
+
+class FileTranscriber:
+    """Transcribes whole files for ``Transcription.Transcribe``: loads the model on first use,
+    runs one file at a time in a worker thread (never on the event loop)."""
+
+    def __init__(self, model: str, precision: str, cache_root: Path | None = None) -> None:
+        self._model = model
+        self._precision = precision
+        self._cache_root = cache_root
+        self._transcriber: object | None = None
+        # A thread lock, not an asyncio one: one instance may serve several event loops.
+        self._lock = threading.Lock()
+
+    @property
+    def model_path(self) -> Path | None:
+        """The cache folder of the loaded model (None before the first file)."""
+        path = getattr(getattr(self._transcriber, "model", None), "path", None)
+        return path if isinstance(path, Path) else None
+
+    async def __call__(self, request: FileRequest) -> FileTranscript:
+        return await asyncio.to_thread(self._run_locked, request)
+
+    def _run_locked(self, request: FileRequest) -> FileTranscript:
+        with self._lock:
+            return self._run(request)
+
+    def _run(self, request: FileRequest) -> FileTranscript:
+        from audiototext.inference import TranscribeOptions, Transcriber
+
+        if self._transcriber is None:
+            self._transcriber = Transcriber.load(
+                self._model, precision=self._precision, cache_root=self._cache_root
+            )
+        assert isinstance(self._transcriber, Transcriber)
+        options = TranscribeOptions(
+            language=request.language,
+            word_timestamps=request.word_timestamps,
+            beam_size=request.beam_size,
+            best_of=request.beam_size,
+            vad=True,
+        )
+        # An English-only model refuses another language here (transcribe() checks the options
+        # before reading audio; ConfigError is a ValueError: the caller's INVALID_ARGUMENT).
+        result = self._transcriber.transcribe(request.audio, options)
+        segments = list(result)
+        word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
+        return FileTranscript(
+            text=" ".join(s.text.strip() for s in segments).strip(),
+            language=result.language or "",
+            duration_s=result.audio_s,
+            segments=tuple((s.start_s, s.end_s, s.text.strip()) for s in segments),
+            words=tuple(word_list),
+        )
