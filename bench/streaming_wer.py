@@ -374,7 +374,7 @@ def run_engine(
             began = time.process_time()
             text = decoder.decode([request], 1)[0]
             outcome.cpu_ms.append(1000 * (time.process_time() - began))
-            plan = decoder._plan(request)
+            plan = decoder.plan(request)
             outcome.frames.append(plan.frames)
             outcome.prefix_tokens.append(len(plan.prefix))
             words = decoder.words_for(session, u, utt.start, utt.stop, text)

@@ -100,7 +100,7 @@ class FinalRequest:
 
 
 @dataclass
-class _Plan:
+class FinalPlan:
     request: FinalRequest
     audio: FloatArray
     audio_start: int  # absolute sample of audio[0]
@@ -140,9 +140,9 @@ class FinalDecoder:
         speaker made void; when it turns true, :class:`DecodingCancelled` is raised and no
         session's record (word timings) is touched by the unfinished batch.
         """
-        plans = [self._plan(r) for r in requests]
+        plans = [self.plan(r) for r in requests]
         texts: list[str] = [""] * len(plans)
-        for batch, frames in _batches(plans, max_batch):
+        for batch, frames in batch_plans(plans, max_batch):
             reduced = plans[batch[0]].reduced
             decoded = self._decode_batch([plans[i] for i in batch], frames, reduced, cancelled)
             for i, text in zip(batch, decoded, strict=True):
@@ -166,7 +166,7 @@ class FinalDecoder:
 
     # ---- internals
 
-    def _plan(self, request: FinalRequest) -> _Plan:
+    def plan(self, request: FinalRequest) -> FinalPlan:
         st = self.settings
         s = request.session
         window = self.model.window_frames * HOP_LENGTH_SAMPLES
@@ -206,11 +206,11 @@ class FinalDecoder:
             frames = audio.shape[0] // HOP_LENGTH_SAMPLES + round(st.padding_s * 100)
             frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
             frames = min(frames, self.model.window_frames)
-        return _Plan(request, audio, lo, own, min(content, window), prefix, frames, request.reduced)
+        return FinalPlan(request, audio, lo, own, min(content, window), prefix, frames, request.reduced)
 
     def _decode_batch(
         self,
-        plans: list[_Plan],
+        plans: list[FinalPlan],
         frames: int,
         reduced: bool,
         cancelled: Callable[[], bool] | None = None,
@@ -316,7 +316,7 @@ class FinalDecoder:
         self.frames_encoded += mel.shape[0] * frames
         return model.encode(mel)
 
-    def _words_request(self, plan: _Plan, text: str) -> WordsRequest:
+    def _words_request(self, plan: FinalPlan, text: str) -> WordsRequest:
         return WordsRequest(
             plan.prefix,
             self.model.tokenizer.encode(" " + text),
@@ -423,7 +423,7 @@ def _words_from_attention(
     return tuple(out)
 
 
-def _batches(plans: Sequence[_Plan], max_batch: int) -> list[tuple[list[int], int]]:
+def batch_plans(plans: Sequence[FinalPlan], max_batch: int) -> list[tuple[list[int], int]]:
     """Plans decoded together (indices) and their common encoder length.
 
     Plans of one kind (reduced or not) whose encoder lengths differ by at most

@@ -122,7 +122,7 @@ class StreamingRecognizer:
         self.options = options or RecognizerOptions()
         self.model_name = model_name
         self._vad = vad or SileroVad()
-        self._finals = FinalDecoder(model, self.options.final_settings())
+        self.final_decoder = FinalDecoder(model, self.options.final_settings())
         self.load_monitor = LoadMonitor(self.options)
         self.dispatcher = LaneDispatcher()
         self.partial_planner = PartialPlanner(self.options, self.load_monitor)
@@ -456,7 +456,7 @@ class StreamingRecognizer:
             job.session.schedule.speculation_in_flight = None
             if failed and job.speculative:
                 continue  # no speculation: the final is decoded when its endpoint comes
-            job.audio_start = self._finals.own_start(request)
+            job.audio_start = self.final_decoder.own_start(request)
             job.cpu_s = done.cpu_s / len(done.jobs)
             job.decode_s = done.decode_s
             self._settle_final(job, text)
@@ -522,7 +522,7 @@ class StreamingRecognizer:
             return
         cpu, wall = time.thread_time(), time.monotonic()
         try:
-            batch.texts = self._finals.decode(
+            batch.texts = self.final_decoder.decode(
                 batch.requests, self.options.max_batch, lambda: batch.cancel
             )
         except DecodingCancelled:
@@ -558,11 +558,11 @@ class StreamingRecognizer:
         requests = [self._final_request(j) for j in jobs]
         now = self._hand_out(jobs)
         cpu = time.thread_time()
-        texts = self._finals.decode(requests, self.options.max_batch)
+        texts = self.final_decoder.decode(requests, self.options.max_batch)
         cpu = time.thread_time() - cpu
         wall = time.monotonic() - now
         for job, request, text in zip(jobs, requests, texts, strict=True):
-            job.audio_start = self._finals.own_start(request)
+            job.audio_start = self.final_decoder.own_start(request)
             job.cpu_s = cpu / len(jobs)
             job.decode_s = wall
             self._settle_final(job, text)
@@ -606,7 +606,7 @@ class StreamingRecognizer:
         self._partials_skipped += self.partial_planner.missed_before(s, f)
         if text:
             tokens = self.model.tokenizer.encode(" " + text)
-            self._finals.remember(s, job.audio_start, tokens)
+            self.final_decoder.remember(s, job.audio_start, tokens)
         if not text and not f.shown_text:
             return  # nothing was said and nothing was shown: no result at all
         self.load_monitor.record_final(f.triggered_at)
@@ -620,6 +620,6 @@ class StreamingRecognizer:
                 start_s=f.start / SAMPLE_RATE_HZ,
                 end_s=f.stop / SAMPLE_RATE_HZ,
                 audio_processed_s=s.audio_processed_s,
-                words=self._finals.words_for(s, f.utterance_id, f.start, f.stop, text),
+                words=self.final_decoder.words_for(s, f.utterance_id, f.start, f.stop, text),
             )
         )
