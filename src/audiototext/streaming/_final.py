@@ -206,7 +206,9 @@ class FinalDecoder:
             frames = audio.shape[0] // HOP_LENGTH_SAMPLES + round(st.padding_s * 100)
             frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
             frames = min(frames, self.model.window_frames)
-        return FinalPlan(request, audio, lo, own, min(content, window), prefix, frames, request.reduced)
+        return FinalPlan(
+            request, audio, lo, own, min(content, window), prefix, frames, request.reduced
+        )
 
     def _decode_batch(
         self,

@@ -16,12 +16,10 @@ committed words forced as a prefix. Finals (``_final.py``) depend on the utteran
 alone, not on chunk boundaries nor on what partials committed (unless
 ``final_keeps_committed``).
 
-The decisions are plain objects with no threads, each testable by calling it:
-:class:`~audiototext.streaming._load.LoadMonitor` (load, reduced finals, overload),
-:class:`~audiototext.streaming._lanes.LaneDispatcher` (which lane takes what),
-:class:`~audiototext.streaming._partials.PartialPlanner` (when partials are due) and
-:class:`~audiototext.streaming._final_plan.FinalPlanner` (finals and speculations). Streams
-are data the recognizer decodes (``session.py``, ``state.py``).
+The decisions are plain objects with no threads, each testable by calling it: ``_load``
+(load, reduced finals, overload), ``_lanes`` (which lane takes what), ``_partials`` and
+``_final_plan`` (when partials, finals and speculations are due). Streams are data the
+recognizer decodes (``session.py``, ``state.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Generator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +52,7 @@ from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming._merge import merge_committed
 from audiototext.streaming._partial_decode import PartialDecoder
 from audiototext.streaming._partials import PartialPlanner
+from audiototext.streaming._trace import FinalTrace
 from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.session import StreamSession
 from audiototext.streaming.types import (
@@ -77,30 +75,6 @@ class _Done:
     def __await__(self) -> Generator[Any, None, None]:
         return
         yield
-
-
-@dataclass(frozen=True)
-class FinalTrace:
-    """How one emitted final was made (for benchmarks; stream positions in samples).
-
-    ``began_at`` is how far the VAD had read the stream when the final's decoding began (for
-    a speculation, before the endpoint), ``emitted_at`` how far when it went out; with
-    ``cpu_s`` they give the latency an idle machine would see. In wall time: ``wait_s`` from
-    the endpoint to its decoding being handed out (0 for a speculation: decoded before it),
-    ``decode_s`` that decoding's wall time and ``batch`` the finals decoded with it.
-    """
-
-    session_id: int
-    utterance_id: int
-    stop: int
-    began_at: int
-    emitted_at: int
-    cpu_s: float
-    speculative: bool
-    reduced: bool
-    wait_s: float = 0.0
-    decode_s: float = 0.0
-    batch: int = 1
 
 
 class StreamingRecognizer:

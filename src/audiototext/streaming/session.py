@@ -1,10 +1,13 @@
 """One client stream: audio in (any rate and channel count), speech events and results out.
 
-Threads: :meth:`StreamSession.accept`, :meth:`flush` and :meth:`finish` are called on the event
-loop and only resample and queue audio (cheap, bounded work). Everything else (VAD, utterance
-state, model work) happens on the recognizer's single worker thread, which owns the fields
-marked "worker" below. The two sides meet in the inbox (under ``_lock``) and the outbox (a deque,
-whose appends and pops are atomic, plus a loop-side wake-up).
+A stream is data the recognizer decodes. Threads: :meth:`StreamSession.accept`, :meth:`flush`
+and :meth:`finish` are called on the event loop and only resample and queue audio (cheap,
+bounded work), then call the ``wake`` callback the recognizer passed in. Everything else (VAD,
+utterance state) happens on the recognizer's worker thread, which owns the fields marked
+"worker" below; ``schedule`` and ``final_history`` belong to the recognizer's scheduler and
+final decoder (``state.py`` says who writes what). The two sides meet in the inbox (under
+``_lock``) and the outbox (a deque, whose appends and pops are atomic, plus a loop-side
+wake-up).
 """
 
 from __future__ import annotations
