@@ -25,7 +25,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,8 @@ from audiototext.streaming._decode import (  # noqa: E402
     is_noise,
     max_new_tokens_for,
 )
-from audiototext.streaming.recognizer import merge_committed  # noqa: E402
+from audiototext.streaming._merge import merge_committed  # noqa: E402
+from audiototext.streaming.state import FinalHistory  # noqa: E402
 from corpus import SENTENCES, clips_with_spans, fable_sentences  # noqa: E402
 from support.speech import SpeechSynthesizer  # noqa: E402
 
@@ -329,6 +330,7 @@ class _ClipRing:
 class _ClipSession:
     ring: _ClipRing
     vad_position: int
+    final_history: FinalHistory = field(default_factory=FinalHistory)
 
 
 def run_engine(
@@ -340,10 +342,11 @@ def run_engine(
     outcome: Outcome,
 ) -> Outcome:
     """The engine's final decoder on the same utterances, one final at a time."""
-    from audiototext.streaming._final import FinalDecoder, FinalRequest, FinalSettings
+    from audiototext.streaming._final import FinalDecoder, FinalRequest
 
     tok = model.tokenizer
-    settings = FinalSettings(
+    settings = replace(
+        RecognizerOptions().final_settings(),
         context_pad_ms=strategy.context_pad_ms,
         tail_ms=strategy.context_pad_ms if strategy.tail_ms is None else strategy.tail_ms,
         silence_ms=strategy.silence_ms,
@@ -371,7 +374,7 @@ def run_engine(
             began = time.process_time()
             text = decoder.decode([request], 1)[0]
             outcome.cpu_ms.append(1000 * (time.process_time() - began))
-            plan = decoder._plan(request)
+            plan = decoder.plan(request)
             outcome.frames.append(plan.frames)
             outcome.prefix_tokens.append(len(plan.prefix))
             words = decoder.words_for(session, u, utt.start, utt.stop, text)

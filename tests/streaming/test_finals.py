@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from audiototext.inference import WhisperModel
 from audiototext.streaming import RecognizerOptions, StreamingRecognizer
 from audiototext.streaming._decode import beam_decode, encoder_input
 from audiototext.streaming._final import FinalDecoder, FinalRequest, FinalSettings
+from audiototext.streaming.state import FinalHistory
 from support.speech import SpeechSynthesizer, join_with_gaps
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
@@ -34,6 +35,12 @@ class _Ring:
 class _Session:
     ring: _Ring
     vad_position: int
+    final_history: FinalHistory = field(default_factory=FinalHistory)
+
+
+def _settings(**options: object) -> FinalSettings:
+    """The final decoder's settings as production derives them, with ``options`` changed."""
+    return RecognizerOptions(**options).final_settings()  # type: ignore[arg-type]
 
 
 def _prompt(model: WhisperModel) -> list[int]:
@@ -94,18 +101,17 @@ def test_context_is_the_previous_final_and_earlier_ones_within_the_limit(
 
     def plan(settings: FinalSettings, ring_start: int = 0) -> tuple[list[int], int]:
         session.ring.start = ring_start
+        session.final_history = FinalHistory()
         decoder = FinalDecoder(tiny_model, settings)
         for k, start_s in enumerate((0.0, 5.0, 12.0)):
             decoder.remember(session, round(start_s * RATE), [100 + k, 200 + k])
-        p = decoder._plan(request)
+        p = decoder.plan(request)
         return p.prefix, p.audio_start
 
     def settings(context: bool = True, context_s: float = 10.0) -> FinalSettings:
-        return FinalSettings(
-            context_pad_ms=300, tail_ms=100, silence_ms=300, context=context, context_s=context_s
-        )
+        return _settings(final_context=context, final_context_s=context_s)
 
-    # The previous utterance always (23.1 s - 12 s > 10 s), no earlier one beyond 10 s.
+    # The previous utterance always (23 s - 12 s > 10 s), no earlier one beyond 10 s.
     assert plan(settings(context_s=10.0)) == ([102, 202], 12 * RATE)
     # Within 20 s: the one at 5 s too, not the one at 0 s.
     assert plan(settings(context_s=20.0)) == ([101, 201, 102, 202], 5 * RATE)
@@ -125,7 +131,7 @@ def test_a_final_decoded_after_earlier_text_writes_only_its_own_words(
     ]
     audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
     session = _Session(_Ring(audio), audio.shape[0])
-    decoder = FinalDecoder(tiny_model, FinalSettings(tail_ms=100, silence_ms=300))
+    decoder = FinalDecoder(tiny_model, _settings())
     first = FinalRequest(session, 0, spans[0][0], spans[0][1], _prompt(tiny_model))
     text = decoder.decode([first], 4)[0]
     assert {"seat", "open"} <= set(normalise(text)), text
@@ -138,7 +144,7 @@ def test_a_final_decoded_after_earlier_text_writes_only_its_own_words(
     tokens = tiny_model.tokenizer.encode(" " + text)
     decoder.remember(session, decoder.own_start(first), tokens)
     second = FinalRequest(session, 1, spans[1][0], spans[1][1], _prompt(tiny_model))
-    plan = decoder._plan(second)
+    plan = decoder.plan(second)
     assert plan.prefix == tokens and plan.audio_start == decoder.own_start(first)
     text2 = decoder.decode([second], 4)[0]
     got = set(normalise(text2))
@@ -225,8 +231,8 @@ def test_a_reduced_first_final_is_greedy_and_skips_the_temperature_fallback(
 
     monkeypatch.setattr(_final, "decode_with_fallback", recording)
 
-    def first_final(reduced: bool, **settings: object) -> str:
-        decoder = FinalDecoder(tiny_model, FinalSettings(**settings))  # type: ignore[arg-type]
+    def first_final(reduced: bool, **options: object) -> str:
+        decoder = FinalDecoder(tiny_model, _settings(**options))
         request = FinalRequest(
             session, 0, spans[0][0], spans[0][1], _prompt(tiny_model), reduced=reduced
         )
@@ -234,7 +240,7 @@ def test_a_reduced_first_final_is_greedy_and_skips_the_temperature_fallback(
 
     full = first_final(False)
     reduced = first_final(True)
-    kept = first_final(True, reduced_fallback=True, reduced_first_beam_size=5)
+    kept = first_final(True, reduced_final_fallback=True, reduced_first_final_beam_size=5)
     assert seen == [
         ((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 5),
         ((0.0,), 1),  # reduced: greedy, no fallback
@@ -263,7 +269,7 @@ def test_a_first_final_stops_at_the_decoder_step_where_it_is_cancelled(
         return real_step(self, tokens)
 
     monkeypatch.setattr(KVDecoder, "step", counted)
-    decoder = FinalDecoder(tiny_model, FinalSettings())
+    decoder = FinalDecoder(tiny_model, _settings())
     request = FinalRequest(session, 0, spans[0][0], spans[0][1], _prompt(tiny_model))
     decoder.decode([request], 4)
     whole = steps
@@ -277,11 +283,12 @@ def test_a_first_final_stops_at_the_decoder_step_where_it_is_cancelled(
         checks += 1
         return checks > 3  # before the encoder, before the search, at its first step: go on
 
-    fresh = FinalDecoder(tiny_model, FinalSettings())
+    fresh = _Session(_Ring(audio), audio.shape[0])
+    request = FinalRequest(fresh, 0, spans[0][0], spans[0][1], _prompt(tiny_model))
     with pytest.raises(DecodingCancelled):
-        fresh.decode([request], 4, cancelled)
+        FinalDecoder(tiny_model, _settings()).decode([request], 4, cancelled)
     assert steps <= 2 < whole
-    assert fresh._decoded.get(session) is None  # the unfinished batch recorded nothing
+    assert fresh.final_history.decoded is None  # the unfinished batch recorded nothing
 
 
 def test_a_reduced_first_final_keeps_a_looping_sentence_once(
@@ -307,7 +314,7 @@ def test_a_reduced_first_final_keeps_a_looping_sentence_once(
     session = _Session(_Ring(audio), audio.shape[0])
 
     def first_final(reduced: bool) -> str:
-        decoder = FinalDecoder(tiny_model, FinalSettings(words=False))
+        decoder = FinalDecoder(tiny_model, replace(_settings(), words=False))
         request = FinalRequest(
             session, 0, spans[0][0], spans[0][1], _prompt(tiny_model), reduced=reduced
         )
@@ -323,14 +330,14 @@ def test_batching_of_finals_of_different_lengths() -> None:
     longer spreads, the other kind and ``max_batch`` split them."""
     from types import SimpleNamespace
 
-    from audiototext.streaming._final import _batches
+    from audiototext.streaming._final import batch_plans
 
     def plans(*specs: tuple[int, bool]) -> list[object]:
         return [SimpleNamespace(frames=f, reduced=r) for f, r in specs]
 
-    got = _batches(plans((600, True), (350, True), (900, True), (800, True)), 4)  # type: ignore[arg-type]
+    got = batch_plans(plans((600, True), (350, True), (900, True), (800, True)), 4)  # type: ignore[arg-type]
     assert got == [([1, 0], 600), ([3, 2], 900)]  # 350..600 | 800..900: 350 → 800 is > 400
-    got = _batches(plans((500, True), (550, False), (600, True), (650, True)), 2)  # type: ignore[arg-type]
+    got = batch_plans(plans((500, True), (550, False), (600, True), (650, True)), 2)  # type: ignore[arg-type]
     assert got == [([1], 550), ([0, 2], 600), ([3], 650)]
 
 
@@ -356,7 +363,7 @@ def test_finals_of_different_lengths_are_decoded_as_one_batch(
         calls.append(mel.shape)
         return encode(mel)
 
-    together = FinalDecoder(tiny_model, FinalSettings())
+    together = FinalDecoder(tiny_model, _settings())
     monkeypatch.setattr(tiny_model, "encode", spy)
     joint = together.decode(requests, 4)
     assert len(calls) == 1 and calls[0][0] == 3, calls

@@ -1,16 +1,17 @@
-"""Speculative finals, finals that depend on the audio alone, and the scheduler's load rules.
+"""Speculative finals, finals that depend on the audio alone, and the worker following the
+scheduler's rules (the rules themselves are tested by calling them in test_policies.py).
 
 As in test_recognizer.py, audio is fed chunk by chunk and each chunk is processed before the
 next (``wait_idle``, ``adaptive_partials`` off), so results depend on the audio only.
+``rec._cv`` is held where a test needs all streams' audio to arrive before the worker's next
+round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable
-from types import SimpleNamespace
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -18,8 +19,8 @@ from streaming_helpers import StreamLog, normalise, stream_audio
 
 from audiototext.audio import SileroVad, SpeechEndpointDetector, SpeechEventKind, VadOptions
 from audiototext.streaming import StreamingRecognizer, StreamOptions
-from audiototext.streaming.recognizer import _FinalBatch, _PartialJob
-from audiototext.streaming.session import OpenUtterance
+from audiototext.streaming._lanes import FinalBatch, PartialJob
+from audiototext.streaming.state import OpenUtterance
 from support.speech import Speech, SpeechSynthesizer, silence, with_silence
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
@@ -142,13 +143,13 @@ def test_partials_run_one_batch_per_round(
     audios = [with_silence(synth.speak(t).audio, 0.5, 1.5) for t in texts]
     rec = make_recognizer(max_batch=2, partial_lane=lane)
     batches: list[int] = []
-    prepare = rec._prepare_partials
+    prepare = rec.partial_decoder.prepare
 
-    def spy(jobs: list[object]) -> object:
+    def spy(jobs: list[PartialJob]) -> object:
         batches.append(len(jobs))  # partials due in this round
-        return prepare(jobs)  # type: ignore[arg-type]
+        return prepare(jobs)
 
-    monkeypatch.setattr(rec, "_prepare_partials", spy)
+    monkeypatch.setattr(rec.partial_decoder, "prepare", spy)
     encoded: list[int] = []
     encode = rec.model.encode
 
@@ -180,29 +181,6 @@ def test_partials_run_one_batch_per_round(
         assert set(normalise(text)[-2:]) <= set(normalise(log.finals[0].text))
 
 
-def test_overload_means_finals_fall_behind_not_a_busy_worker(
-    make_recognizer: MakeRecognizer,
-) -> None:
-    rec = make_recognizer(adaptive_partials=True)
-
-    async def run() -> None:
-        session = rec.open()
-        now = time.monotonic()
-        # A worker busy all the time, with partials stretched to the limit, finals on time.
-        rec._busy.extend((now, 1.0, 1.0) for _ in range(5))
-        rec._partial_scale = 8.0
-        rec._recent_finals.extend((now, 0.3) for _ in range(5))
-        rec._account(now - 1.0, 1.0)
-        assert not rec.stats().overloaded
-        # Finals of the last seconds took 2.5 s: overloaded, and new streams are refused.
-        rec._recent_finals.extend((now, 2.5) for _ in range(20))
-        rec._account(now - 1.0, 1.0)
-        assert rec.stats().overloaded
-        await session.finish()
-
-    asyncio.run(run())
-
-
 def test_finals_ending_together_are_split_over_the_lanes_not_the_worker(
     make_recognizer: MakeRecognizer, synth: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,30 +192,21 @@ def test_finals_ending_together_are_split_over_the_lanes_not_the_worker(
     ]
     audios = [with_silence(synth.speak(t).audio, 0.3, 1.0) for t in texts]
     rec = make_recognizer(speculative_finals=False)
-    on_lane: list[tuple[int, int]] = []
-    assert len(rec._lanes) == 2
-    for k, lane in enumerate(rec._lanes):
+    decoded: list[tuple[str, int, int]] = []  # thread name and id, finals in the call
+    decode = rec.final_decoder.decode
 
-        def spy(batch: object, k: int = k, compute: Callable[..., None] = lane._compute) -> None:
-            if hasattr(batch, "requests"):
-                on_lane.append((k, len(batch.requests)))  # type: ignore[attr-defined]
-            compute(batch)
+    def spy(requests: Sequence[object], *args: object) -> list[str]:
+        thread = threading.current_thread()
+        decoded.append((thread.name, thread.ident or 0, len(requests)))
+        return decode(requests, *args)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(lane, "_compute", spy)
-    on_worker: list[int] = []
-    run_finals = rec._run_finals
-
-    def worker_spy(jobs: list[object]) -> None:
-        on_worker.append(len(jobs))
-        run_finals(jobs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(rec, "_run_finals", worker_spy)
+    monkeypatch.setattr(rec.final_decoder, "decode", spy)
 
     # Every utterance is read (and ends) in the same round: two finals for each lane, each
     # pair handed over as one batch; the worker (VAD) decodes none.
     logs = asyncio.run(_stream_all_at_once(rec, audios))
-    assert sorted(on_lane) == [(0, 2), (1, 2)], on_lane
-    assert on_worker == []
+    assert [(name, n) for name, _, n in decoded] == [("audiototext-lane", 2)] * 2, decoded
+    assert len({ident for _, ident, _ in decoded}) == 2  # one batch on each lane
     assert [t.batch for t in rec.final_trace] == [2, 2, 2, 2]
     for log, text in zip(logs, texts, strict=True):
         assert len(log.finals) == 1, log.finals
@@ -278,28 +247,6 @@ def test_a_final_is_the_same_however_early_its_speculation_starts(
         assert trace.decode_s > 0 and trace.batch == 1
 
 
-def test_reduced_finals_only_with_several_streams_and_finals_queuing(
-    make_recognizer: MakeRecognizer,
-) -> None:
-    rec = make_recognizer(adaptive_finals=True)
-    lane = rec._lanes[0]
-    assert not rec._reduce_finals(5, 1)  # one stream: never
-    assert not rec._reduce_finals(2, 4)  # the two idle lanes take one each
-    assert rec._reduce_finals(3, 4)
-    lane.busy = True
-    try:
-        assert rec._reduce_finals(2, 4)  # the lane is busy: one of the two would wait
-        assert not rec._reduce_finals(1, 4)
-    finally:
-        lane.busy = False
-    now = time.monotonic()
-    rec._recent_finals.extend((now, 0.9) for _ in range(3))  # recent finals were late
-    assert rec._reduce_finals(1, 4)
-    assert not rec._reduce_finals(1, 1)
-    off = make_recognizer(adaptive_finals=False)
-    assert not off._reduce_finals(8, 8)
-
-
 def test_adaptive_finals_cost_less_when_finals_queue_up(
     make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
 ) -> None:
@@ -329,7 +276,7 @@ def test_adaptive_finals_cost_less_when_finals_queue_up(
     assert full.stats().finals_reduced == 0 and full.stats().finals_full == 12
     assert cheap.stats().finals_reduced == 12 and cheap.stats().finals_full == 0
     # Less earlier audio encoded with each final (the previous utterance only), greedy.
-    assert cheap._finals.frames_encoded < full._finals.frames_encoded
+    assert cheap.final_decoder.frames_encoded < full.final_decoder.frames_encoded
     # Both still transcribe (accuracy of the reduced settings: bench/streaming_wer.py); the
     # int8 graphs make finals batched together differ a little from finals decoded alone.
     for logs in (full_logs, cheap_logs):
@@ -374,16 +321,18 @@ def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
     rest = np.concatenate([silence(0.1), trimmed(second), silence(1.0)])
     rec = make_recognizer()
     release = threading.Event()
-    seen: list[object] = []
-    for lane in rec._lanes:
+    seen: list[Callable[[], bool]] = []  # the speculation's cancellation check
+    decode = rec.final_decoder.decode
 
-        def held(batch: object, compute: Callable[..., None] = lane._compute) -> None:
-            if getattr(batch, "jobs", None) and batch.jobs[0].speculative:  # type: ignore[attr-defined]
-                seen.append(batch)
-                release.wait(30)  # the lane is still on it when the speaker goes on
-            compute(batch)
+    def held(
+        requests: Sequence[object], max_batch: int, cancelled: Callable[[], bool] | None = None
+    ) -> list[str]:
+        if not seen and cancelled is not None:  # the first decoding here is the speculation
+            seen.append(cancelled)
+            release.wait(30)  # the lane is still on it when the speaker goes on
+        return decode(requests, max_batch, cancelled)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(lane, "_compute", held)
+    monkeypatch.setattr(rec.final_decoder, "decode", held)
 
     async def until(condition: Callable[[], bool]) -> None:
         for _ in range(3000):
@@ -404,7 +353,7 @@ def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
         session.accept(head, 16_000)
         await until(lambda: bool(seen))
         session.accept(rest, 16_000)
-        await until(lambda: bool(rec._speculating) and rec._speculating[0].cancel)
+        await until(lambda: seen[0]())  # the worker asked the lane to stop
         release.set()
         await session.finish()
         await reader
@@ -412,8 +361,7 @@ def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
 
     log = asyncio.run(run())
     stats = rec.stats()
-    assert stats.speculative_finals_cancelled == 1
-    assert seen[0].cancelled  # type: ignore[attr-defined]
+    assert stats.speculative_finals_cancelled == 1  # the lane did stop early
     # The final is the utterance's own decoding, as without any speculation.
     plain = make_recognizer(speculative_finals=False)
 
@@ -430,50 +378,6 @@ def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
     assert {"take", "seat", "open"} <= set(normalise(log.finals[0].text))
 
 
-def _record_hand_overs(
-    rec: StreamingRecognizer,
-    monkeypatch: pytest.MonkeyPatch,
-    label: Callable[[SimpleNamespace], object],
-) -> list[tuple[int, list[object]]]:
-    """Replace the hand-over to a lane by a record of (lane index, each job's label)."""
-    handed: list[tuple[int, list[object]]] = []
-
-    def submit(jobs: list[SimpleNamespace], lane: object) -> SimpleNamespace:
-        handed.append((rec._lanes.index(lane), [label(j) for j in jobs]))  # type: ignore[arg-type]
-        return SimpleNamespace(jobs=jobs, cancel=False)
-
-    monkeypatch.setattr(rec, "_submit_to_lane", submit)
-    return handed
-
-
-def test_a_pile_of_finals_is_handed_out_oldest_first_in_small_batches(
-    make_recognizer: MakeRecognizer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rec = make_recognizer()
-    handed = _record_hand_overs(rec, monkeypatch, lambda j: j.final.triggered_at)
-    jobs = [
-        SimpleNamespace(
-            session=SimpleNamespace(final_in_flight=False),
-            final=SimpleNamespace(triggered_at=float(t)),
-        )
-        for t in (5, 3, 9, 1, 7, 2, 8, 4, 6, 0, 11, 10)
-    ]
-    assert rec._share_finals(jobs) == []  # type: ignore[arg-type]
-    # Two idle lanes, twelve finals waiting: four each, the oldest first; the rest wait.
-    assert handed == [(0, [0.0, 1.0, 2.0, 3.0]), (1, [4.0, 5.0, 6.0, 7.0])]
-    assert sum(j.session.final_in_flight for j in jobs) == 8
-    # With both lanes busy nothing is handed out (and nothing is decoded on the worker).
-    handed.clear()
-    for lane in rec._lanes:
-        lane.busy = True
-    try:
-        assert rec._share_finals(jobs) == []  # type: ignore[arg-type]
-        assert handed == []
-    finally:
-        for lane in rec._lanes:
-            lane.busy = False
-
-
 def test_finals_waiting_for_a_lane_stop_the_partial_batch_in_flight(
     make_recognizer: MakeRecognizer, synth: SpeechSynthesizer
 ) -> None:
@@ -483,86 +387,21 @@ def test_finals_waiting_for_a_lane_stop_the_partial_batch_in_flight(
     session.ring.append(audio)
     session.vad_position = audio.shape[0]
     session.utterance = OpenUtterance(0, 0)
-    job = _PartialJob(session, 0, audio.shape[0])
-    partials = rec._prepare_partials([job])
-    final = _FinalBatch([], [])
-    rec._lanes[0].busy, rec._lanes[0].current = True, partials
-    rec._lanes[1].busy, rec._lanes[1].current = True, final
-    try:
-        rec._yield_partials()
-    finally:
-        for lane in rec._lanes:
-            lane.busy, lane.current = False, None
+    job = PartialJob(session, 0, audio.shape[0])
+    partials = rec.partial_decoder.prepare([job])
+    assert session.schedule.partial_in_flight
+    final = FinalBatch([], [])
+    for batch in rec.dispatcher.partials_to_stop([partials, final]):
+        batch.cancel = True
     assert partials.cancel and not final.cancel
     # The lane stops before decoding: no hypotheses; applied as a failed batch, the stream's
     # partial is due again.
-    rec._compute_partials(partials)
+    rec.partial_decoder.compute(partials)
     assert partials.hyps == []
     assert rec.stats().partial_batches_cancelled == 1
-    rec._apply_partials(partials)
-    assert not session.partial_in_flight
+    rec.partial_decoder.apply(partials)
+    assert not session.schedule.partial_in_flight
     assert session.utterance.last_partial_at == 0
-    fresh = rec._prepare_partials([job])
-    rec._compute_partials(fresh)  # not cancelled: decoded as usual
+    fresh = rec.partial_decoder.prepare([job])
+    rec.partial_decoder.compute(fresh)  # not cancelled: decoded as usual
     assert len(fresh.hyps) == 1 and fresh.hyps[0].new_tokens
-
-
-def test_speculations_are_split_over_the_idle_lanes(
-    make_recognizer: MakeRecognizer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rec = make_recognizer()
-    handed = _record_hand_overs(rec, monkeypatch, lambda j: j.final.utterance_id)
-    jobs = [
-        SimpleNamespace(
-            session=SimpleNamespace(speculation_in_flight=None),
-            final=SimpleNamespace(utterance_id=k, stop=100 * k),
-        )
-        for k in range(4)
-    ]
-    try:
-        assert rec._share_speculations(jobs, []) == []  # type: ignore[arg-type]
-        # Four streams in a pause at once: two for each idle lane, not four on one.
-        assert handed == [(0, [0, 1]), (1, [2, 3])]
-        assert [j.session.speculation_in_flight for j in jobs] == [(k, 100 * k) for k in range(4)]
-    finally:
-        rec._speculating.clear()
-
-
-def test_speculations_due_together_beyond_the_idle_lanes_are_reduced(
-    make_recognizer: MakeRecognizer,
-) -> None:
-    """Streams that pause together (opened together): their speculations are reduced as
-    finals due together are, so that first finals skip the temperature fallback."""
-    rec = make_recognizer(adaptive_finals=True)
-
-    def pausing(k: int) -> SimpleNamespace:
-        return SimpleNamespace(
-            utterance=SimpleNamespace(
-                utterance_id=0,
-                start=0,
-                agreement=SimpleNamespace(committed_tokens=()),
-                committed_text="",
-                shown_text=False,
-                last_partial_at=0,
-            ),
-            tentative_end=16_000 + k,
-            pending_finals=[],
-            finishing=False,
-            speculation_in_flight=None,
-            speculation=None,
-            vad_position=20_000,
-        )
-
-    def due(n: int, streams: int) -> list[bool]:
-        sessions = [pausing(k) for k in range(n)]
-        others = [SimpleNamespace(utterance=None, tentative_end=None) for _ in range(streams - n)]
-        jobs = rec._due_speculations([*sessions, *others])  # type: ignore[list-item]
-        assert len(jobs) == n
-        return [j.reduced for j in jobs]
-
-    assert due(1, 1) == [False]  # one stream: never
-    assert due(2, 4) == [False, False]  # the two idle lanes take one each
-    assert due(3, 4) == [True, True, True]
-    off = make_recognizer(adaptive_finals=False)
-    rec = off
-    assert due(3, 4) == [False, False, False]

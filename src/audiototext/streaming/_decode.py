@@ -41,7 +41,6 @@ __all__ = [
 
 FloatArray = NDArray[np.float32]
 _NEG_INF = np.float32(-np.inf)
-HOP_SAMPLES = HOP_LENGTH_SAMPLES
 # Whisper's thresholds (as in file transcription): a window counts as silence when the model
 # says so and its text is improbable; text that compresses too well is a repetition loop.
 NO_SPEECH_THRESHOLD = 0.6
@@ -81,7 +80,7 @@ def encoder_input(
     zero frames (Whisper's padding, as the file transcriber pads its 30-s windows).
     """
     # 160 samples of padding as Whisper and the file transcriber, so the last frame is whole.
-    mel = log_mel_spectrogram(audio, n_mels, padding_samples=HOP_SAMPLES)
+    mel = log_mel_spectrogram(audio, n_mels, padding_samples=HOP_LENGTH_SAMPLES)
     content = min(mel.shape[1] - 1 if mel.shape[1] > 1 else mel.shape[1], window_frames)
     mel = mel[:, :content]
     target = frames if frames is not None else content + content % 2

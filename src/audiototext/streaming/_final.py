@@ -5,11 +5,11 @@ both fit in one window and the session's ring still holds it) and by earlier one
 whole input stays within ``FinalSettings.context_s`` (``RecognizerOptions.final_context_s``),
 with the earlier finals' texts forced as the decoder's prefix: the model reads the new sentence
 the way file transcription reads it in the middle of a 30-s window, knowing what was said
-before, and writes only the new words (greedily, or by beam search with ``context_beam_size``).
-Whisper on short isolated sentences often garbles the first words ("says" -> "and"); measured
-on the streaming clip set and on 60 fable sentences (``bench/streaming_wer.py``, figures in
-bench/NOTES.md, "Streaming accuracy"). A stream's first utterance, with nothing before it, is
-decoded as file transcription decodes a window (timestamps, beam search, fallback).
+before, and writes only the new words (greedily, or by beam search with ``context_beam_size``),
+because Whisper on short isolated sentences often garbles the first words ("says" -> "and").
+A stream's first utterance, with nothing before it, is decoded as file transcription decodes
+a window (timestamps, beam search, fallback). Each stream's history (earlier finals, the last
+decoded final's word timings) is kept in its own :class:`~audiototext.streaming.state.FinalHistory`.
 
 Word timings come from the decoder's cross-attention (the alignment heads), aligned by dynamic
 time warping as file transcription does (:mod:`audiototext.inference.alignment`): one pass over
@@ -18,8 +18,6 @@ the prefix and the new text, the path over the new tokens and the utterance's ow
 
 from __future__ import annotations
 
-import weakref
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -47,31 +45,24 @@ from audiototext.streaming._decode import (
     is_noise,
     max_new_tokens_for,
 )
+from audiototext.streaming.options import FinalSettings
+from audiototext.streaming.state import DecodedFinal, EarlierFinal, FinalHistory
 from audiototext.streaming.types import StreamWord
 
 __all__ = [
-    "CONTEXT_S",
     "FinalDecoder",
     "FinalRequest",
     "FinalSettings",
-    "align_words",
     "align_words_batch",
 ]
 
 FloatArray = NDArray[np.float32]
-HOP = HOP_LENGTH_SAMPLES
-# Earlier audio decoded with a final: always the previous utterance (when it fits in the
-# window), and the ones before it while the whole input stays within this many seconds.
-CONTEXT_S = 10.0
 MAX_PREFIX_TOKENS = 160  # of earlier text; the window's own text needs the rest of 448
-_HISTORY = 16  # earlier finals remembered per session (more never fit in CONTEXT_S)
 _TEMPERATURES = DecodingOptions().temperatures  # file transcription's fallback
 _BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s (few distinct encoder shapes)
 # Finals whose encoder lengths differ by up to this many frames (4 s) are batched, the shorter
-# padded to the longest (padding beyond the audio is what Whisper was trained on: 30-s
-# windows). Partials are not: a longer encoder call is a longer wait for a final that comes
-# due meanwhile (a partial batch yields only between decoder steps); tried, finals waited
-# 725-944 ms at p95 for a lane with 16 streams instead of 639-671.
+# padded to the longest (Whisper was trained on padded 30-s windows). Partials are not: a
+# longer encoder call delays a final that comes due meanwhile.
 _MERGE_FRAMES = 400
 # As file transcription (TranscribeOptions' defaults).
 _PREPEND = "\"'“¿([{-"
@@ -85,7 +76,7 @@ class _Ring(Protocol):
     def read(self, start: int, stop: int) -> FloatArray: ...
 
 
-class _Session(Protocol):
+class _Stream(Protocol):
     """What a final needs of a stream (``StreamSession`` has it)."""
 
     @property
@@ -94,39 +85,13 @@ class _Session(Protocol):
     @property
     def vad_position(self) -> int: ...
 
-
-@dataclass(frozen=True)
-class FinalSettings:
-    """How finals are decoded (from ``RecognizerOptions``)."""
-
-    context_pad_ms: int = 300  # audio kept before the VAD's speech start
-    tail_ms: int = 300  # audio kept after the VAD's speech end
-    silence_ms: int = 0  # zeros appended after that tail
-    padding_s: float = 1.0  # encoder padding beyond the audio (exact encoding)
-    padded: bool = False  # encode a full 30-s window instead
-    context: bool = True  # decode with earlier utterances as context
-    beam_size: int = 5  # finals without earlier text: beam search, timestamps, fallback
-    context_beam_size: int = 1  # finals after earlier text: greedy (1) or beam search
-    context_s: float = CONTEXT_S
-    words: bool = True  # word timings
-    # Finals asked for ``reduced`` (the recognizer does when finals queue up): earlier audio
-    # beyond the previous utterance within this many seconds, and this beam width after the
-    # earlier text (a stream's first final, without earlier text: the next two settings).
-    reduced_context_s: float = 0.0
-    reduced_beam_size: int = 1
-    # A reduced final without earlier text (a stream's first) keeps its timestamps; with this
-    # off it skips the temperature fallback, which re-decodes a window the search found
-    # improbable with 5 samples at each of 5 more temperatures (10-15 times the CPU of the
-    # search; bench/NOTES.md, "Streaming capacity, round 4"), and it is searched with this beam
-    # width (1: greedy, the default; streams opened together end their first utterances
-    # together, and 16 beam searches of 5 made the slowest finals of such a burst).
-    reduced_fallback: bool = False
-    reduced_first_beam_size: int = 1
+    @property
+    def final_history(self) -> FinalHistory: ...
 
 
 @dataclass(frozen=True)
 class FinalRequest:
-    session: _Session
+    session: _Stream
     utterance_id: int
     start: int  # absolute samples, as the VAD reported them
     stop: int
@@ -134,23 +99,8 @@ class FinalRequest:
     reduced: bool = False  # the cheaper settings (less context, greedy): finals are queuing
 
 
-@dataclass(frozen=True)
-class _Earlier:
-    audio_start: int
-    tokens: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    utterance_id: int
-    start: int
-    stop: int
-    text: str
-    words: tuple[StreamWord, ...]
-
-
 @dataclass
-class _Plan:
+class FinalPlan:
     request: FinalRequest
     audio: FloatArray
     audio_start: int  # absolute sample of audio[0]
@@ -162,18 +112,12 @@ class _Plan:
 
 
 class FinalDecoder:
-    """Decodes finals for every session of a recognizer; remembers each session's context.
-
-    Sessions are held weakly: a finished session's history goes with it.
-    """
+    """Decodes finals for every stream of a recognizer; each stream's context is in its
+    :class:`FinalHistory`."""
 
     def __init__(self, model: WhisperModel, settings: FinalSettings) -> None:
         self.model = model
         self.settings = settings
-        self._history: weakref.WeakKeyDictionary[object, deque[_Earlier]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._decoded: weakref.WeakKeyDictionary[object, _Decoded] = weakref.WeakKeyDictionary()
         self.frames_encoded = 0  # encoder frames over all finals (rows x frames): their cost
 
     # ---- public
@@ -196,35 +140,36 @@ class FinalDecoder:
         speaker made void; when it turns true, :class:`DecodingCancelled` is raised and no
         session's record (word timings) is touched by the unfinished batch.
         """
-        plans = [self._plan(r) for r in requests]
+        plans = [self.plan(r) for r in requests]
         texts: list[str] = [""] * len(plans)
-        for batch, frames in _batches(plans, max_batch):
+        for batch, frames in batch_plans(plans, max_batch):
             reduced = plans[batch[0]].reduced
             decoded = self._decode_batch([plans[i] for i in batch], frames, reduced, cancelled)
             for i, text in zip(batch, decoded, strict=True):
                 texts[i] = text
         return texts
 
-    def remember(self, session: object, audio_start: int, tokens: Sequence[int]) -> None:
-        """Record a final with text: the context of the session's next finals."""
-        history = self._history.setdefault(session, deque(maxlen=_HISTORY))
-        history.append(_Earlier(audio_start, tuple(tokens)))
+    @staticmethod
+    def remember(stream: _Stream, audio_start: int, tokens: Sequence[int]) -> None:
+        """Record a final with text: the context of the stream's next finals."""
+        stream.final_history.earlier.append(EarlierFinal(audio_start, tuple(tokens)))
 
+    @staticmethod
     def words_for(
-        self, session: object, utterance_id: int, start: int, stop: int, text: str
+        stream: _Stream, utterance_id: int, start: int, stop: int, text: str
     ) -> tuple[StreamWord, ...]:
         """Word timings of the final last decoded for this utterance, if it is ``text``."""
-        d = self._decoded.get(session)
+        d = stream.final_history.decoded
         if d is None or (d.utterance_id, d.start, d.stop) != (utterance_id, start, stop):
             return ()
         return d.words if d.text == text.strip() else ()
 
     # ---- internals
 
-    def _plan(self, request: FinalRequest) -> _Plan:
+    def plan(self, request: FinalRequest) -> FinalPlan:
         st = self.settings
         s = request.session
-        window = self.model.window_frames * HOP
+        window = self.model.window_frames * HOP_LENGTH_SAMPLES
         tail = st.tail_ms * SAMPLE_RATE_HZ // 1000
         own = self.own_start(request)
         hi = min(request.stop + tail, s.vad_position)
@@ -239,7 +184,7 @@ class FinalDecoder:
             limit = min(round(context_s * SAMPLE_RATE_HZ), fits)
             # A copy taken at once (finals may be decoded on another thread than the worker
             # that records them).
-            history = tuple(self._history.get(s, ()))
+            history = tuple(s.final_history.earlier)
             for k, earlier in enumerate(reversed(history)):
                 if (
                     earlier.audio_start < s.ring.start
@@ -258,14 +203,16 @@ class FinalDecoder:
         if st.padded:
             frames = self.model.window_frames
         else:
-            frames = audio.shape[0] // HOP + round(st.padding_s * 100)
+            frames = audio.shape[0] // HOP_LENGTH_SAMPLES + round(st.padding_s * 100)
             frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
             frames = min(frames, self.model.window_frames)
-        return _Plan(request, audio, lo, own, min(content, window), prefix, frames, request.reduced)
+        return FinalPlan(
+            request, audio, lo, own, min(content, window), prefix, frames, request.reduced
+        )
 
     def _decode_batch(
         self,
-        plans: list[_Plan],
+        plans: list[FinalPlan],
         frames: int,
         reduced: bool,
         cancelled: Callable[[], bool] | None = None,
@@ -357,7 +304,9 @@ class FinalDecoder:
                 words[i] = w
         for plan, text, w in zip(plans, texts, words, strict=True):
             req = plan.request
-            self._decoded[req.session] = _Decoded(req.utterance_id, req.start, req.stop, text, w)
+            req.session.final_history.decoded = DecodedFinal(
+                req.utterance_id, req.start, req.stop, text, w
+            )
         return texts
 
     def _encode(self, audios: Sequence[FloatArray], frames: int) -> CrossAttention:
@@ -369,11 +318,14 @@ class FinalDecoder:
         self.frames_encoded += mel.shape[0] * frames
         return model.encode(mel)
 
-    def _words_request(self, plan: _Plan, text: str) -> WordsRequest:
+    def _words_request(self, plan: FinalPlan, text: str) -> WordsRequest:
         return WordsRequest(
             plan.prefix,
             self.model.tokenizer.encode(" " + text),
-            ((plan.own_start - plan.audio_start) // HOP, plan.content // HOP),
+            (
+                (plan.own_start - plan.audio_start) // HOP_LENGTH_SAMPLES,
+                plan.content // HOP_LENGTH_SAMPLES,
+            ),
             plan.audio_start / SAMPLE_RATE_HZ,
             (plan.request.start / SAMPLE_RATE_HZ, plan.request.stop / SAMPLE_RATE_HZ),
         )
@@ -388,22 +340,6 @@ class WordsRequest:
     frames: tuple[int, int]  # (first, end) frames of the utterance's own audio
     offset_s: float  # stream time of frame 0
     segment: tuple[float, float]  # the final's start and end: words are kept within
-
-
-def align_words(
-    model: WhisperModel,
-    cross: CrossAttention,
-    prefix: Sequence[int],
-    tokens: Sequence[int],
-    frames: tuple[int, int],
-    offset_s: float,
-    segment: tuple[float, float],
-) -> tuple[StreamWord, ...]:
-    """Stream-time words of ``tokens``, decoded after ``prefix`` from one encoded input
-    (:func:`align_words_batch` of one request)."""
-    return align_words_batch(
-        model, cross, [WordsRequest(prefix, tokens, frames, offset_s, segment)]
-    )[0]
 
 
 def align_words_batch(
@@ -489,14 +425,13 @@ def _words_from_attention(
     return tuple(out)
 
 
-def _batches(plans: Sequence[_Plan], max_batch: int) -> list[tuple[list[int], int]]:
+def batch_plans(plans: Sequence[FinalPlan], max_batch: int) -> list[tuple[list[int], int]]:
     """Plans decoded together (indices) and their common encoder length.
 
     Plans of one kind (reduced or not) whose encoder lengths differ by at most
     :data:`_MERGE_FRAMES` share a batch, the shorter ones padded to the longest: the finals of
     several streams ending together are rarely of one length, and decoded one 0.5-s length at
-    a time a lane's batch of four was four encoder calls and decoding loops in turn (16-stream
-    bench: batch decoding p95 988 ms before, 698-782 ms after; bench/NOTES.md).
+    a time a lane's batch of four would be four encoder calls and decoding loops in turn.
     """
     out: list[tuple[list[int], int]] = []
     for reduced in (False, True):

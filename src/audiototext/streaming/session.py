@@ -1,10 +1,13 @@
 """One client stream: audio in (any rate and channel count), speech events and results out.
 
-Threads: :meth:`StreamSession.accept`, :meth:`flush` and :meth:`finish` are called on the event
-loop and only resample and queue audio (cheap, bounded work). Everything else (VAD, utterance
-state, model work) happens on the recognizer's single worker thread, which owns the fields
-marked "worker" below. The two sides meet in the inbox (under ``_lock``) and the outbox (a deque,
-whose appends and pops are atomic, plus a loop-side wake-up).
+A stream is data the recognizer decodes. Threads: :meth:`StreamSession.accept`, :meth:`flush`
+and :meth:`finish` are called on the event loop and only resample and queue audio (cheap,
+bounded work), then call the ``wake`` callback the recognizer passed in. Everything else (VAD,
+utterance state) happens on the recognizer's worker thread, which owns the fields marked
+"worker" below; ``schedule`` and ``final_history`` belong to the recognizer's scheduler and
+final decoder (``state.py`` says who writes what). The two sides meet in the inbox (under
+``_lock``) and the outbox (a deque, whose appends and pops are atomic, plus a loop-side
+wake-up).
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ import collections
 import enum
 import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import numpy as np
 import soxr
@@ -24,8 +26,13 @@ from numpy.typing import NDArray
 
 from audiototext.audio import SAMPLE_RATE_HZ, SpeechEndpointDetector
 from audiototext.audio import SpeechEventKind as VadEventKind
-from audiototext.streaming._agreement import AgreementState
 from audiototext.streaming._ring import SampleRing
+from audiototext.streaming.state import (
+    FinalHistory,
+    OpenUtterance,
+    PendingFinal,
+    StreamSchedule,
+)
 from audiototext.streaming.types import (
     BufferFullError,
     SpeechEvent,
@@ -33,9 +40,6 @@ from audiototext.streaming.types import (
     StreamOptions,
     StreamResult,
 )
-
-if TYPE_CHECKING:
-    from audiototext.streaming.recognizer import StreamingRecognizer
 
 __all__ = ["StreamSession"]
 
@@ -66,53 +70,6 @@ class _Marker:
     requested_at: float
 
 
-@dataclass
-class PendingFinal:
-    """An ended utterance waiting for its final result (worker)."""
-
-    utterance_id: int
-    start: int  # absolute samples, as the VAD reported them
-    stop: int
-    triggered_at: float  # monotonic time of the audio (or call) that ended it
-    committed_tokens: tuple[int, ...]
-    committed_text: str
-    shown_text: bool  # a partial with text went out: a final must follow, even if empty
-    last_partial_at: int  # absolute sample the utterance's last partial covered
-
-
-@dataclass
-class Speculation:
-    """A final decoded ahead of its endpoint, on the audio of a pause that may end it (worker).
-
-    Valid for the utterance that ends exactly at ``stop`` (the VAD then reports the same end);
-    if the speaker goes on, the utterance ends elsewhere and this is never used.
-    """
-
-    utterance_id: int
-    start: int
-    stop: int
-    text: str
-    audio_start: int
-    computed_at: float
-    began_at: int = 0  # the VAD position when its decoding began (samples)
-    cpu_s: float = 0.0  # thread CPU of its decoding
-    decode_s: float = 0.0  # wall time of its batch's decoding
-    batch: int = 1  # speculations decoded in that batch
-    reduced: bool = False  # decoded with the cheaper settings of finals under load
-
-
-@dataclass
-class OpenUtterance:
-    """The utterance being spoken (worker)."""
-
-    utterance_id: int
-    start: int
-    agreement: AgreementState = field(default_factory=AgreementState)
-    last_partial_at: int = 0  # absolute sample the last partial covered
-    committed_text: str = ""
-    shown_text: bool = False
-
-
 _END = object()  # the outbox's end-of-stream sentinel
 
 
@@ -121,7 +78,7 @@ class StreamSession:
 
     def __init__(
         self,
-        recognizer: StreamingRecognizer,
+        wake: Callable[[], None],
         session_id: int,
         options: StreamOptions,
         detector: SpeechEndpointDetector,
@@ -129,7 +86,7 @@ class StreamSession:
     ) -> None:
         self.id = session_id
         self.options = options
-        self._recognizer = recognizer
+        self._wake = wake  # tells the recognizer's worker there is something to do
         self._lock = threading.Lock()
         # -- shared (under _lock)
         self._inbox: collections.deque[_Chunk | _Marker] = collections.deque()
@@ -161,23 +118,11 @@ class StreamSession:
         self.pending_final_samples = 0
         self.next_utterance_id = 0
         self.last_utterance_stop = 0  # absolute sample where the previous utterance ended
-        # The last final with text: where its audio began and its tokens, the context the
-        # next final is decoded with.
-        self.previous_final: tuple[int, tuple[int, ...]] | None = None
-        # A final decoded during the pause that may end the open utterance (see Speculation).
-        self.speculation: Speculation | None = None
-        self.partial_in_flight = False  # a partial of this stream is being computed
-        self.final_in_flight = False  # this stream's pending final is being decoded on a lane
-        # (utterance id, stop) of a speculative final being decoded on a lane
-        self.speculation_in_flight: tuple[int, int] | None = None
-        self.speculations_used = 0
-        self.speculations_wasted = 0
         self.processed = 0  # absolute sample through which results are settled
         self.finishing = False
-        self.partials_emitted = 0
-        self.partials_skipped = 0
-        self.finals_emitted = 0
-        self.last_audio_at = 0.0  # accept time of the newest chunk the VAD has seen
+        # -- owned by the recognizer's scheduler and final decoder (see state.py)
+        self.schedule = StreamSchedule()
+        self.final_history = FinalHistory()
 
     # ------------------------------------------------------------------ loop side: input
 
@@ -244,7 +189,7 @@ class StreamSession:
             self._inbox_samples += converted.shape[0]
             self._received += converted.shape[0]
             self._idle = False
-        self._recognizer._wake()
+        self._wake()
 
     def _resample(self, mono: FloatArray, rate: int) -> FloatArray:
         if rate != self._resampler_rate:
@@ -293,7 +238,7 @@ class StreamSession:
         with self._lock:
             self._inbox.append(_Marker(_Control.FLUSH, time.monotonic()))
             self._idle = False
-        self._recognizer._wake()
+        self._wake()
 
     def request_finish(self) -> None:
         """Start :meth:`finish` without waiting for it (for callers outside a loop)."""
@@ -303,7 +248,7 @@ class StreamSession:
         with self._lock:
             self._finish_requested = True
             self._inbox.append(_Marker(_Control.FINISH, time.monotonic()))
-        self._recognizer._wake()
+        self._wake()
 
     async def finish(self) -> None:
         """Finalise everything sent so far, end :meth:`events`, and release the session."""
@@ -321,7 +266,7 @@ class StreamSession:
             self._closed = True
             self._inbox.clear()
             self._inbox_samples = 0
-        self._recognizer._wake()
+        self._wake()
 
     @property
     def idle(self) -> bool:
@@ -384,6 +329,11 @@ class StreamSession:
         self._outbox.append(item)
         self._notify()
 
+    def retire(self) -> None:
+        """End a finished stream whose last final is out (worker)."""
+        self.utterance = None
+        self.end()
+
     def end(self) -> None:
         self._ended.set()
         self._outbox.append(_END)
@@ -416,8 +366,8 @@ class StreamSession:
             if (
                 not self._inbox
                 and not self.pending_finals
-                and not self.partial_in_flight
-                and self.speculation_in_flight is None
+                and not self.schedule.partial_in_flight
+                and self.schedule.speculation_in_flight is None
             ):
                 self._idle = True
 
@@ -456,7 +406,6 @@ class StreamSession:
                         event.kind, self.detector_base + event.sample, item.accepted_at
                     )
                 self.vad_position += piece.shape[0]
-                self.last_audio_at = item.accepted_at
                 if self.pending_finals and used < samples.shape[0]:
                     self.give_back(_Chunk(samples[used:], item.accepted_at))
                     break

@@ -1,0 +1,349 @@
+"""The scheduler's decisions, called directly: load, lane hand-out, partials, speculations.
+
+They are plain objects with an injected clock and no threads, so every rule is checked here
+without a model; the recognizer's tests check that the worker follows them.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from audiototext.streaming._decode import Hypothesis
+from audiototext.streaming._final_plan import FinalPlanner
+from audiototext.streaming._lanes import FinalBatch, LaneDispatcher, PartialBatch
+from audiototext.streaming._load import LoadMonitor
+from audiototext.streaming._partials import PartialPlanner
+from audiototext.streaming.options import RecognizerOptions
+from audiototext.streaming.state import OpenUtterance, PendingFinal, Speculation, StreamSchedule
+
+
+class Clock:
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _monitor(clock: Clock, **options: object) -> LoadMonitor:
+    return LoadMonitor(RecognizerOptions(**options), clock)  # type: ignore[arg-type]
+
+
+# ---- LoadMonitor
+
+
+def test_overload_means_finals_fall_behind_not_a_busy_worker() -> None:
+    clock = Clock()
+    load = _monitor(clock, adaptive_partials=True)
+    clock.now += 10.0
+    # A worker busy all the time (rounds of 1 s of wall each second), finals on time.
+    for _ in range(5):
+        load.record_final(clock.now - 0.3)
+        clock.now += 1.0
+        load.record_round(clock.now - 1.0, 1.0)
+    assert load.share > 0.75
+    assert load.partial_scale > 1.0  # partials gave way
+    assert not load.overloaded(streams_open=True)
+    # Finals of the last seconds took 2.5 s: overloaded (new streams are refused) ...
+    for _ in range(20):
+        load.record_final(clock.now - 2.5)
+    load.record_round(clock.now - 1.0, 1.0)
+    assert load.overloaded(streams_open=True)
+    assert not load.overloaded(streams_open=False)  # with no stream nothing can be behind
+    # ... and held for a while after the last late round, not beyond.
+    clock.now += 4.0
+    assert load.overloaded(streams_open=True)
+    clock.now += 1.5
+    assert not load.overloaded(streams_open=True)
+
+
+def test_lag_of_the_median_stream_is_overload() -> None:
+    clock = Clock()
+    load = _monitor(clock, overload_lag_s=2.0)
+    load.observe_lag([0, 16_000 * 3, 16_000 * 3])
+    load.record_round(clock.now, 0.0)
+    assert load.overloaded(streams_open=True)
+    clock.now += 10.0
+    load.observe_lag([0, 0, 16_000 * 3])  # one stream behind is not the median
+    load.record_round(clock.now, 0.0)
+    assert not load.overloaded(streams_open=True)
+
+
+def test_partial_interval_stretches_one_step_per_period_and_relaxes() -> None:
+    clock = Clock()
+    load = _monitor(clock, adaptive_partials=True)
+    assert load.interval_samples(500) == 8_000
+    clock.now += 5.0
+    load.record_round(clock.now - 5.0, 5.0)  # busy the whole window
+    assert load.partial_scale == 1.5
+    load.record_round(clock.now - 5.0, 5.0)  # same period: no second step
+    assert load.partial_scale == 1.5
+    assert load.interval_samples(500) == 12_000
+    assert not load.speculation_allowed()  # no spare compute for work that may be wasted
+    for _ in range(30):
+        clock.now += 1.0
+        load.record_round(clock.now - 5.0, 5.0)
+    assert load.partial_scale == 8.0  # the limit
+    for _ in range(30):
+        clock.now += 1.0
+        load.record_round(clock.now, 1.0)  # idle rounds
+    assert load.partial_scale == 1.0 and load.speculation_allowed()
+    off = _monitor(clock, adaptive_partials=False)
+    clock.now += 5.0
+    off.record_round(clock.now - 5.0, 5.0)
+    assert off.partial_scale == 1.0 and off.speculation_allowed()
+
+
+def test_busy_lanes_stretch_partials_too() -> None:
+    import collections
+
+    clock = Clock()
+    load = _monitor(clock)
+    clock.now += 5.0
+    walls = [collections.deque([(clock.now, 4.5)]), collections.deque([(clock.now, 4.5)])]
+    load.record_round(clock.now, 0.1, walls)  # the worker idle, both lanes busy
+    assert load.share == 0.9 and load.partial_scale == 1.5
+    clock.now += 10.0
+    load.record_round(clock.now, 0.1, walls)
+    assert all(not w for w in walls)  # records beyond the window are dropped
+
+
+def test_reduced_finals_only_with_several_streams_and_finals_queuing() -> None:
+    clock = Clock()
+    load = _monitor(clock, adaptive_finals=True)
+    assert not load.reduce_finals(5, 1, idle_threads=2)  # one stream: never
+    assert not load.reduce_finals(2, 4, idle_threads=2)  # the two idle lanes take one each
+    assert load.reduce_finals(3, 4, idle_threads=2)
+    assert load.reduce_finals(2, 4, idle_threads=1)  # a lane is busy: one of two would wait
+    assert not load.reduce_finals(1, 4, idle_threads=1)
+    for _ in range(3):
+        load.record_final(clock.now - 0.9)  # recent finals were late
+    assert load.reduce_finals(1, 4, idle_threads=2)
+    assert not load.reduce_finals(1, 1, idle_threads=2)
+    clock.now += 6.0  # out of the window
+    assert not load.reduce_finals(1, 4, idle_threads=2)
+    off = _monitor(clock, adaptive_finals=False)
+    assert not off.reduce_finals(8, 8, idle_threads=0)
+
+
+def test_speculations_are_reduced_while_finals_are() -> None:
+    clock = Clock()
+    load = _monitor(clock, adaptive_finals=True)
+    assert not load.speculations_reduced(4)
+    load.finals_reduced()
+    assert load.speculations_reduced(4) and not load.speculations_reduced(1)
+    clock.now += 5.1
+    assert not load.speculations_reduced(4)
+
+
+def test_latency_percentiles_and_rtf() -> None:
+    clock = Clock()
+    load = _monitor(clock)
+    for latency in (0.1, 0.2, 0.3, 0.4, 1.0):
+        load.record_final(clock.now - latency)
+    assert load.latency_percentile(0.5) == pytest.approx(0.3)
+    assert load.latency_percentile(0.95) == pytest.approx(1.0)
+    clock.now += 1.0
+    load.record_round(clock.now - 0.5, 2.0)
+    assert load.rtf() == 0.25
+
+
+# ---- LaneDispatcher
+
+
+def _final_job(triggered_at: float) -> SimpleNamespace:
+    return SimpleNamespace(final=SimpleNamespace(triggered_at=triggered_at))
+
+
+def test_a_pile_of_finals_is_handed_out_oldest_first_in_small_batches() -> None:
+    dispatcher = LaneDispatcher()
+    jobs = [_final_job(float(t)) for t in (5, 3, 9, 1, 7, 2, 8, 4, 6, 0, 11, 10)]
+    shares = dispatcher.hand_out_finals(jobs, idle=2)  # type: ignore[arg-type]
+    # Two idle lanes, twelve finals waiting: four each, the oldest first; the rest wait.
+    assert [[j.final.triggered_at for j in s] for s in shares] == [
+        [0.0, 1.0, 2.0, 3.0],
+        [4.0, 5.0, 6.0, 7.0],
+    ]
+    # With both lanes busy nothing is handed out.
+    assert dispatcher.hand_out_finals(jobs, idle=0) == []  # type: ignore[arg-type]
+    # Few finals: one lane each, no empty shares.
+    assert [len(s) for s in dispatcher.hand_out_finals(jobs[:3], idle=2)] == [2, 1]  # type: ignore[arg-type]
+
+
+def test_speculations_are_split_over_the_idle_lanes() -> None:
+    # Four streams in a pause at once: two for each idle lane, not four on one.
+    assert LaneDispatcher().split([0, 1, 2, 3], idle=2) == [[0, 1], [2, 3]]
+    assert LaneDispatcher().split([0, 1, 2, 3], idle=1) == [[0, 1, 2, 3]]
+    assert LaneDispatcher().split([], idle=2) == []
+
+
+def test_partials_never_take_the_last_idle_lane_and_give_way_to_finals() -> None:
+    dispatcher = LaneDispatcher()
+    assert not dispatcher.partials_may_start(1) and dispatcher.partials_may_start(2)
+    partials = PartialBatch([], np.zeros((0, 80, 0), np.float32), [], [], [], [])
+    finals = FinalBatch([], [])
+    assert dispatcher.partials_to_stop([partials, finals, None]) == [partials]
+
+
+# ---- PartialPlanner
+
+
+def _stream(**fields: object) -> SimpleNamespace:
+    base: dict[str, object] = {
+        "options": SimpleNamespace(interim_results=True, partial_interval_ms=500),
+        "utterance": OpenUtterance(0, 0),
+        "pending_finals": [],
+        "finishing": False,
+        "tentative_end": None,
+        "vad_position": 0,
+        "schedule": StreamSchedule(),
+        "closed": False,
+    }
+    base.update(fields)
+    return SimpleNamespace(**base)
+
+
+def test_partials_are_due_per_interval_of_new_speech_stalest_first() -> None:
+    planner = PartialPlanner(RecognizerOptions(), _monitor(Clock()))
+    young = _stream(vad_position=4_000)  # below min_partial_ms
+    fresh = _stream(vad_position=20_000, utterance=OpenUtterance(1, 0, last_partial_at=16_000))
+    due = _stream(vad_position=20_000, utterance=OpenUtterance(2, 0, last_partial_at=8_000))
+    far = _stream(vad_position=40_000, utterance=OpenUtterance(3, 0, last_partial_at=0))
+    paused = _stream(vad_position=40_000, tentative_end=30_000)
+    quiet = _stream(vad_position=40_000, options=SimpleNamespace(interim_results=False))
+    jobs = planner.due([young, fresh, due, far, paused, quiet])  # type: ignore[list-item]
+    assert [(j.session, j.start, j.stop, j.missed) for j in jobs] == [
+        (far, 0, 40_000, 4),  # five intervals passed: one partial for the newest audio
+        (due, 0, 20_000, 0),
+    ]
+    final = PendingFinal(0, 0, 40_000, 0.0, (), "", False, last_partial_at=8_000)
+    assert planner.missed_before(due, final) == 4  # type: ignore[arg-type]
+    assert planner.missed_before(quiet, final) == 0  # type: ignore[arg-type]
+
+
+def test_partial_encoder_lengths_come_in_half_second_buckets() -> None:
+    bucket = PartialPlanner.bucket_frames
+    assert bucket(16_000, 0.5, 3000) == 150
+    assert bucket(16_160, 0.5, 3000) == 200
+    assert bucket(16_000 * 40, 0.5, 3000) == 3000
+
+
+def test_looping_or_noisy_partials_do_not_reach_the_agreement() -> None:
+    def hyp(**k: object) -> Hypothesis:
+        fields: dict[str, object] = {
+            "prefix_tokens": (),
+            "new_tokens": (1, 2),
+            "text": "Hello there.",
+            "prefix_text": "",
+            "avg_logprob": -0.2,
+            "no_speech_prob": 0.01,
+            "compression_ratio": 1.0,
+            "truncated": False,
+        }
+        fields.update(k)
+        return Hypothesis(**fields)  # type: ignore[arg-type]
+
+    assert PartialPlanner.usable(hyp())
+    assert not PartialPlanner.usable(hyp(truncated=True))
+    assert not PartialPlanner.usable(hyp(compression_ratio=2.1))
+    assert not PartialPlanner.usable(hyp(no_speech_prob=0.9, avg_logprob=-1.5))
+    assert PartialPlanner.usable(hyp(prefix_tokens=(5,), no_speech_prob=0.9, avg_logprob=-1.5))
+
+
+# ---- FinalPlanner
+
+
+def _pausing(k: int, **fields: object) -> SimpleNamespace:
+    return _stream(**{"tentative_end": 16_000 + k, "vad_position": 20_000, **fields})
+
+
+def test_speculations_due_together_beyond_the_idle_lanes_are_reduced() -> None:
+    """Streams that pause together (opened together): their speculations are reduced as
+    finals due together are, so that first finals skip the temperature fallback."""
+
+    def due(n: int, streams: int, adaptive: bool = True) -> list[bool]:
+        clock = Clock()
+        options = RecognizerOptions(adaptive_finals=adaptive)
+        planner = FinalPlanner(options, LoadMonitor(options, clock), clock)
+        others = [_stream(utterance=None) for _ in range(streams - n)]
+        jobs = planner.due_speculations([*(_pausing(k) for k in range(n)), *others], 2)  # type: ignore[list-item]
+        assert len(jobs) == n
+        return [j.reduced for j in jobs]
+
+    assert due(1, 1) == [False]  # one stream: never
+    assert due(2, 4) == [False, False]  # the two idle lanes take one each
+    assert due(3, 4) == [True, True, True]
+    assert due(3, 4, adaptive=False) == [False, False, False]
+
+
+def test_a_speculation_waits_for_its_pause_and_is_made_once() -> None:
+    clock = Clock()
+    options = RecognizerOptions(speculation_pause_ms=50)
+    planner = FinalPlanner(options, LoadMonitor(options, clock), clock)
+    s = _pausing(0, vad_position=16_000 + 799)
+    assert planner.due_speculations([s], 2) == []  # type: ignore[list-item]
+    s.vad_position = 16_000 + 800  # 50 ms of pause
+    (job,) = planner.due_speculations([s], 2)  # type: ignore[list-item]
+    assert (job.final.stop, job.final.triggered_at, job.speculative) == (16_000, clock.now, True)
+    # With several streams open, at least 100 ms.
+    assert planner.due_speculations([s, _stream(utterance=None)], 2) == []  # type: ignore[list-item]
+    planner.keep_speculation(job, "Hello.")
+    assert planner.due_speculations([s], 2) == []  # type: ignore[list-item]  # decoded already
+    s.schedule.speculation = None
+    s.schedule.speculation_in_flight = (0, 16_000)
+    assert planner.due_speculations([s], 2) == []  # type: ignore[list-item]  # one at a time
+    off = RecognizerOptions(speculative_finals=False)
+    assert FinalPlanner(off, LoadMonitor(off, clock), clock).due_speculations([s], 2) == []  # type: ignore[list-item]
+
+
+def test_a_final_uses_the_speculation_on_exactly_its_audio() -> None:
+    options = RecognizerOptions()
+    planner = FinalPlanner(options, LoadMonitor(options))
+    schedule = StreamSchedule()
+    final = PendingFinal(3, 100, 900, 0.0, (), "", False, 100)
+    assert planner.take_speculation(schedule, final) is None
+    schedule.speculation = Speculation(3, 100, 800, "Early.", 0)  # the speaker went on
+    assert planner.take_speculation(schedule, final) is None
+    assert schedule.speculation is None and planner.speculations_wasted == 1
+    schedule.speculation = Speculation(3, 100, 900, "Right.", 0)
+    spec = planner.take_speculation(schedule, final)
+    assert spec is not None and spec.text == "Right." and planner.speculations_used == 1
+    # A newer speculation replacing an unused one wastes it.
+    job = SimpleNamespace(
+        session=SimpleNamespace(schedule=schedule),
+        final=final,
+        audio_start=0,
+        began_at=0,
+        cpu_s=0.0,
+        reduced=False,
+        decode_s=0.0,
+        batch=1,
+    )
+    planner.keep_speculation(job, "One.")  # type: ignore[arg-type]
+    planner.keep_speculation(job, "Two.")  # type: ignore[arg-type]
+    assert planner.speculations_wasted == 2 and schedule.speculation.text == "Two."  # type: ignore[union-attr]
+
+
+def test_void_speculations_are_cancelled_only_when_every_stream_went_on() -> None:
+    def job(stream: SimpleNamespace, stop: int) -> SimpleNamespace:
+        return SimpleNamespace(session=stream, final=SimpleNamespace(utterance_id=0, stop=stop))
+
+    still = _stream(tentative_end=16_000)
+    went_on = _stream(tentative_end=None)
+    ended_there = _stream(pending_finals=[SimpleNamespace(utterance_id=0, stop=16_000)])
+    ended_later = _stream(pending_finals=[SimpleNamespace(utterance_id=0, stop=30_000)])
+    closed = _stream(closed=True)
+    is_void = FinalPlanner.is_void
+    assert not is_void(job(still, 16_000)) and not is_void(job(ended_there, 16_000))  # type: ignore[arg-type]
+    assert is_void(job(went_on, 16_000)) and is_void(job(ended_later, 16_000))  # type: ignore[arg-type]
+    assert is_void(job(closed, 16_000)) and is_void(job(_stream(utterance=None), 16_000))  # type: ignore[arg-type]
+    options = RecognizerOptions()
+    planner = FinalPlanner(options, LoadMonitor(options))
+    mixed = FinalBatch([job(still, 16_000), job(went_on, 16_000)], [])  # type: ignore[list-item]
+    void = FinalBatch([job(went_on, 16_000), job(closed, 16_000)], [])  # type: ignore[list-item]
+    assert planner.to_cancel([mixed, void]) == [void]
+    void.cancel = True
+    assert planner.to_cancel([mixed, void]) == []
