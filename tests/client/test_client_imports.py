@@ -39,3 +39,9 @@ def test_importing_a_server_submodule_does_not_load_the_application() -> None:
     assert "audiototext.server.engine" in loaded
     assert "audiototext.server.app" not in loaded
     assert "grpc_reflection" not in loaded
+
+
+def test_the_engine_value_objects_load_without_the_recognizer() -> None:
+    loaded = _loaded_after("import audiototext.streaming.types")
+    assert "audiototext.streaming.recognizer" not in loaded
+    assert "onnxruntime" not in loaded

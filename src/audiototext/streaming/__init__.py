@@ -7,19 +7,24 @@
 
 from __future__ import annotations
 
-from audiototext.streaming.options import RecognizerOptions
-from audiototext.streaming.recognizer import StreamingRecognizer
-from audiototext.streaming.session import StreamSession
-from audiototext.streaming.types import (
-    BufferFullError,
-    EngineStats,
-    OverloadedError,
-    SpeechEvent,
-    SpeechEventKind,
-    StreamOptions,
-    StreamResult,
-    StreamWord,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use (PEP 562): adapters that only need the value objects in ``types`` must
+# not load the recognizer, and with it ONNX Runtime.
+_HOMES = {
+    "RecognizerOptions": "options",
+    "StreamingRecognizer": "recognizer",
+    "StreamSession": "session",
+    "BufferFullError": "types",
+    "EngineStats": "types",
+    "OverloadedError": "types",
+    "SpeechEvent": "types",
+    "SpeechEventKind": "types",
+    "StreamOptions": "types",
+    "StreamResult": "types",
+    "StreamWord": "types",
+}
 
 __all__ = [
     "BufferFullError",
@@ -34,3 +39,25 @@ __all__ = [
     "StreamWord",
     "StreamingRecognizer",
 ]
+
+if TYPE_CHECKING:
+    from audiototext.streaming.options import RecognizerOptions
+    from audiototext.streaming.recognizer import StreamingRecognizer
+    from audiototext.streaming.session import StreamSession
+    from audiototext.streaming.types import (
+        BufferFullError,
+        EngineStats,
+        OverloadedError,
+        SpeechEvent,
+        SpeechEventKind,
+        StreamOptions,
+        StreamResult,
+        StreamWord,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
