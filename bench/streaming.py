@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from audiototext.client import AsyncClient, ClientError, StreamResult, StreamSettings
+from audiototext.client import AsyncClient, ClientError, StreamSettings, TranscriptUpdate
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -99,7 +99,7 @@ async def one_stream(
         nonlocal finals
         last_partial: dict[int, float] = {}
         async for ev in stream.results():
-            if not isinstance(ev, StreamResult):
+            if not isinstance(ev, TranscriptUpdate):
                 continue
             now = time.monotonic()
             if ev.is_final:

@@ -106,7 +106,7 @@ class _Printer:
 async def _transcribe(
     args: argparse.Namespace, audio_blocks: AsyncIterator[NDArray[np.float32]]
 ) -> int:
-    from audiototext.client import AsyncClient, ClientError, StreamResult, StreamSettings
+    from audiototext.client import AsyncClient, ClientError, StreamSettings, TranscriptUpdate
 
     printer = _Printer(sys.stdout, args.partials)
     root = args.ca_cert.read_bytes() if args.ca_cert else None
@@ -123,7 +123,7 @@ async def _transcribe(
 
         async def show() -> None:
             async for ev in stream.results():
-                if isinstance(ev, StreamResult):
+                if isinstance(ev, TranscriptUpdate):
                     text = ev.text.strip()
                     if ev.is_final:
                         if text:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audiototext.client import AsyncClient, StreamResult, StreamSettings
+from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
 from server.grpc_harness import TcpProxy, run, running_server, stream_audio
 from server.real_engine import (
     SENTENCES,
@@ -34,7 +34,7 @@ def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
     assert audio.shape[0] >= 59 * 16_000
     settings = StreamSettings(compression="pcm16")  # interim results on, as by default
 
-    async def main() -> tuple[list[StreamResult], list[StreamResult], object, int]:
+    async def main() -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], object, int]:
         async with running_server(recognizer) as srv:  # type: ignore[arg-type]
             await settled(recognizer)
             async with AsyncClient(f"127.0.0.1:{srv.port}") as client:

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from audiototext.client import AdaptiveEncoding, Client, Level, StreamResult, StreamSettings
+from audiototext.client import AdaptiveEncoding, Client, Level, StreamSettings, TranscriptUpdate
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire.codec import (
     ChunkDecoder,
@@ -130,7 +130,7 @@ def test_blocking_client() -> None:
             for i in range(0, audio.shape[0], 1600):
                 stream.send(audio[i : i + 1600])
             stream.finish()
-            finals = [r for r in stream.results() if isinstance(r, StreamResult) and r.is_final]
+            finals = [r for r in stream.results() if isinstance(r, TranscriptUpdate) and r.is_final]
             stream.close()
     finally:
         stop.set()

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from audiototext.client import AsyncClient, StreamResult, StreamSettings
+from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
 from audiototext.server.app import GrpcServer, ServerConfig
-from audiototext.server.engine import Recognizer
+from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn
 
 BASE_CONFIG = ServerConfig(
@@ -26,7 +26,7 @@ BASE_CONFIG = ServerConfig(
 
 @contextlib.asynccontextmanager
 async def running_server(
-    recognizer: Recognizer,
+    recognizer: Engine,
     config: ServerConfig | None = None,
     *,
     transcribe_file: FileTranscribeFn | None = None,
@@ -46,7 +46,7 @@ class ThreadedServer:
     loop (``asyncio.run`` in the CLI) or none. ``make_recognizer`` runs on the server's loop."""
 
     def __init__(
-        self, make_recognizer: Callable[[], Recognizer], config: ServerConfig | None = None
+        self, make_recognizer: Callable[[], Engine], config: ServerConfig | None = None
     ) -> None:
         self._make = make_recognizer
         self._config = config or BASE_CONFIG
@@ -200,17 +200,17 @@ async def stream_audio(
     *,
     speed: float | None = 1.0,
     during: list[tuple[float, object]] | None = None,
-) -> tuple[list[StreamResult], list[StreamResult], object]:
+) -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], object]:
     """Stream ``audio`` (16 kHz mono) at ``speed`` × real time (None: as fast as credit
     allows); returns (partials, finals, stream). ``during``: (stream second, callable) hooks.
     """
     stream = await client.stream(settings or StreamSettings())
-    partials: list[StreamResult] = []
-    finals: list[StreamResult] = []
+    partials: list[TranscriptUpdate] = []
+    finals: list[TranscriptUpdate] = []
 
     async def collect() -> None:
         async for ev in stream.results():
-            if isinstance(ev, StreamResult):
+            if isinstance(ev, TranscriptUpdate):
                 (finals if ev.is_final else partials).append(ev)
 
     collector = asyncio.create_task(collect())

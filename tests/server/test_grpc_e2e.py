@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from audiototext.client import AsyncClient, StreamResult, StreamSettings
+from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
 from audiototext.wire._proto import models_pb2, models_pb2_grpc
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire.codec import encode_pcm16
@@ -31,7 +31,7 @@ def test_partial_then_final_with_expected_words(
     sentence = speech.speak(SENTENCES[0])
     audio = with_silence(sentence.audio, 0.5, 1.5)
 
-    async def main() -> tuple[list[StreamResult], list[StreamResult], list[object]]:
+    async def main() -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], list[object]]:
         async with (
             running_server(recognizer) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
@@ -69,7 +69,7 @@ def test_sixteen_concurrent_streams(recognizer: object, speech: SpeechSynthesize
     alone = [with_silence(speech.speak(s).audio, 0.3, 1.5) for s in SENTENCES]
     audios = [alone[i % len(SENTENCES)] for i in range(16)]
 
-    async def main() -> tuple[list[list[StreamResult]], list[list[StreamResult]]]:
+    async def main() -> tuple[list[list[TranscriptUpdate]], list[list[TranscriptUpdate]]]:
         async with running_server(recognizer, config(max_sessions=16)) as srv:  # type: ignore[arg-type]
             await settled(recognizer)
             async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
@@ -130,7 +130,7 @@ def test_bad_stream_does_not_disturb_a_good_one(
     audio = with_silence(speech.speak(SENTENCES[1]).audio, 0.3, 1.5)
     encoding = pb.FLOAT32 if "FLOAT32" in name else pb.PCM16
 
-    async def main() -> list[StreamResult]:
+    async def main() -> list[TranscriptUpdate]:
         async with (
             running_server(recognizer) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
@@ -176,20 +176,20 @@ def test_graceful_shutdown_delivers_the_final_of_unfinished_speech(
     # Speech with no silence after it: the utterance is still open when the server stops.
     audio = with_silence(speech.speak(SENTENCES[3]).audio, 0.3, 0.0)
 
-    async def main() -> tuple[list[StreamResult], bool]:
+    async def main() -> tuple[list[TranscriptUpdate], bool]:
         srv_cm = running_server(recognizer)  # type: ignore[arg-type]
         srv = await srv_cm.__aenter__()
         async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
             # A long endpoint: the short silence espeak-ng leaves after the words must not
             # end the utterance; only the shutdown may.
             stream = await client.stream(StreamSettings(endpoint_silence_ms=5000))
-            finals: list[StreamResult] = []
+            finals: list[TranscriptUpdate] = []
             ended = False
 
             async def collect() -> None:
                 nonlocal ended
                 async for ev in stream.results():
-                    if isinstance(ev, StreamResult) and ev.is_final:
+                    if isinstance(ev, TranscriptUpdate) and ev.is_final:
                         finals.append(ev)
                 ended = True  # results() ends only after the server ended the stream
 
@@ -262,7 +262,7 @@ def test_an_utterance_longer_than_the_credit_does_not_stall_the_stream(
     audio = with_silence(audio, 0.3, 1.5)
     assert audio.shape[0] > 7 * 16_000
 
-    async def main() -> tuple[list[StreamResult], object]:
+    async def main() -> tuple[list[TranscriptUpdate], object]:
         async with (
             running_server(recognizer, config(max_buffered_s=4.0)) as srv,  # type: ignore[arg-type]
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
@@ -285,7 +285,7 @@ def test_sending_10x_real_time_is_paced_and_loses_nothing(
 ) -> None:
     audio = long_speech(speech, 30.0)
 
-    async def main() -> tuple[list[StreamResult], object]:
+    async def main() -> tuple[list[TranscriptUpdate], object]:
         cfg = config(max_buffered_s=4.0)
         async with (
             running_server(recognizer, cfg) as srv,

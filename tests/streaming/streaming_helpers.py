@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from audiototext.streaming import SpeechEvent, StreamResult, StreamSession
+from audiototext.streaming import RecognitionStream, SpeechEvent, StreamResult
 
 # A small normaliser in the spirit of Whisper's English one: case, punctuation, hyphens and
 # the spelled/digit forms of small numbers do not count as errors.
@@ -92,7 +92,7 @@ def chunk_sizes(total: int, mode: str | int, rate: int, seed: int = 0) -> list[i
 
 
 async def stream_audio(
-    session: StreamSession,
+    session: RecognitionStream,
     audio: NDArray[np.float32],
     rate: int,
     *,

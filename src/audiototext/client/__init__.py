@@ -12,7 +12,7 @@ from __future__ import annotations
 from audiototext.client._adaptive import AdaptiveEncoding, Level
 from audiototext.client._client import AsyncClient
 from audiototext.client._errors import ClientError
-from audiototext.client._results import StreamResult, StreamSpeechEvent, StreamStats
+from audiototext.client._results import StreamSpeechEvent, StreamStats, TranscriptUpdate
 from audiototext.client._settings import ReconnectPolicy, StreamSettings
 from audiototext.client._stream import Stream
 from audiototext.client._sync import Client, SyncStream
@@ -25,9 +25,9 @@ __all__ = [
     "Level",
     "ReconnectPolicy",
     "Stream",
-    "StreamResult",
     "StreamSettings",
     "StreamSpeechEvent",
     "StreamStats",
     "SyncStream",
+    "TranscriptUpdate",
 ]

@@ -7,11 +7,17 @@ from typing import Literal
 
 from audiototext.wire._proto import transcription_pb2 as pb
 
-__all__ = ["StreamResult", "StreamSpeechEvent", "StreamStats", "result_from", "speech_event_from"]
+__all__ = [
+    "StreamSpeechEvent",
+    "StreamStats",
+    "TranscriptUpdate",
+    "result_from",
+    "speech_event_from",
+]
 
 
 @dataclass(frozen=True)
-class StreamResult:
+class TranscriptUpdate:
     utterance_id: int
     is_final: bool
     text: str
@@ -46,10 +52,10 @@ class StreamStats:
     server_latency_ms: float = 0.0
 
 
-def result_from(r: pb.Result) -> StreamResult:
+def result_from(r: pb.Result) -> TranscriptUpdate:
     start = r.segments[0].start_s if r.segments else 0.0
     end = r.segments[-1].end_s if r.segments else 0.0
-    return StreamResult(
+    return TranscriptUpdate(
         utterance_id=int(r.utterance_id),
         is_final=r.is_final,
         text=r.text,

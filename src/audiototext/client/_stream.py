@@ -24,9 +24,9 @@ from audiototext.client._adaptive import AdaptiveEncoding
 from audiototext.client._encoder import ChunkEncoder, ladder_for
 from audiototext.client._errors import TRANSIENT, ClientError
 from audiototext.client._results import (
-    StreamResult,
     StreamSpeechEvent,
     StreamStats,
+    TranscriptUpdate,
     result_from,
     speech_event_from,
 )
@@ -82,7 +82,7 @@ class Stream:
         self._finish_requested = False
         self._last_event = 0
         self._finals_seen: set[int] = set()
-        self._results: asyncio.Queue[StreamResult | StreamSpeechEvent | _Done | ClientError] = (
+        self._results: asyncio.Queue[TranscriptUpdate | StreamSpeechEvent | _Done | ClientError] = (
             asyncio.Queue()
         )
         self._changed = asyncio.Event()
@@ -133,7 +133,7 @@ class Stream:
         self._finish_requested = True
         self._changed.set()
 
-    async def results(self) -> AsyncIterator[StreamResult | StreamSpeechEvent]:
+    async def results(self) -> AsyncIterator[TranscriptUpdate | StreamSpeechEvent]:
         while True:
             item = await self._results.get()
             if isinstance(item, _Done):

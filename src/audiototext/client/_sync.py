@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiototext.client._client import AsyncClient
-from audiototext.client._results import StreamResult, StreamSpeechEvent
+from audiototext.client._results import StreamSpeechEvent, TranscriptUpdate
 from audiototext.client._settings import StreamSettings
 from audiototext.client._stream import Stream
 from audiototext.wire._proto import transcription_pb2
@@ -43,7 +43,7 @@ class SyncStream:
     def __init__(self, loop: _LoopThread, stream: Stream) -> None:
         self._loop = loop
         self._stream = stream
-        self._results: AsyncIterator[StreamResult | StreamSpeechEvent] = stream.results()
+        self._results: AsyncIterator[TranscriptUpdate | StreamSpeechEvent] = stream.results()
 
     @property
     def session_id(self) -> str:
@@ -62,8 +62,8 @@ class SyncStream:
     def finish(self) -> None:
         self._loop.run(self._stream.finish())
 
-    def results(self) -> Iterator[StreamResult | StreamSpeechEvent]:
-        async def next_item() -> StreamResult | StreamSpeechEvent:
+    def results(self) -> Iterator[TranscriptUpdate | StreamSpeechEvent]:
+        async def next_item() -> TranscriptUpdate | StreamSpeechEvent:
             return await anext(self._results)
 
         while True:

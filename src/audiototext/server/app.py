@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
-from audiototext.server.engine import Recognizer
+from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
@@ -85,7 +85,7 @@ class ServerConfig:
             raise ConfigError("--token cannot be empty")
 
 
-def load_recognizer(config: ServerConfig) -> Recognizer:
+def load_recognizer(config: ServerConfig) -> Engine:
     """The real streaming engine with ``config.model`` (pulled into the cache if missing).
 
     It also limits numpy's OpenBLAS to one thread in this process: the engine's decoding
@@ -97,7 +97,7 @@ def load_recognizer(config: ServerConfig) -> Recognizer:
 
     limit_blas_threads(1)
 
-    recognizer: Recognizer = StreamingRecognizer.load(
+    recognizer: Engine = StreamingRecognizer.load(
         config.model,
         RecognizerOptions(max_sessions=config.max_sessions),
         precision=config.precision,
@@ -113,8 +113,8 @@ class GrpcServer:
         self,
         config: ServerConfig,
         *,
-        recognizer: Recognizer | None = None,
-        recognizer_factory: Callable[[ServerConfig], Recognizer] = load_recognizer,
+        recognizer: Engine | None = None,
+        recognizer_factory: Callable[[ServerConfig], Engine] = load_recognizer,
         transcribe_file: FileTranscribeFn | None = None,
     ) -> None:
         self.config = config
@@ -129,7 +129,7 @@ class GrpcServer:
         self._stopped = asyncio.Event()
 
     @property
-    def recognizer(self) -> Recognizer:
+    def recognizer(self) -> Engine:
         if self._recognizer is None:
             raise RuntimeError("the server is not started")
         return self._recognizer

@@ -13,10 +13,10 @@ from numpy.typing import NDArray
 
 from audiototext.streaming.types import EngineStats, SpeechEvent, StreamOptions, StreamResult
 
-__all__ = ["Recognizer", "Session"]
+__all__ = ["Engine", "EngineStream"]
 
 
-class Session(Protocol):
+class EngineStream(Protocol):
     def accept(
         self, audio: NDArray[np.float32], sample_rate_hz: int, channels: int = 1
     ) -> None: ...
@@ -34,7 +34,7 @@ class Session(Protocol):
     def audio_processed_s(self) -> float: ...
 
 
-class Recognizer(Protocol):
-    def open(self, options: StreamOptions) -> Session: ...
+class Engine(Protocol):
+    def open(self, options: StreamOptions) -> EngineStream: ...
 
     def stats(self) -> EngineStats: ...

@@ -1,6 +1,6 @@
 """Server-side stream sessions: resume after a disconnect, numbered events, credit.
 
-A :class:`StreamSession` outlives its connection. The engine session keeps working while the
+A :class:`ServerSession` outlives its connection. The engine session keeps working while the
 client is away; results are numbered (``event_seq``) and kept so a client that reconnects
 with ``session_id`` + ``resume_from_event`` gets exactly the ones it missed, and chunks are
 numbered (``seq``) so a resent chunk the server already has is dropped. A detached session is
@@ -16,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from audiototext.server.engine import Recognizer, Session
+from audiototext.server.engine import Engine, EngineStream
 from audiototext.streaming.types import (
     OverloadedError,
     SpeechEvent,
@@ -25,7 +25,7 @@ from audiototext.streaming.types import (
 )
 from audiototext.wire.codec import ChunkDecoder
 
-__all__ = ["SessionExpiredError", "SessionStore", "StreamSession", "StreamSpec"]
+__all__ = ["ServerSession", "SessionExpiredError", "SessionStore", "StreamSpec"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ class Attachment:
         self.replaced = False
 
 
-class StreamSession:
-    def __init__(self, session_id: str, spec: StreamSpec, engine: Session) -> None:
+class ServerSession:
+    def __init__(self, session_id: str, spec: StreamSpec, engine: EngineStream) -> None:
         self.id = session_id
         self.spec = spec
         self.engine = engine
@@ -167,11 +167,11 @@ class StreamSession:
 class SessionStore:
     """The server's open stream sessions, with limits and resume bookkeeping."""
 
-    def __init__(self, recognizer: Recognizer, *, max_sessions: int, resume_grace_s: float):
+    def __init__(self, recognizer: Engine, *, max_sessions: int, resume_grace_s: float):
         self.recognizer = recognizer
         self.max_sessions = max_sessions
         self.resume_grace_s = resume_grace_s
-        self._sessions: dict[str, StreamSession] = {}
+        self._sessions: dict[str, ServerSession] = {}
         self._reaper: asyncio.Task[None] | None = None
         self.closing = False
         self.streams_total = 0
@@ -185,20 +185,20 @@ class SessionStore:
     def detached_count(self) -> int:
         return sum(1 for s in self._sessions.values() if s.attachment is None and not s.completed)
 
-    def create(self, spec: StreamSpec) -> StreamSession:
+    def create(self, spec: StreamSpec) -> ServerSession:
         if self.open_count() >= self.max_sessions:
             raise OverloadedError(
                 f"the server is at its limit of {self.max_sessions} concurrent streams "
                 "(--max-sessions); retry later or raise the limit"
             )
         engine = self.recognizer.open(spec.options)  # may raise OverloadedError itself
-        session = StreamSession(secrets.token_urlsafe(12), spec, engine)
+        session = ServerSession(secrets.token_urlsafe(12), spec, engine)
         self._sessions[session.id] = session
         self.streams_total += 1
         session.start()
         return session
 
-    def get(self, session_id: str) -> StreamSession:
+    def get(self, session_id: str) -> ServerSession:
         session = self._sessions.get(session_id)
         if session is None:
             raise SessionExpiredError(
@@ -207,7 +207,7 @@ class SessionStore:
             )
         return session
 
-    def remove(self, session: StreamSession) -> None:
+    def remove(self, session: ServerSession) -> None:
         self._sessions.pop(session.id, None)
 
     async def _reap_loop(self) -> None:

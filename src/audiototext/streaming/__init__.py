@@ -1,7 +1,7 @@
 """Real-time streaming recognition: sessions that turn audio chunks into partial and final text.
 
 * :class:`StreamingRecognizer` — one per process: the shared model, the worker thread and its lanes.
-* :class:`StreamSession` — one per client stream: ``accept`` audio, iterate ``events()``.
+* :class:`RecognitionStream` — one per client stream: ``accept`` audio, iterate ``events()``.
 * :mod:`~audiototext.streaming.types` — the value objects and errors adapters rely on.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 _HOMES = {
     "RecognizerOptions": "options",
     "StreamingRecognizer": "recognizer",
-    "StreamSession": "session",
+    "RecognitionStream": "stream",
     "BufferFullError": "types",
     "EngineStats": "types",
     "OverloadedError": "types",
@@ -30,12 +30,12 @@ __all__ = [
     "BufferFullError",
     "EngineStats",
     "OverloadedError",
+    "RecognitionStream",
     "RecognizerOptions",
     "SpeechEvent",
     "SpeechEventKind",
     "StreamOptions",
     "StreamResult",
-    "StreamSession",
     "StreamWord",
     "StreamingRecognizer",
 ]
@@ -43,7 +43,7 @@ __all__ = [
 if TYPE_CHECKING:
     from audiototext.streaming.options import RecognizerOptions
     from audiototext.streaming.recognizer import StreamingRecognizer
-    from audiototext.streaming.session import StreamSession
+    from audiototext.streaming.stream import RecognitionStream
     from audiototext.streaming.types import (
         BufferFullError,
         EngineStats,

@@ -77,7 +77,7 @@ class _Ring(Protocol):
 
 
 class _Stream(Protocol):
-    """What a final needs of a stream (``StreamSession`` has it)."""
+    """What a final needs of a stream (``RecognitionStream`` has it)."""
 
     @property
     def ring(self) -> _Ring: ...

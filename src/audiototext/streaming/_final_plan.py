@@ -19,8 +19,8 @@ from audiototext.audio import SAMPLE_RATE_HZ
 from audiototext.streaming._lanes import FinalBatch, FinalJob
 from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming.options import RecognizerOptions
-from audiototext.streaming.session import StreamSession
 from audiototext.streaming.state import PendingFinal, Speculation, StreamSchedule
+from audiototext.streaming.stream import RecognitionStream
 
 __all__ = ["FinalPlanner"]
 
@@ -48,7 +48,7 @@ class FinalPlanner:
     # ---- finals
 
     @staticmethod
-    def final_ready(stream: StreamSession) -> bool:
+    def final_ready(stream: RecognitionStream) -> bool:
         """Its oldest ended utterance can be handed out: nothing of it is on a lane."""
         sched = stream.schedule
         return (
@@ -74,7 +74,7 @@ class FinalPlanner:
     # ---- speculative finals
 
     def due_speculations(
-        self, streams: Sequence[StreamSession], idle_threads: int
+        self, streams: Sequence[RecognitionStream], idle_threads: int
     ) -> list[FinalJob]:
         """Finals worth decoding now: utterances in a pause that already holds their tail."""
         o = self.options

@@ -21,8 +21,8 @@ import numpy as np
 
 from audiototext.streaming._decode import Hypothesis
 from audiototext.streaming._final import FinalRequest
-from audiototext.streaming.session import StreamSession
 from audiototext.streaming.state import PendingFinal
+from audiototext.streaming.stream import RecognitionStream
 
 __all__ = [
     "DecodeLane",
@@ -45,7 +45,7 @@ _Job = TypeVar("_Job")
 
 @dataclass
 class PartialJob:
-    session: StreamSession
+    session: RecognitionStream
     start: int
     stop: int
     missed: int = 0  # intervals passed since the last partial beyond the one this covers
@@ -69,7 +69,7 @@ class PartialBatch:
 
 @dataclass
 class FinalJob:
-    session: StreamSession
+    session: RecognitionStream
     final: PendingFinal
     audio_start: int = 0  # where this utterance's own audio (with context padding) begins
     speculative: bool = False  # decoded before its endpoint: kept, not emitted

@@ -19,7 +19,7 @@ from audiototext.streaming._decode import (
 from audiototext.streaming._lanes import PartialBatch, PartialJob
 from audiototext.streaming._partials import PartialPlanner
 from audiototext.streaming.options import RecognizerOptions
-from audiototext.streaming.session import StreamSession
+from audiototext.streaming.stream import RecognitionStream
 from audiototext.streaming.types import StreamResult
 
 __all__ = ["PartialDecoder"]
@@ -33,7 +33,7 @@ class PartialDecoder:
         model: WhisperModel,
         options: RecognizerOptions,
         planner: PartialPlanner,
-        prompt: Callable[[StreamSession], list[int]],
+        prompt: Callable[[RecognitionStream], list[int]],
     ) -> None:
         self.model = model
         self.options = options

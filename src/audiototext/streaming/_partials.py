@@ -13,8 +13,8 @@ from audiototext.streaming._decode import Hypothesis, is_noise
 from audiototext.streaming._lanes import PartialJob
 from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming.options import RecognizerOptions
-from audiototext.streaming.session import StreamSession
 from audiototext.streaming.state import PendingFinal
+from audiototext.streaming.stream import RecognitionStream
 
 __all__ = ["PartialPlanner"]
 
@@ -32,10 +32,10 @@ class PartialPlanner:
         self.options = options
         self._load = load
 
-    def interval_samples(self, stream: StreamSession) -> int:
+    def interval_samples(self, stream: RecognitionStream) -> int:
         return self._load.interval_samples(stream.options.partial_interval_ms)
 
-    def due(self, streams: Sequence[StreamSession]) -> list[PartialJob]:
+    def due(self, streams: Sequence[RecognitionStream]) -> list[PartialJob]:
         """Partials to compute now, the stalest first."""
         jobs: list[PartialJob] = []
         min_samples = self.options.min_partial_ms * SAMPLE_RATE_HZ // 1000
@@ -56,7 +56,7 @@ class PartialPlanner:
         jobs.sort(key=lambda j: j.session.utterance.last_partial_at if j.session.utterance else 0)
         return jobs
 
-    def missed_before(self, stream: StreamSession, final: PendingFinal) -> int:
+    def missed_before(self, stream: RecognitionStream, final: PendingFinal) -> int:
         """Partials an utterance never got because its speech ended before they came due
         (audio sent faster than real time is read to its end in one go)."""
         if not stream.options.interim_results:

@@ -54,7 +54,7 @@ from audiototext.streaming._partial_decode import PartialDecoder
 from audiototext.streaming._partials import PartialPlanner
 from audiototext.streaming._trace import FinalTrace
 from audiototext.streaming.options import RecognizerOptions
-from audiototext.streaming.session import StreamSession
+from audiototext.streaming.stream import RecognitionStream
 from audiototext.streaming.types import (
     EngineStats,
     OverloadedError,
@@ -78,7 +78,7 @@ class _Done:
 
 
 class StreamingRecognizer:
-    """Shared model and scheduler for many :class:`StreamSession` objects.
+    """Shared model and scheduler for many :class:`RecognitionStream` objects.
 
     Build with :meth:`load` (model from the cache) or from a loaded
     :class:`~audiototext.inference.whisper.WhisperModel`.
@@ -105,7 +105,7 @@ class StreamingRecognizer:
             model, self.options, self.partial_planner, self._prompt
         )
         self._cv = threading.Condition()
-        self._sessions: dict[int, StreamSession] = {}
+        self._sessions: dict[int, RecognitionStream] = {}
         self._next_id = 0
         self._closing = False
         self._stopped = threading.Event()
@@ -156,7 +156,7 @@ class StreamingRecognizer:
 
     # ------------------------------------------------------------------ public API
 
-    def open(self, options: StreamOptions | None = None) -> StreamSession:
+    def open(self, options: StreamOptions | None = None) -> RecognitionStream:
         """A new session; :class:`OverloadedError` when at capacity or behind real time."""
         opts = options or StreamOptions()
         self._check_model(opts)
@@ -181,7 +181,7 @@ class StreamingRecognizer:
             )
             # One utterance (at most max_segment_s) plus the context around it.
             ring_s = opts.max_segment_s + 2 * self.options.context_pad_ms / 1000 + 5.0
-            session = StreamSession(self._wake, self._next_id, opts, detector, ring_s)
+            session = RecognitionStream(self._wake, self._next_id, opts, detector, ring_s)
             self._sessions[session.id] = session
             self._next_id += 1
             self._cv.notify()
@@ -206,7 +206,7 @@ class StreamingRecognizer:
             return _Done()
         return asyncio.ensure_future(self._aclose(sessions))
 
-    async def _aclose(self, sessions: Sequence[StreamSession]) -> None:
+    async def _aclose(self, sessions: Sequence[RecognitionStream]) -> None:
         await asyncio.gather(*(s.finish() for s in sessions))
         self._wake()
         await asyncio.get_running_loop().run_in_executor(None, self._worker.join)
@@ -281,7 +281,7 @@ class StreamingRecognizer:
         """Decoders free to take a final now: the idle lanes, or the worker itself."""
         return len(self._idle_lanes()) if self._lanes else 1
 
-    def _prompt(self, s: StreamSession) -> list[int]:
+    def _prompt(self, s: RecognitionStream) -> list[int]:
         """The start of a text-only decoding for ``s`` (ending with <|notimestamps|>)."""
         tok = self.model.tokenizer
         language = s.options.language or ("en" if tok.multilingual else None)
@@ -316,7 +316,7 @@ class StreamingRecognizer:
             self._stopped.set()
 
     @staticmethod
-    def _has_work(s: StreamSession, lane_free: bool = True) -> bool:
+    def _has_work(s: RecognitionStream, lane_free: bool = True) -> bool:
         sched = s.schedule
         if sched.final_in_flight or (sched.speculation_in_flight is not None and s.pending_finals):
             # Nothing to do until the lane brings the final (or the speculation that may be
@@ -327,7 +327,7 @@ class StreamingRecognizer:
             return s.closed
         return s.closed or s.has_input() or bool(s.pending_finals) or s.finishing
 
-    def _round(self, sessions: list[StreamSession]) -> None:
+    def _round(self, sessions: list[RecognitionStream]) -> None:
         began = time.monotonic()
         audio_before = sum(s.vad_position for s in sessions)
         self.load_monitor.observe_lag([s.inbox_samples for s in sessions])
@@ -394,12 +394,12 @@ class StreamingRecognizer:
             [lane.busy_wall for lane in self._lanes],
         )
 
-    def _drop(self, s: StreamSession) -> None:
+    def _drop(self, s: RecognitionStream) -> None:
         with self._cv:
             self._sessions.pop(s.id, None)
         s.end()
 
-    def _retire(self, s: StreamSession) -> None:
+    def _retire(self, s: RecognitionStream) -> None:
         with self._cv:
             self._sessions.pop(s.id, None)
         s.retire()
@@ -507,7 +507,7 @@ class StreamingRecognizer:
 
     # ---- partials
 
-    def _partials_round(self, live: list[StreamSession], cpu: float) -> float:
+    def _partials_round(self, live: list[RecognitionStream], cpu: float) -> float:
         """Start the next batch of partials (on a lane, or here without lanes)."""
         if not self._lanes:
             jobs = self.partial_planner.due(live)

@@ -3,7 +3,7 @@ speculations, and what the scheduler keeps per stream.
 
 Owners (one writer per field):
 
-* :class:`OpenUtterance` is created and closed by the stream's VAD (``StreamSession.ingest``);
+* :class:`OpenUtterance` is created and closed by the stream's VAD (``RecognitionStream.ingest``);
   its partial progress (``agreement``, ``committed_text``, ``shown_text``, ``last_partial_at``)
   is written by the recognizer's worker when it applies a partial.
 * :class:`PendingFinal` is made by the VAD when an utterance ends and removed by the worker

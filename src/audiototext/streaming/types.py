@@ -3,9 +3,9 @@
 The contract between ``audiototext.streaming`` and the server:
 
 * ``StreamingRecognizer`` (one per server, owns the shared model and the scheduler):
-  ``open(options: StreamOptions) -> StreamSession`` raises :class:`OverloadedError` when
+  ``open(options: StreamOptions) -> RecognitionStream`` raises :class:`OverloadedError` when
   ``max_sessions`` are open; ``close()`` finalises everything; ``stats() -> EngineStats``.
-* ``StreamSession`` (one per client stream): ``accept(audio, sample_rate_hz, channels=1)``
+* ``RecognitionStream`` (one per client stream): ``accept(audio, sample_rate_hz, channels=1)``
   takes float32 samples (any rate 8–48 kHz, interleaved channels) without blocking and raises
   :class:`BufferFullError` when more than ``max_buffered_s`` of audio waits unprocessed;
   ``async for event in session.events()`` yields ``StreamResult`` and ``SpeechEvent`` objects

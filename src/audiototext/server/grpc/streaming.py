@@ -21,9 +21,9 @@ from audiototext.server.grpc.status import StatusError
 from audiototext.server.grpc.validation import stream_spec
 from audiototext.server.sessions import (
     Attachment,
+    ServerSession,
     SessionExpiredError,
     SessionStore,
-    StreamSession,
 )
 from audiototext.streaming.types import (
     BufferFullError,
@@ -76,7 +76,7 @@ def _result_message(event_seq: int, ev: StreamResult | SpeechEvent) -> pb.Stream
 class _Connection:
     """Per-connection state shared by the request reader and the response writer."""
 
-    def __init__(self, session: StreamSession, attachment: Attachment) -> None:
+    def __init__(self, session: ServerSession, attachment: Attachment) -> None:
         self.session = session
         self.attachment = attachment
         self.error: StatusError | None = None
@@ -141,7 +141,7 @@ class StreamingTranscription:
                 f"the streaming engine failed: {session.failed}; start a new stream",
             )
 
-    def _open(self, first: pb.StreamingRequest) -> tuple[StreamSession, bool, int]:
+    def _open(self, first: pb.StreamingRequest) -> tuple[ServerSession, bool, int]:
         kind = first.WhichOneof("request")
         if kind != "config":
             raise StatusError(
@@ -181,7 +181,7 @@ class StreamingTranscription:
             raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"StreamConfig: {exc}") from exc
         return session, False, 1
 
-    def _credit_ms(self, session: StreamSession) -> int:
+    def _credit_ms(self, session: ServerSession) -> int:
         high_water_s = self.limits.max_buffered_s / 2
         return max(0, int((high_water_s - session.lag_s()) * 1000))
 
@@ -228,12 +228,12 @@ class StreamingTranscription:
             conn.fail(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
             self._abandon(session)
 
-    def _abandon(self, session: StreamSession) -> None:
+    def _abandon(self, session: ServerSession) -> None:
         """A stream that broke the protocol cannot be resumed: free its engine slot now."""
         session.request_finish()
         self.store.remove(session)
 
-    def _accept(self, session: StreamSession, chunk: pb.AudioChunk) -> None:
+    def _accept(self, session: ServerSession, chunk: pb.AudioChunk) -> None:
         if session.finishing and self.store.closing:
             # Graceful shutdown finalises the audio received so far; chunks still in flight
             # are dropped unacknowledged rather than failing the stream before its finals.

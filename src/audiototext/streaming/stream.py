@@ -1,6 +1,6 @@
 """One client stream: audio in (any rate and channel count), speech events and results out.
 
-A stream is data the recognizer decodes. Threads: :meth:`StreamSession.accept`, :meth:`flush`
+A stream is data the recognizer decodes. Threads: :meth:`RecognitionStream.accept`, :meth:`flush`
 and :meth:`finish` are called on the event loop and only resample and queue audio (cheap,
 bounded work), then call the ``wake`` callback the recognizer passed in. Everything else (VAD,
 utterance state) happens on the recognizer's worker thread, which owns the fields marked
@@ -41,7 +41,7 @@ from audiototext.streaming.types import (
     StreamResult,
 )
 
-__all__ = ["StreamSession"]
+__all__ = ["RecognitionStream"]
 
 FloatArray = NDArray[np.float32]
 MIN_RATE_HZ = 8_000
@@ -73,7 +73,7 @@ class _Marker:
 _END = object()  # the outbox's end-of-stream sentinel
 
 
-class StreamSession:
+class RecognitionStream:
     """A client stream; create with :meth:`StreamingRecognizer.open`."""
 
     def __init__(
