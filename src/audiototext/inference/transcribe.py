@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from audiototext._allocator import release_memory, release_memory_if_grown
 from audiototext.audio import (
     SAMPLE_RATE_HZ,
     SileroVad,
@@ -52,12 +53,7 @@ from audiototext.errors import AudioError, AudioToTextError, ConfigError
 from audiototext.inference.alignment import Word, add_word_timestamps
 from audiototext.inference.decoding import DecodeResult, DecodingOptions, decode_with_fallback
 from audiototext.inference.hallucinations import HALLUCINATION_NO_SPEECH, HALLUCINATIONS
-from audiototext.inference.session import (
-    Device,
-    SessionConfig,
-    release_memory,
-    release_memory_if_grown,
-)
+from audiototext.inference.session import Device, SessionConfig
 from audiototext.inference.tokenizer import TASKS, TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
