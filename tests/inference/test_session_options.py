@@ -59,16 +59,16 @@ def test_heap_is_not_trimmed_after_a_short_file_s_features(monkeypatch: pytest.M
     # fault in again; a long block's chunks are worth returning.
     import numpy as np
 
-    from audiototext.inference import transcribe
+    from audiototext.audio import feature_stream
 
     trims: list[None] = []
-    monkeypatch.setattr(transcribe, "release_memory", lambda: trims.append(None))
+    monkeypatch.setattr(feature_stream, "release_memory", lambda: trims.append(None))
     rate = 16_000
     short = np.zeros(30 * rate, dtype=np.float32)
-    transcribe._FeatureStream(iter([short]), 80, 3000).window(0)
+    feature_stream.FeatureStream(iter([short]), 80, 3000).window(0)
     assert trims == []
     long = [np.zeros(30 * rate, dtype=np.float32) for _ in range(4)]
-    transcribe._FeatureStream(iter(long), 80, 3000).window(0)
+    feature_stream.FeatureStream(iter(long), 80, 3000).window(0)
     assert trims == [None]
 
 
