@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from audiototext.audio.vad import VadOptions
-from audiototext.inference.decoding import DecodingOptions
+from audiototext.inference.alignment import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
+from audiototext.inference.decoding import (
+    COMPRESSION_RATIO_THRESHOLD,
+    LOG_PROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    TEMPERATURES,
+    DecodingOptions,
+)
 from audiototext.inference.tokenizer import TASKS
 
 __all__ = ["TranscribeOptions"]
@@ -46,10 +53,10 @@ class TranscribeOptions:
     best_of: int = 5
     patience: float = 1.0
     length_penalty: float = 1.0
-    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    compression_ratio_threshold: float | None = 2.4
-    log_prob_threshold: float | None = -1.0
-    no_speech_threshold: float | None = 0.6
+    temperatures: tuple[float, ...] = TEMPERATURES
+    compression_ratio_threshold: float | None = COMPRESSION_RATIO_THRESHOLD
+    log_prob_threshold: float | None = LOG_PROB_THRESHOLD
+    no_speech_threshold: float | None = NO_SPEECH_THRESHOLD
     condition_on_previous_text: bool = True
     prompt_reset_on_temperature: float = 0.5
     initial_prompt: str | None = None
@@ -59,8 +66,8 @@ class TranscribeOptions:
     max_initial_timestamp_s: float = 1.0
     max_new_tokens: int | None = None
     word_timestamps: bool = False
-    prepend_punctuations: str = "\"'“¿([{-"
-    append_punctuations: str = "\"'.。,，!！?？:：”)]}、"
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS
+    append_punctuations: str = APPEND_PUNCTUATIONS
     vad: bool = False
     vad_options: VadOptions | None = None
     suppress_hallucinations: bool = True
