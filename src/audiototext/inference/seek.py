@@ -162,8 +162,8 @@ def run_windows(
             for row, ((job, window), result) in enumerate(zip(active, results, strict=True))
         ]
         # The window's features and encoder output are not needed any more: drop them
-        # before the next window is read and encoded. (Trimming the heap here as well
-        # lowered the peak by ~10 MB but cost 4 % of CPU time re-faulting the pages.)
+        # before the next window is read and encoded. Not trimmed here unconditionally: the
+        # next window would fault the pages in again (bench/NOTES.md, round 13).
         for job in active_jobs:
             job.window = None
         del active, cross, results

@@ -141,16 +141,14 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.log_severity_level = 3
     # The decoder's shapes change every call (prompt and cache lengths), so ORT's arena and
-    # memory patterns would only keep the largest buffers alive: off, a 10-minute file peaked
-    # 65 MB lower with no measurable slowdown (bench/NOTES.md, "Memory"). The encoder's shapes
-    # are the same every window: it asks for the arena (SessionConfig.memory_arena).
+    # memory patterns would only keep the largest buffers alive (bench/NOTES.md, "Memory").
+    # The encoder's shapes are the same every window: it asks for the arena
+    # (SessionConfig.memory_arena).
     options.enable_cpu_mem_arena = config.memory_arena
     options.enable_mem_pattern = False
-    # Intra-op threads spin inside a run (between a run's parallel sections) but stop when it
-    # returns. Left spinning after a run, the decoder's pool took a core from the encoder's
-    # next window (+35 %, 130 -> 175 ms) and the encoder's from the decoder's first steps,
-    # and in a stream server the sessions' pools and the Python threads fight the same way;
-    # the decoder's steps are not slower for it (bench/NOTES.md, round 8).
+    # Intra-op threads spin inside a run but stop when it returns: left spinning, one
+    # session's pool took the core the other session's next run needed (bench/NOTES.md,
+    # round 8), and in a stream server the Python threads' too.
     options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
@@ -189,7 +187,8 @@ class RowTable:
             self._buffer.madvise(mmap.MADV_NOHUGEPAGE)
         self.array = np.frombuffer(self._buffer, dtype=dtype).reshape(rows, width)
         self._rows = rows
-        self._loaded: set[int] = set()  # a set: the per-step check costs ~6 us, not ~18
+        # A set: the cheapest per-step check (bench/NOTES.md, "Memory, round 3").
+        self._loaded: set[int] = set()
         self._lock = threading.Lock()
         self._fd = os.open(data, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         self.value = ort.OrtValue.ortvalue_from_numpy(self.array)  # shares self.array's memory

@@ -92,8 +92,9 @@ class Transcriber:
 
         cache = ModelCache(cache_root)
         prec = pick_precision(detect(), device) if precision == "auto" else precision
-        # A model already in the cache is used without loading the manager (huggingface_hub,
-        # onnx: ~19 MB a transcription never needs); pull() does the same lookup otherwise.
+        # A model already in the cache is used without loading the manager: huggingface_hub
+        # and onnx are memory a transcription never needs (bench/NOTES.md); pull() does the
+        # same lookup otherwise.
         cached = cache.entries(resolve(name).name, prec) if prec in PRECISIONS else []
         if cached:
             entry = cached[0]
