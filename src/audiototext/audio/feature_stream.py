@@ -59,10 +59,6 @@ class FeatureStream:
         self.samples = 0  # samples read so far (the whole input once exhausted)
         self.exhausted = False
 
-    @property
-    def content_frames(self) -> int | None:
-        return self._usable_end if self._final else None
-
     def window(self, seek: int) -> tuple[FloatArray, int]:
         """Frames from ``seek``: up to one window, and how many hold content (0 at the end)."""
         if self._mel is None or (not self._final and seek + self._window > self._usable_end):
