@@ -60,7 +60,9 @@ def worker(kind: str, root: Path) -> None:
         tests_corpus = importlib.import_module("corpus")
         helpers = importlib.import_module("streaming_helpers")
         speech = importlib.import_module("support.speech")
-        synth = speech.SpeechSynthesizer(Path(tempfile.gettempdir()) / "ab-trees-espeak")
+        speech_dir = Path(tempfile.gettempdir()) / "ab-trees-espeak"
+        speech_dir.mkdir(exist_ok=True)
+        synth = speech.SpeechSynthesizer(speech_dir)
         clips = tests_corpus.clip_set(synth)
         options = RecognizerOptions(adaptive_partials=False, adaptive_finals=False)
         rec = StreamingRecognizer(model, options, model_name="tiny.en", vad=SileroVad())
