@@ -44,6 +44,7 @@ from audiototext.audio import (  # noqa: E402
     VadOptions,
 )
 from audiototext.audio import SpeechEventKind as VadKind  # noqa: E402
+from audiototext.audio.features import HOP_LENGTH_SAMPLES  # noqa: E402
 from audiototext.evaluation import wer as package_wer  # noqa: E402
 from audiototext.inference import SessionConfig, Transcriber, WhisperModel  # noqa: E402
 from audiototext.inference.decoding import DecodingOptions, decode_with_fallback  # noqa: E402
@@ -61,7 +62,7 @@ from corpus import SENTENCES, clips_with_spans, fable_sentences  # noqa: E402
 from support.speech import SpeechSynthesizer  # noqa: E402
 
 FloatArray = NDArray[np.float32]
-HOP = 160
+HOP = HOP_LENGTH_SAMPLES
 TS_STEP_S = 0.02
 
 

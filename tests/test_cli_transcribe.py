@@ -153,9 +153,9 @@ def test_one_file_with_jobs_is_cut_at_a_pause_into_parts(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # type: ignore[no-untyped-def]
-    from audiototext.inference import transcribe
+    from audiototext.audio import pauses
 
-    monkeypatch.setattr(transcribe, "SPLIT_MIN_PART_S", 3.0)
+    monkeypatch.setattr(pauses, "SPLIT_MIN_PART_S", 3.0)
     gap = np.zeros(16_000, dtype=np.float32)
     wav = write_wav(tmp_path / "long.wav", np.concatenate([speech, gap, speech]), 16_000)
     assert cli(str(wav), "--jobs", "2", "--threads", "2", "--format", "srt") == 0

@@ -20,7 +20,7 @@ import functools
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 __all__ = ["blas_threads", "limit_blas_threads", "single_threaded_blas"]
 
@@ -108,9 +108,14 @@ def _local_setters() -> list[Any]:
 class _Held:
     """Who is inside :func:`single_threaded_blas`, and the counts to restore after the last."""
 
-    lock = threading.Lock()
-    users = 0
-    saved: ClassVar[list[int]] = []
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved: list[int] = []
+
+
+# One for the process: the thread count it guards is process-wide.
+_HELD = _Held()
 
 
 @contextlib.contextmanager
@@ -125,15 +130,15 @@ def single_threaded_blas() -> Iterator[None]:
     if not setters:
         yield
         return
-    with _Held.lock:
-        if _Held.users == 0:
-            _Held.saved = [setter(1) for setter in setters]
-        _Held.users += 1
+    with _HELD.lock:
+        if _HELD.users == 0:
+            _HELD.saved = [setter(1) for setter in setters]
+        _HELD.users += 1
     try:
         yield
     finally:
-        with _Held.lock:
-            _Held.users -= 1
-            if _Held.users == 0:
-                for setter, count in zip(setters, _Held.saved, strict=True):
+        with _HELD.lock:
+            _HELD.users -= 1
+            if _HELD.users == 0:
+                for setter, count in zip(setters, _HELD.saved, strict=True):
                     setter(count)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import audiototext.inference.transcribe as transcribe_module
+import audiototext.inference.seek as transcribe_module
 from audiototext.inference import Segment, TranscribeOptions, Transcriber
 from audiototext.inference.decoding import decode_with_fallback
 from inference.corpus import Clip

@@ -30,27 +30,27 @@ def test_heap_is_trimmed_only_when_it_grows_above_its_level(
 ) -> None:
     # Each window frees its working set and the next one reuses it from the heap: trimming it
     # every window made every window fault it in again (bench/NOTES.md, round 10).
-    from audiototext.inference import session
+    from audiototext import _allocator
 
     trims: list[int] = []
     rss_mb = [200.0]
-    page_mb = session._PAGE_MB
-    monkeypatch.setattr(session, "_malloc_trim", lambda: trims.append)
-    monkeypatch.setattr(session, "_rss_pages", lambda: int(rss_mb[0] / page_mb))
-    monkeypatch.setattr(session, "_level", [0])
+    page_mb = _allocator._PAGE_MB
+    monkeypatch.setattr(_allocator, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(_allocator, "_rss_pages", lambda: int(rss_mb[0] / page_mb))
+    monkeypatch.setattr(_allocator, "_level", [0])
 
-    session.release_memory()  # e.g. after the sessions are loaded
+    _allocator.release_memory()  # e.g. after the sessions are loaded
     assert trims == [0]
     for rss in (250.0, 252.0, 249.0, 265.0):  # windows: the first sets the level
         rss_mb[0] = rss
-        session.release_memory_if_grown(16.0)
+        _allocator.release_memory_if_grown(16.0)
     assert trims == [0]
     rss_mb[0] = 267.0  # 17 MB above the level: fragmentation, trimmed
-    session.release_memory_if_grown(16.0)
+    _allocator.release_memory_if_grown(16.0)
     assert trims == [0, 0]
     for rss in (280.0, 290.0):  # the level is taken again after a trim
         rss_mb[0] = rss
-        session.release_memory_if_grown(16.0)
+        _allocator.release_memory_if_grown(16.0)
     assert trims == [0, 0]
 
 
@@ -59,16 +59,16 @@ def test_heap_is_not_trimmed_after_a_short_file_s_features(monkeypatch: pytest.M
     # fault in again; a long block's chunks are worth returning.
     import numpy as np
 
-    from audiototext.inference import transcribe
+    from audiototext.audio import feature_stream
 
     trims: list[None] = []
-    monkeypatch.setattr(transcribe, "release_memory", lambda: trims.append(None))
+    monkeypatch.setattr(feature_stream, "release_memory", lambda: trims.append(None))
     rate = 16_000
     short = np.zeros(30 * rate, dtype=np.float32)
-    transcribe._FeatureStream(iter([short]), 80, 3000).window(0)
+    feature_stream.FeatureStream(iter([short]), 80, 3000).window(0)
     assert trims == []
     long = [np.zeros(30 * rate, dtype=np.float32) for _ in range(4)]
-    transcribe._FeatureStream(iter(long), 80, 3000).window(0)
+    feature_stream.FeatureStream(iter(long), 80, 3000).window(0)
     assert trims == [None]
 
 
@@ -178,8 +178,8 @@ def test_sessions_fix_glibc_s_mmap_threshold(tmp_path: Path) -> None:
 def test_a_bad_mmap_threshold_setting_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
+    from audiototext._allocator import mmap_threshold_setting
     from audiototext.errors import ConfigError
-    from audiototext.inference.session import mmap_threshold_setting
 
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)

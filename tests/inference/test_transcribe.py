@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from audiototext.audio import iter_audio_chunks
+from audiototext.audio.feature_stream import BLOCK_S, FeatureStream
 from audiototext.errors import AudioError, ConfigError
 from audiototext.inference import SessionConfig, TranscribeOptions, Transcriber, WhisperModel
-from audiototext.inference.transcribe import BLOCK_S, _FeatureStream
 from inference.wer import wer
 from support.model_fixtures import make_random_whisper
 from support.speech import SpeechSynthesizer, silence, white_noise, with_silence, write_wav
@@ -214,7 +214,7 @@ def test_one_long_input_is_split_across_the_jobs(
 ) -> None:
     import threading
 
-    from audiototext.inference import transcribe as module
+    from audiototext.audio import pauses as module
 
     other_text = "A pot of tea helps to pass the evening."
     other = synth.speak(other_text).audio
@@ -280,7 +280,7 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     hours_s = 3 * 3600
     tracemalloc.start()
     try:
-        stream = _FeatureStream(iter_audio_chunks(path, 30.0), 80, 3000)
+        stream = FeatureStream(iter_audio_chunks(path, 30.0), 80, 3000)
         seek = 0
         windows = 0
         while True:
@@ -308,8 +308,8 @@ def test_feature_blocks_are_made_of_the_right_audio(monkeypatch: pytest.MonkeyPa
     """Each block's spectrogram is computed from exactly the input's samples from the block's
     first frame on (the carried tail of the previous block, then the chunks read), and each
     window is that spectrogram's frames at ``seek``, however the seeks move."""
+    from audiototext.audio import feature_stream as module
     from audiototext.audio.features import LogMelBuilder, log_mel_spectrogram
-    from audiototext.inference import transcribe as module
 
     monkeypatch.setattr(module, "BLOCK_S", 60.0)
     fed: list[list[np.ndarray]] = []
@@ -328,7 +328,7 @@ def test_feature_blocks_are_made_of_the_right_audio(monkeypatch: pytest.MonkeyPa
     audio = white_noise(200.0, 0.1, seed=5) * np.repeat(rng.uniform(0.1, 1.0, 200), 16_000)
     audio = audio.astype(np.float32)
     chunks = (audio[i : i + 7_001] for i in range(0, audio.size, 7_001))  # odd-sized chunks
-    stream = _FeatureStream(chunks, 80, 3000)
+    stream = FeatureStream(chunks, 80, 3000)
     seek = 0
     blocks = 0
     while True:
@@ -353,8 +353,8 @@ def test_vad_holds_a_block_of_audio_once(two_sentences: np.ndarray) -> None:
     """`--vad` on a long input: the speech of each 5-min block, in order and exact, while
     memory holds the block's audio once (the chunks were kept next to their joined copy, and
     the VAD padded a second copy: 59.6 MB for 15 min of sparse speech, now 22.0 MB)."""
+    from audiototext.audio import speech_only as module
     from audiototext.audio.vad import SileroVad, get_speech_timestamps
-    from audiototext.inference import transcribe as module
 
     period = np.zeros(20 * 16_000, dtype=np.float32)
     period[: two_sentences.size] = two_sentences[: period.size]
@@ -371,7 +371,7 @@ def test_vad_holds_a_block_of_audio_once(two_sentences: np.ndarray) -> None:
     got = hashlib.sha256()  # not the pieces themselves: they would count in the peak
     tracemalloc.start()
     try:
-        for piece in module._speech_only(chunks, vad, options, module._TimeMap()):
+        for piece in module.speech_only(chunks, vad, options, module.TimeMap()):
             assert piece.size <= 480_000 and piece.base is None  # a copy: the buffer is reused
             got.update(piece.tobytes())
             del piece
@@ -391,13 +391,13 @@ def test_each_feature_block_is_freed_before_the_next_is_computed(
     import gc
     import weakref
 
-    from audiototext.inference import transcribe as module
+    from audiototext.audio import feature_stream as module
 
     monkeypatch.setattr(module, "BLOCK_S", 60.0)  # 60-s blocks: a 3-min input has several
     alive_at_refill: list[bool] = []
-    refill = module._FeatureStream._refill
+    refill = module.FeatureStream._refill
 
-    def watched(stream: _FeatureStream, seek: int) -> np.ndarray:
+    def watched(stream: FeatureStream, seek: int) -> np.ndarray:
         previous = stream._mel
         if previous is not None:
             block = weakref.ref(previous.base if previous.base is not None else previous)
@@ -407,7 +407,7 @@ def test_each_feature_block_is_freed_before_the_next_is_computed(
             alive_at_refill.append(block() is not None)
         return refill(stream, seek)
 
-    monkeypatch.setattr(module._FeatureStream, "_refill", watched)
+    monkeypatch.setattr(module.FeatureStream, "_refill", watched)
     list(int8.transcribe(silence(180.0), GREEDY))
     assert len(alive_at_refill) >= 2
     assert not any(alive_at_refill), alive_at_refill
@@ -465,7 +465,7 @@ def multilingual(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path)
 
 
 def _recording_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
-    import audiototext.inference.transcribe as transcribe_module
+    import audiototext.inference.seek as transcribe_module
 
     seen: list[list[int]] = []
     original = transcribe_module.decode_with_fallback
@@ -493,6 +493,8 @@ def test_language_detection_picks_the_most_probable_language_token(
     multilingual: tuple,  # type: ignore[type-arg]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from audiototext.inference.seek import detect_language
+
     torch = pytest.importorskip("torch")
     model, reference = multilingual
     tok = model.tokenizer
@@ -519,7 +521,7 @@ def test_language_detection_picks_the_most_probable_language_token(
         if trial:
             subset = sorted(str(c) for c in rng.choice(subset, size=12, replace=False))
         monkeypatch.setattr(tok, "languages", {c: every[c] for c in subset})
-        detected = transcriber._detect_language(cross)
+        detected = detect_language(transcriber.model, cross)
         ids = [every[c] for c in subset]
         # Directly from our decoder's logits at the first step after <|startoftranscript|>...
         assert detected == subset[int(np.argmax(onnx_logits[0, 0, ids]))]
@@ -534,6 +536,8 @@ def test_transcribe_detects_once_and_prompts_with_the_language(
     multilingual: tuple,  # type: ignore[type-arg]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from audiototext.inference.seek import detect_language
+
     model, _ = multilingual
     tok = model.tokenizer
     transcriber = Transcriber(model)
@@ -541,8 +545,8 @@ def test_transcribe_detects_once_and_prompts_with_the_language(
     audio = white_noise(65.0, 0.1, seed=1)  # three windows
     result = transcriber.transcribe(audio, SHORT)
     list(result)
-    mel = _FeatureStream(iter([audio]), 80, 3000).window(0)[0]
-    expected = transcriber._detect_language(model.encode(mel[None]))
+    mel = FeatureStream(iter([audio]), 80, 3000).window(0)[0]
+    expected = detect_language(model, model.encode(mel[None]))
     assert result.language == expected
     assert len(prompts) >= 3
     for prompt in prompts:
@@ -554,14 +558,16 @@ def test_language_and_task_are_forced(
     multilingual: tuple,  # type: ignore[type-arg]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from audiototext.inference import seek
+
     model, _ = multilingual
     tok = model.tokenizer
     transcriber = Transcriber(model)
 
-    def no_detection(cross: object) -> str:
+    def no_detection(model: object, cross: object) -> str:
         raise AssertionError("a given language must not be detected")
 
-    monkeypatch.setattr(transcriber, "_detect_language", no_detection)
+    monkeypatch.setattr(seek, "detect_language", no_detection)
     prompts = _recording_prompts(monkeypatch)
     audio = white_noise(5.0, 0.1, seed=2)
     result = transcriber.transcribe(audio, replace(SHORT, language="de", task="translate"))

@@ -20,9 +20,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from audiototext.models.convert import DECODER_FILE, ENCODER_FILE, convert
+from audiototext.models.convert import convert
 from audiototext.models.metadata import ModelMetadata
 from audiototext.models.optimize import quantise_and_optimise
+from audiototext.models.versions import DECODER_FILE, ENCODER_FILE
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

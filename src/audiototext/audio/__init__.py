@@ -5,6 +5,10 @@ Everything here works on 16 kHz mono float32 numpy arrays.
 * :mod:`~audiototext.audio.decode` — files and bytes to samples (PyAV + soxr).
 * :mod:`~audiototext.audio.features` — Whisper's log-mel spectrogram (numpy).
 * :mod:`~audiototext.audio.vad` — Silero VAD on ONNX Runtime, for files and streams.
+* :mod:`~audiototext.audio.chunks` — an input (file, bytes or samples) read 30 s at a time.
+* :mod:`~audiototext.audio.feature_stream` — log-mel frames of a long input, block by block.
+* :mod:`~audiototext.audio.speech_only` — only the speech of an input, and the map back.
+* :mod:`~audiototext.audio.pauses` — where to cut an input into parts: in its pauses.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:  # PyAV costs ~18 MB of memory to import: only files that need it load it
     import av
 
+from audiototext.audio.features import SAMPLE_RATE_HZ
 from audiototext.errors import AudioError
 
 __all__ = [
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_RATE_HZ = 16_000
 
 AudioSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 """A path, the encoded bytes of a file, or a readable binary file object."""

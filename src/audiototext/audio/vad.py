@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import ArrayLike, NDArray
 
+from audiototext.audio.features import SAMPLE_RATE_HZ
 from audiototext.errors import ModelError
 
 __all__ = [
@@ -47,13 +48,11 @@ __all__ = [
     "spans_from_probabilities",
 ]
 
-SAMPLE_RATE_HZ = 16_000
 FRAME_SAMPLES = 512  # 32 ms
 CONTEXT_SAMPLES = 64
 _STATE_SHAPE = (2, 1, 128)  # LSTM (h, c), batch 1
 # Frames scored per ONNX call on long input: 16 s of audio. The model's activations grow with
-# the frames in a call: scoring 300 s took 74 MB above the input in calls of 4096 frames and
-# 12 MB in calls of 512, which were also the fastest (0.55 s against 0.78 s; 256: 0.77 s).
+# the frames in a call; 512 was both the smallest and the fastest (bench/NOTES.md, round 12).
 _MAX_FRAMES_PER_RUN = 512
 
 

@@ -50,10 +50,6 @@ class HardwareProfile:
     def gpu_providers(self) -> tuple[str, ...]:
         return tuple(p for p in GPU_PROVIDERS if p in self.providers)
 
-    @property
-    def has_vnni(self) -> bool:
-        return any(f in self.cpu_flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
-
     def to_json(self) -> dict[str, object]:
         return {
             "machine": self.machine,

@@ -5,7 +5,12 @@
 * :mod:`~audiototext.inference.whisper` — encoder and KV-cached decoder over the ONNX graphs.
 * :mod:`~audiototext.inference.decoding` — greedy, sampling and beam search; Whisper's rules.
 * :mod:`~audiototext.inference.alignment` — word timestamps (cross-attention DTW).
-* :mod:`~audiototext.inference.transcribe` — the window loop, streaming, VAD, batching.
+* :mod:`~audiototext.inference.options` — :class:`TranscribeOptions`.
+* :mod:`~audiototext.inference.seek` — Whisper's seek loop over 30-s windows.
+* :mod:`~audiototext.inference.segments` — a decoded window cut into timed pieces.
+* :mod:`~audiototext.inference.parallel` — inputs side by side, or one input cut at pauses.
+* :mod:`~audiototext.inference.results` — :class:`Segment`, :class:`FileResult`.
+* :mod:`~audiototext.inference.transcribe` — :class:`Transcriber`, the file transcription API.
 """
 
 from __future__ import annotations

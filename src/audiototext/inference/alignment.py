@@ -27,10 +27,21 @@ from audiototext.inference.tokenizer import TIME_PRECISION_S
 if TYPE_CHECKING:
     from audiototext.inference.whisper import CrossAttention, WhisperModel
 
-__all__ = ["Word", "add_word_timestamps", "dtw", "median_filter"]
+__all__ = [
+    "APPEND_PUNCTUATIONS",
+    "PREPEND_PUNCTUATIONS",
+    "Word",
+    "add_word_timestamps",
+    "dtw",
+    "median_filter",
+]
 
 FloatArray = NDArray[np.float32]
 MEDIAN_FILTER_WIDTH = 7
+# Whisper's: punctuation that joins the next word (opening) or the previous one (closing),
+# so that a word's time covers its own sound only.
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 _SENTENCE_END = ".。!！?？"
 
 

@@ -34,6 +34,10 @@ from audiototext.inference.tokenizer import TIME_PRECISION_S, WhisperTokenizer
 from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
 
 __all__ = [
+    "COMPRESSION_RATIO_THRESHOLD",
+    "LOG_PROB_THRESHOLD",
+    "NO_SPEECH_THRESHOLD",
+    "TEMPERATURES",
     "DecodeResult",
     "DecodingOptions",
     "StepObserver",
@@ -49,9 +53,19 @@ IntArray = NDArray[np.int64]
 StepObserver = Callable[[int, int, FloatArray], None]
 _NEG_INF = np.float32(-np.inf)
 
+# Whisper's defaults, for files and streams alike: a window is silence when its no-speech
+# probability is above NO_SPEECH_THRESHOLD and its text improbable (average log-probability
+# below LOG_PROB_THRESHOLD); text whose gzip ratio is above COMPRESSION_RATIO_THRESHOLD is a
+# repetition loop. A window that fails a test is decoded again at the next temperature.
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4
+TEMPERATURES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
 
 def compression_ratio(text: str) -> float:
-    """gzip ratio of ``text``: above ~2.4 Whisper's output is stuck repeating itself."""
+    """gzip ratio of ``text``: above :data:`COMPRESSION_RATIO_THRESHOLD` Whisper's output is
+    stuck repeating itself."""
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
@@ -64,10 +78,10 @@ class DecodingOptions:
     best_of: int = 5
     patience: float = 1.0
     length_penalty: float = 1.0
-    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    compression_ratio_threshold: float | None = 2.4
-    log_prob_threshold: float | None = -1.0
-    no_speech_threshold: float | None = 0.6
+    temperatures: tuple[float, ...] = TEMPERATURES
+    compression_ratio_threshold: float | None = COMPRESSION_RATIO_THRESHOLD
+    log_prob_threshold: float | None = LOG_PROB_THRESHOLD
+    no_speech_threshold: float | None = NO_SPEECH_THRESHOLD
     suppress_blank: bool = True
     suppress_tokens: tuple[int, ...] = ()
     without_timestamps: bool = False
@@ -208,9 +222,9 @@ def _log_softmax(x: FloatArray) -> FloatArray:
 
 def _top_k(x: FloatArray, k: int) -> tuple[FloatArray, IntArray]:
     """The ``k`` largest values of each row of ``x`` and their indices, largest first (ties:
-    lower index first). One ONNX Runtime TopK (a shipped graph, no ``onnx`` import): ~10x
-    faster than numpy's ``argpartition`` on beam-search rows of a 50k vocabulary, which cost
-    more than the decoder step itself."""
+    lower index first). One ONNX Runtime TopK (a shipped graph, no ``onnx`` import): numpy's
+    ``argpartition`` over beam-search rows of a 50k vocabulary cost more than the decoder step
+    itself (bench/NOTES.md, first table)."""
     values, indices = top_k_session().run(
         None, {"x": np.ascontiguousarray(x, dtype=np.float32), "k": np.array([k], np.int64)}
     )

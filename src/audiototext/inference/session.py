@@ -16,22 +16,20 @@ only the fallback swaps the underlying session, under a lock.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import logging
 import mmap
 import os
-import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 
+from audiototext._allocator import release_memory, tune_allocator
 from audiototext.errors import ConfigError, ModelError
 from audiototext.models.versions import TABLES_SUFFIX
 
@@ -44,9 +42,6 @@ __all__ = [
     "SessionConfig",
     "choose_providers",
     "default_threads",
-    "release_memory",
-    "release_memory_if_grown",
-    "tune_allocator",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,169 +58,6 @@ PROVIDER_ORDER: tuple[str, ...] = (
     CPU_PROVIDER,
 )
 _THREADS_ENV = "AUDIOTOTEXT_THREADS"
-
-
-@functools.cache
-def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (``malloc_trim`` exists only there; musl's ``mallopt``
-    is a no-op stub), else ``None``."""
-    if sys.platform != "linux":
-        return None
-    try:
-        libc = ctypes.CDLL(None)
-        libc.malloc_trim  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    libc = _glibc()
-    if libc is None:
-        return None
-    trim = libc.malloc_trim
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return cast(Callable[[int], int], trim)
-
-
-# glibc's allocator. A request that free heap memory cannot serve grows the heap if it is
-# smaller than the mmap threshold, and is mapped on its own (unmapped when freed, leaving no
-# hole) otherwise. glibc raises that threshold to the size of any mapped block freed, so left
-# alone, the heap soon grows for every tensor and fragments. Fixed at 1 MiB (beam search's
-# logits, 5 x 51864 float32 = 1013 KiB a step, stay below), with the trim threshold raised
-# so that freed memory at the top of the heap is kept for the next tensors instead of being
-# returned at every free and faulted in again (release_memory_if_grown trims instead). The
-# encoder's activations, which would now be mapped and faulted in every window, come from
-# ORT's arena instead (SessionConfig.memory_arena). Beam 5, a 10/20/40-minute file peaked at
-# 216/222-223/223-229 MB, against 248-255/257-269/261-269 with glibc's dynamic thresholds,
-# for the same CPU time (bench/NOTES.md, round 11).
-MMAP_THRESHOLD_BYTES = 2**20
-TRIM_THRESHOLD_BYTES = 64 * 2**20
-_MMAP_ENV = "AUDIOTOTEXT_MMAP_THRESHOLD"
-_M_TRIM_THRESHOLD = -1  # <malloc.h>
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling on 64-bit (mallopt refuses more)
-
-
-@functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
-    libc = _glibc()
-    if libc is None:
-        return None
-    mallopt = libc.mallopt
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return cast(Callable[[int, int], int], mallopt)
-
-
-def _set_by_person(variable: str, tunable: str) -> bool:
-    """Whether glibc was given this setting at start-up, as ``variable`` or in
-    ``GLIBC_TUNABLES``: the person's own choice, left as it is."""
-    return bool(os.environ.get(variable, "").strip()) or tunable in os.environ.get(
-        "GLIBC_TUNABLES", ""
-    )
-
-
-def mmap_threshold_setting() -> int | None:
-    """The mmap threshold :func:`tune_allocator` sets, in bytes, or ``None`` to leave glibc's.
-
-    ``AUDIOTOTEXT_MMAP_THRESHOLD`` overrides :data:`MMAP_THRESHOLD_BYTES` (a byte count, or
-    ``0``/``off`` for glibc's own dynamic threshold); glibc's ``MALLOC_MMAP_THRESHOLD_`` or
-    ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=N``, when set, wins over both.
-    """
-    if _set_by_person("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"):
-        return None
-    env = os.environ.get(_MMAP_ENV, "").strip().lower()
-    if not env:
-        return MMAP_THRESHOLD_BYTES
-    if env in ("0", "off", "dynamic"):
-        return None
-    try:
-        value = int(env)
-    except ValueError:
-        value = -1
-    if not 0 < value <= _MMAP_THRESHOLD_MAX:
-        raise ConfigError(
-            f"{_MMAP_ENV} must be a byte count from 1 to {_MMAP_THRESHOLD_MAX} or 'off', "
-            f"not {env!r}"
-        )
-    return value
-
-
-def tune_allocator() -> int | None:
-    """Fix glibc's mmap threshold (see :func:`mmap_threshold_setting`) and raise its trim
-    threshold to :data:`TRIM_THRESHOLD_BYTES` (unless ``MALLOC_TRIM_THRESHOLD_`` or its
-    tunable is set); return the mmap threshold, or ``None`` when left alone (not glibc, or
-    switched off).
-
-    glibc starts at 128 KiB and raises the threshold to the size of every mapped block that
-    is freed, so after the first window every tensor up to 32 MB comes from the heap. Freed
-    between windows, they leave holes that the next window's differently sized tensors do not
-    fit, and the heap grows with the length of the file (a 40-minute file peaked ~20 MB above
-    a 10-minute one). A fixed threshold keeps the large, short-lived tensors out of the heap.
-    Called by every :class:`Session`; process-wide and cheap, so calling it again is harmless.
-    """
-    value = mmap_threshold_setting()
-    mallopt = _mallopt()
-    if value is None or mallopt is None:
-        return None
-    if not mallopt(_M_MMAP_THRESHOLD, value):
-        log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused", value)
-        return None
-    if not _set_by_person("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"):
-        mallopt(_M_TRIM_THRESHOLD, max(TRIM_THRESHOLD_BYTES, 2 * value))
-    return value
-
-
-def release_memory() -> None:
-    """Give memory that is free inside the C heap back to the operating system.
-
-    With ONNX Runtime's arena off, every tensor is a ``malloc``; glibc keeps what is freed in
-    its heaps (one per thread that allocated), so after a session load or a long block of audio
-    the process keeps tens of MB it no longer uses. ``malloc_trim(0)`` returns those pages
-    (peak RSS of a 10-minute file: bench/NOTES.md, "Memory"). A no-op where glibc is not the
-    allocator. Each trimmed page that is used again costs a page fault: see
-    :func:`release_memory_if_grown` for the per-window policy.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-        _level[0] = 0
-
-
-# Resident pages at the first check after the last trim: the working level (0: not seen yet).
-_level = [0]
-_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
-
-
-def _rss_pages() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def release_memory_if_grown(threshold_mb: float = 16.0) -> None:
-    """:func:`release_memory` once the process has grown ``threshold_mb`` above its working
-    level: the resident size at the first call after the last trim.
-
-    Called after every window. A window frees what it allocated (the encoder's working set,
-    tens of MB) and the next window reuses it from glibc's heap, so a steady run does not grow
-    and is not trimmed; only growth beyond the level (fragmentation) is. Measuring growth from
-    the size just after a trim instead, as before, trimmed every window, and every window then
-    faulted its working set in again (~50 MB of page faults per 30-s window: bench/NOTES.md,
-    round 10).
-    """
-    if _malloc_trim() is None:
-        return
-    rss = _rss_pages()
-    if not _level[0]:
-        _level[0] = rss
-    elif (rss - _level[0]) * _PAGE_MB > threshold_mb:
-        release_memory()
 
 
 def default_threads() -> int:
@@ -309,16 +141,14 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.log_severity_level = 3
     # The decoder's shapes change every call (prompt and cache lengths), so ORT's arena and
-    # memory patterns would only keep the largest buffers alive: off, a 10-minute file peaked
-    # 65 MB lower with no measurable slowdown (bench/NOTES.md, "Memory"). The encoder's shapes
-    # are the same every window: it asks for the arena (SessionConfig.memory_arena).
+    # memory patterns would only keep the largest buffers alive (bench/NOTES.md, "Memory").
+    # The encoder's shapes are the same every window: it asks for the arena
+    # (SessionConfig.memory_arena).
     options.enable_cpu_mem_arena = config.memory_arena
     options.enable_mem_pattern = False
-    # Intra-op threads spin inside a run (between a run's parallel sections) but stop when it
-    # returns. Left spinning after a run, the decoder's pool took a core from the encoder's
-    # next window (+35 %, 130 -> 175 ms) and the encoder's from the decoder's first steps,
-    # and in a stream server the sessions' pools and the Python threads fight the same way;
-    # the decoder's steps are not slower for it (bench/NOTES.md, round 8).
+    # Intra-op threads spin inside a run but stop when it returns: left spinning, one
+    # session's pool took the core the other session's next run needed (bench/NOTES.md,
+    # round 8), and in a stream server the Python threads' too.
     options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
@@ -357,7 +187,8 @@ class RowTable:
             self._buffer.madvise(mmap.MADV_NOHUGEPAGE)
         self.array = np.frombuffer(self._buffer, dtype=dtype).reshape(rows, width)
         self._rows = rows
-        self._loaded: set[int] = set()  # a set: the per-step check costs ~6 us, not ~18
+        # A set: the cheapest per-step check (bench/NOTES.md, "Memory, round 3").
+        self._loaded: set[int] = set()
         self._lock = threading.Lock()
         self._fd = os.open(data, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         self.value = ort.OrtValue.ortvalue_from_numpy(self.array)  # shares self.array's memory

@@ -111,9 +111,6 @@ class WhisperTokenizer:
         parts.append(str(self._tok.decode(run)))
         return "".join(parts)
 
-    def token_text(self, token: int) -> str:
-        return str(self._tok.id_to_token(token) or "")
-
     @functools.cached_property
     def non_speech_tokens(self) -> tuple[int, ...]:
         """Tokens Whisper suppresses so that it does not caption non-speech (as OpenAI's list).

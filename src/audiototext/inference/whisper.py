@@ -31,6 +31,7 @@ from audiototext.inference.helper_graphs import REORDER_SIZES, reorder_session
 from audiototext.inference.session import Session, SessionConfig
 from audiototext.inference.tokenizer import WhisperTokenizer
 from audiototext.models.metadata import ModelMetadata
+from audiototext.models.versions import CONFIG_FILE, DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
 
 __all__ = ["CrossAttention", "KVDecoder", "WhisperModel"]
 
@@ -39,19 +40,14 @@ log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
 
-ENCODER_FILE = "encoder.onnx"
-DECODER_FILE = "decoder.onnx"
-CONFIG_FILE = "model_config.json"
-TOKENIZER_FILE = "tokenizer.json"
-
 
 def _ort(array: NDArray[Any]) -> ort.OrtValue:
     return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
 
 
 # The decoder loop talks to onnxruntime's C++ session directly, with its own OrtValues: the
-# Python wrapper validates every input and wraps every output on each call, about 0.15 ms of a
-# 3-4 ms decoding step (tiny.en). ``_C`` is what onnxruntime's own wrapper calls.
+# Python wrapper validates every input and wraps every output on each call, a few % of a
+# decoding step (bench/NOTES.md, first table). ``_C`` is what that wrapper calls.
 _C = Any  # onnxruntime.capi.onnxruntime_pybind11_state.OrtValue
 
 
@@ -219,8 +215,8 @@ class WhisperModel:
         self.config = config or SessionConfig()
         # The encoder's activations (tiny.en: ~2.2 MiB each, tens per window) come from ORT's
         # arena, reused window after window: glibc maps blocks of 1 MiB and more on their own
-        # (tune_allocator), which would fault them all in again every window (5x the page
-        # faults, +10-20 % wall time; bench/NOTES.md, round 11). Streaming's shorter encodes
+        # (tune_allocator), which would fault them all in again every window (bench/NOTES.md,
+        # round 11). Streaming's shorter encodes
         # reuse the same chunks, so the arena stays at the largest window's working set per
         # concurrent encode. The decoder's shapes change every step: plain allocations.
         self.encoder = Session(path / ENCODER_FILE, replace(self.config, memory_arena=True))
@@ -492,7 +488,7 @@ class KVDecoder:
             cache.binding.bind_ortvalue_input(name, value)
         # A fresh logits array per step, bound as the output: ORT writes into it, and the caller
         # owns it (a buffer ORT allocated would be reused by the next step). Binding our own
-        # memory also spares get_outputs(), which wraps every bound output (~0.1 ms a step).
+        # memory also spares get_outputs(), which wraps every bound output (bench/NOTES.md).
         out = np.empty((self.batch, 1, self.model.dims.n_vocab), dtype=np.float32)
         cache.binding.bind_output("logits", "cpu", 0, np.float32, out.shape, out.ctypes.data)
         self.model._run_bound(cache.binding, ids)

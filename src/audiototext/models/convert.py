@@ -11,6 +11,7 @@ import onnx
 from audiototext.errors import ConversionError, ValidationError
 from audiototext.models.graph import GRAPH_VERSION, build_decoder, build_encoder
 from audiototext.models.metadata import ModelMetadata, read_source_metadata
+from audiototext.models.versions import DECODER_FILE, ENCODER_FILE
 from audiototext.models.weights import WhisperCheckpoint, load_ctranslate2, load_safetensors
 
 __all__ = [
@@ -28,9 +29,6 @@ CONVERTER_VERSION = str(GRAPH_VERSION)
 
 # Protobuf cannot serialise a model over 2 GiB; larger graphs keep weights in a side file.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
-
-ENCODER_FILE = "encoder.onnx"
-DECODER_FILE = "decoder.onnx"
 
 
 def load_checkpoint(source_dir: Path, kind: str) -> WhisperCheckpoint:

@@ -131,8 +131,8 @@ class _Builder:
         return self.op("LayerNormalization", [x, g, b], axis=-1, epsilon=1e-5)
 
     def gelu(self, x: str) -> str:
-        # Exact (erf) GELU as in Whisper, as one onnxruntime kernel (the Erf/Mul/Add pattern
-        # is not fused by ORT's optimiser and cost 10 % of encoder time).
+        # Exact (erf) GELU as in Whisper, as one onnxruntime kernel: ORT's optimiser does not
+        # fuse the Erf/Mul/Add pattern (its cost: bench/NOTES.md, first section).
         if self.fused:
             return self.op("Gelu", [x], domain=MS_DOMAIN)
         half = self.const([0.5], np.float32)
@@ -451,9 +451,8 @@ def build_decoder(
         )
         # Both products have the encoder's positions on the left, K·Qᵀ and Vᵀ·Pᵀ, so the
         # matrix a GEMM packs is the small one (the queries, a beam group's few rows) and not
-        # the encoder's 1500 positions, once per head and step: 0.52 -> 0.33 ms per layer for
-        # five queries, about the same for one (bench/NOTES.md, round 9). Plain ops only, so
-        # the fused and fp16 graphs share it.
+        # the encoder's 1500 positions, once per head and step (bench/NOTES.md, round 9).
+        # Plain ops only, so the fused and fp16 graphs share it.
         q = b.op("Reshape", [q, grouped_heads])  # [windows, group*tokens, heads, hd]
         q_t = b.op("Transpose", [q], perm=[0, 2, 3, 1])  # [windows, heads, hd, rows]
         scores_t = b.op("MatMul", [f"cross_k_{i}", q_t])  # [windows, heads, positions, rows]
@@ -493,10 +492,10 @@ def build_decoder(
     b.op("MatMul", [picked, emb_t], out=["logits"])
     # The alignment heads' attention leaves per layer, rows still grouped by window: regrouping
     # the rows and joining the layers in the graph ran in every decoding step (ORT runs every
-    # node whatever is fetched) for nothing but word timing: 0.43 ms of a profiled 6.9-ms
-    # beam step (bench/NOTES.md, round 9). One Gather per layer stays, so that a word-timing
-    # pass holds only the alignment heads, not every head of those layers (large models).
-    # ModelMetadata.alignment_attention regroups them.
+    # node whatever is fetched) for nothing but word timing (bench/NOTES.md, round 9). One
+    # Gather per layer stays, so that a word-timing pass holds only the alignment heads, not
+    # every head of those layers (large models). ModelMetadata.alignment_attention regroups
+    # them.
     outputs += [
         _value(
             f"cross_attention_{i}",

@@ -34,8 +34,6 @@ from audiototext.models import hub
 from audiototext.models.cache import CacheEntry, ModelCache
 from audiototext.models.convert import (
     CONVERTER_VERSION,
-    DECODER_FILE,
-    ENCODER_FILE,
     compare_variant,
     convert,
     make_probe,
@@ -46,6 +44,7 @@ from audiototext.models.graph import GRAPH_VERSION, OPSET
 from audiototext.models.metadata import ModelMetadata
 from audiototext.models.optimize import PRECISIONS, quantise_and_optimise
 from audiototext.models.registry import ModelSpec, Source, resolve
+from audiototext.models.versions import CONFIG_FILE, DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
 from audiototext.progress import NullProgress, ProgressSink
 
 __all__ = ["PullResult", "VerifyReport", "pull", "verify"]
@@ -53,8 +52,6 @@ __all__ = ["PullResult", "VerifyReport", "pull", "verify"]
 log = logging.getLogger(__name__)
 
 SELFCHECK = "selfcheck.npz"
-MODEL_CONFIG = "model_config.json"
-TOKENIZER = "tokenizer.json"
 
 # Relative max-abs error allowed when `verify` re-runs the probe on a cached variant. Same
 # machine and same files give identical numbers; the margin covers a copy moved to a CPU with
@@ -213,8 +210,8 @@ def _build(
             quantise_and_optimise(work / f, out / f, precision)
         progress.advance("build", 1)
         meta = conv.metadata
-        (out / MODEL_CONFIG).write_text(json.dumps(meta.to_json(), indent=2), encoding="utf-8")
-        shutil.copyfile(source_dir / TOKENIZER, out / TOKENIZER)
+        (out / CONFIG_FILE).write_text(json.dumps(meta.to_json(), indent=2), encoding="utf-8")
+        shutil.copyfile(source_dir / TOKENIZER_FILE, out / TOKENIZER_FILE)
         probe = make_probe(meta)
         got = run_probe(out, meta, probe)
         drift: dict[str, float] = {}
@@ -374,7 +371,7 @@ def verify_entry(entry: CacheEntry, cache: ModelCache) -> VerifyReport:
         )
     try:
         meta = ModelMetadata.from_json(
-            json.loads(entry.file(MODEL_CONFIG).read_text(encoding="utf-8"))
+            json.loads(entry.file(CONFIG_FILE).read_text(encoding="utf-8"))
         )
         ref = np.load(entry.file(SELFCHECK))
         from audiototext.models.convert import Probe

@@ -14,8 +14,7 @@ half of it: the frames are cut into a few blocks, and every row-wise stretch of 
 block, each quantising its own block. The blocks are joined only where the whole sequence is
 needed (attention, and the graph's outputs).
 
-Measured on tiny.en greedy over bench/corpus (see bench/NOTES.md, round 6): WER 18.67 % with
-one scale per window, 16.98 % with blocks; fp32 17.52 %, faster-whisper int8 17.59 %.
+Per-block scales bring the int8 encoder's WER to fp32's (bench/NOTES.md, round 6).
 
 The rewrite is for graphs whose row-wise tensors are ``[batch, frames, channels]`` (our
 encoder): it splits on axis 1.

@@ -6,7 +6,16 @@ The runtime (file transcription, streaming) reads these to choose cache entries;
 
 from __future__ import annotations
 
-__all__ = ["GRAPH_VERSION", "OPSET", "PRECISIONS", "TABLES_SUFFIX"]
+__all__ = [
+    "CONFIG_FILE",
+    "DECODER_FILE",
+    "ENCODER_FILE",
+    "GRAPH_VERSION",
+    "OPSET",
+    "PRECISIONS",
+    "TABLES_SUFFIX",
+    "TOKENIZER_FILE",
+]
 
 OPSET = 17
 # Bump when the graphs' inputs, outputs or semantics change: cache entries built with another
@@ -21,6 +30,11 @@ OPSET = 17
 # cross-attention computed with the encoder's positions on the left (K·Qᵀ, Vᵀ·Pᵀ).
 GRAPH_VERSION = 8
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
+# The files of a cache entry: the manager writes them, the runtime reads them.
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+CONFIG_FILE = "model_config.json"
+TOKENIZER_FILE = "tokenizer.json"
 # Beside a graph file: a JSON description of its Gather-only tables stored in external data
 # (models/optimize.py writes it; the runtime fills such tables row by row, see
 # audiototext.inference.session.RowTable). Optional: entries without it load as before.

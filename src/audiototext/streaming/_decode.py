@@ -21,7 +21,16 @@ from numpy.typing import NDArray
 
 from audiototext.audio import log_mel_spectrogram, pad_or_trim
 from audiototext.audio.features import HOP_LENGTH_SAMPLES
-from audiototext.inference.decoding import compression_ratio, prefill_prompts
+
+# Whisper's thresholds, as in file transcription: a window counts as silence when the model says
+# so and its text is improbable; text that compresses too well is a repetition loop.
+from audiototext.inference.decoding import (
+    COMPRESSION_RATIO_THRESHOLD,
+    LOG_PROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    compression_ratio,
+    prefill_prompts,
+)
 from audiototext.inference.hallucinations import (
     HALLUCINATION_NO_SPEECH,
     STREAMING_HALLUCINATIONS,
@@ -41,11 +50,6 @@ __all__ = [
 
 FloatArray = NDArray[np.float32]
 _NEG_INF = np.float32(-np.inf)
-# Whisper's thresholds (as in file transcription): a window counts as silence when the model
-# says so and its text is improbable; text that compresses too well is a repetition loop.
-NO_SPEECH_THRESHOLD = 0.6
-LOG_PROB_THRESHOLD = -1.0
-COMPRESSION_RATIO_THRESHOLD = 2.4
 
 
 class DecodingCancelled(Exception):

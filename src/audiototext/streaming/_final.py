@@ -27,8 +27,15 @@ from numpy.typing import NDArray
 
 from audiototext.audio import SAMPLE_RATE_HZ
 from audiototext.audio.features import HOP_LENGTH_SAMPLES
-from audiototext.inference.alignment import dtw, median_filter
+from audiototext.inference.alignment import (
+    APPEND_PUNCTUATIONS,
+    PREPEND_PUNCTUATIONS,
+    dtw,
+    median_filter,
+)
 from audiototext.inference.decoding import (
+    COMPRESSION_RATIO_THRESHOLD,
+    TEMPERATURES,
     DecodingOptions,
     compression_ratio,
     decode_with_fallback,
@@ -36,7 +43,6 @@ from audiototext.inference.decoding import (
 from audiototext.inference.tokenizer import TIME_PRECISION_S, WhisperTokenizer
 from audiototext.inference.whisper import CrossAttention, KVDecoder, WhisperModel
 from audiototext.streaming._decode import (
-    COMPRESSION_RATIO_THRESHOLD,
     beam_decode,
     check_cancelled,
     collapse_repeats,
@@ -58,15 +64,11 @@ __all__ = [
 
 FloatArray = NDArray[np.float32]
 MAX_PREFIX_TOKENS = 160  # of earlier text; the window's own text needs the rest of 448
-_TEMPERATURES = DecodingOptions().temperatures  # file transcription's fallback
 _BUCKET_FRAMES = 50  # encoder lengths rounded up to 0.5 s (few distinct encoder shapes)
 # Finals whose encoder lengths differ by up to this many frames (4 s) are batched, the shorter
 # padded to the longest (Whisper was trained on padded 30-s windows). Partials are not: a
 # longer encoder call delays a final that comes due meanwhile.
 _MERGE_FRAMES = 400
-# As file transcription (TranscribeOptions' defaults).
-_PREPEND = "\"'“¿([{-"
-_APPEND = "\"'.。,，!！?？:：”)]}、"
 
 
 class _Ring(Protocol):
@@ -258,7 +260,7 @@ class FinalDecoder:
                 beam_size=first_beam,
                 best_of=first_beam,
                 suppress_tokens=tok.default_suppress_tokens(),
-                temperatures=(0.0,) if reduced and not st.reduced_fallback else _TEMPERATURES,
+                temperatures=(0.0,) if reduced and not st.reduced_fallback else TEMPERATURES,
             )
             prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
             check_cancelled(cancelled)
@@ -411,11 +413,11 @@ def _words_from_attention(
         text = word.strip()
         if not text:
             continue
-        if all(ch in _APPEND for ch in text) and out:
+        if all(ch in APPEND_PUNCTUATIONS for ch in text) and out:
             last = out[-1]
             out[-1] = StreamWord(last.text + text, last.start_s, last.end_s)
             continue
-        if all(ch in _PREPEND for ch in text):
+        if all(ch in PREPEND_PUNCTUATIONS for ch in text):
             glue += text
             continue
         s = min(max(float(start), low), high)
