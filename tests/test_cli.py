@@ -7,11 +7,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from audiototext import __version__
 from audiototext.cli import build_parser, main
+
+if TYPE_CHECKING:
+    from audiototext.models import ModelCache
 
 COMMANDS = [
     [],
@@ -66,7 +70,7 @@ def test_unknown_model_is_a_one_line_error_with_suggestions(
 
 
 def test_list_info_verify_rm_with_json(
-    filled_cache: object, capsys: pytest.CaptureFixture[str]
+    filled_cache: ModelCache, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["models", "list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -91,7 +95,7 @@ def test_list_info_verify_rm_with_json(
     assert main(["models", "rm", "tiny.en", "--precision", "fp32"]) == 1
 
 
-def test_human_output(filled_cache: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_human_output(filled_cache: ModelCache, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "tiny.en" in out and "int8" in out
@@ -101,7 +105,9 @@ def test_human_output(filled_cache: object, capsys: pytest.CaptureFixture[str]) 
     assert "already cached" in capsys.readouterr().out
 
 
-def test_verify_failure_exit_code(filled_cache: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_failure_exit_code(
+    filled_cache: ModelCache, capsys: pytest.CaptureFixture[str]
+) -> None:
     from audiototext.models.cache import ModelCache
 
     entry = ModelCache().find("tiny.en", "int8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ from audiototext.cli import main
 from inference.models_support import shared_model_cache
 from inference.wer import normalise, wer
 from support.fixture_cache import shared_speech_dir
-from support.speech import SpeechSynthesizer, encode_audio, espeak_available, resample, write_wav
+from support.speech import (
+    SpeechSynthesizer,
+    WavSampleFormat,
+    encode_audio,
+    espeak_available,
+    resample,
+    write_wav,
+)
 
 TEXT = "Rice is often served in round bowls. The juice of lemons makes fine punch."
 
@@ -24,24 +32,30 @@ def speech() -> np.ndarray:
     return SpeechSynthesizer(shared_speech_dir()).speak(TEXT).audio
 
 
-@pytest.fixture
-def cli(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("AUDIOTOTEXT_HOME", str(shared_model_cache(tmp_path_factory)))
-    monkeypatch.setenv("COLUMNS", "400")  # rich wraps messages at the terminal width
-    out = tmp_path / "out"
+@dataclass(frozen=True)
+class Cli:
+    """``audiototext transcribe`` on tiny.en int8, greedy, writing into ``out``."""
 
-    def run(*args: str) -> int:
+    out: Path
+
+    def __call__(self, *args: str) -> int:
         return main(
-            ["transcribe", "--precision", "int8", "--beam-size", "1", "-o", str(out), *args]
+            ["transcribe", "--precision", "int8", "--beam-size", "1", "-o", str(self.out), *args]
         )
 
-    run.out = out  # type: ignore[attr-defined]
-    return run
+
+@pytest.fixture
+def cli(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Cli:
+    monkeypatch.setenv("AUDIOTOTEXT_HOME", str(shared_model_cache(tmp_path_factory)))
+    monkeypatch.setenv("COLUMNS", "400")  # rich wraps messages at the terminal width
+    return Cli(tmp_path / "out")
 
 
 def test_wav_to_every_format(
-    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     wav = write_wav(tmp_path / "clip.wav", speech, 16_000)
     for fmt in ("txt", "json", "srt", "vtt"):
         assert cli(str(wav), "--format", fmt) == 0
@@ -66,11 +80,17 @@ def test_wav_to_every_format(
     ],
 )
 def test_wav_variants_transcribe(
-    cli, speech: np.ndarray, tmp_path: Path, kind: str, fmt: str, rate: int, channels: int
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Cli,
+    speech: np.ndarray,
+    tmp_path: Path,
+    kind: str,
+    fmt: WavSampleFormat,
+    rate: int,
+    channels: int,
+) -> None:
     audio = resample(speech, 16_000, rate) * 0.8
     frames = np.repeat(audio[:, None], channels, axis=1) if channels > 1 else audio
-    wav = write_wav(tmp_path / f"{kind}.wav", frames, rate, fmt)  # type: ignore[arg-type]
+    wav = write_wav(tmp_path / f"{kind}.wav", frames, rate, fmt)
     assert cli(str(wav)) == 0
     text = (cli.out / f"{kind}.txt").read_text()
     if kind != "8khz":
@@ -84,7 +104,7 @@ def test_wav_variants_transcribe(
     assert len(set(normalise(TEXT)) & set(normalise(text))) >= 3, text
 
 
-def test_nan_and_inf_samples(cli, speech: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_nan_and_inf_samples(cli: Cli, speech: np.ndarray, tmp_path: Path) -> None:
     audio = speech.copy()
     audio[100:200] = np.nan
     audio[5000] = np.inf
@@ -93,7 +113,7 @@ def test_nan_and_inf_samples(cli, speech: np.ndarray, tmp_path: Path) -> None:  
     assert wer(TEXT, (cli.out / "nan.txt").read_text()) < 0.5
 
 
-def test_truncated_mp3_keeps_what_decodes(cli, speech: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_mp3_keeps_what_decodes(cli: Cli, speech: np.ndarray, tmp_path: Path) -> None:
     mp3 = encode_audio(
         tmp_path / "full.mp3", np.concatenate([speech, speech]), 16_000, "libmp3lame"
     )
@@ -106,15 +126,15 @@ def test_truncated_mp3_keeps_what_decodes(cli, speech: np.ndarray, tmp_path: Pat
     )
 
 
-def test_tiny_file_is_not_an_error(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tiny_file_is_not_an_error(cli: Cli, tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "short.wav", np.zeros(1600, dtype=np.float32), 16_000)  # 0.1 s
     assert cli(str(wav)) == 0
     assert (cli.out / "short.txt").read_text() == ""
 
 
 def test_bad_files_are_reported_and_the_rest_still_run(
-    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     text = tmp_path / "notes.mp3"
@@ -128,8 +148,8 @@ def test_bad_files_are_reported_and_the_rest_still_run(
 
 
 def test_several_files_at_once_write_what_one_at_a_time_writes(
-    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = [
         str(write_wav(tmp_path / "a.wav", speech, 16_000)),
         str(write_wav(tmp_path / "b.wav", speech[: speech.size // 2], 16_000)),
@@ -147,12 +167,12 @@ def test_several_files_at_once_write_what_one_at_a_time_writes(
 
 
 def test_one_file_with_jobs_is_cut_at_a_pause_into_parts(
-    cli,
+    cli: Cli,
     speech: np.ndarray,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from audiototext.audio import pauses
 
     monkeypatch.setattr(pauses, "SPLIT_MIN_PART_S", 3.0)
@@ -169,8 +189,8 @@ def test_one_file_with_jobs_is_cut_at_a_pause_into_parts(
 
 
 def test_two_inputs_may_not_share_an_output_file(
-    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
     first = write_wav(tmp_path / "x" / "talk.wav", speech, 16_000)
@@ -182,8 +202,8 @@ def test_two_inputs_may_not_share_an_output_file(
 
 
 def test_unknown_format_is_a_usage_error(
-    cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
         cli(str(tmp_path / "x.wav"), "--format", "docx")
     assert exc.value.code == 2
@@ -216,8 +236,13 @@ def test_unwritable_output_dir(
     ],
 )
 def test_english_only_model_refuses_translate_and_other_languages(
-    cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str], args, why: str
-) -> None:  # type: ignore[no-untyped-def]
+    cli: Cli,
+    speech: np.ndarray,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    why: str,
+) -> None:
     wav = write_wav(tmp_path / "clip.wav", speech, 16_000)
     assert cli(str(wav), *args) == 1
     err = capsys.readouterr().err

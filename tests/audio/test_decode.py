@@ -17,6 +17,7 @@ from audiototext.audio.decode import resample as decode_resample
 from audiototext.errors import AudioError
 from support.speech import (
     Speech,
+    WavSampleFormat,
     encode_audio,
     resample,
     silence,
@@ -81,9 +82,9 @@ def test_decodes_compressed_formats(
 
 @pytest.mark.parametrize("sample_format", ["u8", "s16", "s24", "s32", "f32", "f64"])
 def test_wav_sample_formats_at_16k_pass_through(
-    tmp_path: Path, speech: Speech, sample_format: str
+    tmp_path: Path, speech: Speech, sample_format: WavSampleFormat
 ) -> None:
-    path = write_wav(tmp_path / "x.wav", speech.audio, SAMPLE_RATE_HZ, sample_format)  # type: ignore[arg-type]
+    path = write_wav(tmp_path / "x.wav", speech.audio, SAMPLE_RATE_HZ, sample_format)
 
     audio = load_audio(path)
 
@@ -95,10 +96,10 @@ def test_wav_sample_formats_at_16k_pass_through(
 
 @pytest.mark.parametrize("sample_format", ["u8", "s24", "f32"])
 def test_wav_sample_formats_at_44k_are_resampled(
-    tmp_path: Path, speech: Speech, sample_format: str
+    tmp_path: Path, speech: Speech, sample_format: WavSampleFormat
 ) -> None:
     native = resample(speech.audio, SAMPLE_RATE_HZ, 44_100)
-    path = write_wav(tmp_path / "x.wav", native, 44_100, sample_format)  # type: ignore[arg-type]
+    path = write_wav(tmp_path / "x.wav", native, 44_100, sample_format)
 
     audio = load_audio(path)
 
@@ -381,7 +382,7 @@ def _decode_with_pyav(path: Path) -> FloatArray:
 @pytest.mark.parametrize("fmt", ["u8", "s16", "s24", "s32", "f32", "f64"])
 @pytest.mark.parametrize(("rate", "channels"), [(16_000, 1), (22_050, 2), (8_000, 6)])
 def test_wav_reader_gives_pyavs_exact_samples(
-    tmp_path: Path, fmt: str, rate: int, channels: int
+    tmp_path: Path, fmt: WavSampleFormat, rate: int, channels: int
 ) -> None:
     from audiototext.audio import decode
 
@@ -390,7 +391,7 @@ def test_wav_reader_gives_pyavs_exact_samples(
     frames = frames.astype(np.float32)
     if fmt in ("f32", "f64"):
         frames[10, 0] = np.nan  # sanitised the same way on both paths
-    path = write_wav(tmp_path / f"{fmt}.wav", frames if channels > 1 else frames[:, 0], rate, fmt)  # type: ignore[arg-type]
+    path = write_wav(tmp_path / f"{fmt}.wav", frames if channels > 1 else frames[:, 0], rate, fmt)
     assert decode._WavFile.probe(path) is not None  # the numpy reader takes it
     ours = load_audio(path)
     assert np.array_equal(ours, _decode_with_pyav(path))

@@ -39,11 +39,12 @@ def served(filled_cache: ModelCache) -> Iterator[str]:
     )
     try:
         assert proc.stdout is not None
+        assert proc.stderr is not None
         line = proc.stdout.readline()  # blocks until the server listens (or exits)
         match = re.search(r"grpc://([\d.]+:\d+)", line)
         if match is None:
             proc.kill()
-            raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")  # type: ignore[union-attr]
+            raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")
         yield match.group(1)
     finally:
         proc.send_signal(signal.SIGTERM)

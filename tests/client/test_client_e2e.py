@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
+from audiototext.client import AsyncClient, Stream, StreamSettings, TranscriptUpdate
 from server.grpc_harness import TcpProxy, run, running_server, stream_audio
 from server.real_engine import (
     SENTENCES,
@@ -14,11 +16,14 @@ from server.real_engine import (
 )
 from support.speech import SpeechSynthesizer
 
+if TYPE_CHECKING:
+    from audiototext.streaming import StreamingRecognizer
+
 pytestmark = pytest.mark.slow
 
 
 def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
-    recognizer: object, speech: SpeechSynthesizer
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
 ) -> None:
     """The final transcript after 5 cuts equals the uninterrupted one, word for word.
 
@@ -34,8 +39,8 @@ def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
     assert audio.shape[0] >= 59 * 16_000
     settings = StreamSettings(compression="pcm16")  # interim results on, as by default
 
-    async def main() -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], object, int]:
-        async with running_server(recognizer) as srv:  # type: ignore[arg-type]
+    async def main() -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], Stream, int]:
+        async with running_server(recognizer) as srv:
             await settled(recognizer)
             async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
                 _, reference, _ = await stream_audio(client, audio, settings, speed=None)
@@ -53,9 +58,9 @@ def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
         assert partials
         return finals, reference, stream, proxy.cuts
 
-    finals, reference, stream, cuts = run(main(), 900)  # type: ignore[misc]
+    finals, reference, stream, cuts = run(main(), 900)
     assert cuts == 5
-    assert stream.stats.reconnects >= 5  # type: ignore[attr-defined]
+    assert stream.stats.reconnects >= 5
     assert len(reference) >= 10
     assert all(f.text for f in reference)
     # Every utterance once, in order, over the same stretch of stream time (one lost or
@@ -68,12 +73,12 @@ def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(
 
 
 def test_adaptive_compression_switches_under_a_bandwidth_limit(
-    recognizer: object, speech: SpeechSynthesizer
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
 ) -> None:
     audio = long_speech(speech, 20.0)
 
-    async def main() -> tuple[object, list[str]]:
-        async with running_server(recognizer) as srv:  # type: ignore[arg-type]
+    async def main() -> tuple[Stream, list[str]]:
+        async with running_server(recognizer) as srv:
             proxy = TcpProxy(srv.port, rate_bytes_s=10_000)  # 80 kbit/s; PCM16 needs 256
             await proxy.start()
             await settled(recognizer)
@@ -84,8 +89,8 @@ def test_adaptive_compression_switches_under_a_bandwidth_limit(
                 await proxy.stop()
         return stream, [f.text for f in finals]
 
-    stream, finals = run(main(), 600)  # type: ignore[misc]
-    stats = stream.stats  # type: ignore[attr-defined]
+    stream, finals = run(main(), 600)
+    stats = stream.stats
     assert stats.switches and stats.switches[0].startswith("OPUS")
     assert any(k.startswith("OPUS") for k in stats.encodings)
     text = words(" ".join(finals))

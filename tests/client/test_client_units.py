@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import cast
 
 import numpy as np
 import pytest
@@ -68,7 +69,8 @@ def test_one_encoding_table_matches_the_proto_and_every_ladder_level() -> None:
         assert Encoding[level.encoding] in Encoding.audio()
     # Message fields take the member's name.
     chunk = pb.AudioChunk(seq=1, encoding=Encoding.OPUS.name)
-    assert chunk.encoding == pb.OPUS == Encoding.OPUS
+    # The generated stubs type enum values as their own int subclass; they are plain ints.
+    assert chunk.encoding == cast(int, pb.OPUS) == Encoding.OPUS
 
 
 def test_pcm16_round_trip_and_clipping() -> None:

@@ -29,7 +29,8 @@ def _setter() -> Callable[[int], int]:
     setters = _blas._local_setters()
     if not setters:
         pytest.skip("numpy's BLAS is not an OpenBLAS with openblas_set_num_threads_local")
-    return setters[0]  # type: ignore[no-any-return]
+    setter: Callable[[int], int] = setters[0]  # a ctypes function
+    return setter
 
 
 def test_features_are_bit_identical_inside_and_outside() -> None:
@@ -107,14 +108,16 @@ def test_features_are_computed_with_one_blas_thread(
     state: dict[str, Any] = {"threads": 2, "features_at": []}
 
     def fake(n: int) -> int:
+        previous: int
         previous, state["threads"] = state["threads"], n
         return previous
 
-    real = features.sliding_window_view  # called once per block of frames
+    # features' own binding (patched below), called once per block of frames
+    real: Callable[..., np.ndarray] = vars(features)["sliding_window_view"]
 
     def spy(*args: Any, **kwargs: Any) -> np.ndarray:
         state["features_at"].append(state["threads"])
-        return real(*args, **kwargs)  # type: ignore[no-any-return]
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(_blas, "_local_setters", lambda: [fake])
     monkeypatch.setattr(features, "sliding_window_view", spy)

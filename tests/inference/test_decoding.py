@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from audiototext.audio import log_mel_spectrogram, pad_or_trim
 from audiototext.inference import WhisperModel
@@ -36,11 +37,14 @@ def _prompt(model: WhisperModel, timestamps: bool) -> list[int]:
     return prompt if timestamps else [*prompt, tok.no_timestamps]
 
 
-def _alone(model: WhisperModel, cross: CrossAttention, window: int, tokens: Sequence[int]):  # type: ignore[no-untyped-def]
+def _alone(
+    model: WhisperModel, cross: CrossAttention, window: int, tokens: Sequence[int]
+) -> NDArray[np.float32]:
     """Next-token logits of one row decoded on its own (batch 1, its window only)."""
     kv = KVDecoder(model, cross.take([window]))
     logits, _ = kv.prefill([tokens])
-    return logits[0, -1]
+    last: NDArray[np.float32] = logits[0, -1]
+    return last
 
 
 def test_reordered_cache_keeps_each_row_on_its_own_window(
@@ -234,7 +238,7 @@ def test_rules_mask_what_the_row_by_row_reference_masks(fp32_model: WhisperModel
         "lone timestamp": [tb + 4, *text, tb + 30],
         "closed pair": [tb + 4, *text, tb + 30, tb + 30],
     }
-    forced = set()
+    forced: set[bool] = set()
     for names in (["text", "lone timestamp"], ["text", "closed pair", "lone timestamp"]):
         seqs = [states[n] for n in names]
         for trial in range(40):

@@ -7,7 +7,7 @@ new, longer cache each step and reorders it by copying. Both must give the same 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -18,6 +18,8 @@ from audiototext.inference.whisper import CrossAttention, KVDecoder, _InPlaceCac
 pytestmark = pytest.mark.slow
 
 ATOL = 2e-3  # float32 sums in another order (the same tolerance as the reorder test)
+# A step of a plan: the rows to keep (None: all), then each row's next token.
+Step = tuple[list[int] | None, list[int]]
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def _run(
     model: WhisperModel,
     cross: CrossAttention,
     prompts: list[list[int]],
-    plan: list[tuple[list[int] | None, list[int]]],
+    plan: Sequence[Step],
     in_place: bool,
 ) -> tuple[list[np.ndarray], KVDecoder]:
     """Prefill, then for each ``(rows or None, tokens)``: select rows, step tokens."""
@@ -52,8 +54,8 @@ def _run(
     return out, kv
 
 
-def _beam_plan(rng: np.random.Generator, windows: int, beams: int, steps: int) -> list:  # type: ignore[type-arg]
-    plan: list[tuple[list[int] | None, list[int]]] = [
+def _beam_plan(rng: np.random.Generator, windows: int, beams: int, steps: int) -> list[Step]:
+    plan: list[Step] = [
         (
             [w for w in range(windows) for _ in range(beams)],
             [220 + w for w in range(windows * beams)],

@@ -6,19 +6,36 @@ import hashlib
 import json
 import shutil
 import tracemalloc
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
+from numpy.typing import ArrayLike, NDArray
 
-from audiototext.audio import iter_audio_chunks
+from audiototext.audio import AudioSource, iter_audio_chunks
 from audiototext.audio.feature_stream import BLOCK_S, FeatureStream
 from audiototext.errors import AudioError, ConfigError
-from audiototext.inference import SessionConfig, TranscribeOptions, Transcriber, WhisperModel
+from audiototext.inference import (
+    Segment,
+    SessionConfig,
+    TranscribeOptions,
+    Transcriber,
+    WhisperModel,
+)
+from audiototext.inference.decoding import DecodeResult, DecodingOptions
+from audiototext.inference.whisper import CrossAttention
 from inference.wer import wer
 from support.model_fixtures import make_random_whisper
 from support.speech import SpeechSynthesizer, silence, white_noise, with_silence, write_wav
+
+if TYPE_CHECKING:
+    from transformers import WhisperForConditionalGeneration
+
+# (the model, the same random weights in transformers) with a multilingual vocabulary
+Multilingual = tuple[WhisperModel, "WhisperForConditionalGeneration"]
 
 GREEDY = TranscribeOptions(beam_size=1, temperatures=(0.0,))
 TWO = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
@@ -30,7 +47,7 @@ def two_sentences(synth: SpeechSynthesizer) -> np.ndarray:
     return synth.speak(TWO).audio
 
 
-def _text(segments: list) -> str:  # type: ignore[type-arg]
+def _text(segments: Sequence[Segment]) -> str:
     return "".join(s.text for s in segments)
 
 
@@ -161,7 +178,7 @@ def test_each_runs_inputs_side_by_side_with_the_same_result_as_alone(
     longer = np.concatenate([other, silence(1.0), two_sentences])
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF not really a wav file")
-    inputs: list = [two_sentences, bad, other, longer]  # type: ignore[type-arg]
+    inputs: list[AudioSource | NDArray[np.floating]] = [two_sentences, bad, other, longer]
     alone = [list(int8.transcribe(a, GREEDY)) for a in (two_sentences, other, longer)]
     threads: dict[int, set[str]] = {}
 
@@ -178,7 +195,8 @@ def test_each_runs_inputs_side_by_side_with_the_same_result_as_alone(
         # Not a batch: each input runs its own seek loop, so the segments are the same objects'
         # values, float for float, as transcribing it alone.
         assert result.segments == expected
-        assert result.audio_s == pytest.approx(inputs[index].size / 16_000)
+        audio = cast(np.ndarray, inputs[index])  # 0, 2 and 3 are arrays
+        assert result.audio_s == pytest.approx(audio.size / 16_000)
     # The jobs ran on pool threads, more than one of them (not one after the other inline).
     names = set().union(*threads.values())
     assert len(names) == 2 and all(n.startswith("transcribe") for n in names)
@@ -319,7 +337,7 @@ def test_feature_blocks_are_made_of_the_right_audio(monkeypatch: pytest.MonkeyPa
             super().__init__(n_mels, expected_samples=expected_samples)
             fed.append([])
 
-        def add(self, piece: np.ndarray) -> None:  # type: ignore[override]
+        def add(self, piece: ArrayLike) -> None:
             fed[-1].append(np.array(piece, copy=True))
             super().add(piece)
 
@@ -447,7 +465,7 @@ def _multilingual_tokenizer(english: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def multilingual(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> tuple:  # type: ignore[type-arg]
+def multilingual(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> Multilingual:
     """(WhisperModel, the same random weights in transformers) with a multilingual vocabulary."""
     transformers = pytest.importorskip("transformers")
     from audiototext.models.convert import convert
@@ -468,9 +486,16 @@ def _recording_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     import audiototext.inference.seek as transcribe_module
 
     seen: list[list[int]] = []
-    original = transcribe_module.decode_with_fallback
+    # seek's own binding of it (patched below)
+    original: Callable[..., list[DecodeResult]] = vars(transcribe_module)["decode_with_fallback"]
 
-    def record(model, cross, prompts, opts, **kw):  # type: ignore[no-untyped-def]
+    def record(
+        model: WhisperModel,
+        cross: CrossAttention,
+        prompts: Sequence[Sequence[int]],
+        opts: DecodingOptions,
+        **kw: Any,
+    ) -> list[DecodeResult]:
         seen.extend(list(p) for p in prompts)
         return original(model, cross, prompts, opts, **kw)
 
@@ -481,7 +506,7 @@ def _recording_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
 SHORT = TranscribeOptions(beam_size=1, temperatures=(0.0,), max_new_tokens=4)
 
 
-def test_random_multilingual_model_reads_as_multilingual(multilingual: tuple) -> None:  # type: ignore[type-arg]
+def test_random_multilingual_model_reads_as_multilingual(multilingual: Multilingual) -> None:
     model, _ = multilingual
     tok = model.tokenizer
     assert tok.multilingual and len(tok.languages) == 99
@@ -490,7 +515,7 @@ def test_random_multilingual_model_reads_as_multilingual(multilingual: tuple) ->
 
 
 def test_language_detection_picks_the_most_probable_language_token(
-    multilingual: tuple,  # type: ignore[type-arg]
+    multilingual: Multilingual,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from audiototext.inference.seek import detect_language
@@ -533,7 +558,7 @@ def test_language_detection_picks_the_most_probable_language_token(
 
 
 def test_transcribe_detects_once_and_prompts_with_the_language(
-    multilingual: tuple,  # type: ignore[type-arg]
+    multilingual: Multilingual,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from audiototext.inference.seek import detect_language
@@ -555,7 +580,7 @@ def test_transcribe_detects_once_and_prompts_with_the_language(
 
 
 def test_language_and_task_are_forced(
-    multilingual: tuple,  # type: ignore[type-arg]
+    multilingual: Multilingual,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from audiototext.inference import seek

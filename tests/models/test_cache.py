@@ -168,7 +168,10 @@ def test_versions_coexist_and_rm_removes_one(filled_cache: ModelCache) -> None:
 def test_verify_passes_then_detects_a_tampered_file(filled_cache: ModelCache) -> None:
     reports, damaged = verify("tiny.en", cache=filled_cache)
     assert len(reports) == 2 and all(r.ok for r in reports) and not damaged
-    assert all(r.max_rel_err is not None and r.max_rel_err <= r.tolerance for r in reports)  # type: ignore[operator]
+    assert all(
+        r.max_rel_err is not None and r.tolerance is not None and r.max_rel_err <= r.tolerance
+        for r in reports
+    )
 
     entry = filled_cache.find("tiny.en", "int8")
     decoder = entry.file("decoder.onnx")

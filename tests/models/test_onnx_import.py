@@ -21,6 +21,7 @@ import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -29,13 +30,18 @@ import pytest
 
 from audiototext.errors import ConversionError, NotWhisperError
 from audiototext.models.graph import build_decoder, build_encoder
-from audiototext.models.metadata import read_source_metadata
+from audiototext.models.metadata import ModelMetadata, read_source_metadata
 from audiototext.models.onnx_import import load_onnx_export, pick_onnx_files
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+if TYPE_CHECKING:
+    import torch
+    import transformers
+    from transformers import WhisperForConditionalGeneration
+else:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
 
-from models.conftest import make_random_whisper, rel_err  # noqa: E402
+from models.conftest import make_random_whisper, rel_err
 
 # The exporters warn about tracing and deprecations on every export; nothing to act on here.
 pytestmark = pytest.mark.filterwarnings(
@@ -136,14 +142,16 @@ def test_pick_refuses_quantised_only_with_past_only_and_non_onnx() -> None:
 # --------------------------------------------------------------------------- exports
 
 
-class _Decoder(torch.nn.Module):  # type: ignore[misc]
+class _Decoder(torch.nn.Module):
     """optimum's decoder_model: input_ids + encoder_hidden_states → logits, present.*."""
 
-    def __init__(self, model: object) -> None:
+    def __init__(self, model: WhisperForConditionalGeneration) -> None:
         super().__init__()
         self.m = model
 
-    def forward(self, input_ids: object, encoder_hidden_states: object) -> tuple[object, ...]:
+    def forward(
+        self, input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         out = self.m(
             decoder_input_ids=input_ids,
             encoder_outputs=(encoder_hidden_states,),
@@ -157,14 +165,14 @@ class _Decoder(torch.nn.Module):  # type: ignore[misc]
         return tuple(res)
 
 
-class _DecoderWithPast(torch.nn.Module):  # type: ignore[misc]
+class _DecoderWithPast(torch.nn.Module):
     """optimum's decoder_with_past_model: cross-attention K/V come in as past inputs."""
 
-    def __init__(self, model: object) -> None:
+    def __init__(self, model: WhisperForConditionalGeneration) -> None:
         super().__init__()
         self.m = model
 
-    def forward(self, input_ids: object, *past: object) -> tuple[object, ...]:
+    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
         n = len(self.m.model.decoder.layers)
@@ -193,15 +201,15 @@ def _present_names(n: int) -> list[str]:
     return [f"present.{i}.decoder.{k}" for i in range(n) for k in ("key", "value")]
 
 
-def _export(model: object, out: Path, *, dynamo: bool, opset: int) -> None:
-    cfg = model.config  # type: ignore[attr-defined]
+def _export(model: WhisperForConditionalGeneration, out: Path, *, dynamo: bool, opset: int) -> None:
+    cfg = model.config
     n = cfg.decoder_layers
-    kw: dict[str, object] = {"dynamo": dynamo, "opset_version": opset}
+    kw: dict[str, Any] = {"dynamo": dynamo, "opset_version": opset}
     if not dynamo:
         kw["do_constant_folding"] = True  # what optimum does, and what renames the weights
     out.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
-        model.get_encoder(),  # type: ignore[attr-defined]
+        model.get_encoder(),
         (torch.randn(1, cfg.num_mel_bins, 3000),),
         str(out / "encoder_model.onnx"),
         input_names=["input_features"],
@@ -224,8 +232,8 @@ def _export(model: object, out: Path, *, dynamo: bool, opset: int) -> None:
     )
 
 
-def _export_with_past(model: object, path: Path) -> None:
-    cfg = model.config  # type: ignore[attr-defined]
+def _export_with_past(model: WhisperForConditionalGeneration, path: Path) -> None:
+    cfg = model.config
     n, heads = cfg.decoder_layers, cfg.decoder_attention_heads
     hd = cfg.d_model // heads
     past, names = [], []
@@ -317,8 +325,10 @@ def source(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path) -> Pa
 
 
 @pytest.fixture(scope="module")
-def torch_model(source: Path) -> object:
-    return transformers.WhisperForConditionalGeneration.from_pretrained(source).eval()
+def torch_model(source: Path) -> WhisperForConditionalGeneration:
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(source)
+    model.eval()  # type: ignore[no-untyped-call]  # unannotated in transformers; returns model
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -328,30 +338,30 @@ def reference(source: Path) -> dict[str, np.ndarray]:
     return {k.removeprefix("model."): v for k, v in load_file(source / "model.safetensors").items()}
 
 
-def _style_torchscript14(src: Path, model: object, repo: Path) -> None:
+def _style_torchscript14(src: Path, model: WhisperForConditionalGeneration, repo: Path) -> None:
     _export(model, repo / "onnx", dynamo=False, opset=14)
     _copy_configs(src, repo)
 
 
-def _style_torchscript17(src: Path, model: object, repo: Path) -> None:
+def _style_torchscript17(src: Path, model: WhisperForConditionalGeneration, repo: Path) -> None:
     # Opset 17 keeps layer norms as LayerNormalization nodes; the repo root layout.
     _export(model, repo, dynamo=False, opset=17)
     _copy_configs(src, repo)
 
 
-def _style_dynamo18(src: Path, model: object, repo: Path) -> None:
+def _style_dynamo18(src: Path, model: WhisperForConditionalGeneration, repo: Path) -> None:
     pytest.importorskip("onnxscript")  # the dynamo exporter's ONNX backend
     _export(model, repo / "onnx", dynamo=True, opset=18)
     _copy_configs(src, repo)
 
 
-def _style_dynamo23(src: Path, model: object, repo: Path) -> None:
+def _style_dynamo23(src: Path, model: WhisperForConditionalGeneration, repo: Path) -> None:
     pytest.importorskip("onnxscript")  # the dynamo exporter's ONNX backend
     _export(model, repo / "onnx", dynamo=True, opset=23)
     _copy_configs(src, repo)
 
 
-def _style_merged_external(src: Path, model: object, repo: Path) -> None:
+def _style_merged_external(src: Path, model: WhisperForConditionalGeneration, repo: Path) -> None:
     """transformers.js large-model layout: merged decoder only, weights in *.onnx_data."""
     work = repo.parent / (repo.name + "-work")
     _export(model, work, dynamo=False, opset=14)
@@ -380,7 +390,7 @@ def _style_merged_external(src: Path, model: object, repo: Path) -> None:
     _copy_configs(src, repo)
 
 
-def _style_fp16(src: Path, model: object, repo: Path) -> None:
+def _style_fp16(src: Path, model: WhisperForConditionalGeneration, repo: Path) -> None:
     work = repo.parent / (repo.name + "-work")
     _export(model, work, dynamo=False, opset=14)
     (repo / "onnx").mkdir(parents=True)
@@ -389,7 +399,7 @@ def _style_fp16(src: Path, model: object, repo: Path) -> None:
     _copy_configs(src, repo)
 
 
-STYLES: dict[str, Callable[[Path, object, Path], None]] = {
+STYLES: dict[str, Callable[[Path, WhisperForConditionalGeneration, Path], None]] = {
     "torchscript-opset14": _style_torchscript14,
     "torchscript-opset17-root": _style_torchscript17,
     "dynamo-opset18": _style_dynamo18,
@@ -401,7 +411,9 @@ STYLES: dict[str, Callable[[Path, object, Path], None]] = {
 
 @pytest.fixture(scope="module")
 def exports(
-    tmp_path_factory: pytest.TempPathFactory, source: Path, torch_model: object
+    tmp_path_factory: pytest.TempPathFactory,
+    source: Path,
+    torch_model: WhisperForConditionalGeneration,
 ) -> Callable[[str], Path]:
     made: dict[str, Path] = {}
 
@@ -418,14 +430,14 @@ def exports(
 # --------------------------------------------------------------------------- parity
 
 
-def _run_ours(out: Path, meta: object, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run_ours(out: Path, meta: ModelMetadata, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     so = ort.SessionOptions()
     so.log_severity_level = 3
     enc = ort.InferenceSession(str(out / "encoder.onnx"), so, providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(out / "decoder.onnx"), so, providers=["CPUExecutionProvider"])
     names = [o.name for o in enc.get_outputs()]
     e = dict(zip(names, enc.run(None, {"input_features": feats}), strict=True))
-    d = meta.dims  # type: ignore[attr-defined]
+    d = meta.dims
     b, t = TOKENS.shape
     hd = d.d_model // d.decoder_heads
     feed = {
@@ -443,11 +455,13 @@ def _run_ours(out: Path, meta: object, feats: np.ndarray) -> tuple[np.ndarray, n
 
 
 @pytest.fixture(scope="module")
-def torch_outputs(torch_model: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def torch_outputs(
+    torch_model: WhisperForConditionalGeneration,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(11)
     feats = (rng.standard_normal((2, 80, 3000)) * 0.4 - 0.3).astype(np.float32)
     with torch.no_grad():
-        ref = torch_model(  # type: ignore[operator]
+        ref = torch_model(
             input_features=torch.from_numpy(feats), decoder_input_ids=torch.from_numpy(TOKENS)
         )
     return feats, ref.encoder_last_hidden_state.numpy(), ref.logits.numpy()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -38,7 +39,8 @@ LOGITS_TOL = 2e-4
 
 def _torch_model(
     checkpoint_dir: Path | None, tensors: dict[str, np.ndarray], meta: ModelMetadata
-) -> object:
+) -> Any:
+    """transformers' WhisperForConditionalGeneration (imported at run time, so untyped)."""
     if checkpoint_dir is not None:
         return transformers.WhisperForConditionalGeneration.from_pretrained(
             checkpoint_dir, attn_implementation="eager"
@@ -66,10 +68,15 @@ def _torch_model(
     return model
 
 
+class _Conversion(Protocol):
+    @property
+    def metadata(self) -> ModelMetadata: ...
+
+
 class Converted:
-    def __init__(self, out: Path, conv: object, torch_model: object) -> None:
+    def __init__(self, out: Path, conv: _Conversion, torch_model: Any) -> None:
         self.dir = out
-        self.meta: ModelMetadata = conv.metadata  # type: ignore[attr-defined]
+        self.meta: ModelMetadata = conv.metadata
         self.torch = torch_model
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -164,7 +171,7 @@ def test_encoder_matches_torch(which: str, frames: int, request: pytest.FixtureR
     feats = _features(c.meta.dims.n_mels, frames)
     ours = c.encode(feats)
     with torch.no_grad():
-        enc = c.torch.model.encoder  # type: ignore[attr-defined]
+        enc = c.torch.model.encoder
         # transformers insists on 3000 frames; run its layers on the short input by hand,
         # exactly as its forward does, slicing the positional table like our graph.
         x = torch.nn.functional.gelu(enc.conv1(torch.from_numpy(feats)))
@@ -180,7 +187,7 @@ def test_encoder_matches_torch(which: str, frames: int, request: pytest.FixtureR
     assert ours["last_hidden_state"].shape == (2, frames // 2, c.meta.dims.d_model)
     assert rel_err(ours["last_hidden_state"], ref) < ENC_TOL
     # Cross-attention K/V from the encoder equal the decoder's own projections.
-    layer0 = c.torch.model.decoder.layers[0].encoder_attn  # type: ignore[attr-defined]
+    layer0 = c.torch.model.decoder.layers[0].encoder_attn
     with torch.no_grad():
         k = layer0.k_proj(torch.from_numpy(ours["last_hidden_state"])).numpy()
     heads = c.meta.dims.decoder_heads
@@ -197,7 +204,7 @@ def test_decoder_logits_cache_and_alignment_match_torch(
     enc = c.encode(feats)
     full = c.decode(enc, TOKENS)
     with torch.no_grad():
-        ref = c.torch(  # type: ignore[operator]
+        ref = c.torch(
             input_features=torch.from_numpy(feats),
             decoder_input_ids=torch.from_numpy(TOKENS),
             output_attentions=True,
@@ -268,7 +275,7 @@ def test_random_128_mel_model_converts_and_matches(tmp_path: Path, tiny_en_sourc
     with torch.no_grad():
         ref = c.torch(
             input_features=torch.from_numpy(feats), decoder_input_ids=torch.from_numpy(TOKENS)
-        )  # type: ignore[operator]
+        )
     assert rel_err(c.decode(enc, TOKENS)["logits"], ref.logits.numpy()) < LOGITS_TOL
 
 

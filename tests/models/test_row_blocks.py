@@ -87,6 +87,7 @@ def test_blocks_bring_int8_closer_to_fp32_on_speech(tiny_encoder: Path, tmp_path
     to_int8(tiny_encoder / "encoder.onnx", window)  # one scale per tensor, as before
 
     def hidden(path: Path) -> np.ndarray:
+        h: np.ndarray
         (h,) = _session(path).run(["last_hidden_state"], {"input_features": mel})
         return h[0, :speech_frames].astype(np.float64)
 

@@ -184,6 +184,10 @@ class FakeSession:
 
 
 class FakeRecognizer:
+    # Declared, not set: a test sets it to play the loaded model (the server reads it with
+    # getattr, so an unset one means "no model on disk").
+    model: object
+
     def __init__(self, *, max_sessions: int = 64, speed: float = 50.0) -> None:
         self.max_sessions = max_sessions
         self.speed = speed

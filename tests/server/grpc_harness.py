@@ -7,17 +7,25 @@ import contextlib
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
+from audiototext.client import AsyncClient, Stream, StreamSettings, TranscriptUpdate
 from audiototext.server.app import GrpcServer, ServerConfig
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn
+
+if TYPE_CHECKING:
+    import grpc
+
+    from audiototext.wire._proto import transcription_pb2 as pb
+
+T = TypeVar("T")
 
 BASE_CONFIG = ServerConfig(
     port=0, resume_grace_s=20.0, metrics_interval_s=0.5, shutdown_grace_s=5.0
@@ -101,8 +109,8 @@ def self_signed_cert(folder: Path, host: str = "localhost") -> tuple[Path, Path]
     return cert, key
 
 
-def config(**changes: object) -> ServerConfig:
-    return replace(BASE_CONFIG, **changes)  # type: ignore[arg-type]
+def config(**changes: Any) -> ServerConfig:
+    return replace(BASE_CONFIG, **changes)
 
 
 class TcpProxy:
@@ -199,8 +207,8 @@ async def stream_audio(
     settings: StreamSettings | None = None,
     *,
     speed: float | None = 1.0,
-    during: list[tuple[float, object]] | None = None,
-) -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], object]:
+    during: Sequence[tuple[float, Callable[[], object]]] | None = None,
+) -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], Stream]:
     """Stream ``audio`` (16 kHz mono) at ``speed`` × real time (None: as fast as credit
     allows); returns (partials, finals, stream). ``during``: (stream second, callable) hooks.
     """
@@ -234,22 +242,22 @@ async def stream_audio(
     return partials, finals, stream
 
 
-def run(coro: object, timeout_s: float = 300.0) -> object:
+def run(coro: Coroutine[Any, Any, T], timeout_s: float = 300.0) -> T:
     """Run a test coroutine with an upper bound (a hang fails the test instead of the run)."""
 
-    async def bounded() -> object:
-        return await asyncio.wait_for(coro, timeout_s)  # type: ignore[arg-type]
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout_s)
 
     return asyncio.run(bounded())
 
 
 async def raw_stream(
     port: int,
-    requests: list[object],
+    requests: Sequence[pb.StreamingRequest],
     *,
     metadata: tuple[tuple[str, str], ...] = (),
-    credentials: object | None = None,
-) -> tuple[object, str, list[object]]:
+    credentials: grpc.ChannelCredentials | None = None,
+) -> tuple[grpc.StatusCode, str, list[pb.StreamingResponse]]:
     """Send ``requests`` on a bare StreamingTranscribe call; (status code, details, responses)."""
     import grpc
 
@@ -258,11 +266,11 @@ async def raw_stream(
     if credentials is None:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     else:
-        channel = grpc.aio.secure_channel(f"localhost:{port}", credentials)  # type: ignore[arg-type]
+        channel = grpc.aio.secure_channel(f"localhost:{port}", credentials)
     async with channel:
         stub = transcription_pb2_grpc.TranscriptionStub(channel)
         call = stub.StreamingTranscribe(metadata=metadata)
-        responses: list[object] = []
+        responses: list[pb.StreamingResponse] = []
 
         async def reader() -> None:
             with contextlib.suppress(grpc.aio.AioRpcError):
@@ -278,13 +286,9 @@ async def raw_stream(
                 if task.done():
                     break
                 await call.write(req)
-                seq = req.audio.seq if req.WhichOneof("request") == "audio" else 0  # type: ignore[attr-defined]
+                seq = req.audio.seq if req.WhichOneof("request") == "audio" else 0
                 for _ in range(2000):
-                    acked = [
-                        r.ack.seq  # type: ignore[attr-defined]
-                        for r in responses
-                        if r.WhichOneof("response") == "ack"  # type: ignore[attr-defined]
-                    ]
+                    acked = [r.ack.seq for r in responses if r.WhichOneof("response") == "ack"]
                     if not seq or task.done() or (acked and acked[-1] >= seq):
                         break
                     await asyncio.sleep(0.005)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,6 +13,10 @@ from numpy.typing import NDArray
 
 from support.fixture_cache import shared_speech_dir
 from support.speech import SpeechSynthesizer, espeak_available, join_with_gaps
+
+if TYPE_CHECKING:
+    from audiototext.server.engine import Engine
+    from audiototext.streaming import StreamingRecognizer
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -26,9 +31,9 @@ def words(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def recognizer(built_cache: Path) -> Iterator[object]:
+def recognizer(built_cache: Path) -> Iterator[StreamingRecognizer]:
     streaming = pytest.importorskip("audiototext.streaming")
-    rec = streaming.StreamingRecognizer.load(
+    rec: StreamingRecognizer = streaming.StreamingRecognizer.load(
         "tiny.en",
         streaming.RecognizerOptions(max_sessions=24),
         precision="int8",
@@ -59,7 +64,7 @@ def long_speech(synth: SpeechSynthesizer, seconds: float) -> NDArray[np.float32]
     return audio
 
 
-async def settled(recognizer: object, limit_s: float = 60.0) -> None:
+async def settled(recognizer: Engine, limit_s: float = 60.0) -> None:
     """Wait (bounded) until the engine no longer reports overload from an earlier stream.
 
     Idle, the engine reports no overload, but it holds the flag for a few seconds after the
@@ -71,6 +76,6 @@ async def settled(recognizer: object, limit_s: float = 60.0) -> None:
 
     for _ in range(int(limit_s / 0.1)):
         hold_until = float(getattr(recognizer, "_overload_until", 0.0))
-        if not recognizer.stats().overloaded and time.monotonic() >= hold_until:  # type: ignore[attr-defined]
+        if not recognizer.stats().overloaded and time.monotonic() >= hold_until:
             return
         await asyncio.sleep(0.1)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 import pytest
 
-from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
-from audiototext.wire._proto import models_pb2, models_pb2_grpc
+from audiototext.client import AsyncClient, Stream, StreamSettings, TranscriptUpdate
+from audiototext.wire._proto import models_pb2, models_pb2_grpc, system_pb2
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire.codec import encode_pcm16
 from server.grpc_harness import config, raw_stream, run, running_server, stream_audio
@@ -22,21 +23,26 @@ from server.real_engine import (
 )
 from support.speech import SpeechSynthesizer, join_with_gaps, with_silence
 
+if TYPE_CHECKING:
+    from audiototext.streaming import StreamingRecognizer
+
 pytestmark = pytest.mark.slow
 
 
 def test_partial_then_final_with_expected_words(
-    recognizer: object, speech: SpeechSynthesizer
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
 ) -> None:
     sentence = speech.speak(SENTENCES[0])
     audio = with_silence(sentence.audio, 0.5, 1.5)
 
-    async def main() -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], list[object]]:
+    async def main() -> tuple[
+        list[TranscriptUpdate], list[TranscriptUpdate], list[system_pb2.ServerStats]
+    ]:
         async with (
             running_server(recognizer) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
-        ):  # type: ignore[arg-type]
-            stats: list[object] = []
+        ):
+            stats: list[system_pb2.ServerStats] = []
 
             async def watch() -> None:  # System.GetStats while the stream runs
                 while True:
@@ -49,12 +55,12 @@ def test_partial_then_final_with_expected_words(
             stats.append(await client.stats())
         return partials, finals, stats
 
-    partials, finals, stats = run(main())  # type: ignore[misc]
-    during = [s for s in stats[:-1] if s.active_streams == 1]  # type: ignore[attr-defined]
+    partials, finals, stats = run(main())
+    during = [s for s in stats[:-1] if s.active_streams == 1]
     assert during, "GetStats never saw the stream open"
-    assert max(s.rtf for s in during) > 0  # type: ignore[attr-defined]
-    assert stats[-1].active_streams == 0 and stats[-1].streams_total == 1  # type: ignore[attr-defined]
-    assert stats[-1].model == "tiny.en"  # type: ignore[attr-defined]
+    assert max(s.rtf for s in during) > 0
+    assert stats[-1].active_streams == 0 and stats[-1].streams_total == 1
+    assert stats[-1].model == "tiny.en"
     assert partials, "no partial result"
     assert len(finals) == 1
     final = finals[0]
@@ -64,13 +70,15 @@ def test_partial_then_final_with_expected_words(
     assert 0.2 <= final.start_s <= 1.0 and final.end_s > final.start_s
 
 
-def test_sixteen_concurrent_streams(recognizer: object, speech: SpeechSynthesizer) -> None:
+def test_sixteen_concurrent_streams(
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
+) -> None:
     """16 real-time streams at once are each transcribed as well as the same audio alone."""
     alone = [with_silence(speech.speak(s).audio, 0.3, 1.5) for s in SENTENCES]
     audios = [alone[i % len(SENTENCES)] for i in range(16)]
 
     async def main() -> tuple[list[list[TranscriptUpdate]], list[list[TranscriptUpdate]]]:
-        async with running_server(recognizer, config(max_sessions=16)) as srv:  # type: ignore[arg-type]
+        async with running_server(recognizer, config(max_sessions=16)) as srv:
             await settled(recognizer)
             async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
                 reference = [(await stream_audio(client, a, speed=None))[1] for a in alone]
@@ -80,7 +88,7 @@ def test_sixteen_concurrent_streams(recognizer: object, speech: SpeechSynthesize
                 )
         return [finals for _, finals, _ in results], reference
 
-    all_finals, reference = run(main(), 600)  # type: ignore[misc]
+    all_finals, reference = run(main(), 600)
     ref_words = [words(" ".join(f.text for f in finals)) for finals in reference]
     # The sentences alone are heard (tiny.en mishears espeak-ng a lot: half the words).
     heard = [
@@ -120,7 +128,7 @@ def test_sixteen_concurrent_streams(recognizer: object, speech: SpeechSynthesize
     ],
 )
 def test_bad_stream_does_not_disturb_a_good_one(
-    recognizer: object,
+    recognizer: StreamingRecognizer,
     speech: SpeechSynthesizer,
     name: str,
     requests: list[pb.AudioChunk],
@@ -134,7 +142,7 @@ def test_bad_stream_does_not_disturb_a_good_one(
         async with (
             running_server(recognizer) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
-        ):  # type: ignore[arg-type]
+        ):
             await settled(recognizer)  # an earlier test's load must not refuse the good stream
             good = asyncio.create_task(stream_audio(client, audio, speed=2.0))
             reqs = [
@@ -147,14 +155,14 @@ def test_bad_stream_does_not_disturb_a_good_one(
         return finals
 
     finals = run(main())
-    assert len(words(" ".join(f.text for f in finals)) & words(SENTENCES[1])) >= 4  # type: ignore[union-attr]
+    assert len(words(" ".join(f.text for f in finals)) & words(SENTENCES[1])) >= 4
 
 
-def test_garbage_pcm16_yields_no_crash(recognizer: object) -> None:
+def test_garbage_pcm16_yields_no_crash(recognizer: StreamingRecognizer) -> None:
     data = np.random.default_rng(0).bytes(64000)
 
-    async def main() -> tuple[object, str]:
-        async with running_server(recognizer) as srv:  # type: ignore[arg-type]
+    async def main() -> tuple[grpc.StatusCode, str]:
+        async with running_server(recognizer) as srv:
             reqs = [
                 pb.StreamingRequest(
                     config=pb.StreamConfig(encoding=pb.PCM16, sample_rate_hz=16000)
@@ -166,18 +174,18 @@ def test_garbage_pcm16_yields_no_crash(recognizer: object) -> None:
             code, details, _ = await raw_stream(srv.port, reqs)
             return code, details
 
-    code, details = run(main())  # type: ignore[misc]
+    code, details = run(main())
     assert code == grpc.StatusCode.OK, details
 
 
 def test_graceful_shutdown_delivers_the_final_of_unfinished_speech(
-    recognizer: object, speech: SpeechSynthesizer
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
 ) -> None:
     # Speech with no silence after it: the utterance is still open when the server stops.
     audio = with_silence(speech.speak(SENTENCES[3]).audio, 0.3, 0.0)
 
     async def main() -> tuple[list[TranscriptUpdate], bool]:
-        srv_cm = running_server(recognizer)  # type: ignore[arg-type]
+        srv_cm = running_server(recognizer)
         srv = await srv_cm.__aenter__()
         async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
             # A long endpoint: the short silence espeak-ng leaves after the words must not
@@ -207,15 +215,15 @@ def test_graceful_shutdown_delivers_the_final_of_unfinished_speech(
         await srv_cm.__aexit__(None, None, None)
         return finals, ended
 
-    finals, ended = run(main())  # type: ignore[misc]
+    finals, ended = run(main())
     assert ended and len(finals) == 1
     got = words(finals[0].text)
     assert len(got & words(SENTENCES[3])) >= 6, finals[0].text
 
 
-def test_language_the_model_cannot_do_is_invalid_argument(recognizer: object) -> None:
-    async def main() -> tuple[object, str]:
-        async with running_server(recognizer) as srv:  # type: ignore[arg-type]
+def test_language_the_model_cannot_do_is_invalid_argument(recognizer: StreamingRecognizer) -> None:
+    async def main() -> tuple[grpc.StatusCode, str]:
+        async with running_server(recognizer) as srv:
             reqs = [
                 pb.StreamingRequest(
                     config=pb.StreamConfig(encoding=pb.PCM16, sample_rate_hz=16000, language="fr")
@@ -224,17 +232,17 @@ def test_language_the_model_cannot_do_is_invalid_argument(recognizer: object) ->
             code, details, _ = await raw_stream(srv.port, reqs)
             return code, details
 
-    code, details = run(main())  # type: ignore[misc]
+    code, details = run(main())
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "English-only" in details, details
 
 
 def test_removing_the_model_the_server_runs_is_refused(
-    recognizer: object, built_cache: Path
+    recognizer: StreamingRecognizer, built_cache: Path
 ) -> None:
-    async def main() -> tuple[object, str, int]:
+    async def main() -> tuple[grpc.StatusCode, str, int]:
         cfg = config(cache_root=built_cache)
         async with (
-            running_server(recognizer, cfg) as srv,  # type: ignore[arg-type]
+            running_server(recognizer, cfg) as srv,
             grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel,
         ):
             models = models_pb2_grpc.ModelsStub(channel)
@@ -247,13 +255,13 @@ def test_removing_the_model_the_server_runs_is_refused(
             info = await models.Info(models_pb2.ModelInfoRequest(name="tiny.en"))
             return code, details, sum(m.precision == "int8" for m in info.cached)
 
-    code, details, int8_entries = run(main())  # type: ignore[misc]
+    code, details, int8_entries = run(main())
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "in use" in details, details
     assert int8_entries == 1
 
 
 def test_an_utterance_longer_than_the_credit_does_not_stall_the_stream(
-    recognizer: object, speech: SpeechSynthesizer
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
 ) -> None:
     # 7+ s of speech without a pause, interim results off, 2 s of credit: the engine has read
     # the whole utterance but finalises it only after the silence that follows, so the credit
@@ -262,9 +270,9 @@ def test_an_utterance_longer_than_the_credit_does_not_stall_the_stream(
     audio = with_silence(audio, 0.3, 1.5)
     assert audio.shape[0] > 7 * 16_000
 
-    async def main() -> tuple[list[TranscriptUpdate], object]:
+    async def main() -> tuple[list[TranscriptUpdate], Stream]:
         async with (
-            running_server(recognizer, config(max_buffered_s=4.0)) as srv,  # type: ignore[arg-type]
+            running_server(recognizer, config(max_buffered_s=4.0)) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
         ):
             await settled(recognizer)
@@ -272,31 +280,31 @@ def test_an_utterance_longer_than_the_credit_does_not_stall_the_stream(
             _, finals, stream = await stream_audio(client, audio, settings, speed=None)
         return finals, stream
 
-    finals, stream = run(main(), 300)  # type: ignore[misc]
-    text = words(" ".join(f.text for f in finals))  # type: ignore[union-attr]
+    finals, stream = run(main(), 300)
+    text = words(" ".join(f.text for f in finals))
     assert len(text & words(SENTENCES[1])) >= 5, text
-    assert stream.stats.max_inflight_ms <= 2000 + 100  # type: ignore[attr-defined]
+    assert stream.stats.max_inflight_ms <= 2000 + 100
 
 
 # Last in the module: it leaves the engine behind real time for a while, and the engine
 # refuses new streams (RESOURCE_EXHAUSTED) until it has caught up.
 def test_sending_10x_real_time_is_paced_and_loses_nothing(
-    recognizer: object, speech: SpeechSynthesizer
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
 ) -> None:
     audio = long_speech(speech, 30.0)
 
-    async def main() -> tuple[list[TranscriptUpdate], object]:
+    async def main() -> tuple[list[TranscriptUpdate], Stream]:
         cfg = config(max_buffered_s=4.0)
         async with (
             running_server(recognizer, cfg) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
-        ):  # type: ignore[arg-type]
+        ):
             _, finals, stream = await stream_audio(client, audio, speed=10.0)
         return finals, stream
 
-    finals, stream = run(main(), 600)  # type: ignore[misc]
+    finals, stream = run(main(), 600)
     text = words(" ".join(f.text for f in finals))
     for sentence in SENTENCES:
         assert len(words(sentence) & text) >= len(words(sentence)) // 2, (sentence, text)
-    stats = stream.stats  # type: ignore[attr-defined]
+    stats = stream.stats
     assert stats.max_inflight_ms <= 2000 + 100

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from audiototext.client import AsyncClient, ClientError
+from audiototext.client import AsyncClient, ClientError, Stream, TranscriptUpdate
 from audiototext.wire._proto import system_pb2, system_pb2_grpc
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire.codec import encode_pcm16
@@ -33,24 +34,24 @@ from server.grpc_harness import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cfg(**kw: object) -> pb.StreamingRequest:
-    base = {"encoding": pb.PCM16, "sample_rate_hz": 16000, "interim_results": True}
+def _cfg(**kw: Any) -> pb.StreamingRequest:
+    base: dict[str, Any] = {"encoding": pb.PCM16, "sample_rate_hz": 16000, "interim_results": True}
     base.update(kw)
-    return pb.StreamingRequest(config=pb.StreamConfig(**base))  # type: ignore[arg-type]
+    return pb.StreamingRequest(config=pb.StreamConfig(**base))
 
 
-def _audio(seq: int, data: bytes, **kw: object) -> pb.StreamingRequest:
-    return pb.StreamingRequest(audio=pb.AudioChunk(seq=seq, data=data, **kw))  # type: ignore[arg-type]
+def _audio(seq: int, data: bytes, **kw: Any) -> pb.StreamingRequest:
+    return pb.StreamingRequest(audio=pb.AudioChunk(seq=seq, data=data, **kw))
 
 
 FINISH = pb.StreamingRequest(control=pb.Control(action=pb.Control.FINISH))
 
 
-def _finals(responses: list[object]) -> list[str]:
+def _finals(responses: list[pb.StreamingResponse]) -> list[str]:
     return [
-        r.result.text  # type: ignore[attr-defined]
+        r.result.text
         for r in responses
-        if r.WhichOneof("response") == "result" and r.result.is_final  # type: ignore[attr-defined]
+        if r.WhichOneof("response") == "result" and r.result.is_final
     ]
 
 
@@ -78,7 +79,7 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
 def test_stream_gives_partials_then_finals_for_exact_audio() -> None:
     audio = speech_like(8.0, seed=1)
 
-    async def main() -> tuple[list[object], list[object], list[str]]:
+    async def main() -> tuple[list[TranscriptUpdate], list[TranscriptUpdate], list[str]]:
         async with running_server(FakeRecognizer()) as srv:
             async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
                 partials, finals, _ = await stream_audio(client, audio, speed=None)
@@ -93,15 +94,15 @@ def test_stream_gives_partials_then_finals_for_exact_audio() -> None:
             assert code == grpc.StatusCode.OK
             return partials, finals, _finals(responses)
 
-    partials, finals, raw_finals = run(main())  # type: ignore[misc]
+    partials, finals, raw_finals = run(main())
     assert partials and finals
-    assert [f.text for f in finals] == raw_finals  # type: ignore[attr-defined]
+    assert [f.text for f in finals] == raw_finals
     first_final = finals[0]
-    assert any(p.utterance_id == first_final.utterance_id for p in partials)  # type: ignore[attr-defined]
+    assert any(p.utterance_id == first_final.utterance_id for p in partials)
 
 
 def test_session_started_comes_first_with_acks_and_metrics() -> None:
-    async def main() -> list[object]:
+    async def main() -> list[pb.StreamingResponse]:
         async with running_server(FakeRecognizer(speed=5)) as srv:
             audio = speech_like(3.0)
             reqs = (
@@ -117,12 +118,12 @@ def test_session_started_comes_first_with_acks_and_metrics() -> None:
             return responses
 
     responses = run(main())
-    kinds = [r.WhichOneof("response") for r in responses]  # type: ignore[attr-defined, union-attr]
+    kinds = [r.WhichOneof("response") for r in responses]
     assert kinds[0] == "started"
     assert "ack" in kinds and "metrics" in kinds and "speech_event" in kinds
-    acks = [r.ack.seq for r in responses if r.WhichOneof("response") == "ack"]  # type: ignore[union-attr, attr-defined]
+    acks = [r.ack.seq for r in responses if r.WhichOneof("response") == "ack"]
     assert acks == sorted(acks)
-    events = [r.event_seq for r in responses if r.event_seq]  # type: ignore[union-attr, attr-defined]
+    events = [r.event_seq for r in responses if r.event_seq]
     assert events == list(range(1, len(events) + 1))
 
 
@@ -219,13 +220,13 @@ def test_bad_input_gets_clear_status_and_server_keeps_serving(case: str) -> None
 
 
 def test_garbage_pcm16_is_just_noise() -> None:
-    async def main() -> tuple[object, str]:
+    async def main() -> tuple[grpc.StatusCode, str]:
         async with running_server(FakeRecognizer()) as srv:
             data = np.random.default_rng(1).bytes(32000)
             code, details, _ = await raw_stream(srv.port, [_cfg(), _audio(1, data), FINISH])
             return code, details
 
-    code, details = run(main())  # type: ignore[misc]
+    code, details = run(main())
     assert code == grpc.StatusCode.OK, details
 
 
@@ -340,7 +341,7 @@ def test_tls(tmp_path: Path) -> None:
 
 
 def test_client_ignoring_credit_is_refused_with_resource_exhausted() -> None:
-    async def main() -> tuple[object, str]:
+    async def main() -> tuple[grpc.StatusCode, str]:
         # A slow engine (2x real time) and a 4-s buffer: 20 s of audio at once overflows.
         async with running_server(FakeRecognizer(speed=2), config(max_buffered_s=4.0)) as srv:
             audio = encode_pcm16(speech_like(20.0))
@@ -351,7 +352,7 @@ def test_client_ignoring_credit_is_refused_with_resource_exhausted() -> None:
             code, details, _ = await raw_stream(srv.port, reqs)
             return code, details
 
-    code, details = run(main())  # type: ignore[misc]
+    code, details = run(main())
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "credit" in details
 
@@ -359,7 +360,7 @@ def test_client_ignoring_credit_is_refused_with_resource_exhausted() -> None:
 def test_client_sending_10x_real_time_is_paced_by_credit() -> None:
     audio = speech_like(30.0, seed=5)
 
-    async def main() -> tuple[list[str], list[str], object]:
+    async def main() -> tuple[list[str], list[str], Stream]:
         async with (
             running_server(FakeRecognizer(speed=3), config(max_buffered_s=4.0)) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
@@ -372,9 +373,9 @@ def test_client_sending_10x_real_time_is_paced_by_credit() -> None:
             _, reference, _ = await stream_audio(client, audio, speed=None)
         return [f.text for f in finals], [f.text for f in reference], stream
 
-    finals, reference, stream = run(main())  # type: ignore[misc]
+    finals, reference, stream = run(main())
     assert finals == reference  # nothing lost or refused
-    stats = stream.stats  # type: ignore[attr-defined]
+    stats = stream.stats
     assert stats.credit_waits > 0  # the client did wait for credit
     assert stats.max_inflight_ms <= 2000 + 100  # never more than the advertised credit
 
@@ -385,7 +386,7 @@ def test_client_sending_10x_real_time_is_paced_by_credit() -> None:
 def test_resume_after_cuts_delivers_exactly_the_uninterrupted_transcript() -> None:
     audio = speech_like(20.0, seed=7)
 
-    async def main() -> tuple[list[str], list[str], object, int]:
+    async def main() -> tuple[list[str], list[str], Stream, int]:
         async with running_server(FakeRecognizer(speed=20)) as srv:
             async with AsyncClient(f"127.0.0.1:{srv.port}") as client:
                 _, reference, _ = await stream_audio(client, audio, speed=None)
@@ -399,9 +400,9 @@ def test_resume_after_cuts_delivers_exactly_the_uninterrupted_transcript() -> No
                 await proxy.stop()
             return [f.text for f in finals], [f.text for f in reference], stream, proxy.cuts
 
-    finals, reference, stream, cuts = run(main())  # type: ignore[misc]
+    finals, reference, stream, cuts = run(main())
     assert cuts == 5
-    assert stream.stats.reconnects >= 5  # type: ignore[attr-defined]
+    assert stream.stats.reconnects >= 5
     assert finals == reference
     ids = [int(t.split()[0][1:]) for t in finals]
     assert ids == list(range(1, len(ids) + 1))  # every utterance once, in order
@@ -413,7 +414,7 @@ def test_session_expires_after_grace_period() -> None:
             code, _, responses = await raw_stream(
                 srv.port, [_cfg(), _audio(1, encode_pcm16(speech_like(2.0)))]
             )
-            session_id = responses[0].started.session_id  # type: ignore[attr-defined]
+            session_id = responses[0].started.session_id
             assert srv.store is not None
             for _ in range(100):
                 await asyncio.sleep(0.1)
@@ -446,7 +447,8 @@ def test_graceful_shutdown_finalises_open_streams() -> None:
             async def collect() -> None:
                 async for ev in stream.results():
                     if getattr(ev, "is_final", False):
-                        finals.append(ev.text)  # type: ignore[union-attr]
+                        assert isinstance(ev, TranscriptUpdate)  # the only kind with is_final
+                        finals.append(ev.text)
 
             task = asyncio.create_task(collect())
             await srv_cm.__aexit__(None, None, None)
@@ -455,7 +457,7 @@ def test_graceful_shutdown_finalises_open_streams() -> None:
         return finals
 
     finals = run(main())
-    assert finals and finals[0].startswith("u1 n")  # type: ignore[index]
+    assert finals and finals[0].startswith("u1 n")
 
 
 # --------------------------------------------------------------------------- adaptive
@@ -464,7 +466,7 @@ def test_graceful_shutdown_finalises_open_streams() -> None:
 def test_adaptive_compression_switches_to_opus_on_a_slow_link() -> None:
     audio = speech_like(16.0, seed=11)
 
-    async def main() -> tuple[object, object, int]:
+    async def main() -> tuple[Stream, Stream, int]:
         async with running_server(FakeRecognizer()) as srv:
             fast = TcpProxy(srv.port)
             slow = TcpProxy(srv.port, rate_bytes_s=10_000)  # 80 kbit/s < PCM16's 256
@@ -480,8 +482,8 @@ def test_adaptive_compression_switches_to_opus_on_a_slow_link() -> None:
                 await slow.stop()
             return s_fast, s_slow, len(finals)
 
-    s_fast, s_slow, n_finals = run(main())  # type: ignore[misc]
-    assert set(s_fast.stats.encodings) == {"PCM16"}  # type: ignore[attr-defined]
-    assert any(k.startswith("OPUS") for k in s_slow.stats.encodings)  # type: ignore[attr-defined]
-    assert s_slow.stats.switches  # type: ignore[attr-defined]
+    s_fast, s_slow, n_finals = run(main())
+    assert set(s_fast.stats.encodings) == {"PCM16"}
+    assert any(k.startswith("OPUS") for k in s_slow.stats.encodings)
+    assert s_slow.stats.switches
     assert n_finals > 0

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -21,7 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from audiototext.client import AsyncClient, ClientError
+from audiototext.client import AsyncClient, ClientError, TranscriptUpdate
 from audiototext.wire._proto import (
     models_pb2,
     models_pb2_grpc,
@@ -137,7 +137,7 @@ def test_models_pull_list_info_remove(hub: FakeHub, random_whisper_dir: Path) ->
                 models.Remove(models_pb2.RemoveModelRequest(name="lab/whisper-mini", version="x"))
             )
             assert code == grpc.StatusCode.NOT_FOUND and "no cached entry" in details
-            recognizer.model = SimpleNamespace(path=fp32_path)  # type: ignore[attr-defined]
+            recognizer.model = SimpleNamespace(path=fp32_path)
             code, details = await _status(
                 models.Remove(
                     models_pb2.RemoveModelRequest(name="lab/whisper-mini", precision="fp32")
@@ -183,7 +183,7 @@ def test_models_refuse_unknown_names_with_suggestions(
                 return await _status(models.Info(models_pb2.ModelInfoRequest(name=name)))
             return await _status(models.Remove(models_pb2.RemoveModelRequest(name=name)))
 
-    got, details = run(main())  # type: ignore[misc]
+    got, details = run(main())
     assert got == code, details
     assert text in details
 
@@ -197,7 +197,7 @@ def test_pull_with_a_bad_precision_is_invalid_argument(hub: FakeHub) -> None:
             _, code, details = await _pull(channel, name="tiny.en", precision="int4")
             return code, details
 
-    code, details = run(main())  # type: ignore[misc]
+    code, details = run(main())
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "precision" in details
 
 
@@ -216,11 +216,11 @@ def test_system_hardware_profile() -> None:
             return reply
 
     hw = run(main())
-    profile = json.loads(hw.json)  # type: ignore[attr-defined]
-    assert profile["physical_cores"] == hw.physical_cores >= 1  # type: ignore[attr-defined]
-    assert profile["logical_cores"] == hw.logical_cores >= hw.physical_cores  # type: ignore[attr-defined]
-    assert "CPUExecutionProvider" in hw.providers  # type: ignore[attr-defined]
-    assert hw.recommended_precision in ("fp32", "int8", "fp16")  # type: ignore[attr-defined]
+    profile = json.loads(hw.json)
+    assert profile["physical_cores"] == hw.physical_cores >= 1
+    assert profile["logical_cores"] == hw.logical_cores >= hw.physical_cores
+    assert "CPUExecutionProvider" in hw.providers
+    assert hw.recommended_precision in ("fp32", "int8", "fp16")
 
 
 def test_system_stats_count_open_and_detached_streams() -> None:
@@ -257,7 +257,7 @@ def test_system_stats_count_open_and_detached_streams() -> None:
             seen.append(await client.stats())
         return seen
 
-    before, during, after = run(main())  # type: ignore[misc]
+    before, during, after = run(main())
     assert (before.active_streams, before.streams_total) == (0, 0)
     assert (during.active_streams, during.detached_streams, during.streams_total) == (2, 1, 2)
     assert during.rtf == pytest.approx(1.0)  # the double reports 1 / speed
@@ -292,7 +292,8 @@ def test_health_goes_not_serving_during_graceful_shutdown_while_finals_are_deliv
             async def collect() -> None:
                 async for ev in stream.results():
                     if getattr(ev, "is_final", False):
-                        finals.append(ev.text)  # type: ignore[union-attr]
+                        assert isinstance(ev, TranscriptUpdate)  # the only kind with is_final
+                        finals.append(ev.text)
 
             collector = asyncio.create_task(collect())
             for _ in range(200):
@@ -316,7 +317,7 @@ def test_health_goes_not_serving_during_graceful_shutdown_while_finals_are_deliv
         await srv_cm.__aexit__(None, None, None)
         return statuses, code, details, finals
 
-    statuses, code, details, finals = run(main())  # type: ignore[misc]
+    statuses, code, details, finals = run(main())
     assert statuses == [
         health_pb2.HealthCheckResponse.SERVING,
         health_pb2.HealthCheckResponse.NOT_SERVING,
@@ -416,7 +417,7 @@ def test_token_is_checked_on_every_rpc(rpc: str) -> None:
                 )
             ]
 
-    (missing, wrong, no_scheme, right) = run(main())  # type: ignore[misc]
+    (missing, wrong, no_scheme, right) = run(main())
     assert missing[0] == grpc.StatusCode.UNAUTHENTICATED and "--token" in missing[1]
     assert wrong[0] == grpc.StatusCode.UNAUTHENTICATED and "not valid" in wrong[1]
     assert no_scheme[0] == grpc.StatusCode.UNAUTHENTICATED
@@ -446,12 +447,13 @@ def test_tls_with_the_client_library_and_token(tmp_path: Path) -> None:
                 with pytest.raises(ClientError) as err:
                     await client.transcribe(b"")
                 out["transcribe"] = err.value.code
-            for name, kwargs in {
+            clients: dict[str, dict[str, Any]] = {
                 "plaintext": {"token": "tok"},
                 "untrusted": {"root_certificates": other_cert.read_bytes(), "token": "tok"},
                 "no token": {"root_certificates": root},
-            }.items():
-                async with AsyncClient(target, **kwargs) as client:  # type: ignore[arg-type]
+            }
+            for name, kwargs in clients.items():
+                async with AsyncClient(target, **kwargs) as client:
                     with pytest.raises(ClientError) as err:
                         await client.stats()
                     out[name] = err.value.code
@@ -464,9 +466,9 @@ def test_tls_with_the_client_library_and_token(tmp_path: Path) -> None:
         return out
 
     out = run(main())
-    assert out["finals"] and out["finals"] == out["plain finals"]  # type: ignore[index]
-    assert out["stats"].streams_total == 1  # type: ignore[index, union-attr]
-    assert out["transcribe"] == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[index]
-    assert out["plaintext"] == grpc.StatusCode.UNAVAILABLE  # type: ignore[index]
-    assert out["untrusted"] == grpc.StatusCode.UNAVAILABLE  # type: ignore[index]
-    assert out["no token"] == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[index]
+    assert out["finals"] and out["finals"] == out["plain finals"]
+    assert cast(system_pb2.ServerStats, out["stats"]).streams_total == 1
+    assert out["transcribe"] == grpc.StatusCode.INVALID_ARGUMENT
+    assert out["plaintext"] == grpc.StatusCode.UNAVAILABLE
+    assert out["untrusted"] == grpc.StatusCode.UNAVAILABLE
+    assert out["no token"] == grpc.StatusCode.UNAUTHENTICATED

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 from audiototext.client import AsyncClient, ClientError
 from audiototext.inference import TranscribeOptions, Transcriber
+from audiototext.server.app import ServerConfig
 from audiototext.server.files import FileTranscriber
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire._proto import transcription_pb2_grpc
@@ -65,20 +67,23 @@ def _good(text: str) -> bool:
 
 
 def _transcribe(
-    transcriber: FileTranscriber, data: bytes, server_config: object = None, **kwargs: object
+    transcriber: FileTranscriber,
+    data: bytes,
+    server_config: ServerConfig | None = None,
+    **kwargs: Any,
 ) -> pb.TranscribeResponse:
     async def main() -> pb.TranscribeResponse:
         async with (
             running_server(
                 FakeRecognizer(),
-                server_config,  # type: ignore[arg-type]
+                server_config,
                 transcribe_file=transcriber,
             ) as srv,
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
         ):
-            return await client.transcribe(data, **kwargs)  # type: ignore[arg-type]
+            return await client.transcribe(data, **kwargs)
 
-    return run(main())  # type: ignore[return-value]
+    return run(main())
 
 
 @pytest.mark.parametrize(
@@ -176,7 +181,7 @@ def test_bad_requests_get_clear_status_and_the_server_keeps_serving(
     one_sentence: np.ndarray,
     tmp_path: Path,
     case: str,
-    kwargs: dict[str, object],
+    kwargs: dict[str, Any],
     code: grpc.StatusCode,
     text: str,
 ) -> None:
@@ -185,7 +190,7 @@ def test_bad_requests_get_clear_status_and_the_server_keeps_serving(
     options = dict(kwargs)
     data = options.pop("data", good)
     server = options.pop("server", {})
-    cfg = config(max_chunk_bytes=1 << 20, **server)  # type: ignore[arg-type]
+    cfg = config(max_chunk_bytes=1 << 20, **server)
 
     async def main() -> tuple[ClientError, pb.TranscribeResponse]:
         async with (
@@ -193,10 +198,10 @@ def test_bad_requests_get_clear_status_and_the_server_keeps_serving(
             AsyncClient(f"127.0.0.1:{srv.port}") as client,
         ):
             with pytest.raises(ClientError) as err:
-                await client.transcribe(data, **options)  # type: ignore[arg-type]
+                await client.transcribe(data, **options)
             return err.value, await client.transcribe(short, beam_size=1)
 
-    error, after = run(main())  # type: ignore[misc]
+    error, after = run(main())
     assert error.code == code, str(error)
     assert text in str(error)
     assert str(error).strip()
@@ -225,5 +230,5 @@ def test_another_model_is_refused(
                 return exc.code(), exc.details() or ""
         return grpc.StatusCode.OK, ""
 
-    got, details = run(main())  # type: ignore[misc]
+    got, details = run(main())
     assert got == code and text in details, details

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def shared_vad() -> SileroVad:
 @pytest.fixture
 def make_recognizer(
     tiny_model: WhisperModel, shared_vad: SileroVad
-) -> Iterator[type[StreamingRecognizer] | object]:
+) -> Iterator[Callable[..., StreamingRecognizer]]:
     """A factory of recognizers sharing the loaded model; each is closed after the test.
 
     Partial timing and final settings are made to depend on the audio alone
@@ -50,10 +51,10 @@ def make_recognizer(
     """
     made: list[StreamingRecognizer] = []
 
-    def factory(**overrides: object) -> StreamingRecognizer:
+    def factory(**overrides: Any) -> StreamingRecognizer:
         options = RecognizerOptions(
             **{"adaptive_partials": False, "adaptive_finals": False, **overrides}
-        )  # type: ignore[arg-type]
+        )
         rec = StreamingRecognizer(tiny_model, options, model_name="tiny.en", vad=shared_vad)
         made.append(rec)
         return rec

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from streaming_helpers import normalise, stream_audio
 
 from audiototext.inference import WhisperModel
-from audiototext.streaming import RecognizerOptions, StreamingRecognizer
+from audiototext.streaming import RecognizerOptions, StreamingRecognizer, StreamResult
 from audiototext.streaming._decode import beam_decode, encoder_input
-from audiototext.streaming._final import FinalDecoder, FinalRequest, FinalSettings
+from audiototext.streaming._final import FinalDecoder, FinalPlan, FinalRequest, FinalSettings
 from audiototext.streaming.state import FinalHistory
+from streaming.streaming_helpers import normalise, stream_audio
 from support.speech import SpeechSynthesizer, join_with_gaps
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
@@ -38,9 +39,9 @@ class _Session:
     final_history: FinalHistory = field(default_factory=FinalHistory)
 
 
-def _settings(**options: object) -> FinalSettings:
+def _settings(**options: Any) -> FinalSettings:
     """The final decoder's settings as production derives them, with ``options`` changed."""
-    return RecognizerOptions(**options).final_settings()  # type: ignore[arg-type]
+    return RecognizerOptions(**options).final_settings()
 
 
 def _prompt(model: WhisperModel) -> list[int]:
@@ -65,7 +66,7 @@ def test_final_words_lie_in_their_segment_and_on_the_speech(
     audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
     rec = make_recognizer()
 
-    async def run() -> list:
+    async def run() -> list[StreamResult]:
         return (await stream_audio(rec.open(), audio, RATE, chunk=100)).finals
 
     finals = asyncio.run(run())
@@ -201,7 +202,7 @@ def test_beam_finals_after_context_through_the_engine(
     audio, _ = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
     rec = make_recognizer(final_context_beam_size=5, final_context_s=28.0)
 
-    async def run() -> list:
+    async def run() -> list[StreamResult]:
         return (await stream_audio(rec.open(), audio, RATE, chunk=100)).finals
 
     finals = asyncio.run(run())
@@ -222,12 +223,12 @@ def test_a_reduced_first_final_is_greedy_and_skips_the_temperature_fallback(
     audio, spans = join_with_gaps([synth.speak("Please take a seat.").audio], 1.0)
     session = _Session(_Ring(audio), audio.shape[0])
     seen: list[tuple[tuple[float, ...], int]] = []
-    real = _final.decode_with_fallback
+    real = vars(_final)["decode_with_fallback"]  # the name _final calls, patched below
 
-    def recording(*args: object, **kwargs: object) -> object:
+    def recording(*args: Any, **kwargs: Any) -> object:
         opts = args[3]
-        seen.append((opts.temperatures, opts.beam_size))  # type: ignore[attr-defined]
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append((opts.temperatures, opts.beam_size))
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(_final, "decode_with_fallback", recording)
 
@@ -332,12 +333,13 @@ def test_batching_of_finals_of_different_lengths() -> None:
 
     from audiototext.streaming._final import batch_plans
 
-    def plans(*specs: tuple[int, bool]) -> list[object]:
-        return [SimpleNamespace(frames=f, reduced=r) for f, r in specs]
+    def plans(*specs: tuple[int, bool]) -> list[FinalPlan]:
+        """Stand-ins with only what ``batch_plans`` reads."""
+        return [cast(FinalPlan, SimpleNamespace(frames=f, reduced=r)) for f, r in specs]
 
-    got = batch_plans(plans((600, True), (350, True), (900, True), (800, True)), 4)  # type: ignore[arg-type]
+    got = batch_plans(plans((600, True), (350, True), (900, True), (800, True)), 4)
     assert got == [([1, 0], 600), ([3, 2], 900)]  # 350..600 | 800..900: 350 → 800 is > 400
-    got = batch_plans(plans((500, True), (550, False), (600, True), (650, True)), 2)  # type: ignore[arg-type]
+    got = batch_plans(plans((500, True), (550, False), (600, True), (650, True)), 2)
     assert got == [([1], 550), ([0, 2], 600), ([3], 650)]
 
 
@@ -378,5 +380,6 @@ def test_finals_of_different_lengths_are_decoded_as_one_batch(
         assert len(timed) == len(got.split()), (timed, got)
         assert all(r.start / RATE <= w.start_s <= w.end_s <= r.stop / RATE for w in timed)
         assert [w.start_s for w in timed] == sorted(w.start_s for w in timed)
+        assert isinstance(r.session, _Session)  # made above
         onset, end = _speech_bounds(r.session.ring.audio, (r.start, r.stop))
         assert abs(timed[0].start_s - onset) < 0.3 and abs(timed[-1].end_s - end) < 0.5, timed

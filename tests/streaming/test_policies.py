@@ -7,17 +7,21 @@ without a model; the recognizer's tests check that the worker follows them.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
 
 from audiototext.streaming._decode import Hypothesis
 from audiototext.streaming._final_plan import FinalPlanner
-from audiototext.streaming._lanes import FinalBatch, LaneDispatcher, PartialBatch
+from audiototext.streaming._lanes import FinalBatch, FinalJob, LaneDispatcher, PartialBatch
 from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming._partials import PartialPlanner
 from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.state import OpenUtterance, PendingFinal, Speculation, StreamSchedule
+
+if TYPE_CHECKING:
+    from audiototext.streaming.stream import RecognitionStream
 
 
 class Clock:
@@ -28,8 +32,8 @@ class Clock:
         return self.now
 
 
-def _monitor(clock: Clock, **options: object) -> LoadMonitor:
-    return LoadMonitor(RecognizerOptions(**options), clock)  # type: ignore[arg-type]
+def _monitor(clock: Clock, **options: Any) -> LoadMonitor:
+    return LoadMonitor(RecognizerOptions(**options), clock)
 
 
 # ---- LoadMonitor
@@ -154,23 +158,24 @@ def test_latency_percentiles_and_rtf() -> None:
 # ---- LaneDispatcher
 
 
-def _final_job(triggered_at: float) -> SimpleNamespace:
-    return SimpleNamespace(final=SimpleNamespace(triggered_at=triggered_at))
+def _final_job(triggered_at: float) -> FinalJob:
+    """A stand-in with only what the dispatcher reads."""
+    return cast(FinalJob, SimpleNamespace(final=SimpleNamespace(triggered_at=triggered_at)))
 
 
 def test_a_pile_of_finals_is_handed_out_oldest_first_in_small_batches() -> None:
     dispatcher = LaneDispatcher()
     jobs = [_final_job(float(t)) for t in (5, 3, 9, 1, 7, 2, 8, 4, 6, 0, 11, 10)]
-    shares = dispatcher.hand_out_finals(jobs, idle=2)  # type: ignore[arg-type]
+    shares = dispatcher.hand_out_finals(jobs, idle=2)
     # Two idle lanes, twelve finals waiting: four each, the oldest first; the rest wait.
     assert [[j.final.triggered_at for j in s] for s in shares] == [
         [0.0, 1.0, 2.0, 3.0],
         [4.0, 5.0, 6.0, 7.0],
     ]
     # With both lanes busy nothing is handed out.
-    assert dispatcher.hand_out_finals(jobs, idle=0) == []  # type: ignore[arg-type]
+    assert dispatcher.hand_out_finals(jobs, idle=0) == []
     # Few finals: one lane each, no empty shares.
-    assert [len(s) for s in dispatcher.hand_out_finals(jobs[:3], idle=2)] == [2, 1]  # type: ignore[arg-type]
+    assert [len(s) for s in dispatcher.hand_out_finals(jobs[:3], idle=2)] == [2, 1]
 
 
 def test_speculations_are_split_over_the_idle_lanes() -> None:
@@ -191,7 +196,8 @@ def test_partials_never_take_the_last_idle_lane_and_give_way_to_finals() -> None
 # ---- PartialPlanner
 
 
-def _stream(**fields: object) -> SimpleNamespace:
+def _stream(**fields: object) -> RecognitionStream:
+    """A stand-in with only the fields the planners read."""
     base: dict[str, object] = {
         "options": SimpleNamespace(interim_results=True, partial_interval_ms=500),
         "utterance": OpenUtterance(0, 0),
@@ -203,7 +209,7 @@ def _stream(**fields: object) -> SimpleNamespace:
         "closed": False,
     }
     base.update(fields)
-    return SimpleNamespace(**base)
+    return cast("RecognitionStream", SimpleNamespace(**base))
 
 
 def test_partials_are_due_per_interval_of_new_speech_stalest_first() -> None:
@@ -214,14 +220,14 @@ def test_partials_are_due_per_interval_of_new_speech_stalest_first() -> None:
     far = _stream(vad_position=40_000, utterance=OpenUtterance(3, 0, last_partial_at=0))
     paused = _stream(vad_position=40_000, tentative_end=30_000)
     quiet = _stream(vad_position=40_000, options=SimpleNamespace(interim_results=False))
-    jobs = planner.due([young, fresh, due, far, paused, quiet])  # type: ignore[list-item]
+    jobs = planner.due([young, fresh, due, far, paused, quiet])
     assert [(j.session, j.start, j.stop, j.missed) for j in jobs] == [
         (far, 0, 40_000, 4),  # five intervals passed: one partial for the newest audio
         (due, 0, 20_000, 0),
     ]
     final = PendingFinal(0, 0, 40_000, 0.0, (), "", False, last_partial_at=8_000)
-    assert planner.missed_before(due, final) == 4  # type: ignore[arg-type]
-    assert planner.missed_before(quiet, final) == 0  # type: ignore[arg-type]
+    assert planner.missed_before(due, final) == 4
+    assert planner.missed_before(quiet, final) == 0
 
 
 def test_partial_encoder_lengths_come_in_half_second_buckets() -> None:
@@ -232,8 +238,8 @@ def test_partial_encoder_lengths_come_in_half_second_buckets() -> None:
 
 
 def test_looping_or_noisy_partials_do_not_reach_the_agreement() -> None:
-    def hyp(**k: object) -> Hypothesis:
-        fields: dict[str, object] = {
+    def hyp(**k: Any) -> Hypothesis:
+        fields: dict[str, Any] = {
             "prefix_tokens": (),
             "new_tokens": (1, 2),
             "text": "Hello there.",
@@ -244,7 +250,7 @@ def test_looping_or_noisy_partials_do_not_reach_the_agreement() -> None:
             "truncated": False,
         }
         fields.update(k)
-        return Hypothesis(**fields)  # type: ignore[arg-type]
+        return Hypothesis(**fields)
 
     assert PartialPlanner.usable(hyp())
     assert not PartialPlanner.usable(hyp(truncated=True))
@@ -256,7 +262,7 @@ def test_looping_or_noisy_partials_do_not_reach_the_agreement() -> None:
 # ---- FinalPlanner
 
 
-def _pausing(k: int, **fields: object) -> SimpleNamespace:
+def _pausing(k: int, **fields: object) -> RecognitionStream:
     return _stream(**{"tentative_end": 16_000 + k, "vad_position": 20_000, **fields})
 
 
@@ -269,7 +275,7 @@ def test_speculations_due_together_beyond_the_idle_lanes_are_reduced() -> None:
         options = RecognizerOptions(adaptive_finals=adaptive)
         planner = FinalPlanner(options, LoadMonitor(options, clock), clock)
         others = [_stream(utterance=None) for _ in range(streams - n)]
-        jobs = planner.due_speculations([*(_pausing(k) for k in range(n)), *others], 2)  # type: ignore[list-item]
+        jobs = planner.due_speculations([*(_pausing(k) for k in range(n)), *others], 2)
         assert len(jobs) == n
         return [j.reduced for j in jobs]
 
@@ -284,19 +290,19 @@ def test_a_speculation_waits_for_its_pause_and_is_made_once() -> None:
     options = RecognizerOptions(speculation_pause_ms=50)
     planner = FinalPlanner(options, LoadMonitor(options, clock), clock)
     s = _pausing(0, vad_position=16_000 + 799)
-    assert planner.due_speculations([s], 2) == []  # type: ignore[list-item]
+    assert planner.due_speculations([s], 2) == []
     s.vad_position = 16_000 + 800  # 50 ms of pause
-    (job,) = planner.due_speculations([s], 2)  # type: ignore[list-item]
+    (job,) = planner.due_speculations([s], 2)
     assert (job.final.stop, job.final.triggered_at, job.speculative) == (16_000, clock.now, True)
     # With several streams open, at least 100 ms.
-    assert planner.due_speculations([s, _stream(utterance=None)], 2) == []  # type: ignore[list-item]
+    assert planner.due_speculations([s, _stream(utterance=None)], 2) == []
     planner.keep_speculation(job, "Hello.")
-    assert planner.due_speculations([s], 2) == []  # type: ignore[list-item]  # decoded already
+    assert planner.due_speculations([s], 2) == []  # decoded already
     s.schedule.speculation = None
     s.schedule.speculation_in_flight = (0, 16_000)
-    assert planner.due_speculations([s], 2) == []  # type: ignore[list-item]  # one at a time
+    assert planner.due_speculations([s], 2) == []  # one at a time
     off = RecognizerOptions(speculative_finals=False)
-    assert FinalPlanner(off, LoadMonitor(off, clock), clock).due_speculations([s], 2) == []  # type: ignore[list-item]
+    assert FinalPlanner(off, LoadMonitor(off, clock), clock).due_speculations([s], 2) == []
 
 
 def test_a_final_uses_the_speculation_on_exactly_its_audio() -> None:
@@ -312,24 +318,28 @@ def test_a_final_uses_the_speculation_on_exactly_its_audio() -> None:
     spec = planner.take_speculation(schedule, final)
     assert spec is not None and spec.text == "Right." and planner.speculations_used == 1
     # A newer speculation replacing an unused one wastes it.
-    job = SimpleNamespace(
-        session=SimpleNamespace(schedule=schedule),
-        final=final,
-        audio_start=0,
-        began_at=0,
-        cpu_s=0.0,
-        reduced=False,
-        decode_s=0.0,
-        batch=1,
+    job = cast(
+        FinalJob,
+        SimpleNamespace(
+            session=SimpleNamespace(schedule=schedule),
+            final=final,
+            audio_start=0,
+            began_at=0,
+            cpu_s=0.0,
+            reduced=False,
+            decode_s=0.0,
+            batch=1,
+        ),
     )
-    planner.keep_speculation(job, "One.")  # type: ignore[arg-type]
-    planner.keep_speculation(job, "Two.")  # type: ignore[arg-type]
-    assert planner.speculations_wasted == 2 and schedule.speculation.text == "Two."  # type: ignore[union-attr]
+    planner.keep_speculation(job, "One.")
+    planner.keep_speculation(job, "Two.")
+    assert planner.speculations_wasted == 2 and schedule.speculation.text == "Two."
 
 
 def test_void_speculations_are_cancelled_only_when_every_stream_went_on() -> None:
-    def job(stream: SimpleNamespace, stop: int) -> SimpleNamespace:
-        return SimpleNamespace(session=stream, final=SimpleNamespace(utterance_id=0, stop=stop))
+    def job(stream: RecognitionStream, stop: int) -> FinalJob:
+        final = SimpleNamespace(utterance_id=0, stop=stop)
+        return cast(FinalJob, SimpleNamespace(session=stream, final=final))
 
     still = _stream(tentative_end=16_000)
     went_on = _stream(tentative_end=None)
@@ -337,13 +347,13 @@ def test_void_speculations_are_cancelled_only_when_every_stream_went_on() -> Non
     ended_later = _stream(pending_finals=[SimpleNamespace(utterance_id=0, stop=30_000)])
     closed = _stream(closed=True)
     is_void = FinalPlanner.is_void
-    assert not is_void(job(still, 16_000)) and not is_void(job(ended_there, 16_000))  # type: ignore[arg-type]
-    assert is_void(job(went_on, 16_000)) and is_void(job(ended_later, 16_000))  # type: ignore[arg-type]
-    assert is_void(job(closed, 16_000)) and is_void(job(_stream(utterance=None), 16_000))  # type: ignore[arg-type]
+    assert not is_void(job(still, 16_000)) and not is_void(job(ended_there, 16_000))
+    assert is_void(job(went_on, 16_000)) and is_void(job(ended_later, 16_000))
+    assert is_void(job(closed, 16_000)) and is_void(job(_stream(utterance=None), 16_000))
     options = RecognizerOptions()
     planner = FinalPlanner(options, LoadMonitor(options))
-    mixed = FinalBatch([job(still, 16_000), job(went_on, 16_000)], [])  # type: ignore[list-item]
-    void = FinalBatch([job(went_on, 16_000), job(closed, 16_000)], [])  # type: ignore[list-item]
+    mixed = FinalBatch([job(still, 16_000), job(went_on, 16_000)], [])
+    void = FinalBatch([job(went_on, 16_000), job(closed, 16_000)], [])
     assert planner.to_cancel([mixed, void]) == [void]
     void.cancel = True
     assert planner.to_cancel([mixed, void]) == []

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import soxr
-from streaming_helpers import StreamLog, normalise, stream_audio, wer
 
 from audiototext.inference import Transcriber, WhisperModel
 from audiototext.streaming import (
@@ -23,7 +23,8 @@ from audiototext.streaming import (
     StreamOptions,
     StreamResult,
 )
-from corpus import clip_set, clips_of, fable_sentences
+from streaming.corpus import clip_set, clips_of, fable_sentences
+from streaming.streaming_helpers import StreamLog, normalise, stream_audio, wer
 from support.speech import Speech, SpeechSynthesizer, join_with_gaps, white_noise, with_silence
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
@@ -122,8 +123,8 @@ def test_finals_cover_each_utterance_in_stream_time(
         assert end_s - 0.6 <= final.end_s <= end_s + 0.8, (final, end_s)
     events = log.speech_events
     assert [e.kind for e in events] == [SpeechEventKind.BEGIN, SpeechEventKind.END] * 2
-    for final, begin, end in zip(log.finals, events[0::2], events[1::2], strict=True):
-        assert (begin.time_s, end.time_s) == (final.start_s, final.end_s)
+    for final, began, ended in zip(log.finals, events[0::2], events[1::2], strict=True):
+        assert (began.time_s, ended.time_s) == (final.start_s, final.end_s)
     assert log.finals[1].audio_processed_s >= log.finals[1].end_s
 
 
@@ -396,19 +397,19 @@ def test_flush_forces_a_final_mid_speech(make_recognizer: MakeRecognizer, senten
     ],
 )
 def test_accept_rejects_unusable_audio(
-    make_recognizer: MakeRecognizer, kwargs: dict[str, object], message: str
+    make_recognizer: MakeRecognizer, kwargs: dict[str, Any], message: str
 ) -> None:
     rec = make_recognizer()
 
     async def run() -> None:
         session = rec.open()
-        args: dict[str, object] = {
+        args: dict[str, Any] = {
             "audio": np.zeros(160, dtype=np.float32),
             "sample_rate_hz": 16_000,
         }
         args.update(kwargs)
         with pytest.raises(ValueError, match=message):
-            session.accept(**args)  # type: ignore[arg-type]
+            session.accept(**args)
         await session.finish()
 
     asyncio.run(run())

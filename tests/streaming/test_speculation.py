@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
-from streaming_helpers import StreamLog, normalise, stream_audio
 
 from audiototext.audio import SileroVad, SpeechEndpointDetector, SpeechEventKind, VadOptions
-from audiototext.streaming import StreamingRecognizer, StreamOptions
+from audiototext.streaming import RecognitionStream, StreamingRecognizer, StreamOptions
+from audiototext.streaming._final import FinalRequest
 from audiototext.streaming._lanes import FinalBatch, PartialJob
 from audiototext.streaming.state import OpenUtterance
+from streaming.streaming_helpers import StreamLog, normalise, stream_audio
 from support.speech import Speech, SpeechSynthesizer, silence, with_silence
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
@@ -195,10 +197,10 @@ def test_finals_ending_together_are_split_over_the_lanes_not_the_worker(
     decoded: list[tuple[str, int, int]] = []  # thread name and id, finals in the call
     decode = rec.final_decoder.decode
 
-    def spy(requests: Sequence[object], *args: object) -> list[str]:
+    def spy(requests: Sequence[FinalRequest], *args: Any) -> list[str]:
         thread = threading.current_thread()
         decoded.append((thread.name, thread.ident or 0, len(requests)))
-        return decode(requests, *args)  # type: ignore[arg-type]
+        return decode(requests, *args)
 
     monkeypatch.setattr(rec.final_decoder, "decode", spy)
 
@@ -293,8 +295,8 @@ async def _stream_all_at_once(
     sessions = [rec.open(StreamOptions(interim_results=False)) for _ in audios]
     logs = [StreamLog() for _ in audios]
 
-    async def collect(s: object, log: StreamLog) -> None:
-        async for event in s.events():  # type: ignore[attr-defined]
+    async def collect(s: RecognitionStream, log: StreamLog) -> None:
+        async for event in s.events():
             log.events.append(event)
 
     readers = [asyncio.create_task(collect(s, log)) for s, log in zip(sessions, logs, strict=True)]
@@ -325,12 +327,14 @@ def test_a_speculation_the_speaker_voids_is_cancelled_and_changes_no_final(
     decode = rec.final_decoder.decode
 
     def held(
-        requests: Sequence[object], max_batch: int, cancelled: Callable[[], bool] | None = None
+        requests: Sequence[FinalRequest],
+        max_batch: int,
+        cancelled: Callable[[], bool] | None = None,
     ) -> list[str]:
         if not seen and cancelled is not None:  # the first decoding here is the speculation
             seen.append(cancelled)
             release.wait(30)  # the lane is still on it when the speaker goes on
-        return decode(requests, max_batch, cancelled)  # type: ignore[arg-type]
+        return decode(requests, max_batch, cancelled)
 
     monkeypatch.setattr(rec.final_decoder, "decode", held)
 
