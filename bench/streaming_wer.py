@@ -46,7 +46,7 @@ from audiototext.audio import (  # noqa: E402
 from audiototext.audio import SpeechEventKind as VadKind  # noqa: E402
 from audiototext.audio.features import HOP_LENGTH_SAMPLES  # noqa: E402
 from audiototext.evaluation import wer as package_wer  # noqa: E402
-from audiototext.inference import SessionConfig, Transcriber, WhisperModel  # noqa: E402
+from audiototext.inference import OrtConfig, Transcriber, WhisperModel  # noqa: E402
 from audiototext.inference.decoding import DecodingOptions, decode_with_fallback  # noqa: E402
 from audiototext.streaming import RecognizerOptions, StreamingRecognizer, StreamOptions  # noqa: E402
 from audiototext.streaming._decode import (  # noqa: E402
@@ -538,7 +538,7 @@ def main() -> None:
     from audiototext.models import ModelCache, pull
 
     entry = pull("tiny.en", precision="int8", cache=ModelCache(args.cache)).entry
-    model = WhisperModel(entry.path, SessionConfig(device="cpu", intra_op_threads=1))
+    model = WhisperModel(entry.path, OrtConfig(device="cpu", intra_op_threads=1))
     synth = SpeechSynthesizer(Path("/tmp/audiototext-bench-espeak"))
     synth._cache_dir.mkdir(parents=True, exist_ok=True)
     clips = clips_with_spans(

@@ -46,7 +46,7 @@ OUT = Path(__file__).parent / "out"
 
 # The engine a child process runs: `run()` transcribes the files and returns their texts.
 # Each engine has processes of its own: ours sets process-wide allocator options (glibc's mmap
-# and trim thresholds, inference/session.py) that would also change faster-whisper's
+# and trim thresholds, inference/ort_session.py) that would also change faster-whisper's
 # allocations if both shared a process.
 _SETUP = r"""
 import json, sys, time

@@ -122,7 +122,7 @@ def tune_allocator() -> int | None:
     glibc raises its dynamic threshold to every mapped block freed, so after the first window
     tensors up to 32 MB come from the heap and leave holes the next window's tensors do not
     fit: peaks grew with file length (bench/NOTES.md, round 11). Called by every
-    :class:`~audiototext.inference.session.Session`; process-wide and cheap, so calling it
+    :class:`~audiototext.inference.ort_session.Session`; process-wide and cheap, so calling it
     again is harmless.
     """
     value = mmap_threshold_setting()

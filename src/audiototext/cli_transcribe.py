@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from audiototext.inference import TranscribeOptions, Transcriber
-    from audiototext.inference.session import CPU_PROVIDER
+    from audiototext.inference.ort_session import CPU_PROVIDER
     from audiototext.store.exports import write_transcript
 
     console = Console(stderr=True)
@@ -247,7 +247,7 @@ def _output_paths(paths: list[Path], folder: Path, fmt: str) -> list[Path]:
 
 def _plan_jobs(args: argparse.Namespace, n_files: int) -> tuple[int, int | None]:
     """(files at a time, intra-op threads per file) from --jobs, --threads and the cores."""
-    from audiototext.inference.session import CPU_PROVIDER, choose_providers, default_threads
+    from audiototext.inference.ort_session import CPU_PROVIDER, choose_providers, default_threads
 
     total = args.threads or default_threads()
     if args.jobs is not None:

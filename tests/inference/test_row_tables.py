@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from audiototext.errors import ModelError
-from audiototext.inference import SessionConfig, WhisperModel
-from audiototext.inference.session import RowTable, Session
+from audiototext.inference import OrtConfig, WhisperModel
+from audiototext.inference.ort_session import OrtSession, RowTable
 from audiototext.models.versions import TABLES_SUFFIX
 
-CPU = SessionConfig(device="cpu", intra_op_threads=1)
+CPU = OrtConfig(device="cpu", intra_op_threads=1)
 
 
 def _tables(model: WhisperModel) -> list[RowTable]:
@@ -96,13 +96,13 @@ def test_a_table_file_too_short_is_a_model_error(int8_model: WhisperModel, tmp_p
     data = broken / "decoder.onnx.data"
     data.write_bytes(data.read_bytes()[:1000])
     with pytest.raises(ModelError, match="shorter than the table"):
-        Session(broken / "decoder.onnx", CPU)
+        OrtSession(broken / "decoder.onnx", CPU)
 
 
 def test_accelerator_sessions_do_not_use_row_tables(
     int8_model: WhisperModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import audiototext.inference.session as session_mod
+    import audiototext.inference.ort_session as session_mod
 
     # Asked for an accelerator, the session is created without the on-demand table (it would be
     # copied to the device empty); here the "accelerator" fails and the CPU fallback maps the
@@ -110,6 +110,6 @@ def test_accelerator_sessions_do_not_use_row_tables(
     monkeypatch.setattr(
         session_mod, "choose_providers", lambda device: ["FakeEP", "CPU" + "ExecutionProvider"]
     )
-    s = Session(int8_model.path / "decoder.onnx", SessionConfig(device="auto"))
+    s = OrtSession(int8_model.path / "decoder.onnx", OrtConfig(device="auto"))
     assert s.row_tables == []
     assert s.on_cpu

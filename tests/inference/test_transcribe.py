@@ -19,8 +19,8 @@ from audiototext.audio import AudioSource, iter_audio_chunks
 from audiototext.audio.feature_stream import BLOCK_S, FeatureStream
 from audiototext.errors import AudioError, ConfigError
 from audiototext.inference import (
+    OrtConfig,
     Segment,
-    SessionConfig,
     TranscribeOptions,
     Transcriber,
     WhisperModel,
@@ -479,7 +479,7 @@ def multilingual(tmp_path_factory: pytest.TempPathFactory, tiny_en_source: Path)
     converted = convert(src, "transformers", out)
     (out / "model_config.json").write_text(json.dumps(converted.metadata.to_json()))
     shutil.copyfile(tok, out / "tokenizer.json")
-    return WhisperModel(out, SessionConfig(device="cpu", intra_op_threads=1)), reference
+    return WhisperModel(out, OrtConfig(device="cpu", intra_op_threads=1)), reference
 
 
 def _recording_prompts(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:

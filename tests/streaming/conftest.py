@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from audiototext.audio import SileroVad
-from audiototext.inference import SessionConfig, WhisperModel
+from audiototext.inference import OrtConfig, WhisperModel
 from audiototext.models import ModelCache, pull
 from audiototext.streaming import RecognizerOptions, StreamingRecognizer
 from support.fixture_cache import shared_speech_dir
@@ -31,7 +31,7 @@ def sentence(synth: SpeechSynthesizer) -> Speech:
 @pytest.fixture(scope="session")
 def tiny_model(built_cache: Path) -> WhisperModel:
     entry = pull("tiny.en", precision="int8", cache=ModelCache(built_cache)).entry
-    return WhisperModel(entry.path, SessionConfig(device="cpu"))
+    return WhisperModel(entry.path, OrtConfig(device="cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Inference: ONNX Runtime sessions, the Whisper runner, token search and file transcription.
 
-* :mod:`~audiototext.inference.session` — execution providers, threads, CPU fallback.
+* :mod:`~audiototext.inference.ort_session` — execution providers, threads, CPU fallback.
 * :mod:`~audiototext.inference.tokenizer` — Whisper's tokenizer over the cached tokenizer.json.
 * :mod:`~audiototext.inference.whisper` — encoder and KV-cached decoder over the ONNX graphs.
 * :mod:`~audiototext.inference.decoding` — greedy, sampling and beam search; Whisper's rules.
@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from audiototext.inference.alignment import Word
-from audiototext.inference.session import SessionConfig
+from audiototext.inference.ort_session import OrtConfig
 from audiototext.inference.transcribe import (
     Segment,
     TranscribeOptions,
@@ -26,8 +26,8 @@ from audiototext.inference.transcribe import (
 from audiototext.inference.whisper import WhisperModel
 
 __all__ = [
+    "OrtConfig",
     "Segment",
-    "SessionConfig",
     "TranscribeOptions",
     "Transcriber",
     "Transcription",

@@ -37,6 +37,7 @@ from audiototext.audio.vad import SileroVad
 from audiototext.errors import AudioToTextError, ConfigError
 from audiototext.inference.alignment import Word
 from audiototext.inference.options import TranscribeOptions
+from audiototext.inference.ort_session import Device, OrtConfig
 from audiototext.inference.parallel import (
     InputProgressCallback,
     each_in_threads,
@@ -44,7 +45,6 @@ from audiototext.inference.parallel import (
 )
 from audiototext.inference.results import FileResult, Segment
 from audiototext.inference.seek import Job, ProgressCallback, Transcription, run_windows
-from audiototext.inference.session import Device, SessionConfig
 from audiototext.inference.whisper import WhisperModel
 
 __all__ = [
@@ -102,7 +102,7 @@ class Transcriber:
             from audiototext.models.manager import pull, resolve_precision
 
             entry = pull(name, precision=resolve_precision(prec, device), cache=cache).entry
-        return cls(WhisperModel(entry.path, SessionConfig(device=device, intra_op_threads=threads)))
+        return cls(WhisperModel(entry.path, OrtConfig(device=device, intra_op_threads=threads)))
 
     # ---- entry points ---------------------------------------------------------------------
 

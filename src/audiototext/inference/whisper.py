@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from audiototext.errors import ModelError
 from audiototext.inference.helper_graphs import REORDER_SIZES, reorder_session
-from audiototext.inference.session import Session, SessionConfig
+from audiototext.inference.ort_session import OrtConfig, OrtSession
 from audiototext.inference.tokenizer import WhisperTokenizer
 from audiototext.models.metadata import ModelMetadata
 from audiototext.models.versions import CONFIG_FILE, DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
@@ -196,7 +196,7 @@ def _own_rows(rows: int, group: int, size: int) -> NDArray[np.int32]:
 class WhisperModel:
     """Encoder and decoder sessions, metadata and tokenizer of one converted model."""
 
-    def __init__(self, path: Path, config: SessionConfig | None = None) -> None:
+    def __init__(self, path: Path, config: OrtConfig | None = None) -> None:
         missing = [
             f
             for f in (ENCODER_FILE, DECODER_FILE, CONFIG_FILE, TOKENIZER_FILE)
@@ -212,15 +212,15 @@ class WhisperModel:
         self.metadata = ModelMetadata.from_json(meta)
         self.dims = self.metadata.dims
         self.tokenizer = WhisperTokenizer(path / TOKENIZER_FILE, self.metadata)
-        self.config = config or SessionConfig()
+        self.config = config or OrtConfig()
         # The encoder's activations (tiny.en: ~2.2 MiB each, tens per window) come from ORT's
         # arena, reused window after window: glibc maps blocks of 1 MiB and more on their own
         # (tune_allocator), which would fault them all in again every window (bench/NOTES.md,
         # round 11). Streaming's shorter encodes
         # reuse the same chunks, so the arena stays at the largest window's working set per
         # concurrent encode. The decoder's shapes change every step: plain allocations.
-        self.encoder = Session(path / ENCODER_FILE, replace(self.config, memory_arena=True))
-        self.decoder = Session(path / DECODER_FILE, self.config)
+        self.encoder = OrtSession(path / ENCODER_FILE, replace(self.config, memory_arena=True))
+        self.decoder = OrtSession(path / DECODER_FILE, self.config)
         layers = range(self.dims.decoder_layers)
         self._cross_names = [f"cross_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self._present_names = [f"present_{kind}_{i}" for i in layers for kind in ("k", "v")]
@@ -290,7 +290,7 @@ class WhisperModel:
         )
 
     def _run(
-        self, session: Session, outputs: list[str], feeds: dict[str, ort.OrtValue]
+        self, session: OrtSession, outputs: list[str], feeds: dict[str, ort.OrtValue]
     ) -> list[ort.OrtValue]:
         try:
             return list(session.raw.run_with_ort_values(outputs, feeds))

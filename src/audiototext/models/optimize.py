@@ -159,10 +159,10 @@ def _externalise_gather_tables(path: Path, min_bytes: int = 1 << 20) -> None:
 
     Quantised weights stay inside the graph (ONNX Runtime repacks them at load time anyway).
     At run time the engine gives ONNX Runtime its own copy of such a table, filled row by row
-    from the file as tokens are looked up (``audiototext.inference.session.RowTable``): tiny.en's
-    40-MB token table then costs the few MB of rows a transcription uses. Without that (a GPU
-    session, or a reader that ignores the description) ONNX Runtime maps the file, which is
-    still correct.
+    from the file as tokens are looked up (``audiototext.inference.ort_session.RowTable``):
+    tiny.en's 40-MB token table then costs the few MB of rows a transcription uses. Without
+    that (a GPU session, or a reader that ignores the description) ONNX Runtime maps the file,
+    which is still correct.
     """
     import json
 

@@ -37,5 +37,5 @@ CONFIG_FILE = "model_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 # Beside a graph file: a JSON description of its Gather-only tables stored in external data
 # (models/optimize.py writes it; the runtime fills such tables row by row, see
-# audiototext.inference.session.RowTable). Optional: entries without it load as before.
+# audiototext.inference.ort_session.RowTable). Optional: entries without it load as before.
 TABLES_SUFFIX = ".tables.json"

@@ -35,7 +35,7 @@ from typing import Any
 
 from audiototext.audio import SAMPLE_RATE_HZ, SileroVad, SpeechEndpointDetector, VadOptions
 from audiototext.errors import ConfigError
-from audiototext.inference.session import SessionConfig
+from audiototext.inference.ort_session import OrtConfig
 from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import DecodingCancelled
 from audiototext.streaming._final import FinalDecoder, FinalRequest
@@ -141,7 +141,7 @@ class StreamingRecognizer:
         over the threads that decode at the same time (the worker or its lanes), so that
         they do not take each other's cores.
         """
-        from audiototext.inference.session import default_threads
+        from audiototext.inference.ort_session import default_threads
         from audiototext.models import ModelCache, pull
         from audiototext.models.manager import resolve_precision
 
@@ -151,7 +151,7 @@ class StreamingRecognizer:
         if threads is None:
             lanes = 2 if (options or RecognizerOptions()).partial_lane else 1
             threads = max(1, default_threads() // lanes)
-        model = WhisperModel(entry.path, SessionConfig(device="cpu", intra_op_threads=threads))
+        model = WhisperModel(entry.path, OrtConfig(device="cpu", intra_op_threads=threads))
         return cls(model, options, model_name=name)
 
     # ------------------------------------------------------------------ public API

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from audiototext.inference import SessionConfig
-from audiototext.inference.session import _session_options
+from audiototext.inference import OrtConfig
+from audiototext.inference.ort_session import _session_options
 from audiototext.inference.whisper import WhisperModel
 
 
 def test_thread_pools_stop_spinning_when_a_run_returns() -> None:
     # Two sessions (encoder, decoder) share two cores: a pool left spinning after its run
     # takes a core from the other's next run (bench/NOTES.md, round 8).
-    options = _session_options(SessionConfig(intra_op_threads=2))
+    options = _session_options(OrtConfig(intra_op_threads=2))
     assert options.intra_op_num_threads == 2
     assert options.inter_op_num_threads == 1
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
@@ -87,8 +87,8 @@ libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 if sys.argv[1] == "session":
     from pathlib import Path
-    from audiototext.inference.session import Session, SessionConfig
-    Session(Path(sys.argv[2]), SessionConfig(device="cpu", intra_op_threads=1))
+    from audiototext.inference.ort_session import OrtSession, OrtConfig
+    OrtSession(Path(sys.argv[2]), OrtConfig(device="cpu", intra_op_threads=1))
 
 def mapped(size):
     # Whether a block of `size` is mapped on its own: allocate, free, allocate again (glibc's
@@ -192,8 +192,8 @@ def test_only_the_encoder_reuses_its_activations_from_an_arena(int8_model: Whisp
     # glibc maps blocks of 1 MiB and more (tune_allocator): without the arena, every window
     # faulted the encoder's activations in again (bench/NOTES.md, round 11). The decoder's
     # shapes change every step: an arena would keep its largest buffers alive.
-    assert _session_options(SessionConfig(memory_arena=True)).enable_cpu_mem_arena
-    assert not _session_options(SessionConfig()).enable_cpu_mem_arena
+    assert _session_options(OrtConfig(memory_arena=True)).enable_cpu_mem_arena
+    assert not _session_options(OrtConfig()).enable_cpu_mem_arena
     assert int8_model.encoder.raw.get_session_options().enable_cpu_mem_arena
     assert not int8_model.decoder.raw.get_session_options().enable_cpu_mem_arena
     assert not int8_model.encoder.raw.get_session_options().enable_mem_pattern

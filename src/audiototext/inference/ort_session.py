@@ -10,7 +10,7 @@ build has none); ``"auto"`` uses one when present; ``"cpu"`` never does. If an a
 while the session is created, or later while it runs, the failure is logged with its reason and
 the session is rebuilt on the CPU provider: a request is never lost to a driver problem.
 
-A :class:`Session` is safe to share between threads (ONNX Runtime's ``run`` is re-entrant);
+A :class:`OrtSession` is safe to share between threads (ONNX Runtime's ``run`` is re-entrant);
 only the fallback swaps the underlying session, under a lock.
 """
 
@@ -37,9 +37,9 @@ __all__ = [
     "CPU_PROVIDER",
     "PROVIDER_ORDER",
     "Device",
+    "OrtConfig",
+    "OrtSession",
     "RowTable",
-    "Session",
-    "SessionConfig",
     "choose_providers",
     "default_threads",
 ]
@@ -85,7 +85,7 @@ def default_threads() -> int:
 
 
 @dataclass(frozen=True)
-class SessionConfig:
+class OrtConfig:
     """How to run a graph.
 
     Attributes:
@@ -131,7 +131,7 @@ def choose_providers(device: Device, available: Sequence[str] | None = None) -> 
     return [*accelerators, CPU_PROVIDER]
 
 
-def _session_options(config: SessionConfig) -> ort.SessionOptions:
+def _session_options(config: OrtConfig) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.threads
     options.inter_op_num_threads = config.inter_op_threads
@@ -143,7 +143,7 @@ def _session_options(config: SessionConfig) -> ort.SessionOptions:
     # The decoder's shapes change every call (prompt and cache lengths), so ORT's arena and
     # memory patterns would only keep the largest buffers alive (bench/NOTES.md, "Memory").
     # The encoder's shapes are the same every window: it asks for the arena
-    # (SessionConfig.memory_arena).
+    # (OrtConfig.memory_arena).
     options.enable_cpu_mem_arena = config.memory_arena
     options.enable_mem_pattern = False
     # Intra-op threads spin inside a run but stop when it returns: left spinning, one
@@ -239,12 +239,12 @@ def _row_tables(path: Path) -> list[RowTable]:
         raise ModelError(f"cannot read {spec_path.name}: {exc}") from exc
 
 
-class Session:
+class OrtSession:
     """An ONNX Runtime session that falls back to the CPU provider when an accelerator fails."""
 
-    def __init__(self, path: Path, config: SessionConfig | None = None) -> None:
+    def __init__(self, path: Path, config: OrtConfig | None = None) -> None:
         self.path = path
-        self.config = config or SessionConfig()
+        self.config = config or OrtConfig()
         self._lock = threading.Lock()
         self.fallback_reason: str | None = None
         tune_allocator()  # before the load, whose parse buffers are the first large blocks
