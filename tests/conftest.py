@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 # Model fixtures (tiny_en_source, random_whisper_dir, built_cache, cache, filled_cache) for
-# every test folder.
-pytest_plugins = ["support.model_fixtures"]
+# every test folder; realtime tests get the machine to themselves under pytest-xdist.
+pytest_plugins = ["support.model_fixtures", "support.realtime"]
 
 
 @pytest.fixture(autouse=True)

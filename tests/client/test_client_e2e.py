@@ -19,7 +19,8 @@ from support.speech import SpeechSynthesizer
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
 
-pytestmark = pytest.mark.slow
+# Real-time streams into the real engine: they must not share the CPU with another worker.
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 
 def test_resume_through_five_cuts_gives_the_uninterrupted_transcript(

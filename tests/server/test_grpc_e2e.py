@@ -26,7 +26,8 @@ from support.speech import SpeechSynthesizer, join_with_gaps, with_silence
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
 
-pytestmark = pytest.mark.slow
+# Real-time streams into the real engine: they must not share the CPU with another worker.
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 
 def test_partial_then_final_with_expected_words(
