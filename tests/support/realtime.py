@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-
 MARKER = "realtime"
 _LOCKS = Path(tempfile.gettempdir()) / "audiototext-test-locks"
 
