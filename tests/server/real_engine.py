@@ -68,14 +68,16 @@ async def settled(recognizer: Engine, limit_s: float = 60.0) -> None:
     """Wait (bounded) until the engine no longer reports overload from an earlier stream.
 
     Idle, the engine reports no overload, but it holds the flag for a few seconds after the
-    last late final: the next stream to open would bring it back. So this also waits for that
-    hold to run out (the engine's ``_overload_until``, when it has one).
+    last late final: the second stream to open would be refused. So this also waits for that
+    hold to run out (the real engine's load monitor; fakes have none).
     """
     import asyncio
-    import time
 
+    from audiototext.streaming import StreamingRecognizer
+
+    monitor = recognizer.load_monitor if isinstance(recognizer, StreamingRecognizer) else None
     for _ in range(int(limit_s / 0.1)):
-        hold_until = float(getattr(recognizer, "_overload_until", 0.0))
-        if not recognizer.stats().overloaded and time.monotonic() >= hold_until:
+        if not recognizer.stats().overloaded and not (monitor and monitor.holding()):
             return
         await asyncio.sleep(0.1)
+    raise AssertionError(f"the engine still refuses streams after {limit_s} s (overload)")

@@ -59,9 +59,9 @@ def test_overload_means_finals_fall_behind_not_a_busy_worker() -> None:
     assert not load.overloaded(streams_open=False)  # with no stream nothing can be behind
     # ... and held for a while after the last late round, not beyond.
     clock.now += 4.0
-    assert load.overloaded(streams_open=True)
+    assert load.overloaded(streams_open=True) and load.holding()
     clock.now += 1.5
-    assert not load.overloaded(streams_open=True)
+    assert not load.overloaded(streams_open=True) and not load.holding()
 
 
 def test_lag_of_the_median_stream_is_overload() -> None:

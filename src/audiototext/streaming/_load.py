@@ -117,7 +117,12 @@ class LoadMonitor:
     def overloaded(self, streams_open: bool) -> bool:
         # Rounds only run while there is work, so the flag is re-read against the clock: it
         # ends when its hold time does, and with no stream open nothing can be behind.
-        return self._overloaded and streams_open and self._clock() < self._overload_until
+        return self._overloaded and streams_open and self.holding()
+
+    def holding(self) -> bool:
+        """Whether the overload hold still runs: a stream opened beside another now is refused
+        (true after load ends, while the hold lasts; tests wait for it between cases)."""
+        return self._clock() < self._overload_until
 
     def interval_samples(self, partial_interval_ms: int) -> int:
         """A stream's partial interval, stretched by load, in samples."""
