@@ -25,10 +25,10 @@ from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
-from audiototext.server.grpc.streaming import ServiceLimits
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
 from audiototext.server.sessions import SessionStore
+from audiototext.server.streams import StreamLimits
 from audiototext.wire._proto import (
     models_pb2,
     models_pb2_grpc,
@@ -151,7 +151,7 @@ class GrpcServer:
             *cfg.extra_options,
         ]
         server = grpc.aio.server(interceptors=interceptors, options=options)
-        limits = ServiceLimits(
+        limits = StreamLimits(
             max_chunk_bytes=cfg.max_chunk_bytes,
             max_buffered_s=cfg.max_buffered_s,
             metrics_interval_s=cfg.metrics_interval_s,

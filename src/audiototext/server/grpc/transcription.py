@@ -8,10 +8,12 @@ import grpc
 
 from audiototext.errors import AudioToTextError
 from audiototext.server.files import FileRequest, FileTranscribeFn
-from audiototext.server.grpc.status import StatusError, status_for
-from audiototext.server.grpc.streaming import ServiceLimits, StreamingTranscription
-from audiototext.server.grpc.validation import check_model
+from audiototext.server.grpc.status import grpc_code, grpc_status_for
+from audiototext.server.grpc.streaming import StreamingTranscription
 from audiototext.server.sessions import SessionStore
+from audiototext.server.status import StatusError
+from audiototext.server.streams import StreamLimits
+from audiototext.server.validation import check_model
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire._proto import transcription_pb2_grpc
 
@@ -29,7 +31,7 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         store: SessionStore,
         *,
         model: str,
-        limits: ServiceLimits,
+        limits: StreamLimits,
         transcribe_file: FileTranscribeFn | None = None,
     ) -> None:
         self.store = store
@@ -58,7 +60,7 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         try:
             check_model(request.model, served=self.model)
         except StatusError as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(grpc_code(exc.code), exc.message)
         if not request.audio:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "TranscribeRequest.audio is empty; send a file"
@@ -78,7 +80,7 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         try:
             out = await self._transcribe_file(file_request)
         except (AudioToTextError, ValueError) as exc:
-            await context.abort(status_for(exc), str(exc))
+            await context.abort(grpc_status_for(exc), str(exc))
         return pb.TranscribeResponse(
             text=out.text,
             language=out.language,
