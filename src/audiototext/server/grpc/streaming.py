@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from audiototext.server.grpc.status import grpc_code
-from audiototext.server.sessions import SessionStore
 from audiototext.server.status import StatusError
-from audiototext.server.streams import ConnectionLost, StreamLimits, StreamService
+from audiototext.server.streams import ConnectionLost, StreamService
 from audiototext.wire._proto import transcription_pb2 as pb
 
 __all__ = ["StreamingTranscription"]
@@ -35,8 +34,8 @@ async def _requests(
 class StreamingTranscription:
     """Serves ``StreamingTranscribe`` calls: one ``handle`` per connection."""
 
-    def __init__(self, store: SessionStore, *, model: str, limits: StreamLimits) -> None:
-        self._service = StreamService(store, model=model, limits=limits)
+    def __init__(self, service: StreamService) -> None:
+        self._service = service
 
     async def handle(
         self,

@@ -12,7 +12,7 @@ from audiototext.server.grpc.status import grpc_code, grpc_status_for
 from audiototext.server.grpc.streaming import StreamingTranscription
 from audiototext.server.sessions import SessionStore
 from audiototext.server.status import StatusError
-from audiototext.server.streams import StreamLimits
+from audiototext.server.streams import StreamService
 from audiototext.server.validation import check_model
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire._proto import transcription_pb2_grpc
@@ -30,15 +30,14 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         self,
         store: SessionStore,
         *,
+        streams: StreamService,
         model: str,
-        limits: StreamLimits,
         transcribe_file: FileTranscribeFn | None = None,
     ) -> None:
         self.store = store
         self.model = model
-        self.limits = limits
         self._transcribe_file = transcribe_file
-        self._streams = StreamingTranscription(store, model=model, limits=limits)
+        self._streams = StreamingTranscription(streams)
 
     async def StreamingTranscribe(
         self,
