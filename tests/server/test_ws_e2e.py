@@ -15,7 +15,8 @@ from support.speech import SpeechSynthesizer, with_silence
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
 
-pytestmark = pytest.mark.slow
+# Real-time streams into the real engine: they must not share the CPU with another worker.
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 
 def test_partials_then_a_final_with_the_expected_words(
