@@ -88,7 +88,7 @@ export class StreamClient {
 
   /** Ends at once (page closing, second Stop). */
   abort() {
-    this.finish_(null, 1000, "aborted");
+    this.end(null, 1000, "aborted");
     return this.done;
   }
 
@@ -223,25 +223,25 @@ export class StreamClient {
     this.state.connected = false;
     if (this.transport === "closed") return;
     if (this.finishSent && code === 1000) {
-      this.finish_(null);
+      this.end(null);
       return;
     }
     const serverError = this.lastServerError;
     if (FATAL_CLOSE_CODES.has(code)) {
-      this.finish_(serverError || { code: `CLOSE_${code}`, message: reason });
+      this.end(serverError || { code: `CLOSE_${code}`, message: reason });
       return;
     }
     if (!this.everStarted) {
       this.attempts += 1;
       if (this.attempts >= this.maxInitialAttempts) {
-        this.finish_(serverError || { code: "UNREACHABLE", message: reason });
+        this.end(serverError || { code: "UNREACHABLE", message: reason });
         return;
       }
     } else {
       if (this.droppedAt === null) this.droppedAt = this.now();
       this.attempts += 1;
       if (this.now() - this.droppedAt > this.graceS * 1000) {
-        this.finish_(serverError || { code: "RESUME_EXPIRED", message: reason });
+        this.end(serverError || { code: "RESUME_EXPIRED", message: reason });
         return;
       }
     }
@@ -260,10 +260,10 @@ export class StreamClient {
   }
 
   fail(error) {
-    this.finish_(error, 1000, "client error");
+    this.end(error, 1000, "client error");
   }
 
-  finish_(error, closeCode, closeReason) {
+  end(error, closeCode, closeReason) {
     if (this.transport === "closed") return;
     this.clearTimer();
     if (this.pumpTimer) this.timers.clearTimeout(this.pumpTimer);
