@@ -260,6 +260,7 @@ class Page {
     const field = $("token");
     field.value = getToken();
     field.addEventListener("input", () => setToken(field.value.trim()));
+    $("token-form").addEventListener("submit", (event) => event.preventDefault());
   }
 
   // ---- transcript tools ----------------------------------------------------------------------
