@@ -62,22 +62,27 @@ export async function getJson(path, { timeoutMs = 4000 } = {}) {
 
 /**
  * Calls fn every intervalMs while the tab is visible (and once at once); returns a stop
- * function. A call never overlaps the previous one.
+ * function. A call never overlaps the previous one. While fn reports failure (returns
+ * false), the interval doubles up to maxMs, so a server that is down or lacks an endpoint
+ * is not asked (and the console not filled with failed requests) every few seconds.
  */
-export function poll(fn, intervalMs) {
+export function poll(fn, intervalMs, maxMs = 30000) {
   let timer = null;
   let stopped = false;
+  let delay = intervalMs;
   const tick = async () => {
     timer = null;
     if (stopped) return;
     if (document.visibilityState !== "hidden") {
+      let ok = true;
       try {
-        await fn();
+        ok = (await fn()) !== false;
       } catch {
-        // fn reports its own errors
+        ok = false;
       }
+      delay = ok ? intervalMs : Math.min(maxMs, delay * 2);
     }
-    if (!stopped) timer = setTimeout(tick, intervalMs);
+    if (!stopped) timer = setTimeout(tick, delay);
   };
   const onVisible = () => {
     if (document.visibilityState === "visible" && timer !== null) {

@@ -32,12 +32,14 @@ export class StatusBar {
       } else {
         setPill(this.health, this.healthText, "warn", t("health.not_serving"));
       }
+      return true;
     } catch (err) {
       if (err instanceof HttpError && (err.status === 401 || err.status === 403)) {
         setPill(this.health, this.healthText, "warn", t("health.unauthorized"));
       } else {
         setPill(this.health, this.healthText, "bad", t("health.unreachable"));
       }
+      return false;
     }
   }
 
@@ -186,11 +188,14 @@ export class DiagnosticsPanel {
       ]);
       this.system.set(rows);
       this.error.hidden = true;
+      this.renderLive();
+      return true;
     } catch (err) {
       this.error.textContent = t("diag.error", { reason: err.message || String(err) });
       this.error.hidden = false;
+      this.renderLive();
+      return false;
     }
-    this.renderLive();
   }
 
   onMetrics(m) {
