@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
 
+from audiototext.models.cache import ModelCache
 from audiototext.wire._proto import models_pb2, models_pb2_grpc, system_pb2, system_pb2_grpc
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
@@ -70,6 +72,19 @@ def test_models_lists_the_cache_like_grpc_models_list(built_cache: Path) -> None
     uncached = {m["name"] for m in body["models"] if not m["cached"]}
     assert uncached == {k.name for k in listed.known if not k.cached}
     assert body["cache_dir"] == listed.cache_dir
+
+
+def test_models_marks_only_the_precision_that_runs_as_current(built_cache: Path) -> None:
+    engine = FakeRecognizer()
+    engine.model = SimpleNamespace(path=ModelCache(built_cache).find("tiny.en", "int8").path)
+
+    async def main() -> Any:
+        async with http_server(engine, config(http_port=0, cache_root=built_cache)) as srv:
+            return _json((await http_get(srv, "/api/v1/models"))[2])
+
+    body = run(main(), 60)
+    current = {(m["name"], m["precision"]) for m in body["models"] if m["current"]}
+    assert current == {("tiny.en", "int8")}
 
 
 def test_system_has_the_hardware_and_live_stats_of_grpc_system() -> None:

@@ -216,12 +216,12 @@ class GrpcServer:
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
-                await self._start_http(streams)
+                await self._start_http(streams, self._models_in_use(transcribe_file))
             except BaseException:
                 await self.stop(0)
                 raise
 
-    async def _start_http(self, streams: StreamService) -> None:
+    async def _start_http(self, streams: StreamService, in_use: list[Path]) -> None:
         from audiototext.server.http.app import HttpContext, create_app
         from audiototext.server.http.listener import HttpListener
         from audiototext.server.http.web import package_web_dir
@@ -237,6 +237,7 @@ class GrpcServer:
             is_serving=lambda: self.serving,
             started_at=time.monotonic(),
             web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
+            models_in_use=tuple(in_use),
         )
         self.http = HttpListener(
             create_app(context),

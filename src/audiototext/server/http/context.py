@@ -22,3 +22,5 @@ class HttpContext:
     is_serving: Callable[[], bool]  # the gRPC health status, SERVING or not
     started_at: float  # time.monotonic() at start
     web_dir: Path | None  # the page's folder (None: no page)
+    # Cache folders of the loaded models: marks the precision that runs, not every cached one.
+    models_in_use: tuple[Path, ...] = ()

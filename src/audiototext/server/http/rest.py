@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -96,8 +97,11 @@ def _languages(entry: Any) -> list[str]:
         return []
 
 
-def _model_rows(catalog: ModelCatalog, current: str) -> list[ModelRow]:
+def _model_rows(
+    catalog: ModelCatalog, current: str, in_use: tuple[Path, ...] = ()
+) -> list[ModelRow]:
     known = {m.name: m for m in catalog.known}
+    loaded = {p.resolve() for p in in_use}
     rows: list[ModelRow] = []
     for entry in catalog.cached:
         spec = known.get(entry.name)
@@ -114,7 +118,7 @@ def _model_rows(catalog: ModelCatalog, current: str) -> list[ModelRow]:
                 multilingual=spec.multilingual if spec else _languages(entry) != ["en"],
                 languages=_languages(entry),
                 description=spec.description if spec else "",
-                current=entry.name == current,
+                current=entry.path.resolve() in loaded if loaded else entry.name == current,
             )
         )
     for spec in catalog.known:
@@ -162,7 +166,7 @@ def rest_router(ctx: HttpContext) -> APIRouter:
         """One row per cached entry (name + precision) and one per registry model not cached;
         the same listing as gRPC ``Models.List``."""
         catalog = await asyncio.to_thread(model_catalog, ctx.cache_root)
-        rows = await asyncio.to_thread(_model_rows, catalog, ctx.model)
+        rows = await asyncio.to_thread(_model_rows, catalog, ctx.model, ctx.models_in_use)
         return Models(models=rows, current=ctx.model, cache_dir=str(catalog.cache_dir))
 
     @router.get(
