@@ -59,9 +59,11 @@ export class MicCapture {
   async start(deviceId) {
     const audio = {
       channelCount: 1,
-      echoCancellation: true,
-      noiseSuppression: true,
-      autoGainControl: true,
+      // The browser's voice processing (made for calls) reshapes speech in ways Whisper never
+      // heard in training: the recogniser gets the microphone as it is.
+      echoCancellation: false,
+      noiseSuppression: false,
+      autoGainControl: false,
     };
     if (deviceId) audio.deviceId = { exact: deviceId };
     this.stream = await navigator.mediaDevices.getUserMedia({ audio });
