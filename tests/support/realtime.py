@@ -2,9 +2,10 @@
 
 A realtime test streams audio at the pace of speech into the real engine (16 streams at once,
 say) and asserts it keeps up: another worker's model conversion on the second core would make
-it fall behind for a reason that is not the code's. Every other test holds a shared lock while
-it runs; a realtime test takes the lock exclusively, so it waits for the test in flight on the
-other worker to end and keeps the next one from starting. A turnstile lock in front gives the
+it fall behind for a reason that is not the code's. Every other test holds a shared lock from
+the start of its setup (fixtures of any scope included) to the end of its teardown; a realtime
+test takes the lock exclusively, so it waits for the test in flight on the other worker to end
+and keeps the next one from starting. A turnstile lock in front gives the
 realtime test priority, so a stream of shared holders cannot starve it. The lock files are in
 the machine's temp folder, so two test runs on one machine (two checkouts) respect each other.
 """
@@ -49,7 +50,9 @@ def machine_share(exclusive: bool, locks: Path = _LOCKS) -> Iterator[None]:
             yield
 
 
-@pytest.fixture(autouse=True)
-def _share_the_machine(request: pytest.FixtureRequest) -> Iterator[None]:
-    with machine_share(exclusive=request.node.get_closest_marker(MARKER) is not None):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # Around setup, call and teardown: a module's engine or a session's model conversion,
+    # built in a test's setup, is CPU a realtime test must not share either.
+    with machine_share(exclusive=item.get_closest_marker(MARKER) is not None):
         yield

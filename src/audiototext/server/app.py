@@ -1,8 +1,10 @@
-"""Composition root of the server: builds the engine, the servicers and the grpc.aio server.
+"""Composition root of the server: one engine, one session store, every listener.
 
-``GrpcServer(config).start()`` binds and serves; ``stop()`` shuts down gracefully: new
-streams are refused (UNAVAILABLE), open sessions are finalised so connected clients get
-their last results, then the server stops with a grace period for in-flight RPCs.
+``GrpcServer(config).start()`` builds the engine and the stream layer, then serves them over
+gRPC and (with ``http_port``) over HTTP: FastAPI on uvicorn in the same event loop, sharing
+the engine, sessions, limits and token. ``stop()`` shuts down gracefully: new streams are
+refused (UNAVAILABLE), open sessions are finalised so connected clients get their last
+results, then both listeners stop with a grace period for in-flight calls.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,10 +28,10 @@ from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
-from audiototext.server.grpc.streaming import ServiceLimits
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
 from audiototext.server.sessions import SessionStore
+from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
     models_pb2,
     models_pb2_grpc,
@@ -37,6 +40,9 @@ from audiototext.wire._proto import (
     transcription_pb2,
     transcription_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from audiototext.server.http.listener import HttpListener
 
 __all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 
@@ -66,6 +72,9 @@ class ServerConfig:
     metrics_interval_s: float = 1.0
     shutdown_grace_s: float = 10.0
     cache_root: Path | None = None  # the model cache; None: $AUDIOTOTEXT_HOME or the default
+    http_port: int | None = None  # None: no HTTP listener; 0 picks a free port
+    http_host: str | None = None  # None: the same host as gRPC
+    web_dir: Path | None = None  # the page's folder; None: the package's audiototext/web
     extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -81,6 +90,8 @@ class ServerConfig:
             raise ConfigError("--max-buffered-s must be between 1 and 600")
         if self.resume_grace_s < 0:
             raise ConfigError("--resume-grace-s cannot be negative")
+        if self.http_port is not None and not 0 <= self.http_port <= 65535:
+            raise ConfigError(f"--http-port {self.http_port} is not between 0 and 65535")
         if self.token is not None and not self.token:
             raise ConfigError("--token cannot be empty")
 
@@ -126,6 +137,8 @@ class GrpcServer:
         self._health: health.aio.HealthServicer | None = None
         self.store: SessionStore | None = None
         self.port = 0
+        self.http: HttpListener | None = None
+        self.serving = False  # what the health services (gRPC and HTTP) report
         self._stopped = asyncio.Event()
 
     @property
@@ -151,7 +164,7 @@ class GrpcServer:
             *cfg.extra_options,
         ]
         server = grpc.aio.server(interceptors=interceptors, options=options)
-        limits = ServiceLimits(
+        limits = StreamLimits(
             max_chunk_bytes=cfg.max_chunk_bytes,
             max_buffered_s=cfg.max_buffered_s,
             metrics_interval_s=cfg.metrics_interval_s,
@@ -159,6 +172,7 @@ class GrpcServer:
         transcribe_file = self._transcribe_file or FileTranscriber(
             cfg.model, cfg.precision, cfg.cache_root
         )
+        streams = StreamService(self.store, model=cfg.model, limits=limits)
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -167,7 +181,7 @@ class GrpcServer:
         )
         generated[0].add_TranscriptionServicer_to_server(
             TranscriptionService(
-                self.store, model=cfg.model, limits=limits, transcribe_file=transcribe_file
+                self.store, streams=streams, model=cfg.model, transcribe_file=transcribe_file
             ),
             server,
         )
@@ -198,7 +212,45 @@ class GrpcServer:
             raise ConfigError(f"cannot listen on {address} (in use, or not a local address)")
         await server.start()
         self._server = server
+        self.serving = True
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
+        if cfg.http_port is not None:
+            try:
+                await self._start_http(streams, self._models_in_use(transcribe_file))
+            except BaseException:
+                await self.stop(0)
+                raise
+
+    async def _start_http(self, streams: StreamService, in_use: list[Path]) -> None:
+        from audiototext.server.http.app import HttpContext, create_app
+        from audiototext.server.http.listener import HttpListener
+        from audiototext.server.http.web import package_web_dir
+
+        cfg = self.config
+        assert self.store is not None and cfg.http_port is not None
+        context = HttpContext(
+            streams=streams,
+            store=self.store,
+            model=cfg.model,
+            token=cfg.token,
+            cache_root=cfg.cache_root,
+            is_serving=lambda: self.serving,
+            started_at=time.monotonic(),
+            web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
+            models_in_use=tuple(in_use),
+        )
+        self.http = HttpListener(
+            create_app(context),
+            host=cfg.http_host or cfg.host,
+            port=cfg.http_port,
+            # Room above the chunk limit, so an oversized chunk gets the stream layer's
+            # explained refusal; larger frames are cut by the protocol (close 1009).
+            max_frame_bytes=2 * cfg.max_chunk_bytes + (64 << 10),
+            tls_cert=cfg.tls_cert,
+            tls_key=cfg.tls_key,
+            shutdown_grace_s=cfg.shutdown_grace_s,
+        )
+        await self.http.start()
 
     def _models_in_use(self, transcribe_file: object) -> list[Path]:
         """Cache folders of the models loaded by the engine and the file transcriber."""
@@ -213,10 +265,14 @@ class GrpcServer:
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
         if self._server is None:
             return
+        self.serving = False
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:
             await self.store.close(grace)
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         await self._server.stop(grace)
         self._server = None
         closer = getattr(self._recognizer, "close", None) if self._owns_recognizer else None

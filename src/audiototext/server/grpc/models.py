@@ -10,7 +10,8 @@ from typing import Any
 import grpc
 
 from audiototext.errors import AudioToTextError, UnknownModelError
-from audiototext.server.grpc.status import status_for
+from audiototext.server.catalog import model_catalog
+from audiototext.server.grpc.status import grpc_status_for
 from audiototext.wire._proto import models_pb2, models_pb2_grpc
 
 __all__ = ["ModelsService"]
@@ -92,13 +93,10 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
     async def List(
         self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> models_pb2.ListModelsResponse:
-        from audiototext.models.registry import KNOWN_MODELS
-
-        cache = self._cache()
-        entries, _damaged = await asyncio.to_thread(cache.scan)
-        names = {e.name for e in entries}
+        catalog = await asyncio.to_thread(model_catalog, self._cache_root)
+        names = catalog.cached_names
         return models_pb2.ListModelsResponse(
-            cached=[_cached_message(e) for e in entries],
+            cached=[_cached_message(e) for e in catalog.cached],
             known=[
                 models_pb2.KnownModel(
                     name=m.name,
@@ -108,9 +106,9 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
                     ram_mb=int(m.ram_mb or 0),
                     cached=m.name in names,
                 )
-                for m in KNOWN_MODELS.values()
+                for m in catalog.known
             ],
-            cache_dir=str(cache.root),
+            cache_dir=str(catalog.cache_dir),
         )
 
     async def Pull(
@@ -143,7 +141,7 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
         try:
             result = job.result()
         except (AudioToTextError, ValueError) as exc:
-            await context.abort(status_for(exc), str(exc))
+            await context.abort(grpc_status_for(exc), str(exc))
         # Progress posted just before the job ended may still be queued.
         while not queue.empty():
             item = queue.get_nowait()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import grpc
 
-from audiototext._version import __version__
 from audiototext.server.sessions import SessionStore
+from audiototext.server.stats import hardware_profile, live_stats
 from audiototext.wire._proto import system_pb2, system_pb2_grpc
 
 __all__ = ["SystemService"]
@@ -24,14 +25,10 @@ class SystemService(system_pb2_grpc.SystemServicer):
     async def GetHardware(
         self, request: system_pb2.HardwareRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> system_pb2.HardwareProfile:
-        import json
-
-        from audiototext.hardware import detect, pick_precision
-
-        profile = await asyncio.to_thread(detect)
+        profile, precision = await asyncio.to_thread(hardware_profile)
         return system_pb2.HardwareProfile(
             json=json.dumps(profile.to_json()),
-            recommended_precision=pick_precision(profile),
+            recommended_precision=precision,
             physical_cores=profile.physical_cores,
             logical_cores=profile.logical_cores,
             providers=list(profile.providers),
@@ -40,17 +37,17 @@ class SystemService(system_pb2_grpc.SystemServicer):
     async def GetStats(
         self, request: system_pb2.StatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> system_pb2.ServerStats:
-        stats = self.store.recognizer.stats()
+        s = live_stats(self.store, self.model, self._started)
         return system_pb2.ServerStats(
-            active_streams=self.store.open_count(),
-            detached_streams=self.store.detached_count(),
-            queue_depth=stats.queue_depth,
-            rtf=stats.rtf,
-            final_latency_ms_p50=stats.final_latency_ms_p50,
-            final_latency_ms_p95=stats.final_latency_ms_p95,
-            overloaded=stats.overloaded,
-            model=self.model,
-            version=__version__,
-            uptime_s=time.monotonic() - self._started,
-            streams_total=self.store.streams_total,
+            active_streams=s.active_streams,
+            detached_streams=s.detached_streams,
+            queue_depth=s.queue_depth,
+            rtf=s.rtf,
+            final_latency_ms_p50=s.final_latency_ms_p50,
+            final_latency_ms_p95=s.final_latency_ms_p95,
+            overloaded=s.overloaded,
+            model=s.model,
+            version=s.version,
+            uptime_s=s.uptime_s,
+            streams_total=s.streams_total,
         )

@@ -8,10 +8,12 @@ import grpc
 
 from audiototext.errors import AudioToTextError
 from audiototext.server.files import FileRequest, FileTranscribeFn
-from audiototext.server.grpc.status import StatusError, status_for
-from audiototext.server.grpc.streaming import ServiceLimits, StreamingTranscription
-from audiototext.server.grpc.validation import check_model
+from audiototext.server.grpc.status import grpc_code, grpc_status_for
+from audiototext.server.grpc.streaming import StreamingTranscription
 from audiototext.server.sessions import SessionStore
+from audiototext.server.status import StatusError
+from audiototext.server.streams import StreamService
+from audiototext.server.validation import check_model
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire._proto import transcription_pb2_grpc
 
@@ -28,15 +30,14 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         self,
         store: SessionStore,
         *,
+        streams: StreamService,
         model: str,
-        limits: ServiceLimits,
         transcribe_file: FileTranscribeFn | None = None,
     ) -> None:
         self.store = store
         self.model = model
-        self.limits = limits
         self._transcribe_file = transcribe_file
-        self._streams = StreamingTranscription(store, model=model, limits=limits)
+        self._streams = StreamingTranscription(streams)
 
     async def StreamingTranscribe(
         self,
@@ -58,7 +59,7 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         try:
             check_model(request.model, served=self.model)
         except StatusError as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(grpc_code(exc.code), exc.message)
         if not request.audio:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "TranscribeRequest.audio is empty; send a file"
@@ -78,7 +79,7 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         try:
             out = await self._transcribe_file(file_request)
         except (AudioToTextError, ValueError) as exc:
-            await context.abort(status_for(exc), str(exc))
+            await context.abort(grpc_status_for(exc), str(exc))
         return pb.TranscribeResponse(
             text=out.text,
             language=out.language,

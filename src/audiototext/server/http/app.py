@@ -1,0 +1,54 @@
+"""The FastAPI application: REST under ``/api/v1``, the WebSocket stream, the page at ``/``.
+
+``create_app`` takes the server's shared parts (:class:`HttpContext`) and builds the app;
+the composition root (:mod:`audiototext.server.app`) serves it with :mod:`.listener`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, Response
+from starlette.middleware.base import RequestResponseEndpoint
+
+from audiototext._version import __version__
+from audiototext.server.http.context import HttpContext
+from audiototext.server.http.errors import error_response, install_error_handlers
+from audiototext.server.http.guard import check_origin
+from audiototext.server.http.rest import rest_router
+from audiototext.server.http.web import mount_web
+from audiototext.server.http.websocket import websocket_router
+from audiototext.server.status import StatusError
+
+__all__ = ["HttpContext", "create_app"]
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+DESCRIPTION = """\
+Live speech-to-text on this machine. The same server also speaks gRPC (`audiototext.v1`).
+
+* Errors: every error is a JSON body `{"error": {"code": CODE, "message": TEXT}}`; CODE is
+  one of gRPC's status names (INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, ...).
+* Token: with `serve --token`, every `/api/` path but `/api/v1/health` needs
+  `Authorization: Bearer TOKEN` or `?token=TOKEN`.
+* Origin: a state-changing request (and the WebSocket) sent by a page of another origin
+  is refused with 403 PERMISSION_DENIED.
+* Live streams: `WS /api/v1/stream` (see docs/architecture.md, "HTTP and WebSocket").
+"""
+
+
+def create_app(ctx: HttpContext) -> FastAPI:
+    app = FastAPI(title="audiototext", version=__version__, description=DESCRIPTION)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def same_origin_writes(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.method not in _SAFE_METHODS:
+            try:
+                check_origin(request)
+            except StatusError as exc:
+                return error_response(exc)
+        return await call_next(request)
+
+    app.include_router(rest_router(ctx))
+    app.include_router(websocket_router(ctx))
+    mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path
+    return app

@@ -1,0 +1,72 @@
+"""The page: static files of the package folder ``audiototext/web/`` (or one passed in).
+
+The folder is served at ``/`` (``index.html`` for ``/``) and also at ``/static/``, so the
+page may link its files either way. Without an ``index.html`` the paths answer 404 with a
+JSON error saying so; the API still works.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import RequestResponseEndpoint
+
+__all__ = ["mount_web", "package_web_dir"]
+
+# Cross-origin isolation lets ONNX Runtime Web use threads in the page; the page loads
+# nothing from other origins, so it costs nothing.
+_ISOLATION = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
+
+# FastAPI's /docs loads Swagger UI from a CDN, which require-corp would block.
+_NOT_THE_PAGE = ("/api/", "/docs", "/redoc", "/openapi.json")
+
+
+def package_web_dir() -> Path | None:
+    """The package's ``web`` folder on disk (None when the install has no such folder)."""
+    folder = resources.files("audiototext").joinpath("web")
+    return folder if isinstance(folder, Path) and folder.is_dir() else None
+
+
+def _has_page(folder: Path | None) -> bool:
+    return folder is not None and (folder / "index.html").is_file()
+
+
+def mount_web(app: FastAPI, folder: Path | None) -> None:
+    """Serve ``folder`` at ``/`` and ``/static``; call last (the mount at ``/`` takes every
+    path no route matched)."""
+    if not _has_page(folder):
+        where = str(folder) if folder is not None else "audiototext/web in the package"
+
+        @app.get("/", include_in_schema=False)
+        async def no_page() -> JSONResponse:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "NOT_FOUND",
+                        "message": f"the web page is not installed ({where} has no "
+                        "index.html); reinstall audiototext, or use the API under /api/v1 "
+                        "(see /docs)",
+                    }
+                },
+                status_code=404,
+            )
+
+        return
+    assert folder is not None
+
+    @app.middleware("http")
+    async def isolate(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        if not request.url.path.startswith(_NOT_THE_PAGE):
+            response.headers.update(_ISOLATION)
+        return response
+
+    app.mount("/static", StaticFiles(directory=folder), name="static")
+    app.mount("/", StaticFiles(directory=folder, html=True), name="web")

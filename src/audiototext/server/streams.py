@@ -1,0 +1,331 @@
+"""One connection of a resumable stream, for every transport (gRPC, WebSocket, ...).
+
+An adapter turns its protocol into an async iterator of the wire's ``StreamingRequest`` and a
+``send`` callback for ``StreamingResponse``, then calls :meth:`StreamService.run`. Everything
+else is here, once: config validation, resume, chunk numbering, Acks with credit, limits,
+metrics, and why a stream ends (a :class:`StatusError` the adapter maps to its own codes).
+Resume bookkeeping and the grace period live in :mod:`audiototext.server.sessions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from audiototext._aio import wait_event
+from audiototext.errors import AudioError
+from audiototext.server.sessions import (
+    Attachment,
+    ServerSession,
+    SessionExpiredError,
+    SessionStore,
+)
+from audiototext.server.status import Status, StatusError
+from audiototext.server.validation import stream_spec
+from audiototext.streaming.types import (
+    BufferFullError,
+    OverloadedError,
+    SpeechEvent,
+    SpeechEventKind,
+    StreamResult,
+)
+from audiototext.wire._proto import transcription_pb2 as pb
+from audiototext.wire.codec import ChunkError
+
+__all__ = ["ConnectionLost", "Send", "StreamLimits", "StreamService"]
+
+log = logging.getLogger(__name__)
+
+_WAKE_S = 0.1  # the writer re-checks credit at least this often
+
+Send = Callable[[pb.StreamingResponse], Awaitable[None]]
+
+
+class ConnectionLost(Exception):
+    """Raised by an adapter's request iterator or ``send`` when its connection is gone.
+
+    The session is detached and waits ``resume_grace_s`` for a reconnect; nothing is sent.
+    (gRPC never needs it: a half-closed call can still receive, and a dead one is cancelled.)
+    """
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """What one stream may send (``serve --max-chunk-bytes``, ``--max-buffered-s``), and how
+    often it is told the server's metrics."""
+
+    max_chunk_bytes: int = 1 << 20
+    max_buffered_s: float = 30.0
+    metrics_interval_s: float = 1.0
+
+
+def result_message(event_seq: int, ev: StreamResult | SpeechEvent) -> pb.StreamingResponse:
+    if isinstance(ev, SpeechEvent):
+        kind = pb.SpeechEvent.BEGIN if ev.kind is SpeechEventKind.BEGIN else pb.SpeechEvent.END
+        return pb.StreamingResponse(
+            event_seq=event_seq, speech_event=pb.SpeechEvent(kind=kind, time_s=ev.time_s)
+        )
+    return pb.StreamingResponse(
+        event_seq=event_seq,
+        result=pb.Result(
+            utterance_id=ev.utterance_id,
+            is_final=ev.is_final,
+            stability=ev.stability,
+            text=ev.text,
+            stable_text=ev.stable_text,
+            segments=[pb.Segment(start_s=ev.start_s, end_s=ev.end_s, text=ev.text)],
+            audio_processed_s=ev.audio_processed_s,
+            words=[pb.Word(text=w.text, start_s=w.start_s, end_s=w.end_s) for w in ev.words],
+        ),
+    )
+
+
+class _Connection:
+    """Per-connection state shared by the request reader and the response writer."""
+
+    def __init__(self, session: ServerSession, attachment: Attachment) -> None:
+        self.session = session
+        self.attachment = attachment
+        self.error: StatusError | None = None
+        self.lost = False
+
+    def fail(self, error: StatusError) -> None:
+        if self.error is None:
+            self.error = error
+        self.attachment.wake.set()
+
+    def lose(self) -> None:
+        self.lost = True
+        self.attachment.wake.set()
+
+
+class StreamService:
+    """Serves stream connections of any transport: one :meth:`run` per connection."""
+
+    def __init__(self, store: SessionStore, *, model: str, limits: StreamLimits) -> None:
+        self.store = store
+        self.model = model
+        self.limits = limits
+
+    async def run(self, requests: AsyncIterator[pb.StreamingRequest], send: Send) -> None:
+        """Serve one connection until the stream ends; a refusal raises :class:`StatusError`.
+
+        Returns normally when the stream completed (every result sent), when the request
+        iterator ended before its first message, or when the connection was lost.
+        """
+        try:
+            first = await anext(requests)
+        except (StopAsyncIteration, ConnectionLost):
+            return
+        session, resumed, cursor = self._open(first)
+        conn = _Connection(session, session.attach())
+        reader: asyncio.Task[None] | None = None
+        try:
+            await send(
+                pb.StreamingResponse(
+                    started=pb.SessionStarted(
+                        session_id=session.id,
+                        resumed=resumed,
+                        next_seq=session.next_seq,
+                        credit_ms=self._credit_ms(session),
+                        model=self.model,
+                        resume_grace_s=self.store.resume_grace_s,
+                    )
+                )
+            )
+            reader = asyncio.create_task(self._read(requests, conn), name=f"read-{session.id}")
+            await self._write(send, conn, cursor)
+        except ConnectionLost:
+            return
+        finally:
+            if reader is not None:
+                reader.cancel()
+            session.detach(conn.attachment)
+        if conn.error is not None:
+            raise conn.error
+        if conn.attachment.replaced:
+            raise StatusError(
+                Status.ABORTED, "a newer connection resumed this session; this one is closed"
+            )
+        if session.failed is not None and not conn.lost:
+            raise StatusError(
+                Status.INTERNAL,
+                f"the streaming engine failed: {session.failed}; start a new stream",
+            )
+
+    def _open(self, first: pb.StreamingRequest) -> tuple[ServerSession, bool, int]:
+        kind = first.WhichOneof("request")
+        if kind != "config":
+            raise StatusError(
+                Status.INVALID_ARGUMENT,
+                f"the first message of a stream must be a StreamConfig, not {kind or 'empty'}; "
+                "send the config, then audio",
+            )
+        if self.store.closing:
+            raise StatusError(
+                Status.UNAVAILABLE,
+                "the server is shutting down; connect to another",
+                try_later=True,
+            )
+        cfg = first.config
+        if cfg.session_id:
+            try:
+                session = self.store.get(cfg.session_id)
+            except SessionExpiredError as exc:
+                raise StatusError(Status.NOT_FOUND, str(exc)) from exc
+            want = max(1, int(cfg.resume_from_event))
+            if want < session.oldest_event():
+                raise StatusError(
+                    Status.DATA_LOSS,
+                    f"results from event {want} on are no longer kept (oldest kept: "
+                    f"{session.oldest_event()}); start a new stream",
+                )
+            if session.failed is not None:
+                raise StatusError(
+                    Status.INTERNAL,
+                    f"this session failed ({session.failed}); start a new stream",
+                )
+            return session, True, want
+        spec = stream_spec(cfg, model=self.model, max_buffered_s=self.limits.max_buffered_s)
+        try:
+            session = self.store.create(spec)
+        except OverloadedError as exc:
+            raise StatusError(Status.RESOURCE_EXHAUSTED, str(exc), try_later=True) from exc
+        except ValueError as exc:  # the engine refused the options (e.g. the language)
+            raise StatusError(Status.INVALID_ARGUMENT, f"StreamConfig: {exc}") from exc
+        return session, False, 1
+
+    def _credit_ms(self, session: ServerSession) -> int:
+        high_water_s = self.limits.max_buffered_s / 2
+        return max(0, int((high_water_s - session.lag_s()) * 1000))
+
+    async def _read(self, requests: AsyncIterator[pb.StreamingRequest], conn: _Connection) -> None:
+        session = conn.session
+        try:
+            async for req in requests:
+                if conn.attachment.replaced or conn.error is not None:
+                    return
+                kind = req.WhichOneof("request")
+                if kind == "audio":
+                    self._accept(session, req.audio)
+                elif kind == "control":
+                    if req.control.action == pb.Control.FLUSH:
+                        session.engine.flush()
+                    elif req.control.action == pb.Control.FINISH:
+                        session.request_finish()
+                    else:
+                        raise StatusError(
+                            Status.INVALID_ARGUMENT, "Control.action must be FLUSH or FINISH"
+                        )
+                elif kind == "config":
+                    raise StatusError(
+                        Status.INVALID_ARGUMENT,
+                        "a stream takes one StreamConfig, as its first message; this one sent "
+                        "a second (to resume, open a new stream with session_id)",
+                    )
+                else:
+                    raise StatusError(Status.INVALID_ARGUMENT, "empty StreamingRequest")
+                conn.attachment.wake.set()
+            # The request stream ended without FINISH. A dropped connection looks the same
+            # to the server, so this is not taken as the end of the audio: the session waits
+            # for a resume like a detached one and is finalised after the grace period.
+            if not session.finishing and not conn.attachment.replaced:
+                session.half_closed_at = time.monotonic()
+        except ConnectionLost:
+            conn.lose()
+        except StatusError as exc:
+            conn.fail(exc)
+            self._abandon(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("stream %s: reading requests failed", session.id)
+            conn.fail(StatusError(Status.INTERNAL, f"internal error: {exc}"))
+            self._abandon(session)
+
+    def _abandon(self, session: ServerSession) -> None:
+        """A stream that broke the protocol cannot be resumed: free its engine slot now."""
+        session.request_finish()
+        self.store.remove(session)
+
+    def _accept(self, session: ServerSession, chunk: pb.AudioChunk) -> None:
+        if session.finishing and self.store.closing:
+            # Graceful shutdown finalises the audio received so far; chunks still in flight
+            # are dropped unacknowledged rather than failing the stream before its finals.
+            return
+        seq = int(chunk.seq) or session.next_seq
+        if seq < session.next_seq:
+            return  # a resent chunk the server already has; the next Ack covers it
+        if seq > session.next_seq:
+            raise StatusError(
+                Status.INVALID_ARGUMENT,
+                f"chunk seq {seq} skips {session.next_seq}..{seq - 1}; number chunks "
+                "1, 2, 3, ... and resend from SessionStarted.next_seq after a reconnect",
+            )
+        if session.finishing:
+            raise StatusError(
+                Status.FAILED_PRECONDITION, "audio after FINISH; open a new stream for more audio"
+            )
+        if len(chunk.data) > self.limits.max_chunk_bytes:
+            raise StatusError(
+                Status.RESOURCE_EXHAUSTED,
+                f"chunk {seq} has {len(chunk.data)} bytes, over the limit of "
+                f"{self.limits.max_chunk_bytes} (--max-chunk-bytes); send smaller chunks, "
+                "e.g. 100 ms each",
+            )
+        encoding = int(chunk.encoding) or session.spec.encoding
+        try:
+            samples = session.decoder.decode(chunk.data, encoding, seq)
+            if samples.size:
+                session.engine.accept(samples, session.spec.sample_rate_hz, session.spec.channels)
+        except BufferFullError as exc:
+            raise StatusError(
+                Status.RESOURCE_EXHAUSTED,
+                f"chunk {seq}: {exc}; send no more audio than Ack.credit_ms allows "
+                f"(at most {self.limits.max_buffered_s:g} s may wait unprocessed)",
+            ) from exc
+        except (ChunkError, AudioError, ValueError) as exc:
+            raise StatusError(Status.INVALID_ARGUMENT, str(exc)) from exc
+        session.next_seq = seq + 1
+
+    async def _write(self, send: Send, conn: _Connection, cursor: int) -> None:
+        session = conn.session
+        att = conn.attachment
+        last_ack = -1
+        last_credit = -1
+        next_metrics = time.monotonic() + self.limits.metrics_interval_s
+        while not (att.replaced or conn.error is not None or conn.lost):
+            att.wake.clear()
+            for event_seq, event in session.events_from(cursor):
+                await send(result_message(event_seq, event))
+                cursor = event_seq + 1
+            acked = session.next_seq - 1
+            credit = self._credit_ms(session)
+            if acked != last_ack or (
+                credit != last_credit and (last_credit == 0 or abs(credit - last_credit) >= 250)
+            ):
+                lag_ms = int(session.lag_s() * 1000)
+                await send(
+                    pb.StreamingResponse(ack=pb.Ack(seq=acked, lag_ms=lag_ms, credit_ms=credit))
+                )
+                last_ack, last_credit = acked, credit
+            now = time.monotonic()
+            if now >= next_metrics:
+                stats = self.store.recognizer.stats()
+                await send(
+                    pb.StreamingResponse(
+                        metrics=pb.Metrics(
+                            rtf=stats.rtf,
+                            latency_ms=stats.final_latency_ms_p95,
+                            queue_depth=stats.queue_depth,
+                            active_streams=self.store.open_count(),
+                        )
+                    )
+                )
+                next_metrics = now + self.limits.metrics_interval_s
+            if session.completed and cursor > session.event_count:
+                return
+            await wait_event(att.wake, _WAKE_S)

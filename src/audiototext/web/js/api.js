@@ -1,0 +1,100 @@
+// The REST side of the server: same origin, JSON, a token when the person gave one.
+
+const TOKEN_KEY = "audiototext.token";
+
+export function apiBase() {
+  const meta = document.querySelector('meta[name="audiototext-api"]');
+  return (meta && meta.content) || "/api/v1";
+}
+
+export function getToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return ""; // storage disabled
+  }
+}
+
+export function setToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // storage disabled: the token lives in the field only
+  }
+}
+
+export class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** GET a JSON document under the API base; rejects with HttpError or a network error. */
+export async function getJson(path, { timeoutMs = 4000 } = {}) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  const headers = { Accept: "application/json" };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    const response = await fetch(apiBase() + path, {
+      headers,
+      signal: controller.signal,
+      cache: "no-store",
+    });
+    if (!response.ok) {
+      let message = response.statusText;
+      try {
+        const body = await response.json();
+        message = body.message || body.detail || (body.error && body.error.message) || message;
+      } catch {
+        // not JSON
+      }
+      throw new HttpError(response.status, String(message));
+    }
+    return await response.json();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Calls fn every intervalMs while the tab is visible (and once at once); returns a stop
+ * function. A call never overlaps the previous one. While fn reports failure (returns
+ * false), the interval doubles up to maxMs, so a server that is down or lacks an endpoint
+ * is not asked (and the console not filled with failed requests) every few seconds.
+ */
+export function poll(fn, intervalMs, maxMs = 30000) {
+  let timer = null;
+  let stopped = false;
+  let delay = intervalMs;
+  const tick = async () => {
+    timer = null;
+    if (stopped) return;
+    if (document.visibilityState !== "hidden") {
+      let ok = true;
+      try {
+        ok = (await fn()) !== false;
+      } catch {
+        ok = false;
+      }
+      delay = ok ? intervalMs : Math.min(maxMs, delay * 2);
+    }
+    if (!stopped) timer = setTimeout(tick, delay);
+  };
+  const onVisible = () => {
+    if (document.visibilityState === "visible" && timer !== null) {
+      clearTimeout(timer);
+      tick();
+    }
+  };
+  document.addEventListener("visibilitychange", onVisible);
+  tick();
+  return () => {
+    stopped = true;
+    if (timer !== null) clearTimeout(timer);
+    document.removeEventListener("visibilitychange", onVisible);
+  };
+}

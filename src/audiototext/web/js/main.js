@@ -1,0 +1,341 @@
+// The page: wires the panels, the microphone, the stream and the transcript together.
+
+import { apiBase, getToken, poll, setToken } from "./api.js";
+import { listMicrophones, mediaErrorKey, MicCapture, microphoneUnavailable } from "./audio.js";
+import { FORMATS } from "./exporters.js";
+import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
+import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
+import { streamUrl } from "./protocol.js";
+import { StreamClient } from "./stream-client.js";
+import { TranscriptModel } from "./transcript.js";
+import { TranscriptView } from "./transcript-view.js";
+import { Waveform } from "./waveform.js";
+
+const $ = (id) => document.getElementById(id);
+const DEVICE_KEY = "audiototext.device";
+
+async function boot() {
+  const wanted = pickLocale(navigator.languages || [navigator.language]);
+  let t;
+  try {
+    const { locale, messages, fallback } = await loadMessages(wanted);
+    t = createTranslator(messages, fallback, locale);
+    translateDocument(document, t);
+  } catch {
+    t = createTranslator({}, {}, "en"); // the HTML's English stays; t() gives keys
+  }
+  new Page(t);
+}
+
+class Page {
+  constructor(t) {
+    this.t = t;
+    this.startButton = $("start");
+    this.mic = $("mic");
+    this.errorEl = $("capture-error");
+    this.note = $("transcript-note");
+    this.model = new TranscriptModel();
+    this.view = new TranscriptView(
+      {
+        scroller: $("transcript"),
+        finals: $("finals"),
+        partials: $("partials"),
+        empty: $("transcript-empty"),
+        jump: $("jump"),
+      },
+      t,
+    );
+    this.status = new StatusBar(t);
+    this.models = new ModelsPanel(t);
+    this.diagnostics = new DiagnosticsPanel(t);
+    this.waveform = new Waveform($("wave"));
+    this.session = null;
+    this.streamedS = 0; // audio streamed by earlier sessions: their place on the timeline
+    this.state = "idle";
+
+    this.setupToken();
+    this.setupCapture();
+    this.setupTranscriptTools();
+    poll(() => this.status.checkHealth(), 5000);
+    poll(() => this.diagnostics.refresh(), 2000);
+    this.models.load();
+    window.addEventListener("pagehide", () => this.abort());
+  }
+
+  // ---- capture controls ------------------------------------------------------------------
+
+  setupCapture() {
+    const why = microphoneUnavailable();
+    if (why === "insecure") {
+      $("insecure").hidden = false;
+      this.startButton.disabled = true;
+      this.startButton.setAttribute("aria-describedby", "insecure");
+      this.mic.disabled = true;
+    } else if (why === "unsupported") {
+      this.showError(this.t("mic.unsupported"));
+      this.startButton.disabled = true;
+      this.mic.disabled = true;
+    } else {
+      this.refreshMicrophones();
+      navigator.mediaDevices.addEventListener?.("devicechange", () => this.refreshMicrophones());
+    }
+    this.mic.addEventListener("change", () => {
+      try {
+        localStorage.setItem(DEVICE_KEY, this.mic.value);
+      } catch {
+        // storage disabled
+      }
+    });
+    this.startButton.addEventListener("click", () => this.toggle());
+    document.addEventListener("keydown", (event) => {
+      if (event.code !== "Space" && event.key !== " ") return;
+      if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (isInteractive(event.target)) return; // typing, or a control Space already presses
+      if (this.startButton.disabled) return;
+      event.preventDefault();
+      this.toggle();
+    });
+  }
+
+  async refreshMicrophones() {
+    let devices = [];
+    try {
+      devices = await listMicrophones();
+    } catch {
+      return;
+    }
+    let saved = this.mic.value;
+    if (!saved) {
+      try {
+        saved = localStorage.getItem(DEVICE_KEY) || "";
+      } catch {
+        saved = "";
+      }
+    }
+    const first = this.mic.options[0];
+    this.mic.replaceChildren(first);
+    devices.forEach((d, k) => {
+      if (!d.deviceId) return; // no ids before permission in some browsers
+      const option = document.createElement("option");
+      option.value = d.deviceId;
+      option.textContent = d.label || this.t("capture.device_n", { n: k + 1 });
+      this.mic.append(option);
+    });
+    this.mic.value = [...this.mic.options].some((o) => o.value === saved) ? saved : "";
+  }
+
+  setButton(state) {
+    this.state = state;
+    const b = this.startButton;
+    const label = {
+      idle: "capture.start",
+      starting: "capture.starting",
+      recording: "capture.stop",
+      stopping: "capture.finishing",
+    }[state];
+    b.textContent = this.t(label);
+    b.dataset.recording = String(state === "recording" || state === "stopping");
+    b.disabled = state === "starting";
+    this.mic.disabled = state !== "idle";
+  }
+
+  toggle() {
+    if (this.state === "idle") this.start();
+    else if (this.state === "recording") this.stop();
+    else if (this.state === "stopping") this.abort();
+  }
+
+  showError(text) {
+    this.errorEl.textContent = text;
+    this.errorEl.hidden = !text;
+  }
+
+  async start() {
+    const t = this.t;
+    this.showError("");
+    this.note.textContent = "";
+    this.setButton("starting");
+    const session = { audioS: 0, startS: this.streamedS, stopping: false };
+    session.client = new StreamClient({
+      url: () => streamUrl(location, apiBase() + "/stream", getToken()),
+      handlers: {
+        onState: (state, detail) => {
+          if (this.session === session) this.status.setTransport(state, detail);
+          if (state === "reconnecting" && this.session === session) {
+            this.note.textContent = t("stream.reconnecting");
+          }
+        },
+        onStarted: (started, outcome) => {
+          if (outcome === "new") this.model.beginSession(session.startS);
+          if (outcome === "restarted") {
+            this.model.beginSession(session.startS + session.audioS);
+            this.note.textContent = t("stream.restarted");
+          } else if (outcome === "resumed") {
+            this.note.textContent = t("stream.resumed");
+          }
+        },
+        onResult: (result, seq) => this.view.update(this.model.apply(result, seq)),
+        onSpeechEvent: (e) => this.waveform.speechEvent(e.kind, e.time_s),
+        onMetrics: (m) => this.diagnostics.onMetrics(m),
+        onAck: (a) => this.diagnostics.onAck(a),
+        onRtt: (_ms, smoothed) => this.status.setRtt(smoothed),
+        onServerError: (e) => this.showError(t("stream.server_error", { message: e.message || e.code })),
+        onClosed: (error) => this.onClosed(session, error),
+      },
+    });
+    session.capture = new MicCapture({
+      onChunk: (data) => {
+        session.audioS += data.byteLength / 32000;
+        session.client.sendAudio(data);
+      },
+      onEnded: () => {
+        this.showError(t("mic.ended"));
+        this.stop();
+      },
+    });
+    try {
+      await session.capture.start(this.mic.value);
+    } catch (err) {
+      this.showError(t(mediaErrorKey(err)));
+      this.setButton("idle");
+      return;
+    }
+    this.session = session;
+    this.refreshMicrophones(); // labels are readable once permission was granted
+    this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
+    session.client.start();
+    this.setButton("recording");
+  }
+
+  async stop() {
+    const session = this.session;
+    if (!session || session.stopping) return;
+    session.stopping = true;
+    this.setButton("stopping");
+    if (session.client.transport === "connected") this.status.setTransport("finishing");
+    this.waveform.detach();
+    await session.capture.stop();
+    await session.client.finish();
+  }
+
+  abort() {
+    const session = this.session;
+    if (!session) return;
+    this.waveform.detach();
+    session.capture.stop();
+    session.client.abort();
+  }
+
+  onClosed(session, error) {
+    if (this.session !== session) return;
+    this.session = null;
+    this.streamedS = session.startS + session.audioS;
+    if (!session.stopping) {
+      this.waveform.detach();
+      session.capture.stop();
+    }
+    if (error) this.showError(this.describe(error));
+    this.note.textContent = "";
+    this.setButton("idle");
+  }
+
+  describe(error) {
+    const t = this.t;
+    const known = {
+      UNREACHABLE: "stream.unreachable",
+      RESUME_EXPIRED: "stream.resume_expired",
+      BUFFER_FULL: "stream.buffer_full",
+      FINISH_TIMEOUT: "stream.finish_timeout",
+      BAD_URL: "stream.unreachable",
+    };
+    if (known[error.code]) return t(known[error.code]);
+    const auth = /UNAUTHENTICATED|PERMISSION_DENIED|token/i.test(`${error.code} ${error.message}`);
+    const text = t("stream.server_error", { message: error.message || error.code });
+    return auth ? `${text} ${t("stream.token_hint")}` : text;
+  }
+
+  // ---- token -------------------------------------------------------------------------------
+
+  setupToken() {
+    const field = $("token");
+    field.value = getToken();
+    field.addEventListener("input", () => setToken(field.value.trim()));
+    $("token-form").addEventListener("submit", (event) => event.preventDefault());
+  }
+
+  // ---- transcript tools ----------------------------------------------------------------------
+
+  setupTranscriptTools() {
+    const t = this.t;
+    $("copy").addEventListener("click", async () => {
+      const text = FORMATS.txt.render(this.model.list());
+      if (!text) {
+        this.note.textContent = t("transcript.nothing");
+        return;
+      }
+      try {
+        await navigator.clipboard.writeText(text);
+        this.note.textContent = t("transcript.copied");
+      } catch {
+        this.note.textContent = copyBySelection(text) ? t("transcript.copied") : t("transcript.copy_failed");
+      }
+    });
+    for (const button of document.querySelectorAll("[data-format]")) {
+      button.addEventListener("click", () => this.download(button.dataset.format));
+    }
+    $("clear").addEventListener("click", () => {
+      this.model.clear();
+      this.view.clear();
+      this.streamedS = 0;
+      this.note.textContent = t("transcript.cleared");
+    });
+  }
+
+  download(format) {
+    const spec = FORMATS[format];
+    const utterances = this.model.list();
+    if (!utterances.some((u) => u.is_final && u.text)) {
+      this.note.textContent = this.t("transcript.nothing");
+      return;
+    }
+    const body = spec.render(utterances, { created: new Date().toISOString() });
+    const url = URL.createObjectURL(new Blob([body], { type: spec.mime }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `transcript-${stamp(new Date())}.${format}`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+}
+
+function isInteractive(el) {
+  if (!el || el === document.body) return false;
+  if (el.isContentEditable) return true;
+  return /^(INPUT|TEXTAREA|SELECT|BUTTON|A|SUMMARY|OPTION)$/.test(el.tagName);
+}
+
+function copyBySelection(text) {
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "visually-hidden";
+  document.body.append(area);
+  area.select();
+  let ok = false;
+  try {
+    ok = document.execCommand("copy");
+  } catch {
+    ok = false;
+  }
+  area.remove();
+  return ok;
+}
+
+function stamp(d) {
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+boot();

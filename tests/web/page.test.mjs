@@ -1,0 +1,59 @@
+// Static checks of the shipped files: every reference resolves, nothing is fetched from
+// another origin, the page stays light.
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import test from "node:test";
+import { JS_DIR, WEB_DIR } from "./helpers.mjs";
+
+function walk(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const full = path.join(dir, name);
+    return statSync(full).isDirectory() ? walk(full) : [full];
+  });
+}
+const files = walk(WEB_DIR);
+
+test("total weight well under 300 KB", () => {
+  const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
+  assert.ok(total < 150 * 1024, `${total} bytes`);
+});
+
+test("no request leaves the origin: no absolute URLs in markup, styles or code", () => {
+  for (const file of files) {
+    if (!/\.(html|css|js)$/.test(file)) continue;
+    const text = readFileSync(file, "utf8");
+    const urls = [...text.matchAll(/(?:https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}[^\s"'`)]*/gi)].map((m) => m[0]);
+    assert.deepEqual(urls, [], path.relative(WEB_DIR, file));
+    assert.ok(!/@import|url\(\s*["']?(?:https?:)?\/\//i.test(text), file);
+  }
+});
+
+test("index.html references existing files", () => {
+  const html = readFileSync(path.join(WEB_DIR, "index.html"), "utf8");
+  const refs = [...html.matchAll(/(?:src|href)="([^"#]+)"/g)].map((m) => m[1]);
+  assert.ok(refs.includes("js/main.js") && refs.includes("app.css"));
+  for (const ref of refs) assert.ok(statSync(path.join(WEB_DIR, ref)).isFile(), ref);
+  assert.match(html, /<html lang="en">/);
+  assert.match(html, /<button id="start"[^>]*type="button"/);
+  assert.match(html, /id="finals" aria-live="polite"/);
+});
+
+test("every relative import of every module resolves", () => {
+  for (const file of readdirSync(JS_DIR).filter((f) => f.endsWith(".js"))) {
+    const src = readFileSync(path.join(JS_DIR, file), "utf8");
+    for (const m of src.matchAll(/(?:from|import\()\s*"(\.[^"]+)"/g)) {
+      assert.ok(statSync(path.join(JS_DIR, m[1])).isFile(), `${file} imports ${m[1]}`);
+    }
+    for (const m of src.matchAll(/new URL\("(\.[^"]+)", import\.meta\.url\)/g)) {
+      const target = path.join(JS_DIR, m[1]);
+      assert.ok(statSync(target).isFile() || statSync(target).isDirectory(), `${file}: ${m[1]}`);
+    }
+  }
+});
+
+test("the page's modules parse (Node can import those without DOM at load)", async () => {
+  for (const name of ["resampler", "protocol", "resume", "stream-client", "transcript", "exporters", "format", "i18n"]) {
+    await import(new URL(`../../src/audiototext/web/js/${name}.js`, import.meta.url).href);
+  }
+});
