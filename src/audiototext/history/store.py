@@ -245,7 +245,10 @@ class HistoryStore:
             c.executescript(
                 f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )
-        c.execute("PRAGMA quick_check(1)").fetchone()
+        # Damage inside a page is not seen until the page is read: look once, at open.
+        check = str(c.execute("PRAGMA quick_check(1)").fetchone()[0])
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
 
     def close(self) -> None:
         self._conn.close()
