@@ -6,6 +6,7 @@ import json
 import sqlite3
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -168,9 +169,9 @@ def test_absurd_retention_is_refused_naming_the_setting(kw: dict[str, float], na
 def test_a_corrupt_file_is_refused_naming_the_path(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     path.write_bytes(b"this is not a database\n" * 500)
-    for kw in ({}, {"create": False, "read_only": True}):
+    for read_only in (False, True):
         with pytest.raises(HistoryUnavailableError, match="not a readable SQLite") as err:
-            HistoryStore.open(path, **kw)  # type: ignore[arg-type]
+            HistoryStore.open(path, create=not read_only, read_only=read_only)
         assert str(path) in str(err.value)
 
 
@@ -233,7 +234,9 @@ def test_a_missing_file_is_not_created_by_readers(tmp_path: Path) -> None:
 def test_the_writer_commits_in_order_and_isolates_a_failing_operation(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     writer = HistoryWriter.open(path, Retention())
-    futures = [writer.submit(lambda s, f=f: s.add_final(info("a"), f)) for f in FINALS]
+    futures = [
+        writer.submit(partial(HistoryStore.add_final, info=info("a"), final=f)) for f in FINALS
+    ]
     bad = writer.submit(lambda s: s.delete("nope"))
     after = writer.submit(lambda s: s.add_final(info("b"), FINALS[0]))
     for f in [*futures, after]:
@@ -291,9 +294,10 @@ def test_reads_run_beside_the_writer_thread(tmp_path: Path) -> None:
     t = threading.Thread(target=read)
     t.start()
     for n in range(200):
-        writer.submit(
-            lambda s, n=n: s.add_final(info(f"s{n % 7}"), Final(n, 0, 1, "quick"))
-        ).result(10)
+        final = Final(n, 0, 1, "quick")
+        writer.submit(partial(HistoryStore.add_final, info=info(f"s{n % 7}"), final=final)).result(
+            10
+        )
     stop.set()
     t.join(10)
     writer.close()
