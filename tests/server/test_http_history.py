@@ -214,3 +214,30 @@ def test_an_unusable_file_is_logged_and_the_server_still_transcribes(
 def test_absurd_retention_is_refused_at_configuration(changes: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         config(**changes)
+
+
+def test_a_file_locked_mid_run_is_logged_and_finals_still_arrive(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "history.sqlite3"
+    audio = speech_like(4.0, seed=6)
+
+    async def main() -> None:
+        async with http_server(FakeRecognizer(), history_path=db) as srv:
+            assert srv.history is not None and srv.history.persistent
+            holder = sqlite3.connect(db, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+            try:
+                out = await WsStreamer(ws_url(srv)).run(audio, speed=None)
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            assert out.finals and out.close_codes == [1000]
+            status, page = await _json(srv, "/api/v1/history")
+            assert status == 200 and page["persistent"] is False
+            assert page["sessions"][0]["segments"] == len(out.finals)
+
+    with caplog.at_level(logging.ERROR, logger="audiototext.server.recording"):
+        run(main(), 60)
+    alerts = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(str(db) in m and "locked" in m and "memory only" in m for m in alerts), alerts

@@ -223,11 +223,13 @@ class GrpcServer:
                     [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())]
                 )
             except OSError as exc:
+                self._close_history()
                 raise ConfigError(f"cannot read the TLS key or certificate: {exc}") from exc
             self.port = server.add_secure_port(address, creds)
         else:
             self.port = server.add_insecure_port(address)
         if self.port == 0:
+            self._close_history()
             raise ConfigError(f"cannot listen on {address} (in use, or not a local address)")
         await server.start()
         self._server = server
@@ -271,6 +273,12 @@ class GrpcServer:
             shutdown_grace_s=cfg.shutdown_grace_s,
         )
         await self.http.start()
+
+    def _close_history(self) -> None:
+        """Before the server ran (start failed): no final is queued, nothing to wait for."""
+        if self.history is not None:
+            self.history.close()
+            self.history = None
 
     def _models_in_use(self, transcribe_file: object) -> list[Path]:
         """Cache folders of the models loaded by the engine and the file transcriber."""
