@@ -107,6 +107,19 @@ def test_search_finds_words_prefixes_and_never_fails_on_odd_input(tmp_path: Path
     assert store.page(10).total == 2
 
 
+def test_a_final_recorded_again_replaces_its_search_entry(tmp_path: Path) -> None:
+    store = filled(tmp_path / "h.db", (info("a"), FINALS[:1]))
+    with store.transaction():
+        store.add_final(info("a"), Final(1, 0.5, 2.25, " A slow green turtle."))
+    assert store.search("quick", 10) == []
+    assert [h.final.text for h in store.search("turtle", 10)] == [" A slow green turtle."]
+    assert store.get("a").finals[0].text == " A slow green turtle."
+    store.close()
+    conn = sqlite3.connect(tmp_path / "h.db")  # the index holds no trace of the old text
+    stale = conn.execute("SELECT rowid FROM segments_fts WHERE segments_fts MATCH 'quick'")
+    assert stale.fetchall() == []
+
+
 def test_exports_reuse_the_subtitle_writers_and_json_keeps_words(tmp_path: Path) -> None:
     store = filled(tmp_path / "h.db", (info("a"), FINALS))
     t = store.get("a")

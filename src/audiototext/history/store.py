@@ -220,6 +220,9 @@ class HistoryStore:
         c = self._conn
         c.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         c.execute("PRAGMA foreign_keys = ON")
+        # A row that INSERT OR REPLACE removes fires the delete trigger only with this on:
+        # without it the search index would keep the replaced text.
+        c.execute("PRAGMA recursive_triggers = ON")
         # Reading the schema is what finds a file that is not a database ("file is not a
         # database") before the first real query would.
         version = int(c.execute("PRAGMA user_version").fetchone()[0])
