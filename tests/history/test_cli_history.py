@@ -132,3 +132,22 @@ def test_bad_arguments(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["history", "search", "  ", "--history", str(db)]) == 1
     assert "blank" in capsys.readouterr().err
     assert main(["history"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--history-days", "0"], "--history-days"),
+        (["--history-days", "nan"], "--history-days"),
+        (["--history-days", "1e9"], "--history-days"),
+        (["--history-max-sessions", "-1"], "--history-max-sessions"),
+    ],
+)
+def test_serve_refuses_absurd_retention_before_loading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
+    db = tmp_path / "h.sqlite3"
+    assert main(["serve", "--port", "0", "--no-web", "--history", str(db), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err
+    assert not db.exists()
