@@ -112,6 +112,7 @@ def test_file_history_keeps_grpc_websocket_and_file_transcripts(tmp_path: Path) 
             assert {k: v for k, v in _db_finals(db).items() if k in got} == got
             status, page = await _json(srv, "/api/v1/history")
             assert status == 200 and page["persistent"] is True and page["total"] == 3
+            assert page["alert"] is None
             kinds = {
                 r["session"]["id"]: f"{r['session']['source']}/{r['session']['transport']}"
                 for r in page["sessions"]
@@ -191,6 +192,7 @@ def test_an_unusable_file_is_logged_and_the_server_still_transcribes(
             assert out.finals and out.close_codes == [1000]
             status, page = await _json(srv, "/api/v1/history")
             assert status == 200 and page["persistent"] is False and page["total"] == 1
+            assert str(db) in page["alert"]
 
     try:
         with caplog.at_level(logging.ERROR, logger="audiototext.server.recording"):
@@ -241,3 +243,4 @@ def test_a_file_locked_mid_run_is_logged_and_finals_still_arrive(
         run(main(), 60)
     alerts = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any(str(db) in m and "locked" in m and "memory only" in m for m in alerts), alerts
+    assert len(alerts) == 1, alerts  # said once, not once per final

@@ -14,6 +14,7 @@ error too. Either way the server goes on with the in-memory cache alone.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import secrets
 import time
@@ -81,7 +82,7 @@ class HistoryRecorder:
             writer = await asyncio.to_thread(HistoryWriter.open, settings.path, settings.retention)
         except HistoryError as exc:
             recorder = cls(settings, None, model=model)
-            recorder._degrade(str(exc))
+            recorder._degrade(str(exc), None)
             return recorder
         log.info("history: keeping transcripts in %s", settings.path)
         return cls(settings, writer, model=model)
@@ -90,10 +91,12 @@ class HistoryRecorder:
     def persistent(self) -> bool:
         return self.writer is not None
 
-    def _degrade(self, why: str) -> None:
+    def _degrade(self, why: str, writer: HistoryWriter | None) -> None:
+        if writer is not self.writer:
+            return  # finals queued beside the one that failed: said once is enough
         self.alert = why
         log.error("history: %s; transcripts are kept in memory only from now on", why)
-        writer, self.writer = self.writer, None
+        self.writer = None
         if writer is not None:
             writer.close(timeout_s=None)  # never wait here: the disk may be what hangs
 
@@ -105,10 +108,11 @@ class HistoryRecorder:
             await asyncio.wait_for(writer.run(operation), self._commit_timeout_s)
         except TimeoutError:
             self._degrade(
-                f"writing to {writer.path} took over {self._commit_timeout_s:g} s (disk stalled?)"
+                f"writing to {writer.path} took over {self._commit_timeout_s:g} s (disk stalled?)",
+                writer,
             )
         except Exception as exc:
-            self._degrade(f"writing to {writer.path} failed: {exc}")
+            self._degrade(f"writing to {writer.path} failed: {exc}", writer)
 
     # ------------------------------------------------------------------ recording
 
@@ -135,7 +139,8 @@ class HistoryRecorder:
         self.recent.end_session(session.id, now)
         if self.writer is not None:
             retention = self.settings.retention
-            self.writer.submit(partial(_end_and_prune, session.id, now, retention))
+            done = self.writer.submit(partial(_end_and_prune, session.id, now, retention))
+            done.add_done_callback(_log_failure)
 
     async def file(self, request: FileRequest, started_at: float, out: FileTranscript) -> None:
         info = SessionInfo(
@@ -223,6 +228,12 @@ def _end_and_prune(
 ) -> None:
     store.end_session(session_id, ended_at)
     store.prune(retention)
+
+
+def _log_failure(done: concurrent.futures.Future[None]) -> None:
+    # Runs on the writer thread: only a log line (the next final's commit degrades, if need be).
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("history: recording a session's end failed: %s", done.exception())
 
 
 def recording_files(transcribe: FileTranscribeFn, recorder: HistoryRecorder) -> FileTranscribeFn:

@@ -55,6 +55,10 @@ class HistoryPage(BaseModel):
     limit: int
     offset: int
     persistent: bool = Field(description="true when the server keeps the history in a file")
+    alert: str | None = Field(
+        description="why the history file asked for (serve --history) is not in use; null "
+        "when it is, or when none was asked for"
+    )
 
 
 class Hit(BaseModel):
@@ -135,6 +139,7 @@ def history_router(ctx: HttpContext) -> APIRouter:
             limit=limit,
             offset=offset,
             persistent=h.persistent,
+            alert=h.alert,
         )
 
     @router.get("/search", response_model=SearchAnswer, summary="Final segments with words")
