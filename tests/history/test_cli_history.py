@@ -118,9 +118,10 @@ def test_missing_corrupt_and_locked_files_are_clear_errors(
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        assert main(["history", "rm", "sessA", "--history", str(locked)]) == 1
-        err = capsys.readouterr().err
-        assert "locked" in err and str(locked) in err
+        for cmd in (["rm", "sessA"], ["list"]):
+            assert main(["history", *cmd, "--history", str(locked)]) == 1
+            err = capsys.readouterr().err
+            assert "locked" in err and str(locked) in err
     finally:
         holder.execute("ROLLBACK")
         holder.close()
