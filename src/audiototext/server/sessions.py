@@ -106,7 +106,7 @@ class ServerSession:
                     and not self.spec.interim_results
                 ):
                     continue
-                if isinstance(event, StreamResult) and event.is_final and self.recorder:
+                if isinstance(event, StreamResult) and event.is_final and self.recorder is not None:
                     # Kept before any connection can send it: a final a client has seen is
                     # already in the history (the recorder never raises).
                     await self.recorder.final(self, event)
