@@ -35,6 +35,8 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "inference": frozenset({"streaming", "server", "client", "cli"}),
     "streaming": frozenset({"server", "client", "cli"}),
     "client": frozenset({"server", "streaming", "inference", "models", "cli"}),
+    # The transcript history is read by the CLI without a server or an engine.
+    "history": frozenset({"server", "client", "streaming", "inference", "cli"}),
     # Shared by client and server, so it may depend on neither, nor on the engine.
     "wire": frozenset({"server", "client", "streaming", "inference", "models", "cli"}),
 }

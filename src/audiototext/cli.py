@@ -333,7 +333,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 # Commands whose modules are light, and those registered by cli_serve/cli_stream.
-_EAGER_COMMANDS = frozenset({"models", "transcribe", "doctor"})
+_EAGER_COMMANDS = frozenset({"models", "transcribe", "doctor", "history"})
 _LAZY_COMMANDS = ("serve", "stream", "mic")
 
 
@@ -418,6 +418,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from audiototext.cli_transcribe import register as register_transcribe
 
     register_transcribe(sub)
+
+    from audiototext.cli_history import register as register_history
+
+    register_history(sub)
 
     # The server and client commands import asyncio, ssl and more, memory no other command
     # needs (bench/NOTES.md): for those they get placeholders that only make the names known.

@@ -69,7 +69,44 @@ def register(sub: Any) -> None:
         default=30.0,
         help="how long a disconnected stream waits for its client to resume (default 30)",
     )
+    history = p.add_argument_group(
+        "history", "recent transcripts are listed by the REST API; --history also keeps them"
+    )
+    history.add_argument(
+        "--history",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="keep every transcript in this SQLite file (without PATH: "
+        "$AUDIOTOTEXT_HOME/history.sqlite3, as ./run.sh does); see `audiototext history`",
+    )
+    history.add_argument(
+        "--history-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="remove sessions older than this (default: keep any age)",
+    )
+    history.add_argument(
+        "--history-max-sessions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep only the newest N sessions (default: any number)",
+    )
     p.set_defaults(func=_run)
+
+
+def history_path(arg: str | None) -> Path | None:
+    """The file of ``--history [PATH]`` (None: not asked for)."""
+    if arg is None:
+        return None
+    if arg:
+        return Path(arg).expanduser()
+    from audiototext.history.store import default_history_path
+
+    return default_history_path()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -96,6 +133,9 @@ def _run(args: argparse.Namespace) -> int:
         max_chunk_bytes=args.max_chunk_bytes,
         max_message_bytes=args.max_message_bytes,
         resume_grace_s=args.resume_grace_s,
+        history_path=history_path(args.history),
+        history_days=args.history_days,
+        history_max_sessions=args.history_max_sessions,
     )
 
     def ready(server: GrpcServer) -> None:
@@ -103,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"listening on {scheme}://{config.host}:{server.port}", flush=True)
         if server.http is not None:
             print(f"web page: {server.http.url}", flush=True)
+        if server.history is not None and server.history.persistent:
+            print(f"history: {config.history_path}", file=sys.stderr, flush=True)
         print(
             f"model {config.model}; stream a file with: audiototext stream FILE "
             f"--server {config.host}:{server.port}",

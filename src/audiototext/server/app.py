@@ -24,12 +24,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
+from audiototext.history.store import Retention
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
+from audiototext.server.recording import HistoryRecorder, HistorySettings, recording_files
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
@@ -76,6 +78,9 @@ class ServerConfig:
     http_host: str | None = None  # None: the same host as gRPC
     web_dir: Path | None = None  # the page's folder; None: the package's audiototext/web
     extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    history_path: Path | None = None  # serve --history: the SQLite file; None: memory only
+    history_days: float | None = None  # --history-days: None keeps sessions of any age
+    history_max_sessions: int | None = None  # --history-max-sessions: None keeps any number
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -94,6 +99,13 @@ class ServerConfig:
             raise ConfigError(f"--http-port {self.http_port} is not between 0 and 65535")
         if self.token is not None and not self.token:
             raise ConfigError("--token cannot be empty")
+        self.history_settings()  # refuses absurd retention settings, naming them
+
+    def history_settings(self) -> HistorySettings:
+        return HistorySettings(
+            path=self.history_path,
+            retention=Retention(days=self.history_days, max_sessions=self.history_max_sessions),
+        )
 
 
 def load_recognizer(config: ServerConfig) -> Engine:
@@ -136,6 +148,7 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.store: SessionStore | None = None
+        self.history: HistoryRecorder | None = None
         self.port = 0
         self.http: HttpListener | None = None
         self.serving = False  # what the health services (gRPC and HTTP) report
@@ -152,8 +165,13 @@ class GrpcServer:
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._factory, cfg)
+        # A history file that cannot be used is logged; transcription goes on regardless.
+        self.history = await HistoryRecorder.start(cfg.history_settings(), model=cfg.model)
         self.store = SessionStore(
-            self._recognizer, max_sessions=cfg.max_sessions, resume_grace_s=cfg.resume_grace_s
+            self._recognizer,
+            max_sessions=cfg.max_sessions,
+            resume_grace_s=cfg.resume_grace_s,
+            recorder=self.history,
         )
         self.store.start()
         interceptors = [TokenInterceptor(cfg.token)] if cfg.token else []
@@ -169,9 +187,10 @@ class GrpcServer:
             max_buffered_s=cfg.max_buffered_s,
             metrics_interval_s=cfg.metrics_interval_s,
         )
-        transcribe_file = self._transcribe_file or FileTranscriber(
+        file_transcriber = self._transcribe_file or FileTranscriber(
             cfg.model, cfg.precision, cfg.cache_root
         )
+        transcribe_file = recording_files(file_transcriber, self.history)
         streams = StreamService(self.store, model=cfg.model, limits=limits)
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
@@ -186,7 +205,7 @@ class GrpcServer:
             server,
         )
         generated[1].add_ModelsServicer_to_server(
-            ModelsService(cfg.cache_root, in_use=lambda: self._models_in_use(transcribe_file)),
+            ModelsService(cfg.cache_root, in_use=lambda: self._models_in_use(file_transcriber)),
             server,
         )
         generated[2].add_SystemServicer_to_server(SystemService(self.store, cfg.model), server)
@@ -204,11 +223,13 @@ class GrpcServer:
                     [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())]
                 )
             except OSError as exc:
+                self._close_history()
                 raise ConfigError(f"cannot read the TLS key or certificate: {exc}") from exc
             self.port = server.add_secure_port(address, creds)
         else:
             self.port = server.add_insecure_port(address)
         if self.port == 0:
+            self._close_history()
             raise ConfigError(f"cannot listen on {address} (in use, or not a local address)")
         await server.start()
         self._server = server
@@ -216,7 +237,7 @@ class GrpcServer:
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
-                await self._start_http(streams, self._models_in_use(transcribe_file))
+                await self._start_http(streams, self._models_in_use(file_transcriber))
             except BaseException:
                 await self.stop(0)
                 raise
@@ -238,6 +259,7 @@ class GrpcServer:
             started_at=time.monotonic(),
             web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
             models_in_use=tuple(in_use),
+            history=self.history,
         )
         self.http = HttpListener(
             create_app(context),
@@ -251,6 +273,12 @@ class GrpcServer:
             shutdown_grace_s=cfg.shutdown_grace_s,
         )
         await self.http.start()
+
+    def _close_history(self) -> None:
+        """Before the server ran (start failed): no final is queued, nothing to wait for."""
+        if self.history is not None:
+            self.history.close()
+            self.history = None
 
     def _models_in_use(self, transcribe_file: object) -> list[Path]:
         """Cache folders of the models loaded by the engine and the file transcriber."""
@@ -270,6 +298,9 @@ class GrpcServer:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:
             await self.store.close(grace)
+        if self.history is not None:
+            # After the sessions' last finals: their commits are queued before this stop.
+            await asyncio.to_thread(self.history.close)
         if self.http is not None:
             await self.http.stop()
             self.http = None

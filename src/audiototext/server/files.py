@@ -24,6 +24,7 @@ class FileRequest:
     language: str | None = None
     word_timestamps: bool = False
     beam_size: int = 5
+    transport: str = ""  # "grpc", "http", ...: what the history says the file came over
 
 
 @dataclass(frozen=True)

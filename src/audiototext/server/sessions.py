@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from audiototext.server.engine import Engine, EngineStream
 from audiototext.streaming.types import (
@@ -25,7 +26,7 @@ from audiototext.streaming.types import (
 )
 from audiototext.wire.codec import ChunkDecoder
 
-__all__ = ["ServerSession", "SessionExpiredError", "SessionStore", "StreamSpec"]
+__all__ = ["ServerSession", "SessionExpiredError", "SessionRecorder", "SessionStore", "StreamSpec"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,14 @@ class StreamSpec:
     options: StreamOptions
 
 
+class SessionRecorder(Protocol):
+    """Keeps finals as they are delivered (the transcript history, :mod:`.recording`)."""
+
+    async def final(self, session: ServerSession, result: StreamResult) -> None: ...
+
+    def ended(self, session: ServerSession) -> None: ...
+
+
 class Attachment:
     """One connection's hold on a session; a newer connection takes the session over."""
 
@@ -56,10 +65,21 @@ class Attachment:
 
 
 class ServerSession:
-    def __init__(self, session_id: str, spec: StreamSpec, engine: EngineStream) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        spec: StreamSpec,
+        engine: EngineStream,
+        *,
+        transport: str = "",
+        recorder: SessionRecorder | None = None,
+    ) -> None:
         self.id = session_id
         self.spec = spec
         self.engine = engine
+        self.transport = transport  # the transport that opened it: "grpc", "websocket", ...
+        self.started_at = time.time()
+        self.recorder = recorder
         self.decoder = ChunkDecoder(spec.sample_rate_hz, spec.channels)
         self.next_seq = 1
         self.events: deque[tuple[int, StreamResult | SpeechEvent]] = deque(maxlen=_MAX_KEPT_EVENTS)
@@ -86,6 +106,10 @@ class ServerSession:
                     and not self.spec.interim_results
                 ):
                     continue
+                if isinstance(event, StreamResult) and event.is_final and self.recorder is not None:
+                    # Kept before any connection can send it: a final a client has seen is
+                    # already in the history (the recorder never raises).
+                    await self.recorder.final(self, event)
                 self.event_count += 1
                 self.events.append((self.event_count, event))
                 self._notify()
@@ -96,6 +120,8 @@ class ServerSession:
             self.completed = True
             self.completed_at = time.monotonic()
             self._notify()
+            if self.recorder is not None:
+                self.recorder.ended(self)
 
     def _notify(self) -> None:
         if self.attachment is not None:
@@ -167,8 +193,16 @@ class ServerSession:
 class SessionStore:
     """The server's open stream sessions, with limits and resume bookkeeping."""
 
-    def __init__(self, recognizer: Engine, *, max_sessions: int, resume_grace_s: float):
+    def __init__(
+        self,
+        recognizer: Engine,
+        *,
+        max_sessions: int,
+        resume_grace_s: float,
+        recorder: SessionRecorder | None = None,
+    ):
         self.recognizer = recognizer
+        self.recorder = recorder
         self.max_sessions = max_sessions
         self.resume_grace_s = resume_grace_s
         self._sessions: dict[str, ServerSession] = {}
@@ -185,14 +219,16 @@ class SessionStore:
     def detached_count(self) -> int:
         return sum(1 for s in self._sessions.values() if s.attachment is None and not s.completed)
 
-    def create(self, spec: StreamSpec) -> ServerSession:
+    def create(self, spec: StreamSpec, *, transport: str = "") -> ServerSession:
         if self.open_count() >= self.max_sessions:
             raise OverloadedError(
                 f"the server is at its limit of {self.max_sessions} concurrent streams "
                 "(--max-sessions); retry later or raise the limit"
             )
         engine = self.recognizer.open(spec.options)  # may raise OverloadedError itself
-        session = ServerSession(secrets.token_urlsafe(12), spec, engine)
+        session = ServerSession(
+            secrets.token_urlsafe(12), spec, engine, transport=transport, recorder=self.recorder
+        )
         self._sessions[session.id] = session
         self.streams_total += 1
         session.start()

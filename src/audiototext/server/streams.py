@@ -110,8 +110,11 @@ class StreamService:
         self.model = model
         self.limits = limits
 
-    async def run(self, requests: AsyncIterator[pb.StreamingRequest], send: Send) -> None:
+    async def run(
+        self, requests: AsyncIterator[pb.StreamingRequest], send: Send, *, transport: str = ""
+    ) -> None:
         """Serve one connection until the stream ends; a refusal raises :class:`StatusError`.
+        ``transport`` ("grpc", "websocket", ...) is what the history says a session came over.
 
         Returns normally when the stream completed (every result sent), when the request
         iterator ended before its first message, or when the connection was lost.
@@ -120,7 +123,7 @@ class StreamService:
             first = await anext(requests)
         except (StopAsyncIteration, ConnectionLost):
             return
-        session, resumed, cursor = self._open(first)
+        session, resumed, cursor = self._open(first, transport)
         conn = _Connection(session, session.attach())
         reader: asyncio.Task[None] | None = None
         try:
@@ -156,7 +159,7 @@ class StreamService:
                 f"the streaming engine failed: {session.failed}; start a new stream",
             )
 
-    def _open(self, first: pb.StreamingRequest) -> tuple[ServerSession, bool, int]:
+    def _open(self, first: pb.StreamingRequest, transport: str) -> tuple[ServerSession, bool, int]:
         kind = first.WhichOneof("request")
         if kind != "config":
             raise StatusError(
@@ -191,7 +194,7 @@ class StreamService:
             return session, True, want
         spec = stream_spec(cfg, model=self.model, max_buffered_s=self.limits.max_buffered_s)
         try:
-            session = self.store.create(spec)
+            session = self.store.create(spec, transport=transport)
         except OverloadedError as exc:
             raise StatusError(Status.RESOURCE_EXHAUSTED, str(exc), try_later=True) from exc
         except ValueError as exc:  # the engine refused the options (e.g. the language)

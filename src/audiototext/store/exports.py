@@ -12,11 +12,12 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from audiototext.inference.transcribe import Segment
+if TYPE_CHECKING:  # the writers only read attributes: no need to load the inference stack
+    from audiototext.inference.transcribe import Segment
 
-__all__ = ["FORMATS", "render", "write_transcript"]
+__all__ = ["FORMATS", "render", "write_text", "write_transcript"]
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -111,7 +112,11 @@ def write_transcript(
     segments: Sequence[Segment], path: Path, fmt: str, *, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``segments`` to ``path`` in ``fmt``, atomically. Raises ``OSError`` on failure."""
-    text = render(segments, fmt, metadata=metadata)
+    return write_text(render(segments, fmt, metadata=metadata), path)
+
+
+def write_text(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8, LF). Raises ``OSError`` on failure."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:

@@ -43,6 +43,6 @@ class StreamingTranscription:
         context: grpc.aio.ServicerContext[pb.StreamingRequest, pb.StreamingResponse],
     ) -> None:
         try:
-            await self._service.run(_requests(request_iterator), context.write)
+            await self._service.run(_requests(request_iterator), context.write, transport="grpc")
         except StatusError as exc:
             await context.abort(grpc_code(exc.code), exc.message)

@@ -75,6 +75,7 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
             language=request.language or None,
             word_timestamps=request.word_timestamps,
             beam_size=request.beam_size or FileRequest.beam_size,
+            transport="grpc",
         )
         try:
             out = await self._transcribe_file(file_request)

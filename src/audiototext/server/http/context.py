@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiototext.server.recording import HistoryRecorder
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
 
@@ -24,3 +25,4 @@ class HttpContext:
     web_dir: Path | None  # the page's folder (None: no page)
     # Cache folders of the loaded models: marks the precision that runs, not every cached one.
     models_in_use: tuple[Path, ...] = ()
+    history: HistoryRecorder | None = None  # the transcript history (None: no history routes)

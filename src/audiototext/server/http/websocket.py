@@ -150,7 +150,7 @@ def websocket_router(ctx: HttpContext) -> APIRouter:
                 raise ConnectionLost("the WebSocket closed") from exc
 
         try:
-            await ctx.streams.run(_requests(ws), send)
+            await ctx.streams.run(_requests(ws), send, transport="websocket")
         except StatusError as exc:
             await _refuse(ws, exc)
             return
