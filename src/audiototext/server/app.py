@@ -24,12 +24,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
+from audiototext.server.alerts import AlertMonitor, AlertProbes, AlertSettings
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
+from audiototext.server.observer import NO_OBSERVER, StreamObserver
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
@@ -43,10 +45,13 @@ from audiototext.wire._proto import (
 
 if TYPE_CHECKING:
     from audiototext.server.http.listener import HttpListener
+    from audiototext.server.metrics import ServerMetrics
 
 __all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 
 log = logging.getLogger(__name__)
+
+ALERT_CHECK_S = 1.0  # how often the alerts read the engine, free memory and free disk
 
 SERVICE_NAMES = (
     transcription_pb2.DESCRIPTOR.services_by_name["Transcription"].full_name,
@@ -76,6 +81,8 @@ class ServerConfig:
     http_host: str | None = None  # None: the same host as gRPC
     web_dir: Path | None = None  # the page's folder; None: the package's audiototext/web
     extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    metrics: bool = True  # /metrics on the HTTP port (serve --no-metrics: off)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -94,6 +101,11 @@ class ServerConfig:
             raise ConfigError(f"--http-port {self.http_port} is not between 0 and 65535")
         if self.token is not None and not self.token:
             raise ConfigError("--token cannot be empty")
+        if not 0.05 <= self.metrics_interval_s <= 3600:
+            raise ConfigError(
+                f"--metrics-interval {self.metrics_interval_s:g} must be between 0.05 and "
+                "3600 seconds"
+            )
 
 
 def load_recognizer(config: ServerConfig) -> Engine:
@@ -140,6 +152,9 @@ class GrpcServer:
         self.http: HttpListener | None = None
         self.serving = False  # what the health services (gRPC and HTTP) report
         self._stopped = asyncio.Event()
+        self.metrics: ServerMetrics | None = None
+        self.alerts: AlertMonitor | None = None
+        self._alert_task: asyncio.Task[None] | None = None
 
     @property
     def recognizer(self) -> Engine:
@@ -149,14 +164,28 @@ class GrpcServer:
 
     async def start(self) -> None:
         cfg = self.config
+        self._start_observability()
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
-            self._recognizer = await asyncio.to_thread(self._factory, cfg)
+            self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
+        observer: StreamObserver = self.metrics or NO_OBSERVER
         self.store = SessionStore(
-            self._recognizer, max_sessions=cfg.max_sessions, resume_grace_s=cfg.resume_grace_s
+            self._recognizer,
+            max_sessions=cfg.max_sessions,
+            resume_grace_s=cfg.resume_grace_s,
+            observer=observer,
         )
         self.store.start()
-        interceptors = [TokenInterceptor(cfg.token)] if cfg.token else []
+        if self.metrics is not None:
+            self.metrics.attach(self.store, self.alerts)
+        assert self.alerts is not None
+        self._alert_task = asyncio.create_task(self.alerts.run(ALERT_CHECK_S), name="alerts")
+        interceptors: list[Any] = [TokenInterceptor(cfg.token)] if cfg.token else []
+        if self.metrics is not None:
+            from audiototext.server.grpc.metrics import MetricsInterceptor
+
+            # First, so that the calls the token check refuses are counted too.
+            interceptors.insert(0, MetricsInterceptor(self.metrics))
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
@@ -170,9 +199,11 @@ class GrpcServer:
             metrics_interval_s=cfg.metrics_interval_s,
         )
         transcribe_file = self._transcribe_file or FileTranscriber(
-            cfg.model, cfg.precision, cfg.cache_root
+            cfg.model, cfg.precision, cfg.cache_root, on_load=self._loaded
         )
-        streams = StreamService(self.store, model=cfg.model, limits=limits)
+        streams = StreamService(
+            self.store, model=cfg.model, limits=limits, alerts=self.alerts.active
+        )
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -238,6 +269,8 @@ class GrpcServer:
             started_at=time.monotonic(),
             web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
             models_in_use=tuple(in_use),
+            metrics=self.metrics,
+            alerts=self.alerts,
         )
         self.http = HttpListener(
             create_app(context),
@@ -251,6 +284,52 @@ class GrpcServer:
             shutdown_grace_s=cfg.shutdown_grace_s,
         )
         await self.http.start()
+
+    def _start_observability(self) -> None:
+        """The alert monitor, and (unless ``metrics=False``) the metrics registry."""
+        from audiototext.models.cache import cache_home
+        from audiototext.server.metrics import free_disk_bytes, free_memory_bytes
+
+        cfg = self.config
+        cache_dir = cfg.cache_root or cache_home()
+        self.alerts = AlertMonitor(
+            cfg.alerts,
+            AlertProbes(
+                overloaded=lambda: (
+                    self._recognizer is not None and self._recognizer.stats().overloaded
+                ),
+                free_memory_bytes=free_memory_bytes,
+                free_disk_bytes=lambda: free_disk_bytes(cache_dir),
+            ),
+        )
+        if cfg.metrics:
+            from audiototext.server.metrics import ServerMetrics
+
+            self.metrics = ServerMetrics(cfg.model, cache_dir)
+
+    def _load(
+        self, model: str, factory: Callable[[ServerConfig], Engine], cfg: ServerConfig
+    ) -> Engine:
+        """``factory(cfg)``, timed and counted; a failure raises the model_load_failed alert."""
+        began = time.monotonic()
+        try:
+            engine = factory(cfg)
+        except Exception as exc:
+            self._loaded(model, time.monotonic() - began, exc)
+            raise
+        self._loaded(model, time.monotonic() - began, None)
+        return engine
+
+    def _loaded(self, model: str, seconds: float, error: BaseException | None) -> None:
+        """A model load finished (the engine's, or the file transcriber's, on any thread)."""
+        if error is None:
+            log.info("model %s loaded in %.1f s", model, seconds)
+        else:
+            log.error("model %s failed to load after %.1f s: %s", model, seconds, error)
+        if self.metrics is not None:
+            self.metrics.model_loaded(model, seconds, error)
+        if self.alerts is not None:
+            self.alerts.model_load(model, None if error is None else str(error))
 
     def _models_in_use(self, transcribe_file: object) -> list[Path]:
         """Cache folders of the models loaded by the engine and the file transcriber."""
@@ -266,6 +345,8 @@ class GrpcServer:
         if self._server is None:
             return
         self.serving = False
+        if self._alert_task is not None:
+            self._alert_task.cancel()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:

@@ -17,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from audiototext.server.engine import Engine, EngineStream
+from audiototext.server.logging_setup import session_context
+from audiototext.server.observer import NO_OBSERVER, StreamObserver
 from audiototext.streaming.types import (
     OverloadedError,
     SpeechEvent,
@@ -56,8 +58,15 @@ class Attachment:
 
 
 class ServerSession:
-    def __init__(self, session_id: str, spec: StreamSpec, engine: EngineStream) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        spec: StreamSpec,
+        engine: EngineStream,
+        observer: StreamObserver = NO_OBSERVER,
+    ) -> None:
         self.id = session_id
+        self.observer = observer
         self.spec = spec
         self.engine = engine
         self.decoder = ChunkDecoder(spec.sample_rate_hz, spec.channels)
@@ -78,6 +87,7 @@ class ServerSession:
         self._pump = asyncio.create_task(self._run_pump(), name=f"pump-{self.id}")
 
     async def _run_pump(self) -> None:
+        session_context.set(self.id)  # this task's log records name the session
         try:
             async for event in self.engine.events():
                 if (
@@ -88,10 +98,12 @@ class ServerSession:
                     continue
                 self.event_count += 1
                 self.events.append((self.event_count, event))
+                self.observer.event(self, event)
                 self._notify()
         except Exception as exc:  # the engine failed: end the stream with INTERNAL
             log.exception("stream %s: engine failed", self.id)
             self.failed = exc
+            self.observer.error("engine", "INTERNAL")
         finally:
             self.completed = True
             self.completed_at = time.monotonic()
@@ -167,8 +179,16 @@ class ServerSession:
 class SessionStore:
     """The server's open stream sessions, with limits and resume bookkeeping."""
 
-    def __init__(self, recognizer: Engine, *, max_sessions: int, resume_grace_s: float):
+    def __init__(
+        self,
+        recognizer: Engine,
+        *,
+        max_sessions: int,
+        resume_grace_s: float,
+        observer: StreamObserver = NO_OBSERVER,
+    ):
         self.recognizer = recognizer
+        self.observer = observer
         self.max_sessions = max_sessions
         self.resume_grace_s = resume_grace_s
         self._sessions: dict[str, ServerSession] = {}
@@ -192,9 +212,10 @@ class SessionStore:
                 "(--max-sessions); retry later or raise the limit"
             )
         engine = self.recognizer.open(spec.options)  # may raise OverloadedError itself
-        session = ServerSession(secrets.token_urlsafe(12), spec, engine)
+        session = ServerSession(secrets.token_urlsafe(12), spec, engine, self.observer)
         self._sessions[session.id] = session
         self.streams_total += 1
+        self.observer.opened(session)
         session.start()
         return session
 
@@ -207,8 +228,13 @@ class SessionStore:
             )
         return session
 
+    def sessions(self) -> list[ServerSession]:
+        """Every session the store holds (open, detached, or done and not yet reaped)."""
+        return list(self._sessions.values())
+
     def remove(self, session: ServerSession) -> None:
-        self._sessions.pop(session.id, None)
+        if self._sessions.pop(session.id, None) is not None:
+            self.observer.removed(session)
 
     async def _reap_loop(self) -> None:
         while True:

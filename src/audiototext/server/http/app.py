@@ -48,6 +48,10 @@ def create_app(ctx: HttpContext) -> FastAPI:
                 return error_response(exc)
         return await call_next(request)
 
+    if ctx.metrics is not None:
+        from audiototext.server.http.metrics import install_metrics
+
+        install_metrics(app, ctx.metrics, ctx.token)
     app.include_router(rest_router(ctx))
     app.include_router(websocket_router(ctx))
     mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path

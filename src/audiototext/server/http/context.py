@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
+
+if TYPE_CHECKING:
+    from audiototext.server.alerts import AlertMonitor
+    from audiototext.server.metrics import ServerMetrics
 
 __all__ = ["HttpContext"]
 
@@ -24,3 +29,5 @@ class HttpContext:
     web_dir: Path | None  # the page's folder (None: no page)
     # Cache folders of the loaded models: marks the precision that runs, not every cached one.
     models_in_use: tuple[Path, ...] = ()
+    metrics: ServerMetrics | None = None  # None: no /metrics (serve --no-metrics)
+    alerts: AlertMonitor | None = None
