@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -44,12 +43,15 @@ if TYPE_CHECKING:
     from audiototext.server.observer import ObservedSession
     from audiototext.server.sessions import SessionStore
 
-__all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics", "free_disk_bytes", "free_memory_bytes"]
+__all__ = ["CONTENT_TYPE", "ServerMetrics", "free_disk_bytes", "free_memory_bytes"]
 
 FIRST_PARTIAL_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 FINAL_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 LOAD_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The classic text format, which every Prometheus 2.x reads; prometheus_client's own default
+# moved to version 1.0.0 (UTF-8 names), which ours do not need.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _KEEP_ARRIVALS_S = 120.0  # an utterance is at most max_segment_s (20 s) long, plus its final
 
 
@@ -171,7 +173,7 @@ class ServerMetrics:
         self.registry.register(self._live)
 
     def exposition(self) -> bytes:
-        """The text format Prometheus scrapes (``CONTENT_TYPE_LATEST``)."""
+        """The text format Prometheus scrapes (:data:`CONTENT_TYPE`)."""
         return generate_latest(self.registry)
 
     # ---- StreamObserver

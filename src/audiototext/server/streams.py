@@ -127,14 +127,17 @@ class StreamService:
         iterator ended before its first message, or when the connection was lost.
         """
         try:
-            first = await anext(requests)
-        except (StopAsyncIteration, ConnectionLost):
-            return
-        try:
-            session, resumed, cursor = self._open(first)
+            await self._serve(requests, send)
         except StatusError as exc:
             self.store.observer.error("stream", exc.code.name)
             raise
+
+    async def _serve(self, requests: AsyncIterator[pb.StreamingRequest], send: Send) -> None:
+        try:
+            first = await anext(requests)
+        except (StopAsyncIteration, ConnectionLost):
+            return
+        session, resumed, cursor = self._open(first)
         session_context.set(session.id)  # this task's log records name the session
         conn = _Connection(session, session.attach())
         reader: asyncio.Task[None] | None = None
@@ -160,7 +163,6 @@ class StreamService:
                 reader.cancel()
             session.detach(conn.attachment)
         if conn.error is not None:
-            self.store.observer.error("stream", conn.error.code.name)
             raise conn.error
         if conn.attachment.replaced:
             raise StatusError(

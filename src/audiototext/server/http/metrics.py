@@ -19,7 +19,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from audiototext.server.http.errors import error_response
 from audiototext.server.http.guard import check_token
-from audiototext.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
+from audiototext.server.metrics import CONTENT_TYPE, ServerMetrics
 from audiototext.server.status import StatusError
 
 __all__ = ["install_metrics"]
@@ -44,4 +44,4 @@ def install_metrics(app: FastAPI, metrics: ServerMetrics, token: str | None) -> 
             check_token(request, token)
         except StatusError as exc:
             return error_response(exc)
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
