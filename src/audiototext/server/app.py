@@ -164,7 +164,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         cfg = self.config
-        self._start_observability()
+        alerts = self._start_observability()
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
@@ -177,9 +177,7 @@ class GrpcServer:
         )
         self.store.start()
         if self.metrics is not None:
-            self.metrics.attach(self.store, self.alerts)
-        assert self.alerts is not None
-        self._alert_task = asyncio.create_task(self.alerts.run(ALERT_CHECK_S), name="alerts")
+            self.metrics.attach(self.store, alerts)
         interceptors: list[Any] = [TokenInterceptor(cfg.token)] if cfg.token else []
         if self.metrics is not None:
             from audiototext.server.grpc.metrics import MetricsInterceptor
@@ -201,9 +199,7 @@ class GrpcServer:
         transcribe_file = self._transcribe_file or FileTranscriber(
             cfg.model, cfg.precision, cfg.cache_root, on_load=self._loaded
         )
-        streams = StreamService(
-            self.store, model=cfg.model, limits=limits, alerts=self.alerts.active
-        )
+        streams = StreamService(self.store, model=cfg.model, limits=limits, alerts=alerts.active)
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -244,6 +240,8 @@ class GrpcServer:
         await server.start()
         self._server = server
         self.serving = True
+        # Started with the server (stop() ends it), not before: a failed start leaves no task.
+        self._alert_task = asyncio.create_task(alerts.run(ALERT_CHECK_S), name="alerts")
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
@@ -285,7 +283,7 @@ class GrpcServer:
         )
         await self.http.start()
 
-    def _start_observability(self) -> None:
+    def _start_observability(self) -> AlertMonitor:
         """The alert monitor, and (unless ``metrics=False``) the metrics registry."""
         from audiototext.models.cache import cache_home
         from audiototext.server.metrics import free_disk_bytes, free_memory_bytes
@@ -306,6 +304,7 @@ class GrpcServer:
             from audiototext.server.metrics import ServerMetrics
 
             self.metrics = ServerMetrics(cfg.model, cache_dir)
+        return self.alerts
 
     def _load(
         self, model: str, factory: Callable[[ServerConfig], Engine], cfg: ServerConfig
