@@ -53,6 +53,9 @@ EXPECTED = {
     "audiototext_alert": "gauge",
     "audiototext_memory_available_bytes": "gauge",
     "audiototext_cache_disk_free_bytes": "gauge",
+    "audiototext_gpu_memory_used_bytes": "gauge",  # samples only with nvidia-smi
+    "audiototext_gpu_memory_total_bytes": "gauge",
+    "audiototext_gpu_utilization_ratio": "gauge",
     "process_cpu_seconds": "counter",
     "process_resident_memory_bytes": "gauge",
 }

@@ -346,6 +346,8 @@ class GrpcServer:
         self.serving = False
         if self._alert_task is not None:
             self._alert_task.cancel()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:

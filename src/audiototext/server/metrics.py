@@ -36,6 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from audiototext._version import __version__
+from audiototext.server.gpu import GpuSampler
 from audiototext.streaming.types import SpeechEvent, StreamResult
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class ServerMetrics:
         self.retired_received_s = 0.0  # audio of sessions no longer in the store
         self.retired_processed_s = 0.0
         self._live: _LiveCollector | None = None
+        self.gpu = GpuSampler()  # samples only where nvidia-smi exists
 
     def attach(self, store: SessionStore, alerts: AlertMonitor | None) -> None:
         """Read the live figures from ``store`` (and its engine) and ``alerts`` at scrape."""
@@ -171,6 +173,10 @@ class ServerMetrics:
             self.registry.unregister(self._live)
         self._live = _LiveCollector(self, store, alerts)
         self.registry.register(self._live)
+        self.gpu.start()
+
+    def close(self) -> None:
+        self.gpu.stop()
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes (:data:`CONTENT_TYPE`)."""
@@ -311,4 +317,18 @@ class _LiveCollector(Collector):
             for name, active in self._alerts.states().items():
                 alert.add_metric([name], float(active))
         families.append(alert)
+        gpu = [
+            GaugeMetricFamily(name, doc, labels=["gpu", "name"])
+            for name, doc in (
+                ("audiototext_gpu_memory_used_bytes", "GPU memory in use (all processes)."),
+                ("audiototext_gpu_memory_total_bytes", "GPU memory."),
+                ("audiototext_gpu_utilization_ratio", "Share of time the GPU was busy."),
+            )
+        ]
+        for g in m.gpu.samples if sample else []:
+            labels = [g.index, g.name]
+            gpu[0].add_metric(labels, g.memory_used_bytes)
+            gpu[1].add_metric(labels, g.memory_total_bytes)
+            gpu[2].add_metric(labels, g.utilization)
+        families.extend(gpu)
         return families
