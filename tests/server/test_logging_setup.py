@@ -9,8 +9,12 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import websockets
 
 from audiototext.server.logging_setup import configure_logging, session_context
+from server.fake_engine import FakeRecognizer
+from server.grpc_harness import config, run
+from server.ws_harness import PCM16_CONFIG, http_server, ws_url
 
 
 @pytest.fixture
@@ -83,3 +87,27 @@ def test_human_lines_name_the_session_unless_the_message_does(root_handlers: Non
 def test_an_unknown_format_is_refused(root_handlers: None) -> None:
     with pytest.raises(ValueError, match="--log-format"):
         configure_logging("xml", logging.INFO)  # type: ignore[arg-type]
+
+
+def test_the_servers_own_stream_logs_carry_the_session_id(root_handlers: None) -> None:
+    """A stream dropped without FINISH: the reaper's line names its session in JSON."""
+    out = _capture("json")
+
+    async def main() -> str:
+        async with http_server(FakeRecognizer(), config(http_port=0, resume_grace_s=0.2)) as srv:
+            async with websockets.connect(ws_url(srv)) as ws:
+                await ws.send(json.dumps({"config": PCM16_CONFIG}))
+                started = json.loads(await ws.recv())["started"]
+            for _ in range(100):  # the reaper looks every 0.05 s here
+                if "no reconnect" in out.getvalue():
+                    break
+                await asyncio.sleep(0.05)
+            session_id: str = started["session_id"]
+            return session_id
+
+    session_id = run(main(), 60)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    reaped = [line for line in lines if "no reconnect" in line["message"]]
+    assert reaped, lines
+    assert reaped[0]["session_id"] == session_id
+    assert reaped[0]["logger"] == "audiototext.server.sessions"

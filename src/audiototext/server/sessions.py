@@ -263,6 +263,7 @@ class SessionStore:
                     "stream %s: no reconnect within %.1f s; finalising",
                     session.id,
                     self.resume_grace_s,
+                    extra={"session_id": session.id},  # the reaper runs outside the stream
                 )
                 session.request_finish()
                 # Keep it until the engine is done and the grace period passes again, so a
