@@ -18,13 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from audiototext.errors import ConfigError
 
-__all__ = ["ALERT_NAMES", "ActiveAlert", "AlertMonitor", "AlertProbes", "AlertSettings"]
+__all__ = [
+    "ALERT_NAMES",
+    "ActiveAlert",
+    "AlertMonitor",
+    "AlertProbes",
+    "AlertSettings",
+    "free_disk_bytes",
+    "free_memory_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +225,21 @@ def _below(value: float, threshold: float, margin: float) -> bool | None:
     if value < threshold:
         return True
     return False if value > threshold * margin else None
+
+
+def free_memory_bytes() -> float:
+    """Memory available to programs (psutil: without swapping, page cache counted free)."""
+    import psutil
+
+    return float(psutil.virtual_memory().available)
+
+
+def free_disk_bytes(folder: Path) -> float | None:
+    """Free bytes on the file system of ``folder`` (or of its nearest existing parent)."""
+    path = folder
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    try:
+        return float(shutil.disk_usage(path).free)
+    except OSError:
+        return None

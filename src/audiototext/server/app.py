@@ -24,7 +24,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
-from audiototext.server.alerts import AlertMonitor, AlertProbes, AlertSettings
+from audiototext.server.alerts import (
+    AlertMonitor,
+    AlertProbes,
+    AlertSettings,
+    free_disk_bytes,
+    free_memory_bytes,
+)
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.grpc.auth import TokenInterceptor
@@ -286,7 +292,6 @@ class GrpcServer:
     def _start_observability(self) -> AlertMonitor:
         """The alert monitor, and (unless ``metrics=False``) the metrics registry."""
         from audiototext.models.cache import cache_home
-        from audiototext.server.metrics import free_disk_bytes, free_memory_bytes
 
         cfg = self.config
         cache_dir = cfg.cache_root or cache_home()

@@ -6,7 +6,7 @@ new time series for every connection). Figures that already live elsewhere (open
 the engine's real-time factor and queue, its dropped partials, the alerts, free memory and
 disk) are read when Prometheus scrapes, by :class:`_LiveCollector`; only what happens once
 and is gone (a latency, a request, an error, a model load) is counted as it happens. So the
-streaming path pays a dictionary lookup and a list append per chunk, and one histogram
+streaming path pays a dictionary lookup and two list appends per chunk, and one histogram
 observation per first partial and per final.
 
 Latencies are measured from the arrival of audio at the server: time to first partial from
@@ -18,7 +18,6 @@ are kept in :class:`_Arrivals` for that lookup.
 from __future__ import annotations
 
 import bisect
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from audiototext._version import __version__
+from audiototext.server.alerts import free_disk_bytes, free_memory_bytes
 from audiototext.server.gpu import GpuSampler
 from audiototext.streaming.types import SpeechEvent, StreamResult
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from audiototext.server.observer import ObservedSession
     from audiototext.server.sessions import SessionStore
 
-__all__ = ["CONTENT_TYPE", "ServerMetrics", "free_disk_bytes", "free_memory_bytes"]
+__all__ = ["CONTENT_TYPE", "ServerMetrics"]
 
 FIRST_PARTIAL_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 FINAL_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -54,23 +54,6 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # moved to version 1.0.0 (UTF-8 names), which ours do not need.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _KEEP_ARRIVALS_S = 120.0  # an utterance is at most max_segment_s (20 s) long, plus its final
-
-
-def free_memory_bytes() -> float:
-    import psutil
-
-    return float(psutil.virtual_memory().available)
-
-
-def free_disk_bytes(folder: Path) -> float | None:
-    """Free bytes on the file system of ``folder`` (or of its nearest existing parent)."""
-    path = folder
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    try:
-        return float(shutil.disk_usage(path).free)
-    except OSError:
-        return None
 
 
 class _Arrivals:
