@@ -10,7 +10,7 @@ import pytest
 from audiototext.server.gpu import GpuSampler, parse_nvidia_smi
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
-from server.test_metrics import Scrape, scrape
+from server.metrics_harness import Scrape, scrape
 from server.ws_harness import http_server
 
 

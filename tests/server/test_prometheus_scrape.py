@@ -11,8 +11,8 @@ import pytest
 
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
+from server.metrics_harness import tones
 from server.real_engine import SENTENCES, settled
-from server.test_metrics import tones
 from server.ws_harness import WsStreamer, http_server, ws_url
 from support.prometheus import Prometheus, prometheus_binary, running_prometheus
 from support.speech import SpeechSynthesizer, with_silence
