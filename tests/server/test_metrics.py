@@ -233,7 +233,7 @@ def test_alerts_reach_the_metric_rest_system_and_the_streams() -> None:
                         return metrics
         raise AssertionError("the stream closed before a Metrics message")
 
-    async def main() -> tuple[Scrape, Any, dict[str, Any]]:
+    async def main() -> tuple[Scrape, Any, dict[str, Any], Any]:
         async with http_server(FakeRecognizer(), config(http_port=0, alerts=settings)) as srv:
             for _ in range(100):  # the first check runs as the server starts
                 _, _, body = await http_get(srv, "/api/v1/system")
@@ -241,9 +241,12 @@ def test_alerts_reach_the_metric_rest_system_and_the_streams() -> None:
                     break
                 await asyncio.sleep(0.05)
             metrics = await first_metrics(ws_url(srv))
-            return await scrape(srv), json.loads(body), metrics
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+                stub: Any = system_pb2_grpc.SystemStub(channel)
+                stats = await stub.GetStats(system_pb2.StatsRequest())
+            return await scrape(srv), json.loads(body), metrics, stats
 
-    got, system, metrics = run(main(), 60)
+    got, system, metrics, stats = run(main(), 60)
     assert got.value("audiototext_alert", name="memory_low") == 1
     assert got.value("audiototext_alert", name="engine_overloaded") == 0
     (alert,) = system["alerts"]
@@ -251,6 +254,7 @@ def test_alerts_reach_the_metric_rest_system_and_the_streams() -> None:
     assert alert["since"] > 1.6e9
     assert [a["name"] for a in metrics["alerts"]] == ["memory_low"]
     assert "--alert-min-free-memory-mb" in metrics["alerts"][0]["message"]
+    assert [(a.name, a.since) for a in stats.alerts] == [("memory_low", alert["since"])]
 
 
 def test_absurd_metrics_interval_is_refused_naming_the_setting() -> None:

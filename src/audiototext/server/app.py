@@ -222,7 +222,9 @@ class GrpcServer:
             ModelsService(cfg.cache_root, in_use=lambda: self._models_in_use(transcribe_file)),
             server,
         )
-        generated[2].add_SystemServicer_to_server(SystemService(self.store, cfg.model), server)
+        generated[2].add_SystemServicer_to_server(
+            SystemService(self.store, cfg.model, alerts.active), server
+        )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in ("", *SERVICE_NAMES):
