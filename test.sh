@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
 # espeak-ng: test speech; pulseaudio & co.: a virtual microphone for the PortAudio test;
-# openssl: self-signed certificates for the TLS tests; chromium: the page in a real browser.
-ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium
+# openssl: self-signed certificates for the TLS tests; chromium: the page in a real browser;
+# prometheus: scrapes /metrics in the observability tests.
+ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium \
+    prometheus
 ensure_venv test
 lint_paths=(src tests)
 [ -d bench ] && lint_paths+=(bench)

@@ -212,6 +212,16 @@ async def level_in_child(
     return result
 
 
+async def scrape_forever(server: Any) -> None:
+    """GET /metrics every second (what Prometheus costs the server)."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{server.http.port}/metrics"
+    while True:
+        await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+        await asyncio.sleep(1.0)
+
+
 def engine_cpu(server: object) -> float:
     """The engine's CPU seconds so far (worker and lanes), or nan for a remote server."""
     stats = getattr(getattr(server, "recognizer", None), "stats", None)
@@ -257,14 +267,31 @@ async def main_async(args: argparse.Namespace) -> None:
         return
     server = None
     target = args.server
+    # (label, server, target): with --metrics ab, two in-process servers take turns per level.
+    arms: list[tuple[str, Any, str]] = []
+    scrapers: list[asyncio.Task[None]] = []
     if target is None:
         from audiototext.server.app import GrpcServer, ServerConfig
 
-        server = GrpcServer(
-            ServerConfig(port=0, max_sessions=max(args.streams) + 2, precision="int8")
-        )
-        await server.start()
-        target = f"127.0.0.1:{server.port}"
+        for with_metrics in {"on": [True], "off": [False], "ab": [True, False]}[args.metrics]:
+            server = GrpcServer(
+                ServerConfig(
+                    port=0,
+                    max_sessions=max(args.streams) + 2,
+                    precision="int8",
+                    metrics=with_metrics,
+                    http_port=0 if with_metrics else None,
+                )
+            )
+            await server.start()
+            if with_metrics:  # scraped every second, as Prometheus would
+                scrapers.append(asyncio.create_task(scrape_forever(server)))
+            arms.append(
+                ("metrics" if with_metrics else "no metrics", server, f"127.0.0.1:{server.port}")
+            )
+        target = arms[0][2]
+    else:
+        arms.append(("", None, target))
     separate = server is not None and args.clients == "process"
     try:
         one, five, _ = os.getloadavg()
@@ -293,10 +320,16 @@ async def main_async(args: argparse.Namespace) -> None:
             "1st p95",
             "later p95",
             "load",
+            "server",
         )
         print("  ".join(f"{h:>12}" for h in header))
         best = 0
-        for n in args.streams:
+        turns = [
+            (n, arm)
+            for i, n in enumerate(args.streams)
+            for arm in (arms if i % 2 == 0 else arms[::-1])  # alternate who goes first
+        ]
+        for n, (label, server, target) in turns:
             await asyncio.sleep(6.0)  # drain the previous level; an overload flag holds 5 s
             cpu0, eng0, wall0 = time.process_time(), engine_cpu(server), time.monotonic()
             wait0 = run_queue_wait_s()
@@ -331,6 +364,7 @@ async def main_async(args: argparse.Namespace) -> None:
                         r["first_p95_ms"],
                         r["later_p95_ms"],
                         f"{os.getloadavg()[0]:.2f}",
+                        label,
                     )
                 ),
                 flush=True,
@@ -343,8 +377,11 @@ async def main_async(args: argparse.Namespace) -> None:
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
     finally:
-        if server is not None:
-            await server.stop(5.0)
+        for task in scrapers:
+            task.cancel()
+        for _, arm_server, _ in arms:
+            if arm_server is not None:
+                await arm_server.stop(5.0)
 
 
 def main() -> None:
@@ -364,6 +401,13 @@ def main() -> None:
         type=float,
         default=0.0,
         help="stream k opens k times this later (default 0: all at once, as before)",
+    )
+    p.add_argument(
+        "--metrics",
+        choices=("on", "off", "ab"),
+        default="on",
+        help="the in-process server with /metrics scraped every second, without metrics, or "
+        "two servers taking turns level by level (ab: the cost of metrics, same run)",
     )
     p.add_argument("--one-level", type=int, default=0, help=argparse.SUPPRESS)
     asyncio.run(main_async(p.parse_args()))

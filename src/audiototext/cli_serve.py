@@ -95,6 +95,37 @@ def register(sub: Any) -> None:
         metavar="N",
         help="keep only the newest N sessions (default: any number)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=["human", "json"],
+        default="human",
+        help="log lines for people (default) or JSON lines (ts, level, logger, message, "
+        "session_id) for log collectors",
+    )
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="no Prometheus /metrics on the HTTP port (it needs --token when one is set)",
+    )
+    p.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=1.0,
+        help="seconds between the Metrics messages a stream gets (default 1)",
+    )
+    p.add_argument(
+        "--alert-min-free-memory-mb",
+        type=float,
+        default=256.0,
+        help="raise the memory_low alert below this much available memory (0: off; default 256)",
+    )
+    p.add_argument(
+        "--alert-min-free-disk-mb",
+        type=float,
+        default=1024.0,
+        help="raise the disk_low alert below this much free disk in the model cache "
+        "(0: off; default 1024)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -110,7 +141,13 @@ def history_path(arg: str | None) -> Path | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from audiototext.server.alerts import AlertSettings
     from audiototext.server.app import GrpcServer, ServerConfig, serve
+    from audiototext.server.logging_setup import configure_logging
+
+    configure_logging(args.log_format, logging.getLogger().level)
 
     http_port: int | None = None
     if not args.no_web:
@@ -136,6 +173,12 @@ def _run(args: argparse.Namespace) -> int:
         history_path=history_path(args.history),
         history_days=args.history_days,
         history_max_sessions=args.history_max_sessions,
+        metrics=not args.no_metrics,
+        metrics_interval_s=args.metrics_interval,
+        alerts=AlertSettings(
+            min_free_memory_mb=args.alert_min_free_memory_mb,
+            min_free_disk_mb=args.alert_min_free_disk_mb,
+        ),
     )
 
     def ready(server: GrpcServer) -> None:

@@ -25,12 +25,20 @@ from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
 from audiototext.history.store import Retention
+from audiototext.server.alerts import (
+    AlertMonitor,
+    AlertProbes,
+    AlertSettings,
+    free_disk_bytes,
+    free_memory_bytes,
+)
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
+from audiototext.server.observer import NO_OBSERVER, StreamObserver
 from audiototext.server.recording import HistoryRecorder, HistorySettings, recording_files
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
@@ -45,10 +53,13 @@ from audiototext.wire._proto import (
 
 if TYPE_CHECKING:
     from audiototext.server.http.listener import HttpListener
+    from audiototext.server.metrics import ServerMetrics
 
 __all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 
 log = logging.getLogger(__name__)
+
+ALERT_CHECK_S = 1.0  # how often the alerts read the engine, free memory and free disk
 
 SERVICE_NAMES = (
     transcription_pb2.DESCRIPTOR.services_by_name["Transcription"].full_name,
@@ -81,6 +92,8 @@ class ServerConfig:
     history_path: Path | None = None  # serve --history: the SQLite file; None: memory only
     history_days: float | None = None  # --history-days: None keeps sessions of any age
     history_max_sessions: int | None = None  # --history-max-sessions: None keeps any number
+    metrics: bool = True  # /metrics on the HTTP port (serve --no-metrics: off)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -99,6 +112,11 @@ class ServerConfig:
             raise ConfigError(f"--http-port {self.http_port} is not between 0 and 65535")
         if self.token is not None and not self.token:
             raise ConfigError("--token cannot be empty")
+        if not 0.05 <= self.metrics_interval_s <= 3600:
+            raise ConfigError(
+                f"--metrics-interval {self.metrics_interval_s:g} must be between 0.05 and "
+                "3600 seconds"
+            )
         self.history_settings()  # refuses absurd retention settings, naming them
 
     def history_settings(self) -> HistorySettings:
@@ -153,6 +171,9 @@ class GrpcServer:
         self.http: HttpListener | None = None
         self.serving = False  # what the health services (gRPC and HTTP) report
         self._stopped = asyncio.Event()
+        self.metrics: ServerMetrics | None = None
+        self.alerts: AlertMonitor | None = None
+        self._alert_task: asyncio.Task[None] | None = None
 
     @property
     def recognizer(self) -> Engine:
@@ -162,9 +183,11 @@ class GrpcServer:
 
     async def start(self) -> None:
         cfg = self.config
+        alerts = self._start_observability()
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
-            self._recognizer = await asyncio.to_thread(self._factory, cfg)
+            self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
+        observer: StreamObserver = self.metrics or NO_OBSERVER
         # A history file that cannot be used is logged; transcription goes on regardless.
         self.history = await HistoryRecorder.start(cfg.history_settings(), model=cfg.model)
         self.store = SessionStore(
@@ -172,9 +195,17 @@ class GrpcServer:
             max_sessions=cfg.max_sessions,
             resume_grace_s=cfg.resume_grace_s,
             recorder=self.history,
+            observer=observer,
         )
         self.store.start()
-        interceptors = [TokenInterceptor(cfg.token)] if cfg.token else []
+        if self.metrics is not None:
+            self.metrics.attach(self.store, alerts)
+        interceptors: list[Any] = [TokenInterceptor(cfg.token)] if cfg.token else []
+        if self.metrics is not None:
+            from audiototext.server.grpc.metrics import MetricsInterceptor
+
+            # First, so that the calls the token check refuses are counted too.
+            interceptors.insert(0, MetricsInterceptor(self.metrics))
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
@@ -188,10 +219,10 @@ class GrpcServer:
             metrics_interval_s=cfg.metrics_interval_s,
         )
         file_transcriber = self._transcribe_file or FileTranscriber(
-            cfg.model, cfg.precision, cfg.cache_root
+            cfg.model, cfg.precision, cfg.cache_root, on_load=self._loaded
         )
         transcribe_file = recording_files(file_transcriber, self.history)
-        streams = StreamService(self.store, model=cfg.model, limits=limits)
+        streams = StreamService(self.store, model=cfg.model, limits=limits, alerts=alerts.active)
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -208,7 +239,9 @@ class GrpcServer:
             ModelsService(cfg.cache_root, in_use=lambda: self._models_in_use(file_transcriber)),
             server,
         )
-        generated[2].add_SystemServicer_to_server(SystemService(self.store, cfg.model), server)
+        generated[2].add_SystemServicer_to_server(
+            SystemService(self.store, cfg.model, alerts.active), server
+        )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in ("", *SERVICE_NAMES):
@@ -234,6 +267,8 @@ class GrpcServer:
         await server.start()
         self._server = server
         self.serving = True
+        # Started with the server (stop() ends it), not before: a failed start leaves no task.
+        self._alert_task = asyncio.create_task(alerts.run(ALERT_CHECK_S), name="alerts")
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
@@ -260,6 +295,8 @@ class GrpcServer:
             web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
             models_in_use=tuple(in_use),
             history=self.history,
+            metrics=self.metrics,
+            alerts=self.alerts,
         )
         self.http = HttpListener(
             create_app(context),
@@ -280,6 +317,52 @@ class GrpcServer:
             self.history.close()
             self.history = None
 
+    def _start_observability(self) -> AlertMonitor:
+        """The alert monitor, and (unless ``metrics=False``) the metrics registry."""
+        from audiototext.models.cache import cache_home
+
+        cfg = self.config
+        cache_dir = cfg.cache_root or cache_home()
+        self.alerts = AlertMonitor(
+            cfg.alerts,
+            AlertProbes(
+                overloaded=lambda: (
+                    self._recognizer is not None and self._recognizer.stats().overloaded
+                ),
+                free_memory_bytes=free_memory_bytes,
+                free_disk_bytes=lambda: free_disk_bytes(cache_dir),
+            ),
+        )
+        if cfg.metrics:
+            from audiototext.server.metrics import ServerMetrics
+
+            self.metrics = ServerMetrics(cfg.model, cache_dir)
+        return self.alerts
+
+    def _load(
+        self, model: str, factory: Callable[[ServerConfig], Engine], cfg: ServerConfig
+    ) -> Engine:
+        """``factory(cfg)``, timed and counted; a failure raises the model_load_failed alert."""
+        began = time.monotonic()
+        try:
+            engine = factory(cfg)
+        except Exception as exc:
+            self._loaded(model, time.monotonic() - began, exc)
+            raise
+        self._loaded(model, time.monotonic() - began, None)
+        return engine
+
+    def _loaded(self, model: str, seconds: float, error: BaseException | None) -> None:
+        """A model load finished (the engine's, or the file transcriber's, on any thread)."""
+        if error is None:
+            log.info("model %s loaded in %.1f s", model, seconds)
+        else:
+            log.error("model %s failed to load after %.1f s: %s", model, seconds, error)
+        if self.metrics is not None:
+            self.metrics.model_loaded(model, seconds, error)
+        if self.alerts is not None:
+            self.alerts.model_load(model, None if error is None else str(error))
+
     def _models_in_use(self, transcribe_file: object) -> list[Path]:
         """Cache folders of the models loaded by the engine and the file transcriber."""
         paths = [
@@ -294,6 +377,10 @@ class GrpcServer:
         if self._server is None:
             return
         self.serving = False
+        if self._alert_task is not None:
+            self._alert_task.cancel()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,16 @@ class FileTranscriber:
     """Transcribes whole files for ``Transcription.Transcribe``: loads the model on first use,
     runs one file at a time in a worker thread (never on the event loop)."""
 
-    def __init__(self, model: str, precision: str, cache_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        precision: str,
+        cache_root: Path | None = None,
+        *,
+        on_load: Callable[[str, float, BaseException | None], None] | None = None,
+    ) -> None:
         self._model = model
+        self._on_load = on_load  # (model, seconds, error or None): metrics and alerts
         self._precision = precision
         self._cache_root = cache_root
         self._transcriber: object | None = None
@@ -68,9 +77,17 @@ class FileTranscriber:
         from audiototext.inference import TranscribeOptions, Transcriber
 
         if self._transcriber is None:
-            self._transcriber = Transcriber.load(
-                self._model, precision=self._precision, cache_root=self._cache_root
-            )
+            began = time.monotonic()
+            try:
+                self._transcriber = Transcriber.load(
+                    self._model, precision=self._precision, cache_root=self._cache_root
+                )
+            except Exception as exc:
+                if self._on_load is not None:
+                    self._on_load(self._model, time.monotonic() - began, exc)
+                raise
+            if self._on_load is not None:
+                self._on_load(self._model, time.monotonic() - began, None)
         assert isinstance(self._transcriber, Transcriber)
         options = TranscribeOptions(
             language=request.language,

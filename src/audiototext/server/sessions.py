@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from audiototext.server.engine import Engine, EngineStream
+from audiototext.server.logging_setup import session_context
+from audiototext.server.observer import NO_OBSERVER, StreamObserver
 from audiototext.streaming.types import (
     OverloadedError,
     SpeechEvent,
@@ -73,8 +75,10 @@ class ServerSession:
         *,
         transport: str = "",
         recorder: SessionRecorder | None = None,
+        observer: StreamObserver = NO_OBSERVER,
     ) -> None:
         self.id = session_id
+        self.observer = observer
         self.spec = spec
         self.engine = engine
         self.transport = transport  # the transport that opened it: "grpc", "websocket", ...
@@ -98,6 +102,7 @@ class ServerSession:
         self._pump = asyncio.create_task(self._run_pump(), name=f"pump-{self.id}")
 
     async def _run_pump(self) -> None:
+        session_context.set(self.id)  # this task's log records name the session
         try:
             async for event in self.engine.events():
                 if (
@@ -112,10 +117,12 @@ class ServerSession:
                     await self.recorder.final(self, event)
                 self.event_count += 1
                 self.events.append((self.event_count, event))
+                self.observer.event(self, event)
                 self._notify()
         except Exception as exc:  # the engine failed: end the stream with INTERNAL
             log.exception("stream %s: engine failed", self.id)
             self.failed = exc
+            self.observer.error("engine", "INTERNAL")
         finally:
             self.completed = True
             self.completed_at = time.monotonic()
@@ -200,9 +207,11 @@ class SessionStore:
         max_sessions: int,
         resume_grace_s: float,
         recorder: SessionRecorder | None = None,
+        observer: StreamObserver = NO_OBSERVER,
     ):
         self.recognizer = recognizer
         self.recorder = recorder
+        self.observer = observer
         self.max_sessions = max_sessions
         self.resume_grace_s = resume_grace_s
         self._sessions: dict[str, ServerSession] = {}
@@ -227,10 +236,16 @@ class SessionStore:
             )
         engine = self.recognizer.open(spec.options)  # may raise OverloadedError itself
         session = ServerSession(
-            secrets.token_urlsafe(12), spec, engine, transport=transport, recorder=self.recorder
+            secrets.token_urlsafe(12),
+            spec,
+            engine,
+            transport=transport,
+            recorder=self.recorder,
+            observer=self.observer,
         )
         self._sessions[session.id] = session
         self.streams_total += 1
+        self.observer.opened(session)
         session.start()
         return session
 
@@ -243,8 +258,13 @@ class SessionStore:
             )
         return session
 
+    def sessions(self) -> list[ServerSession]:
+        """Every session the store holds (open, detached, or done and not yet reaped)."""
+        return list(self._sessions.values())
+
     def remove(self, session: ServerSession) -> None:
-        self._sessions.pop(session.id, None)
+        if self._sessions.pop(session.id, None) is not None:
+            self.observer.removed(session)
 
     async def _reap_loop(self) -> None:
         while True:
@@ -273,6 +293,7 @@ class SessionStore:
                     "stream %s: no reconnect within %.1f s; finalising",
                     session.id,
                     self.resume_grace_s,
+                    extra={"session_id": session.id},  # the reaper runs outside the stream
                 )
                 session.request_finish()
                 # Keep it until the engine is done and the grace period passes again, so a

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from audiototext._aio import wait_event
 from audiototext.errors import AudioError
+from audiototext.server.alerts import ActiveAlert
+from audiototext.server.logging_setup import session_context
 from audiototext.server.sessions import (
     Attachment,
     ServerSession,
@@ -105,10 +107,18 @@ class _Connection:
 class StreamService:
     """Serves stream connections of any transport: one :meth:`run` per connection."""
 
-    def __init__(self, store: SessionStore, *, model: str, limits: StreamLimits) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        model: str,
+        limits: StreamLimits,
+        alerts: Callable[[], Sequence[ActiveAlert]] = tuple,
+    ) -> None:
         self.store = store
         self.model = model
         self.limits = limits
+        self.alerts = alerts  # the server's raised alerts, sent with each Metrics message
 
     async def run(
         self, requests: AsyncIterator[pb.StreamingRequest], send: Send, *, transport: str = ""
@@ -120,10 +130,20 @@ class StreamService:
         iterator ended before its first message, or when the connection was lost.
         """
         try:
+            await self._serve(requests, send, transport)
+        except StatusError as exc:
+            self.store.observer.error("stream", exc.code.name)
+            raise
+
+    async def _serve(
+        self, requests: AsyncIterator[pb.StreamingRequest], send: Send, transport: str
+    ) -> None:
+        try:
             first = await anext(requests)
         except (StopAsyncIteration, ConnectionLost):
             return
         session, resumed, cursor = self._open(first, transport)
+        session_context.set(session.id)  # this task's log records name the session
         conn = _Connection(session, session.attach())
         reader: asyncio.Task[None] | None = None
         try:
@@ -284,6 +304,7 @@ class StreamService:
             samples = session.decoder.decode(chunk.data, encoding, seq)
             if samples.size:
                 session.engine.accept(samples, session.spec.sample_rate_hz, session.spec.channels)
+                self.store.observer.audio(session)
         except BufferFullError as exc:
             raise StatusError(
                 Status.RESOURCE_EXHAUSTED,
@@ -325,6 +346,10 @@ class StreamService:
                             latency_ms=stats.final_latency_ms_p95,
                             queue_depth=stats.queue_depth,
                             active_streams=self.store.open_count(),
+                            alerts=[
+                                pb.Alert(name=a.name, message=a.message, since=a.since)
+                                for a in self.alerts()
+                            ],
                         )
                     )
                 )

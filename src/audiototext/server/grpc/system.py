@@ -5,21 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 
+from audiototext.server.alerts import ActiveAlert
 from audiototext.server.sessions import SessionStore
 from audiototext.server.stats import hardware_profile, live_stats
-from audiototext.wire._proto import system_pb2, system_pb2_grpc
+from audiototext.wire._proto import system_pb2, system_pb2_grpc, transcription_pb2
 
 __all__ = ["SystemService"]
 
 
 class SystemService(system_pb2_grpc.SystemServicer):
-    def __init__(self, store: SessionStore, model: str) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        model: str,
+        alerts: Callable[[], Sequence[ActiveAlert]] = tuple,
+    ) -> None:
         self.store = store
         self.model = model
+        self.alerts = alerts
         self._started = time.monotonic()
 
     async def GetHardware(
@@ -50,4 +58,8 @@ class SystemService(system_pb2_grpc.SystemServicer):
             version=s.version,
             uptime_s=s.uptime_s,
             streams_total=s.streams_total,
+            alerts=[
+                transcription_pb2.Alert(name=a.name, message=a.message, since=a.since)
+                for a in self.alerts()
+            ],
         )

@@ -49,6 +49,10 @@ def create_app(ctx: HttpContext) -> FastAPI:
                 return error_response(exc)
         return await call_next(request)
 
+    if ctx.metrics is not None:
+        from audiototext.server.http.metrics import install_metrics
+
+        install_metrics(app, ctx.metrics, ctx.token)
     app.include_router(rest_router(ctx))
     app.include_router(history_router(ctx))
     app.include_router(websocket_router(ctx))

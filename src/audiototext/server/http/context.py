@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audiototext.server.recording import HistoryRecorder
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
+
+if TYPE_CHECKING:
+    from audiototext.server.alerts import AlertMonitor
+    from audiototext.server.metrics import ServerMetrics
 
 __all__ = ["HttpContext"]
 
@@ -26,3 +31,5 @@ class HttpContext:
     # Cache folders of the loaded models: marks the precision that runs, not every cached one.
     models_in_use: tuple[Path, ...] = ()
     history: HistoryRecorder | None = None  # the transcript history (None: no history routes)
+    metrics: ServerMetrics | None = None  # None: no /metrics (serve --no-metrics)
+    alerts: AlertMonitor | None = None

@@ -84,9 +84,18 @@ class HardwareModel(BaseModel):
     recommended_precision: str
 
 
+class AlertModel(BaseModel):
+    name: str = Field(description="engine_overloaded, memory_low, disk_low or model_load_failed")
+    message: str = Field(description="what is wrong, in words")
+    since: float = Field(description="when it was raised (Unix time)")
+
+
 class System(BaseModel):
     hardware: HardwareModel
     stats: LiveStatsModel
+    alerts: list[AlertModel] = Field(
+        description="the alerts raised now (with hysteresis: see README, Metrics)"
+    )
 
 
 def _languages(entry: Any) -> list[str]:
@@ -184,6 +193,7 @@ def rest_router(ctx: HttpContext) -> APIRouter:
                 {**profile.to_json(), "recommended_precision": precision}
             ),
             stats=LiveStatsModel(**asdict(stats)),
+            alerts=[AlertModel(**asdict(a)) for a in ctx.alerts.active()] if ctx.alerts else [],
         )
 
     return router

@@ -164,16 +164,28 @@ class Ack(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., lag_ms: _Optional[int] = ..., credit_ms: _Optional[int] = ...) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("rtf", "latency_ms", "queue_depth", "active_streams")
+    __slots__ = ("rtf", "latency_ms", "queue_depth", "active_streams", "alerts")
     RTF_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
     rtf: float
     latency_ms: float
     queue_depth: int
     active_streams: int
-    def __init__(self, rtf: _Optional[float] = ..., latency_ms: _Optional[float] = ..., queue_depth: _Optional[int] = ..., active_streams: _Optional[int] = ...) -> None: ...
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, rtf: _Optional[float] = ..., latency_ms: _Optional[float] = ..., queue_depth: _Optional[int] = ..., active_streams: _Optional[int] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("name", "message", "since")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    message: str
+    since: float
+    def __init__(self, name: _Optional[str] = ..., message: _Optional[str] = ..., since: _Optional[float] = ...) -> None: ...
 
 class StreamingResponse(_message.Message):
     __slots__ = ("event_seq", "started", "result", "speech_event", "ack", "metrics")
