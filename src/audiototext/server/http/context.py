@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiototext.server.files import FileTranscribeFn
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
 
@@ -24,3 +25,6 @@ class HttpContext:
     web_dir: Path | None  # the page's folder (None: no page)
     # Cache folders of the loaded models: marks the precision that runs, not every cached one.
     models_in_use: tuple[Path, ...] = ()
+    # Whole files (POST /api/v1/transcriptions): the same code as gRPC Transcribe; None: 501.
+    transcribe_file: FileTranscribeFn | None = None
+    max_upload_bytes: int = 200 << 20  # the largest upload body (413 past it)
