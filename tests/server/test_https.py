@@ -183,3 +183,27 @@ def test_self_signed_and_own_files_together_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="either --self-signed"):
         config(self_signed=True, tls_cert=tmp_path / "c.pem", tls_key=tmp_path / "k.pem")
+
+
+def test_cross_origin_isolation_only_where_browsers_honour_it() -> None:
+    """COOP/COEP on https and loopback pages; not on plain http from another address, where
+    browsers ignore them with an error in the console."""
+    from server.upload_harness import raw_request
+
+    async def main() -> dict[str, dict[str, str]]:
+        async with upload_server(FakeRecognizer(), DecodingTranscriber()) as srv:
+            assert srv.http is not None
+            out = {}
+            for host in ("127.0.0.1", "localhost", "192.0.2.9", "box.example"):
+                _, headers, _ = await raw_request(
+                    srv.http.port, "GET", "/", headers={"Host": f"{host}:{srv.http.port}"}
+                )
+                out[host] = headers
+            return out
+
+    out = run(main(), 60)
+    for host in ("127.0.0.1", "localhost"):
+        assert out[host]["cross-origin-opener-policy"] == "same-origin", host
+    for host in ("192.0.2.9", "box.example"):
+        assert "cross-origin-opener-policy" not in out[host], host
+        assert "cross-origin-embedder-policy" not in out[host], host

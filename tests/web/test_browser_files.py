@@ -103,3 +103,59 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
     assert not out["capture_error"], out["capture_error"]
     assert "audiototext" in out["docs"]
     assert not out["errors"], out["errors"]
+
+
+def test_on_a_plain_http_address_the_page_says_why_the_microphone_is_blocked(
+    tmp_path: Path,
+) -> None:
+    """Opened over http:// at an address other than localhost the page is not a secure
+    context: it says why the microphone is blocked and what to do (the https address,
+    --self-signed), Start is disabled, and a file can still be transcribed."""
+    from audiototext.server.addresses import machine_addresses
+
+    addresses = [a for a in machine_addresses() if ":" not in a]
+    if not addresses:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    wav = write_wav(tmp_path / "talk.wav", speech_like(2.0, seed=8), SAMPLE_RATE_HZ)
+
+    async def main() -> dict[str, Any]:
+        cfg = config(http_port=0, http_host="0.0.0.0")
+        async with upload_server(FakeRecognizer(), DecodingTranscriber(), cfg) as srv:
+            assert srv.http is not None
+            host = f"{addresses[0]}:{srv.http.port}"
+            async with chromium(wav) as page:
+                await page.call("Page.navigate", url=f"http://{host}/")
+                await _wait_for(
+                    page, "document.getElementById('health-text')?.innerText.includes('tiny.en')"
+                )
+                out: dict[str, Any] = {"host": host}
+                out["secure"] = await page.evaluate("window.isSecureContext")
+                out["shown"] = await page.evaluate("!document.getElementById('insecure').hidden")
+                out["text"] = await page.evaluate("document.getElementById('insecure').innerText")
+                out["start_disabled"] = await page.evaluate(
+                    "document.getElementById('start').disabled"
+                )
+                doc = await page.call("DOM.getDocument")
+                node = await page.call(
+                    "DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#upload-input"
+                )
+                await page.call("DOM.setFileInputFiles", files=[str(wav)], nodeId=node["nodeId"])
+                out["finals"] = await _wait_for(
+                    page,
+                    "(() => { const t = document.getElementById('finals').innerText;"
+                    " return t.includes('General Kenobi') ? t : ''; })()",
+                )
+                await page.screenshot(
+                    ARTIFACTS / "page-insecure-origin.png", width=1280, height=1000, dark=False
+                )
+                out["errors"] = list(page.errors)
+            return out
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = run(main(), 120)
+    assert out["secure"] is False and out["shown"] and out["start_disabled"]
+    text = out["text"]
+    assert "blocked" in text and "HTTPS" in text and "localhost" in text
+    assert "--self-signed" in text and f"https://{out['host']}/" in text
+    assert "General Kenobi." in out["finals"]
+    assert not out["errors"], out["errors"]
