@@ -34,14 +34,26 @@ from server.upload_harness import DecodingTranscriber
 MAX_EXAMPLES = 25
 
 
+TOKEN = "s3cret"
+
+
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _serve(tmp_path_factory, token=None)
+
+
+@pytest.fixture(scope="module")
+def token_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _serve(tmp_path_factory, token=TOKEN)
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, token: str | None) -> Iterator[str]:
     """The server on its own event loop in a thread (schemathesis calls it synchronously)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     cache: Path = tmp_path_factory.mktemp("cache")
-    cfg = config(http_port=0, cache_root=cache, max_upload_bytes=256 << 10)
+    cfg = config(http_port=0, cache_root=cache, max_upload_bytes=256 << 10, token=token)
 
     async def start() -> GrpcServer:
         server = GrpcServer(cfg, recognizer=FakeRecognizer(), transcribe_file=DecodingTranscriber())
@@ -117,3 +129,30 @@ def test_a_real_upload_matches_the_document(api_url: str) -> None:
         case = upload.Case(body=body, media_type="multipart/form-data")
         response = case.call_and_validate(base_url=api_url)
         assert response.status_code == 200, response.text
+
+
+def test_with_a_token_guarded_operations_refuse_requests_without_it(token_api_url: str) -> None:
+    """The document of a server with --token declares bearer auth: generated requests with
+    the token get no server error, and the same requests without it are refused (401)."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    operations = _operations(token_api_url)
+    assert any("security" in op.definition.raw for op in operations)
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=10,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case: schemathesis.Case[Operation]) -> None:
+            case.call_and_validate(
+                base_url=token_api_url,
+                headers=headers,
+                excluded_checks=[positive_data_acceptance],
+            )
+
+        check()

@@ -54,3 +54,26 @@ def test_the_vendored_swagger_ui_is_the_pinned_version_with_its_licence_noted() 
     ]
     assert f"swagger-ui-dist {SWAGGER_UI_VERSION}" in (REPO / "THIRD_PARTY_NOTICES.md").read_text()
     assert "Apache License" in (ASSETS_DIR / "LICENSE").read_text()
+
+
+def test_with_a_token_the_document_declares_bearer_auth_for_the_docs_authorize_button() -> None:
+    import json
+
+    from server.grpc_harness import config
+
+    async def main() -> tuple[object, object]:
+        async with http_server(FakeRecognizer(), config(http_port=0, token="s3cret")) as srv:
+            with_token = json.loads((await http_get(srv, "/openapi.json"))[2])
+        async with http_server(FakeRecognizer()) as srv:
+            without = json.loads((await http_get(srv, "/openapi.json"))[2])
+        return with_token, without
+
+    with_token, without = run(main(), 60)
+    assert isinstance(with_token, dict) and isinstance(without, dict)
+    scheme = with_token["components"]["securitySchemes"]["bearerToken"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    paths = with_token["paths"]
+    assert paths["/api/v1/models"]["get"]["security"] == [{"bearerToken": []}]
+    assert paths["/api/v1/transcriptions"]["post"]["security"] == [{"bearerToken": []}]
+    assert "security" not in paths["/api/v1/health"]["get"]
+    assert "securitySchemes" not in without.get("components", {})

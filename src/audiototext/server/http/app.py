@@ -11,7 +11,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from audiototext._version import __version__
 from audiototext.server.http.context import HttpContext
-from audiototext.server.http.docs import install_docs
+from audiototext.server.http.docs import declare_bearer_token, install_docs
 from audiototext.server.http.errors import error_response, install_error_handlers
 from audiototext.server.http.guard import check_origin
 from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit
@@ -71,6 +71,8 @@ def create_app(ctx: HttpContext) -> FastAPI:
     app.include_router(transcriptions_router(ctx))
     app.include_router(websocket_router(ctx))
     install_docs(app)
+    if ctx.token is not None:
+        declare_bearer_token(app, open_paths=("/api/v1/health",))
     mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path
     app.add_middleware(BodyLimit, limit_for=body_limit)  # outermost: before anything reads
     return app

@@ -8,14 +8,16 @@ THIRD_PARTY_NOTICES.md) at ``/docs/assets/``, so the docs make no request to ano
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["ASSETS_DIR", "DOCS_PATH", "SWAGGER_UI_VERSION", "install_docs"]
+__all__ = ["ASSETS_DIR", "DOCS_PATH", "SWAGGER_UI_VERSION", "declare_bearer_token", "install_docs"]
 
 SWAGGER_UI_VERSION = "5.36.0"
 ASSETS_DIR = Path(__file__).with_name("swagger_ui")
@@ -41,3 +43,29 @@ def install_docs(app: FastAPI) -> None:
         )
 
     app.mount(_ASSETS, StaticFiles(directory=ASSETS_DIR, check_dir=False), name="docs-assets")
+
+
+def declare_bearer_token(app: FastAPI, *, open_paths: tuple[str, ...]) -> None:
+    """With ``serve --token``: the document says every operation but ``open_paths`` needs
+    ``Authorization: Bearer``, so /docs offers "Authorize" and sends the token."""
+    base: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = base()
+        schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearerToken"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "the server's --token",
+        }
+        for path, operations in doc.get("paths", {}).items():
+            if path in open_paths:
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"bearerToken": []}]
+        app.openapi_schema = doc
+        return doc
+
+    setattr(app, "openapi", openapi)  # noqa: B010 (a method of the instance, replaced)
