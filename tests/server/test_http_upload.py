@@ -334,3 +334,30 @@ def test_the_same_transcript_as_grpc_transcribe(
     assert [s["text"] for s in doc["segments"]] == [s.text for s in grpc_reply.segments]
     assert doc["duration_s"] == pytest.approx(grpc_reply.duration_s, abs=1e-3)
     assert grpc_reply.segments[0].text in srt
+
+
+def test_an_upload_the_client_abandons_logs_no_error_and_the_server_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page's Cancel: the connection closes mid-upload."""
+    wav = _wav(tmp_path)
+
+    async def main() -> None:
+        async with upload_server(FakeRecognizer(), DecodingTranscriber()) as srv:
+            assert srv.http is not None
+            body, content_type = multipart({}, [("file", "big.wav", b"\0" * (256 << 10))])
+            _, writer = await asyncio.open_connection("127.0.0.1", srv.http.port)
+            head = (
+                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            writer.write(head.encode() + body[: 100 << 10])
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.close()
+            await asyncio.sleep(0.5)
+            await _still_serving(srv, wav)
+
+    with caplog.at_level("ERROR"):
+        run(main(), 60)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
