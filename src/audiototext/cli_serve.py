@@ -7,7 +7,10 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audiototext.server.app import GrpcServer
 
 
 def register(sub: Any) -> None:
@@ -47,6 +50,18 @@ def register(sub: Any) -> None:
         "--tls-cert", type=Path, help="PEM certificate chain (enables TLS: grpcs and https)"
     )
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--self-signed",
+        action="store_true",
+        help="HTTPS and grpcs with a certificate made for this machine's names and addresses, "
+        "kept in the cache and reused (its SHA-256 fingerprint is printed)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=200.0,
+        help="largest file upload to POST /api/v1/transcriptions, in MiB (default 200)",
+    )
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent streams (default 16)")
     p.add_argument(
         "--max-buffered-s",
@@ -140,11 +155,35 @@ def history_path(arg: str | None) -> Path | None:
     return default_history_path()
 
 
+def startup_lines(server: GrpcServer) -> list[str]:
+    """What ``serve`` prints once listening: addresses a person can open (never 0.0.0.0),
+    https when TLS is on, and the self-signed certificate's fingerprint and file."""
+    from audiototext.server.addresses import openable_hosts, url_host
+
+    cfg = server.config
+    scheme = "grpcs" if server.tls_files else "grpc"
+    lines = [f"listening on {scheme}://{url_host(openable_hosts(cfg.host)[0])}:{server.port}"]
+    if server.http is not None:
+        urls = server.http.urls
+        lines.append(f"web page: {urls[0]}")
+        lines += [f"          {url}" for url in urls[1:]]
+    if server.tls is not None:
+        state = "reused" if server.tls.reused else "new"
+        lines.append(f"self-signed certificate ({state}): {server.tls.cert}")
+        lines.append(f"  SHA-256 fingerprint {server.tls.fingerprint}")
+        lines.append(
+            "  browsers warn once: compare this fingerprint with the certificate they show, "
+            "then accept it"
+        )
+    return lines
+
+
 def _run(args: argparse.Namespace) -> int:
     import logging
 
+    from audiototext.server.addresses import openable_hosts, url_host
     from audiototext.server.alerts import AlertSettings
-    from audiototext.server.app import GrpcServer, ServerConfig, serve
+    from audiototext.server.app import ServerConfig, serve
     from audiototext.server.logging_setup import configure_logging
 
     configure_logging(args.log_format, logging.getLogger().level)
@@ -165,6 +204,8 @@ def _run(args: argparse.Namespace) -> int:
         token=args.token,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        self_signed=args.self_signed,
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
         max_sessions=args.max_sessions,
         max_buffered_s=args.max_buffered_s,
         max_chunk_bytes=args.max_chunk_bytes,
@@ -182,15 +223,19 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     def ready(server: GrpcServer) -> None:
-        scheme = "grpcs" if config.tls_cert else "grpc"
-        print(f"listening on {scheme}://{config.host}:{server.port}", flush=True)
-        if server.http is not None:
-            print(f"web page: {server.http.url}", flush=True)
+        for line in startup_lines(server):
+            print(line, flush=True)
         if server.history is not None and server.history.persistent:
             print(f"history: {config.history_path}", file=sys.stderr, flush=True)
+        target = f"{url_host(openable_hosts(config.host)[0])}:{server.port}"
+        tls = ""
+        if server.tls is not None:
+            tls = f" --tls-ca {server.tls.cert}"
+        elif config.tls_cert is not None:
+            tls = " --tls-ca CA.pem"
         print(
             f"model {config.model}; stream a file with: audiototext stream FILE "
-            f"--server {config.host}:{server.port}",
+            f"--server {target}{tls}",
             file=sys.stderr,
             flush=True,
         )

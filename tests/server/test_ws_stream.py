@@ -67,6 +67,7 @@ async def _beside_a_good_stream(
 
 BAD_INPUT: dict[str, tuple[list[str | bytes], str, str]] = {
     "binary first": ([b"\0\0" * 1600], "INVALID_ARGUMENT", "first frame must be a text frame"),
+    "control before config": ([FINISH], "INVALID_ARGUMENT", "must be a StreamConfig, not control"),
     "config twice": ([CONFIG, CONFIG], "INVALID_ARGUMENT", "one StreamConfig"),
     "malformed json": (["{config: nope"], "INVALID_ARGUMENT", "JSON of a StreamingRequest"),
     "not a request": (['{"hello": 1}'], "INVALID_ARGUMENT", "JSON of a StreamingRequest"),

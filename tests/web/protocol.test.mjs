@@ -104,3 +104,13 @@ test("the stream URL follows the page's scheme and carries the token", () => {
     "ws://127.0.0.1:8080/api/v1/stream",
   );
 });
+
+test("the token goes as a subprotocol beside audiototext.v1, never in the URL", () => {
+  assert.deepEqual(P.streamProtocols(""), ["audiototext.v1"]);
+  assert.deepEqual(P.streamProtocols("s3cret-Tok_1.x"), [
+    "audiototext.v1",
+    "audiototext.token.s3cret-Tok_1.x",
+  ]);
+  // Characters a subprotocol cannot hold: base64url of the UTF-8.
+  assert.deepEqual(P.streamProtocols("a b/é"), ["audiototext.v1", "audiototext.token-b64.YSBiL8Op"]);
+});

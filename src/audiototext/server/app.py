@@ -54,6 +54,7 @@ from audiototext.wire._proto import (
 if TYPE_CHECKING:
     from audiototext.server.http.listener import HttpListener
     from audiototext.server.metrics import ServerMetrics
+    from audiototext.server.tls import SelfSigned
 
 __all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 
@@ -77,6 +78,9 @@ class ServerConfig:
     token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # A certificate for this machine's names and addresses, made and kept in the cache
+    # (server/tls.py); both gRPC and HTTP use it.
+    self_signed: bool = False
     max_sessions: int = 16
     max_message_bytes: int = 64 << 20  # transport limit; whole files go through Transcribe
     max_chunk_bytes: int = 1 << 20
@@ -88,6 +92,7 @@ class ServerConfig:
     http_port: int | None = None  # None: no HTTP listener; 0 picks a free port
     http_host: str | None = None  # None: the same host as gRPC
     web_dir: Path | None = None  # the page's folder; None: the package's audiototext/web
+    max_upload_bytes: int = 200 << 20  # the largest POST /api/v1/transcriptions body
     extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
     history_path: Path | None = None  # serve --history: the SQLite file; None: memory only
     history_days: float | None = None  # --history-days: None keeps sessions of any age
@@ -98,6 +103,10 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        if self.self_signed and self.tls_cert is not None:
+            raise ConfigError("use either --self-signed or --tls-cert/--tls-key, not both")
+        if self.max_upload_bytes < 1:
+            raise ConfigError("--max-upload-mb must be positive")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
         if self.max_sessions < 1:
@@ -168,6 +177,7 @@ class GrpcServer:
         self.store: SessionStore | None = None
         self.history: HistoryRecorder | None = None
         self.port = 0
+        self.tls: SelfSigned | None = None  # with config.self_signed, once started
         self.http: HttpListener | None = None
         self.serving = False  # what the health services (gRPC and HTTP) report
         self._stopped = asyncio.Event()
@@ -181,9 +191,30 @@ class GrpcServer:
             raise RuntimeError("the server is not started")
         return self._recognizer
 
+    @property
+    def tls_files(self) -> tuple[Path, Path] | None:
+        """(certificate, key) both listeners use; None without TLS."""
+        if self.tls is not None:
+            return self.tls.cert, self.tls.key
+        cfg = self.config
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            return cfg.tls_cert, cfg.tls_key
+        return None
+
     async def start(self) -> None:
         cfg = self.config
         alerts = self._start_observability()
+        if cfg.self_signed:
+            from audiototext.server.tls import (
+                certificate_hosts,
+                ensure_self_signed,
+                self_signed_dir,
+            )
+
+            hosts = certificate_hosts(cfg.host, cfg.http_host or cfg.host)
+            self.tls = await asyncio.to_thread(
+                ensure_self_signed, hosts, self_signed_dir(cfg.cache_root)
+            )
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
@@ -250,11 +281,10 @@ class GrpcServer:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{_host_for_address(cfg.host)}:{cfg.port}"
-        if cfg.tls_cert is not None and cfg.tls_key is not None:
+        tls = self.tls_files
+        if tls is not None:
             try:
-                creds = grpc.ssl_server_credentials(
-                    [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())]
-                )
+                creds = grpc.ssl_server_credentials([(tls[1].read_bytes(), tls[0].read_bytes())])
             except OSError as exc:
                 self._close_history()
                 raise ConfigError(f"cannot read the TLS key or certificate: {exc}") from exc
@@ -272,12 +302,16 @@ class GrpcServer:
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
-                await self._start_http(streams, self._models_in_use(file_transcriber))
+                await self._start_http(
+                    streams, self._models_in_use(file_transcriber), transcribe_file
+                )
             except BaseException:
                 await self.stop(0)
                 raise
 
-    async def _start_http(self, streams: StreamService, in_use: list[Path]) -> None:
+    async def _start_http(
+        self, streams: StreamService, in_use: list[Path], transcribe_file: FileTranscribeFn
+    ) -> None:
         from audiototext.server.http.app import HttpContext, create_app
         from audiototext.server.http.listener import HttpListener
         from audiototext.server.http.web import package_web_dir
@@ -297,6 +331,8 @@ class GrpcServer:
             history=self.history,
             metrics=self.metrics,
             alerts=self.alerts,
+            transcribe_file=transcribe_file,
+            max_upload_bytes=cfg.max_upload_bytes,
         )
         self.http = HttpListener(
             create_app(context),
@@ -305,8 +341,8 @@ class GrpcServer:
             # Room above the chunk limit, so an oversized chunk gets the stream layer's
             # explained refusal; larger frames are cut by the protocol (close 1009).
             max_frame_bytes=2 * cfg.max_chunk_bytes + (64 << 10),
-            tls_cert=cfg.tls_cert,
-            tls_key=cfg.tls_key,
+            tls_cert=self.tls_files[0] if self.tls_files else None,
+            tls_key=self.tls_files[1] if self.tls_files else None,
             shutdown_grace_s=cfg.shutdown_grace_s,
         )
         await self.http.start()

@@ -13,19 +13,21 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["FileRequest", "FileTranscribeFn", "FileTranscriber", "FileTranscript"]
 
 
 @dataclass(frozen=True)
 class FileRequest:
-    """A validated ``TranscribeRequest``."""
+    """A validated ``TranscribeRequest`` (gRPC) or upload (HTTP)."""
 
-    audio: bytes
+    audio: bytes | BinaryIO  # the file's bytes, or the file itself (an upload on disk)
     language: str | None = None
     word_timestamps: bool = False
     beam_size: int = 5
     transport: str = ""  # "grpc", "http", ...: what the history says the file came over
+    task: str = "transcribe"  # or "translate" (to English; multilingual models)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class FileTranscriber:
             beam_size=request.beam_size,
             best_of=request.beam_size,
             vad=True,
+            task=request.task,
         )
         # An English-only model refuses another language here (transcribe() checks the options
         # before reading audio; ConfigError is a ValueError: the caller's INVALID_ARGUMENT).

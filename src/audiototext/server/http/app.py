@@ -11,10 +11,13 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from audiototext._version import __version__
 from audiototext.server.http.context import HttpContext
+from audiototext.server.http.docs import declare_bearer_token, install_docs
 from audiototext.server.http.errors import error_response, install_error_handlers
 from audiototext.server.http.guard import check_origin
 from audiototext.server.http.history import history_router
+from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit
 from audiototext.server.http.rest import rest_router
+from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
 from audiototext.server.http.web import mount_web
 from audiototext.server.http.websocket import websocket_router
 from audiototext.server.status import StatusError
@@ -29,7 +32,11 @@ Live speech-to-text on this machine. The same server also speaks gRPC (`audiotot
 * Errors: every error is a JSON body `{"error": {"code": CODE, "message": TEXT}}`; CODE is
   one of gRPC's status names (INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, ...).
 * Token: with `serve --token`, every `/api/` path but `/api/v1/health` needs
-  `Authorization: Bearer TOKEN` or `?token=TOKEN`.
+  `Authorization: Bearer TOKEN` or `?token=TOKEN` (the WebSocket also takes it as the
+  subprotocol `audiototext.token.TOKEN` offered beside `audiototext.v1`).
+* Files: `POST /api/v1/transcriptions` with a multipart form (`file`, optional `format`
+  json/txt/srt/vtt, `language`, `task`); at most `serve --max-upload-mb` (413 past it).
+  Other request bodies are at most 1 MiB.
 * Origin: a state-changing request (and the WebSocket) sent by a page of another origin
   is refused with 403 PERMISSION_DENIED.
 * Live streams: `WS /api/v1/stream` (see docs/architecture.md, "HTTP and WebSocket").
@@ -37,8 +44,20 @@ Live speech-to-text on this machine. The same server also speaks gRPC (`audiotot
 
 
 def create_app(ctx: HttpContext) -> FastAPI:
-    app = FastAPI(title="audiototext", version=__version__, description=DESCRIPTION)
+    # docs_url/redoc_url: FastAPI's pages load from a CDN; .docs serves Swagger UI itself.
+    app = FastAPI(
+        title="audiototext",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(app)
+
+    def body_limit(method: str, path: str) -> tuple[int, str]:
+        if path == TRANSCRIPTIONS_PATH:
+            return ctx.max_upload_bytes, "uploads (serve --max-upload-mb)"
+        return MAX_JSON_BYTES, f"{method} {path}"
 
     @app.middleware("http")
     async def same_origin_writes(request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -55,6 +74,11 @@ def create_app(ctx: HttpContext) -> FastAPI:
         install_metrics(app, ctx.metrics, ctx.token)
     app.include_router(rest_router(ctx))
     app.include_router(history_router(ctx))
+    app.include_router(transcriptions_router(ctx))
     app.include_router(websocket_router(ctx))
+    install_docs(app)
+    if ctx.token is not None:
+        declare_bearer_token(app, open_paths=("/api/v1/health",))
     mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path
+    app.add_middleware(BodyLimit, limit_for=body_limit)  # outermost: before anything reads
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audiototext.server.files import FileTranscribeFn
 from audiototext.server.recording import HistoryRecorder
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
@@ -33,3 +34,6 @@ class HttpContext:
     history: HistoryRecorder | None = None  # the transcript history (None: no history routes)
     metrics: ServerMetrics | None = None  # None: no /metrics (serve --no-metrics)
     alerts: AlertMonitor | None = None
+    # Whole files (POST /api/v1/transcriptions): the same code as gRPC Transcribe; None: 501.
+    transcribe_file: FileTranscribeFn | None = None
+    max_upload_bytes: int = 200 << 20  # the largest upload body (413 past it)

@@ -1,12 +1,18 @@
 """Who may call: the bearer token (``serve --token``) and the Origin of browser requests.
 
-Browsers cannot set headers on a WebSocket, so the token may also come as ``?token=``. A
-state-changing request from a page of another origin is refused: any site a person visits
+Browsers cannot set headers on a WebSocket, so there the token may come as a subprotocol
+entry, ``Sec-WebSocket-Protocol: audiototext.v1, audiototext.token.<TOKEN>`` (the server
+answers ``audiototext.v1`` alone: the token is never echoed), or as ``?token=`` (which lands in
+access logs and browser history: the page uses the subprotocol).
+
+A state-changing request from a page of another origin is refused: any site a person visits
 could otherwise drive this server from their browser (cross-site request forgery).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from urllib.parse import urlsplit
 
@@ -14,7 +20,39 @@ from starlette.requests import HTTPConnection
 
 from audiototext.server.status import Status, StatusError
 
-__all__ = ["check_origin", "check_token"]
+__all__ = [
+    "PROTOCOL",
+    "TOKEN_PROTOCOL_PREFIX",
+    "TOKEN_PROTOCOL_PREFIX_B64",
+    "check_origin",
+    "check_token",
+    "subprotocol_token",
+]
+
+PROTOCOL = "audiototext.v1"  # the WebSocket subprotocol the server answers with
+TOKEN_PROTOCOL_PREFIX = "audiototext.token."
+# For tokens with characters a subprotocol cannot carry: base64url of the UTF-8, no padding.
+TOKEN_PROTOCOL_PREFIX_B64 = "audiototext.token-b64."
+
+
+def subprotocol_token(protocols: list[str]) -> str | None:
+    """The token offered among a WebSocket's subprotocols (None: none offered); raises
+    UNAUTHENTICATED for a base64 entry that does not decode."""
+    for entry in protocols:
+        if entry.startswith(TOKEN_PROTOCOL_PREFIX):
+            return entry[len(TOKEN_PROTOCOL_PREFIX) :]
+        if entry.startswith(TOKEN_PROTOCOL_PREFIX_B64):
+            data = entry[len(TOKEN_PROTOCOL_PREFIX_B64) :]
+            try:
+                padded = data + "=" * (-len(data) % 4)
+                return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+            except (binascii.Error, ValueError) as exc:
+                raise StatusError(
+                    Status.UNAUTHENTICATED,
+                    f"the token is not valid: {TOKEN_PROTOCOL_PREFIX_B64}... must be followed "
+                    "by the base64url (no padding) of the token's UTF-8",
+                ) from exc
+    return None
 
 
 def _given_token(conn: HTTPConnection) -> str | None:
@@ -22,6 +60,10 @@ def _given_token(conn: HTTPConnection) -> str | None:
     if header is not None:
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" else ""
+    if conn.scope.get("type") == "websocket":
+        offered = subprotocol_token(list(conn.scope.get("subprotocols") or ()))
+        if offered is not None:
+            return offered
     return conn.query_params.get("token")
 
 
@@ -34,7 +76,13 @@ def check_token(conn: HTTPConnection, expected: str | None) -> None:
         raise StatusError(
             Status.UNAUTHENTICATED,
             "this server requires a token (serve --token): send 'Authorization: Bearer "
-            "<token>' or add ?token=<token> to the URL",
+            "<token>'"
+            + (
+                f", or offer the subprotocols {PROTOCOL} and {TOKEN_PROTOCOL_PREFIX}<token>"
+                if conn.scope.get("type") == "websocket"
+                else ""
+            )
+            + ", or add ?token=<token> to the URL",
         )
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise StatusError(Status.UNAUTHENTICATED, "the token is not valid for this server")

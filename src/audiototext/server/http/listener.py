@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from audiototext.errors import ConfigError
+from audiototext.server.addresses import openable_hosts, url_host
 
 __all__ = ["HttpListener"]
 
@@ -65,8 +66,15 @@ class HttpListener:
 
     @property
     def url(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
+        """The page's URL, one a person can open (localhost for a wildcard bind)."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every URL the page answers on: the bound host, or for ``0.0.0.0`` / ``::``
+        localhost and each address of the machine."""
+        scheme = "https" if self.tls else "http"
+        return [f"{scheme}://{url_host(h)}:{self.port}/" for h in openable_hosts(self._host)]
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET

@@ -28,6 +28,20 @@ _ISOLATION = {
 _NOT_THE_PAGE = ("/api/", "/docs", "/redoc", "/openapi.json")
 
 
+def _trustworthy(request: Request) -> bool:
+    """Whether browsers take the page's origin as secure (https, or a loopback host): they
+    ignore cross-origin isolation elsewhere, with an error in the console for each page."""
+    if request.url.scheme == "https":
+        return True
+    host = (request.url.hostname or "").lower()
+    return (
+        host == "localhost"
+        or host.endswith(".localhost")
+        or host == "::1"
+        or (host.startswith("127."))
+    )
+
+
 def package_web_dir() -> Path | None:
     """The package's ``web`` folder on disk (None when the install has no such folder)."""
     folder = resources.files("audiototext").joinpath("web")
@@ -64,7 +78,7 @@ def mount_web(app: FastAPI, folder: Path | None) -> None:
     @app.middleware("http")
     async def isolate(request: Request, call_next: RequestResponseEndpoint) -> Response:
         response = await call_next(request)
-        if not request.url.path.startswith(_NOT_THE_PAGE):
+        if not request.url.path.startswith(_NOT_THE_PAGE) and _trustworthy(request):
             response.headers.update(_ISOLATION)
         return response
 

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from audiototext.server.http.context import HttpContext
-from audiototext.server.http.guard import check_origin, check_token
+from audiototext.server.http.guard import PROTOCOL, check_origin, check_token
 from audiototext.server.status import Status, StatusError
 from audiototext.server.streams import ConnectionLost
 from audiototext.wire._proto import transcription_pb2 as pb
@@ -134,8 +134,10 @@ def websocket_router(ctx: HttpContext) -> APIRouter:
     @router.websocket("/api/v1/stream")
     async def stream(ws: WebSocket) -> None:
         # Accepted before any check: a refused handshake shows a browser nothing but 1006,
-        # while an error frame and a close code say what to change.
-        await ws.accept()
+        # while an error frame and a close code say what to change. The answer names the
+        # protocol only, never a token entry the client offered beside it.
+        offered = list(ws.scope.get("subprotocols") or ())
+        await ws.accept(subprotocol=PROTOCOL if PROTOCOL in offered else None)
         try:
             check_origin(ws)
             check_token(ws, ctx.token)

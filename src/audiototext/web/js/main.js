@@ -1,14 +1,15 @@
 // The page: wires the panels, the microphone, the stream and the transcript together.
 
-import { apiBase, getToken, poll, setToken } from "./api.js";
+import { apiBase, getJson, getToken, poll, setToken } from "./api.js";
 import { listMicrophones, mediaErrorKey, MicCapture, microphoneUnavailable } from "./audio.js";
 import { FORMATS } from "./exporters.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
-import { streamUrl } from "./protocol.js";
+import { streamProtocols, streamUrl } from "./protocol.js";
 import { StreamClient } from "./stream-client.js";
 import { TranscriptModel } from "./transcript.js";
 import { TranscriptView } from "./transcript-view.js";
+import { transcriptResults, UploadBox } from "./upload.js";
 import { Waveform } from "./waveform.js";
 
 const $ = (id) => document.getElementById(id);
@@ -56,6 +57,7 @@ class Page {
     this.setupToken();
     this.setupCapture();
     this.setupTranscriptTools();
+    this.setupUpload();
     poll(() => this.status.checkHealth(), 5000);
     poll(() => this.diagnostics.refresh(), 2000);
     this.models.load();
@@ -68,6 +70,7 @@ class Page {
     const why = microphoneUnavailable();
     if (why === "insecure") {
       $("insecure").hidden = false;
+      $("insecure-https").textContent = `https://${location.host}/`;
       this.startButton.disabled = true;
       this.startButton.setAttribute("aria-describedby", "insecure");
       this.mic.disabled = true;
@@ -135,8 +138,9 @@ class Page {
     }[state];
     b.textContent = this.t(label);
     b.dataset.recording = String(state === "recording" || state === "stopping");
-    b.disabled = state === "starting";
-    this.mic.disabled = state !== "idle";
+    b.disabled = state === "starting" || this.uploading || microphoneUnavailable() !== null;
+    this.mic.disabled = state !== "idle" || microphoneUnavailable() !== null;
+    this.upload?.setEnabled(state === "idle");
   }
 
   toggle() {
@@ -157,7 +161,8 @@ class Page {
     this.setButton("starting");
     const session = { audioS: 0, startS: this.streamedS, stopping: false };
     session.client = new StreamClient({
-      url: () => streamUrl(location, apiBase() + "/stream", getToken()),
+      url: () => streamUrl(location, apiBase() + "/stream"),
+      protocols: () => streamProtocols(getToken()),
       handlers: {
         onState: (state, detail) => {
           if (this.session === session) this.status.setTransport(state, detail);
@@ -252,6 +257,43 @@ class Page {
     const auth = /UNAUTHENTICATED|PERMISSION_DENIED|token/i.test(`${error.code} ${error.message}`);
     const text = t("stream.server_error", { message: error.message || error.code });
     return auth ? `${text} ${t("stream.token_hint")}` : text;
+  }
+
+  // ---- file upload ---------------------------------------------------------------------------
+
+  setupUpload() {
+    this.uploading = false;
+    this.upload = new UploadBox(
+      {
+        zone: $("upload"),
+        input: $("upload-input"),
+        button: $("upload-button"),
+        cancel: $("upload-cancel"),
+        progress: $("upload-progress"),
+        status: $("upload-status"),
+      },
+      this.t,
+      {
+        url: () => apiBase() + "/transcriptions",
+        getToken,
+        getJson,
+        canStart: () => this.state === "idle",
+        onBusy: (busy) => {
+          this.uploading = busy;
+          this.setButton(this.state);
+        },
+        onResult: (transcript) => this.showFileTranscript(transcript),
+      },
+    );
+  }
+
+  /** A file's transcript joins the transcript as a session of its own (Copy, Download). */
+  showFileTranscript(transcript) {
+    this.model.beginSession(this.model.endS());
+    for (const result of transcriptResults(transcript)) {
+      this.view.update(this.model.apply(result));
+    }
+    this.streamedS = this.model.endS(); // a later live session follows the file
   }
 
   // ---- token -------------------------------------------------------------------------------

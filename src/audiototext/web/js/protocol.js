@@ -146,12 +146,38 @@ export function configMessage({ sessionId, resumeFromSeq, resumeFromEvent, extra
 
 export const FINISH_MESSAGE = JSON.stringify({ control: { action: "FINISH" } });
 
-/** ws: or wss: URL of the stream endpoint for a page at `location`, with ?token= when set. */
+/**
+ * ws: or wss: URL of the stream endpoint for a page at `location`. The page sends its token
+ * as a subprotocol (streamProtocols), not here: a token in a URL lands in access logs. The
+ * `token` argument (?token=) is for programs that can do nothing else.
+ */
 export function streamUrl(location, path = "/api/v1/stream", token = "") {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const url = new URL(path, `${scheme}//${location.host}`);
   if (token) url.searchParams.set("token", token);
   return url.toString();
+}
+
+/** The WebSocket subprotocol the server speaks (it answers with this name only). */
+export const PROTOCOL = "audiototext.v1";
+// RFC 6455 / 7230: a subprotocol is a "token": these characters only.
+const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function base64url(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * The subprotocols to offer: audiototext.v1, and with a token audiototext.token.<token>
+ * (browsers cannot set an Authorization header on a WebSocket); a token with characters a
+ * subprotocol cannot hold goes as audiototext.token-b64.<base64url of its UTF-8>.
+ */
+export function streamProtocols(token = "") {
+  if (!token) return [PROTOCOL];
+  if (TOKEN_CHARS.test(token)) return [PROTOCOL, `audiototext.token.${token}`];
+  return [PROTOCOL, `audiototext.token-b64.${base64url(token)}`];
 }
 
 /** Close codes after which reconnecting cannot help (bad input / auth, server error). */

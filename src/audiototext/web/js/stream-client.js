@@ -20,12 +20,15 @@ export class StreamClient {
   /**
    * @param {object} options
    * @param {() => string} options.url  the ws(s):// URL, read at every (re)connection
+   * @param {() => string[]} [options.protocols]  subprotocols to offer (the token), read
+   *   at every (re)connection
    * @param {object} options.handlers  onState(state, detail), onStarted(started, outcome),
    *   onResult(result, eventSeq), onSpeechEvent(event, eventSeq), onMetrics(metrics),
    *   onRtt(ms, smoothedMs), onServerError(error), onClosed(error | null)
    */
   constructor(options) {
     this.url = options.url;
+    this.protocols = options.protocols || null;
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     this.handlers = options.handlers || {};
     this.now = options.now || (() => performance.now());
@@ -107,7 +110,9 @@ export class StreamClient {
     });
     let ws;
     try {
-      ws = new this.WebSocket(this.url());
+      ws = this.protocols
+        ? new this.WebSocket(this.url(), this.protocols())
+        : new this.WebSocket(this.url());
     } catch (err) {
       this.fail({ code: "BAD_URL", message: String(err && err.message) });
       return;

@@ -1,0 +1,124 @@
+"""Request body limits, enforced while the body arrives (never read whole first).
+
+A body whose ``Content-Length`` is over the limit is refused at once, before the app sees
+it; a body without one (chunked) is counted as it is read, and the read that goes past the
+limit raises :class:`BodyTooLarge` in whoever reads (the form parser of an upload, FastAPI's
+JSON parsing), which the error handlers (or this middleware, when it comes out wrapped in
+an exception group) turn into 413 RESOURCE_EXHAUSTED with the limit in the message.
+
+Uploads (``POST /api/v1/transcriptions``) have their own limit (``serve --max-upload-mb``);
+every other request body is at most :data:`MAX_JSON_BYTES`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["MAX_JSON_BYTES", "BodyLimit", "BodyTooLarge", "too_large_message"]
+
+MAX_JSON_BYTES = 1 << 20  # a JSON request is a few hundred bytes
+
+
+def _size(n: int) -> str:
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    if n >= 1 << 10:
+        return f"{n / (1 << 10):.1f} KiB"
+    return f"{n} bytes"
+
+
+def too_large_message(limit: int, size: int | None, what: str) -> str:
+    got = f"of {_size(size)} " if size is not None else ""
+    return f"the request body {got}is over the limit of {_size(limit)} for {what}"
+
+
+class BodyTooLarge(HTTPException):
+    """Raised by the limited ``receive`` (an HTTPException, so FastAPI's body parsing lets it
+    through to the error handlers: 413 with the message)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=413, detail=message)
+
+
+class BodyLimit:
+    """ASGI middleware: ``limit_for(method, path)`` gives each request's limit in bytes and
+    words for the message (None: no limit)."""
+
+    def __init__(
+        self, app: ASGIApp, limit_for: Callable[[str, str], tuple[int, str] | None]
+    ) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = self.limit_for(scope["method"], scope["path"])
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        limit, what = found
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _refuse(send, too_large_message(limit, declared, what))
+            return
+        total = 0
+        exceeded: BodyTooLarge | None = None
+        started = False
+
+        async def limited() -> Message:
+            nonlocal total, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > limit:
+                    exceeded = BodyTooLarge(too_large_message(limit, None, what))
+                    raise exceeded
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except Exception:
+            # Read inside a task group (Starlette's BaseHTTPMiddleware listens for the
+            # client's disconnect that way), the refusal comes out as an ExceptionGroup the
+            # error handlers do not match: answer it here.
+            if exceeded is None or started:
+                raise
+            await _refuse(send, str(exceeded.detail))
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _refuse(send: Send, message: str) -> None:
+    body = json.dumps({"error": {"code": "RESOURCE_EXHAUSTED", "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,39 @@
+"""``audiototext serve`` flags reach the server's configuration (the server itself is not
+started: ``serve`` is replaced)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from audiototext.cli import main
+from audiototext.server.app import ServerConfig
+
+
+def _config_of(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> ServerConfig:
+    seen: list[ServerConfig] = []
+
+    async def fake_serve(
+        config: ServerConfig, *, ready: Callable[[Any], None] | None = None
+    ) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr("audiototext.server.app.serve", fake_serve)
+    assert main(["serve", *argv]) == 0
+    return seen[0]
+
+
+def test_self_signed_and_upload_limit_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _config_of(
+        monkeypatch, ["--self-signed", "--max-upload-mb", "1.5", "--http-host", "0.0.0.0"]
+    )
+    assert cfg.self_signed and cfg.tls_cert is None
+    assert cfg.max_upload_bytes == int(1.5 * (1 << 20))
+    assert cfg.http_host == "0.0.0.0" and cfg.http_port == 8080
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _config_of(monkeypatch, [])
+    assert not cfg.self_signed and cfg.max_upload_bytes == 200 << 20
