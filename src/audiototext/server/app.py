@@ -43,6 +43,7 @@ from audiototext.wire._proto import (
 
 if TYPE_CHECKING:
     from audiototext.server.http.listener import HttpListener
+    from audiototext.server.http.rtc_peers import RtcPeers
 
 __all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 
@@ -138,6 +139,7 @@ class GrpcServer:
         self.store: SessionStore | None = None
         self.port = 0
         self.http: HttpListener | None = None
+        self.webrtc: RtcPeers | None = None  # the HTTP listener's WebRTC peers
         self.serving = False  # what the health services (gRPC and HTTP) report
         self._stopped = asyncio.Event()
 
@@ -224,6 +226,7 @@ class GrpcServer:
     async def _start_http(self, streams: StreamService, in_use: list[Path]) -> None:
         from audiototext.server.http.app import HttpContext, create_app
         from audiototext.server.http.listener import HttpListener
+        from audiototext.server.http.rtc_peers import RtcPeers
         from audiototext.server.http.web import package_web_dir
 
         cfg = self.config
@@ -238,7 +241,9 @@ class GrpcServer:
             started_at=time.monotonic(),
             web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
             models_in_use=tuple(in_use),
+            webrtc=RtcPeers(),
         )
+        self.webrtc = context.webrtc
         self.http = HttpListener(
             create_app(context),
             host=cfg.http_host or cfg.host,
@@ -270,6 +275,8 @@ class GrpcServer:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:
             await self.store.close(grace)
+        if self.webrtc is not None:  # after the finals went out on their data channels
+            await self.webrtc.close_all()
         if self.http is not None:
             await self.http.stop()
             self.http = None

@@ -15,6 +15,7 @@ from audiototext.server.http.errors import error_response, install_error_handler
 from audiototext.server.http.guard import check_origin
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.web import mount_web
+from audiototext.server.http.webrtc import webrtc_router
 from audiototext.server.http.websocket import websocket_router
 from audiototext.server.status import StatusError
 
@@ -31,7 +32,8 @@ Live speech-to-text on this machine. The same server also speaks gRPC (`audiotot
   `Authorization: Bearer TOKEN` or `?token=TOKEN`.
 * Origin: a state-changing request (and the WebSocket) sent by a page of another origin
   is refused with 403 PERMISSION_DENIED.
-* Live streams: `WS /api/v1/stream` (see docs/architecture.md, "HTTP and WebSocket").
+* Live streams: `WS /api/v1/stream`, or WebRTC through `POST /api/v1/webrtc/offer` (see
+  docs/architecture.md, "HTTP and WebSocket" and "WebRTC").
 """
 
 
@@ -50,5 +52,6 @@ def create_app(ctx: HttpContext) -> FastAPI:
 
     app.include_router(rest_router(ctx))
     app.include_router(websocket_router(ctx))
+    app.include_router(webrtc_router(ctx))
     mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path
     return app

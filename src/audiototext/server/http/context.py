@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiototext.server.http.rtc_peers import RtcPeers
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
 
@@ -24,3 +25,5 @@ class HttpContext:
     web_dir: Path | None  # the page's folder (None: no page)
     # Cache folders of the loaded models: marks the precision that runs, not every cached one.
     models_in_use: tuple[Path, ...] = ()
+    # Open WebRTC peers: the composition root closes them at shutdown.
+    webrtc: RtcPeers = field(default_factory=RtcPeers)
