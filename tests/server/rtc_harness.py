@@ -163,7 +163,11 @@ async def stream_speech(
     channel.on("close", on_close)
     try:
         await pc.setLocalDescription(await pc.createOffer())
-        offer = {"sdp": pc.localDescription.sdp, "type": "offer", "config": config or {}}
+        offer = {
+            "sdp": pc.localDescription.sdp,
+            "type": "offer",
+            "config": config if config is not None else {"interim_results": True},
+        }
         out.status, out.answer = await asyncio.to_thread(post_json, offer_url, offer)
         if out.status != 200:
             return out
@@ -174,7 +178,11 @@ async def stream_speech(
             if cut_after_s is not None:
                 await asyncio.sleep(cut_after_s)
                 return out
-            await track.finished.wait()
+            # The audio ends, or the server ends the stream first (e.g. it shuts down).
+            waits = [asyncio.ensure_future(e.wait()) for e in (track.finished, closed)]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for wait in waits:
+                wait.cancel()
             out.audio_t0 = track.t0
             if channel.readyState == "open":
                 channel.send(json.dumps({"control": {"action": "FINISH"}}))
