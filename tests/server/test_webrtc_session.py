@@ -92,22 +92,25 @@ def test_shutdown_mid_stream_delivers_the_finals_and_closes_the_peer(
     assert out.channel_closed and left == 0
 
 
-def test_a_peer_whose_ice_never_connects_is_closed_and_its_session_waits(
+def test_a_peer_whose_ice_never_connects_is_closed_and_its_new_session_freed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """No connection within the deadline: the peer is closed, and the session it opened (no
+    audio, no events any client knows of) is dropped at once instead of waiting for a resume."""
     from audiototext.server.http import rtc_peer
 
     monkeypatch.setattr(rtc_peer, "CONNECT_TIMEOUT_S", 0.5)
 
-    async def main() -> tuple[int, int, int]:
+    async def main() -> tuple[int, int, int, int]:
         offer = {"sdp": await _offer(), "type": "offer"}
         async with http_server(FakeRecognizer()) as srv:
             assert srv.webrtc is not None and srv.store is not None
             status, _ = await asyncio.to_thread(post_json, _url(srv), offer)
-            opened = len(srv.webrtc)
+            opened = len(srv.webrtc) * 10 + srv.store.open_count()
             await _until(lambda: srv.webrtc is not None and len(srv.webrtc) == 0)
-            return status, opened, len(srv.webrtc) * 10 + srv.store.detached_count()
+            await _until(lambda: srv.store is not None and srv.store.open_count() == 0)
+            return status, opened, len(srv.webrtc), srv.store.open_count()
 
-    status, opened, after = run(main(), 60)
-    assert status == 200 and opened == 1
-    assert after == 1  # no peer left; the session waits for a resume
+    status, opened, peers, sessions = run(main(), 60)
+    assert status == 200 and opened == 11
+    assert peers == 0 and sessions == 0

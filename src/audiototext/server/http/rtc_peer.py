@@ -243,7 +243,22 @@ class RtcPeer:
         except Exception:
             log.exception("webrtc stream %s failed", self.session_id or "(not started)")
         finally:
+            self._forget_unused_session()
             await self._close()
+
+    def _forget_unused_session(self) -> None:
+        """A new session whose peer never connected has no audio and no client that knows
+        its events (the page fell back to the WebSocket, or went away): free its slot now
+        rather than after the resume grace period."""
+        started = self._started.result() if self._started.done() else None
+        if started is None or started.resumed or self._channel_open.is_set():
+            return
+        store = self.streams.store
+        with contextlib.suppress(LookupError):
+            session = store.get(started.session_id)
+            if session.attachment is None:
+                session.request_finish()
+                store.remove(session)
 
     async def _connect_deadline(self) -> None:
         await asyncio.sleep(CONNECT_TIMEOUT_S)
