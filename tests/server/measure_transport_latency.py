@@ -10,6 +10,12 @@ one espeak-ng sentence at real time with 0.5 s of silence before and 1.5 s after
 time from the last sample of speech leaving the client to the final's arrival is reported
 (median and every run). FINISH is sent only after the trailing silence, so the final comes
 from the engine's own end-of-utterance detection, as with a person speaking.
+
+Both clients send a block as soon as its time starts (the WebSocket a 100-ms chunk, WebRTC a
+20-ms frame); a microphone has a block only when its time has passed, so the times are taken
+from the capture's start (a block's length before the first send): the WebSocket's 100-ms
+chunks cost it 100 ms, WebRTC's frames 20 ms, as in the page. "End of speech" is the end of
+espeak's clip, which has some silence of its own after the last word.
 """
 
 from __future__ import annotations
@@ -64,7 +70,8 @@ async def ws_latency(
             await ws.send(chunk)
         await ws.send(json.dumps({"control": {"action": "FINISH"}}))
         await receiver
-    return 1000 * (finals[0] - (t0 + speech_end_s)), " ".join(texts)
+    capture_t0 = t0 - 0.1  # the first 100-ms chunk existed only 100 ms after capture began
+    return 1000 * (finals[0] - (capture_t0 + speech_end_s)), " ".join(texts)
 
 
 async def rtc_latency(
@@ -73,7 +80,8 @@ async def rtc_latency(
     out = await stream_speech(url, audio)
     assert out.audio_t0 is not None and out.final_at, out.answer
     text = " ".join(f["text"] for f in out.finals)
-    return 1000 * (out.final_at[0] - (out.audio_t0 + speech_end_s)), text
+    capture_t0 = out.audio_t0 - 0.02  # likewise for the first 20-ms frame
+    return 1000 * (out.final_at[0] - (capture_t0 + speech_end_s)), text
 
 
 def main() -> None:
