@@ -124,12 +124,14 @@ async def stream_speech(
     keep_packet: Callable[[int], bool] | None = None,
     during: Callable[[RtcRun], Any] | None = None,
     cut_after_s: float | None = None,
+    send_on_open: str | None = None,
     timeout_s: float = 120.0,
 ) -> RtcRun:
     """Stream ``audio`` (16 kHz) over WebRTC; every data channel message until it closes.
 
     ``cut_after_s``: close the peer connection that long after the answer, without FINISH
-    (a dropped connection; the server keeps the session for a resume).
+    (a dropped connection; the server keeps the session for a resume). ``send_on_open``: a
+    message for the data channel as soon as it opens.
     """
     out = RtcRun()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -159,8 +161,13 @@ async def stream_speech(
         out.channel_closed = True
         closed.set()
 
+    def on_open() -> None:
+        if send_on_open is not None:
+            channel.send(send_on_open)
+
     channel.on("message", on_message)
     channel.on("close", on_close)
+    channel.on("open", on_open)
     try:
         await pc.setLocalDescription(await pc.createOffer())
         offer = {

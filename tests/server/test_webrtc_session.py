@@ -67,6 +67,26 @@ def test_a_new_offer_with_the_session_id_resumes_the_session(speech: SpeechSynth
     assert b.finals and b.channel_closed and not b.errors
 
 
+def test_a_bad_data_channel_message_ends_the_stream_with_an_error(
+    speech: SpeechSynthesizer,
+) -> None:
+    audio = with_silence(speech.speak("We will meet at noon.").audio, 0.3, 1.0)
+
+    async def main() -> tuple[RtcRun, int, int]:
+        async with http_server(FakeRecognizer()) as srv:
+            assert srv.webrtc is not None and srv.store is not None
+            out = await stream_speech(_url(srv), audio, send_on_open="hello")
+            await _until(lambda: srv.webrtc is not None and len(srv.webrtc) == 0)
+            return out, len(srv.webrtc), srv.store.open_count()
+
+    with namespace() as name:
+        out, peers, sessions = run_inside(name, main, 120)
+    assert out.status == 200
+    assert [e["code"] for e in out.errors] == ["INVALID_ARGUMENT"], out.errors
+    assert "FINISH" in out.errors[0]["message"]
+    assert out.channel_closed and peers == 0 and sessions == 0
+
+
 def test_shutdown_mid_stream_delivers_the_finals_and_closes_the_peer(
     speech: SpeechSynthesizer,
 ) -> None:
