@@ -29,6 +29,8 @@ class RtcPeers:
         self.closing = False
 
     def add(self, peer: Peer) -> None:
+        if peer.closed.is_set():
+            return
         self._peers.add(peer)
         peer.on_closed.append(lambda: self._peers.discard(peer))
 

@@ -151,6 +151,7 @@ async def _answer(ctx: HttpContext, sdp: str, config: pb.StreamingRequest) -> di
     # No STUN/TURN: the server answers with its host candidates (the page is on its network).
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     peer = RtcPeer(pc, ctx.streams, config)
+    ctx.webrtc.add(peer)  # from now on: closed at shutdown, forgotten once closed
     try:
         try:
             _receive_opus(pc)
@@ -166,7 +167,6 @@ async def _answer(ctx: HttpContext, sdp: str, config: pb.StreamingRequest) -> di
     except BaseException:
         await peer.close()
         raise
-    ctx.webrtc.add(peer)
     return {
         "sdp": pc.localDescription.sdp,
         "type": pc.localDescription.type,
