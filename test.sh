@@ -6,9 +6,10 @@ cd "$(dirname "$0")"
 source scripts/setup.sh
 # espeak-ng: test speech; pulseaudio & co.: a virtual microphone for the PortAudio test;
 # openssl: self-signed certificates for the TLS tests; chromium: the page in a real browser;
-# prometheus: scrapes /metrics in the observability tests.
+# prometheus: scrapes /metrics in the observability tests. iproute2: network namespaces for
+# the WebRTC tests (ICE needs an address other than 127.0.0.1).
 ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium \
-    prometheus
+    prometheus iproute2
 ensure_venv test
 lint_paths=(src tests)
 [ -d bench ] && lint_paths+=(bench)

@@ -94,12 +94,15 @@ class Page:
 
 
 @contextlib.asynccontextmanager
-async def chromium(microphone_wav: Path) -> AsyncIterator[Page]:
-    """A fresh headless Chromium whose microphone plays ``microphone_wav`` in a loop."""
+async def chromium(microphone_wav: Path, *, netns: str | None = None) -> AsyncIterator[Page]:
+    """A fresh headless Chromium whose microphone plays ``microphone_wav`` in a loop
+    (``netns``: inside that network namespace, as the test's thread must be)."""
     assert CHROMIUM is not None
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     proc = subprocess.Popen(
         [
+            *prefix,
             CHROMIUM,
             *FLAGS,
             f"--use-file-for-fake-audio-capture={microphone_wav}",

@@ -53,7 +53,18 @@ test("every relative import of every module resolves", () => {
 });
 
 test("the page's modules parse (Node can import those without DOM at load)", async () => {
-  for (const name of ["resampler", "protocol", "resume", "stream-client", "transcript", "exporters", "format", "i18n"]) {
+  for (const name of [
+    "resampler",
+    "protocol",
+    "resume",
+    "stream-client",
+    "rtc-client",
+    "transport",
+    "transcript",
+    "exporters",
+    "format",
+    "i18n",
+  ]) {
     await import(new URL(`../../src/audiototext/web/js/${name}.js`, import.meta.url).href);
   }
 });

@@ -2,8 +2,10 @@
 
 Headless Debian Chromium (installed by ./test.sh) opens the page served by ``audiototext
 serve``'s HTTP listener, presses Start and reads the transcript as a person would: partials,
-then finals with the spoken words, over the WebSocket transport into tiny.en. Screenshots at
-desktop and phone widths, light and dark, go to ``.cache/test-artifacts/`` for people to look at.
+then finals with the spoken words, over the WebSocket transport into tiny.en (the page is
+opened with ``?transport=websocket``; WebRTC, its default, is in test_browser_webrtc.py).
+Screenshots at desktop and phone widths, light and dark, go to ``.cache/test-artifacts/`` for
+people to look at.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
         seen: dict[str, Any] = {"partials": [], "transport": set()}
         async with http_server(recognizer) as srv, chromium(wav) as page:
             assert srv.http is not None
-            await page.call("Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/")
+            await page.call(
+                "Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/?transport=websocket"
+            )
             for _ in range(100):  # the health poll and the panels fill in
                 if "tiny.en" in await _text_of(page, "health-text"):
                     break
@@ -105,6 +109,6 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
     seen = run(main(), 180)
     assert seen["partials"], "no partial text appeared while speaking"
     assert words(seen["finals"]) >= EXPECTED, seen["finals"]
-    assert "Connected" in seen["transport"], seen["transport"]
+    assert "WebSocket · Connected" in seen["transport"], seen["transport"]
     assert re.search(rf"Logical cores\s+{os.cpu_count()}\b", seen["system"]), seen["system"]
     assert not seen["errors"], seen["errors"]

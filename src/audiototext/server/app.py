@@ -53,6 +53,7 @@ from audiototext.wire._proto import (
 
 if TYPE_CHECKING:
     from audiototext.server.http.listener import HttpListener
+    from audiototext.server.http.rtc_peers import RtcPeers
     from audiototext.server.metrics import ServerMetrics
     from audiototext.server.tls import SelfSigned
 
@@ -179,6 +180,7 @@ class GrpcServer:
         self.port = 0
         self.tls: SelfSigned | None = None  # with config.self_signed, once started
         self.http: HttpListener | None = None
+        self.webrtc: RtcPeers | None = None  # the HTTP listener's WebRTC peers
         self.serving = False  # what the health services (gRPC and HTTP) report
         self._stopped = asyncio.Event()
         self.metrics: ServerMetrics | None = None
@@ -314,6 +316,7 @@ class GrpcServer:
     ) -> None:
         from audiototext.server.http.app import HttpContext, create_app
         from audiototext.server.http.listener import HttpListener
+        from audiototext.server.http.rtc_peers import RtcPeers
         from audiototext.server.http.web import package_web_dir
 
         cfg = self.config
@@ -333,7 +336,9 @@ class GrpcServer:
             alerts=self.alerts,
             transcribe_file=transcribe_file,
             max_upload_bytes=cfg.max_upload_bytes,
+            webrtc=RtcPeers(),
         )
+        self.webrtc = context.webrtc
         self.http = HttpListener(
             create_app(context),
             host=cfg.http_host or cfg.host,
@@ -421,6 +426,8 @@ class GrpcServer:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:
             await self.store.close(grace)
+        if self.webrtc is not None:  # after the finals went out on their data channels
+            await self.webrtc.close_all()
         if self.history is not None:
             # After the sessions' last finals: their commits are queued before this stop.
             await asyncio.to_thread(self.history.close)

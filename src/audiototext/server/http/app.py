@@ -19,6 +19,7 @@ from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
 from audiototext.server.http.web import mount_web
+from audiototext.server.http.webrtc import webrtc_router
 from audiototext.server.http.websocket import websocket_router
 from audiototext.server.status import StatusError
 
@@ -39,7 +40,8 @@ Live speech-to-text on this machine. The same server also speaks gRPC (`audiotot
   Other request bodies are at most 1 MiB.
 * Origin: a state-changing request (and the WebSocket) sent by a page of another origin
   is refused with 403 PERMISSION_DENIED.
-* Live streams: `WS /api/v1/stream` (see docs/architecture.md, "HTTP and WebSocket").
+* Live streams: `WS /api/v1/stream`, or WebRTC through `POST /api/v1/webrtc/offer` (see
+  docs/architecture.md, "HTTP and WebSocket" and "WebRTC").
 """
 
 
@@ -79,6 +81,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
     install_docs(app)
     if ctx.token is not None:
         declare_bearer_token(app, open_paths=("/api/v1/health",))
+    app.include_router(webrtc_router(ctx))
     mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path
     app.add_middleware(BodyLimit, limit_for=body_limit)  # outermost: before anything reads
     return app

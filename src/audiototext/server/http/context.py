@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiototext.server.files import FileTranscribeFn
+from audiototext.server.http.rtc_peers import RtcPeers
 from audiototext.server.recording import HistoryRecorder
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
@@ -37,3 +38,5 @@ class HttpContext:
     # Whole files (POST /api/v1/transcriptions): the same code as gRPC Transcribe; None: 501.
     transcribe_file: FileTranscribeFn | None = None
     max_upload_bytes: int = 200 << 20  # the largest upload body (413 past it)
+    # Open WebRTC peers: the composition root closes them at shutdown.
+    webrtc: RtcPeers = field(default_factory=RtcPeers)

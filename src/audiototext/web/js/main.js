@@ -6,9 +6,11 @@ import { FORMATS } from "./exporters.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
 import { streamProtocols, streamUrl } from "./protocol.js";
+import { RtcStreamClient } from "./rtc-client.js";
 import { StreamClient } from "./stream-client.js";
 import { TranscriptModel } from "./transcript.js";
 import { TranscriptView } from "./transcript-view.js";
+import { AutoTransport } from "./transport.js";
 import { transcriptResults, UploadBox } from "./upload.js";
 import { Waveform } from "./waveform.js";
 
@@ -160,33 +162,51 @@ class Page {
     this.note.textContent = "";
     this.setButton("starting");
     const session = { audioS: 0, startS: this.streamedS, stopping: false };
-    session.client = new StreamClient({
-      url: () => streamUrl(location, apiBase() + "/stream"),
-      protocols: () => streamProtocols(getToken()),
-      handlers: {
-        onState: (state, detail) => {
-          if (this.session === session) this.status.setTransport(state, detail);
-          if (state === "reconnecting" && this.session === session) {
-            this.note.textContent = t("stream.reconnecting");
-          }
-        },
-        onStarted: (started, outcome) => {
-          if (outcome === "new") this.model.beginSession(session.startS);
-          if (outcome === "restarted") {
-            this.model.beginSession(session.startS + session.audioS);
-            this.note.textContent = t("stream.restarted");
-          } else if (outcome === "resumed") {
-            this.note.textContent = t("stream.resumed");
-          }
-        },
-        onResult: (result, seq) => this.view.update(this.model.apply(result, seq)),
-        onSpeechEvent: (e) => this.waveform.speechEvent(e.kind, e.time_s),
-        onMetrics: (m) => this.diagnostics.onMetrics(m),
-        onAck: (a) => this.diagnostics.onAck(a),
-        onRtt: (_ms, smoothed) => this.status.setRtt(smoothed),
-        onServerError: (e) => this.showError(t("stream.server_error", { message: e.message || e.code })),
-        onClosed: (error) => this.onClosed(session, error),
+    const handlers = {
+      onState: (state, detail) => {
+        if (this.session === session) this.status.setTransport(state, detail);
+        if (state === "reconnecting" && this.session === session) {
+          this.note.textContent = t("stream.reconnecting");
+        }
       },
+      onStarted: (started, outcome) => {
+        if (outcome === "new") this.model.beginSession(session.startS);
+        if (outcome === "restarted") {
+          this.model.beginSession(session.startS + session.audioS);
+          this.note.textContent = t("stream.restarted");
+        } else if (outcome === "resumed") {
+          this.note.textContent = t("stream.resumed");
+        }
+      },
+      onResult: (result, seq) => this.view.update(this.model.apply(result, seq)),
+      onSpeechEvent: (e) => this.waveform.speechEvent(e.kind, e.time_s),
+      onMetrics: (m) => this.diagnostics.onMetrics(m),
+      onAck: (a) => this.diagnostics.onAck(a),
+      onRtt: (_ms, smoothed) => this.status.setRtt(smoothed),
+      onServerError: (e) => this.showError(t("stream.server_error", { message: e.message || e.code })),
+      onClosed: (error) => this.onClosed(session, error),
+      onRtcStats: (s) => this.diagnostics.onRtcStats(s),
+      onFallback: () => {
+        if (this.session === session) this.note.textContent = t("stream.fallback");
+      },
+    };
+    session.client = new AutoTransport({
+      handlers,
+      makeRtc: (h) =>
+        webrtcWanted()
+          ? new RtcStreamClient({
+              offerUrl: () => apiBase() + "/webrtc/offer",
+              track: () => session.capture.stream.getAudioTracks()[0],
+              token: getToken,
+              handlers: h,
+            })
+          : null,
+      makeWs: (h) =>
+        new StreamClient({
+          url: () => streamUrl(location, apiBase() + "/stream"),
+          protocols: () => streamProtocols(getToken()),
+          handlers: h,
+        }),
     });
     session.capture = new MicCapture({
       onChunk: (data) => {
@@ -217,7 +237,9 @@ class Page {
     if (!session || session.stopping) return;
     session.stopping = true;
     this.setButton("stopping");
-    if (session.client.transport === "connected") this.status.setTransport("finishing");
+    if (session.client.transport === "connected") {
+      this.status.setTransport("finishing", { kind: session.client.kind });
+    }
     this.waveform.detach();
     await session.capture.stop();
     await session.client.finish();
@@ -350,6 +372,12 @@ class Page {
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
+}
+
+/** WebRTC unless the browser has none or the address says ?transport=websocket. */
+function webrtcWanted() {
+  if (typeof globalThis.RTCPeerConnection !== "function") return false;
+  return new URLSearchParams(location.search).get("transport") !== "websocket";
 }
 
 function isInteractive(el) {

@@ -43,7 +43,8 @@ export class StatusBar {
     }
   }
 
-  /** state: idle, connecting, connected, reconnecting, closed. */
+  /** state: idle, connecting, connected, reconnecting, closed; detail.kind: webrtc or
+   * websocket (shown before the state, and as the pill's data-kind). */
   setTransport(state, detail = {}) {
     const t = this.t;
     const look = {
@@ -54,7 +55,9 @@ export class StatusBar {
       finishing: ["ok", t("transport.finishing")],
       closed: detail.error ? ["bad", t("transport.closed_error")] : ["idle", t("transport.closed")],
     }[state] || ["idle", state];
-    setPill(this.transport, this.transportText, look[0], look[1]);
+    const kind = detail.kind && state !== "idle" ? t(`transport.${detail.kind}`) : "";
+    this.transport.dataset.kind = kind ? detail.kind : "";
+    setPill(this.transport, this.transportText, look[0], kind ? `${kind} · ${look[1]}` : look[1]);
     if (state !== "connected" && state !== "finishing") this.setRtt(null);
   }
 
@@ -174,6 +177,7 @@ export class DiagnosticsPanel {
     this.error = document.getElementById("system-error");
     this.metrics = null;
     this.ack = null;
+    this.rtc = null;
     this.renderLive();
   }
 
@@ -207,11 +211,25 @@ export class DiagnosticsPanel {
     this.ack = a;
   }
 
+  /** WebRTC's audio counters: lost (filled with silence) and dropped (the server behind). */
+  onRtcStats(s) {
+    this.rtc = s;
+    this.renderLive();
+  }
+
   renderLive() {
     const t = this.t;
     const m = this.metrics;
     const v = (x, f) => (m ? f(x) : "—");
     const loc = t.locale;
+    const rtc = this.rtc;
+    const ms = (x) => formatValue("lag_ms", x, t, loc);
+    const rtcRows = rtc
+      ? [
+          ["rtc_lost", t("live.rtc_lost"), ms(Number(rtc.lost_ms) || 0)],
+          ["rtc_dropped", t("live.rtc_dropped"), ms(Number(rtc.dropped_ms) || 0)],
+        ]
+      : [];
     this.live.set([
       ["rtf", t("live.rtf"), v(m && m.rtf, (x) => formatValue("rtf", x, t, loc))],
       ["latency", t("live.latency"), v(m && m.latency_ms, (x) => formatValue("latency_ms", x, t, loc))],
@@ -222,6 +240,7 @@ export class DiagnosticsPanel {
         t("live.lag"),
         this.ack ? formatValue("lag_ms", this.ack.lag_ms, t, loc) : "—",
       ],
+      ...rtcRows,
     ]);
   }
 }
