@@ -1,8 +1,9 @@
-"""Composition root of the server: one engine, one session store, every listener.
+"""Composition root of the server: one model pool, one session store, every listener.
 
-``GrpcServer(config).start()`` builds the engine and the stream layer, then serves them over
+``GrpcServer(config).start()`` loads the default model into the model pool (other models
+are loaded when a stream first names them) and builds the stream layer, then serves them over
 gRPC and (with ``http_port``) over HTTP: FastAPI on uvicorn in the same event loop, sharing
-the engine, sessions, limits and token. ``stop()`` shuts down gracefully: new streams are
+the pool, sessions, limits and token. ``stop()`` shuts down gracefully: new streams are
 refused (UNAVAILABLE), open sessions are finalised so connected clients get their last
 results, then both listeners stop with a grace period for in-flight calls.
 """
@@ -30,6 +31,15 @@ from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
+from audiototext.server.pool import (
+    ModelChoice,
+    ModelKey,
+    ModelPool,
+    cache_resolver,
+    default_choice,
+    default_memory_budget_mb,
+    load_streaming_engine,
+)
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
@@ -75,6 +85,8 @@ class ServerConfig:
     http_port: int | None = None  # None: no HTTP listener; 0 picks a free port
     http_host: str | None = None  # None: the same host as gRPC
     web_dir: Path | None = None  # the page's folder; None: the package's audiototext/web
+    # Memory for loaded models (expected sizes); None: half the memory available at start.
+    model_memory_mb: int | None = None
     extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -94,6 +106,8 @@ class ServerConfig:
             raise ConfigError(f"--http-port {self.http_port} is not between 0 and 65535")
         if self.token is not None and not self.token:
             raise ConfigError("--token cannot be empty")
+        if self.model_memory_mb is not None and self.model_memory_mb < 1:
+            raise ConfigError("--model-memory-mb must be at least 1")
 
 
 def load_recognizer(config: ServerConfig) -> Engine:
@@ -126,13 +140,19 @@ class GrpcServer:
         *,
         recognizer: Engine | None = None,
         recognizer_factory: Callable[[ServerConfig], Engine] = load_recognizer,
+        engine_loader: Callable[[ModelChoice], Engine] | None = None,
         transcribe_file: FileTranscribeFn | None = None,
     ) -> None:
+        """``recognizer``: the default model's engine, ready (else ``recognizer_factory``
+        builds it); ``engine_loader``: builds the engine of another model for the pool
+        (default: the real streaming engine over the cache entry)."""
         self.config = config
         self._recognizer = recognizer
         self._owns_recognizer = recognizer is None  # an injected one is the caller's to close
         self._factory = recognizer_factory
+        self._engine_loader = engine_loader
         self._transcribe_file = transcribe_file
+        self.pool: ModelPool | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.store: SessionStore | None = None
@@ -152,6 +172,7 @@ class GrpcServer:
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._factory, cfg)
+        self.pool = await asyncio.to_thread(self._build_pool, self._recognizer)
         self.store = SessionStore(
             self._recognizer, max_sessions=cfg.max_sessions, resume_grace_s=cfg.resume_grace_s
         )
@@ -172,7 +193,7 @@ class GrpcServer:
         transcribe_file = self._transcribe_file or FileTranscriber(
             cfg.model, cfg.precision, cfg.cache_root
         )
-        streams = StreamService(self.store, model=cfg.model, limits=limits)
+        streams = StreamService(self.store, pool=self.pool, limits=limits)
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -180,13 +201,15 @@ class GrpcServer:
             system_pb2_grpc,
         )
         generated[0].add_TranscriptionServicer_to_server(
-            TranscriptionService(
-                self.store, streams=streams, model=cfg.model, transcribe_file=transcribe_file
-            ),
+            TranscriptionService(self.store, streams=streams, transcribe_file=transcribe_file),
             server,
         )
         generated[1].add_ModelsServicer_to_server(
-            ModelsService(cfg.cache_root, in_use=lambda: self._models_in_use(transcribe_file)),
+            ModelsService(
+                cfg.cache_root,
+                in_use=lambda: self._models_in_use(transcribe_file),
+                unload=self.pool.unload_idle,
+            ),
             server,
         )
         generated[2].add_SystemServicer_to_server(SystemService(self.store, cfg.model), server)
@@ -216,18 +239,18 @@ class GrpcServer:
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
-                await self._start_http(streams, self._models_in_use(transcribe_file))
+                await self._start_http(streams, transcribe_file)
             except BaseException:
                 await self.stop(0)
                 raise
 
-    async def _start_http(self, streams: StreamService, in_use: list[Path]) -> None:
+    async def _start_http(self, streams: StreamService, transcribe_file: object) -> None:
         from audiototext.server.http.app import HttpContext, create_app
         from audiototext.server.http.listener import HttpListener
         from audiototext.server.http.web import package_web_dir
 
         cfg = self.config
-        assert self.store is not None and cfg.http_port is not None
+        assert self.store is not None and self.pool is not None and cfg.http_port is not None
         context = HttpContext(
             streams=streams,
             store=self.store,
@@ -237,7 +260,8 @@ class GrpcServer:
             is_serving=lambda: self.serving,
             started_at=time.monotonic(),
             web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
-            models_in_use=tuple(in_use),
+            pool=self.pool,
+            models_in_use=lambda: self._models_in_use(transcribe_file),
         )
         self.http = HttpListener(
             create_app(context),
@@ -252,13 +276,45 @@ class GrpcServer:
         )
         await self.http.start()
 
+    def _build_pool(self, default_engine: Engine) -> ModelPool:
+        """The model pool with the default model's engine in it, pinned (blocking: reads the
+        cache and the hardware profile)."""
+        from audiototext.models.manager import resolve_precision
+
+        cfg = self.config
+        precision = resolve_precision(cfg.precision)
+        default = default_choice(cfg.model, precision, cfg.cache_root)
+        # The folder the engine runs from, when it says (a test double may not): it marks
+        # which cached precision is the default's, and it cannot be removed.
+        loaded_from = getattr(getattr(default_engine, "model", None), "path", None)
+        path = loaded_from if isinstance(loaded_from, Path) else None
+        key = default.key
+        if path is not None and path.name in ("fp32", "int8", "fp16"):
+            key = ModelKey(key.name, path.name, key.device)
+        default = ModelChoice(key, path, default.multilingual, default.languages, default.ram_mb)
+
+        def load(choice: ModelChoice) -> Engine:
+            return load_streaming_engine(
+                choice, max_sessions=cfg.max_sessions, cache_root=cfg.cache_root
+            )
+
+        pool = ModelPool(
+            default=default,
+            resolver=cache_resolver(cfg.cache_root, precision),
+            loader=self._engine_loader or load,
+            budget_mb=cfg.model_memory_mb or default_memory_budget_mb(),
+        )
+        pool.add(default, default_engine, pinned=True, owned=self._owns_recognizer)
+        return pool
+
     def _models_in_use(self, transcribe_file: object) -> list[Path]:
-        """Cache folders of the models loaded by the engine and the file transcriber."""
-        paths = [
-            getattr(getattr(self._recognizer, "model", None), "path", None),
-            getattr(transcribe_file, "model_path", None),
-        ]
-        return [p for p in paths if isinstance(p, Path)]
+        """Cache folders that cannot be removed now: the models with open streams, the
+        default model (pinned in the pool) and the file transcriber's."""
+        paths = list(self.pool.busy_paths()) if self.pool is not None else []
+        file_model = getattr(transcribe_file, "model_path", None)
+        if isinstance(file_model, Path):
+            paths.append(file_model)
+        return paths
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new streams, finalise open ones, then stop the server."""
@@ -275,11 +331,8 @@ class GrpcServer:
             self.http = None
         await self._server.stop(grace)
         self._server = None
-        closer = getattr(self._recognizer, "close", None) if self._owns_recognizer else None
-        if closer is not None:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
+        if self.pool is not None:
+            await self.pool.close()  # closes the engines it built (and ours, when we built it)
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

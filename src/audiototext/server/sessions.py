@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from audiototext.server.engine import Engine, EngineStream
@@ -56,10 +57,20 @@ class Attachment:
 
 
 class ServerSession:
-    def __init__(self, session_id: str, spec: StreamSpec, engine: EngineStream) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        spec: StreamSpec,
+        engine: EngineStream,
+        *,
+        recognizer: Engine | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
         self.id = session_id
         self.spec = spec
         self.engine = engine
+        self.recognizer = recognizer  # the engine (model) this stream runs on
+        self._on_done = on_done  # once the engine stream ended: its model may be unloaded
         self.decoder = ChunkDecoder(spec.sample_rate_hz, spec.channels)
         self.next_seq = 1
         self.events: deque[tuple[int, StreamResult | SpeechEvent]] = deque(maxlen=_MAX_KEPT_EVENTS)
@@ -95,6 +106,9 @@ class ServerSession:
         finally:
             self.completed = True
             self.completed_at = time.monotonic()
+            if self._on_done is not None:
+                done, self._on_done = self._on_done, None
+                done()
             self._notify()
 
     def _notify(self) -> None:
@@ -185,14 +199,25 @@ class SessionStore:
     def detached_count(self) -> int:
         return sum(1 for s in self._sessions.values() if s.attachment is None and not s.completed)
 
-    def create(self, spec: StreamSpec) -> ServerSession:
+    def create(
+        self,
+        spec: StreamSpec,
+        *,
+        recognizer: Engine | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> ServerSession:
+        """A new session on ``recognizer`` (default: the store's); ``on_done`` is called once
+        its engine stream has ended (not when ``create`` raises)."""
         if self.open_count() >= self.max_sessions:
             raise OverloadedError(
                 f"the server is at its limit of {self.max_sessions} concurrent streams "
                 "(--max-sessions); retry later or raise the limit"
             )
-        engine = self.recognizer.open(spec.options)  # may raise OverloadedError itself
-        session = ServerSession(secrets.token_urlsafe(12), spec, engine)
+        owner = recognizer if recognizer is not None else self.recognizer
+        engine = owner.open(spec.options)  # may raise OverloadedError itself
+        session = ServerSession(
+            secrets.token_urlsafe(12), spec, engine, recognizer=owner, on_done=on_done
+        )
         self._sessions[session.id] = session
         self.streams_total += 1
         session.start()
