@@ -13,6 +13,7 @@ from audiototext._version import __version__
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.errors import error_response, install_error_handlers
 from audiototext.server.http.guard import check_origin
+from audiototext.server.http.models import models_router
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.web import mount_web
 from audiototext.server.http.websocket import websocket_router
@@ -49,6 +50,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
         return await call_next(request)
 
     app.include_router(rest_router(ctx))
+    app.include_router(models_router(ctx))
     app.include_router(websocket_router(ctx))
     mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path
     return app

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiototext.server.pool import ModelPool
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
 
@@ -22,5 +23,6 @@ class HttpContext:
     is_serving: Callable[[], bool]  # the gRPC health status, SERVING or not
     started_at: float  # time.monotonic() at start
     web_dir: Path | None  # the page's folder (None: no page)
-    # Cache folders of the loaded models: marks the precision that runs, not every cached one.
-    models_in_use: tuple[Path, ...] = ()
+    pool: ModelPool | None = None  # the loaded models (None: only the default, not known)
+    # Cache folders that cannot be removed now (open streams, the default, the file model).
+    models_in_use: Callable[[], Collection[Path]] = tuple
