@@ -86,6 +86,9 @@ class RecognitionStream:
     ) -> None:
         self.id = session_id
         self.options = options
+        # Without options.language on a multilingual model: the language found in its first
+        # decoded audio (set by the lane that decoded it; see _language.py).
+        self.detected_language: str | None = None
         self._wake = wake  # tells the recognizer's worker there is something to do
         self._lock = threading.Lock()
         # -- shared (under _lock)
