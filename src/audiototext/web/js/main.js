@@ -137,6 +137,7 @@ class Page {
     b.dataset.recording = String(state === "recording" || state === "stopping");
     b.disabled = state === "starting";
     this.mic.disabled = state !== "idle";
+    this.models.setBusy(state !== "idle");
   }
 
   toggle() {
@@ -158,6 +159,7 @@ class Page {
     const session = { audioS: 0, startS: this.streamedS, stopping: false };
     session.client = new StreamClient({
       url: () => streamUrl(location, apiBase() + "/stream", getToken()),
+      extraConfig: this.models.streamConfig(), // model, language and task of this session
       handlers: {
         onState: (state, detail) => {
           if (this.session === session) this.status.setTransport(state, detail);
