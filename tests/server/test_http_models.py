@@ -282,7 +282,7 @@ def test_auto_and_english_are_accepted_on_english_only_models() -> None:
         closes = []
         async with server() as srv:
             for fields in ({"language": "auto"}, {"language": "en", "task": "TRANSCRIBE"}):
-                frames = [
+                frames: list[str | bytes] = [
                     json.dumps({"config": {**PCM16_CONFIG, **fields}}),
                     *pcm16_frames(audio),
                     FINISH,
@@ -309,3 +309,48 @@ def test_grpc_stream_config_task_and_model_go_through_the_same_checks() -> None:
     (translate, small) = run(main(), 60)
     assert translate[0] == grpc.StatusCode.INVALID_ARGUMENT and "translate" in translate[1]
     assert small[0] == grpc.StatusCode.FAILED_PRECONDITION and "pull it first" in small[1]
+
+
+def test_a_file_request_names_a_pulled_model_and_shares_its_loaded_weights(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    """Transcribe with ``model``: the pool loads the model (the real engine here) and the file
+    is transcribed with its WhisperModel; translation on it (English-only) is refused."""
+    from audiototext.server.files import FileTranscriber
+    from audiototext.wire._proto import transcription_pb2_grpc
+    from support.speech import write_wav
+
+    wav = write_wav(tmp_path / "s.wav", speech_like(2.0, seed=7), 16_000).read_bytes()
+
+    async def main() -> tuple[str, tuple[grpc.StatusCode, str], list[dict[str, Any]]]:
+        srv = GrpcServer(
+            config(http_port=0),
+            recognizer=FakeRecognizer(),
+            transcribe_file=FileTranscriber("tiny.en", "auto"),
+        )
+        await srv.start()
+        try:
+            events = sse_events((await _pull(srv, REPO, "?precision=int8"))[2])
+            assert events[-1][0] == "done", events[-1]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+                stub = transcription_pb2_grpc.TranscriptionStub(channel)
+                reply = await stub.Transcribe(
+                    pb.TranscribeRequest(audio=wav, model=REPO, beam_size=1)
+                )
+                try:
+                    await stub.Transcribe(
+                        pb.TranscribeRequest(audio=wav, model=REPO, task=pb.TRANSLATE)
+                    )
+                    refused = (grpc.StatusCode.OK, "")
+                except grpc.aio.AioRpcError as exc:
+                    refused = (exc.code(), exc.details() or "")
+            health = _json((await http_get(srv, "/api/v1/health"))[2])["models"]
+            return reply.language, refused, health
+        finally:
+            await srv.stop(2.0)
+
+    language, refused, loaded = run(main(), 300)
+    assert language in ("en", "")
+    assert refused[0] == grpc.StatusCode.INVALID_ARGUMENT and "cannot translate" in refused[1]
+    by_name = {m["name"]: m for m in loaded}
+    assert by_name[REPO]["sessions"] == 0 and by_name[REPO]["state"] == "loaded"
