@@ -25,6 +25,10 @@ test("models grouped by name: cached first (the server's own leading), precision
   assert.equal(tinyEn.sizeMb, 150.9);
   assert.ok(tinyEn.current && tinyEn.loaded && !tinyEn.multilingual);
   assert.equal(models[2].sizeMb, 151);
+  assert.deepEqual(models.map((m) => m.usable), [true, true, false]);
+  // The model the server runs is usable even when the listed cache lacks it.
+  const served = M.groupModels({ current: "base", models: [{ name: "tiny", cached: false }, { name: "base", cached: false }] });
+  assert.deepEqual(served.map((m) => [m.name, m.usable]), [["base", true], ["tiny", false]]);
   assert.deepEqual(M.groupModels({}), []);
   assert.deepEqual(M.groupModels(null), []);
 });

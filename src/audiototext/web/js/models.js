@@ -3,10 +3,11 @@
 // for the Server-Sent Events of a model download (POST /api/v1/models/NAME/pull).
 
 /**
- * The /api/v1/models document as one entry per model name: {name, cached, precisions,
- * sizeMb, downloadMb, ramMb, languages, multilingual, current, loaded, description}.
- * Cached models first (the server's own model leading), then those to download, each group
- * in the server's order.
+ * The /api/v1/models document as one entry per model name: {name, cached, usable,
+ * precisions, sizeMb, downloadMb, ramMb, languages, multilingual, current, loaded,
+ * description}. `usable`: a session can run it now (downloaded, or the model the server
+ * runs, or loaded). Usable models first (the server's own leading), then those to download,
+ * each group in the server's order.
  */
 export function groupModels(doc) {
   const rows = doc && Array.isArray(doc.models) ? doc.models : [];
@@ -45,8 +46,9 @@ export function groupModels(doc) {
     m.loaded = m.loaded || Boolean(row.loaded);
   }
   const all = [...byName.values()];
-  const cached = all.filter((m) => m.cached).sort((a, b) => Number(b.current) - Number(a.current));
-  return [...cached, ...all.filter((m) => !m.cached)];
+  for (const m of all) m.usable = m.cached || m.current || m.loaded;
+  const usable = all.filter((m) => m.usable).sort((a, b) => Number(b.current) - Number(a.current));
+  return [...usable, ...all.filter((m) => !m.usable)];
 }
 
 /** Language codes a model may be asked for: "auto" first, then its own ("en" only for

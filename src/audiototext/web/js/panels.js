@@ -142,7 +142,7 @@ export class ModelsPanel {
 
   /** The model the next session runs: the chosen one when it is downloaded. */
   activeModel() {
-    const chosen = this.models.find((m) => m.name === this.choice.model && m.cached);
+    const chosen = this.models.find((m) => m.name === this.choice.model && m.usable);
     return chosen || this.models.find((m) => m.name === this.defaultModel) || null;
   }
 
@@ -171,8 +171,8 @@ export class ModelsPanel {
     const active = this.activeModel();
     this.select.replaceChildren();
     const groups = [
-      ["models.group_cached", this.models.filter((m) => m.cached)],
-      ["models.group_download", this.models.filter((m) => !m.cached)],
+      ["models.group_cached", this.models.filter((m) => m.usable)],
+      ["models.group_download", this.models.filter((m) => !m.usable)],
     ];
     for (const [key, models] of groups) {
       if (!models.length) continue;
@@ -198,7 +198,7 @@ export class ModelsPanel {
     if (m.cached) {
       if (m.precisions.length) parts.push(m.precisions.join("/"));
       parts.push(formatMb(m.sizeMb));
-    } else {
+    } else if (!m.usable) {
       parts.push(t("models.download_size", { size: formatMb(m.downloadMb || m.sizeMb) }));
     }
     if (m.ramMb) parts.push(t("models.ram", { ram: formatMb(m.ramMb) }));
@@ -237,7 +237,7 @@ export class ModelsPanel {
       li.textContent = t("models.none");
       this.list.append(li);
     }
-    for (const m of this.models.filter((x) => x.cached)) {
+    for (const m of this.models.filter((x) => x.usable)) {
       const li = document.createElement("li");
       if (active && m.name === active.name) li.setAttribute("aria-current", "true");
       const head = document.createElement("div");
@@ -252,13 +252,13 @@ export class ModelsPanel {
         head.append(b);
       };
       if (m.name === this.defaultModel) badge("current", t("models.current"));
-      badge("cached", t("models.cached"));
+      if (m.cached) badge("cached", t("models.cached"));
       if (m.loaded) badge("loaded", t("models.loaded"));
       const meta = document.createElement("div");
       meta.className = "model-meta";
       const parts = [];
       if (m.precisions.length) parts.push(t("models.precision", { precision: m.precisions.join(", ") }));
-      parts.push(t("models.size", { size: formatMb(m.sizeMb) }));
+      if (m.cached) parts.push(t("models.size", { size: formatMb(m.sizeMb) }));
       if (m.ramMb) parts.push(t("models.ram", { ram: formatMb(m.ramMb) }));
       parts.push(t("models.languages", { languages: formatLanguages(m.languages, t) }));
       meta.textContent = parts.join(" · ");
@@ -271,7 +271,7 @@ export class ModelsPanel {
     const name = this.select.value;
     const model = this.models.find((m) => m.name === name);
     if (!model) return;
-    if (model.cached) {
+    if (model.usable) {
       this.choice.model = name;
       saveChoice(this.choice);
       this.render();
@@ -287,6 +287,7 @@ export class ModelsPanel {
     this.updateDisabled();
     this.pullBox.hidden = false;
     this.pullBar.hidden = false;
+    this.pullLabel.hidden = false;
     this.pullLabel.textContent = t("models.pull_label", { name: model.name });
     this.pullStatus.textContent = t("models.pull_starting");
     this.pullPercent.textContent = "";
@@ -313,6 +314,7 @@ export class ModelsPanel {
     }
     await this.load(); // the list shows it as downloaded, and the selector the choice
     this.pullBar.hidden = true;
+    this.pullLabel.hidden = true; // the status line below says how it ended
     this.pullPercent.textContent = "";
     this.pullStatus.textContent = failure
       ? t("models.pull_failed", { name: model.name, reason: failure })
