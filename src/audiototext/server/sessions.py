@@ -109,6 +109,9 @@ class ServerSession:
             if self._on_done is not None:
                 done, self._on_done = self._on_done, None
                 done()
+            # The engine stream is over: its model may be unloaded while this session waits
+            # for a resume, so it keeps no hold on the model (metrics use the store's engine).
+            self.recognizer = None
             self._notify()
 
     def _notify(self) -> None:
