@@ -39,7 +39,20 @@ def register(sub: Any) -> None:
         action="store_true",
         help="no HTTP listener at all (gRPC only): no page, REST API or WebSocket",
     )
-    p.add_argument("--model", default="tiny.en", help="model to serve (default: tiny.en)")
+    p.add_argument(
+        "--model",
+        default="tiny.en",
+        help="the default model, loaded at start (default: tiny.en); streams may name any "
+        "other model in the cache, loaded on first use",
+    )
+    p.add_argument(
+        "--model-memory-mb",
+        type=int,
+        default=None,
+        help="memory for the models loaded at once (their expected sizes); idle models are "
+        "unloaded to make room, a model that cannot fit is refused (default: half the "
+        "memory available at start, at least 1024)",
+    )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "fp16"])
     p.add_argument(
         "--token",
@@ -220,6 +233,7 @@ def _run(args: argparse.Namespace) -> int:
             min_free_memory_mb=args.alert_min_free_memory_mb,
             min_free_disk_mb=args.alert_min_free_disk_mb,
         ),
+        model_memory_mb=args.model_memory_mb,
     )
 
     def ready(server: GrpcServer) -> None:

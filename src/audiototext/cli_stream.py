@@ -66,7 +66,16 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="PEM certificate to trust, e.g. the server's self-signed --tls-cert (implies --tls)",
     )
-    p.add_argument("--language")
+    p.add_argument("--language", help="a language code (default: auto)")
+    p.add_argument(
+        "--model", default="", help="a model of the server's cache (default: the server's)"
+    )
+    p.add_argument(
+        "--task",
+        default="transcribe",
+        choices=["transcribe", "translate"],
+        help="translate: English text (multilingual models only)",
+    )
     p.add_argument(
         "--compression",
         default="auto",
@@ -115,7 +124,12 @@ async def _transcribe(
     ) as client:
         try:
             stream = await client.stream(
-                StreamSettings(language=args.language, compression=args.compression)
+                StreamSettings(
+                    language=args.language,
+                    model=args.model,
+                    task=args.task,
+                    compression=args.compression,
+                )
             )
         except ClientError as exc:
             print(f"error: {exc}", file=sys.stderr)

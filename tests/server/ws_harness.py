@@ -71,6 +71,17 @@ async def http_get(
     return await asyncio.to_thread(fetch)
 
 
+def sse_events(body: bytes) -> list[tuple[str, Any]]:
+    """(event, data as JSON) of each event of a ``text/event-stream`` body."""
+    out = []
+    for block in body.decode().split("\n\n"):
+        if not block.strip():
+            continue
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
 async def exchange(
     url: str,
     frames: Sequence[str | bytes],

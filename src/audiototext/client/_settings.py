@@ -26,6 +26,8 @@ class StreamSettings:
     sample_rate_hz: int = 16_000
     channels: int = 1
     language: str | None = None
+    model: str = ""  # empty: the server's default model
+    task: Literal["transcribe", "translate"] = "transcribe"  # translate: to English
     interim_results: bool = True
     partial_interval_ms: int = 0  # 0: the server's default
     endpoint_silence_ms: int = 0

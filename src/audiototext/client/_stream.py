@@ -211,6 +211,8 @@ class Stream:
         s = self.settings
         cfg = pb.StreamConfig(
             language=s.language or "",
+            model=s.model,
+            task=pb.TRANSLATE if s.task == "translate" else pb.TRANSCRIBE,
             encoding=Encoding[self.adaptive.ladder[0].encoding].name,
             sample_rate_hz=s.sample_rate_hz,
             channels=s.channels,

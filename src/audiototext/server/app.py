@@ -1,8 +1,9 @@
-"""Composition root of the server: one engine, one session store, every listener.
+"""Composition root of the server: one model pool, one session store, every listener.
 
-``GrpcServer(config).start()`` builds the engine and the stream layer, then serves them over
+``GrpcServer(config).start()`` loads the default model into the model pool (other models
+are loaded when a stream first names them) and builds the stream layer, then serves them over
 gRPC and (with ``http_port``) over HTTP: FastAPI on uvicorn in the same event loop, sharing
-the engine, sessions, limits and token. ``stop()`` shuts down gracefully: new streams are
+the pool, sessions, limits and token. ``stop()`` shuts down gracefully: new streams are
 refused (UNAVAILABLE), open sessions are finalised so connected clients get their last
 results, then both listeners stop with a grace period for in-flight calls.
 """
@@ -39,6 +40,15 @@ from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
 from audiototext.server.observer import NO_OBSERVER, StreamObserver
+from audiototext.server.pool import (
+    ModelChoice,
+    ModelKey,
+    ModelPool,
+    cache_resolver,
+    default_choice,
+    default_memory_budget_mb,
+    load_streaming_engine,
+)
 from audiototext.server.recording import HistoryRecorder, HistorySettings, recording_files
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
@@ -94,6 +104,8 @@ class ServerConfig:
     http_host: str | None = None  # None: the same host as gRPC
     web_dir: Path | None = None  # the page's folder; None: the package's audiototext/web
     max_upload_bytes: int = 200 << 20  # the largest POST /api/v1/transcriptions body
+    # Memory for loaded models (expected sizes); None: half the memory available at start.
+    model_memory_mb: int | None = None
     extra_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
     history_path: Path | None = None  # serve --history: the SQLite file; None: memory only
     history_days: float | None = None  # --history-days: None keeps sessions of any age
@@ -127,6 +139,8 @@ class ServerConfig:
                 f"--metrics-interval {self.metrics_interval_s:g} must be between 0.05 and "
                 "3600 seconds"
             )
+        if self.model_memory_mb is not None and self.model_memory_mb < 1:
+            raise ConfigError("--model-memory-mb must be at least 1")
         self.history_settings()  # refuses absurd retention settings, naming them
 
     def history_settings(self) -> HistorySettings:
@@ -166,13 +180,19 @@ class GrpcServer:
         *,
         recognizer: Engine | None = None,
         recognizer_factory: Callable[[ServerConfig], Engine] = load_recognizer,
+        engine_loader: Callable[[ModelChoice], Engine] | None = None,
         transcribe_file: FileTranscribeFn | None = None,
     ) -> None:
+        """``recognizer``: the default model's engine, ready (else ``recognizer_factory``
+        builds it); ``engine_loader``: builds the engine of another model for the pool
+        (default: the real streaming engine over the cache entry)."""
         self.config = config
         self._recognizer = recognizer
         self._owns_recognizer = recognizer is None  # an injected one is the caller's to close
         self._factory = recognizer_factory
+        self._engine_loader = engine_loader
         self._transcribe_file = transcribe_file
+        self.pool: ModelPool | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.store: SessionStore | None = None
@@ -220,6 +240,7 @@ class GrpcServer:
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
+        self.pool = await asyncio.to_thread(self._build_pool, self._recognizer)
         observer: StreamObserver = self.metrics or NO_OBSERVER
         # A history file that cannot be used is logged; transcription goes on regardless.
         self.history = await HistoryRecorder.start(cfg.history_settings(), model=cfg.model)
@@ -255,7 +276,7 @@ class GrpcServer:
             cfg.model, cfg.precision, cfg.cache_root, on_load=self._loaded
         )
         transcribe_file = recording_files(file_transcriber, self.history)
-        streams = StreamService(self.store, model=cfg.model, limits=limits, alerts=alerts.active)
+        streams = StreamService(self.store, pool=self.pool, limits=limits, alerts=alerts.active)
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -263,13 +284,15 @@ class GrpcServer:
             system_pb2_grpc,
         )
         generated[0].add_TranscriptionServicer_to_server(
-            TranscriptionService(
-                self.store, streams=streams, model=cfg.model, transcribe_file=transcribe_file
-            ),
+            TranscriptionService(self.store, streams=streams, transcribe_file=transcribe_file),
             server,
         )
         generated[1].add_ModelsServicer_to_server(
-            ModelsService(cfg.cache_root, in_use=lambda: self._models_in_use(file_transcriber)),
+            ModelsService(
+                cfg.cache_root,
+                in_use=lambda: self._models_in_use(file_transcriber),
+                unload=self.pool.unload_idle,
+            ),
             server,
         )
         generated[2].add_SystemServicer_to_server(
@@ -304,15 +327,16 @@ class GrpcServer:
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
-                await self._start_http(
-                    streams, self._models_in_use(file_transcriber), transcribe_file
-                )
+                await self._start_http(streams, file_transcriber, transcribe_file)
             except BaseException:
                 await self.stop(0)
                 raise
 
     async def _start_http(
-        self, streams: StreamService, in_use: list[Path], transcribe_file: FileTranscribeFn
+        self,
+        streams: StreamService,
+        file_transcriber: object,
+        transcribe_file: FileTranscribeFn,
     ) -> None:
         from audiototext.server.http.app import HttpContext, create_app
         from audiototext.server.http.listener import HttpListener
@@ -320,7 +344,7 @@ class GrpcServer:
         from audiototext.server.http.web import package_web_dir
 
         cfg = self.config
-        assert self.store is not None and cfg.http_port is not None
+        assert self.store is not None and self.pool is not None and cfg.http_port is not None
         context = HttpContext(
             streams=streams,
             store=self.store,
@@ -330,13 +354,14 @@ class GrpcServer:
             is_serving=lambda: self.serving,
             started_at=time.monotonic(),
             web_dir=cfg.web_dir if cfg.web_dir is not None else package_web_dir(),
-            models_in_use=tuple(in_use),
             history=self.history,
             metrics=self.metrics,
             alerts=self.alerts,
             transcribe_file=transcribe_file,
             max_upload_bytes=cfg.max_upload_bytes,
             webrtc=RtcPeers(),
+            pool=self.pool,
+            models_in_use=lambda: self._models_in_use(file_transcriber),
         )
         self.webrtc = context.webrtc
         self.http = HttpListener(
@@ -404,13 +429,45 @@ class GrpcServer:
         if self.alerts is not None:
             self.alerts.model_load(model, None if error is None else str(error))
 
+    def _build_pool(self, default_engine: Engine) -> ModelPool:
+        """The model pool with the default model's engine in it, pinned (blocking: reads the
+        cache and the hardware profile)."""
+        from audiototext.models.manager import resolve_precision
+
+        cfg = self.config
+        precision = resolve_precision(cfg.precision)
+        default = default_choice(cfg.model, precision, cfg.cache_root)
+        # The folder the engine runs from, when it says (a test double may not): it marks
+        # which cached precision is the default's, and it cannot be removed.
+        loaded_from = getattr(getattr(default_engine, "model", None), "path", None)
+        path = loaded_from if isinstance(loaded_from, Path) else None
+        key = default.key
+        if path is not None and path.name in ("fp32", "int8", "fp16"):
+            key = ModelKey(key.name, path.name, key.device)
+        default = ModelChoice(key, path, default.multilingual, default.languages, default.ram_mb)
+
+        def load(choice: ModelChoice) -> Engine:
+            return load_streaming_engine(
+                choice, max_sessions=cfg.max_sessions, cache_root=cfg.cache_root
+            )
+
+        pool = ModelPool(
+            default=default,
+            resolver=cache_resolver(cfg.cache_root, precision),
+            loader=self._engine_loader or load,
+            budget_mb=cfg.model_memory_mb or default_memory_budget_mb(),
+        )
+        pool.add(default, default_engine, pinned=True, owned=self._owns_recognizer)
+        return pool
+
     def _models_in_use(self, transcribe_file: object) -> list[Path]:
-        """Cache folders of the models loaded by the engine and the file transcriber."""
-        paths = [
-            getattr(getattr(self._recognizer, "model", None), "path", None),
-            getattr(transcribe_file, "model_path", None),
-        ]
-        return [p for p in paths if isinstance(p, Path)]
+        """Cache folders that cannot be removed now: the models with open streams, the
+        default model (pinned in the pool) and the file transcriber's."""
+        paths = list(self.pool.busy_paths()) if self.pool is not None else []
+        file_model = getattr(transcribe_file, "model_path", None)
+        if isinstance(file_model, Path):
+            paths.append(file_model)
+        return paths
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new streams, finalise open ones, then stop the server."""
@@ -436,11 +493,8 @@ class GrpcServer:
             self.http = None
         await self._server.stop(grace)
         self._server = None
-        closer = getattr(self._recognizer, "close", None) if self._owns_recognizer else None
-        if closer is not None:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
+        if self.pool is not None:
+            await self.pool.close()  # closes the engines it built (and ours, when we built it)
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

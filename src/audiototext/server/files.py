@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from audiototext.errors import ConfigError
+
 __all__ = ["FileRequest", "FileTranscribeFn", "FileTranscriber", "FileTranscript"]
 
 
@@ -28,6 +30,10 @@ class FileRequest:
     beam_size: int = 5
     transport: str = ""  # "grpc", "http", ...: what the history says the file came over
     task: str = "transcribe"  # or "translate" (to English; multilingual models)
+    model: str = ""  # the model asked for; empty: the server's default
+    # A loaded WhisperModel of the server's model pool to use instead of the transcriber's
+    # own model (a request for a model other than the default).
+    whisper: object | None = None
 
 
 @dataclass(frozen=True)
@@ -77,31 +83,38 @@ class FileTranscriber:
 
     def _run(self, request: FileRequest) -> FileTranscript:
         from audiototext.inference import TranscribeOptions, Transcriber
+        from audiototext.inference.whisper import WhisperModel
 
-        if self._transcriber is None:
-            began = time.monotonic()
-            try:
-                self._transcriber = Transcriber.load(
-                    self._model, precision=self._precision, cache_root=self._cache_root
-                )
-            except Exception as exc:
+        if isinstance(request.whisper, WhisperModel):
+            transcriber = Transcriber(request.whisper)
+        elif request.model and request.model != self._model:
+            raise ConfigError(f"model {request.model} cannot transcribe files on this server")
+        else:
+            if self._transcriber is None:
+                began = time.monotonic()
+                try:
+                    self._transcriber = Transcriber.load(
+                        self._model, precision=self._precision, cache_root=self._cache_root
+                    )
+                except Exception as exc:
+                    if self._on_load is not None:
+                        self._on_load(self._model, time.monotonic() - began, exc)
+                    raise
                 if self._on_load is not None:
-                    self._on_load(self._model, time.monotonic() - began, exc)
-                raise
-            if self._on_load is not None:
-                self._on_load(self._model, time.monotonic() - began, None)
-        assert isinstance(self._transcriber, Transcriber)
+                    self._on_load(self._model, time.monotonic() - began, None)
+            assert isinstance(self._transcriber, Transcriber)
+            transcriber = self._transcriber
         options = TranscribeOptions(
             language=request.language,
+            task=request.task,
             word_timestamps=request.word_timestamps,
             beam_size=request.beam_size,
             best_of=request.beam_size,
             vad=True,
-            task=request.task,
         )
         # An English-only model refuses another language here (transcribe() checks the options
         # before reading audio; ConfigError is a ValueError: the caller's INVALID_ARGUMENT).
-        result = self._transcriber.transcribe(request.audio, options)
+        result = transcriber.transcribe(request.audio, options)
         segments = list(result)
         word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
         return FileTranscript(

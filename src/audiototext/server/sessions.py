@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,6 +77,8 @@ class ServerSession:
         transport: str = "",
         recorder: SessionRecorder | None = None,
         observer: StreamObserver = NO_OBSERVER,
+        recognizer: Engine | None = None,
+        on_done: Callable[[], None] | None = None,
     ) -> None:
         self.id = session_id
         self.observer = observer
@@ -84,6 +87,8 @@ class ServerSession:
         self.transport = transport  # the transport that opened it: "grpc", "websocket", ...
         self.started_at = time.time()
         self.recorder = recorder
+        self.recognizer = recognizer  # the engine (model) this stream runs on
+        self._on_done = on_done  # once the engine stream ended: its model may be unloaded
         self.decoder = ChunkDecoder(spec.sample_rate_hz, spec.channels)
         self.next_seq = 1
         self.events: deque[tuple[int, StreamResult | SpeechEvent]] = deque(maxlen=_MAX_KEPT_EVENTS)
@@ -126,6 +131,12 @@ class ServerSession:
         finally:
             self.completed = True
             self.completed_at = time.monotonic()
+            if self._on_done is not None:
+                done, self._on_done = self._on_done, None
+                done()
+            # The engine stream is over: its model may be unloaded while this session waits
+            # for a resume, so it keeps no hold on the model (metrics use the store's engine).
+            self.recognizer = None
             self._notify()
             if self.recorder is not None:
                 self.recorder.ended(self)
@@ -228,13 +239,23 @@ class SessionStore:
     def detached_count(self) -> int:
         return sum(1 for s in self._sessions.values() if s.attachment is None and not s.completed)
 
-    def create(self, spec: StreamSpec, *, transport: str = "") -> ServerSession:
+    def create(
+        self,
+        spec: StreamSpec,
+        *,
+        transport: str = "",
+        recognizer: Engine | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> ServerSession:
+        """A new session on ``recognizer`` (default: the store's); ``on_done`` is called once
+        its engine stream has ended (not when ``create`` raises)."""
         if self.open_count() >= self.max_sessions:
             raise OverloadedError(
                 f"the server is at its limit of {self.max_sessions} concurrent streams "
                 "(--max-sessions); retry later or raise the limit"
             )
-        engine = self.recognizer.open(spec.options)  # may raise OverloadedError itself
+        owner = recognizer if recognizer is not None else self.recognizer
+        engine = owner.open(spec.options)  # may raise OverloadedError itself
         session = ServerSession(
             secrets.token_urlsafe(12),
             spec,
@@ -242,6 +263,8 @@ class SessionStore:
             transport=transport,
             recorder=self.recorder,
             observer=self.observer,
+            recognizer=owner,
+            on_done=on_done,
         )
         self._sessions[session.id] = session
         self.streams_total += 1

@@ -13,12 +13,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from audiototext._aio import wait_event
 from audiototext.errors import AudioError
 from audiototext.server.alerts import ActiveAlert
 from audiototext.server.logging_setup import session_context
+from audiototext.server.pool import ModelPool
 from audiototext.server.sessions import (
     Attachment,
     ServerSession,
@@ -26,7 +27,7 @@ from audiototext.server.sessions import (
     SessionStore,
 )
 from audiototext.server.status import Status, StatusError
-from audiototext.server.validation import stream_spec
+from audiototext.server.validation import check_choice, stream_spec
 from audiototext.streaming.types import (
     BufferFullError,
     OverloadedError,
@@ -105,18 +106,23 @@ class _Connection:
 
 
 class StreamService:
-    """Serves stream connections of any transport: one :meth:`run` per connection."""
+    """Serves stream connections of any transport: one :meth:`run` per connection.
+
+    Each new stream names its model (empty: the server's default); ``pool`` loads it on first
+    use and the session holds a lease on it until its engine stream ends.
+    """
 
     def __init__(
         self,
         store: SessionStore,
         *,
-        model: str,
+        pool: ModelPool,
         limits: StreamLimits,
         alerts: Callable[[], Sequence[ActiveAlert]] = tuple,
     ) -> None:
         self.store = store
-        self.model = model
+        self.pool = pool
+        self.model = pool.default.key.name
         self.limits = limits
         self.alerts = alerts  # the server's raised alerts, sent with each Metrics message
 
@@ -142,7 +148,7 @@ class StreamService:
             first = await anext(requests)
         except (StopAsyncIteration, ConnectionLost):
             return
-        session, resumed, cursor = self._open(first, transport)
+        session, resumed, cursor = await self._open(first, transport)
         session_context.set(session.id)  # this task's log records name the session
         conn = _Connection(session, session.attach())
         reader: asyncio.Task[None] | None = None
@@ -154,7 +160,7 @@ class StreamService:
                         resumed=resumed,
                         next_seq=session.next_seq,
                         credit_ms=self._credit_ms(session),
-                        model=self.model,
+                        model=session.spec.options.model,
                         resume_grace_s=self.store.resume_grace_s,
                     )
                 )
@@ -179,7 +185,9 @@ class StreamService:
                 f"the streaming engine failed: {session.failed}; start a new stream",
             )
 
-    def _open(self, first: pb.StreamingRequest, transport: str) -> tuple[ServerSession, bool, int]:
+    async def _open(
+        self, first: pb.StreamingRequest, transport: str
+    ) -> tuple[ServerSession, bool, int]:
         kind = first.WhichOneof("request")
         if kind != "config":
             raise StatusError(
@@ -213,12 +221,29 @@ class StreamService:
                 )
             return session, True, want
         spec = stream_spec(cfg, model=self.model, max_buffered_s=self.limits.max_buffered_s)
+        choice = await self.pool.choose(cfg.model)
+        check_choice(choice, spec.options.language, spec.options.task)
+        spec = replace(spec, options=replace(spec.options, model=choice.key.name))
+        lease = await self.pool.acquire(choice)  # loads the model the first time
         try:
-            session = self.store.create(spec, transport=transport)
+            if self.store.closing:
+                raise StatusError(
+                    Status.UNAVAILABLE,
+                    "the server is shutting down; connect to another",
+                    try_later=True,
+                )
+            session = self.store.create(
+                spec, transport=transport, recognizer=lease.engine, on_done=lease.release
+            )
         except OverloadedError as exc:
+            lease.release()
             raise StatusError(Status.RESOURCE_EXHAUSTED, str(exc), try_later=True) from exc
         except ValueError as exc:  # the engine refused the options (e.g. the language)
+            lease.release()
             raise StatusError(Status.INVALID_ARGUMENT, f"StreamConfig: {exc}") from exc
+        except BaseException:
+            lease.release()
+            raise
         return session, False, 1
 
     def _credit_ms(self, session: ServerSession) -> int:
@@ -338,7 +363,7 @@ class StreamService:
                 last_ack, last_credit = acked, credit
             now = time.monotonic()
             if now >= next_metrics:
-                stats = self.store.recognizer.stats()
+                stats = (session.recognizer or self.store.recognizer).stats()
                 await send(
                     pb.StreamingResponse(
                         metrics=pb.Metrics(

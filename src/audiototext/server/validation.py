@@ -6,18 +6,63 @@ WebSocket parsed from JSON), so one set of rules and messages serves them all.
 
 from __future__ import annotations
 
-from audiototext.errors import UnknownModelError
+from typing import TYPE_CHECKING
+
 from audiototext.server.sessions import StreamSpec
 from audiototext.server.status import Status, StatusError
 from audiototext.streaming.types import StreamOptions
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire.codec import OPUS_RATES_HZ, Encoding
 
-__all__ = ["check_model", "stream_spec"]
+if TYPE_CHECKING:
+    from audiototext.server.pool import ModelChoice
+
+__all__ = ["check_choice", "language_of", "stream_spec", "task_of"]
+
+
+def language_of(value: str) -> str | None:
+    """A request's language: None for empty or "auto" (detected), else the code as given."""
+    code = value.strip()
+    return None if not code or code.lower() == "auto" else code
+
+
+def task_of(value: int) -> str:
+    """The wire's ``Task`` as the core's name (``transcribe`` / ``translate``)."""
+    if value == pb.TRANSLATE:
+        return "translate"
+    if value in (pb.TASK_UNSPECIFIED, pb.TRANSCRIBE):
+        return "transcribe"
+    raise StatusError(Status.INVALID_ARGUMENT, "task must be TRANSCRIBE or TRANSLATE")
+
+
+def check_choice(choice: ModelChoice, language: str | None, task: str) -> None:
+    """Refuse a language or task the chosen model cannot do (INVALID_ARGUMENT)."""
+    name = choice.key.name
+    if not choice.multilingual:
+        if task == "translate":
+            raise StatusError(
+                Status.INVALID_ARGUMENT,
+                f"{name} is English-only: it cannot translate; choose a multilingual model "
+                "(e.g. tiny or base) to translate, or the task TRANSCRIBE",
+            )
+        if language is not None and language != "en":
+            raise StatusError(
+                Status.INVALID_ARGUMENT,
+                f"{name} is English-only: language {language!r} is not possible; leave the "
+                "language empty (auto) or 'en', or choose a multilingual model (e.g. tiny)",
+            )
+        return
+    if language is not None and choice.languages and language not in choice.languages:
+        shown = ", ".join(choice.languages[:12]) + (", ..." if len(choice.languages) > 12 else "")
+        raise StatusError(
+            Status.INVALID_ARGUMENT,
+            f"{name} does not know the language {language!r}; use one of its codes "
+            f"({shown}) or leave it empty (auto)",
+        )
 
 
 def stream_spec(cfg: pb.StreamConfig, *, model: str, max_buffered_s: float) -> StreamSpec:
-    """The stream a ``StreamConfig`` declares, for a server running ``model``."""
+    """The stream a ``StreamConfig`` declares, on ``model`` (the name it resolved to)."""
     encoding = int(cfg.encoding)
     if encoding not in Encoding.audio():
         names = ", ".join(e.name for e in Encoding.audio())
@@ -44,12 +89,12 @@ def stream_spec(cfg: pb.StreamConfig, *, model: str, max_buffered_s: float) -> S
             f"OPUS needs 1 or 2 channels at {', '.join(map(str, OPUS_RATES_HZ))} Hz; "
             f"got {channels} channel(s) at {rate} Hz (use PCM16 for other rates)",
         )
-    check_model(cfg.model, served=model)
     defaults = StreamOptions()
     try:
         options = StreamOptions(
             model=model,
-            language=cfg.language or None,
+            language=language_of(cfg.language),
+            task=task_of(int(cfg.task)),
             interim_results=cfg.interim_results,
             partial_interval_ms=cfg.partial_interval_ms or defaults.partial_interval_ms,
             endpoint_silence_ms=cfg.endpoint_silence_ms or defaults.endpoint_silence_ms,
@@ -59,21 +104,3 @@ def stream_spec(cfg: pb.StreamConfig, *, model: str, max_buffered_s: float) -> S
     except ValueError as exc:
         raise StatusError(Status.INVALID_ARGUMENT, f"StreamConfig: {exc}") from exc
     return StreamSpec(encoding, rate, channels, cfg.interim_results, options)
-
-
-def check_model(name: str, *, served: str) -> None:
-    """Refuse a request for a model other than the ``served`` one (empty: the served one)."""
-    if not name or name == served:
-        return
-    from audiototext.models.registry import resolve
-
-    try:
-        spec = resolve(name)
-    except UnknownModelError as exc:  # its message names close matches and known models
-        raise StatusError(Status.NOT_FOUND, str(exc)) from exc
-    if spec.name != served:
-        raise StatusError(
-            Status.FAILED_PRECONDITION,
-            f"this server runs {served}, not {spec.name}; leave StreamConfig.model "
-            f"empty or start a server with `audiototext serve --model {spec.name}`",
-        )

@@ -51,6 +51,7 @@ from audiototext.streaming._decode import (
     is_noise,
     max_new_tokens_for,
 )
+from audiototext.streaming._language import stream_prompt
 from audiototext.streaming.options import FinalSettings
 from audiototext.streaming.state import DecodedFinal, EarlierFinal, FinalHistory
 from audiototext.streaming.types import StreamWord
@@ -223,6 +224,10 @@ class FinalDecoder:
         tok = model.tokenizer
         check_cancelled(cancelled)
         cross = self._encode([p.audio for p in plans], frames)
+        own_prompts = [
+            stream_prompt(model, p.request.session, p.request.prompt, cross, row)
+            for row, p in enumerate(plans)
+        ]
         budgets = [
             max_new_tokens_for((p.audio.shape[0] - (p.own_start - p.audio_start)) / SAMPLE_RATE_HZ)
             for p in plans
@@ -237,7 +242,7 @@ class FinalDecoder:
             args = (
                 model,
                 cross.take(with_prefix),
-                [plans[i].request.prompt for i in with_prefix],
+                [own_prompts[i] for i in with_prefix],
                 [plans[i].prefix for i in with_prefix],
                 [budgets[i] for i in with_prefix],
             )
@@ -262,7 +267,7 @@ class FinalDecoder:
                 suppress_tokens=tok.default_suppress_tokens(),
                 temperatures=(0.0,) if reduced and not st.reduced_fallback else TEMPERATURES,
             )
-            prompts = [_with_timestamps(plans[i].request.prompt, tok.no_timestamps) for i in alone]
+            prompts = [_with_timestamps(own_prompts[i], tok.no_timestamps) for i in alone]
             check_cancelled(cancelled)
             # Called before every decoder step's choice: a void speculation stops there.
             observer = None if cancelled is None else lambda *_: check_cancelled(cancelled)

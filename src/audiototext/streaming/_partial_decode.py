@@ -17,6 +17,7 @@ from audiototext.streaming._decode import (
     max_new_tokens_for,
 )
 from audiototext.streaming._lanes import PartialBatch, PartialJob
+from audiototext.streaming._language import stream_prompt
 from audiototext.streaming._partials import PartialPlanner
 from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.stream import RecognitionStream
@@ -77,6 +78,10 @@ class PartialDecoder:
     def compute(self, batch: PartialBatch) -> None:
         """Encode and decode a prepared batch; touches no stream (safe on a lane)."""
         cross = self.model.encode(batch.mel)
+        batch.prompts = [
+            stream_prompt(self.model, job.session, prompt, cross, row)
+            for row, (job, prompt) in enumerate(zip(batch.jobs, batch.prompts, strict=True))
+        ]
         try:
             batch.hyps = greedy_decode(
                 self.model,

@@ -250,6 +250,8 @@ class StreamingRecognizer:
         if wanted != loaded:
             raise ConfigError(f"this engine runs {loaded}; model {opts.model!r} is not loaded")
         tok = self.model.tokenizer
+        if opts.task == "translate" and not tok.multilingual:
+            raise ConfigError(f"{loaded} is English-only: it cannot translate")
         if opts.language is not None and not tok.multilingual and opts.language != "en":
             raise ConfigError(
                 f"{loaded} is English-only; language {opts.language!r} is not possible"
@@ -284,8 +286,13 @@ class StreamingRecognizer:
     def _prompt(self, s: RecognitionStream) -> list[int]:
         """The start of a text-only decoding for ``s`` (ending with <|notimestamps|>)."""
         tok = self.model.tokenizer
-        language = s.options.language or ("en" if tok.multilingual else None)
-        prompt = list(tok.sot_sequence(language if tok.multilingual else None))
+        # Until a stream without a language has one detected (on a lane, after the encoder:
+        # _language.py), English stands in; the lane replaces it before decoding.
+        language = s.options.language or s.detected_language or "en"
+        if not tok.multilingual:
+            prompt = list(tok.sot_sequence(None))
+        else:
+            prompt = list(tok.sot_sequence(language, s.options.task))
         prompt.append(tok.no_timestamps)
         return prompt
 

@@ -73,6 +73,10 @@ class _Marker:
 _END = object()  # the outbox's end-of-stream sentinel
 
 
+def _no_wake() -> None:
+    """The wake callback of an ended stream."""
+
+
 class RecognitionStream:
     """A client stream; create with :meth:`StreamingRecognizer.open`."""
 
@@ -86,6 +90,9 @@ class RecognitionStream:
     ) -> None:
         self.id = session_id
         self.options = options
+        # Without options.language on a multilingual model: the language found in its first
+        # decoded audio (set by the lane that decoded it; see _language.py).
+        self.detected_language: str | None = None
         self._wake = wake  # tells the recognizer's worker there is something to do
         self._lock = threading.Lock()
         # -- shared (under _lock)
@@ -338,6 +345,9 @@ class RecognitionStream:
         self._ended.set()
         self._outbox.append(_END)
         self._notify()
+        # Nothing is left for the worker: let go of the recognizer (and so its model), which
+        # a server may unload while it keeps this ended stream for a client's resume.
+        self._wake = _no_wake
 
     @property
     def closed(self) -> bool:

@@ -43,7 +43,8 @@ class BufferFullError(AudioToTextError):
 @dataclass(frozen=True)
 class StreamOptions:
     model: str = "tiny.en"
-    language: str | None = None
+    language: str | None = None  # None: detected from the first speech (multilingual models)
+    task: str = "transcribe"  # or "translate" (to English; multilingual models only)
     interim_results: bool = True
     partial_interval_ms: int = 500  # at most this much new speech between partials
     endpoint_silence_ms: int = 200  # VAD silence that ends an utterance (see bench/NOTES.md)
@@ -51,6 +52,8 @@ class StreamOptions:
     max_buffered_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be transcribe or translate, not {self.task!r}")
         if not 100 <= self.partial_interval_ms <= 10_000:
             raise ValueError("partial_interval_ms must be between 100 and 10000")
         if not 100 <= self.endpoint_silence_ms <= 10_000:

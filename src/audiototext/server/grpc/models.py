@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from audiototext.errors import AudioToTextError, UnknownModelError
 from audiototext.server.catalog import model_catalog
-from audiototext.server.grpc.status import grpc_status_for
+from audiototext.server.grpc.status import grpc_code
+from audiototext.server.model_admin import (
+    InUse,
+    PullDone,
+    Unload,
+    check_pull,
+    model_info,
+    pull_updates,
+    remove_models,
+)
+from audiototext.server.status import StatusError
 from audiototext.wire._proto import models_pb2, models_pb2_grpc
 
 __all__ = ["ModelsService"]
@@ -30,65 +38,24 @@ def _cached_message(entry: Any) -> models_pb2.CachedModel:
     )
 
 
-class _QueueProgress:
-    """A ProgressSink that hands updates from the pull thread to the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
-        self._loop = loop
-        self._queue = queue
-        self._totals: dict[str, tuple[str, float | None, str, float]] = {}
-
-    def _put(self, item: models_pb2.PullProgress) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-
-    def task(self, key: str, description: str, total: float | None, unit: str = "B") -> None:
-        self._totals[key] = (description, total, unit, 0.0)
-        self._put(
-            models_pb2.PullProgress(task=key, description=description, total=total or 0, unit=unit)
-        )
-
-    def advance(self, key: str, amount: float) -> None:
-        desc, total, unit, done = self._totals.get(key, (key, None, "B", 0.0))
-        done += amount
-        self._totals[key] = (desc, total, unit, done)
-        self._put(
-            models_pb2.PullProgress(
-                task=key, description=desc, completed=done, total=total or 0, unit=unit
-            )
-        )
-
-    def done(self, key: str) -> None:
-        desc, total, unit, done = self._totals.get(key, (key, None, "B", 0.0))
-        self._put(
-            models_pb2.PullProgress(
-                task=key, description=desc, completed=total or done, total=total or 0, unit=unit
-            )
-        )
-
-    def note(self, message: str) -> None:
-        self._put(models_pb2.PullProgress(note=message))
-
-
 class ModelsService(models_pb2_grpc.ModelsServicer):
     """The model cache: list, pull (with progress), remove, info.
 
-    ``in_use`` returns the cache folders of the models this server has loaded; removing one
-    of them is refused (the server would need it again to load a file transcriber or after a
-    restart), so stop the server or serve another model first.
+    ``in_use`` returns the cache folders of the models this server cannot let go of (open
+    streams, the model it serves); removing one of them is refused. ``unload`` unloads idle
+    models from given folders before they are removed. The logic is
+    :mod:`audiototext.server.model_admin`'s, shared with the REST API.
     """
 
     def __init__(
         self,
         cache_root: Path | None = None,
-        in_use: Callable[[], Collection[Path]] = lambda: (),
+        in_use: InUse = lambda: (),
+        unload: Unload | None = None,
     ) -> None:
         self._cache_root = cache_root
         self._in_use = in_use
-
-    def _cache(self) -> Any:
-        from audiototext.models.cache import ModelCache
-
-        return ModelCache(self._cache_root)
+        self._unload = unload
 
     async def List(
         self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -114,94 +81,61 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
     async def Pull(
         self, request: models_pb2.PullModelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        from audiototext.models.manager import pull
-
-        if not request.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "PullModelRequest.name is empty")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        sink = _QueueProgress(loop, queue)
-        job = asyncio.ensure_future(
-            asyncio.to_thread(
-                pull,
-                request.name,
-                revision=request.revision or None,
-                precision=request.precision or "auto",
-                force=request.force,
-                progress=sink,
-                cache=self._cache(),
-            )
-        )
-        job.add_done_callback(lambda _f: queue.put_nowait(None))
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            await context.write(item)
         try:
-            result = job.result()
-        except (AudioToTextError, ValueError) as exc:
-            await context.abort(grpc_status_for(exc), str(exc))
-        # Progress posted just before the job ended may still be queued.
-        while not queue.empty():
-            item = queue.get_nowait()
-            if item is not None:
-                await context.write(item)
-        await context.write(
-            models_pb2.PullProgress(
-                done=True, model=_cached_message(result.entry), already_cached=result.cached
-            )
-        )
+            check_pull(request.name, request.precision or "auto", "PullModelRequest.name")
+            async for item in pull_updates(
+                request.name,
+                precision=request.precision or "auto",
+                revision=request.revision or None,
+                force=request.force,
+                cache_root=self._cache_root,
+            ):
+                if isinstance(item, PullDone):
+                    await context.write(
+                        models_pb2.PullProgress(
+                            done=True,
+                            model=_cached_message(item.entry),
+                            already_cached=item.already_cached,
+                        )
+                    )
+                else:
+                    await context.write(
+                        models_pb2.PullProgress(
+                            task=item.task,
+                            description=item.description,
+                            completed=item.completed,
+                            total=item.total,
+                            unit=item.unit,
+                            note=item.note,
+                        )
+                    )
+        except StatusError as exc:
+            await context.abort(grpc_code(exc.code), exc.message)
 
     async def Remove(
         self, request: models_pb2.RemoveModelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> models_pb2.RemoveModelResponse:
-        from audiototext.models.registry import resolve
-
         try:
-            spec = resolve(request.name)
-        except UnknownModelError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        cache = self._cache()
-        chosen = [
-            e
-            for e in cache.entries(spec.name, request.precision or None)
-            if e.matches_version(request.version)
-        ]
-        if not chosen:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no cached entry of {spec.name} matches"
+            removed = await remove_models(
+                request.name,
+                version=request.version,
+                precision=request.precision,
+                remove_all=request.all,
+                cache_root=self._cache_root,
+                in_use=self._in_use,
+                unload=self._unload,
             )
-        if len(chosen) > 1 and not request.all:
-            options = "; ".join(f"{e.version_id}/{e.precision}" for e in chosen)
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"{len(chosen)} entries of {spec.name} match ({options}); pick one with "
-                "version/precision or set all",
-            )
-        loaded = {p.resolve() for p in self._in_use()}
-        busy = [e for e in chosen if Path(e.path).resolve() in loaded]
-        if busy:
-            names = "; ".join(f"{e.name} {e.version_id}/{e.precision}" for e in busy)
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"{names} is in use by this server; stop it (or serve another model) "
-                "before removing it",
-            )
-        for entry in chosen:
-            await asyncio.to_thread(cache.remove, entry)
-        return models_pb2.RemoveModelResponse(removed=[_cached_message(e) for e in chosen])
+        except StatusError as exc:
+            await context.abort(grpc_code(exc.code), exc.message)
+        return models_pb2.RemoveModelResponse(removed=[_cached_message(e) for e in removed])
 
     async def Info(
         self, request: models_pb2.ModelInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> models_pb2.ModelInfo:
-        from audiototext.models.registry import resolve
-
         try:
-            spec = resolve(request.name)
-        except UnknownModelError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        entries = self._cache().entries(spec.name)
+            spec, entries = await model_info(request.name, self._cache_root)
+        except StatusError as exc:
+            await context.abort(grpc_code(exc.code), exc.message)
         return models_pb2.ModelInfo(
             name=spec.name,
             description=spec.description or "",

@@ -10,10 +10,11 @@ from audiototext.errors import AudioToTextError
 from audiototext.server.files import FileRequest, FileTranscribeFn
 from audiototext.server.grpc.status import grpc_code, grpc_status_for
 from audiototext.server.grpc.streaming import StreamingTranscription
+from audiototext.server.pool import Lease
 from audiototext.server.sessions import SessionStore
 from audiototext.server.status import StatusError
 from audiototext.server.streams import StreamService
-from audiototext.server.validation import check_model
+from audiototext.server.validation import check_choice, language_of, task_of
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire._proto import transcription_pb2_grpc
 
@@ -31,11 +32,10 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
         store: SessionStore,
         *,
         streams: StreamService,
-        model: str,
         transcribe_file: FileTranscribeFn | None = None,
     ) -> None:
         self.store = store
-        self.model = model
+        self.pool = streams.pool
         self._transcribe_file = transcribe_file
         self._streams = StreamingTranscription(streams)
 
@@ -57,7 +57,9 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
             )
         assert self._transcribe_file is not None
         try:
-            check_model(request.model, served=self.model)
+            choice = await self.pool.choose(request.model)
+            language, task = language_of(request.language), task_of(int(request.task))
+            check_choice(choice, language, task)
         except StatusError as exc:
             await context.abort(grpc_code(exc.code), exc.message)
         if not request.audio:
@@ -70,12 +72,37 @@ class TranscriptionService(transcription_pb2_grpc.TranscriptionServicer):
                 f"TranscribeRequest.beam_size is {request.beam_size}; use 1 (greedy) to "
                 f"{MAX_BEAM_SIZE}, or 0 for the default",
             )
+        lease: Lease | None = None
+        if choice != self.pool.default:
+            # Another model: the pool's loaded model serves the file too (one copy in memory).
+            try:
+                lease = await self.pool.acquire(choice)
+            except StatusError as exc:
+                await context.abort(grpc_code(exc.code), exc.message)
+        try:
+            return await self._transcribe(request, context, language, task, lease)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    async def _transcribe(
+        self,
+        request: pb.TranscribeRequest,
+        context: grpc.aio.ServicerContext[pb.TranscribeRequest, pb.TranscribeResponse],
+        language: str | None,
+        task: str,
+        lease: Lease | None,
+    ) -> pb.TranscribeResponse:
+        assert self._transcribe_file is not None
         file_request = FileRequest(
             audio=request.audio,
-            language=request.language or None,
+            language=language,
             word_timestamps=request.word_timestamps,
             beam_size=request.beam_size or FileRequest.beam_size,
             transport="grpc",
+            task=task,
+            model=lease.key.name if lease is not None else "",
+            whisper=getattr(lease.engine, "model", None) if lease is not None else None,
         )
         try:
             out = await self._transcribe_file(file_request)

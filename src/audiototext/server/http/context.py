@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiototext.server.files import FileTranscribeFn
 from audiototext.server.http.rtc_peers import RtcPeers
+from audiototext.server.pool import ModelPool
 from audiototext.server.recording import HistoryRecorder
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
@@ -30,8 +31,6 @@ class HttpContext:
     is_serving: Callable[[], bool]  # the gRPC health status, SERVING or not
     started_at: float  # time.monotonic() at start
     web_dir: Path | None  # the page's folder (None: no page)
-    # Cache folders of the loaded models: marks the precision that runs, not every cached one.
-    models_in_use: tuple[Path, ...] = ()
     history: HistoryRecorder | None = None  # the transcript history (None: no history routes)
     metrics: ServerMetrics | None = None  # None: no /metrics (serve --no-metrics)
     alerts: AlertMonitor | None = None
@@ -40,3 +39,6 @@ class HttpContext:
     max_upload_bytes: int = 200 << 20  # the largest upload body (413 past it)
     # Open WebRTC peers: the composition root closes them at shutdown.
     webrtc: RtcPeers = field(default_factory=RtcPeers)
+    pool: ModelPool | None = None  # the loaded models (None: only the default, not known)
+    # Cache folders that cannot be removed now (open streams, the default, the file model).
+    models_in_use: Callable[[], Collection[Path]] = tuple

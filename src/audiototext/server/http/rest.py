@@ -20,6 +20,7 @@ from audiototext.server.catalog import ModelCatalog, model_catalog
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.errors import ERROR_RESPONSES
 from audiototext.server.http.guard import check_token
+from audiototext.server.http.models import LoadedModelRow, loaded_rows
 from audiototext.server.stats import hardware_profile, live_stats
 
 __all__ = ["rest_router"]
@@ -32,6 +33,9 @@ class Health(BaseModel):
     )
     model: str = Field(description="the model the server runs")
     version: str = Field(description="audiototext's version")
+    models: list[LoadedModelRow] = Field(
+        default_factory=list, description="the models loaded now (the default first)"
+    )
 
 
 class ModelRow(BaseModel):
@@ -50,12 +54,19 @@ class ModelRow(BaseModel):
     )
     description: str
     current: bool = Field(description="the model this server runs")
+    loaded: bool = Field(default=False, description="loaded by this server now")
 
 
 class Models(BaseModel):
     models: list[ModelRow]
     current: str = Field(description="the model this server runs")
     cache_dir: str
+    loaded: list[LoadedModelRow] = Field(
+        default_factory=list, description="the models loaded now, with their live figures"
+    )
+    memory_budget_mb: int = Field(
+        default=0, description="memory for loaded models (serve --model-memory-mb)"
+    )
 
 
 class LiveStatsModel(BaseModel):
@@ -96,6 +107,9 @@ class System(BaseModel):
     alerts: list[AlertModel] = Field(
         description="the alerts raised now (with hysteresis: see README, Metrics)"
     )
+    models: list[LoadedModelRow] = Field(
+        default_factory=list, description="per loaded model: streams, queue, rtf, latency"
+    )
 
 
 def _languages(entry: Any) -> list[str]:
@@ -107,10 +121,16 @@ def _languages(entry: Any) -> list[str]:
 
 
 def _model_rows(
-    catalog: ModelCatalog, current: str, in_use: tuple[Path, ...] = ()
+    catalog: ModelCatalog,
+    current: str,
+    default_path: Path | None = None,
+    loaded_paths: tuple[Path, ...] = (),
 ) -> list[ModelRow]:
+    """``default_path``: the cache folder the default model runs from (marks that precision
+    only as ``current``); ``loaded_paths``: the folders of every loaded model."""
     known = {m.name: m for m in catalog.known}
-    loaded = {p.resolve() for p in in_use}
+    default = default_path.resolve() if default_path is not None else None
+    loaded = {p.resolve() for p in loaded_paths}
     rows: list[ModelRow] = []
     for entry in catalog.cached:
         spec = known.get(entry.name)
@@ -127,7 +147,8 @@ def _model_rows(
                 multilingual=spec.multilingual if spec else _languages(entry) != ["en"],
                 languages=_languages(entry),
                 description=spec.description if spec else "",
-                current=entry.path.resolve() in loaded if loaded else entry.name == current,
+                current=(entry.path.resolve() == default if default else entry.name == current),
+                loaded=entry.path.resolve() in loaded,
             )
         )
     for spec in catalog.known:
@@ -166,6 +187,7 @@ def rest_router(ctx: HttpContext) -> APIRouter:
             status="SERVING" if ctx.is_serving() else "NOT_SERVING",
             model=ctx.model,
             version=__version__,
+            models=loaded_rows(ctx.pool),
         )
 
     @router.get(
@@ -175,8 +197,17 @@ def rest_router(ctx: HttpContext) -> APIRouter:
         """One row per cached entry (name + precision) and one per registry model not cached;
         the same listing as gRPC ``Models.List``."""
         catalog = await asyncio.to_thread(model_catalog, ctx.cache_root)
-        rows = await asyncio.to_thread(_model_rows, catalog, ctx.model, ctx.models_in_use)
-        return Models(models=rows, current=ctx.model, cache_dir=str(catalog.cache_dir))
+        pool = ctx.pool
+        default_path = next((m.path for m in pool.models() if m.pinned), None) if pool else None
+        loaded_paths = tuple(pool.loaded_paths()) if pool else ()
+        rows = await asyncio.to_thread(_model_rows, catalog, ctx.model, default_path, loaded_paths)
+        return Models(
+            models=rows,
+            current=ctx.model,
+            cache_dir=str(catalog.cache_dir),
+            loaded=loaded_rows(pool),
+            memory_budget_mb=pool.budget_mb if pool else 0,
+        )
 
     @router.get(
         "/system",
@@ -194,6 +225,7 @@ def rest_router(ctx: HttpContext) -> APIRouter:
             ),
             stats=LiveStatsModel(**asdict(stats)),
             alerts=[AlertModel(**asdict(a)) for a in ctx.alerts.active()] if ctx.alerts else [],
+            models=loaded_rows(ctx.pool),
         )
 
     return router

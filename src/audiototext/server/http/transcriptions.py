@@ -26,8 +26,9 @@ from audiototext.server.files import FileRequest, FileTranscript
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.errors import ERROR_RESPONSES
 from audiototext.server.http.guard import check_token
+from audiototext.server.pool import Lease
 from audiototext.server.status import Status, StatusError, status_for
-from audiototext.server.validation import check_model
+from audiototext.server.validation import check_choice, language_of
 
 __all__ = ["FORMATS", "TRANSCRIPTIONS_PATH", "transcriptions_router"]
 
@@ -190,24 +191,36 @@ async def _transcribe_form(request: Request, ctx: HttpContext) -> Response:
                 Status.INVALID_ARGUMENT,
                 f"word_timestamps must be true or false, not {words!r}",
             )
-        check_model(values["model"], served=ctx.model)
+        language = language_of(values["language"])
+        lease: Lease | None = None
+        if ctx.pool is not None:
+            choice = await ctx.pool.choose(values["model"])
+            check_choice(choice, language, task)
         if not upload.size:
             raise StatusError(
                 Status.INVALID_ARGUMENT,
                 f"the file {upload.filename or ''!r} is empty (0 bytes); send an audio file",
             )
         await upload.seek(0)
+        if ctx.pool is not None and choice != ctx.pool.default:
+            # Another model: the pool's loaded model serves the file (one copy in memory).
+            lease = await ctx.pool.acquire(choice)
         file_request = FileRequest(
             audio=io.BufferedReader(_Named(upload.file, upload.filename or "the upload")),
-            language=values["language"] or None,
+            language=language,
             word_timestamps=words in _TRUE,
             task=task,
             transport="http",
+            model=lease.key.name if lease is not None else "",
+            whisper=getattr(lease.engine, "model", None) if lease is not None else None,
         )
         try:
             out = await ctx.transcribe_file(file_request)
         except (AudioToTextError, ValueError) as exc:
             raise StatusError(status_for(exc), str(exc)) from exc
+        finally:
+            if lease is not None:
+                lease.release()
         return _render(out, fmt, upload.filename or "")
 
 

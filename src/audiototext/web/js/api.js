@@ -1,5 +1,7 @@
 // The REST side of the server: same origin, JSON, a token when the person gave one.
 
+import { SseParser } from "./models.js";
+
 const TOKEN_KEY = "audiototext.token";
 
 export function apiBase() {
@@ -35,29 +37,58 @@ export class HttpError extends Error {
 export async function getJson(path, { timeoutMs = 4000 } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
-  const headers = { Accept: "application/json" };
-  const token = getToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
   try {
     const response = await fetch(apiBase() + path, {
-      headers,
+      headers: authHeaders("application/json"),
       signal: controller.signal,
       cache: "no-store",
     });
-    if (!response.ok) {
-      let message = response.statusText;
-      try {
-        const body = await response.json();
-        message = body.message || body.detail || (body.error && body.error.message) || message;
-      } catch {
-        // not JSON
-      }
-      throw new HttpError(response.status, String(message));
-    }
+    if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
     return await response.json();
   } finally {
     clearTimeout(timer);
   }
+}
+
+async function errorMessage(response) {
+  let message = response.statusText;
+  try {
+    const body = await response.json();
+    message = body.message || body.detail || (body.error && body.error.message) || message;
+  } catch {
+    // not JSON
+  }
+  return String(message);
+}
+
+function authHeaders(accept) {
+  const headers = { Accept: accept };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+/**
+ * POST to a path that answers with Server-Sent Events (a model download); calls
+ * onEvent({event, data}) for each as it arrives and resolves when the stream ends.
+ */
+export async function postEvents(path, onEvent, { signal } = {}) {
+  const response = await fetch(apiBase() + path, {
+    method: "POST",
+    headers: authHeaders("text/event-stream"),
+    signal,
+    cache: "no-store",
+  });
+  if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    for (const event of parser.feed(decoder.decode(value, { stream: true }))) onEvent(event);
+  }
+  for (const event of parser.feed(`${decoder.decode()}\n\n`)) onEvent(event);
 }
 
 /**

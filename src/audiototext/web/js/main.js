@@ -143,6 +143,7 @@ class Page {
     b.disabled = state === "starting" || this.uploading || microphoneUnavailable() !== null;
     this.mic.disabled = state !== "idle" || microphoneUnavailable() !== null;
     this.upload?.setEnabled(state === "idle");
+    this.models?.setBusy(state !== "idle");
   }
 
   toggle() {
@@ -162,6 +163,7 @@ class Page {
     this.note.textContent = "";
     this.setButton("starting");
     const session = { audioS: 0, startS: this.streamedS, stopping: false };
+    const extraConfig = this.models.streamConfig(); // model, language and task of this session
     const handlers = {
       onState: (state, detail) => {
         if (this.session === session) this.status.setTransport(state, detail);
@@ -198,6 +200,7 @@ class Page {
               offerUrl: () => apiBase() + "/webrtc/offer",
               track: () => session.capture.stream.getAudioTracks()[0],
               token: getToken,
+              extraConfig,
               handlers: h,
             })
           : null,
@@ -205,6 +208,7 @@ class Page {
         new StreamClient({
           url: () => streamUrl(location, apiBase() + "/stream"),
           protocols: () => streamProtocols(getToken()),
+          extraConfig,
           handlers: h,
         }),
     });

@@ -1,8 +1,16 @@
 // The status bar (server health, transport, round trip), the model panel and the
 // diagnostics panel.
 
-import { getJson, HttpError } from "./api.js";
+import { getJson, HttpError, postEvents } from "./api.js";
 import { flatten, formatLanguages, formatMb, formatValue, label } from "./format.js";
+import {
+  groupModels,
+  languageChoices,
+  normaliseChoice,
+  pullProgress,
+  streamConfigFields,
+  taskChoices,
+} from "./models.js";
 
 function setPill(el, textEl, state, text) {
   el.dataset.state = state;
@@ -67,20 +75,67 @@ export class StatusBar {
   }
 }
 
+const CHOICE_KEY = "audiototext.model-choice";
+
+function loadChoice() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(CHOICE_KEY) || "{}");
+    return saved && typeof saved === "object" ? saved : {};
+  } catch {
+    return {};
+  }
+}
+
+function saveChoice(choice) {
+  try {
+    localStorage.setItem(CHOICE_KEY, JSON.stringify(choice));
+  } catch {
+    // storage disabled: the choice lasts as long as the page
+  }
+}
+
+/**
+ * The model panel: which model, language and task the next session uses. The selector
+ * lists downloaded models and those the server can download; choosing one of the latter
+ * downloads and converts it on the server (progress bar fed by Server-Sent Events).
+ */
 export class ModelsPanel {
   constructor(t) {
     this.t = t;
     this.list = document.getElementById("model-list");
     this.select = document.getElementById("model-select");
+    this.languageSelect = document.getElementById("language-select");
+    this.taskSelect = document.getElementById("task-select");
     this.error = document.getElementById("models-error");
+    this.pullBox = document.getElementById("model-pull");
+    this.pullLabel = document.getElementById("pull-label");
+    this.pullBar = document.getElementById("pull-progress");
+    this.pullStatus = document.getElementById("pull-status");
+    this.pullPercent = document.getElementById("pull-percent");
+    this.models = [];
+    this.defaultModel = "";
+    this.choice = { model: "", language: "auto", task: "transcribe", ...loadChoice() };
+    this.pulling = null; // the name being downloaded
+    this.busy = false; // a session is running: choices wait for the next one
     document.getElementById("models-refresh").addEventListener("click", () => this.load());
+    this.select.addEventListener("change", () => this.onModelChange());
+    this.languageSelect.addEventListener("change", () => {
+      this.choice.language = this.languageSelect.value;
+      saveChoice(this.choice);
+    });
+    this.taskSelect.addEventListener("change", () => {
+      this.choice.task = this.taskSelect.value;
+      saveChoice(this.choice);
+    });
   }
 
   async load() {
     const t = this.t;
     try {
       const doc = await getJson("/models");
-      this.render(doc);
+      this.defaultModel = String(doc.current || "");
+      this.models = groupModels(doc);
+      this.render();
       this.error.hidden = true;
     } catch (err) {
       this.error.textContent = t("models.error", { reason: err.message || String(err) });
@@ -88,26 +143,110 @@ export class ModelsPanel {
     }
   }
 
-  render(doc) {
+  /** The model the next session runs: the chosen one when it is downloaded. */
+  activeModel() {
+    const chosen = this.models.find((m) => m.name === this.choice.model && m.usable);
+    return chosen || this.models.find((m) => m.name === this.defaultModel) || null;
+  }
+
+  /** StreamConfig fields for the next session. */
+  streamConfig() {
+    const model = this.activeModel();
+    const { language, task } = normaliseChoice(model, this.choice.language, this.choice.task);
+    return streamConfigFields({ model: model ? model.name : "", language, task });
+  }
+
+  /** While a session runs its model cannot change (the choice applies to the next one). */
+  setBusy(busy) {
+    this.busy = busy;
+    this.updateDisabled();
+  }
+
+  updateDisabled() {
+    const locked = this.busy || this.pulling !== null;
+    this.select.disabled = locked || !this.models.length;
+    this.languageSelect.disabled = locked;
+    this.taskSelect.disabled = locked || this.taskSelect.options.length < 2;
+  }
+
+  render() {
     const t = this.t;
-    const models = Array.isArray(doc.models) ? doc.models : [];
-    const current = doc.current || "";
-    this.list.replaceChildren();
+    const active = this.activeModel();
     this.select.replaceChildren();
-    if (!models.length) {
+    const groups = [
+      ["models.group_cached", this.models.filter((m) => m.usable)],
+      ["models.group_download", this.models.filter((m) => !m.usable)],
+    ];
+    for (const [key, models] of groups) {
+      if (!models.length) continue;
+      const group = document.createElement("optgroup");
+      group.label = t(key);
+      for (const m of models) {
+        const option = document.createElement("option");
+        option.value = m.name;
+        option.textContent = this.optionText(m);
+        option.selected = active !== null && m.name === active.name;
+        group.append(option);
+      }
+      this.select.append(group);
+    }
+    this.renderChoices(active);
+    this.renderList(active);
+    this.updateDisabled();
+  }
+
+  optionText(m) {
+    const t = this.t;
+    const parts = [m.name];
+    if (m.cached) {
+      if (m.precisions.length) parts.push(m.precisions.join("/"));
+      parts.push(formatMb(m.sizeMb));
+    } else if (!m.usable) {
+      parts.push(t("models.download_size", { size: formatMb(m.downloadMb || m.sizeMb) }));
+    }
+    if (m.ramMb) parts.push(t("models.ram", { ram: formatMb(m.ramMb) }));
+    parts.push(m.multilingual ? t("models.multilingual") : t("models.english_only"));
+    if (m.name === this.defaultModel) parts.push(t("models.current"));
+    return parts.join(" · ");
+  }
+
+  renderChoices(model) {
+    const t = this.t;
+    const { language, task } = normaliseChoice(model, this.choice.language, this.choice.task);
+    const names = languageNames(t.locale);
+    this.languageSelect.replaceChildren();
+    for (const code of languageChoices(model)) {
+      const option = document.createElement("option");
+      option.value = code;
+      option.textContent = code === "auto" ? t("models.language_auto") : languageLabel(code, names);
+      option.selected = code === language;
+      this.languageSelect.append(option);
+    }
+    this.taskSelect.replaceChildren();
+    for (const name of taskChoices(model)) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = t(name === "translate" ? "models.task_translate" : "models.task_transcribe");
+      option.selected = name === task;
+      this.taskSelect.append(option);
+    }
+  }
+
+  renderList(active) {
+    const t = this.t;
+    this.list.replaceChildren();
+    if (!this.models.length) {
       const li = document.createElement("li");
       li.textContent = t("models.none");
       this.list.append(li);
     }
-    for (const m of models) {
-      const name = String(m.name || "?");
-      const isCurrent = name === current;
+    for (const m of this.models.filter((x) => x.usable)) {
       const li = document.createElement("li");
-      if (isCurrent) li.setAttribute("aria-current", "true");
+      if (active && m.name === active.name) li.setAttribute("aria-current", "true");
       const head = document.createElement("div");
       const title = document.createElement("span");
       title.className = "model-name";
-      title.textContent = name;
+      title.textContent = m.name;
       head.append(title);
       const badge = (cls, text) => {
         const b = document.createElement("span");
@@ -115,28 +254,105 @@ export class ModelsPanel {
         b.textContent = text;
         head.append(b);
       };
-      if (isCurrent) badge("current", t("models.current"));
-      if (m.cached === true) badge("cached", t("models.cached"));
-      else if (m.cached === false) badge("", t("models.not_cached"));
+      if (m.name === this.defaultModel) badge("current", t("models.current"));
+      if (m.cached) badge("cached", t("models.cached"));
+      if (m.loaded) badge("loaded", t("models.loaded"));
       const meta = document.createElement("div");
       meta.className = "model-meta";
       const parts = [];
-      if (m.precision) parts.push(t("models.precision", { precision: m.precision }));
-      if (m.size_mb !== undefined) parts.push(t("models.size", { size: formatMb(m.size_mb) }));
-      if (m.ram_mb !== undefined) parts.push(t("models.ram", { ram: formatMb(m.ram_mb) }));
-      if (m.languages !== undefined) {
-        parts.push(t("models.languages", { languages: formatLanguages(m.languages, t) }));
-      }
+      if (m.precisions.length) parts.push(t("models.precision", { precision: m.precisions.join(", ") }));
+      if (m.cached) parts.push(t("models.size", { size: formatMb(m.sizeMb) }));
+      if (m.ramMb) parts.push(t("models.ram", { ram: formatMb(m.ramMb) }));
+      parts.push(t("models.languages", { languages: formatLanguages(m.languages, t) }));
       meta.textContent = parts.join(" · ");
       li.append(head, meta);
       this.list.append(li);
-      const option = document.createElement("option");
-      option.value = name;
-      option.textContent = isCurrent ? `${name} (${t("models.current")})` : name;
-      option.selected = isCurrent;
-      this.select.append(option);
     }
   }
+
+  onModelChange() {
+    const name = this.select.value;
+    const model = this.models.find((m) => m.name === name);
+    if (!model) return;
+    if (model.usable) {
+      this.choice.model = name;
+      saveChoice(this.choice);
+      this.render();
+      return;
+    }
+    this.pull(model);
+  }
+
+  /** Download and convert `model` on the server, showing progress; then select it. */
+  async pull(model) {
+    const t = this.t;
+    this.pulling = model.name;
+    this.updateDisabled();
+    this.pullBox.hidden = false;
+    this.pullBar.hidden = false;
+    this.pullLabel.hidden = false;
+    this.pullLabel.textContent = t("models.pull_label", { name: model.name });
+    this.pullStatus.textContent = t("models.pull_starting");
+    this.pullPercent.textContent = "";
+    this.pullBar.value = 0;
+    let state = { stage: "download", percent: null, description: "" };
+    let failure = null;
+    let finished = false;
+    try {
+      const path = model.name.split("/").map(encodeURIComponent).join("/");
+      await postEvents(`/models/${path}/pull`, (event) => {
+        state = pullProgress(event, state);
+        if (state.error) failure = state.error;
+        if (state.stage === "done") finished = true;
+        this.showPull(state);
+      });
+      if (!finished && !failure) failure = t("models.pull_cut");
+    } catch (err) {
+      failure = err.message || String(err);
+    }
+    this.pulling = null;
+    if (!failure) {
+      this.choice.model = model.name;
+      saveChoice(this.choice);
+    }
+    await this.load(); // the list shows it as downloaded, and the selector the choice
+    this.pullBar.hidden = true;
+    this.pullLabel.hidden = true; // the status line below says how it ended
+    this.pullPercent.textContent = "";
+    this.pullStatus.textContent = failure
+      ? t("models.pull_failed", { name: model.name, reason: failure })
+      : t("models.pull_done", { name: model.name });
+  }
+
+  showPull(state) {
+    const t = this.t;
+    if (state.percent === null) this.pullBar.removeAttribute("value");
+    else this.pullBar.value = state.percent;
+    const percent = state.percent === null ? "" : ` ${Math.round(state.percent)}%`;
+    if (this.pullPercent.textContent !== percent) this.pullPercent.textContent = percent;
+    // The status line is a live region: it changes with the stage and file, not each percent.
+    const stage = state.stage === "convert" ? "models.pull_converting" : "models.pull_downloading";
+    const text = t(stage, { what: state.description || "" });
+    if (this.pullStatus.textContent !== text) this.pullStatus.textContent = text;
+  }
+}
+
+function languageNames(locale) {
+  try {
+    return new Intl.DisplayNames([locale || "en"], { type: "language" });
+  } catch {
+    return null;
+  }
+}
+
+function languageLabel(code, names) {
+  let name = "";
+  try {
+    name = names ? names.of(code) : "";
+  } catch {
+    name = "";
+  }
+  return name && name !== code ? `${name} (${code})` : code;
 }
 
 /** A definition list kept in place: rows are updated, added or removed, never rebuilt. */

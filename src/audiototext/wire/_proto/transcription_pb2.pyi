@@ -14,13 +14,22 @@ class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PCM16: _ClassVar[AudioEncoding]
     FLOAT32: _ClassVar[AudioEncoding]
     OPUS: _ClassVar[AudioEncoding]
+
+class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_UNSPECIFIED: _ClassVar[Task]
+    TRANSCRIBE: _ClassVar[Task]
+    TRANSLATE: _ClassVar[Task]
 AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
 PCM16: AudioEncoding
 FLOAT32: AudioEncoding
 OPUS: AudioEncoding
+TASK_UNSPECIFIED: Task
+TRANSCRIBE: Task
+TRANSLATE: Task
 
 class StreamConfig(_message.Message):
-    __slots__ = ("model", "language", "encoding", "sample_rate_hz", "channels", "interim_results", "partial_interval_ms", "endpoint_silence_ms", "max_segment_s", "session_id", "resume_from_seq", "resume_from_event")
+    __slots__ = ("model", "language", "encoding", "sample_rate_hz", "channels", "interim_results", "partial_interval_ms", "endpoint_silence_ms", "max_segment_s", "session_id", "resume_from_seq", "resume_from_event", "task")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +42,7 @@ class StreamConfig(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
     RESUME_FROM_EVENT_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     model: str
     language: str
     encoding: AudioEncoding
@@ -45,7 +55,8 @@ class StreamConfig(_message.Message):
     session_id: str
     resume_from_seq: int
     resume_from_event: int
-    def __init__(self, model: _Optional[str] = ..., language: _Optional[str] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., interim_results: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., max_segment_s: _Optional[float] = ..., session_id: _Optional[str] = ..., resume_from_seq: _Optional[int] = ..., resume_from_event: _Optional[int] = ...) -> None: ...
+    task: Task
+    def __init__(self, model: _Optional[str] = ..., language: _Optional[str] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., interim_results: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., max_segment_s: _Optional[float] = ..., session_id: _Optional[str] = ..., resume_from_seq: _Optional[int] = ..., resume_from_event: _Optional[int] = ..., task: _Optional[_Union[Task, str]] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("seq", "data", "encoding")
@@ -204,18 +215,20 @@ class StreamingResponse(_message.Message):
     def __init__(self, event_seq: _Optional[int] = ..., started: _Optional[_Union[SessionStarted, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., speech_event: _Optional[_Union[SpeechEvent, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("audio", "language", "word_timestamps", "model", "beam_size")
+    __slots__ = ("audio", "language", "word_timestamps", "model", "beam_size", "task")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     audio: bytes
     language: str
     word_timestamps: bool
     model: str
     beam_size: int
-    def __init__(self, audio: _Optional[bytes] = ..., language: _Optional[str] = ..., word_timestamps: _Optional[bool] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ...) -> None: ...
+    task: Task
+    def __init__(self, audio: _Optional[bytes] = ..., language: _Optional[str] = ..., word_timestamps: _Optional[bool] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ..., task: _Optional[_Union[Task, str]] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
     __slots__ = ("text", "segments", "language", "duration_s", "words")

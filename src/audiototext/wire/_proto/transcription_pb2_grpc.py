@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class TranscriptionStub:
-    """Transcribes audio with the model the server was started with.
+    """Transcribes audio with the server's model, or another model of its cache.
     """
 
     def __init__(self, channel):
@@ -49,7 +49,7 @@ class TranscriptionStub:
 
 
 class TranscriptionServicer:
-    """Transcribes audio with the model the server was started with.
+    """Transcribes audio with the server's model, or another model of its cache.
     """
 
     def StreamingTranscribe(self, request_iterator, context):
@@ -91,7 +91,7 @@ def add_TranscriptionServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Transcription:
-    """Transcribes audio with the model the server was started with.
+    """Transcribes audio with the server's model, or another model of its cache.
     """
 
     @staticmethod

@@ -1,0 +1,131 @@
+"""The page's model selector in a real browser: choosing a model the server has not
+downloaded pulls it (progress bar fed by Server-Sent Events), and the next session runs on it.
+
+The model is a random-weights Whisper served by the fake Hugging Face server under the
+transformers repo of base.en; the pool's loader builds the engine double, so no speech is
+decoded (the real-engine page test is test_browser.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from audiototext.server.app import GrpcServer
+from audiototext.server.engine import Engine
+from audiototext.server.pool import ModelChoice
+from server.fake_engine import FakeRecognizer
+from server.grpc_harness import config, run
+from server.ws_harness import http_get
+from support.fixture_cache import ROOT
+from support.hf_server import FakeHub
+from support.speech import write_wav
+from web.cdp import CHROMIUM, Page, chromium
+
+pytestmark = [pytest.mark.slow]
+
+ARTIFACTS = ROOT / ".cache" / "test-artifacts"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, random_whisper_dir: Path) -> Iterator[FakeHub]:
+    with FakeHub() as h:
+        monkeypatch.setenv("HF_ENDPOINT", h.endpoint)
+        files = {p.name: p for p in random_whisper_dir.iterdir() if p.is_file()}
+        h.add_repo("openai/whisper-base.en", files)
+        yield h
+
+
+def _fake_engine(choice: ModelChoice) -> Engine:
+    engine = FakeRecognizer()
+    engine.model = SimpleNamespace(path=choice.path)
+    return engine
+
+
+async def _value(page: Page, expression: str) -> Any:
+    return await page.evaluate(expression)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)")
+def test_choosing_an_undownloaded_model_pulls_it_and_the_next_session_uses_it(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    microphone = write_wav(tmp_path / "mic.wav", np.zeros(48_000, dtype=np.float32), 48_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {"status": [], "progress": []}
+        srv = GrpcServer(
+            config(http_port=0), recognizer=FakeRecognizer(), engine_loader=_fake_engine
+        )
+        await srv.start()
+        try:
+            assert srv.http is not None
+            async with chromium(microphone) as page:
+                await page.call("Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/")
+                options = "[...document.querySelectorAll('#model-select option')]"
+                for _ in range(100):
+                    names = await _value(page, f"{options}.map(o => o.value).join(' ')")
+                    if names and "base.en" in str(names):
+                        break
+                    await asyncio.sleep(0.1)
+                seen["languages"] = await _value(
+                    page, "[...document.querySelectorAll('#language-select option')].length"
+                )
+                await page.evaluate(
+                    "(() => { const s = document.getElementById('model-select');"
+                    " s.value = 'base.en'; s.dispatchEvent(new Event('change')); })()"
+                )
+                for _ in range(1200):
+                    status = str(
+                        await _value(page, "document.getElementById('pull-status').textContent")
+                    )
+                    if status and (not seen["status"] or seen["status"][-1] != status):
+                        seen["status"].append(status)
+                    seen["progress"].append(
+                        await _value(page, "document.getElementById('pull-progress').value")
+                    )
+                    if "ready" in status or "Could not" in status:
+                        break
+                    await asyncio.sleep(0.05)
+                seen["selected"] = await _value(
+                    page, "document.getElementById('model-select').value"
+                )
+                seen["disabled"] = await _value(
+                    page, "document.getElementById('model-select').disabled"
+                )
+                await page.screenshot(
+                    ARTIFACTS / "page-model-pulled.png", width=1280, height=900, dark=False
+                )
+                await page.evaluate("document.getElementById('start').click()")
+                for _ in range(200):
+                    health = json.loads((await http_get(srv, "/api/v1/health"))[2])
+                    loaded = {m["name"]: m for m in health["models"]}
+                    if loaded.get("base.en", {}).get("sessions"):
+                        seen["health"] = loaded
+                        break
+                    await asyncio.sleep(0.05)
+                await page.evaluate("document.getElementById('start').click()")  # Stop
+                await asyncio.sleep(0.5)
+                seen["errors"] = list(page.errors)
+        finally:
+            await srv.stop(2.0)
+        return seen
+
+    seen = run(main(), 300)
+    statuses = seen["status"]
+    assert statuses[-1] == "base.en is ready: the next session uses it.", statuses
+    assert any(s.startswith("Downloading") for s in statuses), statuses
+    assert any(s.startswith("Converting") for s in statuses), statuses
+    assert any(isinstance(v, int | float) and 0 < v <= 100 for v in seen["progress"])
+    assert seen["selected"] == "base.en" and seen["disabled"] is False
+    assert "health" in seen, "no session ran on base.en"
+    assert seen["health"]["base.en"]["state"] == "loaded"
+    assert not seen["errors"], seen["errors"]
