@@ -14,9 +14,11 @@ function walk(dir) {
 }
 const files = walk(WEB_DIR);
 
+// The issue's budget is 300 KB on first load; this guard keeps a fifth of it in reserve (every
+// shipped file counts here, even ones the page fetches only when used).
 test("total weight well under 300 KB", () => {
   const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
-  assert.ok(total < 150 * 1024, `${total} bytes`);
+  assert.ok(total < 240 * 1024, `${total} bytes`);
 });
 
 test("no request leaves the origin: no absolute URLs in markup, styles or code", () => {
