@@ -151,12 +151,13 @@ async def ws_client(addr: Addresses, audio: np.ndarray) -> Trace:
                         credit["credit_ms"] = int(msg["ack"]["credit_ms"])
                     r = msg.get("result")
                     if r:
+                        segments = r.get("segments") or []
                         trace.results.append(
                             Result(
                                 now,
                                 bool(r["is_final"]),
-                                int(r["utterance_id"]),
-                                float(r["end_s"]),
+                                int(r["utterance_id"]),  # uint64: a string in JSON
+                                float(segments[-1]["end_s"]) if segments else 0.0,
                                 str(r["text"]),
                             )
                         )
@@ -205,24 +206,90 @@ def analyse(trace: Trace, ends: list[float]) -> dict[str, Any]:
     """Final latencies (s) from each sentence's end of speech, and first chunk → first result."""
     finals = [r for r in trace.results if r.is_final and r.text.strip()]
     latencies: list[float] = []
-    used: set[int] = set()
-    for r in finals:
-        k = min(range(len(ends)), key=lambda i: abs(ends[i] - r.end_s))
-        chunk = int(ends[k] * 10)  # the 100-ms chunk holding the last loud sample
-        if k in used or chunk >= len(trace.sent):
+    matched: list[list[Any]] = []  # [utterance_id, text, when its end of speech was sent]
+    for end in ends:
+        # The sentence's final: the one ending nearest its speech (the VAD pads 30 ms; a
+        # sentence split in two has its second part here, its first part unmatched).
+        near = [r for r in finals if abs(r.end_s - end) < 0.6]
+        chunk = int(end * 10)  # the 100-ms chunk holding the last loud sample
+        if not near or chunk >= len(trace.sent):
             continue
-        used.add(k)
+        r = min(near, key=lambda r: abs(r.end_s - end))
         latencies.append(r.at - trace.sent[chunk])
+        matched.append([r.utterance_id, r.text, trace.sent[chunk]])
     first = next((r for r in trace.results if r.text.strip()), None)
     first_partial = next((r for r in trace.results if not r.is_final and r.text.strip()), None)
     return {
         "finals": latencies,
+        "finals_received": len(finals),
+        "matched": matched,
+        "sent": trace.sent,
         "first_result_s": (first.at - trace.sent[0]) if first and trace.sent else float("nan"),
         "first_partial_s": (
             (first_partial.at - trace.sent[0]) if first_partial and trace.sent else float("nan")
         ),
         "texts": [r.text for r in finals],
+        # every result's arrival, for the server's hand-off times (same monotonic clock)
+        "arrivals": [[r.at, r.is_final, r.utterance_id, r.text] for r in trace.results],
     }
+
+
+class HandOffs:
+    """When the server's stream layer handed each result to a transport's ``send`` (the
+    layer both transports share: ``streams.result_message``). The clients' processes read the
+    same system-wide monotonic clock, so arrival − hand-off is the transport's own delay."""
+
+    def __init__(self) -> None:
+        from audiototext.server import streams
+
+        self.times: dict[tuple[bool, int, str], float] = {}
+        original = streams.result_message
+
+        def recorded(event_seq: int, ev: Any) -> Any:
+            message = original(event_seq, ev)
+            if message.WhichOneof("response") == "result":
+                r = message.result
+                self.times.setdefault((r.is_final, int(r.utterance_id), r.text), time.monotonic())
+            return message
+
+        streams.result_message = recorded  # type: ignore[assignment]
+
+        # When the engine took each chunk (one run at a time: the k-th accept is chunk k).
+        from audiototext.streaming.stream import RecognitionStream
+
+        self.accepted: list[float] = []
+        accept = RecognitionStream.accept
+
+        def timed(stream: RecognitionStream, *args: Any, **kwargs: Any) -> None:
+            accept(stream, *args, **kwargs)
+            self.accepted.append(time.monotonic())
+
+        RecognitionStream.accept = timed  # type: ignore[method-assign]
+
+    def uplink(self, sent: list[float]) -> list[float]:
+        """Chunk sent by the client → taken by the engine, per chunk of this run."""
+        return [a - s for s, a in zip(sent, self.accepted, strict=False)]
+
+    def engine(self, matched: list[list[Any]]) -> list[float]:
+        """End of speech sent → the final handed to the transport, per matched final."""
+        out: list[float] = []
+        for utterance_id, text, sent in matched:
+            handed = self.times.get((True, utterance_id, text))
+            if handed is not None:
+                out.append(handed - sent)
+        return out
+
+    def delays(self, arrivals: list[list[Any]]) -> tuple[list[float], list[float]]:
+        """(finals', partials') arrival − hand-off of this run's results; then forgets them."""
+        finals: list[float] = []
+        partials: list[float] = []
+        for at, is_final, utterance_id, text in arrivals:
+            handed = self.times.get((is_final, utterance_id, text))
+            if handed is not None:
+                (finals if is_final else partials).append(at - handed)
+        self.times.clear()
+        self.accepted.clear()
+        return finals, partials
 
 
 def median(values: list[float]) -> float:
@@ -270,7 +337,9 @@ async def one_run(
 
 
 async def settle(server: Any) -> None:
-    """Wait for the engine to be idle and out of any overload hold (bounded)."""
+    """Wait for the engine to be idle and out of any overload hold (bounded); then undo the
+    partials' stretch: it only relaxes during rounds, so a run would otherwise inherit the
+    previous run's (seen: a first partial 4 s late after a run on a loaded machine)."""
     rec = server.recognizer
     monitor = getattr(rec, "load_monitor", None)
     for _ in range(300):
@@ -278,6 +347,8 @@ async def settle(server: Any) -> None:
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)
+    if monitor is not None:
+        monitor.partial_scale = 1.0
 
 
 def default_cache() -> Path:
@@ -318,22 +389,38 @@ async def main_async(args: argparse.Namespace) -> None:
         flush=True,
     )
     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in transports}
+    handoffs = HandOffs()
     try:
         for pair in range(args.pairs):
             order = transports if pair % 2 == 0 else transports[::-1]
             for name in order:
                 await settle(server)
+                handoffs.times.clear()
+                handoffs.accepted.clear()
+                cpu0, wall0 = time.process_time(), time.monotonic()
                 if args.clients == "process":
                     r = await run_in_child(name, addr, args.gap_s, speech_dir)
                 else:
                     r = await one_run(name, addr, args.gap_s, speech_dir)
                 r["load"] = os.getloadavg()[0]
+                # The server process's CPU (the clients run in a child process by default).
+                r["server_cpu"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+                r["engine_finals"] = handoffs.engine(r["matched"])
+                r["uplink"] = handoffs.uplink(r["sent"])
+                r["delivery_finals"], r["delivery_partials"] = handoffs.delays(r["arrivals"])
                 runs[name].append(r)
                 print(
-                    f"pair {pair + 1} {name:>5}: finals {len(r['finals'])}, median "
+                    f"pair {pair + 1} {name:>5}: finals {len(r['finals'])} matched of "
+                    f"{r['finals_received']}, median "
                     f"{1000 * median(r['finals']):.0f} ms "
                     f"[{', '.join(f'{1000 * x:.0f}' for x in r['finals'])}], first partial "
-                    f"{1000 * r['first_partial_s']:.0f} ms, load {r['load']:.2f}",
+                    f"{1000 * r['first_partial_s']:.0f} ms; chunk sent → engine "
+                    f"{1000 * median(r['uplink']):.1f} ms, end of speech → server hand-off "
+                    f"{1000 * median(r['engine_finals']):.0f} ms, hand-off → arrival: finals "
+                    f"{1000 * median(r['delivery_finals']):.1f} ms, partials "
+                    f"{1000 * median(r['delivery_partials']):.1f} ms (medians); server CPU "
+                    f"{r['server_cpu']:.2f} s/s; load "
+                    f"{r['load']:.2f}",
                     flush=True,
                 )
     finally:
@@ -347,16 +434,21 @@ def report(runs: dict[str, list[dict[str, Any]]], transports: list[str]) -> None
     print()
     print(
         f"{'transport':>10} {'runs':>5} {'finals':>7} {'final p50':>10} {'pooled p50':>11} "
-        f"{'pooled p95':>11} {'1st partial':>12}"
+        f"{'pooled p95':>11} {'1st partial':>12} {'uplink p50':>11} {'delivery p50':>13} "
+        f"{'p95':>8} {'server CPU/s':>13}"
     )
     for name in transports:
         rs = runs[name]
         pooled = [x for r in rs for x in r["finals"]]
+        delivered = [x for r in rs for x in r["delivery_finals"] + r["delivery_partials"]]
         print(
             f"{name:>10} {len(rs):>5} {len(pooled):>7} "
             f"{1000 * median([median(r['finals']) for r in rs]):>8.0f} ms "
             f"{1000 * median(pooled):>8.0f} ms {1000 * pct(pooled, 95):>8.0f} ms "
-            f"{1000 * median([r['first_partial_s'] for r in rs]):>9.0f} ms"
+            f"{1000 * median([r['first_partial_s'] for r in rs]):>9.0f} ms "
+            f"{1000 * median([x for r in rs for x in r['uplink']]):>8.1f} ms "
+            f"{1000 * median(delivered):>10.1f} ms {1000 * pct(delivered, 95):>5.1f} ms "
+            f"{median([r['server_cpu'] for r in rs]):>13.3f}"
         )
     base = transports[0]
     for name in transports[1:]:
@@ -368,6 +460,30 @@ def report(runs: dict[str, list[dict[str, Any]]], transports: list[str]) -> None
             ratios.append(mb / ma)
             diffs.append(mb - ma)
             first_diffs.append(b["first_partial_s"] - a["first_partial_s"])
+        engine_diffs = [
+            median(b["engine_finals"]) - median(a["engine_finals"])
+            for a, b in zip(runs[base], runs[name], strict=False)
+        ]
+        uplink_diffs = [
+            median(b["uplink"]) - median(a["uplink"])
+            for a, b in zip(runs[base], runs[name], strict=False)
+        ]
+        cpu_ratios = [
+            b["server_cpu"] / a["server_cpu"] for a, b in zip(runs[base], runs[name], strict=False)
+        ]
+        delivery_diffs = [
+            median(b["delivery_finals"] + b["delivery_partials"])
+            - median(a["delivery_finals"] + a["delivery_partials"])
+            for a, b in zip(runs[base], runs[name], strict=False)
+        ]
+        print(
+            f"{name} − {base}, per pair, medians: chunk sent → engine "
+            f"{1000 * median(uplink_diffs):+.1f} ms (the transport), end of speech → hand-off "
+            f"{1000 * median(engine_diffs):+.0f} ms (uplink and engine), "
+            f"hand-off → arrival {1000 * median(delivery_diffs):+.1f} ms (the transport); "
+            f"server CPU per second, ratio median {median(cpu_ratios):.3f} (range "
+            f"{min(cpu_ratios):.3f}-{max(cpu_ratios):.3f})"
+        )
         print(
             f"{name} / {base}, end of speech → final, per pair of runs: ratio median "
             f"{median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}), difference "

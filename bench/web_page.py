@@ -389,6 +389,13 @@ async def main_async(args: argparse.Namespace) -> None:
             busy = await cpu_window(b, args.cpu_s)
             finals = await b.page.evaluate("document.getElementById('finals').innerText")
             print(f"transcript after {args.cpu_s + 3:.0f} s: {finals!r}")
+            live = await b.page.evaluate("document.getElementById('live').innerText")
+            print("the page's live indicators: " + " | ".join(str(live).split("\n")))
+            stats = server.recognizer.stats()
+            print(
+                f"the engine's final latency from the end of speech: p50 "
+                f"{stats.final_latency_ms_p50:.0f} ms, p95 {stats.final_latency_ms_p95:.0f} ms"
+            )
             if args.shots:
                 args.shots.mkdir(parents=True, exist_ok=True)
                 for width, height, name in ((1280, 800, "desktop"), (390, 844, "phone")):
