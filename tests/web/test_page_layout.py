@@ -1,19 +1,22 @@
-"""The page's layout and load in Chromium, with the fake engine (no model, no real time).
+"""The page's layout and load in Chromium, with the fake engine (no real time).
 
 At phone width the transcript's head (title, Copy, the downloads, Clear) takes two lines, not
-three; nothing is wider than the screen; loading the page logs no console error.
+three; nothing is wider than the screen; loading the page logs no console error; the model
+list marks as current only the precision the server runs (the cache has tiny.en in two).
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from audiototext.models.cache import ModelCache
 from server.fake_engine import FakeRecognizer
-from server.grpc_harness import run
+from server.grpc_harness import config, run
 from server.ws_harness import http_server
 from support.speech import silence, write_wav
 from web.cdp import CHROMIUM, Page, chromium
@@ -42,19 +45,23 @@ async def _load(page: Page, url: str) -> None:
     await page.call("Page.navigate", url=url)
     for _ in range(100):
         text = await page.evaluate("document.getElementById('health-text')?.innerText || ''")
-        if "fake" in str(text) or "Server ready" in str(text):
+        models = await page.evaluate("document.querySelectorAll('#model-list li').length")
+        if "Server ready" in str(text) and models:
             return
         await asyncio.sleep(0.1)
 
 
 def test_phone_width_keeps_the_transcript_head_to_two_lines_and_load_logs_no_error(
-    tmp_path: Path,
+    tmp_path: Path, built_cache: Path
 ) -> None:
     wav = write_wav(tmp_path / "quiet.wav", silence(1.0), 16_000)
+    engine = FakeRecognizer()
+    engine.model = SimpleNamespace(path=ModelCache(built_cache).find("tiny.en", "int8").path)
 
     async def main() -> dict[str, Any]:
         seen: dict[str, Any] = {}
-        async with http_server(FakeRecognizer()) as srv, chromium(wav) as page:
+        cfg = config(http_port=0, cache_root=built_cache)
+        async with http_server(engine, cfg) as srv, chromium(wav) as page:
             assert srv.http is not None
             await page.call(
                 "Emulation.setDeviceMetricsOverride",
@@ -75,6 +82,10 @@ def test_phone_width_keeps_the_transcript_head_to_two_lines_and_load_logs_no_err
             )
             await asyncio.sleep(0.3)
             seen["desktop"] = await page.evaluate(LAYOUT)
+            seen["current"] = await page.evaluate(
+                "[...document.querySelectorAll('#model-list li[aria-current=true]')]"
+                ".map((li) => li.innerText)"
+            )
             seen["errors"] = list(page.errors)
         return seen
 
@@ -84,3 +95,5 @@ def test_phone_width_keeps_the_transcript_head_to_two_lines_and_load_logs_no_err
     assert seen["phone"]["overflow"] <= 0, seen
     assert seen["desktop"]["headRows"] == 1, seen
     assert not seen["errors"], seen["errors"]
+    # One entry, the int8 one that runs (the page marked both tiny.en entries by name).
+    assert len(seen["current"]) == 1 and "int8" in seen["current"][0], seen["current"]

@@ -98,7 +98,8 @@ export class ModelsPanel {
     }
     for (const m of models) {
       const name = String(m.name || "?");
-      const isCurrent = name === current;
+      // The server marks the one it runs (one precision of a name); older servers did not.
+      const isCurrent = typeof m.current === "boolean" ? m.current : name === current;
       const li = document.createElement("li");
       if (isCurrent) li.setAttribute("aria-current", "true");
       const head = document.createElement("div");
