@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -176,20 +177,20 @@ def process_tree(root: int) -> dict[int, str]:
     kinds: dict[int, str] = {}
     for pid in tree:
         try:
-            args = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+            # Zygote-forked children rewrite their title: one string, arguments spaced.
+            args = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
+        text = args.decode(errors="replace")
         kind = "browser"
-        for a in args:
-            text = a.decode(errors="replace")
-            if text.startswith("--type="):
-                kind = text[len("--type=") :]
-            elif text.startswith("--utility-sub-type="):
-                sub = text[len("--utility-sub-type=") :]
-                kind = {
-                    "audio.mojom.AudioService": "audio",
-                    "network.mojom.NetworkService": ("network"),
-                }.get(sub, sub.split(".")[0])
+        if m := re.search(r"--type=(\S+)", text):
+            kind = m.group(1)
+        if m := re.search(r"--utility-sub-type=(\S+)", text):
+            kind = {
+                "audio.mojom.AudioService": "audio",
+                "network.mojom.NetworkService": "network",
+                "storage.mojom.StorageService": "storage",
+            }.get(m.group(1), m.group(1).split(".")[0])
         kinds[pid] = kind
     return kinds
 
