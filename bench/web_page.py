@@ -57,6 +57,7 @@ SENTENCES = (
     "She sells sea shells by the sea shore.",
 )
 BROWSER_RATE_HZ = 48_000
+WEB = ROOT / "src" / "audiototext" / "web"
 
 # Installed before the page's own scripts: when the first audio chunk leaves, and when the
 # first partial and final text appear in the DOM (performance.now(), ms).
@@ -90,6 +91,29 @@ window.__bench = {click: null, firstChunk: null, firstPartial: null, firstFinal:
 """
 
 
+# --no-webgl: the page's waveform falls back to its 2D canvas renderer.
+NO_WEBGL = """
+(() => {
+  const get = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+    return /webgl/.test(kind) ? null : get.call(this, kind, ...rest);
+  };
+})();
+"""
+
+# Which WebGL the browser gives (headless without a GPU: a software one, SwiftShader), and
+# whether it gives one to a page that refuses a software one (as the waveform does).
+GL_RENDERER = """(() => {
+  const gl = document.createElement('canvas').getContext('webgl');
+  if (!gl) return 'none';
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  const name = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+  const hard = document.createElement('canvas')
+    .getContext('webgl', {failIfMajorPerformanceCaveat: true});
+  return name + (hard ? '; also without a performance caveat' : '; refused without a caveat');
+})()"""
+
+
 class RecordingPage(Page):
     """A tab that also keeps the protocol's events (network responses)."""
 
@@ -115,7 +139,7 @@ class Browser:
 
 
 @contextlib.asynccontextmanager
-async def browser(microphone_wav: Path) -> AsyncIterator[Browser]:
+async def browser(microphone_wav: Path, *, webgl: bool = True) -> AsyncIterator[Browser]:
     """``web.cdp.chromium`` with the network events kept and the browser's pid at hand."""
     assert CHROMIUM is not None, "needs Debian's chromium"
     profile = Path(tempfile.mkdtemp(prefix="chromium-bench-"))
@@ -147,6 +171,8 @@ async def browser(microphone_wav: Path) -> AsyncIterator[Browser]:
                 await page.call(f"{domain}.enable")
             await page.call("Network.setCacheDisabled", cacheDisabled=True)
             await page.call("Page.addScriptToEvaluateOnNewDocument", source=PROBE)
+            if not webgl:
+                await page.call("Page.addScriptToEvaluateOnNewDocument", source=NO_WEBGL)
             yield Browser(page, proc.pid)
     finally:
         proc.kill()
@@ -195,16 +221,16 @@ def process_tree(root: int) -> dict[int, str]:
     return kinds
 
 
-def cpu_by_kind(root: int) -> dict[str, float]:
-    """CPU seconds (user + system) so far of each kind of process under ``root``."""
+def cpu_by_pid(root: int) -> dict[int, tuple[str, float]]:
+    """pid → (kind, CPU seconds so far, user + system) of each process under ``root``."""
     tick = os.sysconf("SC_CLK_TCK")
-    totals: dict[str, float] = defaultdict(float)
+    out: dict[int, tuple[str, float]] = {}
     for pid, kind in process_tree(root).items():
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = (Path("/proc") / str(pid) / "stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
-            totals[kind] += (int(fields[11]) + int(fields[12])) / tick
-    return dict(totals)
+            out[pid] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 async def main_thread_metrics(page: Page) -> dict[str, float]:
@@ -214,16 +240,17 @@ async def main_thread_metrics(page: Page) -> dict[str, float]:
 
 async def cpu_window(b: Browser, seconds: float) -> dict[str, float]:
     """Per second of wall over ``seconds``: main-thread durations and processes' CPU."""
-    m0, c0, t0 = await main_thread_metrics(b.page), cpu_by_kind(b.pid), time.monotonic()
+    m0, c0, t0 = await main_thread_metrics(b.page), cpu_by_pid(b.pid), time.monotonic()
     await asyncio.sleep(seconds)
-    m1, c1, t1 = await main_thread_metrics(b.page), cpu_by_kind(b.pid), time.monotonic()
+    m1, c1, t1 = await main_thread_metrics(b.page), cpu_by_pid(b.pid), time.monotonic()
     wall = t1 - t0
     out = {
         f"main:{k}": (m1.get(k, 0.0) - m0.get(k, 0.0)) / wall
         for k in ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
     }
-    for kind in sorted(set(c0) | set(c1)):
-        out[f"proc:{kind}"] = (c1.get(kind, 0.0) - c0.get(kind, 0.0)) / wall
+    for pid, (kind, cpu) in c1.items():  # a process that started meanwhile: all its CPU
+        key = f"proc:{kind}"
+        out[key] = out.get(key, 0.0) + (cpu - c0.get(pid, (kind, 0.0))[1]) / wall
     out["proc:all"] = sum(v for k, v in out.items() if k.startswith("proc:"))
     return out
 
@@ -358,7 +385,7 @@ async def main_async(args: argparse.Namespace) -> None:
         f"server {url} (tiny.en int8 from {cache}); Chromium {CHROMIUM}; load {one:.2f} {five:.2f}"
     )
     try:
-        async with browser(wav) as b:
+        async with browser(wav, webgl=not args.no_webgl) as b:
             # -- weight of a first load, and what Start adds
             await open_page(b, url)
             await asyncio.sleep(1.0)
@@ -375,6 +402,7 @@ async def main_async(args: argparse.Namespace) -> None:
             )
             print_weights("first load, API calls:", [r for r in first if r[0].startswith("api")])
             print(f"console errors on load: {len(b.page.errors)}")
+            print(f"WebGL for the waveform: {await b.page.evaluate(GL_RENDERER)}")
             for e in b.page.errors:
                 print(f"  {e}")
             # -- CPU idle (the page's polls and nothing else)
@@ -386,7 +414,16 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.sleep(3.0)
             await b.page.drain()
             start_rows = [r for r in weights(b.page.events) if not r[0].startswith("api")]
-            print_weights("Start adds:", start_rows)
+            if start_rows:
+                print_weights("Start adds:", start_rows)
+            else:  # the audio worklet's fetches do not show among the page's Network events
+                worklet = [WEB / "js" / "capture-worklet.js", WEB / "js" / "resampler.js"]
+                size = sum(f.stat().st_size for f in worklet)
+                print(
+                    f"Start adds the audio worklet ({', '.join(f.name for f in worklet)}): "
+                    f"{size / 1024:.1f} KB on disk (its fetches are not among the page's "
+                    "Network events)"
+                )
             busy = await cpu_window(b, args.cpu_s)
             finals = await b.page.evaluate("document.getElementById('finals').innerText")
             print(f"transcript after {args.cpu_s + 3:.0f} s: {finals!r}")
@@ -438,6 +475,7 @@ def main() -> None:
     p.add_argument("--cpu-s", type=float, default=10.0, help="seconds of each CPU window")
     p.add_argument("--cache", type=Path, default=None, help="model cache root")
     p.add_argument("--shots", type=Path, default=None, help="folder for screenshots")
+    p.add_argument("--no-webgl", action="store_true", help="the waveform on its 2D canvas renderer")
     asyncio.run(main_async(p.parse_args()))
 
 
