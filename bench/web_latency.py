@@ -252,7 +252,7 @@ class HandOffs:
                 self.times.setdefault((r.is_final, int(r.utterance_id), r.text), time.monotonic())
             return message
 
-        streams.result_message = recorded  # type: ignore[assignment]
+        streams.result_message = recorded
 
         # When the engine took each chunk (one run at a time: the k-th accept is chunk k).
         from audiototext.streaming.stream import RecognitionStream
@@ -264,7 +264,7 @@ class HandOffs:
             accept(stream, *args, **kwargs)
             self.accepted.append(time.monotonic())
 
-        RecognitionStream.accept = timed  # type: ignore[method-assign]
+        RecognitionStream.accept = timed  # type: ignore[method-assign,assignment]
 
     def uplink(self, sent: list[float]) -> list[float]:
         """Chunk sent by the client → taken by the engine, per chunk of this run."""
