@@ -6,17 +6,21 @@ One in-process server (gRPC and the HTTP listener on 127.0.0.1, one engine: tiny
 ``--cache``, by default the test fixtures' converted model) serves every run. Each run streams
 the same espeak-ng program (0.5 s of silence, then the four bench sentences separated by
 ``--gap-s`` of silence) at real time in 100-ms PCM16 chunks over one transport; runs alternate
-between the transports (ABAB…, then BABA… in the next pair, so neither always follows the
-other) with a drained engine before each. The clients run in a child process by default
+between the transports (AB, then BA in the next pair, and so on: neither always runs first)
+with a drained engine before each. The clients run in a child process by default
 (``--clients process``), as in ``bench/streaming.py``: client CPU stays off the server's
 loop, as with a browser.
 
 Per final: the time from sending the chunk that holds its sentence's last sample above
--40 dBFS to the final's arrival. Per run: the time from the first audio chunk sent to the
-first partial (or final) result. Printed: each transport's median over its runs' medians,
-pooled p50/p95, and per pair the ratio and difference against the first transport, with their
-medians. Adding a transport (WebRTC) is one more ``async def client(addresses, audio) ->
-Trace`` in ``TRANSPORTS``: it sends ``audio`` at real time, records when each 100 ms of it
+-40 dBFS to the final's arrival, also split at the server (the clients' processes read the
+same monotonic clock): chunk sent → taken by the engine, end of speech → the final handed to
+the transport by the stream layer both share, hand-off → arrival. Per run: the time from the
+first audio chunk sent to the first partial, and the server process's CPU per second.
+Printed: each transport's median over its runs' medians, pooled p50/p95, and per pair the
+ratio and difference against the first transport, with their medians.
+
+Adding a transport (WebRTC) is one more ``async def client(addresses, audio) -> Trace`` in
+``TRANSPORTS``: it sends ``audio`` at real time, records when each 100 ms of it
 left (``Trace.sent``) and when each result arrived (``Trace.results``).
 """
 
