@@ -61,10 +61,17 @@ class LoadMonitor:
             SAMPLE_RATE_HZ
         )
 
-    def record_final(self, triggered_at: float) -> None:
-        """A final went out for an utterance that ended at ``triggered_at`` (clock time)."""
+    def record_final(self, triggered_at: float, speech_end_at: float | None = None) -> None:
+        """A final went out for an utterance whose endpoint came at ``triggered_at`` (clock
+        time) and whose speech ended in audio accepted at ``speech_end_at``.
+
+        The latency figures (``latency_percentile``: stats, the streams' metrics) run from the
+        end of speech, as a speaker waits; the load policy's recent finals from the endpoint,
+        as its thresholds were set (a final speculated in the pause is due at once).
+        """
         now = self._clock()
-        self._latencies.append(max(0.0, now - triggered_at))
+        since = triggered_at if speech_end_at is None else min(triggered_at, speech_end_at)
+        self._latencies.append(max(0.0, now - since))
         self._recent_finals.append((now, max(0.0, now - triggered_at)))
 
     def record_round(

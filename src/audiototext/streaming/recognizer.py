@@ -590,7 +590,7 @@ class StreamingRecognizer:
             self.final_decoder.remember(s, job.audio_start, tokens)
         if not text and not f.shown_text:
             return  # nothing was said and nothing was shown: no result at all
-        self.load_monitor.record_final(f.triggered_at)
+        self.load_monitor.record_final(f.triggered_at, f.speech_end_at)
         s.emit(
             StreamResult(
                 utterance_id=f.utterance_id,

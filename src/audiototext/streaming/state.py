@@ -60,6 +60,8 @@ class PendingFinal:
     committed_text: str
     shown_text: bool  # a partial with text went out: a final must follow, even if empty
     last_partial_at: int  # absolute sample the utterance's last partial covered
+    # monotonic time the audio holding ``stop`` (the end of speech) was accepted; None: unknown
+    speech_end_at: float | None = None
 
 
 @dataclass

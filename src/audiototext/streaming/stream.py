@@ -125,6 +125,9 @@ class RecognitionStream:
         self.pending_final_samples = 0
         self.next_utterance_id = 0
         self.last_utterance_stop = 0  # absolute sample where the previous utterance ended
+        # (absolute sample where an accepted chunk ends, when it was accepted), the latest
+        # few seconds: the wall time of an utterance's end of speech, for its final's latency
+        self._accepted_ends: collections.deque[tuple[int, float]] = collections.deque(maxlen=1024)
         self.processed = 0  # absolute sample through which results are settled
         self.finishing = False
         # -- owned by the recognizer's scheduler and final decoder (see state.py)
@@ -406,6 +409,9 @@ class RecognitionStream:
                     self.finishing = True
                 continue
             samples = item.samples
+            end = self.vad_position + samples.shape[0]
+            if not self._accepted_ends or self._accepted_ends[-1][0] < end:
+                self._accepted_ends.append((end, item.accepted_at))
             used = 0
             while used < samples.shape[0]:
                 piece = samples[used : used + _VAD_PIECE]
@@ -458,12 +464,20 @@ class RecognitionStream:
                 committed_text=utt.committed_text,
                 shown_text=utt.shown_text,
                 last_partial_at=utt.last_partial_at,
+                speech_end_at=self._accepted_at(stop),
             )
         )
         with self._lock:
             self.pending_final_samples += stop - utt.start
         self.last_utterance_stop = stop
         self.utterance = None
+
+    def _accepted_at(self, sample: int) -> float | None:
+        """When the chunk holding absolute ``sample`` was accepted (None: no longer known)."""
+        for end, at in self._accepted_ends:
+            if end > sample:
+                return at
+        return None
 
     @property
     def tentative_end(self) -> int | None:

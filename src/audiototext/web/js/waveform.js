@@ -1,7 +1,7 @@
 // Live waveform: a scrolling peak envelope of the last WINDOW_S seconds read from the
 // microphone's AnalyserNode on every animation frame, with the speech regions the server
 // reports (speech_event BEGIN/END, stream seconds) shaded behind it. WebGL when the browser
-// gives a context, a 2D canvas otherwise (or after the WebGL context is lost).
+// gives a hardware context, a 2D canvas otherwise (or after the WebGL context is lost).
 
 const WINDOW_S = 8;
 
@@ -16,10 +16,29 @@ function hexColour(text, fallback) {
   return [0, 2, 4].map((k) => parseInt(hex.slice(k, k + 2), 16) / 255);
 }
 
+/** Whether WebGL would be drawn by the CPU (SwiftShader, llvmpipe: no usable GPU). */
+function softwareWebGl() {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl");
+    if (!gl) return false;
+    const info = gl.getExtension("WEBGL_debug_renderer_info");
+    const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    gl.getExtension("WEBGL_lose_context")?.loseContext();
+    return /swiftshader|llvmpipe|softpipe|software/i.test(name);
+  } catch {
+    return false;
+  }
+}
+
 class GlRenderer {
   constructor(canvas) {
-    const gl = canvas.getContext("webgl", { antialias: true, alpha: false }) ||
-      canvas.getContext("experimental-webgl", { antialias: true, alpha: false });
+    // Not a WebGL the CPU draws (no GPU): it took twice the 2D canvas's CPU for this waveform
+    // (bench/web_page.py, bench/NOTES.md round 14). Checked on a spare canvas: one that had a
+    // WebGL context cannot give a 2D one.
+    if (softwareWebGl()) throw new Error("software WebGL");
+    const options = { antialias: true, alpha: false, failIfMajorPerformanceCaveat: true };
+    const gl =
+      canvas.getContext("webgl", options) || canvas.getContext("experimental-webgl", options);
     if (!gl) throw new Error("no WebGL");
     const shader = (type, src) => {
       const s = gl.createShader(type);
