@@ -64,6 +64,18 @@ def test_overload_means_finals_fall_behind_not_a_busy_worker() -> None:
     assert not load.overloaded(streams_open=True) and not load.holding()
 
 
+def test_partials_are_not_stretched_after_an_idle_window() -> None:
+    clock = Clock()
+    load = _monitor(clock, adaptive_partials=True)
+    for _ in range(10):  # busy the whole time: partials stretched
+        clock.now += 1.0
+        load.record_round(clock.now - 1.0, 1.0)
+    assert load.partial_scale > 1.0
+    clock.now += 60.0  # no round for a minute (no stream had audio)
+    load.record_round(clock.now - 0.01, 0.1)
+    assert load.partial_scale == 1.0
+
+
 def test_lag_of_the_median_stream_is_overload() -> None:
     clock = Clock()
     load = _monitor(clock, overload_lag_s=2.0)

@@ -83,6 +83,10 @@ class LoadMonitor:
         """A round that began at ``began`` read ``audio_s``; ``lane_walls`` are the lanes'
         (end, wall seconds) records, pruned here to the window."""
         now = self._clock()
+        if self._busy and began - self._busy[-1][0] >= BUSY_WINDOW_S:
+            # Rounds run only while there is work: after a whole idle window, the load that
+            # stretched partials is gone, and the next stream's first partial must not wait.
+            self.partial_scale = 1.0
         self._busy.append((now, now - began, audio_s))
         while self._busy and self._busy[0][0] < now - BUSY_WINDOW_S:
             self._busy.popleft()
