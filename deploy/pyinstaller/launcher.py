@@ -118,7 +118,7 @@ def clean_stale(parent, keep):
             continue
         if name.startswith(".unpack-"):
             try:
-                pid = int(name.split("-")[2])
+                pid = int(name.split("-")[1])
             except (IndexError, ValueError):
                 continue
             if not _pid_alive(pid):

@@ -26,7 +26,7 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
 def main() -> None:
     app_dir, launcher, output = (Path(a) for a in sys.argv[1:4])
     version = sys.argv[4]
-    compression = sys.argv[5] if len(sys.argv) > 5 else "xz"
+    compression = sys.argv[5] if len(sys.argv) > 5 else "gz"
     tmp = output.with_name(output.name + ".tmp")
     shutil.copyfile(launcher, tmp)
     offset = tmp.stat().st_size
