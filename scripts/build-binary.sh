@@ -9,13 +9,16 @@
 #   BINARY_OUTPUT=PATH, BINARY_WORK=DIR               where the file and the build go
 #
 # It installs its own venv (.cache/binary-venv; BINARY_VENV moves it) from requirements/lock.txt
-# with the runtime extras and the pinned PyInstaller (the "binary" extra): nothing of the tests
-# (torch, transformers, pytest) is installed there, so nothing of them can reach the file.
+# with every extra but "test" (the runtime ones and "binary", the pinned PyInstaller): nothing
+# of the tests (torch, transformers, pytest) is installed there, so nothing of them can reach
+# the file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 VENV=${BINARY_VENV:-.cache/binary-venv}
-ensure_venv offline,server,mic,binary
+# Every extra of pyproject.toml but the tests' (a new feature's extra comes along by itself).
+extras=$("$PYTHON" -c 'import tomllib; x = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print(",".join(e for e in x if e != "test"))')
+ensure_venv "$extras"
 
 version=$("$VENV/bin/python" -c 'from audiototext._version import __version__; print(__version__)')
 out=${BINARY_OUTPUT:-dist/audiototext-$version-linux-$(uname -m)}

@@ -297,3 +297,42 @@ def test_runs_in_a_minimal_debian_root_without_python(
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_models_pulled_later_are_converted_by_the_file_into_the_normal_cache(
+    run: Run, tiny_en_source: Path
+) -> None:
+    """A real pull from (a local stand-in for) the Hub: download, conversion, int8
+    quantisation, ORT optimisation and self-check all run inside the file."""
+    from support.hf_server import FakeHub
+
+    with FakeHub() as hub:
+        hub.add_repo(
+            "Systran/faster-whisper-tiny.en",
+            {p.name: p for p in tiny_en_source.iterdir() if p.is_file()},
+        )
+        env = run.env(HF_ENDPOINT=hub.endpoint)
+        pulled = subprocess.run(
+            [str(run.exe), "models", "pull", "tiny.en", "--precision", "int8", "--force", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert pulled.returncode == 0, pulled.stderr
+    listed = subprocess.run(
+        [str(run.exe), "models", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stderr
+    paths = {Path(e["path"]) for e in json.loads(listed.stdout)["cached"]}
+    cache = run.home / ".cache" / "audiototext" / "models"
+    unpacked = run.home / ".cache" / "audiototext" / "bin"
+    # The new entry is in the cache; the bundled one (inside the unpack) is still listed.
+    assert any(cache in p.parents and "ctranslate2-" in str(p) for p in paths), paths
+    assert any(unpacked in p.parents for p in paths), paths
+    verified = run("models", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
