@@ -4,8 +4,8 @@
 # Python installed (README, "One file").
 #
 #   scripts/build-binary.sh                           gzip-compressed application
-#   BINARY_COMPRESSION=xz scripts/build-binary.sh     xz: 18 % smaller, first start 3x slower
-#   BINARY_UPX=0 scripts/build-binary.sh              no UPX even where it is installed
+#   BINARY_COMPRESSION=xz scripts/build-binary.sh     xz: 18 % smaller, first start ~8 s slower
+#   BINARY_UPX=1 scripts/build-binary.sh              try UPX (the upx on PATH): see below
 #   BINARY_OUTPUT=PATH, BINARY_WORK=DIR               where the file and the build go
 #
 # It installs its own venv (.cache/binary-venv; BINARY_VENV moves it) from requirements/lock.txt
@@ -50,12 +50,16 @@ json.dump({
 PY
 
 # 3. The application (one folder), then the launcher (one file).
+# UPX is off unless asked for: Debian 12 has no upx-ucl, and with UPX 4.2.4 (Debian 13's) the
+# application died at start (SIGTRAP) for a file 2.8 % smaller: UPX refused 77 of the
+# libraries ("DT_GNU_HASH above stub") and one of those it packed broke (bench/NOTES.md,
+# "One file"). PyInstaller itself turns UPX off on Linux unless forced.
 export AUDIOTOTEXT_UPX=0
-if [ "${BINARY_UPX:-auto}" != 0 ] && command -v upx >/dev/null 2>&1; then
+if [ "${BINARY_UPX:-0}" = 1 ]; then
+    command -v upx >/dev/null 2>&1 || { echo "BINARY_UPX=1 but no upx on PATH" >&2; exit 1; }
     AUDIOTOTEXT_UPX=1
+    export PYINSTALLER_FORCE_UPX=1
     echo "UPX: $(upx --version | head -1)"
-else
-    echo "UPX: not used (${BINARY_UPX:+BINARY_UPX=$BINARY_UPX; }$(command -v upx >/dev/null 2>&1 && echo installed || echo not installed))"
 fi
 export AUDIOTOTEXT_BUNDLE_MODELS="$work/model-home/models" AUDIOTOTEXT_BUILD_JSON="$work/_build.json"
 for spec in audiototext launcher; do
@@ -67,4 +71,13 @@ done
 # 4. One file: the launcher with the application appended.
 "$VENV/bin/python" deploy/pyinstaller/pack.py "$work/dist/audiototext" \
     "$work/dist/audiototext-launcher" "$out" "$version" "${BINARY_COMPRESSION:-gz}"
+# 5. It must start: unpack into a scratch home and print the versions.
+smoke=$(mktemp -d)
+if ! env -i HOME="$smoke" PATH=/nonexistent "$out" --version >"$work/smoke.log" 2>&1; then
+    cat "$work/smoke.log" >&2
+    rm -rf "$smoke"
+    echo "the built file does not start: $out" >&2
+    exit 1
+fi
+rm -rf "$smoke"
 echo "built $out ($(du -h "$out" | cut -f1))"
