@@ -8,10 +8,13 @@ into it changes).
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import re
+import shutil
 import signal
+import struct
 import subprocess
 import tarfile
 import urllib.request
@@ -79,12 +82,12 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _payload_names(exe: Path) -> list[str]:
+    """The application's files, from the payload the trailer points at (launcher.py)."""
     data = exe.read_bytes()
-    (length,) = __import__("struct").unpack("<I", data[-12:-8])
+    assert data[-8:] == b"ATTPAYL1"
+    (length,) = struct.unpack("<I", data[-12:-8])
     info = json.loads(data[-12 - length : -12])
     start = info["offset"]
-    import io
-
     with tarfile.open(fileobj=io.BytesIO(data[start : start + info["size"]]), mode="r:*") as tar:
         return tar.getnames()
 
@@ -294,8 +297,6 @@ def test_runs_in_a_minimal_debian_root_without_python(
         srt = (work / "out" / "clip.srt").read_text()
         assert len(set(normalise(srt)) & set(normalise(TEXT))) >= 8, srt
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
 
