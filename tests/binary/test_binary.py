@@ -17,6 +17,7 @@ import signal
 import struct
 import subprocess
 import tarfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -337,3 +338,70 @@ def test_models_pulled_later_are_converted_by_the_file_into_the_normal_cache(
     assert any(unpacked in p.parents for p in paths), paths
     verified = run("models", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.fixture
+def pulse(run: Run) -> Iterator[dict[str, str]]:
+    """A private PulseAudio daemon with a null sink ``vsink`` whose monitor is the default
+    source (as in tests/client/test_cli_stream.py); its HOME is the file's."""
+    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
+        pytest.skip("no PulseAudio (Debian packages pulseaudio pulseaudio-utils)")
+    runtime = run.home.parent / "xdg"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(run.home)}
+    daemon = [
+        "pulseaudio",
+        "-n",
+        "--daemonize=yes",
+        "--exit-idle-time=-1",
+        "-L",
+        "module-native-protocol-unix",
+        "-L",
+        "module-null-sink sink_name=vsink",
+    ]
+    started = subprocess.run(daemon, env=env, capture_output=True, text=True, timeout=30)
+    if started.returncode != 0:
+        pytest.skip(f"PulseAudio cannot start here: {started.stderr.strip()}")
+    try:
+        for _ in range(50):
+            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        subprocess.run(["pactl", "set-default-source", "vsink.monitor"], env=env, check=True)
+        yield env
+    finally:
+        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=30)
+
+
+def test_mic_captures_through_the_systems_sound_server(
+    run: Run, served: tuple[str, str], pulse: dict[str, str], tmp_path: Path
+) -> None:
+    """``mic`` from the file: its bundled PortAudio and ALSA reach PulseAudio through the
+    system's ALSA plugin, and what plays into the sink comes back as text."""
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    env = run.env(XDG_RUNTIME_DIR=pulse["XDG_RUNTIME_DIR"])
+    listed = subprocess.run(
+        [str(run.exe), "mic", "--list-devices"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0 and "pulse" in listed.stdout, listed.stdout + listed.stderr
+    speech = SpeechSynthesizer(shared_speech_dir()).speak(STREAMED).audio
+    wav = write_wav(tmp_path / "play.wav", with_silence(speech, 0.2, 0.2), 16_000)
+    mic = subprocess.Popen(
+        [str(run.exe), "mic", "--device", "pulse", "--server", served[0], "--duration", "9"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert mic.stderr is not None
+        line = mic.stderr.readline()  # "listening ..." once capture runs
+        assert "listening" in line, line + mic.stderr.read()
+        subprocess.run(["paplay", "--device=vsink", str(wav)], env=pulse, check=True, timeout=60)
+        stdout, stderr = mic.communicate(timeout=120)
+    finally:
+        if mic.poll() is None:
+            mic.kill()
+    assert mic.returncode == 0, stderr
+    assert len(set(normalise(stdout)) & set(normalise(STREAMED))) >= 6, stdout
