@@ -4,7 +4,7 @@
 # Python installed (README, "One file").
 #
 #   scripts/build-binary.sh                           gzip-compressed application
-#   BINARY_COMPRESSION=xz scripts/build-binary.sh     xz: 18 % smaller, first start ~8 s slower
+#   BINARY_COMPRESSION=xz scripts/build-binary.sh     xz: 18 % smaller, first start ~6 s slower
 #   BINARY_UPX=1 scripts/build-binary.sh              try UPX (the upx on PATH): see below
 #   BINARY_OUTPUT=PATH, BINARY_WORK=DIR               where the file and the build go
 #
