@@ -7,11 +7,13 @@ source scripts/setup.sh
 # espeak-ng: test speech; pulseaudio & co.: a virtual microphone for the PortAudio test;
 # openssl: self-signed certificates for the TLS tests; chromium: the page in a real browser;
 # prometheus: scrapes /metrics in the observability tests. iproute2: network namespaces for
-# the WebRTC tests (ICE needs an address other than 127.0.0.1).
+# the WebRTC tests (ICE needs an address other than 127.0.0.1). debootstrap: a minimal Debian
+# root (no Python) the one-file build must run in (tests/binary). UPX (upx-ucl) is not in
+# Debian 12: scripts/build-binary.sh uses it only where it is installed.
 ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium \
-    prometheus iproute2
+    prometheus iproute2 debootstrap
 ensure_venv test
-lint_paths=(src tests)
+lint_paths=(src tests deploy)
 [ -d bench ] && lint_paths+=(bench)
 "$VENV/bin/ruff" check "${lint_paths[@]}"
 "$VENV/bin/ruff" format --check "${lint_paths[@]}"

@@ -39,9 +39,16 @@ def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import av
+    import onnxruntime
+
     with pytest.raises(SystemExit):
         main(["--version"])
-    assert __version__ in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"audiototext {__version__}" in out
+    assert f"onnxruntime {onnxruntime.__version__}" in out
+    assert f"PyAV {av.__version__} (FFmpeg " in out
+    assert "build: installed package" in out
 
 
 def test_installed_entry_point_runs() -> None:

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from audiototext._version import __version__
 from audiototext.errors import AudioToTextError, UnknownModelError
 
 log = logging.getLogger("audiototext")
@@ -345,13 +344,30 @@ def _command_in(argv: Sequence[str] | None) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: like argparse's, but the engine libraries are imported only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from audiototext._buildinfo import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The CLI's parser; given the ``argv`` it will parse, it skips commands it cannot run."""
     parser = argparse.ArgumentParser(
         prog="audiototext",
         description="Real-time speech-to-text on your own machine (Whisper on ONNX Runtime).",
     )
-    parser.add_argument("--version", action="version", version=f"audiototext {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="versions of audiototext, ONNX Runtime, PyAV/FFmpeg and the build's commit",
+    )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )

@@ -12,6 +12,11 @@ An entry is built in ``models/.staging-*`` and renamed into place in one step, s
 with a manifest is always complete; an interrupted conversion leaves only a staging folder,
 removed by the next pull. Entries never change once written: a new source commit or a new
 precision is a new folder, so several versions coexist until removed.
+
+Read-only *bundled* entries, in the same ``<model>/<version>/<precision>/`` layout, are found
+too: those the one-file executable carries (``audiototext_models/`` beside its code), and any
+folder listed in ``AUDIOTOTEXT_BUNDLED_MODELS`` (``os.pathsep``-separated). They are never
+written or removed; models pulled later go to the cache home as usual.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,11 +40,14 @@ from audiototext.models.registry import slug
 __all__ = [
     "CacheEntry",
     "ModelCache",
+    "bundled_models_dirs",
     "cache_home",
 ]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+# Where the one-file executable keeps its models, relative to its unpacked code.
+BUNDLED_MODELS = "audiototext_models"
 
 
 def cache_home() -> Path:
@@ -48,6 +57,15 @@ def cache_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("audiototext", appauthor=False))
+
+
+def bundled_models_dirs() -> list[Path]:
+    """Read-only model folders: ``AUDIOTOTEXT_BUNDLED_MODELS``, then the executable's own."""
+    dirs = [Path(p) for p in os.environ.get("AUDIOTOTEXT_BUNDLED_MODELS", "").split(os.pathsep)]
+    frozen = getattr(sys, "_MEIPASS", None)  # set in a PyInstaller build
+    if frozen:
+        dirs.append(Path(frozen) / BUNDLED_MODELS)
+    return [d for d in dirs if str(d) not in ("", ".") and d.is_dir()]
 
 
 def _checksum(fields: dict[str, Any]) -> str:
@@ -220,9 +238,10 @@ class ModelCache:
         """Every entry, newest first, and every damaged folder with the reason."""
         good: list[CacheEntry] = []
         bad: list[tuple[Path, str]] = []
-        if not self.models_dir.is_dir():
-            return good, bad
-        for manifest in sorted(self.models_dir.glob(f"*/*/*/{MANIFEST}")):
+        manifests = sorted(self.models_dir.glob(f"*/*/*/{MANIFEST}"))
+        for bundled in bundled_models_dirs():
+            manifests += sorted(bundled.glob(f"*/*/*/{MANIFEST}"))
+        for manifest in manifests:
             try:
                 entry = self._read(manifest.parent)
             except CacheError as exc:
@@ -331,6 +350,10 @@ class ModelCache:
 
     def remove(self, entry_or_path: CacheEntry | Path) -> None:
         path = entry_or_path.path if isinstance(entry_or_path, CacheEntry) else entry_or_path
+        if any(d.resolve() in path.resolve().parents for d in bundled_models_dirs()):
+            raise CacheError(
+                f"{path} is bundled with this program (read-only); it cannot be removed"
+            )
         if self.models_dir.resolve() not in path.resolve().parents:
             raise CacheError(f"refusing to delete {path}: it is outside the model cache")
         trash = path.parent / f".rm-{time.monotonic_ns()}"
