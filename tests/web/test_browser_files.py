@@ -54,7 +54,9 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
                 "Page.addScriptToEvaluateOnNewDocument",
                 source="sessionStorage.setItem('audiototext.token', 's3cret')",
             )
-            await page.call("Page.navigate", url=f"{origin}/")
+            # The WebSocket transport: the one whose token rides in a subprotocol (WebRTC needs
+            # an address other than loopback; tests/web/test_browser_webrtc.py covers it).
+            await page.call("Page.navigate", url=f"{origin}/?transport=websocket")
             await _wait_for(
                 page, "document.getElementById('health-text')?.innerText.includes('tiny.en')"
             )
@@ -80,7 +82,7 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
             out["transport"] = await _wait_for(
                 page,
                 "(() => { const t = document.getElementById('transport-text').innerText;"
-                " return t === 'Connected' ? t : ''; })()",
+                " return t === 'WebSocket · Connected' ? t : ''; })()",
             )
             await page.evaluate("document.getElementById('start').click()")  # Stop
             await asyncio.sleep(1.0)
@@ -99,7 +101,7 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
     assert "Hello there." in out["finals"] and "General Kenobi." in out["finals"]
     assert "talk.wav" in out["status"] and "transcribed" in out["status"], out["status"]
     assert len(files.requests) == 1
-    assert out["transport"] == "Connected"
+    assert out["transport"] == "WebSocket · Connected"
     assert not out["capture_error"], out["capture_error"]
     assert "audiototext" in out["docs"]
     assert not out["errors"], out["errors"]
