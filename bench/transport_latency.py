@@ -1,11 +1,12 @@
-"""End of speech → final, over WebRTC (aiortc peer, Opus) and over the WebSocket (PCM16).
+"""End of speech → final over WebRTC (aiortc peer, Opus), the WebSocket and gRPC (PCM16).
 
-Not a test (no assertions, not collected): a measurement to run by hand, as root (it makes a
-network namespace), with the converted tiny.en the tests use::
+A measurement to run by hand, as root (it makes a network namespace: aioice offers no
+loopback address), with the converted tiny.en the tests use::
 
-    PYTHONPATH=src:tests python tests/server/measure_transport_latency.py --runs 5
+    PYTHONPATH=src .venv/bin/python bench/transport_latency.py --runs 6
 
-Runs alternate between the transports on one server with the real engine (int8); each sends
+Runs rotate between the transports (each run starts with the next one) on one server with
+the real engine (int8); each sends
 one espeak-ng sentence at real time with 0.5 s of silence before and 1.5 s after, and the
 time from the last sample of speech leaving the client to the final's arrival is reported
 (median and every run). FINISH is sent only after the trailing silence, so the final comes
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,13 +35,17 @@ import numpy as np
 import websockets
 from numpy.typing import NDArray
 
-from audiototext.streaming import RecognizerOptions, StreamingRecognizer
-from server.real_engine import SENTENCES, settled
-from server.rtc_harness import stream_speech
-from server.ws_harness import PCM16_CONFIG, http_server, pcm16_frames
-from support.fixture_cache import fixtures_root
-from support.netns import namespace, run_inside
-from support.speech import SpeechSynthesizer, with_silence
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests")]
+
+from audiototext.streaming import RecognizerOptions, StreamingRecognizer  # noqa: E402
+from server.grpc_harness import pcm_chunks  # noqa: E402
+from server.real_engine import SENTENCES, settled  # noqa: E402
+from server.rtc_harness import stream_speech  # noqa: E402
+from server.ws_harness import PCM16_CONFIG, http_server, pcm16_frames  # noqa: E402
+from support.fixture_cache import fixtures_root  # noqa: E402
+from support.netns import namespace, run_inside  # noqa: E402
+from support.speech import SpeechSynthesizer, with_silence  # noqa: E402
 
 LEAD_S, TAIL_S = 0.5, 1.5
 
@@ -74,6 +80,36 @@ async def ws_latency(
     return 1000 * (finals[0] - (capture_t0 + speech_end_s)), " ".join(texts)
 
 
+async def grpc_latency(
+    target: str, audio: NDArray[np.float32], speech_end_s: float
+) -> tuple[float, str]:
+    from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
+
+    finals: list[float] = []
+    texts: list[str] = []
+    async with AsyncClient(target) as client:
+        stream = await client.stream(StreamSettings(compression="pcm16"))
+
+        async def receive() -> None:
+            async for ev in stream.results():
+                if isinstance(ev, TranscriptUpdate) and ev.is_final:
+                    finals.append(time.monotonic())
+                    texts.append(ev.text)
+
+        receiver = asyncio.create_task(receive())
+        t0 = time.monotonic()
+        for i, chunk in enumerate(pcm_chunks(audio)):
+            ahead = t0 + i * 0.1 - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            await stream.send(chunk)
+        await stream.finish()
+        await asyncio.wait_for(receiver, 120)
+        await stream.close()
+    capture_t0 = t0 - 0.1  # as the WebSocket's: 100-ms chunks
+    return 1000 * (finals[0] - (capture_t0 + speech_end_s)), " ".join(texts)
+
+
 async def rtc_latency(
     url: str, audio: NDArray[np.float32], speech_end_s: float
 ) -> tuple[float, str]:
@@ -95,19 +131,23 @@ def main() -> None:
         "tiny.en", RecognizerOptions(max_sessions=4), precision="int8", cache_root=cache
     )
     synth = SpeechSynthesizer(Path(tempfile.mkdtemp()))
-    results: dict[str, list[float]] = {"websocket": [], "webrtc": []}
+    kinds = ("grpc", "websocket", "webrtc")
+    results: dict[str, list[float]] = {k: [] for k in kinds}
 
     async def measure() -> None:
         async with http_server(recognizer) as srv:
             assert srv.http is not None
-            base = f"127.0.0.1:{srv.http.port}/api/v1"
+            host = "127.0.0.1"
+            base = f"{host}:{srv.http.port}/api/v1"
             for i in range(args.runs):
                 spoken = synth.speak(SENTENCES[i % len(SENTENCES)]).audio
                 audio = with_silence(spoken, LEAD_S, TAIL_S)
                 end_s = LEAD_S + spoken.shape[0] / 16_000
-                for kind in ("websocket", "webrtc") if i % 2 == 0 else ("webrtc", "websocket"):
+                for kind in kinds[i % 3 :] + kinds[: i % 3]:
                     await settled(recognizer)
-                    if kind == "websocket":
+                    if kind == "grpc":
+                        ms, text = await grpc_latency(f"{host}:{srv.port}", audio, end_s)
+                    elif kind == "websocket":
                         ms, text = await ws_latency(f"ws://{base}/stream", audio, end_s)
                     else:
                         ms, text = await rtc_latency(f"http://{base}/webrtc/offer", audio, end_s)
@@ -117,8 +157,13 @@ def main() -> None:
     with namespace() as name:
         run_inside(name, measure, 1800)
     recognizer.close()
+    grpc_median = statistics.median(results["grpc"])
     for kind, values in results.items():
-        print(f"{kind:9s} median {statistics.median(values):6.0f} ms  runs {_fmt(values)}")
+        median = statistics.median(values)
+        print(
+            f"{kind:9s} median {median:6.0f} ms ({median - grpc_median:+.0f} ms against gRPC)"
+            f"  runs {_fmt(values)}"
+        )
 
 
 def _mtime(path: Path) -> float:
