@@ -47,6 +47,39 @@ def ws_url(server: GrpcServer, query: str = "") -> str:
     return f"ws://127.0.0.1:{server.http.port}/api/v1/stream{query}"
 
 
+def cut_websockets(server: GrpcServer, path: str = "/api/v1/stream") -> int:
+    """Abort the TCP connection of every open WebSocket on ``path``, server side: a network
+    failure (no close frame; the browser sees code 1006). How many were cut.
+
+    Reaches into uvicorn's connection set (its protocols keep the ASGI scope and transport).
+    """
+    assert server.http is not None
+    cut = 0
+    for conn in list(server.http._server.server_state.connections):
+        scope = getattr(conn, "scope", None)
+        transport = getattr(conn, "transport", None)
+        if (
+            isinstance(scope, dict)
+            and scope.get("type") == "websocket"
+            and scope.get("path") == path
+            and transport is not None
+            and not transport.is_closing()
+        ):
+            transport.abort()
+            cut += 1
+    return cut
+
+
+async def cut_webrtc_peers(server: GrpcServer) -> int:
+    """Close every open WebRTC peer connection, server side, as a lost connection would
+    (the sessions are detached and wait for a resume). How many were closed."""
+    assert server.webrtc is not None
+    peers = list(server.webrtc._peers)
+    for peer in peers:
+        await peer.close()
+    return len(peers)
+
+
 def pcm16_frames(audio: NDArray[np.float32]) -> list[bytes]:
     pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype("<i2")
     return [pcm[i : i + CHUNK_SAMPLES].tobytes() for i in range(0, pcm.shape[0], CHUNK_SAMPLES)]

@@ -4,13 +4,17 @@ Headless Debian Chromium (installed by ./test.sh) opens the page served by ``aud
 serve``'s HTTP listener, presses Start and reads the transcript as a person would: partials,
 then finals with the spoken words, over the WebSocket transport into tiny.en (the page is
 opened with ``?transport=websocket``; WebRTC, its default, is in test_browser_webrtc.py).
-Screenshots at desktop and phone widths, light and dark, go to ``.cache/test-artifacts/`` for
-people to look at.
+Along the way: the waveform is drawn, the model selector lists the model, the Diagnostics
+panel shows the machine and live figures that move; after Stop, the SRT download is a valid
+subtitle file of what was said. Screenshots at desktop and phone widths, light and dark, go
+to ``.cache/test-artifacts/`` for people to look at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import os
 import re
 import wave
@@ -41,10 +45,19 @@ ARTIFACTS = ROOT / ".cache" / "test-artifacts"
 BROWSER_RATE_HZ = 48_000  # what Chromium's fake capture is happiest with
 
 
-def _microphone_wav(synth: SpeechSynthesizer, path: Path) -> Path:
+def _microphone_wav(
+    synth: SpeechSynthesizer,
+    path: Path,
+    sentences: tuple[str, ...] = SENTENCES,
+    *,
+    tail_s: float = 0.0,
+) -> Path:
+    """Half a second of silence, then each sentence followed by 1.5 s of silence, then
+    ``tail_s`` more (Chromium loops the file)."""
     parts: list[Any] = [silence(0.5)]
-    for text in SENTENCES:
+    for text in sentences:
         parts += [synth.speak(text).audio, silence(1.5)]
+    parts.append(silence(tail_s))
     audio = soxr.resample(np.concatenate(parts), 16_000, BROWSER_RATE_HZ)
     pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as out:
@@ -61,6 +74,54 @@ async def _text_of(page: Page, element_id: str) -> str:
     return str(value or "")
 
 
+async def _canvas_hash(page: Page) -> str:
+    data = await page.evaluate("document.getElementById('wave').toDataURL('image/png')")
+    return hashlib.sha256(str(data).encode()).hexdigest()
+
+
+async def _stopped(page: Page) -> None:
+    """Waits (bounded) until the page is idle again after Stop: the last finals are in."""
+    for _ in range(200):
+        await asyncio.sleep(0.1)
+        state = await page.evaluate("document.getElementById('start').dataset.recording")
+        if state in ("false", False):
+            return
+    raise AssertionError("the page did not finish the stream after Stop")
+
+
+async def _download(page: Page, button: str, folder: Path) -> Path:
+    """Presses a download button and waits (bounded) for the file Chromium saves."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        await page.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(folder))
+    except RuntimeError:  # a page's session without the Browser domain: the older method
+        await page.call("Page.setDownloadBehavior", behavior="allow", downloadPath=str(folder))
+    await page.evaluate(f"document.querySelector({button!r}).click()")
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        done = [p for p in folder.iterdir() if not p.name.endswith(".crdownload")]
+        if done:
+            return done[0]
+    raise AssertionError(f"no download in {folder}: {list(folder.iterdir())}")
+
+
+SRT_TIME = r"(\d\d):(\d\d):(\d\d),(\d\d\d)"
+SRT_CUE = re.compile(rf"(\d+)\n{SRT_TIME} --> {SRT_TIME}\n(.+)")
+
+
+def parse_srt(text: str) -> list[tuple[int, float, float, str]]:
+    """(index, start s, end s, text) of each cue; fails on anything that is not SubRip."""
+    cues = []
+    for block in text.strip().split("\n\n"):
+        m = SRT_CUE.fullmatch(block.strip())
+        assert m, f"not an SRT cue: {block!r}"
+        g = [int(x) for x in m.groups()[:9]]
+        start = g[1] * 3600 + g[2] * 60 + g[3] + g[4] / 1000
+        end = g[5] * 3600 + g[6] * 60 + g[7] + g[8] / 1000
+        cues.append((g[0], start, end, m.group(10)))
+    return cues
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)")
 def test_start_speak_and_read_the_transcript_in_the_browser(
     recognizer: StreamingRecognizer, speech: SpeechSynthesizer, tmp_path: Path
@@ -69,14 +130,16 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     async def main() -> dict[str, Any]:
-        seen: dict[str, Any] = {"partials": [], "transport": set()}
+        seen: dict[str, Any] = {"partials": [], "transport": set(), "waves": [], "lives": []}
         async with http_server(recognizer) as srv, chromium(wav) as page:
             assert srv.http is not None
             await page.call(
                 "Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/?transport=websocket"
             )
+            options = "[...document.querySelectorAll('#model-select option')].map(o => o.value)"
             for _ in range(100):  # the health poll and the panels fill in
-                if "tiny.en" in await _text_of(page, "health-text"):
+                seen["models"] = await page.evaluate(options)
+                if "tiny.en" in await _text_of(page, "health-text") and seen["models"]:
                     break
                 await asyncio.sleep(0.1)
             await page.evaluate("document.getElementById('start').click()")
@@ -87,8 +150,19 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
                 partial = await _text_of(page, "partials")
                 if partial:
                     seen["partials"].append(partial)
+                    # Speaking: the waveform is redrawn from the microphone on every frame.
+                    if len(set(seen["waves"])) < 2:
+                        seen["waves"].append(await _canvas_hash(page))
+                # The live figures once the server's metrics came (a digit among the dashes).
+                live = await _text_of(page, "live")
+                if re.search(r"\d", live) and len(set(seen["lives"])) < 2:
+                    seen["lives"].append(live)
                 finals = await _text_of(page, "finals")
-                if words(finals) >= EXPECTED:
+                if (
+                    words(finals) >= EXPECTED
+                    and len(set(seen["waves"])) >= 2
+                    and len(set(seen["lives"])) >= 2
+                ):
                     break
             seen["system"] = await _text_of(page, "system")
             for width, height, name in ((1280, 1000, "desktop"), (390, 1300, "phone")):
@@ -101,8 +175,14 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
                         dark=dark,
                     )
             await page.evaluate("document.getElementById('start').click()")  # Stop
-            await asyncio.sleep(1.0)
+            await _stopped(page)
             seen["finals"] = await _text_of(page, "finals")
+            seen["final_lines"] = await page.evaluate(
+                "[...document.querySelectorAll('#finals p')].map(p => p.textContent)"
+            )
+            seen["srt"] = (await _download(page, "[data-format=srt]", tmp_path / "dl")).read_text(
+                encoding="utf-8"
+            )
             seen["errors"] = list(page.errors)
         return seen
 
@@ -110,5 +190,17 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
     assert seen["partials"], "no partial text appeared while speaking"
     assert words(seen["finals"]) >= EXPECTED, seen["finals"]
     assert "WebSocket · Connected" in seen["transport"], seen["transport"]
+    assert "tiny.en" in seen["models"], seen["models"]
+    assert len(set(seen["waves"])) >= 2, "the waveform did not change while speaking"
+    assert len(set(seen["lives"])) >= 2, f"the live figures did not change: {seen['lives']}"
     assert re.search(rf"Logical cores\s+{os.cpu_count()}\b", seen["system"]), seen["system"]
+    cues = parse_srt(seen["srt"])
+    assert [c[0] for c in cues] == list(range(1, len(cues) + 1)), seen["srt"]
+    for _, start, end, _ in cues:
+        assert start <= end, seen["srt"]
+    for (_, start, end, _), (_, later, _, _) in itertools.pairwise(cues):
+        assert start < later and end <= later, seen["srt"]
+    # One cue per final here (one segment each): the file says what the page shows.
+    assert [c[3] for c in cues] == seen["final_lines"], (seen["srt"], seen["final_lines"])
+    assert words(" ".join(c[3] for c in cues)) >= EXPECTED, seen["srt"]
     assert not seen["errors"], seen["errors"]
