@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from audiototext.history.records import Final, HistoryReader, SessionInfo, Word
 from audiototext.history.store import HistoryStore, Retention
 from audiototext.history.writer import HistoryWriter
 from audiototext.server.files import FileRequest, FileTranscribeFn, FileTranscript
+from audiototext.server.sessions import new_session_id
 from audiototext.streaming.types import StreamResult
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class HistoryRecorder:
 
     async def file(self, request: FileRequest, started_at: float, out: FileTranscript) -> None:
         info = SessionInfo(
-            id=secrets.token_urlsafe(12),  # as stream sessions are named
+            id=new_session_id(),  # as stream sessions are named
             started_at=started_at,
             ended_at=time.time(),
             model=self.model,

@@ -36,6 +36,15 @@ log = logging.getLogger(__name__)
 _MAX_KEPT_EVENTS = 20_000  # per session; partials are small, finals few
 
 
+def new_session_id() -> str:
+    """16 URL-safe characters, never starting with "-": ids are typed as command-line
+    arguments (``audiototext history export ID``), where a leading dash reads as an option."""
+    while True:
+        candidate = secrets.token_urlsafe(12)
+        if not candidate.startswith("-"):
+            return candidate
+
+
 class SessionExpiredError(LookupError):
     """No session with that id: never existed, expired after its grace period, or finished."""
 
@@ -257,7 +266,7 @@ class SessionStore:
         owner = recognizer if recognizer is not None else self.recognizer
         engine = owner.open(spec.options)  # may raise OverloadedError itself
         session = ServerSession(
-            secrets.token_urlsafe(12),
+            new_session_id(),
             spec,
             engine,
             transport=transport,
