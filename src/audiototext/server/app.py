@@ -33,8 +33,10 @@ from audiototext.server.alerts import (
     free_disk_bytes,
     free_memory_bytes,
 )
+from audiototext.server.devices import DeviceProbe, real_probe
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
+from audiototext.server.gpu import GpuSampler
 from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
@@ -50,6 +52,7 @@ from audiototext.server.pool import (
     load_streaming_engine,
 )
 from audiototext.server.recording import HistoryRecorder, HistorySettings, recording_files
+from audiototext.server.resources import ResourceSampler
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
@@ -182,16 +185,20 @@ class GrpcServer:
         recognizer_factory: Callable[[ServerConfig], Engine] = load_recognizer,
         engine_loader: Callable[[ModelChoice], Engine] | None = None,
         transcribe_file: FileTranscribeFn | None = None,
+        devices: DeviceProbe = real_probe,
     ) -> None:
         """``recognizer``: the default model's engine, ready (else ``recognizer_factory``
         builds it); ``engine_loader``: builds the engine of another model for the pool
-        (default: the real streaming engine over the cache entry)."""
+        (default: the real streaming engine over the cache entry); ``devices``: which
+        processing devices work here (default: the hardware probe)."""
         self.config = config
         self._recognizer = recognizer
         self._owns_recognizer = recognizer is None  # an injected one is the caller's to close
         self._factory = recognizer_factory
         self._engine_loader = engine_loader
         self._transcribe_file = transcribe_file
+        self.devices = devices
+        self.resources: ResourceSampler | None = None
         self.pool: ModelPool | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
@@ -254,6 +261,10 @@ class GrpcServer:
         self.store.start()
         if self.metrics is not None:
             self.metrics.attach(self.store, alerts)
+        # One GPU sampler per server: the metrics' one when there are metrics.
+        gpu = self.metrics.gpu if self.metrics is not None else GpuSampler()
+        gpu.start()
+        self.resources = await asyncio.to_thread(ResourceSampler, gpu)
         interceptors: list[Any] = [TokenInterceptor(cfg.token)] if cfg.token else []
         if self.metrics is not None:
             from audiototext.server.grpc.metrics import MetricsInterceptor
@@ -296,7 +307,7 @@ class GrpcServer:
             server,
         )
         generated[2].add_SystemServicer_to_server(
-            SystemService(self.store, cfg.model, alerts.active), server
+            SystemService(self.store, cfg.model, alerts.active, self.devices), server
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -362,6 +373,8 @@ class GrpcServer:
             webrtc=RtcPeers(),
             pool=self.pool,
             models_in_use=lambda: self._models_in_use(file_transcriber),
+            devices=self.devices,
+            resources=self.resources,
         )
         self.webrtc = context.webrtc
         self.http = HttpListener(
@@ -456,6 +469,7 @@ class GrpcServer:
             resolver=cache_resolver(cfg.cache_root, precision),
             loader=self._engine_loader or load,
             budget_mb=cfg.model_memory_mb or default_memory_budget_mb(),
+            devices=self.devices,
         )
         pool.add(default, default_engine, pinned=True, owned=self._owns_recognizer)
         return pool
@@ -479,6 +493,8 @@ class GrpcServer:
             self._alert_task.cancel()
         if self.metrics is not None:
             self.metrics.close()
+        if self.resources is not None and self.resources.gpu is not None:
+            self.resources.gpu.stop()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:

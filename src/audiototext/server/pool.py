@@ -25,10 +25,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from audiototext.server.devices import DeviceProbe, check_device, real_probe
 from audiototext.server.engine import Engine
 from audiototext.server.status import Status, StatusError
 
@@ -138,8 +139,11 @@ class ModelPool:
         loader: Loader,
         budget_mb: int,
         clock: Callable[[], float] = time.monotonic,
+        devices: DeviceProbe = real_probe,
     ) -> None:
+        """``devices``: which processing devices work here (probed once, in a thread)."""
         self.default = default
+        self.devices = devices
         self.budget_mb = budget_mb
         self._resolver = resolver
         self._loader = loader
@@ -157,12 +161,21 @@ class ModelPool:
 
     # ------------------------------------------------------------------ streams
 
-    async def choose(self, name: str) -> ModelChoice:
-        """What ``name`` resolves to (empty: the default); a :class:`StatusError` if none."""
+    async def choose(self, name: str, device: str = "auto") -> ModelChoice:
+        """What ``name`` resolves to (empty: the default) on ``device`` ("auto": the
+        default model's device); a :class:`StatusError` if none, or if the device cannot be
+        used here (FAILED_PRECONDITION with the hardware probe's reason)."""
+        wanted = self.default.key.device if device in ("", "auto") else device
+        if wanted != self.default.key.device:
+            check_device(wanted, await asyncio.to_thread(self.devices))
         if not name or name == self.default.key.name:
-            return self.default
-        choice = await asyncio.to_thread(self._resolver, name)
-        return self.default if choice.key.name == self.default.key.name else choice
+            choice = self.default
+        else:
+            found = await asyncio.to_thread(self._resolver, name)
+            choice = self.default if found.key.name == self.default.key.name else found
+        if choice.key.device == wanted:
+            return choice
+        return replace(choice, key=replace(choice.key, device=wanted))
 
     async def acquire(self, model: str | ModelChoice) -> Lease:
         """A lease on the engine of ``model`` (a name, or a choice from :meth:`choose`),
@@ -469,7 +482,8 @@ def load_streaming_engine(
     choice: ModelChoice, *, max_sessions: int, cache_root: Path | None = None
 ) -> Engine:
     """The real streaming engine over ``choice``'s cache entry (pulled first when the choice
-    has no entry yet: the server's default model on a fresh machine)."""
+    has no entry yet: the server's default model on a fresh machine), on the choice's device
+    (``cpu`` or ``gpu``)."""
     from audiototext._blas import limit_blas_threads
     from audiototext.inference.ort_session import OrtConfig, default_threads
     from audiototext.inference.whisper import WhisperModel
@@ -477,12 +491,14 @@ def load_streaming_engine(
 
     limit_blas_threads(1)
     options = RecognizerOptions(max_sessions=max_sessions)
-    if choice.path is None:
-        recognizer: Engine = StreamingRecognizer.load(
-            choice.key.name, options, precision=choice.key.precision, cache_root=cache_root
-        )
-        return recognizer
+    device: Literal["cpu", "gpu"] = "gpu" if choice.key.device == "gpu" else "cpu"
+    path = choice.path
+    if path is None:
+        from audiototext.models import ModelCache, pull
+
+        cache = ModelCache(cache_root)
+        path = pull(choice.key.name, precision=choice.key.precision, cache=cache).entry.path
     lanes = 2 if options.partial_lane else 1
     threads = max(1, default_threads() // lanes)
-    model = WhisperModel(choice.path, OrtConfig(device="cpu", intra_op_threads=threads))
+    model = WhisperModel(path, OrtConfig(device=device, intra_op_threads=threads))
     return StreamingRecognizer(model, options, model_name=choice.key.name)

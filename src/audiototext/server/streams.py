@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from audiototext._aio import wait_event
 from audiototext.errors import AudioError
 from audiototext.server.alerts import ActiveAlert
+from audiototext.server.devices import device_of
 from audiototext.server.logging_setup import session_context
 from audiototext.server.pool import ModelPool
 from audiototext.server.sessions import (
@@ -221,7 +222,7 @@ class StreamService:
                 )
             return session, True, want
         spec = stream_spec(cfg, model=self.model, max_buffered_s=self.limits.max_buffered_s)
-        choice = await self.pool.choose(cfg.model)
+        choice = await self.pool.choose(cfg.model, device_of(cfg.device))
         check_choice(choice, spec.options.language, spec.options.task)
         spec = replace(spec, options=replace(spec.options, model=choice.key.name))
         lease = await self.pool.acquire(choice)  # loads the model the first time

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from audiototext.server.alerts import ActiveAlert
+from audiototext.server.devices import DeviceProbe, real_probe
 from audiototext.server.sessions import SessionStore
 from audiototext.server.stats import hardware_profile, live_stats
 from audiototext.wire._proto import system_pb2, system_pb2_grpc, transcription_pb2
@@ -24,8 +25,10 @@ class SystemService(system_pb2_grpc.SystemServicer):
         store: SessionStore,
         model: str,
         alerts: Callable[[], Sequence[ActiveAlert]] = tuple,
+        devices: DeviceProbe = real_probe,
     ) -> None:
         self.store = store
+        self.devices = devices
         self.model = model
         self.alerts = alerts
         self._started = time.monotonic()
@@ -34,12 +37,22 @@ class SystemService(system_pb2_grpc.SystemServicer):
         self, request: system_pb2.HardwareRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> system_pb2.HardwareProfile:
         profile, precision = await asyncio.to_thread(hardware_profile)
+        devices = await asyncio.to_thread(self.devices)  # probed once, then cached
         return system_pb2.HardwareProfile(
             json=json.dumps(profile.to_json()),
             recommended_precision=precision,
             physical_cores=profile.physical_cores,
             logical_cores=profile.logical_cores,
             providers=list(profile.providers),
+            devices=[
+                system_pb2.Device(
+                    name=d.name,
+                    available=d.available,
+                    reason=d.reason,
+                    providers=list(d.providers),
+                )
+                for d in devices
+            ],
         )
 
     async def GetStats(

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audiototext.server.devices import DeviceProbe, real_probe
 from audiototext.server.files import FileTranscribeFn
 from audiototext.server.http.rtc_peers import RtcPeers
 from audiototext.server.pool import ModelPool
 from audiototext.server.recording import HistoryRecorder
+from audiototext.server.resources import ResourceSampler
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamService
 
@@ -42,3 +44,5 @@ class HttpContext:
     pool: ModelPool | None = None  # the loaded models (None: only the default, not known)
     # Cache folders that cannot be removed now (open streams, the default, the file model).
     models_in_use: Callable[[], Collection[Path]] = tuple
+    devices: DeviceProbe = real_probe  # which processing devices work here
+    resources: ResourceSampler | None = None  # CPU, memory, GPU (None: not reported)

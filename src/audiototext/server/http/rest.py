@@ -69,6 +69,23 @@ class Models(BaseModel):
     )
 
 
+class GpuModel(BaseModel):
+    index: str
+    name: str
+    utilization_percent: float = Field(description="share of time the GPU was busy")
+    memory_used_mb: float = Field(description="GPU memory in use (all processes)")
+    memory_total_mb: float
+
+
+class DeviceModel(BaseModel):
+    name: Literal["cpu", "gpu"]
+    available: bool = Field(description="a stream may ask for it (StreamConfig.device)")
+    reason: str = Field(default="", description="why not, when not available")
+    providers: list[str] = Field(
+        default_factory=list, description="the execution providers that created a session"
+    )
+
+
 class LiveStatsModel(BaseModel):
     active_streams: int
     detached_streams: int = Field(description="streams waiting for their client to resume")
@@ -81,6 +98,18 @@ class LiveStatsModel(BaseModel):
     version: str
     uptime_s: float
     streams_total: int
+    process_cpu_percent: float = Field(
+        default=0.0, description="the server process's share of the machine's CPU (all cores: 100)"
+    )
+    machine_cpu_percent: float = Field(default=0.0, description="the whole machine's CPU use")
+    process_rss_mb: float = Field(default=0.0, description="the server process's resident memory")
+    memory_available_mb: float = Field(
+        default=0.0, description="memory available to programs on this machine"
+    )
+    memory_total_mb: float = Field(default=0.0, description="the machine's memory")
+    gpus: list[GpuModel] = Field(
+        default_factory=list, description="per GPU, when nvidia-smi is there (else empty)"
+    )
 
 
 class HardwareModel(BaseModel):
@@ -109,6 +138,13 @@ class System(BaseModel):
     )
     models: list[LoadedModelRow] = Field(
         default_factory=list, description="per loaded model: streams, queue, rtf, latency"
+    )
+    devices: list[DeviceModel] = Field(
+        default_factory=list,
+        description="processing devices a stream may ask for (StreamConfig.device), probed",
+    )
+    default_device: str = Field(
+        default="cpu", description="where a stream with device auto runs (the default model's)"
     )
 
 
@@ -218,14 +254,19 @@ def rest_router(ctx: HttpContext) -> APIRouter:
     async def system() -> System:
         """The same figures as gRPC ``System.GetHardware`` and ``System.GetStats``."""
         profile, precision = await asyncio.to_thread(hardware_profile)
-        stats = live_stats(ctx.store, ctx.model, ctx.started_at)
+        devices = await asyncio.to_thread(ctx.devices)  # probed once, then cached
+        stats = asdict(live_stats(ctx.store, ctx.model, ctx.started_at))
+        if ctx.resources is not None:
+            stats.update(asdict(await asyncio.to_thread(ctx.resources.sample)))
         return System(
             hardware=HardwareModel.model_validate(
                 {**profile.to_json(), "recommended_precision": precision}
             ),
-            stats=LiveStatsModel(**asdict(stats)),
+            stats=LiveStatsModel.model_validate(stats),
             alerts=[AlertModel(**asdict(a)) for a in ctx.alerts.active()] if ctx.alerts else [],
             models=loaded_rows(ctx.pool),
+            devices=[DeviceModel.model_validate(asdict(d)) for d in devices],
+            default_device=ctx.pool.default.key.device if ctx.pool else "cpu",
         )
 
     return router

@@ -50,7 +50,7 @@ class Page {
     );
     this.status = new StatusBar(t);
     this.models = new ModelsPanel(t);
-    this.diagnostics = new DiagnosticsPanel(t);
+    this.diagnostics = new DiagnosticsPanel(t, { onSystem: (doc) => this.models.setDevices(doc.devices) });
     this.waveform = new Waveform($("wave"));
     this.session = null;
     this.streamedS = 0; // audio streamed by earlier sessions: their place on the timeline
@@ -61,7 +61,8 @@ class Page {
     this.setupTranscriptTools();
     this.setupUpload();
     poll(() => this.status.checkHealth(), 5000);
-    poll(() => this.diagnostics.refresh(), 2000);
+    // Every second while the tab is visible (the live indicators); slower after errors.
+    poll(() => this.diagnostics.refresh(), 1000);
     this.models.load();
     window.addEventListener("pagehide", () => this.abort());
   }
@@ -163,7 +164,7 @@ class Page {
     this.note.textContent = "";
     this.setButton("starting");
     const session = { audioS: 0, startS: this.streamedS, stopping: false };
-    const extraConfig = this.models.streamConfig(); // model, language and task of this session
+    const extraConfig = this.models.streamConfig(); // model, language, task and device of this session
     const handlers = {
       onState: (state, detail) => {
         if (this.session === session) this.status.setTransport(state, detail);

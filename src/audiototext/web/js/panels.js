@@ -11,6 +11,14 @@ import {
   streamConfigFields,
   taskChoices,
 } from "./models.js";
+import {
+  deviceConfigField,
+  deviceOptions,
+  deviceSummary,
+  LIVE_STATS_KEYS,
+  normaliseDevice,
+  resourceRows,
+} from "./resources.js";
 
 function setPill(el, textEl, state, text) {
   el.dataset.state = state;
@@ -106,6 +114,9 @@ export class ModelsPanel {
     this.select = document.getElementById("model-select");
     this.languageSelect = document.getElementById("language-select");
     this.taskSelect = document.getElementById("task-select");
+    this.deviceSelect = document.getElementById("device-select");
+    this.deviceNote = document.getElementById("device-note");
+    this.devices = deviceOptions(null); // until /api/v1/system says more: GPU held back
     this.error = document.getElementById("models-error");
     this.pullBox = document.getElementById("model-pull");
     this.pullLabel = document.getElementById("pull-label");
@@ -114,7 +125,7 @@ export class ModelsPanel {
     this.pullPercent = document.getElementById("pull-percent");
     this.models = [];
     this.defaultModel = "";
-    this.choice = { model: "", language: "auto", task: "transcribe", ...loadChoice() };
+    this.choice = { model: "", language: "auto", task: "transcribe", device: "auto", ...loadChoice() };
     this.pulling = null; // the name being downloaded
     this.busy = false; // a session is running: choices wait for the next one
     document.getElementById("models-refresh").addEventListener("click", () => this.load());
@@ -127,6 +138,42 @@ export class ModelsPanel {
       this.choice.task = this.taskSelect.value;
       saveChoice(this.choice);
     });
+    this.deviceSelect.addEventListener("change", () => {
+      this.choice.device = this.deviceSelect.value;
+      saveChoice(this.choice);
+    });
+    this.renderDevices();
+  }
+
+  /** The devices of /api/v1/system ([{name, available, reason}]): the selector follows. */
+  setDevices(devices) {
+    const options = deviceOptions(devices);
+    if (JSON.stringify(options) === JSON.stringify(this.devices)) return;
+    this.devices = options;
+    this.renderDevices();
+  }
+
+  renderDevices() {
+    const t = this.t;
+    const selected = normaliseDevice(this.choice.device, this.devices);
+    this.deviceSelect.replaceChildren();
+    const reasons = [];
+    for (const d of this.devices) {
+      const option = document.createElement("option");
+      option.value = d.value;
+      const name = t(`models.device_${d.value}`);
+      option.textContent = d.available ? name : t("models.device_unavailable", { name });
+      option.disabled = !d.available;
+      if (d.reason) {
+        option.title = d.reason;
+        reasons.push(t("models.device_reason", { name, reason: d.reason }));
+      }
+      option.selected = d.value === selected;
+      this.deviceSelect.append(option);
+    }
+    const note = reasons.join(" ");
+    if (this.deviceNote.textContent !== note) this.deviceNote.textContent = note;
+    this.deviceNote.hidden = !note;
   }
 
   async load() {
@@ -153,7 +200,10 @@ export class ModelsPanel {
   streamConfig() {
     const model = this.activeModel();
     const { language, task } = normaliseChoice(model, this.choice.language, this.choice.task);
-    return streamConfigFields({ model: model ? model.name : "", language, task });
+    return {
+      ...streamConfigFields({ model: model ? model.name : "", language, task }),
+      ...deviceConfigField(normaliseDevice(this.choice.device, this.devices)),
+    };
   }
 
   /** While a session runs its model cannot change (the choice applies to the next one). */
@@ -167,6 +217,7 @@ export class ModelsPanel {
     this.select.disabled = locked || !this.models.length;
     this.languageSelect.disabled = locked;
     this.taskSelect.disabled = locked || this.taskSelect.options.length < 2;
+    this.deviceSelect.disabled = this.busy; // a download does not change where a model runs
   }
 
   render() {
@@ -369,6 +420,7 @@ class KeyValueList {
       let row = this.rows.get(key);
       if (!row) {
         row = { dt: document.createElement("dt"), dd: document.createElement("dd") };
+        row.dt.dataset.key = key;
         this.rows.set(key, row);
         this.dl.append(row.dt, row.dd);
       }
@@ -385,9 +437,29 @@ class KeyValueList {
   }
 }
 
+/** Rows of /api/v1/system for the "this machine" list: the live figures and the devices
+ * have lists of their own (the devices as one row). */
+function systemRows(doc, t) {
+  const rows = [];
+  for (const [path, value] of flatten(doc)) {
+    const parts = path.split(".");
+    if (parts[0] === "devices") continue;
+    if (parts[0] === "stats" && LIVE_STATS_KEYS.has(parts[1])) continue;
+    rows.push([path, label(path, t), formatValue(path, value, t, t.locale)]);
+  }
+  if (Array.isArray(doc.devices)) {
+    rows.push(["devices", t("sys.devices"), deviceSummary(deviceOptions(doc.devices), t)]);
+  }
+  return rows;
+}
+
 export class DiagnosticsPanel {
-  constructor(t) {
+  /** onSystem(doc): each /api/v1/system document read (the device selector follows it). */
+  constructor(t, { onSystem = () => {} } = {}) {
     this.t = t;
+    this.onSystem = onSystem;
+    this.reads = 0;
+    this.resources = new KeyValueList(document.getElementById("resources"));
     this.system = new KeyValueList(document.getElementById("system"));
     this.live = new KeyValueList(document.getElementById("live"));
     this.error = document.getElementById("system-error");
@@ -401,18 +473,19 @@ export class DiagnosticsPanel {
     const t = this.t;
     try {
       const doc = await getJson("/system", { timeoutMs: 3000 });
-      const rows = flatten(doc).map(([path, value]) => [
-        path,
-        label(path, t),
-        formatValue(path, value, t, t.locale),
-      ]);
-      this.system.set(rows);
+      this.resources.set(resourceRows(doc.stats, t, t.locale));
+      this.reads += 1;
+      this.resources.dl.dataset.reads = String(this.reads); // tests see each update
+      this.resources.dl.classList.remove("stale");
+      this.system.set(systemRows(doc, t));
+      this.onSystem(doc);
       this.error.hidden = true;
       this.renderLive();
       return true;
     } catch (err) {
       this.error.textContent = t("diag.error", { reason: err.message || String(err) });
       this.error.hidden = false;
+      this.resources.dl.classList.add("stale"); // the last figures, greyed until a read works
       this.renderLive();
       return false;
     }

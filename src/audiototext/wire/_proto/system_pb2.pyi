@@ -13,18 +13,32 @@ class HardwareRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HardwareProfile(_message.Message):
-    __slots__ = ("json", "recommended_precision", "physical_cores", "logical_cores", "providers")
+    __slots__ = ("json", "recommended_precision", "physical_cores", "logical_cores", "providers", "devices")
     JSON_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     PHYSICAL_CORES_FIELD_NUMBER: _ClassVar[int]
     LOGICAL_CORES_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     json: str
     recommended_precision: str
     physical_cores: int
     logical_cores: int
     providers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, json: _Optional[str] = ..., recommended_precision: _Optional[str] = ..., physical_cores: _Optional[int] = ..., logical_cores: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
+    devices: _containers.RepeatedCompositeFieldContainer[Device]
+    def __init__(self, json: _Optional[str] = ..., recommended_precision: _Optional[str] = ..., physical_cores: _Optional[int] = ..., logical_cores: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
+
+class Device(_message.Message):
+    __slots__ = ("name", "available", "reason", "providers")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    available: bool
+    reason: str
+    providers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., available: _Optional[bool] = ..., reason: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ()

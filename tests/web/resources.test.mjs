@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import test from "node:test";
+import { web } from "./helpers.mjs";
+
+const R = await import(web("js/resources.js"));
+const { createTranslator } = await import(web("js/i18n.js"));
+const { readFileSync } = await import("node:fs");
+const { WEB_DIR } = await import("./helpers.mjs");
+const path = await import("node:path");
+
+const messages = (locale) => JSON.parse(readFileSync(path.join(WEB_DIR, "i18n", `${locale}.json`), "utf8"));
+const EN = createTranslator(messages("en"), messages("en"), "en");
+const PT = createTranslator(messages("pt-BR"), messages("en"), "pt-BR");
+
+const NO_GPU = [
+  { name: "cpu", available: true, reason: "" },
+  { name: "gpu", available: false, reason: "no CUDA/ROCm/DirectML provider can create a session here (providers: CPUExecutionProvider)" },
+];
+
+test("device options: auto always, GPU disabled with the server's reason", () => {
+  const options = R.deviceOptions(NO_GPU);
+  assert.deepEqual(options.map((o) => [o.value, o.available]), [["auto", true], ["cpu", true], ["gpu", false]]);
+  assert.match(options[2].reason, /no CUDA\/ROCm\/DirectML provider/);
+  const gpu = R.deviceOptions([{ name: "cpu", available: true }, { name: "GPU", available: true }]);
+  assert.deepEqual(gpu.map((o) => o.available), [true, true, true]);
+  assert.equal(gpu[2].reason, "");
+});
+
+test("device options before the server answered: CPU and auto, GPU held back", () => {
+  assert.deepEqual(R.deviceOptions(undefined).map((o) => [o.value, o.available]), [["auto", true], ["cpu", true], ["gpu", false]]);
+});
+
+test("a saved device stays only while available; auto sends nothing", () => {
+  const options = R.deviceOptions(NO_GPU);
+  assert.equal(R.normaliseDevice("gpu", options), "auto");
+  assert.equal(R.normaliseDevice("CPU", options), "cpu");
+  assert.equal(R.normaliseDevice("tpu", options), "auto");
+  assert.equal(R.normaliseDevice(undefined, options), "auto");
+  assert.deepEqual(R.deviceConfigField("auto"), {});
+  assert.deepEqual(R.deviceConfigField("gpu"), { device: "gpu" });
+  assert.deepEqual(R.deviceConfigField("cpu"), { device: "cpu" });
+});
+
+const STATS = {
+  process_cpu_percent: 12.345,
+  machine_cpu_percent: 40,
+  process_rss_mb: 1536.4,
+  memory_available_mb: 800.2,
+  memory_total_mb: 16384,
+  gpus: [],
+  rtf: 0.1234,
+  queue_depth: 2,
+  final_latency_ms_p95: 1234.5,
+};
+
+test("resource rows: labelled, numbers per locale, no GPU rows without GPUs", () => {
+  const rows = R.resourceRows(STATS, EN, "en");
+  const byKey = Object.fromEntries(rows.map(([k, , v]) => [k, v]));
+  assert.deepEqual(Object.keys(byKey), ["cpu_process", "cpu_machine", "ram_process", "ram_available", "rtf", "queue", "latency"]);
+  assert.equal(byKey.cpu_process, "12.3 %");
+  assert.equal(byKey.ram_process, "1.5 GB");
+  assert.equal(byKey.ram_available, "800 MB of 16.0 GB");
+  assert.equal(byKey.rtf, "0.12");
+  assert.equal(byKey.latency, "1,235 ms");
+  assert.equal(rows[0][1], "CPU (server process)");
+  const pt = Object.fromEntries(R.resourceRows(STATS, PT, "pt-BR").map(([k, l, v]) => [k, [l, v]]));
+  assert.deepEqual(pt.cpu_process, ["CPU (processo do servidor)", "12,3 %"]);
+  assert.equal(pt.latency[1], "1.235 ms");
+  assert.equal(pt.ram_available[1], "800 MB de 16,0 GB");
+});
+
+test("resource rows: one pair per GPU, numbered when there are several", () => {
+  const gpu = (k) => ({ index: String(k), name: "T4", utilization_percent: 50 + k, memory_used_mb: 2048, memory_total_mb: 16384 });
+  const one = R.resourceRows({ ...STATS, gpus: [gpu(0)] }, EN, "en");
+  assert.deepEqual(one.filter(([k]) => k.startsWith("gpu")).map(([, l, v]) => [l, v]), [["GPU use", "50.0 %"], ["GPU memory", "2.0 GB of 16.0 GB"]]);
+  const two = R.resourceRows({ ...STATS, gpus: [gpu(0), gpu(1)] }, EN, "en");
+  assert.deepEqual(two.filter(([k]) => k.startsWith("gpu")).map(([, l]) => l), ["GPU use 1", "GPU memory 1", "GPU use 2", "GPU memory 2"]);
+});
+
+test("resource rows leave out what an older server does not send", () => {
+  assert.deepEqual(R.resourceRows({ rtf: 0.5 }, EN, "en").map(([k]) => k), ["rtf"]);
+  assert.deepEqual(R.resourceRows(undefined, EN, "en"), []);
+});
+
+test("device summary for the system list", () => {
+  assert.equal(R.deviceSummary(R.deviceOptions(NO_GPU), EN), "CPU, GPU (unavailable)");
+  assert.equal(R.deviceSummary(R.deviceOptions(NO_GPU), PT), "CPU, GPU (indisponível)");
+});
