@@ -1,8 +1,9 @@
-"""The language of a stream that did not name one, on a multilingual model.
+"""The language and task of a stream: what its model can do, and its decoding prompt.
 
-Detected once, from the first audio the stream decodes (Whisper's language-token
-probabilities after ``<|startoftranscript|>``, as file transcription does), on the lane that
-decodes it, right after the encoder; later partials and finals of the stream use it.
+A stream that did not name a language, on a multilingual model, has it detected once, from
+the first audio the stream decodes (Whisper's language-token probabilities after
+``<|startoftranscript|>``, as file transcription does), on the lane that decodes it, right
+after the encoder; later partials and finals of the stream use it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from audiototext.errors import ConfigError
 from audiototext.inference.seek import detect_language
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
-__all__ = ["stream_prompt"]
+__all__ = ["check_language_and_task", "initial_prompt", "stream_prompt"]
+
+
+def check_language_and_task(tok: Any, loaded: str, language: str | None, task: str) -> None:
+    """Refuse a language or task the tokenizer of model ``loaded`` cannot do."""
+    if task == "translate" and not tok.multilingual:
+        raise ConfigError(f"{loaded} is English-only: it cannot translate")
+    if language is not None and not tok.multilingual and language != "en":
+        raise ConfigError(f"{loaded} is English-only; language {language!r} is not possible")
+    if language is not None and tok.multilingual and language not in tok.languages:
+        raise ConfigError(f"unknown language {language!r}")
+
+
+def _text_prompt(tok: Any, language: str | None, task: str) -> list[int]:
+    """<|startoftranscript|>, language and task (multilingual models), <|notimestamps|>."""
+    sot = tok.sot_sequence(language, task) if tok.multilingual else tok.sot_sequence(None)
+    return [*sot, tok.no_timestamps]
+
+
+def initial_prompt(tok: Any, stream: Any) -> list[int]:
+    """The start of a text-only decoding for ``stream``. Until a stream without a language
+    has one detected (on a lane, after the encoder: :func:`stream_prompt`), English stands
+    in; the lane replaces it before decoding."""
+    options = stream.options
+    language = options.language or stream.detected_language or "en"
+    return _text_prompt(tok, language, options.task)
 
 
 def stream_prompt(
@@ -30,4 +57,4 @@ def stream_prompt(
     if language is None:
         language = detect_language(model, cross.take([row]))
         stream.detected_language = language
-    return [*tok.sot_sequence(language, options.task), tok.no_timestamps]
+    return _text_prompt(tok, language, options.task)

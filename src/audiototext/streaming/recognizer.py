@@ -48,6 +48,7 @@ from audiototext.streaming._lanes import (
     LaneDispatcher,
     PartialBatch,
 )
+from audiototext.streaming._language import check_language_and_task, initial_prompt
 from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming._merge import merge_committed
 from audiototext.streaming._partial_decode import PartialDecoder
@@ -249,15 +250,7 @@ class StreamingRecognizer:
             raise ConfigError(str(exc)) from exc
         if wanted != loaded:
             raise ConfigError(f"this engine runs {loaded}; model {opts.model!r} is not loaded")
-        tok = self.model.tokenizer
-        if opts.task == "translate" and not tok.multilingual:
-            raise ConfigError(f"{loaded} is English-only: it cannot translate")
-        if opts.language is not None and not tok.multilingual and opts.language != "en":
-            raise ConfigError(
-                f"{loaded} is English-only; language {opts.language!r} is not possible"
-            )
-        if opts.language is not None and tok.multilingual and opts.language not in tok.languages:
-            raise ConfigError(f"unknown language {opts.language!r}")
+        check_language_and_task(self.model.tokenizer, loaded, opts.language, opts.task)
 
     def _wake(self) -> None:
         with self._cv:
@@ -284,17 +277,7 @@ class StreamingRecognizer:
         return len(self._idle_lanes()) if self._lanes else 1
 
     def _prompt(self, s: RecognitionStream) -> list[int]:
-        """The start of a text-only decoding for ``s`` (ending with <|notimestamps|>)."""
-        tok = self.model.tokenizer
-        # Until a stream without a language has one detected (on a lane, after the encoder:
-        # _language.py), English stands in; the lane replaces it before decoding.
-        language = s.options.language or s.detected_language or "en"
-        if not tok.multilingual:
-            prompt = list(tok.sot_sequence(None))
-        else:
-            prompt = list(tok.sot_sequence(language, s.options.task))
-        prompt.append(tok.no_timestamps)
-        return prompt
+        return initial_prompt(self.model.tokenizer, s)
 
     # ------------------------------------------------------------------ the worker
 
