@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
 from support.speech import SpeechSynthesizer  # noqa: E402
-from web.cdp import CHROMIUM, FLAGS, Page, _json  # noqa: E402
+from web.cdp import CHROMIUM, Page, chromium  # noqa: E402
 
 SENTENCES = (
     "Please call Stella and ask her to bring these things.",
@@ -141,43 +140,14 @@ class Browser:
 @contextlib.asynccontextmanager
 async def browser(microphone_wav: Path, *, webgl: bool = True) -> AsyncIterator[Browser]:
     """``web.cdp.chromium`` with the network events kept and the browser's pid at hand."""
-    assert CHROMIUM is not None, "needs Debian's chromium"
-    profile = Path(tempfile.mkdtemp(prefix="chromium-bench-"))
-    proc = subprocess.Popen(
-        [
-            CHROMIUM,
-            *FLAGS,
-            f"--use-file-for-fake-audio-capture={microphone_wav}",
-            f"--user-data-dir={profile}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            await asyncio.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        tabs = await asyncio.to_thread(_json, f"http://127.0.0.1:{port}/json")
-        target = next(t for t in tabs if t["type"] == "page")
-        import websockets
-
-        async with websockets.connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
-            page = RecordingPage(ws)
-            for domain in ("Runtime", "Log", "Page", "Network", "Performance"):
-                await page.call(f"{domain}.enable")
-            await page.call("Network.setCacheDisabled", cacheDisabled=True)
-            await page.call("Page.addScriptToEvaluateOnNewDocument", source=PROBE)
-            if not webgl:
-                await page.call("Page.addScriptToEvaluateOnNewDocument", source=NO_WEBGL)
-            yield Browser(page, proc.pid)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        shutil.rmtree(profile, ignore_errors=True)
+    domains = ("Runtime", "Log", "Page", "Network", "Performance")
+    async with chromium(microphone_wav, page_type=RecordingPage, domains=domains) as page:
+        assert isinstance(page, RecordingPage)
+        await page.call("Network.setCacheDisabled", cacheDisabled=True)
+        await page.call("Page.addScriptToEvaluateOnNewDocument", source=PROBE)
+        if not webgl:
+            await page.call("Page.addScriptToEvaluateOnNewDocument", source=NO_WEBGL)
+        yield Browser(page, page.pid)
 
 
 # ---- processes -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class Page:
 
     def __init__(self, ws: Any) -> None:
         self._ws = ws
+        self.pid = 0  # the browser's process (set by chromium())
         self._next = 0
         self.errors: list[str] = []
 
@@ -94,9 +95,16 @@ class Page:
 
 
 @contextlib.asynccontextmanager
-async def chromium(microphone_wav: Path, *, netns: str | None = None) -> AsyncIterator[Page]:
+async def chromium(
+    microphone_wav: Path,
+    *,
+    netns: str | None = None,
+    page_type: type[Page] = Page,
+    domains: Sequence[str] = ("Runtime", "Log", "Page"),
+) -> AsyncIterator[Page]:
     """A fresh headless Chromium whose microphone plays ``microphone_wav`` in a loop
-    (``netns``: inside that network namespace, as the test's thread must be)."""
+    (``netns``: inside that network namespace, as the test's thread must be), its tab as a
+    ``page_type`` with ``domains`` enabled."""
     assert CHROMIUM is not None
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
     prefix = ["ip", "netns", "exec", netns] if netns else []
@@ -122,8 +130,9 @@ async def chromium(microphone_wav: Path, *, netns: str | None = None) -> AsyncIt
         tabs = await asyncio.to_thread(_json, f"http://127.0.0.1:{port}/json")
         target = next(t for t in tabs if t["type"] == "page")
         async with websockets.connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
-            page = Page(ws)
-            for domain in ("Runtime", "Log", "Page"):
+            page = page_type(ws)
+            page.pid = proc.pid
+            for domain in domains:
                 await page.call(f"{domain}.enable")
             yield page
     finally:
