@@ -115,8 +115,8 @@ async def _stream(
     cuts_wanted: int,
     done_words: set[str] = EXPECTED,
 ) -> dict[str, Any]:
-    """Start, speak every sentence (cutting the connection during the first ``cuts_wanted``
-    utterances, once each, while its partial shows), Stop once the finals hold
+    """Start, speak every sentence (cutting the connection ``cuts_wanted`` times, each while a
+    partial shown since the previous resume is on screen), Stop once the finals hold
     ``done_words`` and no partial is left."""
     assert srv.http is not None
     seen: dict[str, Any] = {"cuts": 0, "cut_during": []}
@@ -136,7 +136,9 @@ async def _stream(
             cut is not None
             and partial
             and seen["cuts"] < cuts_wanted
-            and seen["cuts"] == len(lines)  # one cut per utterance, before its final
+            # A partial shown since the last cut: the page resumed and speech goes on (the
+            # short second sentence may show none, so two cuts may fall in the first).
+            and partial not in seen["cut_during"]
             and transport.endswith("Connected")
         ):
             seen["cuts"] += await cut(srv)
