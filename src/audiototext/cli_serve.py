@@ -136,6 +136,13 @@ def register(sub: Any) -> None:
         help="no Prometheus /metrics on the HTTP port (it needs --token when one is set)",
     )
     p.add_argument(
+        "--no-controller",
+        action="store_true",
+        help="no adaptive control: partials still stretch under load inside the engine, but "
+        "new streams never move to a cheaper model, batches and client compression are left "
+        "as they are (README, 'Under load')",
+    )
+    p.add_argument(
         "--metrics-interval",
         type=float,
         default=1.0,
@@ -228,6 +235,7 @@ def _run(args: argparse.Namespace) -> int:
         history_days=args.history_days,
         history_max_sessions=args.history_max_sessions,
         metrics=not args.no_metrics,
+        controller=not args.no_controller,
         metrics_interval_s=args.metrics_interval,
         alerts=AlertSettings(
             min_free_memory_mb=args.alert_min_free_memory_mb,

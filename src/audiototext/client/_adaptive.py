@@ -5,7 +5,8 @@ server acknowledges as soon as it has the chunk, so the delay is mostly network 
 Levels go from PCM16 (exact, about 256 kbit/s at 16 kHz) down through Opus bit rates; the
 controller steps down when chunks of the current level take longer than ``degrade_rtt_ms``
 to be acknowledged, and steps back up after a quiet period that doubles each time a step up
-proved too much for the link.
+proved too much for the link. The server may also cap the bit rate (``Ack.max_bitrate_bps``,
+its controller's reading of the link): levels above the cap are skipped until it is lifted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ class Level:
 
     def __str__(self) -> str:
         return self.encoding if not self.bit_rate else f"{self.encoding}@{self.bit_rate // 1000}k"
+
+    def bits_per_s(self, sample_rate_hz: int, channels: int = 1) -> int:
+        """What this level puts on the wire (Opus: its bit rate; PCM: the raw samples)."""
+        if self.bit_rate:
+            return self.bit_rate
+        return sample_rate_hz * channels * (32 if self.encoding == "FLOAT32" else 16)
 
 
 DEFAULT_LADDER = (
@@ -41,6 +48,8 @@ class AdaptiveEncoding:
         upgrade_rtt_ms: float = 120.0,
         quiet_s: float = 5.0,
         enabled: bool = True,
+        sample_rate_hz: int = 16_000,
+        channels: int = 1,
     ) -> None:
         if not ladder:
             raise ValueError("the encoding ladder is empty")
@@ -55,6 +64,29 @@ class AdaptiveEncoding:
         self._good_since: float | None = None
         self._last_upgrade: float | None = None
         self.switches: list[tuple[float, Level]] = []
+        self._rate = (sample_rate_hz, channels)
+        self.max_bps = 0  # the server's cap (0: none)
+
+    def _fits(self, index: int) -> bool:
+        return not self.max_bps or self.ladder[index].bits_per_s(*self._rate) <= self.max_bps
+
+    def cap(self, max_bps: int, now: float, next_seq: int) -> bool:
+        """The server asks for at most ``max_bps`` (0: no limit); True when the level changed.
+
+        The cheapest level is kept when none fits (the server asks, it cannot make the
+        encoder go lower); a lifted cap lets the link measurements step back up.
+        """
+        self.max_bps = max(0, max_bps)
+        if not self.enabled or self._fits(self.index):
+            return False
+        index = next(
+            (i for i in range(self.index, len(self.ladder)) if self._fits(i)),
+            len(self.ladder) - 1,
+        )
+        if index == self.index:
+            return False
+        self._change(index, now, next_seq)
+        return True
 
     @property
     def level(self) -> Level:
@@ -82,7 +114,11 @@ class AdaptiveEncoding:
         if self._rtt_ms < self.upgrade_rtt_ms:
             if self._good_since is None:
                 self._good_since = now
-            elif self.index > 0 and now - self._good_since >= self._quiet_s:
+            elif (
+                self.index > 0
+                and self._fits(self.index - 1)
+                and now - self._good_since >= self._quiet_s
+            ):
                 self._change(self.index - 1, now, next_seq)
                 self._last_upgrade = now
                 return True

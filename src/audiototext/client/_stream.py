@@ -72,7 +72,12 @@ class Stream:
         self.session_id = ""
         self.stats = StreamStats()
         ladder = ladder_for(settings)
-        self.adaptive = AdaptiveEncoding(ladder, enabled=settings.compression == "auto")
+        self.adaptive = AdaptiveEncoding(
+            ladder,
+            enabled=settings.compression == "auto",
+            sample_rate_hz=settings.sample_rate_hz,
+            channels=settings.channels,
+        )
         self._encoder = ChunkEncoder(settings.sample_rate_hz, settings.channels)
         self._pending = np.zeros(0, dtype=np.float32)
         self._unacked = UnackedAudio()
@@ -196,6 +201,13 @@ class Stream:
         self._credit_ms = float(ack.credit_ms)
         self.stats.server_lag_ms = int(ack.lag_ms)
         chunk = self._unacked.acknowledge(int(ack.seq))
+        if int(ack.max_bitrate_bps) != self.adaptive.max_bps and self.adaptive.cap(
+            int(ack.max_bitrate_bps), now, self._unacked.next_seq
+        ):
+            self.stats.switches.append(str(self.adaptive.level))
+            log.info(
+                "server asks for at most %d bit/s: %s", ack.max_bitrate_bps, self.adaptive.level
+            )
         if chunk is not None:
             rtt = (now - chunk.sent_at) * 1000
             if self.adaptive.on_ack(chunk.seq, rtt, now, self._unacked.next_seq):

@@ -1,10 +1,12 @@
 """Alerts the server raises and clears about itself, with hysteresis.
 
-Four alerts: the engine falls behind real time (``engine_overloaded``), free memory is low
+Five alerts: the engine falls behind real time (``engine_overloaded``), free memory is low
 (``memory_low``), free disk in the model cache is low (``disk_low``), a model failed to load
-(``model_load_failed``). A condition must hold for ``raise_after_s`` before its alert is
-raised and be gone for ``clear_after_s`` before it is cleared; the resource alerts also clear
-only above their threshold times ``clear_margin``. Without both, a value hovering at the
+(``model_load_failed``), a model meant for the GPU runs on the CPU because its GPU session
+failed or ran out of memory (``gpu_fallback``, reported by the controller). A condition
+must hold for ``raise_after_s`` before its alert is raised and be gone for
+``clear_after_s`` before it is cleared; the resource alerts also clear only above their
+threshold times ``clear_margin``. Without both, a value hovering at the
 threshold (memory near the limit, an engine at the edge of real time) would raise and clear
 an alert every few seconds and the log, the dashboards and the streams' clients would flap.
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiototext.errors import ConfigError
+from audiototext.server.control_policy import Hysteresis
 
 __all__ = [
     "ALERT_NAMES",
@@ -38,7 +41,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ALERT_NAMES = ("engine_overloaded", "memory_low", "disk_low", "model_load_failed")
+ALERT_NAMES = (
+    "engine_overloaded",
+    "memory_low",
+    "disk_low",
+    "model_load_failed",
+    "gpu_fallback",
+)
 _MB = 1 << 20
 
 
@@ -83,31 +92,6 @@ class ActiveAlert:
     since: float  # Unix time it was raised
 
 
-class _Hysteresis:
-    """One alert's state: ``update(True)`` while its raise condition holds, ``False`` while
-    its clear condition holds, ``None`` in between (a pending change is forgotten)."""
-
-    def __init__(self, raise_after_s: float, clear_after_s: float) -> None:
-        self.raise_after_s = raise_after_s
-        self.clear_after_s = clear_after_s
-        self.active = False
-        self._pending_since: float | None = None
-
-    def update(self, signal: bool | None, now: float) -> bool:
-        """Returns whether the state changed."""
-        if signal is None or signal == self.active:
-            self._pending_since = None
-            return False
-        if self._pending_since is None:
-            self._pending_since = now
-        wait = self.raise_after_s if signal else self.clear_after_s
-        if now - self._pending_since < wait:
-            return False
-        self.active = signal
-        self._pending_since = None
-        return True
-
-
 class AlertMonitor:
     def __init__(
         self,
@@ -122,12 +106,12 @@ class AlertMonitor:
         self._clock = clock
         self._wall = wall_clock
         self._states = {
-            name: _Hysteresis(settings.raise_after_s, settings.clear_after_s)
-            for name in ALERT_NAMES
+            name: Hysteresis(settings.raise_after_s, settings.clear_after_s) for name in ALERT_NAMES
         }
         self._messages: dict[str, str] = {}
         self._since: dict[str, float] = {}
         self._failed_models: dict[str, str] = {}  # model -> why its last load failed
+        self._gpu_fallbacks: dict[str, str] = {}  # loaded model -> why it left the GPU
 
     # ---- reading
 
@@ -177,6 +161,21 @@ class AlertMonitor:
         if failed != state.active:
             state.active = failed
             self._changed("model_load_failed", failed, self._load_message())
+        # Also an event: raised at once, cleared when no loaded model runs on the fallback.
+        fell_back = dict(self._gpu_fallbacks)
+        state = self._states["gpu_fallback"]
+        if bool(fell_back) != state.active:
+            state.active = bool(fell_back)
+            self._changed(
+                "gpu_fallback",
+                state.active,
+                "; ".join(f"{m} runs on the CPU: {why}" for m, why in fell_back.items()),
+            )
+
+    def gpu_fallbacks(self, reasons: dict[str, str]) -> None:
+        """The loaded models that fell back from the GPU to the CPU, and why (the controller
+        reports them; the next :meth:`check` raises or clears the alert)."""
+        self._gpu_fallbacks = dict(reasons)
 
     def model_load(self, model: str, error: str | None) -> None:
         """A model load finished: ``error`` is why it failed, None when it succeeded.

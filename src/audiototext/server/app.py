@@ -33,6 +33,8 @@ from audiototext.server.alerts import (
     free_disk_bytes,
     free_memory_bytes,
 )
+from audiototext.server.control_policy import ControlSettings
+from audiototext.server.controller import CONTROL_INTERVAL_S, Controller
 from audiototext.server.devices import DeviceProbe, real_probe
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
@@ -115,6 +117,8 @@ class ServerConfig:
     history_max_sessions: int | None = None  # --history-max-sessions: None keeps any number
     metrics: bool = True  # /metrics on the HTTP port (serve --no-metrics: off)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    controller: bool = True  # the adaptive controller (serve --no-controller: off)
+    control: ControlSettings = field(default_factory=ControlSettings)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -213,6 +217,8 @@ class GrpcServer:
         self.metrics: ServerMetrics | None = None
         self.alerts: AlertMonitor | None = None
         self._alert_task: asyncio.Task[None] | None = None
+        self.controller: Controller | None = None
+        self._control_task: asyncio.Task[None] | None = None
 
     @property
     def recognizer(self) -> Engine:
@@ -265,6 +271,18 @@ class GrpcServer:
         gpu = self.metrics.gpu if self.metrics is not None else GpuSampler()
         gpu.start()
         self.resources = await asyncio.to_thread(ResourceSampler, gpu)
+        if cfg.controller:
+            from audiototext.streaming.options import RecognizerOptions
+
+            self.controller = Controller(
+                self.pool,
+                cfg.control,
+                max_batch=RecognizerOptions().max_batch,
+                cache_root=cfg.cache_root,
+                resources=self.resources,
+                alerts=alerts,
+                registry=self.metrics.registry if self.metrics is not None else None,
+            )
         interceptors: list[Any] = [TokenInterceptor(cfg.token)] if cfg.token else []
         if self.metrics is not None:
             from audiototext.server.grpc.metrics import MetricsInterceptor
@@ -287,7 +305,13 @@ class GrpcServer:
             cfg.model, cfg.precision, cfg.cache_root, on_load=self._loaded
         )
         transcribe_file = recording_files(file_transcriber, self.history)
-        streams = StreamService(self.store, pool=self.pool, limits=limits, alerts=alerts.active)
+        streams = StreamService(
+            self.store,
+            pool=self.pool,
+            limits=limits,
+            alerts=alerts.active,
+            controller=self.controller,
+        )
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any] = (
             transcription_pb2_grpc,
@@ -335,6 +359,10 @@ class GrpcServer:
         self.serving = True
         # Started with the server (stop() ends it), not before: a failed start leaves no task.
         self._alert_task = asyncio.create_task(alerts.run(ALERT_CHECK_S), name="alerts")
+        if self.controller is not None:
+            self._control_task = asyncio.create_task(
+                self.controller.run(CONTROL_INTERVAL_S), name="controller"
+            )
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
         if cfg.http_port is not None:
             try:
@@ -375,6 +403,7 @@ class GrpcServer:
             models_in_use=lambda: self._models_in_use(file_transcriber),
             devices=self.devices,
             resources=self.resources,
+            controller=self.controller,
         )
         self.webrtc = context.webrtc
         self.http = HttpListener(
@@ -491,6 +520,8 @@ class GrpcServer:
         self.serving = False
         if self._alert_task is not None:
             self._alert_task.cancel()
+        if self._control_task is not None:
+            self._control_task.cancel()
         if self.metrics is not None:
             self.metrics.close()
         if self.resources is not None and self.resources.gpu is not None:

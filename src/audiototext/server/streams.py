@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from audiototext._aio import wait_event
 from audiototext.errors import AudioError
@@ -38,6 +39,9 @@ from audiototext.streaming.types import (
 )
 from audiototext.wire._proto import transcription_pb2 as pb
 from audiototext.wire.codec import ChunkError
+
+if TYPE_CHECKING:
+    from audiototext.server.controller import Controller
 
 __all__ = ["ConnectionLost", "Send", "StreamLimits", "StreamService"]
 
@@ -120,8 +124,12 @@ class StreamService:
         pool: ModelPool,
         limits: StreamLimits,
         alerts: Callable[[], Sequence[ActiveAlert]] = tuple,
+        controller: Controller | None = None,
     ) -> None:
+        """``controller``: moves new streams to a cheaper model under sustained overload and
+        sets the bit rate Acks ask of clients (None: neither)."""
         self.store = store
+        self.controller = controller
         self.pool = pool
         self.model = pool.default.key.name
         self.limits = limits
@@ -174,6 +182,8 @@ class StreamService:
             if reader is not None:
                 reader.cancel()
             session.detach(conn.attachment)
+            if self.controller is not None and session.completed:
+                self.controller.forget(session.id)
         if conn.error is not None:
             raise conn.error
         if conn.attachment.replaced:
@@ -224,6 +234,10 @@ class StreamService:
         spec = stream_spec(cfg, model=self.model, max_buffered_s=self.limits.max_buffered_s)
         choice = await self.pool.choose(cfg.model, device_of(cfg.device))
         check_choice(choice, spec.options.language, spec.options.task)
+        if self.controller is not None:
+            choice = await self.controller.substitute(
+                choice, spec.options.language, spec.options.task
+            )
         spec = replace(spec, options=replace(spec.options, model=choice.key.name))
         lease = await self.pool.acquire(choice)  # loads the model the first time
         try:
@@ -346,6 +360,7 @@ class StreamService:
         att = conn.attachment
         last_ack = -1
         last_credit = -1
+        last_cap = 0
         next_metrics = time.monotonic() + self.limits.metrics_interval_s
         while not (att.replaced or conn.error is not None or conn.lost):
             att.wake.clear()
@@ -354,14 +369,18 @@ class StreamService:
                 cursor = event_seq + 1
             acked = session.next_seq - 1
             credit = self._credit_ms(session)
-            if acked != last_ack or (
-                credit != last_credit and (last_credit == 0 or abs(credit - last_credit) >= 250)
+            cap = self.controller.bitrate_cap(session.id) if self.controller else 0
+            if (
+                acked != last_ack
+                or cap != last_cap
+                or (
+                    credit != last_credit and (last_credit == 0 or abs(credit - last_credit) >= 250)
+                )
             ):
                 lag_ms = int(session.lag_s() * 1000)
-                await send(
-                    pb.StreamingResponse(ack=pb.Ack(seq=acked, lag_ms=lag_ms, credit_ms=credit))
-                )
-                last_ack, last_credit = acked, credit
+                ack = pb.Ack(seq=acked, lag_ms=lag_ms, credit_ms=credit, max_bitrate_bps=cap)
+                await send(pb.StreamingResponse(ack=ack))
+                last_ack, last_credit, last_cap = acked, credit, cap
             now = time.monotonic()
             if now >= next_metrics:
                 stats = (session.recognizer or self.store.recognizer).stats()

@@ -2,8 +2,11 @@
 
 Partials give way first (their interval is stretched while the worker or the lanes are busy,
 or recent finals are slow); then finals are reduced (cheaper settings) while they queue up;
-overload, which refuses new streams, means finals themselves fall behind. No threads or I/O:
-the worker reports rounds and finals, and the clock is passed in.
+overload, which refuses new streams, means finals themselves fall behind. Finals are never
+reduced while partials run at their full rate: the first reduction stretches partials too.
+Each change is kept in :attr:`LoadMonitor.changes` with its reason (the server's controller
+logs them). No threads or I/O: the worker reports rounds and finals, and the clock is passed
+in. The batch cap (:meth:`LoadMonitor.max_batch`) is set from outside (free memory).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Sequence
 from audiototext.audio import SAMPLE_RATE_HZ
 from audiototext.streaming.options import RecognizerOptions
 
-__all__ = ["BUSY_HIGH", "BUSY_WINDOW_S", "LoadMonitor"]
+__all__ = ["BUSY_HIGH", "BUSY_WINDOW_S", "LoadChange", "LoadMonitor"]
 
 BUSY_WINDOW_S = 5.0  # the busy share and recent finals are measured over this window
 BUSY_HIGH = 0.75  # stretch partial intervals (and stop speculating) above this busy share
@@ -29,6 +32,9 @@ SCALE_PERIOD_S = 1.0
 # pause would push every stream behind again.
 OVERLOAD_HOLD_S = 5.0
 LATENCY_WINDOW = 200  # finals remembered for the latency percentiles
+CHANGES_KEPT = 256  # changes remembered for whoever reads them (the server's controller)
+
+LoadChange = tuple[float, str, str]  # (clock time, what changed, why)
 
 
 class LoadMonitor:
@@ -51,6 +57,11 @@ class LoadMonitor:
         self._overloaded = False
         self._overload_until = 0.0
         self._reduced_until = 0.0  # finals were reduced lately: speculations are too
+        self._reducing = False  # a period of reduced finals was reported and not yet ended
+        self._reduce_why = ""
+        self.batch_limit: int | None = None  # a cap on batch sizes (set from outside)
+        self.changes: collections.deque[LoadChange] = collections.deque(maxlen=CHANGES_KEPT)
+        self.changes_total = 0  # changes ever noted (readers keep their own position)
 
     # ---- what the worker reports
 
@@ -86,6 +97,8 @@ class LoadMonitor:
         if self._busy and began - self._busy[-1][0] >= BUSY_WINDOW_S:
             # Rounds run only while there is work: after a whole idle window, the load that
             # stretched partials is gone, and the next stream's first partial must not wait.
+            if self.partial_scale != 1.0:
+                self._note("partial_interval", f"×{self.partial_scale:.2f} → ×1.00: idle")
             self.partial_scale = 1.0
         self._busy.append((now, now - began, audio_s))
         while self._busy and self._busy[0][0] < now - BUSY_WINDOW_S:
@@ -111,17 +124,46 @@ class LoadMonitor:
         slow = median_late > self.options.adaptive_final_s
         if self.options.adaptive_partials and now - self._scale_changed_at >= SCALE_PERIOD_S:
             if share > BUSY_HIGH or slow:
-                self.partial_scale = min(MAX_PARTIAL_SCALE, self.partial_scale * SCALE_STEP)
-                self._scale_changed_at = now
+                why = (
+                    f"busy share {share:.2f} above {BUSY_HIGH}"
+                    if share > BUSY_HIGH
+                    else f"recent finals {median_late:.2f} s late (median), above "
+                    f"{self.options.adaptive_final_s:g} s"
+                )
+                self._rescale(min(MAX_PARTIAL_SCALE, self.partial_scale * SCALE_STEP), why)
             elif share < BUSY_LOW and self.partial_scale > 1.0:
-                self.partial_scale = max(1.0, self.partial_scale / SCALE_STEP)
-                self._scale_changed_at = now
+                why = f"busy share {share:.2f} below {BUSY_LOW}"
+                self._rescale(max(1.0, self.partial_scale / SCALE_STEP), why)
+        if self._reducing and now >= self._reduced_until:
+            self._reducing = False
+            self._note("finals_full", f"no final reduced for {BUSY_WINDOW_S:g} s")
         # Overload is about finals only: a busy worker with stretched partials is the policy
         # working. Finals fall behind when the median stream's audio waits for the VAD or
         # recent finals come late.
         if median_late > self.options.overload_final_s or self._lagging:
+            if now >= self._overload_until:
+                self._note(
+                    "overload",
+                    f"recent finals {median_late:.2f} s late (median), above "
+                    f"{self.options.overload_final_s:g} s: new streams refused"
+                    if median_late > self.options.overload_final_s
+                    else f"the median stream's audio waits beyond {self.options.overload_lag_s:g}"
+                    " s for the VAD: new streams refused",
+                )
             self._overload_until = now + OVERLOAD_HOLD_S
+        elif self._overloaded and now >= self._overload_until:
+            self._note("overload_cleared", f"finals on time for {OVERLOAD_HOLD_S:g} s")
         self._overloaded = now < self._overload_until
+
+    def _rescale(self, scale: float, why: str) -> None:
+        if scale != self.partial_scale:
+            self._note("partial_interval", f"×{self.partial_scale:.2f} → ×{scale:.2f}: {why}")
+        self.partial_scale = scale
+        self._scale_changed_at = self._clock()
+
+    def _note(self, what: str, why: str) -> None:
+        self.changes.append((self._clock(), what, why))
+        self.changes_total += 1
 
     # ---- decisions
 
@@ -153,14 +195,37 @@ class LoadMonitor:
         if not o.adaptive_finals or streams < 2:
             return False
         if due > idle_threads or self._lagging:
-            return True  # some of them would wait for a whole final's decoding
+            # Some of them would wait for a whole final's decoding.
+            self._reduce_why = (
+                f"{due} finals due, {idle_threads} decoder(s) idle"
+                if due > idle_threads
+                else f"audio waits beyond {o.overload_lag_s:g} s for the VAD"
+            )
+            return True
         now = self._clock()
         recent = sorted(lat for at, lat in self._recent_finals if at >= now - BUSY_WINDOW_S)
-        return bool(recent) and recent[len(recent) // 2] > o.adaptive_final_s
+        late = recent[len(recent) // 2] if recent else 0.0
+        self._reduce_why = f"recent finals {late:.2f} s late, above {o.adaptive_final_s:g} s"
+        return bool(recent) and late > o.adaptive_final_s
 
     def finals_reduced(self) -> None:
-        """Finals were just reduced: speculations are too for the next window."""
+        """Finals were just reduced: speculations are too for the next window; partials
+        give way first, so they are stretched now if they were not yet."""
+        if not self._reducing:
+            if self.options.adaptive_partials and self.partial_scale == 1.0:
+                self._rescale(SCALE_STEP, f"finals queue ({self._reduce_why})")
+            self._reducing = True
+            self._note("finals_reduced", self._reduce_why)
         self._reduced_until = self._clock() + BUSY_WINDOW_S
+
+    def reducing(self) -> bool:
+        """Whether finals were reduced within the last window."""
+        return self._clock() < self._reduced_until
+
+    def max_batch(self) -> int:
+        """The most utterances decoded together now (the options', or the cap if lower)."""
+        cap = self.batch_limit
+        return self.options.max_batch if cap is None else max(1, min(cap, self.options.max_batch))
 
     def speculations_reduced(self, streams: int) -> bool:
         """Speculations are reduced while finals are: a full one costs two to three reduced

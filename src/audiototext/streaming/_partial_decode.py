@@ -56,7 +56,7 @@ class PartialDecoder:
             )
             groups.setdefault(frames, []).append((job, audio))
         frames = next(iter(groups))  # jobs come stalest first
-        members = groups[frames][: self.options.max_batch]
+        members = groups[frames][: self._planner.max_batch()]
         for job, _ in members:
             job.session.schedule.partial_in_flight = True
         return PartialBatch(

@@ -32,6 +32,9 @@ class PartialPlanner:
         self.options = options
         self._load = load
 
+    def max_batch(self) -> int:
+        return self._load.max_batch()
+
     def interval_samples(self, stream: RecognitionStream) -> int:
         return self._load.interval_samples(stream.options.partial_interval_ms)
 

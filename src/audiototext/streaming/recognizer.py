@@ -487,7 +487,7 @@ class StreamingRecognizer:
         cpu, wall = time.thread_time(), time.monotonic()
         try:
             batch.texts = self.final_decoder.decode(
-                batch.requests, self.options.max_batch, lambda: batch.cancel
+                batch.requests, self.load_monitor.max_batch(), lambda: batch.cancel
             )
         except DecodingCancelled:
             batch.texts = []
@@ -522,7 +522,7 @@ class StreamingRecognizer:
         requests = [self._final_request(j) for j in jobs]
         now = self._hand_out(jobs)
         cpu = time.thread_time()
-        texts = self.final_decoder.decode(requests, self.options.max_batch)
+        texts = self.final_decoder.decode(requests, self.load_monitor.max_batch())
         cpu = time.thread_time() - cpu
         wall = time.monotonic() - now
         for job, request, text in zip(jobs, requests, texts, strict=True):

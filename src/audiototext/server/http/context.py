@@ -18,6 +18,7 @@ from audiototext.server.streams import StreamService
 
 if TYPE_CHECKING:
     from audiototext.server.alerts import AlertMonitor
+    from audiototext.server.controller import Controller
     from audiototext.server.metrics import ServerMetrics
 
 __all__ = ["HttpContext"]
@@ -46,3 +47,4 @@ class HttpContext:
     models_in_use: Callable[[], Collection[Path]] = tuple
     devices: DeviceProbe = real_probe  # which processing devices work here
     resources: ResourceSampler | None = None  # CPU, memory, GPU (None: not reported)
+    controller: Controller | None = None  # the adaptive controller (None: serve --no-controller)

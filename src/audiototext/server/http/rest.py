@@ -22,6 +22,7 @@ from audiototext.server.http.errors import ERROR_RESPONSES
 from audiototext.server.http.guard import check_token
 from audiototext.server.http.models import LoadedModelRow, loaded_rows
 from audiototext.server.stats import hardware_profile, live_stats
+from audiototext.server.status import Status, StatusError
 
 __all__ = ["rest_router"]
 
@@ -125,9 +126,39 @@ class HardwareModel(BaseModel):
 
 
 class AlertModel(BaseModel):
-    name: str = Field(description="engine_overloaded, memory_low, disk_low or model_load_failed")
+    name: str = Field(
+        description="engine_overloaded, memory_low, disk_low, model_load_failed or gpu_fallback"
+    )
     message: str = Field(description="what is wrong, in words")
     since: float = Field(description="when it was raised (Unix time)")
+
+
+class ControlAction(BaseModel):
+    at: float = Field(description="when (Unix time)")
+    action: str = Field(
+        description="partial_interval, finals_reduced, finals_full, overload, "
+        "overload_cleared (the engine's load policy), model_fallback, model_restored, "
+        "batch_size, gpu_to_cpu, compression (the controller)"
+    )
+    reason: str = Field(description="why, with the figures that decided it")
+
+
+class ControlState(BaseModel):
+    fallback_active: bool = Field(description="new streams on the default model get a cheaper one")
+    fallback_models: list[str] = Field(description="the cheaper models chosen so far")
+    default_model: str
+    partial_interval_scale: float = Field(description="how far partial intervals are stretched")
+    overloaded: bool = Field(description="the default engine refuses new streams")
+    batch_limit: int = Field(description="the most utterances decoded together now")
+    threads_adjustable: bool
+    threads_note: str
+    compressed_streams: int = Field(description="streams asked to compress their audio")
+
+
+class Controller(BaseModel):
+    state: ControlState
+    actions_total: dict[str, int] = Field(description="actions since start, by action")
+    timeline: list[ControlAction] = Field(description="the latest actions, oldest first")
 
 
 class System(BaseModel):
@@ -268,5 +299,20 @@ def rest_router(ctx: HttpContext) -> APIRouter:
             devices=[DeviceModel.model_validate(asdict(d)) for d in devices],
             default_device=ctx.pool.default.key.device if ctx.pool else "cpu",
         )
+
+    @router.get(
+        "/system/controller",
+        response_model=Controller,
+        dependencies=guarded,
+        summary="What the adaptive controller does under load, and why",
+    )
+    async def controller() -> Controller:
+        """Its state and its recent actions (README, "Under load")."""
+        if ctx.controller is None:
+            raise StatusError(
+                Status.UNIMPLEMENTED,
+                "this server runs without the adaptive controller (serve --no-controller)",
+            )
+        return Controller.model_validate(ctx.controller.status())
 
     return router

@@ -1,0 +1,275 @@
+"""The adaptive controller: reads the server's live measurements, applies what the policy
+decides, and says why.
+
+Once a second (a task of the server) it reads the default model's engine (its load
+monitor's changes: partial intervals stretched or relaxed, finals reduced or full,
+overload), the machine (CPU share, free memory: :class:`ResourceSampler`), the loaded
+models' sessions (a GPU session that fell back to the CPU) and the link figures streams
+reported, hands them to :class:`~audiototext.server.control_policy.ControlPolicy` and
+applies its state:
+
+* batch cap of every loaded engine from free memory (``LoadMonitor.batch_limit``);
+* ``gpu_fallback`` alert from the sessions that left the GPU;
+* :meth:`Controller.substitute`: a stream about to open on the default model gets a cheaper
+  cached one while the fallback holds (streams already open keep theirs);
+* :meth:`Controller.bitrate_cap`: what each stream's Acks ask of its client's encoder.
+
+The partial interval is decided in one place only, the engine's load monitor (it needs
+every scheduling round's figures); the controller records those changes beside its own.
+Every action is logged (``controller: ACTION: REASON``, with ``control_action`` in JSON
+logs), counted (``audiototext_controller_actions_total{action}``) and kept in a bounded
+timeline (REST ``GET /api/v1/system/controller``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audiototext.server.control_policy import (
+    Action,
+    ControlPolicy,
+    ControlSettings,
+    EngineChange,
+    Measurements,
+)
+from audiototext.server.pool import ModelChoice, ModelKey, ModelPool, cache_resolver
+from audiototext.server.status import StatusError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from audiototext.server.alerts import AlertMonitor
+    from audiototext.server.engine import Engine
+    from audiototext.server.resources import ResourceSampler
+
+__all__ = ["CONTROL_INTERVAL_S", "TIMELINE_KEPT", "Controller", "TimelineEntry"]
+
+log = logging.getLogger(__name__)
+
+CONTROL_INTERVAL_S = 1.0  # the engine's own changes come at most once a second
+TIMELINE_KEPT = 500  # actions kept for the API (about an hour of a busy server)
+# Cheaper precisions to fall back to, per precision (on a CPU int8 is the fastest).
+_CHEAPER = {"fp32": ("int8",), "fp16": ("int8",), "int8": ()}
+THREADS_NOTE = (
+    "ONNX Runtime fixes a session's intra-op threads when it is created; changing them means "
+    "loading the model again, so the controller leaves them as started"
+)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: float  # Unix time
+    action: str
+    reason: str
+
+
+class Controller:
+    def __init__(
+        self,
+        pool: ModelPool,
+        settings: ControlSettings,
+        *,
+        max_batch: int,
+        cache_root: Path | None = None,
+        resources: ResourceSampler | None = None,
+        alerts: AlertMonitor | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pool = pool
+        self.policy = ControlPolicy(settings, max_batch, clock)
+        self.resources = resources
+        self.alerts = alerts
+        self._cache_root = cache_root
+        self._clock = clock
+        self._wall = wall_clock
+        self.timeline: collections.deque[TimelineEntry] = collections.deque(maxlen=TIMELINE_KEPT)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._seen: dict[int, int] = {}  # id(load monitor) -> changes already read
+        self._links: dict[str, float] = {}
+        # (model, language, task) -> its cheaper model (None: none cached), found once per
+        # fallback period (a model pulled meanwhile counts at the next).
+        self._fallbacks: dict[tuple[ModelKey, str | None, str], ModelChoice | None] = {}
+        self._counter = None
+        if registry is not None:
+            from prometheus_client import Counter
+
+            self._counter = Counter(
+                "audiototext_controller_actions",
+                "What the adaptive controller changed, by action.",
+                ["action"],
+                registry=registry,
+            )
+
+    # ---- inputs beside the measurements it reads itself
+
+    def report_link(self, session: str, bits_per_s: float) -> None:
+        """A stream's measured link throughput (client or page figures; optional)."""
+        if bits_per_s > 0:
+            self._links[session] = float(bits_per_s)
+
+    def forget(self, session: str) -> None:
+        self._links.pop(session, None)
+        self.policy.forget(session)
+
+    # ---- what the server asks
+
+    def bitrate_cap(self, session: str) -> int:
+        return self.policy.bitrate_cap(session)
+
+    async def substitute(self, choice: ModelChoice, language: str | None, task: str) -> ModelChoice:
+        """The model a new stream gets: ``choice``, or a cheaper cached one while new
+        streams on the default model are moved off it."""
+        if not self.policy.fallback_active or choice.key != self.pool.default.key:
+            return choice
+        wanted = (choice.key, language, task)
+        if wanted not in self._fallbacks:
+            self._fallbacks[wanted] = await asyncio.to_thread(self._cheaper, choice, language, task)
+        return self._fallbacks[wanted] or choice
+
+    def _cheaper(self, choice: ModelChoice, language: str | None, task: str) -> ModelChoice | None:
+        """The first cached model cheaper than ``choice`` that can serve the stream: the
+        same model in a cheaper precision, else smaller registry models, largest first."""
+        from audiototext.models.registry import KNOWN_MODELS
+        from audiototext.server.validation import check_choice
+
+        key = choice.key
+        names = [(key.name, p) for p in _CHEAPER.get(key.precision, ())]
+        own = KNOWN_MODELS.get(key.name)
+        if own is not None:
+            smaller = sorted(
+                (s for s in KNOWN_MODELS.values() if s.params_millions < own.params_millions),
+                key=lambda s: -s.params_millions,
+            )
+            names += [(s.name, p) for s in smaller for p in ("int8", "fp32")]
+        for name, precision in names:
+            try:
+                found = cache_resolver(self._cache_root, precision, key.device)(name)
+            except StatusError:
+                continue  # not cached
+            if found.key.precision != precision or found.key == key:
+                continue
+            try:
+                check_choice(found, language, task)
+            except StatusError:
+                continue  # cannot serve this stream's language or task
+            return replace(found, key=replace(found.key, device=key.device))
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """The controller's state and timeline, for REST."""
+        default = self.pool.engine_of(self.pool.default.key)
+        stats = default.stats() if default is not None else None
+        fallback = [c for c in self._fallbacks.values() if c is not None]
+        return {
+            "state": {
+                "fallback_active": self.policy.fallback_active,
+                "fallback_models": sorted({str(c.key) for c in fallback}),
+                "default_model": str(self.pool.default.key),
+                "partial_interval_scale": stats.partial_interval_scale if stats else 1.0,
+                "overloaded": stats.overloaded if stats else False,
+                "batch_limit": self.policy.batch_limit,
+                "threads_adjustable": False,
+                "threads_note": THREADS_NOTE,
+                "compressed_streams": sum(1 for s in self._links if self.bitrate_cap(s)),
+            },
+            "actions_total": dict(self.counts),
+            "timeline": [
+                {"at": e.at, "action": e.action, "reason": e.reason} for e in self.timeline
+            ],
+        }
+
+    # ---- the loop
+
+    def tick(self) -> list[Action]:
+        """Read, decide, apply; returns the actions taken (each logged and recorded)."""
+        engines = self.pool.engines()
+        default = self.pool.engine_of(self.pool.default.key)
+        changes = []
+        for engine in engines:
+            changes += self._engine_changes(engine, label=engine is not default)
+        stats = default.stats() if default is not None else None
+        monitor = getattr(default, "load_monitor", None)
+        sample = self.resources.sample() if self.resources is not None else None
+        measured = Measurements(
+            overloaded=bool(stats and stats.overloaded),
+            rtf=stats.rtf if stats else 0.0,
+            queue_depth=stats.queue_depth if stats else 0,
+            final_latency_p95_s=(stats.final_latency_ms_p95 / 1000) if stats else 0.0,
+            partial_scale=stats.partial_interval_scale if stats else 1.0,
+            finals_reduced_now=bool(monitor is not None and monitor.reducing()),
+            cpu_percent=sample.machine_cpu_percent if sample else None,
+            free_memory_mb=sample.memory_available_mb if sample else None,
+            engine_changes=tuple(changes),
+            gpu_fallbacks=self._gpu_fallbacks(),
+            link_bps=dict(self._links),
+        )
+        actions = self.policy.update(measured)
+        if not self.policy.fallback_active:
+            self._fallbacks.clear()
+        limit = self.policy.batch_limit
+        for engine in engines:
+            load = getattr(engine, "load_monitor", None)
+            if load is not None:
+                load.batch_limit = None if limit >= self.policy.max_batch else limit
+        if self.alerts is not None:
+            self.alerts.gpu_fallbacks(dict(measured.gpu_fallbacks))
+        now, wall = self._clock(), self._wall()
+        for a in actions:
+            self._record(TimelineEntry(wall - (now - a.at), a.action, a.reason))
+        return actions
+
+    async def run(self, interval_s: float = CONTROL_INTERVAL_S) -> None:
+        """Tick every ``interval_s`` until cancelled (a task of the server)."""
+        while True:
+            try:
+                self.tick()
+            except Exception:  # a failing reading must not end control for good
+                log.exception("the controller's tick failed")
+            await asyncio.sleep(interval_s)
+
+    def _record(self, entry: TimelineEntry) -> None:
+        self.timeline.append(entry)
+        self.counts[entry.action] += 1
+        if self._counter is not None:
+            self._counter.labels(entry.action).inc()
+        log.info(
+            "controller: %s: %s", entry.action, entry.reason, extra={"control_action": entry.action}
+        )
+
+    def _engine_changes(self, engine: Engine, *, label: bool) -> list[EngineChange]:
+        """The load monitor's changes since the last tick (engines without one: none)."""
+        monitor = getattr(engine, "load_monitor", None)
+        if monitor is None:
+            return []
+        total = monitor.changes_total
+        seen = self._seen.get(id(monitor), 0)
+        fresh = list(monitor.changes)[-(total - seen) :] if total > seen else []
+        self._seen[id(monitor)] = total
+        name = getattr(engine, "model_name", None) or "engine"
+        path = getattr(getattr(engine, "model", None), "path", None)
+        where = f"{name} ({path.name if isinstance(path, Path) else '?'}): " if label else ""
+        return [EngineChange(at, what, where + why) for at, what, why in fresh]
+
+    def _gpu_fallbacks(self) -> dict[str, str]:
+        """Loaded models whose sessions were meant for a GPU and run on the CPU."""
+        out = {}
+        for loaded in self.pool.models():
+            if loaded.device != "gpu":
+                continue
+            engine = self.pool.engine_of(ModelKey(loaded.name, loaded.precision, loaded.device))
+            model = getattr(engine, "model", None)
+            for part in ("encoder", "decoder"):
+                why = getattr(getattr(model, part, None), "fallback_reason", None)
+                if why:
+                    out[f"{loaded.name} ({loaded.precision})"] = str(why)
+                    break
+        return out
