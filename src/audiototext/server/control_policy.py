@@ -72,7 +72,7 @@ class Hysteresis:
 class ControlSettings:
     fallback_after_s: float = 5.0  # sustained pressure before new streams get a smaller model
     restore_after_s: float = 30.0  # pressure gone this long before they get the default again
-    cpu_saturated_percent: float = 95.0  # machine CPU share counted as saturated
+    cpu_saturated_percent: float = 95.0  # machine CPU share counted as saturated (>100: never)
     low_memory_mb: float = 512.0  # below this, batches are capped
     memory_margin: float = 1.5  # and uncapped above low_memory_mb × this
     memory_after_s: float = 2.0  # free memory low (or back) this long before a change

@@ -68,6 +68,7 @@ class TimelineEntry:
     at: float  # Unix time
     action: str
     reason: str
+    clock_at: float = 0.0  # the same moment on the controller's (monotonic) clock
 
 
 class Controller:
@@ -224,7 +225,7 @@ class Controller:
             self.alerts.gpu_fallbacks(dict(measured.gpu_fallbacks))
         now, wall = self._clock(), self._wall()
         for a in actions:
-            self._record(TimelineEntry(wall - (now - a.at), a.action, a.reason))
+            self._record(TimelineEntry(wall - (now - a.at), a.action, a.reason, a.at))
         return actions
 
     async def run(self, interval_s: float = CONTROL_INTERVAL_S) -> None:
