@@ -76,6 +76,69 @@ def test_partials_are_not_stretched_after_an_idle_window() -> None:
     assert load.partial_scale == 1.0
 
 
+def test_load_changes_are_recorded_with_their_reasons_in_order() -> None:
+    clock = Clock()
+    load = _monitor(clock, adaptive_partials=True)
+    clock.now += 10.0
+    for _ in range(3):  # busy: partials stretched twice
+        clock.now += 1.0
+        load.record_round(clock.now - 1.0, 1.0)
+    for _ in range(5):  # finals 2.5 s late: overload
+        load.record_final(clock.now - 2.5)
+    clock.now += 1.0
+    load.record_round(clock.now - 1.0, 1.0)
+    for _ in range(12):  # idle but for short rounds, finals on time: relaxed, cleared
+        load.record_final(clock.now - 0.1)
+        clock.now += 1.0
+        load.record_round(clock.now - 0.01, 0.1)
+    kinds = [what for _, what, _ in load.changes]
+    assert kinds[0] == "partial_interval"
+    assert kinds.count("partial_interval") >= 4  # stretched, then relaxed step by step
+    assert "overload" in kinds and "overload_cleared" in kinds
+    assert kinds.index("overload") < kinds.index("overload_cleared")
+    assert load.changes_total == len(load.changes)
+    _, _, why = load.changes[0]
+    assert why.startswith("×1.00 → ×1.50: busy share")
+    assert [why for _, what, why in load.changes if what == "partial_interval"][-1].startswith(
+        "×1.50 → ×1.00: busy share"
+    )
+    (overload,) = [why for _, what, why in load.changes if what == "overload"]
+    assert "2.50 s late (median), above 1 s" in overload
+    times = [at for at, _, _ in load.changes]
+    assert times == sorted(times)
+
+
+def test_the_first_reduced_final_stretches_partials_first() -> None:
+    clock = Clock()
+    load = _monitor(clock, adaptive_partials=True, adaptive_finals=True)
+    assert load.partial_scale == 1.0
+    assert load.reduce_finals(due=3, streams=3, idle_threads=2)
+    load.finals_reduced()
+    assert load.partial_scale > 1.0 and load.reducing()
+    kinds = [(what, why) for _, what, why in load.changes]
+    assert kinds[0][0] == "partial_interval" and "finals queue (3 finals due" in kinds[0][1]
+    assert kinds[1] == ("finals_reduced", "3 finals due, 2 decoder(s) idle")
+    load.finals_reduced()  # the same period: no new change
+    assert len(load.changes) == 2
+    clock.now += 6.0  # a window without reduced finals: full again
+    load.record_round(clock.now - 0.01, 0.1)
+    assert not load.reducing()
+    assert [what for _, what, _ in load.changes][-1] == "finals_full"
+
+
+def test_batch_cap_set_from_outside() -> None:
+    load = _monitor(Clock(), max_batch=8)
+    assert load.max_batch() == 8
+    load.batch_limit = 2
+    assert load.max_batch() == 2
+    load.batch_limit = 0  # never below one
+    assert load.max_batch() == 1
+    load.batch_limit = 50  # never above the options'
+    assert load.max_batch() == 8
+    load.batch_limit = None
+    assert load.max_batch() == 8
+
+
 def test_lag_of_the_median_stream_is_overload() -> None:
     clock = Clock()
     load = _monitor(clock, overload_lag_s=2.0)
