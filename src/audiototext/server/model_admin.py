@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiototext.errors import AudioToTextError, UnknownModelError
+from audiototext.server.background import run_in_background
 from audiototext.server.status import Status, StatusError, status_for
 
 if TYPE_CHECKING:
@@ -151,8 +152,10 @@ async def pull_updates(
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[PullUpdate | None] = asyncio.Queue()
     sink = _QueueProgress(loop, queue)
+    # Downloads and conversions give way to live streams (a low-priority thread).
     job = asyncio.ensure_future(
-        asyncio.to_thread(
+        run_in_background(
+            "pull",
             pull,
             name,
             revision=revision or None,
