@@ -281,14 +281,18 @@ async def main_async(args: argparse.Namespace) -> None:
                     precision="int8",
                     metrics=with_metrics,
                     http_port=0 if with_metrics else None,
+                    controller=with_metrics
+                    if args.controller == "with-metrics"
+                    else args.controller == "on",
                 )
             )
             await server.start()
             if with_metrics:  # scraped every second, as Prometheus would
                 scrapers.append(asyncio.create_task(scrape_forever(server)))
-            arms.append(
-                ("metrics" if with_metrics else "no metrics", server, f"127.0.0.1:{server.port}")
-            )
+            label = "metrics" if with_metrics else "no metrics"
+            if args.controller == "with-metrics":
+                label = "metrics+ctl" if with_metrics else "neither"
+            arms.append((label, server, f"127.0.0.1:{server.port}"))
         target = arms[0][2]
     else:
         arms.append(("", None, target))
@@ -324,6 +328,10 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         print("  ".join(f"{h:>12}" for h in header))
         best = 0
+        # level -> arm -> its runs (a level listed twice runs twice, each arm first once)
+        by_level: dict[int, dict[str, list[dict[str, Any]]]] = collections.defaultdict(
+            lambda: collections.defaultdict(list)
+        )
         turns = [
             (n, arm)
             for i, n in enumerate(args.streams)
@@ -369,11 +377,26 @@ async def main_async(args: argparse.Namespace) -> None:
                 ),
                 flush=True,
             )
+            by_level[n][label].append(r)
             if server is not None:
                 print("    " + trace_summary(final_traces(server)[traced:]), flush=True)
             if r["refused"] == 0 and r["final_p95_ms"] < 1000:
                 best = n
         print(f"largest real-time concurrency with final p95 < 1 s: {best}")
+        if len(arms) == 2:  # the A/B: each figure's mean over the runs, first arm / second
+            a, b = arms[0][0], arms[1][0]
+            for n, runs in by_level.items():
+                if a in runs and b in runs:
+
+                    def mean(arm: str, key: str, runs: Any = runs) -> float:
+                        return float(np.mean([r[key] for r in runs[arm]]))
+
+                    ratios = ", ".join(
+                        f"{key} {mean(a, key) / mean(b, key):.3f}"
+                        for key in ("server_cpu", "engine_cpu", "final_p50_ms", "final_p95_ms")
+                        if mean(b, key)
+                    )
+                    print(f"{n} streams ({len(runs[a])} runs each), {a} / {b}: {ratios}")
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
     finally:
@@ -408,6 +431,13 @@ def main() -> None:
         default="on",
         help="the in-process server with /metrics scraped every second, without metrics, or "
         "two servers taking turns level by level (ab: the cost of metrics, same run)",
+    )
+    p.add_argument(
+        "--controller",
+        choices=("with-metrics", "on", "off"),
+        default="with-metrics",
+        help="the adaptive controller in the in-process servers: where metrics are on "
+        "(default; with --metrics ab the other arm has neither), always, or never",
     )
     p.add_argument("--one-level", type=int, default=0, help=argparse.SUPPRESS)
     asyncio.run(main_async(p.parse_args()))
