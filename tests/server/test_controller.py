@@ -57,7 +57,6 @@ def test_new_streams_get_the_cached_int8_while_fp32_is_overloaded(built_cache: P
             resolver=cache_resolver(built_cache, "fp32"),
             loader=lambda c: FakeRecognizer(),
             budget_mb=10_000,
-            devices=lambda: [],  # type: ignore[arg-type, return-value]
         )
         pool.add(default, engine, pinned=True, owned=False)
         settings = ControlSettings(fallback_after_s=3.0, restore_after_s=5.0)
