@@ -152,6 +152,8 @@ def test_overload_sheds_in_order_moves_new_streams_and_recovers(
     moved = program(speech, 2, 1)
     back = program(speech, 1, 3)
 
+    marks: list[tuple[float, str]] = []  # what the test did when, for the timeline file
+
     async def main() -> GrpcServer:
         server = GrpcServer(config, recognizer=engine)
         await server.start()
@@ -160,6 +162,7 @@ def test_overload_sheds_in_order_moves_new_streams_and_recovers(
         assert controller is not None
         try:
             throttle.on.set()
+            marks.append((time.monotonic(), "test: encoder throttled, 3 streams open 1.5 s apart"))
             tasks = []
             for run in busy:  # staggered: the load comes as a real one would
                 tasks.append(asyncio.create_task(stream(target, run)))
@@ -168,6 +171,7 @@ def test_overload_sheds_in_order_moves_new_streams_and_recovers(
                 lambda: controller.policy.fallback_active, 60, "new streams moved off fp32"
             )
             opened = asyncio.Event()
+            marks.append((time.monotonic(), "test: a 4th stream opens"))
             moved_task = asyncio.create_task(stream(target, moved, opened))
             await opened.wait()
             assert moved.error is None, f"the stream opened under overload failed: {moved.error}"
@@ -176,12 +180,14 @@ def test_overload_sheds_in_order_moves_new_streams_and_recovers(
             model_path = getattr(getattr(session.recognizer, "model", None), "path", None)
             assert isinstance(model_path, Path) and model_path.name == "int8", model_path
             throttle.on.clear()  # the load goes
+            marks.append((time.monotonic(), "test: 4th stream runs on int8; throttle lifted"))
             await wait_for(
                 lambda: not controller.policy.fallback_active, 90, "the default model restored"
             )
             opened = asyncio.Event()
             back_task = asyncio.create_task(stream(target, back, opened))
             await opened.wait()
+            marks.append((time.monotonic(), "test: a 5th stream opened, on fp32"))
             assert back.error is None, back.error
             session = server.store.get(back.session_id) if server.store else None
             assert session is not None and session.recognizer is engine
@@ -194,12 +200,15 @@ def test_overload_sheds_in_order_moves_new_streams_and_recovers(
     server = asyncio.run(asyncio.wait_for(main(), 600))
     assert server.controller is not None
     timeline = list(server.controller.timeline)
-    start = timeline[0].clock_at if timeline else 0.0
-    lines = [f"{e.clock_at - start:7.2f} s  {e.action:17} {e.reason}" for e in timeline]
+    events = sorted(
+        [(e.clock_at, f"{e.action:17} {e.reason}") for e in timeline]
+        + [(at, f"{'':17} {what}") for at, what in marks]
+    )
+    start = min(at for at, _ in events)
+    shown = "".join(f"{at - start:7.2f} s  {what}\n" for at, what in events)
     out = os.environ.get("AUDIOTOTEXT_OVERLOAD_TIMELINE")
     if out:
-        Path(out).write_text("\n".join(lines) + "\n")
-    shown = "\n".join(lines)
+        Path(out).write_text(shown)
     assert throttle.calls > 0
 
     def first(action: str, reason: str = "") -> float:
