@@ -97,6 +97,10 @@ def test_load_changes_are_recorded_with_their_reasons_in_order() -> None:
     assert "overload" in kinds and "overload_cleared" in kinds
     assert kinds.index("overload") < kinds.index("overload_cleared")
     assert load.changes_total == len(load.changes)
+    fresh, seen = load.changes_since(0)
+    assert fresh == list(load.changes) and seen == load.changes_total
+    assert load.changes_since(seen) == ([], seen)
+    assert load.changes_since(seen - 2) == (list(load.changes)[-2:], seen)
     _, _, why = load.changes[0]
     assert why.startswith("×1.00 → ×1.50: busy share")
     assert [why for _, what, why in load.changes if what == "partial_interval"][-1].startswith(

@@ -27,6 +27,7 @@ import asyncio
 import collections
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -94,7 +95,8 @@ class Controller:
         self._wall = wall_clock
         self.timeline: collections.deque[TimelineEntry] = collections.deque(maxlen=TIMELINE_KEPT)
         self.counts: collections.Counter[str] = collections.Counter()
-        self._seen: dict[int, int] = {}  # id(load monitor) -> changes already read
+        # load monitor -> changes already read (weak: an evicted engine's goes with it)
+        self._seen: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._links: dict[str, float] = {}
         # (model, language, task) -> its cheaper model (None: none cached), found once per
         # fallback period (a model pulled meanwhile counts at the next).
@@ -251,10 +253,7 @@ class Controller:
         monitor = getattr(engine, "load_monitor", None)
         if monitor is None:
             return []
-        total = monitor.changes_total
-        seen = self._seen.get(id(monitor), 0)
-        fresh = list(monitor.changes)[-(total - seen) :] if total > seen else []
-        self._seen[id(monitor)] = total
+        fresh, self._seen[monitor] = monitor.changes_since(self._seen.get(monitor, 0))
         name = getattr(engine, "model_name", None) or "engine"
         path = getattr(getattr(engine, "model", None), "path", None)
         where = f"{name} ({path.name if isinstance(path, Path) else '?'}): " if label else ""

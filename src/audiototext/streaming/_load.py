@@ -12,6 +12,7 @@ in. The batch cap (:meth:`LoadMonitor.max_batch`) is set from outside (free memo
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -62,6 +63,7 @@ class LoadMonitor:
         self.batch_limit: int | None = None  # a cap on batch sizes (set from outside)
         self.changes: collections.deque[LoadChange] = collections.deque(maxlen=CHANGES_KEPT)
         self.changes_total = 0  # changes ever noted (readers keep their own position)
+        self._changes_lock = threading.Lock()  # the worker notes, another thread reads
 
     # ---- what the worker reports
 
@@ -162,8 +164,16 @@ class LoadMonitor:
         self._scale_changed_at = self._clock()
 
     def _note(self, what: str, why: str) -> None:
-        self.changes.append((self._clock(), what, why))
-        self.changes_total += 1
+        with self._changes_lock:
+            self.changes.append((self._clock(), what, why))
+            self.changes_total += 1
+
+    def changes_since(self, seen: int) -> tuple[list[LoadChange], int]:
+        """The changes after the first ``seen`` ever noted (those still kept), and the count
+        to pass next time."""
+        with self._changes_lock:
+            fresh = self.changes_total - seen
+            return (list(self.changes)[-fresh:] if fresh > 0 else []), self.changes_total
 
     # ---- decisions
 
