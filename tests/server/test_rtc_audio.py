@@ -18,6 +18,7 @@ from audiototext.server.http.rtc_audio import (
     CHUNK_SAMPLES,
     FrameConverter,
     consume_track,
+    release_promptly,
 )
 from server.grpc_harness import run
 
@@ -172,3 +173,44 @@ def test_the_end_of_the_track_ends_the_reader_even_inside_a_drop() -> None:
 
     conv = run(main(), 30)
     assert conv.stats.dropped_frames > 0
+
+
+def _audio_receiver() -> Any:
+    from aiortc import (
+        RTCCertificate,
+        RTCDtlsTransport,
+        RTCIceGatherer,
+        RTCIceTransport,
+        RTCRtpReceiver,
+    )
+
+    ice = RTCIceTransport(RTCIceGatherer())
+    return RTCRtpReceiver("audio", RTCDtlsTransport(ice, [RTCCertificate.generateCertificate()]))
+
+
+def _released(receiver: Any, order: list[int]) -> list[int | None]:
+    """Feed one-packet Opus frames in this order; the timestamps of the frames handed on."""
+    from aiortc.rtp import RtpPacket
+
+    buffer = receiver._RTCRtpReceiver__jitter_buffer
+    out: list[int | None] = []
+    for n in order:
+        packet = RtpPacket(payload_type=111, sequence_number=n, timestamp=n * FRAME)
+        packet._data = b"opus"  # type: ignore[attr-defined]  # what the receiver depayloads
+        frame = buffer.add(packet)[1]
+        out.append(None if frame is None else frame.timestamp // FRAME)
+    return out
+
+
+def test_aiortc_holds_four_frames_and_release_promptly_only_one() -> None:
+    """aiortc's own buffer hands frame 0 on once frame 4 arrives (80 ms); shortened, once
+    frame 1 does. A packet that comes out of order still waits for the one before it."""
+    stock = _audio_receiver()
+    assert _released(stock, [0, 1, 2, 3, 4]) == [None, None, None, None, 0]
+    prompt = _audio_receiver()
+    assert release_promptly(prompt)
+    assert _released(prompt, [0, 1, 2, 4, 3, 5]) == [None, 0, 1, None, 2, 3]
+
+
+def test_release_promptly_declines_a_receiver_it_does_not_know() -> None:
+    assert not release_promptly(object())

@@ -6,6 +6,7 @@ one stateful soxr stream (no clicks at frame edges) and fills the time of frames
 came (lost packets) with silence, so the recogniser's clock stays the speaker's.
 :func:`consume_track` reads a track for as long as it lives; a reader that falls behind drops
 the backlog aiortc queued (its queue is unbounded) instead of lagging further, and counts it.
+:func:`release_promptly` makes aiortc hand each packet on as soon as the next one arrives.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import numpy as np
 import soxr
 from numpy.typing import NDArray
 
-__all__ = ["RATE_HZ", "FrameConverter", "RtcAudioStats", "Track", "consume_track"]
+__all__ = [
+    "RATE_HZ",
+    "FrameConverter",
+    "RtcAudioStats",
+    "Track",
+    "consume_track",
+    "release_promptly",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,12 @@ CHUNK_SAMPLES = RATE_HZ // 10  # 100 ms, as the page's WebSocket chunks
 MAX_GAP_S = 5.0  # a longer jump of the RTP clock is a restart, not lost audio
 MAX_BACKLOG_S = 0.5  # queued beyond this, the reader drops to the newest frames
 KEEP_AFTER_DROP_S = 0.1
+
+# aiortc's audio jitter buffer keeps four complete frames before it releases the oldest, a
+# playout cushion that adds 80 ms to every final. Nothing is played here; one frame is the
+# least it can hold, and reordering is still repaired (a frame waits for the packets before it).
+PREFETCH_FRAMES = 1
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.16's private field
 
 FloatArray = NDArray[np.float32]
 
@@ -210,3 +224,22 @@ async def consume_track(
             continue
         for chunk in chunks:
             emit(chunk)
+
+
+def release_promptly(receiver: Any) -> bool:
+    """Give an audio receiver a jitter buffer that holds one frame instead of four.
+
+    Called before any packet arrives (on the peer's "track" event). False, with a warning,
+    when aiortc's receiver no longer has the field (a newer aiortc): the stream still works,
+    80 ms later.
+    """
+    from aiortc.jitterbuffer import JitterBuffer
+
+    current = getattr(receiver, _JITTER_ATTR, None)
+    if not isinstance(current, JitterBuffer):
+        log.warning("aiortc's receiver has no jitter buffer to shorten; finals come 80 ms later")
+        return False
+    setattr(
+        receiver, _JITTER_ATTR, JitterBuffer(capacity=current.capacity, prefetch=PREFETCH_FRAMES)
+    )
+    return True

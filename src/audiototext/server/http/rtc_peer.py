@@ -24,7 +24,12 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from audiototext.server.http.rtc_audio import FrameConverter, RtcAudioStats, consume_track
+from audiototext.server.http.rtc_audio import (
+    FrameConverter,
+    RtcAudioStats,
+    consume_track,
+    release_promptly,
+)
 from audiototext.server.http.websocket import MAX_TEXT_FRAME_BYTES, response_json
 from audiototext.server.status import Status, StatusError
 from audiototext.server.streams import ConnectionLost, StreamService
@@ -91,6 +96,9 @@ class RtcPeer:
     def _on_track(self, track: Any) -> None:
         if track.kind != "audio" or self._track_task is not None:
             return
+        for receiver in self.pc.getReceivers():
+            if receiver.track is track:
+                release_promptly(receiver)
         self._track_task = self._spawn(
             consume_track(_Timed(track, self), self.converter, self._emit), "rtc-track"
         )
