@@ -1,10 +1,12 @@
 """Alerts the server raises and clears about itself, with hysteresis.
 
-Four alerts: the engine falls behind real time (``engine_overloaded``), free memory is low
+Five alerts: the engine falls behind real time (``engine_overloaded``), free memory is low
 (``memory_low``), free disk in the model cache is low (``disk_low``), a model failed to load
-(``model_load_failed``). A condition must hold for ``raise_after_s`` before its alert is
-raised and be gone for ``clear_after_s`` before it is cleared; the resource alerts also clear
-only above their threshold times ``clear_margin``. Without both, a value hovering at the
+(``model_load_failed``), the history file asked for could not be used or stopped working
+(``history_unavailable``: transcripts are kept in memory only until a restart). A condition
+must hold for ``raise_after_s`` before its alert is raised and be gone for ``clear_after_s``
+before it is cleared; the resource alerts also clear only above their threshold times
+``clear_margin``. Without both, a value hovering at the
 threshold (memory near the limit, an engine at the edge of real time) would raise and clear
 an alert every few seconds and the log, the dashboards and the streams' clients would flap.
 
@@ -38,7 +40,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ALERT_NAMES = ("engine_overloaded", "memory_low", "disk_low", "model_load_failed")
+ALERT_NAMES = (
+    "engine_overloaded",
+    "memory_low",
+    "disk_low",
+    "model_load_failed",
+    "history_unavailable",
+)
 _MB = 1 << 20
 
 
@@ -128,6 +136,7 @@ class AlertMonitor:
         self._messages: dict[str, str] = {}
         self._since: dict[str, float] = {}
         self._failed_models: dict[str, str] = {}  # model -> why its last load failed
+        self._history_problem: str | None = None  # why the history file is not in use
 
     # ---- reading
 
@@ -177,6 +186,11 @@ class AlertMonitor:
         if failed != state.active:
             state.active = failed
             self._changed("model_load_failed", failed, self._load_message())
+        problem = self._history_problem  # one read: the recorder may set it meanwhile
+        state = self._states["history_unavailable"]
+        if (problem is not None) != state.active:
+            state.active = problem is not None
+            self._changed("history_unavailable", state.active, problem or "")
 
     def model_load(self, model: str, error: str | None) -> None:
         """A model load finished: ``error`` is why it failed, None when it succeeded.
@@ -188,6 +202,11 @@ class AlertMonitor:
             self._failed_models.pop(model, None)
         else:
             self._failed_models[model] = error
+
+    def history_unavailable(self, why: str | None) -> None:
+        """The history file stopped being used (``why``), or is in use again (None); raised
+        or cleared by the next :meth:`check`, like a failed model load."""
+        self._history_problem = why
 
     async def run(self, interval_s: float) -> None:
         """Check every ``interval_s`` until cancelled (a task of the server)."""
