@@ -172,7 +172,7 @@ def test_a_live_session_cannot_be_deleted() -> None:
 async def _history_alert(srv: GrpcServer) -> dict[str, Any]:
     """The history_unavailable alert of /api/v1/system, once the monitor's check raised it."""
     for _ in range(100):  # checked once a second; raised at the first check after the failure
-        status, doc = await _json(srv, "/api/v1/system")
+        _, doc = await _json(srv, "/api/v1/system")
         found = [a for a in doc["alerts"] if a["name"] == "history_unavailable"]
         if found:
             return found[0]
