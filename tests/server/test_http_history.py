@@ -175,7 +175,8 @@ async def _history_alert(srv: GrpcServer) -> dict[str, Any]:
         _, doc = await _json(srv, "/api/v1/system")
         found = [a for a in doc["alerts"] if a["name"] == "history_unavailable"]
         if found:
-            return found[0]
+            alert: dict[str, Any] = found[0]
+            return alert
         await asyncio.sleep(0.1)
     raise AssertionError(f"no history_unavailable alert: {doc['alerts']}")
 
