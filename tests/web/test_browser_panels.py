@@ -59,7 +59,9 @@ async def _screens(tab: Tab, name: str, selector: str) -> None:
     for width, height, kind in SCREENS:
         for dark in (False, True):
             shade = "dark" if dark else "light"
-            await tab.screen(width, height, dark=dark)
+            # The viewport itself (an element screenshot keeps Playwright's, not an emulated one).
+            await tab.page.set_viewport_size({"width": width, "height": height})
+            await tab.page.emulate_media(color_scheme="dark" if dark else "light")
             await tab.page.locator(selector).scroll_into_view_if_needed()
             await tab.page.wait_for_timeout(300)
             path = ARTIFACTS / f"{name}-{kind}-{shade}.png"
@@ -114,7 +116,8 @@ def test_a_spoken_session_is_found_searched_exported_and_deleted_in_the_history_
                 seen["focused"] = await page.evaluate("document.activeElement.id")
                 seen["segments"] = await tab.text("history-segments")
                 await _screens(tab, "history-panel", ".history")
-                await tab.screen(1280, 1100, dark=False)
+                await tab.page.set_viewport_size({"width": 1280, "height": 1100})
+                await tab.page.emulate_media(color_scheme="light")
 
                 async with page.expect_download() as download:
                     await page.click("[data-history-format=srt]")
@@ -175,7 +178,8 @@ def test_an_alert_is_shown_raised_then_cleared() -> None:
                 seen["raised"] = await page.inner_text(raised)
                 seen["severity"] = await page.get_attribute(raised, "data-severity")
                 await _screens(tab, "alerts-banner", "#alerts")
-                await tab.screen(1280, 1100, dark=False)
+                await tab.page.set_viewport_size({"width": 1280, "height": 1100})
+                await tab.page.emulate_media(color_scheme="light")
                 # The operator lowers the threshold: the next check clears it.
                 srv.alerts.settings = AlertSettings(min_free_memory_mb=0, clear_after_s=0)
                 cleared = "#alert-list li[data-name=memory_low][data-state=cleared]"
@@ -189,7 +193,9 @@ def test_an_alert_is_shown_raised_then_cleared() -> None:
     seen = run(main(), 90)
     assert seen["severity"] == "warning"
     assert "--alert-min-free-memory-mb" in seen["raised"] and "raised" in seen["raised"]
-    assert seen["cleared"].startswith("CLEARED") and ", cleared " in seen["cleared"], seen["cleared"]
+    assert seen["cleared"].startswith("CLEARED") and ", cleared " in seen["cleared"], seen[
+        "cleared"
+    ]
     assert seen["hidden"] is True
     assert not seen["errors"], seen["errors"]
 
