@@ -135,10 +135,9 @@ def test_a_spoken_session_is_found_searched_exported_and_deleted_in_the_history_
                 assert await page.is_visible("#history-detail")
                 await page.click("#history-delete")
                 await page.click("#history-confirm-delete")
-                await _until(
-                    "the list emptied",
-                    lambda: _contains(tab.text("history-list"), "No transcripts"),
-                )
+                # The search is shown again, now without the deleted session.
+                await _until("the hit gone", lambda: _not_count(page.locator(items).count()))
+                seen["after_list"] = await tab.text("history-list")
                 seen["after_status"] = await tab.text("history-status")
                 status, _, body = await http_get(srv, f"/api/v1/history/{seen['ids'][0]}")
                 seen["rest_after"] = (status, json.loads(body))
@@ -159,6 +158,7 @@ def test_a_spoken_session_is_found_searched_exported_and_deleted_in_the_history_
     assert words(" ".join(c[3] for c in cues)) >= EXPECTED, seen["srt"]
     assert "removed from the server" in seen["dialog"], seen["dialog"]
     assert seen["after_status"] == "Transcript deleted."
+    assert "No transcript holds “bring”" in seen["after_list"], seen["after_list"]
     assert seen["rest_after"][0] == 404, seen["rest_after"]
     assert not seen["errors"], seen["errors"]
 
@@ -208,5 +208,5 @@ async def _not(value: Awaitable[bool]) -> bool:
     return not await value
 
 
-async def _contains(text: Awaitable[str], part: str) -> bool:
-    return part in await text
+async def _not_count(count: Awaitable[int]) -> bool:
+    return await count == 0
