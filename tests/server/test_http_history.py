@@ -343,6 +343,8 @@ def test_a_file_locked_mid_run_is_logged_and_finals_still_arrive(
             status, page = await _json(srv, "/api/v1/history")
             assert status == 200 and page["persistent"] is False
             assert page["sessions"][0]["segments"] == len(out.finals)
+            alert = await _history_alert(srv)
+            assert "locked by another program" in alert["message"], alert
 
     with caplog.at_level(logging.ERROR, logger="audiototext.server.recording"):
         run(main(), 60)
