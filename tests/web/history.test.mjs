@@ -77,3 +77,11 @@ test("segment times", () => {
   assert.equal(H.segmentTimes({ start_s: 3.24, end_s: 65 }), "0:03.2 – 1:05.0");
   assert.equal(H.segmentTimes({}), "0:00.0 – 0:00.0");
 });
+
+test("counts: one segment, many segments, in both languages", () => {
+  assert.equal(H.plural(EN, "history.segments", 1), "1 segment");
+  assert.equal(H.plural(EN, "history.segments", 0), "0 segments");
+  assert.equal(H.plural(PT, "history.segments", 2), "2 segmentos");
+  assert.equal(H.plural(EN, "history.hits", 1, { query: "noon" }), "1 segment found for “noon”.");
+  assert.equal(H.rowView({ ...ROW, segments: 1 }, EN, "en").meta, "tiny.en · en · webrtc · 1 segment");
+});

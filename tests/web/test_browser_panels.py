@@ -178,6 +178,10 @@ def test_an_alert_is_shown_raised_then_cleared() -> None:
                 seen["raised"] = await page.inner_text(raised)
                 seen["severity"] = await page.get_attribute(raised, "data-severity")
                 await _screens(tab, "alerts-banner", "#alerts")
+                for width, _height, kind in SCREENS:  # where the panels sit on the whole page
+                    await tab.page.set_viewport_size({"width": width, "height": 900})
+                    path = ARTIFACTS / f"panels-page-{kind}-light.png"
+                    await tab.page.screenshot(path=path, full_page=True)
                 await tab.page.set_viewport_size({"width": 1280, "height": 1100})
                 await tab.page.emulate_media(color_scheme="light")
                 # The operator lowers the threshold: the next check clears it.

@@ -46,10 +46,15 @@ export function rowView(row, t, locale) {
   return {
     id: s.id,
     title: `${startedLabel(Number(s.started_at) || 0, locale)} · ${formatDuration(Number(row.duration_s) || 0, locale)}`,
-    meta: [s.model, s.language, how, t("history.segments", { count: row.segments ?? 0 })].filter(Boolean).join(" · "),
+    meta: [s.model, s.language, how, plural(t, "history.segments", row.segments ?? 0)].filter(Boolean).join(" · "),
     preview: row.preview || "",
     live,
   };
+}
+
+/** key for most counts, key_one for 1 (English and Portuguese need no more forms). */
+export function plural(t, key, count, params = {}) {
+  return t(count === 1 ? `${key}_one` : key, { ...params, count });
 }
 
 /** What the note under the search box says about where the list comes from. */
@@ -160,7 +165,7 @@ export class HistoryPanel {
       });
       this.list.replaceChildren(...items);
       if (!items.length) this.list.replaceChildren(el("li", "empty", t("history.no_hits", { query })));
-      this.say(t("history.hits", { count: found.hits.length, query }));
+      this.say(plural(t, "history.hits", found.hits.length, { query }));
       return true;
     } catch (err) {
       this.say(this.failure(err));
