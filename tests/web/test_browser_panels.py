@@ -178,6 +178,7 @@ def test_an_alert_is_shown_raised_then_cleared() -> None:
                 seen["raised"] = await page.inner_text(raised)
                 seen["severity"] = await page.get_attribute(raised, "data-severity")
                 await _screens(tab, "alerts-banner", "#alerts")
+                await tab.page.emulate_media(color_scheme="light")
                 for width, _height, kind in SCREENS:  # where the panels sit on the whole page
                     await tab.page.set_viewport_size({"width": width, "height": 900})
                     path = ARTIFACTS / f"panels-page-{kind}-light.png"
