@@ -215,3 +215,31 @@ async def _not(value: Awaitable[bool]) -> bool:
 
 async def _not_count(count: Awaitable[int]) -> bool:
     return await count == 0
+
+
+def test_an_alert_arrives_with_the_stream_events_when_system_is_unreachable() -> None:
+    """/api/v1/system refused to the page: the banner fills from the WebSocket's metrics."""
+    settings = AlertSettings(min_free_memory_mb=1 << 30, raise_after_s=0)
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with http_server(FakeRecognizer(), config(http_port=0, alerts=settings)) as srv:
+            assert srv.http is not None
+            async with chromium() as tab:
+                page = tab.page
+                await page.route("**/api/v1/system", lambda route: route.abort())
+                await page.goto(f"http://127.0.0.1:{srv.http.port}/?transport=websocket")
+                await _until("the server is ready", lambda: tab.text("health-text"))
+                seen["before"] = await page.locator("#alert-list li").count()
+                await page.click("#start")
+                raised = "#alert-list li[data-name=memory_low][data-state=raised]"
+                await _until("the alert from the stream", lambda: page.locator(raised).count())
+                seen["raised"] = await page.inner_text(raised)
+                seen["transport"] = await tab.text("transport-text")
+                await page.click("#start")  # Stop
+        return seen
+
+    seen = run(main(), 90)
+    assert seen["before"] == 0  # nothing from /api/v1/system: it was refused
+    assert "--alert-min-free-memory-mb" in seen["raised"], seen
+    assert "WebSocket" in seen["transport"], seen
