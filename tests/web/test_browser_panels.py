@@ -130,6 +130,7 @@ def test_a_spoken_session_is_found_searched_exported_and_deleted_in_the_history_
                 await page.click("#history-delete")
                 await _until("the dialog", lambda: page.is_visible("#history-confirm"))
                 seen["dialog"] = await tab.text("history-confirm")
+                await page.screenshot(path=ARTIFACTS / "history-confirm-desktop-light.png")
                 await page.keyboard.press("Escape")  # cancel
                 await _until("the dialog closed", lambda: _not(page.is_visible("#history-confirm")))
                 assert await page.is_visible("#history-detail")

@@ -216,15 +216,10 @@ class HistoryRecorder:
     def read(self, query: Callable[[HistoryReader], T], *, one: str | None = None) -> Read[T]:
         """``query`` answered from the file while it is in use (a fresh read-only connection:
         call from a worker thread), else from memory. ``one``: the query is about that session
-        only, and memory answers it when it holds the session. A file that cannot be read
+        only, and memory answers it when it holds all of that session. A file that cannot be read
         (locked by another program, damaged since) leaves memory to answer, with the reason."""
-        if one is not None:
-            try:
-                self.recent.get(one)
-            except SessionNotFoundError:
-                pass
-            else:
-                return Read(query(self.recent), None)
+        if one is not None and self.recent.holds_whole(one):
+            return Read(query(self.recent), None)
         writer = self.writer
         if writer is None:
             return Read(query(self.recent), None)
