@@ -152,3 +152,18 @@ def test_serve_refuses_absurd_retention_before_loading_anything(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and named in err
     assert not db.exists()
+
+
+def test_serve_refuses_an_unwritable_history_path_before_loading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    for path, why in (
+        (tmp_path, "is a folder"),
+        (blocker / "h.sqlite3", "is a file, not a folder"),
+    ):
+        assert main(["serve", "--port", "0", "--no-web", "--history", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: --history ") and why in err, err
+    assert blocker.read_text() == "x" and list(tmp_path.iterdir()) == [blocker]

@@ -277,6 +277,8 @@ def test_recent_cache_is_bounded_and_searchable() -> None:
         recent.add_final(info("c", NOW), f)  # the oldest finished session makes room
     assert [s.info.id for s in recent.page(10).sessions] == ["c", "b"]
     assert [f.seq for f in recent.get("c").finals] == [2, 3]  # the oldest final went
+    assert not recent.holds_whole("c")  # so reads of "c" go to the file when there is one
+    assert recent.holds_whole("b") and not recent.holds_whole("a")
     hits = recent.search("SHELLS by", 10)
     assert [(h.session.info.id, h.final.seq) for h in hits] == [("c", 2)]
     assert hits[0].snippet == " She sells sea [shells] --> [by] the shore."

@@ -4,6 +4,7 @@ a file that cannot be used leaves the server transcribing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -168,41 +169,145 @@ def test_a_live_session_cannot_be_deleted() -> None:
     run(main(), 60)
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "locked", "unwritable"])
-def test_an_unusable_file_is_logged_and_the_server_still_transcribes(
+async def _history_alert(srv: GrpcServer) -> dict[str, Any]:
+    """The history_unavailable alert of /api/v1/system, once the monitor's check raised it."""
+    for _ in range(100):  # checked once a second; raised at the first check after the failure
+        _, doc = await _json(srv, "/api/v1/system")
+        found = [a for a in doc["alerts"] if a["name"] == "history_unavailable"]
+        if found:
+            alert: dict[str, Any] = found[0]
+            return alert
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no history_unavailable alert: {doc['alerts']}")
+
+
+def _damage(db: Path) -> None:
+    """Another program overwrites the file, its write-ahead log and the log's index."""
+    for part in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        size = part.stat().st_size
+        with part.open("r+b") as f:
+            f.write(b"\0" * size if part.name.endswith("-shm") else b"garbage!" * size)
+
+
+def _hold_exclusively(db: Path) -> sqlite3.Connection:
+    """Another program holding the file's lock for good (no reader or writer gets in)."""
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "locked"])
+def test_an_unusable_file_is_an_alert_and_the_server_still_transcribes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     db = tmp_path / "history.sqlite3"
     holder = None
     if damage == "corrupt":
         db.write_bytes(b"not sqlite " * 1000)
-    elif damage == "locked":
-        sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.commit()
-        holder = sqlite3.connect(db, isolation_level=None)
-        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
-        holder.execute("BEGIN EXCLUSIVE")
     else:
-        (tmp_path / "file").write_text("x")
-        db = tmp_path / "file" / "history.sqlite3"
+        sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.commit()
+        holder = _hold_exclusively(db)
     audio = speech_like(4.0, seed=5)
 
-    async def main() -> None:
+    async def main() -> dict[str, Any]:
         async with http_server(FakeRecognizer(), history_path=db) as srv:
+            alert = await _history_alert(srv)
             out = await WsStreamer(ws_url(srv)).run(audio, speed=None)
             assert out.finals and out.close_codes == [1000]
             status, page = await _json(srv, "/api/v1/history")
             assert status == 200 and page["persistent"] is False and page["total"] == 1
             assert str(db) in page["alert"]
+            return alert
 
     try:
         with caplog.at_level(logging.ERROR, logger="audiototext.server.recording"):
-            run(main(), 60)
+            alert = run(main(), 60)
     finally:
         if holder is not None:
             holder.execute("ROLLBACK")
             holder.close()
-    alerts = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any(str(db) in m and "memory only" in m for m in alerts), alerts
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(str(db) in m and "memory only" in m for m in logged), logged
+    why = "locked by another program" if damage == "locked" else "not a readable SQLite"
+    assert str(db) in alert["message"] and why in alert["message"], alert
+    assert "memory only until a restart" in alert["message"]
+
+
+@pytest.mark.parametrize("where", ["file_as_folder", "folder_as_file"])
+def test_an_unwritable_history_path_is_refused_before_the_server_starts(
+    tmp_path: Path, where: str
+) -> None:
+    if where == "file_as_folder":
+        (tmp_path / "file").write_text("x")
+        db = tmp_path / "file" / "sub" / "history.sqlite3"
+        named = f"{tmp_path / 'file'} is a file, not a folder"
+    else:
+        db = tmp_path / "folder"
+        db.mkdir()
+        named = "is a folder; give a file name"
+    with pytest.raises(ConfigError, match="--history") as caught:
+        config(history_path=db)
+    assert named in str(caught.value) and str(db) in str(caught.value)
+
+
+def test_a_file_damaged_mid_run_is_an_alert_and_finals_still_arrive(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another program overwrites the file, its write-ahead log and its index while the server
+    runs: the next commit finds no database; the stream goes on from memory, with the alert."""
+    db = tmp_path / "history.sqlite3"
+    first, second = speech_like(4.0, seed=7), speech_like(4.0, seed=8)
+
+    async def main() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+        async with http_server(FakeRecognizer(), history_path=db) as srv:
+            assert srv.history is not None and srv.history.persistent
+            before = await WsStreamer(ws_url(srv)).run(first, speed=None)
+            assert before.finals and _db_finals(db)
+            for _ in range(100):  # its end is written in the background: wait for it
+                _, page = await _json(srv, "/api/v1/history")
+                if page["sessions"][0]["session"]["ended_at"] is not None:
+                    break
+                await asyncio.sleep(0.05)
+            _damage(db)
+            out = await WsStreamer(ws_url(srv)).run(second, speed=None)
+            assert out.finals and out.close_codes == [1000]
+            alert = await _history_alert(srv)
+            status, page = await _json(srv, "/api/v1/history")
+            assert status == 200 and page["persistent"] is False
+            sid = out.started[0]["session_id"]
+            status, doc = await _json(srv, f"/api/v1/history/{sid}")
+            assert status == 200
+            return [f["text"] for f in out.finals], alert, doc
+
+    with caplog.at_level(logging.ERROR, logger="audiototext.server.recording"):
+        finals, alert, doc = run(main(), 60)
+    assert [s["text"] for s in doc["segments"]] == finals  # kept in memory
+    assert "not a readable SQLite database" in alert["message"] and str(db) in alert["message"]
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 1 and "not a database" in logged[0], logged
+    assert "move it away" in logged[0]
+
+
+def test_memory_answers_reads_while_the_file_cannot_be_read(tmp_path: Path) -> None:
+    """The recent cache in front of the file: one transcript comes from memory without the
+    file; a listing needs the file, and while it cannot be read memory answers and says why."""
+    db = tmp_path / "history.sqlite3"
+    audio = speech_like(4.0, seed=9)
+
+    async def main() -> None:
+        async with http_server(FakeRecognizer(), history_path=db) as srv:
+            out = await WsStreamer(ws_url(srv)).run(audio, speed=None)
+            sid = out.started[0]["session_id"]
+            _damage(db)
+            status, doc = await _json(srv, f"/api/v1/history/{sid}")
+            assert status == 200 and len(doc["segments"]) == len(out.finals)
+            status, page = await _json(srv, "/api/v1/history")
+            assert status == 200 and [r["session"]["id"] for r in page["sessions"]] == [sid]
+            assert page["persistent"] is True  # nothing failed to write yet
+            assert "not a readable SQLite" in page["alert"] and "kept in memory" in page["alert"]
+
+    run(main(), 60)
 
 
 @pytest.mark.parametrize(
@@ -238,6 +343,8 @@ def test_a_file_locked_mid_run_is_logged_and_finals_still_arrive(
             status, page = await _json(srv, "/api/v1/history")
             assert status == 200 and page["persistent"] is False
             assert page["sessions"][0]["segments"] == len(out.finals)
+            alert = await _history_alert(srv)
+            assert "locked by another program" in alert["message"], alert
 
     with caplog.at_level(logging.ERROR, logger="audiototext.server.recording"):
         run(main(), 60)

@@ -31,7 +31,7 @@ test("every key the page uses exists (HTML data-i18n*, t('...') in the modules)"
   for (const file of readdirSync(JS_DIR).filter((f) => f.endsWith(".js"))) {
     const src = readFileSync(path.join(JS_DIR, file), "utf8");
     for (const m of src.matchAll(/\bt\("([\w.]+)"/g)) used.add(m[1]);
-    for (const m of src.matchAll(/"((?:mic|stream|capture|transport|health|models|live|diag|common)\.[\w]+)"/g)) {
+    for (const m of src.matchAll(/"((?:mic|stream|capture|transport|health|models|live|diag|common|history|alerts)\.[\w]+)"/g)) {
       used.add(m[1]);
     }
   }

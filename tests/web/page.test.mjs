@@ -66,6 +66,8 @@ test("the page's modules parse (Node can import those without DOM at load)", asy
     "exporters",
     "format",
     "i18n",
+    "alerts",
+    "history",
   ]) {
     await import(new URL(`../../src/audiototext/web/js/${name}.js`, import.meta.url).href);
   }

@@ -64,7 +64,12 @@ test("speech events by name or number; ack, metrics, error; unknown passes", () 
     latency_ms: 0,
     queue_depth: 2,
     active_streams: 0,
+    alerts: [],
   });
+  const alerted = P.parseServerMessage(
+    '{"metrics": {"alerts": [{"name": "memory_low", "message": "free memory 9 MB", "since": 1.7e9}, null, 3]}}',
+  ).data;
+  assert.deepEqual(alerted.alerts, [{ name: "memory_low", message: "free memory 9 MB", since: 1.7e9 }]);
   assert.deepEqual(P.parseServerMessage('{"error": {"code": "INVALID_ARGUMENT"}}').data, {
     code: "INVALID_ARGUMENT",
     message: "",

@@ -1,5 +1,6 @@
-"""The page's model selector in a real browser: choosing a model the server has not
-downloaded pulls it (progress bar fed by Server-Sent Events), and the next session runs on it.
+"""The page's model selector in Chromium (driven by Playwright): choosing a model the server
+has not downloaded pulls it (progress bar fed by Server-Sent Events), and the next session
+runs on it.
 
 The model is a random-weights Whisper served by the fake Hugging Face server under the
 transformers repo of base.en; the pool's loader builds the engine double, so no speech is
@@ -15,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 
 from audiototext.server.app import GrpcServer
@@ -26,8 +26,7 @@ from server.grpc_harness import config, run
 from server.ws_harness import http_get
 from support.fixture_cache import ROOT
 from support.hf_server import FakeHub
-from support.speech import write_wav
-from web.cdp import CHROMIUM, Page, chromium
+from web.browser import CHROMIUM, chromium
 
 pytestmark = [pytest.mark.slow]
 
@@ -49,15 +48,10 @@ def _fake_engine(choice: ModelChoice) -> Engine:
     return engine
 
 
-async def _value(page: Page, expression: str) -> Any:
-    return await page.evaluate(expression)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)")
 def test_choosing_an_undownloaded_model_pulls_it_and_the_next_session_uses_it(
-    hub: FakeHub, tmp_path: Path
+    hub: FakeHub,
 ) -> None:
-    microphone = write_wav(tmp_path / "mic.wav", np.zeros(48_000, dtype=np.float32), 48_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     async def main() -> dict[str, Any]:
@@ -68,16 +62,16 @@ def test_choosing_an_undownloaded_model_pulls_it_and_the_next_session_uses_it(
         await srv.start()
         try:
             assert srv.http is not None
-            async with chromium(microphone) as page:
-                await page.call("Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/")
+            async with chromium(url=f"http://127.0.0.1:{srv.http.port}/") as tab:
+                page = tab.page
                 options = "[...document.querySelectorAll('#model-select option')]"
                 for _ in range(100):
-                    names = await _value(page, f"{options}.map(o => o.value).join(' ')")
+                    names = await page.evaluate(f"{options}.map(o => o.value).join(' ')")
                     if names and "base.en" in str(names):
                         break
                     await asyncio.sleep(0.1)
-                seen["languages"] = await _value(
-                    page, "[...document.querySelectorAll('#language-select option')].length"
+                seen["languages"] = await page.evaluate(
+                    "[...document.querySelectorAll('#language-select option')].length"
                 )
                 await page.evaluate(
                     "(() => { const s = document.getElementById('model-select');"
@@ -85,26 +79,26 @@ def test_choosing_an_undownloaded_model_pulls_it_and_the_next_session_uses_it(
                 )
                 for _ in range(1200):
                     status = str(
-                        await _value(page, "document.getElementById('pull-status').textContent")
+                        await page.evaluate("document.getElementById('pull-status').textContent")
                     )
                     if status and (not seen["status"] or seen["status"][-1] != status):
                         seen["status"].append(status)
                     seen["progress"].append(
-                        await _value(page, "document.getElementById('pull-progress').value")
+                        await page.evaluate("document.getElementById('pull-progress').value")
                     )
                     if "ready" in status or "Could not" in status:
                         break
                     await asyncio.sleep(0.05)
-                seen["selected"] = await _value(
-                    page, "document.getElementById('model-select').value"
+                seen["selected"] = await page.evaluate(
+                    "document.getElementById('model-select').value"
                 )
-                seen["disabled"] = await _value(
-                    page, "document.getElementById('model-select').disabled"
+                seen["disabled"] = await page.evaluate(
+                    "document.getElementById('model-select').disabled"
                 )
-                await page.screenshot(
+                await tab.screenshot(
                     ARTIFACTS / "page-model-pulled.png", width=1280, height=900, dark=False
                 )
-                await page.evaluate("document.getElementById('start').click()")
+                await page.click("#start")
                 for _ in range(200):
                     health = json.loads((await http_get(srv, "/api/v1/health"))[2])
                     loaded = {m["name"]: m for m in health["models"]}
@@ -112,9 +106,9 @@ def test_choosing_an_undownloaded_model_pulls_it_and_the_next_session_uses_it(
                         seen["health"] = loaded
                         break
                     await asyncio.sleep(0.05)
-                await page.evaluate("document.getElementById('start').click()")  # Stop
+                await page.click("#start")  # Stop
                 await asyncio.sleep(0.5)
-                seen["errors"] = list(page.errors)
+                seen["errors"] = list(tab.errors)
         finally:
             await srv.stop(2.0)
         return seen

@@ -68,6 +68,12 @@ class RecentTranscripts:
             entry = self._entries.get(session_id)
             return entry is not None and entry.info.ended_at is None
 
+    def holds_whole(self, session_id: str) -> bool:
+        """Whether every final of the session is here (none dropped for ``max_finals``)."""
+        with self._lock:
+            entry = self._entries.get(session_id)
+            return entry is not None and bool(entry.finals) and entry.finals[0].seq == 1
+
     def delete(self, session_id: str) -> None:
         with self._lock:
             if self._entries.pop(session_id, None) is None:

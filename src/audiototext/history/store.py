@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -39,7 +40,13 @@ from audiototext.history.records import (
     query_terms,
 )
 
-__all__ = ["HistoryStore", "Retention", "default_history_path"]
+__all__ = [
+    "HistoryStore",
+    "Retention",
+    "check_history_path",
+    "default_history_path",
+    "unavailable",
+]
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 2000  # a CLI `history rm` holds the write lock for milliseconds
@@ -94,6 +101,29 @@ def default_history_path() -> Path:
     from audiototext.models.cache import cache_home
 
     return cache_home() / "history.sqlite3"
+
+
+def check_history_path(path: Path) -> None:
+    """Refuse (:class:`ConfigError` naming ``--history``) a path the server could never write:
+    a folder, a file inside something that is not a folder, a folder or file without write
+    permission. Nothing is created: this runs before the server loads anything."""
+    path = path.expanduser()
+    fix = "choose a writable --history path"
+    if path.is_dir():
+        raise ConfigError(
+            f"--history {path} is a folder; give a file name, e.g. {path / 'history.sqlite3'}"
+        )
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError(f"--history {path}: the file is not writable by this user; {fix}")
+        return
+    parent = path.parent
+    while not parent.exists() and parent.parent != parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--history {path}: {parent} is a file, not a folder; {fix}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--history {path}: the folder {parent} is not writable; {fix}")
 
 
 @dataclass(frozen=True)
@@ -207,13 +237,13 @@ class HistoryStore:
                 check_same_thread=False,  # one thread at a time; the owner keeps it so
             )
         except sqlite3.Error as exc:
-            raise _unavailable(path, exc) from exc
+            raise unavailable(path, exc) from exc
         store = cls(conn, path)
         try:
             store._prepare(read_only)
         except sqlite3.Error as exc:
             conn.close()
-            raise _unavailable(path, exc) from exc
+            raise unavailable(path, exc) from exc
         return store
 
     def _prepare(self, read_only: bool) -> None:
@@ -332,7 +362,7 @@ class HistoryStore:
             with self.transaction():
                 self.delete(session_id)
         except sqlite3.OperationalError as exc:
-            raise _unavailable(self.path, exc) from exc
+            raise unavailable(self.path, exc) from exc
 
     # ------------------------------------------------------------------ reads
 
@@ -391,10 +421,10 @@ class HistoryStore:
             finally:
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise _unavailable(self.path, exc) from exc
+            raise unavailable(self.path, exc) from exc
 
 
-def _unavailable(path: Path, exc: sqlite3.Error) -> HistoryUnavailableError:
+def unavailable(path: Path, exc: sqlite3.Error) -> HistoryUnavailableError:
     """The error a person can act on for what SQLite said about ``path``."""
     text = str(exc)
     lowered = text.lower()

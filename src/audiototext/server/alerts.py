@@ -3,10 +3,12 @@
 Five alerts: the engine falls behind real time (``engine_overloaded``), free memory is low
 (``memory_low``), free disk in the model cache is low (``disk_low``), a model failed to load
 (``model_load_failed``), a model meant for the GPU runs on the CPU because its GPU session
-failed or ran out of memory (``gpu_fallback``, reported by the controller). A condition
-must hold for ``raise_after_s`` before its alert is raised and be gone for
-``clear_after_s`` before it is cleared; the resource alerts also clear only above their
-threshold times ``clear_margin``. Without both, a value hovering at the
+failed or ran out of memory (``gpu_fallback``, reported by the controller), the history file
+asked for could not be used or stopped working (``history_unavailable``: transcripts are kept
+in memory only until a restart). A condition must hold for ``raise_after_s`` before its
+alert is raised and be gone for ``clear_after_s`` before it is cleared; the resource alerts
+also clear only above their threshold times ``clear_margin``. Without both, a value hovering
+at the
 threshold (memory near the limit, an engine at the edge of real time) would raise and clear
 an alert every few seconds and the log, the dashboards and the streams' clients would flap.
 
@@ -47,6 +49,7 @@ ALERT_NAMES = (
     "disk_low",
     "model_load_failed",
     "gpu_fallback",
+    "history_unavailable",
 )
 _MB = 1 << 20
 
@@ -112,6 +115,7 @@ class AlertMonitor:
         self._since: dict[str, float] = {}
         self._failed_models: dict[str, str] = {}  # model -> why its last load failed
         self._gpu_fallbacks: dict[str, str] = {}  # loaded model -> why it left the GPU
+        self._history_problem: str | None = None  # why the history file is not in use
 
     # ---- reading
 
@@ -171,6 +175,11 @@ class AlertMonitor:
                 state.active,
                 "; ".join(f"{m} runs on the CPU: {why}" for m, why in fell_back.items()),
             )
+        problem = self._history_problem  # one read: the recorder may set it meanwhile
+        state = self._states["history_unavailable"]
+        if (problem is not None) != state.active:
+            state.active = problem is not None
+            self._changed("history_unavailable", state.active, problem or "")
 
     def gpu_fallbacks(self, reasons: dict[str, str]) -> None:
         """The loaded models that fell back from the GPU to the CPU, and why (the controller
@@ -187,6 +196,11 @@ class AlertMonitor:
             self._failed_models.pop(model, None)
         else:
             self._failed_models[model] = error
+
+    def history_unavailable(self, why: str | None) -> None:
+        """The history file stopped being used (``why``), or is in use again (None); raised
+        or cleared by the next :meth:`check`, like a failed model load."""
+        self._history_problem = why
 
     async def run(self, interval_s: float) -> None:
         """Check every ``interval_s`` until cancelled (a task of the server)."""

@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from audiototext.errors import ConfigError
-from audiototext.history.store import Retention
+from audiototext.history.store import Retention, check_history_path
 from audiototext.server.alerts import (
     AlertMonitor,
     AlertProbes,
@@ -149,6 +149,8 @@ class ServerConfig:
         if self.model_memory_mb is not None and self.model_memory_mb < 1:
             raise ConfigError("--model-memory-mb must be at least 1")
         self.history_settings()  # refuses absurd retention settings, naming them
+        if self.history_path is not None:
+            check_history_path(self.history_path)  # before anything is loaded
 
     def history_settings(self) -> HistorySettings:
         return HistorySettings(
@@ -256,7 +258,9 @@ class GrpcServer:
         self.pool = await asyncio.to_thread(self._build_pool, self._recognizer)
         observer: StreamObserver = self.metrics or NO_OBSERVER
         # A history file that cannot be used is logged; transcription goes on regardless.
-        self.history = await HistoryRecorder.start(cfg.history_settings(), model=cfg.model)
+        self.history = await HistoryRecorder.start(
+            cfg.history_settings(), model=cfg.model, on_unavailable=alerts.history_unavailable
+        )
         self.store = SessionStore(
             self._recognizer,
             max_sessions=cfg.max_sessions,

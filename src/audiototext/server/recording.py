@@ -6,9 +6,14 @@ the engine delivers it, and awaited: the final joins the session's events (what 
 send) only after its commit, so a final a client has received survives ``kill -9``. Whole-file
 transcripts are recorded the same way before the answer goes back (:func:`recording_files`).
 
-The history never stops transcription. A file that cannot be opened (missing folder rights,
-locked, corrupt) is a logged error at start-up; a write that fails or hangs later is a logged
-error too. Either way the server goes on with the in-memory cache alone.
+The history never stops transcription. A file that cannot be opened (locked, corrupt) is a
+logged error and the ``history_unavailable`` alert at start-up; a write that fails or hangs
+later is the same. Either way the server goes on with the in-memory cache alone. (A path that
+could never be written is refused before the server starts: ``check_history_path``.)
+
+The recent cache sits in front of the file for reads: one transcript is answered from memory
+when it is there; listings and searches need the file (it holds every session), and fall back
+to memory, saying so, when the file cannot be read.
 """
 
 from __future__ import annotations
@@ -16,17 +21,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from audiototext.history.errors import HistoryError, SessionNotFoundError
+from audiototext.history.errors import (
+    HistoryError,
+    HistoryUnavailableError,
+    SessionNotFoundError,
+)
 from audiototext.history.recent import RecentTranscripts
 from audiototext.history.records import Final, HistoryReader, SessionInfo, Word
-from audiototext.history.store import HistoryStore, Retention
+from audiototext.history.store import HistoryStore, Retention, unavailable
 from audiototext.history.writer import HistoryWriter
 from audiototext.server.files import FileRequest, FileTranscribeFn, FileTranscript
 from audiototext.server.sessions import new_session_id
@@ -35,13 +45,30 @@ from audiototext.streaming.types import StreamResult
 if TYPE_CHECKING:
     from audiototext.server.sessions import ServerSession
 
-__all__ = ["HistoryRecorder", "HistorySettings", "SessionLiveError", "recording_files"]
+__all__ = [
+    "HistoryRecorder",
+    "HistorySettings",
+    "Read",
+    "SessionLiveError",
+    "recording_files",
+]
 
 log = logging.getLogger(__name__)
 
 # A commit waits for the file's lock (2 s at most) and one fsync; past this, something is
 # wrong with the disk and the final goes out without waiting (and history goes to memory).
 COMMIT_TIMEOUT_S = 10.0
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """A query's answer, and why memory answered it when the file should have (or None)."""
+
+    value: T
+    fallback: str | None
 
 
 @dataclass(frozen=True)
@@ -63,6 +90,7 @@ class HistoryRecorder:
         *,
         model: str = "",
         commit_timeout_s: float = COMMIT_TIMEOUT_S,
+        on_unavailable: Callable[[str], None] = lambda why: None,
     ) -> None:
         self.settings = settings
         self.model = model  # what files are transcribed with
@@ -70,22 +98,29 @@ class HistoryRecorder:
         self.writer = writer
         self.alert: str | None = None  # why the file is not in use, when it was asked for
         self._commit_timeout_s = commit_timeout_s
+        self._on_unavailable = on_unavailable  # the alert monitor's history_unavailable
         self._finals_sent: dict[str, int] = {}
 
     @classmethod
-    async def start(cls, settings: HistorySettings, *, model: str = "") -> HistoryRecorder:
-        """Open the history file (off the event loop); a file that cannot be used is logged
-        and the recorder keeps memory only."""
+    async def start(
+        cls,
+        settings: HistorySettings,
+        *,
+        model: str = "",
+        on_unavailable: Callable[[str], None] = lambda why: None,
+    ) -> HistoryRecorder:
+        """Open the history file (off the event loop); a file that cannot be used is logged,
+        ``on_unavailable(why)`` is called, and the recorder keeps memory only."""
         if settings.path is None:
-            return cls(settings, None, model=model)
+            return cls(settings, None, model=model, on_unavailable=on_unavailable)
         try:
             writer = await asyncio.to_thread(HistoryWriter.open, settings.path, settings.retention)
         except HistoryError as exc:
-            recorder = cls(settings, None, model=model)
+            recorder = cls(settings, None, model=model, on_unavailable=on_unavailable)
             recorder._degrade(str(exc), None)
             return recorder
         log.info("history: keeping transcripts in %s", settings.path)
-        return cls(settings, writer, model=model)
+        return cls(settings, writer, model=model, on_unavailable=on_unavailable)
 
     @property
     def persistent(self) -> bool:
@@ -96,6 +131,7 @@ class HistoryRecorder:
             return  # finals queued beside the one that failed: said once is enough
         self.alert = why
         log.error("history: %s; transcripts are kept in memory only from now on", why)
+        self._on_unavailable(f"{why}; transcripts are kept in memory only until a restart")
         self.writer = None
         if writer is not None:
             writer.close(timeout_s=None)  # never wait here: the disk may be what hangs
@@ -111,6 +147,8 @@ class HistoryRecorder:
                 f"writing to {writer.path} took over {self._commit_timeout_s:g} s (disk stalled?)",
                 writer,
             )
+        except sqlite3.Error as exc:
+            self._degrade(f"writing failed: {unavailable(writer.path, exc)}", writer)
         except Exception as exc:
             self._degrade(f"writing to {writer.path} failed: {exc}", writer)
 
@@ -175,12 +213,30 @@ class HistoryRecorder:
 
     # ------------------------------------------------------------------ queries (REST)
 
-    def reader(self) -> HistoryReader:
-        """What to answer queries from: the file while it is in use (a fresh read-only
-        connection: call from a worker thread), else memory."""
-        if self.writer is not None:
-            return HistoryStore.open(self.writer.path, create=False, read_only=True)
-        return self.recent
+    def read(self, query: Callable[[HistoryReader], T], *, one: str | None = None) -> Read[T]:
+        """``query`` answered from the file while it is in use (a fresh read-only connection:
+        call from a worker thread), else from memory. ``one``: the query is about that session
+        only, and memory answers it when it holds all of that session. A file that cannot be read
+        (locked by another program, damaged since) leaves memory to answer, with the reason."""
+        if one is not None and self.recent.holds_whole(one):
+            return Read(query(self.recent), None)
+        writer = self.writer
+        if writer is None:
+            return Read(query(self.recent), None)
+        try:
+            store = HistoryStore.open(writer.path, create=False, read_only=True)
+        except HistoryUnavailableError as exc:
+            return self._from_memory(query, exc)
+        try:
+            return Read(query(store), None)
+        except HistoryUnavailableError as exc:
+            return self._from_memory(query, exc)
+        finally:
+            store.close()
+
+    def _from_memory(self, query: Callable[[HistoryReader], T], exc: Exception) -> Read[T]:
+        log.warning("history: reading the file failed (%s); answering from memory", exc)
+        return Read(query(self.recent), f"{exc}; showing the transcripts kept in memory")
 
     async def delete(self, session_id: str) -> None:
         if self.recent.is_live(session_id):

@@ -17,11 +17,11 @@ from pydantic import BaseModel, Field
 
 from audiototext.history.errors import HistoryError, SessionNotFoundError
 from audiototext.history.export import MEDIA_TYPES, render_transcript, transcript_json
-from audiototext.history.records import HistoryReader, SessionSummary
+from audiototext.history.records import SessionSummary
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.errors import ERROR_RESPONSES
 from audiototext.server.http.guard import check_token
-from audiototext.server.recording import HistoryRecorder, SessionLiveError
+from audiototext.server.recording import HistoryRecorder, Read, SessionLiveError
 from audiototext.server.status import Status, StatusError
 
 __all__ = ["history_router"]
@@ -56,8 +56,9 @@ class HistoryPage(BaseModel):
     offset: int
     persistent: bool = Field(description="true when the server keeps the history in a file")
     alert: str | None = Field(
-        description="why the history file asked for (serve --history) is not in use; null "
-        "when it is, or when none was asked for"
+        description="why the history file asked for (serve --history) is not in use, or "
+        "could not be read for this answer (memory answered); null when it is, or when none "
+        "was asked for"
     )
 
 
@@ -92,20 +93,10 @@ def _status(exc: HistoryError) -> StatusError:
     return StatusError(Status.UNAVAILABLE, str(exc))
 
 
-async def _read(history: HistoryRecorder, query: Any) -> Any:
+async def _read(history: HistoryRecorder, query: Any, one: str | None = None) -> Read[Any]:
     """``query(reader)`` on a worker thread, with history errors as HTTP statuses."""
-
-    def run() -> Any:
-        reader: HistoryReader = history.reader()
-        try:
-            return query(reader)
-        finally:
-            close = getattr(reader, "close", None)
-            if close is not None:
-                close()
-
     try:
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(history.read, query, one=one)
     except HistoryError as exc:
         raise _status(exc) from exc
 
@@ -132,14 +123,15 @@ def history_router(ctx: HttpContext) -> APIRouter:
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> HistoryPage:
         h = history()
-        page = await _read(h, lambda r: r.page(limit, offset))
+        read = await _read(h, lambda r: r.page(limit, offset))
+        page = read.value
         return HistoryPage(
             sessions=[_row(s) for s in page.sessions],
             total=page.total,
             limit=limit,
             offset=offset,
             persistent=h.persistent,
-            alert=h.alert,
+            alert=h.alert or read.fallback,
         )
 
     @router.get("/search", response_model=SearchAnswer, summary="Final segments with words")
@@ -154,7 +146,7 @@ def history_router(ctx: HttpContext) -> APIRouter:
     ) -> SearchAnswer:
         if not q.strip():
             raise StatusError(Status.INVALID_ARGUMENT, "q is blank; give a word to search for")
-        hits = await _read(history(), lambda r: r.search(q, limit))
+        hits = (await _read(history(), lambda r: r.search(q, limit))).value
         return SearchAnswer(
             query=q,
             hits=[
@@ -179,7 +171,8 @@ def history_router(ctx: HttpContext) -> APIRouter:
     async def get_session(
         session_id: str, format: Literal["json", "txt", "srt", "vtt"] = "json"
     ) -> Response:
-        transcript = await _read(history(), lambda r: r.get(session_id))
+        read = await _read(history(), lambda r: r.get(session_id), one=session_id)
+        transcript = read.value
         if format == "json":
             import json
 

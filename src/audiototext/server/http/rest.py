@@ -127,7 +127,8 @@ class HardwareModel(BaseModel):
 
 class AlertModel(BaseModel):
     name: str = Field(
-        description="engine_overloaded, memory_low, disk_low, model_load_failed or gpu_fallback"
+        description="engine_overloaded, memory_low, disk_low, model_load_failed, gpu_fallback or "
+        "history_unavailable"
     )
     message: str = Field(description="what is wrong, in words")
     since: float = Field(description="when it was raised (Unix time)")

@@ -35,16 +35,24 @@ export class HttpError extends Error {
 
 /** GET a JSON document under the API base; rejects with HttpError or a network error. */
 export async function getJson(path, { timeoutMs = 4000 } = {}) {
+  return (await request(path, { timeoutMs })).json();
+}
+
+/** A request under the API base (the token added); resolves with the Response once it is
+ * known to be OK, rejects with HttpError or a network error. The body is read in time. */
+export async function request(path, { method = "GET", accept = "application/json", timeoutMs = 10000 } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     const response = await fetch(apiBase() + path, {
-      headers: authHeaders("application/json"),
+      method,
+      headers: authHeaders(accept),
       signal: controller.signal,
       cache: "no-store",
     });
     if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
-    return await response.json();
+    const body = await response.blob(); // within the timeout
+    return { blob: async () => body, text: async () => body.text(), json: async () => JSON.parse(await body.text()) };
   } finally {
     clearTimeout(timer);
   }

@@ -1,8 +1,10 @@
 // The page: wires the panels, the microphone, the stream and the transcript together.
 
 import { apiBase, getJson, getToken, poll, setToken } from "./api.js";
+import { AlertsPanel } from "./alerts.js";
 import { listMicrophones, mediaErrorKey, MicCapture, microphoneUnavailable } from "./audio.js";
 import { FORMATS } from "./exporters.js";
+import { HistoryPanel } from "./history.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
 import { streamProtocols, streamUrl } from "./protocol.js";
@@ -50,7 +52,14 @@ class Page {
     );
     this.status = new StatusBar(t);
     this.models = new ModelsPanel(t);
-    this.diagnostics = new DiagnosticsPanel(t, { onSystem: (doc) => this.models.setDevices(doc.devices) });
+    this.alerts = new AlertsPanel(t);
+    this.history = new HistoryPanel(t);
+    this.diagnostics = new DiagnosticsPanel(t, {
+      onSystem: (doc) => {
+        this.models.setDevices(doc.devices);
+        this.alerts.update(doc.alerts);
+      },
+    });
     this.waveform = new Waveform($("wave"));
     this.session = null;
     this.streamedS = 0; // audio streamed by earlier sessions: their place on the timeline
@@ -64,6 +73,7 @@ class Page {
     // Every second while the tab is visible (the live indicators); slower after errors.
     poll(() => this.diagnostics.refresh(), 1000);
     this.models.load();
+    this.history.load();
     window.addEventListener("pagehide", () => this.abort());
   }
 
@@ -183,7 +193,10 @@ class Page {
       },
       onResult: (result, seq) => this.view.update(this.model.apply(result, seq)),
       onSpeechEvent: (e) => this.waveform.speechEvent(e.kind, e.time_s),
-      onMetrics: (m) => this.diagnostics.onMetrics(m),
+      onMetrics: (m) => {
+        this.diagnostics.onMetrics(m);
+        this.alerts.update(m.alerts);
+      },
       onAck: (a) => this.diagnostics.onAck(a),
       onRtt: (_ms, smoothed) => this.status.setRtt(smoothed),
       onServerError: (e) => this.showError(t("stream.server_error", { message: e.message || e.code })),
@@ -269,6 +282,7 @@ class Page {
     if (error) this.showError(this.describe(error));
     this.note.textContent = "";
     this.setButton("idle");
+    this.history.reload(); // the session just ended is listed
   }
 
   describe(error) {
@@ -321,6 +335,7 @@ class Page {
       this.view.update(this.model.apply(result));
     }
     this.streamedS = this.model.endS(); // a later live session follows the file
+    this.history.reload();
   }
 
   // ---- token -------------------------------------------------------------------------------

@@ -443,7 +443,7 @@ function systemRows(doc, t) {
   const rows = [];
   for (const [path, value] of flatten(doc)) {
     const parts = path.split(".");
-    if (parts[0] === "devices") continue;
+    if (parts[0] === "devices" || parts[0] === "alerts") continue; // the alert banner has them
     if (parts[0] === "stats" && LIVE_STATS_KEYS.has(parts[1])) continue;
     rows.push([path, label(path, t), formatValue(path, value, t, t.locale)]);
   }

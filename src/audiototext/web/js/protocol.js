@@ -119,6 +119,10 @@ function normalise(type, d) {
         latency_ms: num(d.latency_ms),
         queue_depth: num(d.queue_depth),
         active_streams: num(d.active_streams),
+        // The server's raised alerts, as gRPC Metrics and /api/v1/system carry them.
+        alerts: (Array.isArray(d.alerts) ? d.alerts : [])
+          .filter((a) => a && typeof a === "object")
+          .map((a) => ({ name: str(a.name), message: str(a.message), since: num(a.since) })),
       };
     case "error":
       return { code: str(d.code), message: str(d.message) };
