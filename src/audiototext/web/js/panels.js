@@ -16,6 +16,7 @@ import {
   deviceOptions,
   deviceSummary,
   LIVE_STATS_KEYS,
+  loadedModelRows,
   normaliseDevice,
   resourceRows,
 } from "./resources.js";
@@ -443,10 +444,11 @@ function systemRows(doc, t) {
   const rows = [];
   for (const [path, value] of flatten(doc)) {
     const parts = path.split(".");
-    if (parts[0] === "devices") continue;
+    if (parts[0] === "devices" || parts[0] === "models") continue;
     if (parts[0] === "stats" && LIVE_STATS_KEYS.has(parts[1])) continue;
     rows.push([path, label(path, t), formatValue(path, value, t, t.locale)]);
   }
+  rows.push(...loadedModelRows(doc.models, t, t.locale));
   if (Array.isArray(doc.devices)) {
     rows.push(["devices", t("sys.devices"), deviceSummary(deviceOptions(doc.devices), t)]);
   }
@@ -508,8 +510,6 @@ export class DiagnosticsPanel {
 
   renderLive() {
     const t = this.t;
-    const m = this.metrics;
-    const v = (x, f) => (m ? f(x) : "—");
     const loc = t.locale;
     const rtc = this.rtc;
     const ms = (x) => formatValue("lag_ms", x, t, loc);
@@ -519,11 +519,9 @@ export class DiagnosticsPanel {
           ["rtc_dropped", t("live.rtc_dropped"), ms(Number(rtc.dropped_ms) || 0)],
         ]
       : [];
+    // The engine's figures (real-time factor, latency, queue, streams) are the server's
+    // live indicators above; this list holds what only this stream knows.
     this.live.set([
-      ["rtf", t("live.rtf"), v(m && m.rtf, (x) => formatValue("rtf", x, t, loc))],
-      ["latency", t("live.latency"), v(m && m.latency_ms, (x) => formatValue("latency_ms", x, t, loc))],
-      ["queue", t("live.queue"), v(m && m.queue_depth, (x) => String(x))],
-      ["streams", t("live.streams"), v(m && m.active_streams, (x) => String(x))],
       [
         "lag",
         t("live.lag"),
