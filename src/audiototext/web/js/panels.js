@@ -1,7 +1,7 @@
 // The status bar (server health, transport, round trip), the model panel and the
 // diagnostics panel.
 
-import { getJson, HttpError, postEvents } from "./api.js";
+import { getJson, HttpError, postEvents, postJson } from "./api.js";
 import { flatten, formatLanguages, formatMb, formatValue, label } from "./format.js";
 import {
   groupModels,
@@ -124,6 +124,8 @@ export class ModelsPanel {
     this.pullBar = document.getElementById("pull-progress");
     this.pullStatus = document.getElementById("pull-status");
     this.pullPercent = document.getElementById("pull-percent");
+    this.pullCancel = document.getElementById("pull-cancel");
+    this.pullCancel.addEventListener("click", () => this.cancelPull());
     this.models = [];
     this.defaultModel = "";
     this.choice = { model: "", language: "auto", task: "transcribe", device: "auto", ...loadChoice() };
@@ -347,12 +349,13 @@ export class ModelsPanel {
     this.pullStatus.textContent = t("models.pull_starting");
     this.pullPercent.textContent = "";
     this.pullBar.value = 0;
+    this.pullCancel.hidden = false;
+    this.pullCancel.disabled = false;
     let state = { stage: "download", percent: null, description: "" };
     let failure = null;
     let finished = false;
     try {
-      const path = model.name.split("/").map(encodeURIComponent).join("/");
-      await postEvents(`/models/${path}/pull`, (event) => {
+      await postEvents(`/models/${modelPath(model.name)}/pull`, (event) => {
         state = pullProgress(event, state);
         if (state.error) failure = state.error;
         if (state.stage === "done") finished = true;
@@ -363,6 +366,7 @@ export class ModelsPanel {
       failure = err.message || String(err);
     }
     this.pulling = null;
+    this.pullCancel.hidden = true;
     if (!failure) {
       this.choice.model = model.name;
       saveChoice(this.choice);
@@ -371,9 +375,21 @@ export class ModelsPanel {
     this.pullBar.hidden = true;
     this.pullLabel.hidden = true; // the status line below says how it ended
     this.pullPercent.textContent = "";
-    this.pullStatus.textContent = failure
-      ? t("models.pull_failed", { name: model.name, reason: failure })
-      : t("models.pull_done", { name: model.name });
+    if (state.cancelled) this.pullStatus.textContent = t("models.pull_cancelled", { name: model.name });
+    else if (failure) this.pullStatus.textContent = t("models.pull_failed", { name: model.name, reason: failure });
+    else this.pullStatus.textContent = t("models.pull_done", { name: model.name });
+  }
+
+  /** Asks the server to stop the download under way; its event stream then ends ABORTED. */
+  async cancelPull() {
+    if (this.pulling === null) return;
+    this.pullCancel.disabled = true;
+    try {
+      await postJson(`/models/${modelPath(this.pulling)}/pull/cancel`);
+    } catch (err) {
+      // Finished meanwhile (404), or the server is gone: the pull's own stream says how it ended.
+      if (!(err instanceof HttpError && err.status === 404)) this.pullCancel.disabled = false;
+    }
   }
 
   showPull(state) {
@@ -387,6 +403,11 @@ export class ModelsPanel {
     const text = t(stage, { what: state.description || "" });
     if (this.pullStatus.textContent !== text) this.pullStatus.textContent = text;
   }
+}
+
+/** A model name in a URL path: each part escaped, a repo id's slash kept. */
+function modelPath(name) {
+  return name.split("/").map(encodeURIComponent).join("/");
 }
 
 function languageNames(locale) {
