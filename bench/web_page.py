@@ -449,7 +449,7 @@ async def main_async(args: argparse.Namespace) -> None:
             for key in sorted(set(idle) | set(busy)):
                 print(f"  {key:<26} {idle.get(key, 0.0):>7.3f} {busy.get(key, 0.0):>7.3f}")
             # -- Start → first partial, fresh loads, the transports alternating
-            trials: dict[str, list[dict[str, float]]] = {t: [] for t in TRANSPORTS}
+            trials: dict[str, list[dict[str, float]]] = {t: [] for t in args.transports}
             for _ in range(args.trials):
                 for transport in trials:
                     trials[transport].append(await start_to_partial(b, url, first_audio, transport))
@@ -479,7 +479,16 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=None, help="model cache root")
     p.add_argument("--shots", type=Path, default=None, help="folder for screenshots")
     p.add_argument("--no-webgl", action="store_true", help="the waveform on its 2D canvas renderer")
-    asyncio.run(main_async(p.parse_args()))
+    p.add_argument(
+        "--transports",
+        type=lambda v: [t for t in v.split(",") if t],
+        default=list(TRANSPORTS),
+        help="comma-separated, alternating: webrtc (the page's default), websocket",
+    )
+    args = p.parse_args()
+    if unknown := set(args.transports) - set(TRANSPORTS):
+        p.error(f"unknown transports {sorted(unknown)}; choose among {', '.join(TRANSPORTS)}")
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
