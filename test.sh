@@ -11,7 +11,7 @@ source scripts/setup.sh
 # root (no Python) the one-file build must run in (tests/binary). UPX (upx-ucl) is not in
 # Debian 12: scripts/build-binary.sh uses it only where it is installed.
 ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium \
-    prometheus iproute2 debootstrap
+    prometheus iproute2 procps debootstrap
 ensure_venv test
 lint_paths=(src tests deploy)
 [ -d bench ] && lint_paths+=(bench)

@@ -49,6 +49,15 @@ def namespace(*, veth: bool = True) -> Iterator[str]:
     if made.returncode != 0:
         pytest.skip(f"cannot make a network namespace here: {made.stderr.strip()}")
     try:
+        # No IPv6 in here: a veth's link-local address comes a second or two after the link
+        # is up (duplicate address detection), and Chromium, seeing the network change,
+        # aborts the page's loads under way (net::ERR_NETWORK_CHANGED): a page without its
+        # scripts. The tests' peers meet on IPv4.
+        for conf in ("all", "default"):
+            sysctl = ["netns", "exec", name, "sysctl", "-qw"]
+            done = _ip(*sysctl, f"net.ipv6.conf.{conf}.disable_ipv6=1")
+            if done.returncode != 0:
+                pytest.skip(f"cannot turn IPv6 off in the namespace: {done.stderr.strip()}")
         steps: list[tuple[str, ...]] = [("link", "set", "lo", "up")]
         if veth:
             steps += [

@@ -97,6 +97,9 @@ class Tab:
 
     async def screen(self, width: int, height: int, *, dark: bool | None = None) -> None:
         """Emulate a screen (below ``PHONE_WIDTH_PX``: a phone's) and the colour scheme."""
+        # Playwright's viewport (its screenshots clip to it), then the same metrics with the
+        # phone flag, which Playwright sets only per context.
+        await self.page.set_viewport_size({"width": width, "height": height})
         cdp = await self.cdp()
         await cdp.send(
             "Emulation.setDeviceMetricsOverride",

@@ -99,7 +99,13 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     async def main() -> dict[str, Any]:
-        seen: dict[str, Any] = {"partials": [], "transport": set(), "waves": [], "lives": []}
+        seen: dict[str, Any] = {
+            "partials": [],
+            "transport": set(),
+            "waves": [],
+            "resources": [],
+            "lives": [],
+        }
         async with http_server(recognizer) as srv, chromium(wav) as tab:
             assert srv.http is not None
             page = tab.page
@@ -121,18 +127,28 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
                     # Speaking: the waveform is redrawn from the microphone on every frame.
                     if len(set(seen["waves"])) < 2:
                         seen["waves"].append(await _canvas_hash(page))
-                # The live figures once the server's metrics came (a digit among the dashes).
+                # The live indicators (the engine's figures among them), read every second,
+                # and the stream's own figures once the server acknowledged audio (a digit
+                # among the dashes).
+                resources = await _text_of(page, "resources")
+                engine = re.search(r"Real-time factor\s+\d", resources)
+                if engine and len(set(seen["resources"])) < 2:
+                    seen["resources"].append(resources)
                 live = await _text_of(page, "live")
-                if re.search(r"\d", live) and len(set(seen["lives"])) < 2:
+                if re.search(r"\d", live) and not seen["lives"]:
                     seen["lives"].append(live)
                 finals = await _text_of(page, "finals")
                 if (
                     words(finals) >= EXPECTED
                     and len(set(seen["waves"])) >= 2
-                    and len(set(seen["lives"])) >= 2
+                    and len(set(seen["resources"])) >= 2
+                    and seen["lives"]
                 ):
                     break
             seen["system"] = await _text_of(page, "system")
+            seen["diagnostics"] = await page.evaluate(
+                "document.querySelector('.diagnostics').innerText"
+            )
             for width, height, name in ((1280, 1000, "desktop"), (390, 1300, "phone")):
                 for dark in (False, True):
                     shade = "dark" if dark else "light"
@@ -161,7 +177,12 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
     assert "WebSocket · Connected" in seen["transport"], seen["transport"]
     assert "tiny.en" in seen["models"], seen["models"]
     assert len(set(seen["waves"])) >= 2, "the waveform did not change while speaking"
-    assert len(set(seen["lives"])) >= 2, f"the live figures did not change: {seen['lives']}"
+    resources = seen["resources"]
+    assert len(set(resources)) >= 2, f"the live indicators did not change: {resources}"
+    assert seen["lives"] and "Server lag" in seen["lives"][0], seen["lives"]
+    # Each of the engine's figures once in the Diagnostics panel.
+    for label in ("Real-time factor", "Queue depth", "Final latency (95th percentile)"):
+        assert seen["diagnostics"].count(label) == 1, (label, seen["diagnostics"])
     assert re.search(rf"Logical cores\s+{os.cpu_count()}\b", seen["system"]), seen["system"]
     cues = parse_srt(seen["srt"])
     assert [c[0] for c in cues] == list(range(1, len(cues) + 1)), seen["srt"]

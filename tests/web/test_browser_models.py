@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from audiototext.models.cache import ModelCache
 from audiototext.server.app import GrpcServer
 from audiototext.server.engine import Engine
 from audiototext.server.pool import ModelChoice
@@ -122,4 +123,95 @@ def test_choosing_an_undownloaded_model_pulls_it_and_the_next_session_uses_it(
     assert seen["selected"] == "base.en" and seen["disabled"] is False
     assert "health" in seen, "no session ran on base.en"
     assert seen["health"]["base.en"]["state"] == "loaded"
+    assert not seen["errors"], seen["errors"]
+
+
+CHOOSE = """(name) => {
+  const s = document.getElementById('model-select');
+  s.value = name;
+  s.dispatchEvent(new Event('change'));
+}"""
+STATUS = "document.getElementById('pull-status').textContent"
+
+
+def _file_gets(hub: FakeHub) -> list[str]:
+    """The file names whose bodies the pulls fetched from the Hub, in order."""
+    return [
+        r.path.split("/resolve/", 1)[1].split("/", 1)[1].split("?")[0]
+        for r in hub.requests
+        if r.method == "GET" and "/resolve/" in r.path
+    ]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)")
+def test_cancel_stops_a_pull_and_choosing_the_model_again_resumes_it(hub: FakeHub) -> None:
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        srv = GrpcServer(
+            config(http_port=0), recognizer=FakeRecognizer(), engine_loader=_fake_engine
+        )
+        await srv.start()
+        try:
+            assert srv.http is not None
+            # Nothing running: a clear 404, before and after.
+            seen["idle"] = await http_get(srv, "/api/v1/models/base.en/pull/cancel", method="POST")
+            async with chromium(url=f"http://127.0.0.1:{srv.http.port}/") as tab:
+                page = tab.page
+                await page.wait_for_function(
+                    "[...document.querySelectorAll('#model-select option')]"
+                    ".some((o) => o.value === 'base.en')"
+                )
+                await page.evaluate(CHOOSE, "base.en")
+                # Cancel once the pull reports progress (downloading or converting).
+                await page.wait_for_function(
+                    f"/^(Downloading|Converting)/.test({STATUS})", polling=50
+                )
+                seen["at_cancel"] = await page.evaluate(STATUS)
+                await page.click("#pull-cancel")
+                await page.wait_for_function(f"/cancelled|ready|Could not/.test({STATUS})")
+                seen["cancelled"] = await page.evaluate(STATUS)
+                seen["button_hidden"] = await page.evaluate(
+                    "document.getElementById('pull-cancel').hidden"
+                )
+                seen["selected"] = await page.evaluate(
+                    "document.getElementById('model-select').value"
+                )
+                seen["info"] = json.loads((await http_get(srv, "/api/v1/models/base.en"))[2])
+                seen["staging"] = list(ModelCache().models_dir.glob(".staging-*"))
+                seen["health"] = (await http_get(srv, "/api/v1/health"))[0]
+                seen["first_gets"] = _file_gets(hub)
+                hub.clear_requests()
+                # Chosen again: the pull starts over from what the first one downloaded.
+                await page.evaluate(CHOOSE, "base.en")
+                await page.wait_for_function(f"/ready|Could not/.test({STATUS})", timeout=120_000)
+                seen["second"] = await page.evaluate(STATUS)
+                seen["second_gets"] = _file_gets(hub)
+                seen["after"] = await http_get(
+                    srv, "/api/v1/models/base.en/pull/cancel", method="POST"
+                )
+                seen["errors"] = list(tab.errors)
+        finally:
+            await srv.stop(2.0)
+        return seen
+
+    seen = run(main(), 300)
+    status, _, body = seen["idle"]
+    assert status == 404 and "no download of base.en is running" in body.decode(), body
+    assert seen["after"][0] == 404
+    assert seen["cancelled"] == (
+        "Download of base.en cancelled. The files downloaded so far are kept: choosing it "
+        "again resumes."
+    ), seen
+    assert seen["button_hidden"] is True and seen["selected"] != "base.en"
+    # Not in the cache (the conversion under way was discarded, staging folder and all), and
+    # the server goes on serving.
+    assert seen["info"]["cached"] == [], seen["info"]
+    assert seen["staging"] == []
+    assert seen["health"] == 200
+    # Resumed: a file fetched in full before the cancel is not fetched again (at most the
+    # one under way at the cancel continues).
+    first, second = seen["first_gets"], seen["second_gets"]
+    assert first, "the first pull fetched nothing before the cancel"
+    assert len(set(first) & set(second)) <= 1, (seen["at_cancel"], first, second)
+    assert seen["second"] == "base.en is ready: the next session uses it.", seen["second"]
     assert not seen["errors"], seen["errors"]

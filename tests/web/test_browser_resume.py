@@ -147,7 +147,11 @@ async def _stream(
         if words(" ".join(lines)) >= done_words and not partial:
             break
     await page.click("#start")  # Stop
-    await _stopped(page)
+    try:
+        await _stopped(page)
+    except AssertionError as exc:  # what the page went through, for the failure's reader
+        state = await page.evaluate("window.__seen")
+        raise AssertionError(f"{exc}; cuts {seen['cuts']}; the page saw {state}") from exc
     seen["final_lines"] = await page.evaluate(FINAL_LINES)
     seen["partials_left"] = await _text_of(page, "partials")
     seen.update(await page.evaluate("window.__seen"))
