@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from audiototext.server.app import GrpcServer
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn
+from audiototext.server.pool import ModelChoice
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config
 
@@ -21,6 +22,7 @@ from server.grpc_harness import config
 def threaded_server(
     transcribe_file: FileTranscribeFn | None,
     recognizer: Engine | None = None,
+    engine_loader: Callable[[ModelChoice], Engine] | None = None,
     **changes: Any,
 ) -> Iterator[tuple[GrpcServer, str]]:
     """(server, base URL of its OpenAI-compatible API: ``http://127.0.0.1:PORT/v1``)."""
@@ -33,6 +35,7 @@ def threaded_server(
             config(http_port=0, **changes),
             recognizer=recognizer or FakeRecognizer(),
             transcribe_file=transcribe_file,
+            engine_loader=engine_loader,
         )
         await server.start()
         return server

@@ -2,15 +2,17 @@
 ``openai`` client. tiny.en is English-only, so the multilingual model is a small random-weights
 Whisper pulled from the fake Hugging Face Hub: its text is noise, so these tests check the
 shapes and the path (pull, pool load, translate task), not the words. Also: a model that does
-not fit the server's model memory budget is 429 (the server is saturated), and the server
-goes on serving its own model.
+not fit the server's model memory budget is 429 (the server is saturated), one asked for while
+another request loads it is 503 with Retry-After, and the server goes on serving.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
@@ -19,7 +21,9 @@ import openai
 import pytest
 
 from audiototext.models.cache import ModelCache
+from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscriber
+from audiototext.server.pool import ModelChoice, load_streaming_engine
 from inference.test_transcribe import _multilingual_tokenizer
 from server.openai_harness import openai_error_of, threaded_server
 from support.hf_server import FakeHub
@@ -128,3 +132,43 @@ def test_a_model_over_the_memory_budget_is_429_and_the_server_goes_on(
         assert isinstance(ok.text, str)
         health = json.loads(httpx2.get(url.removesuffix("/v1") + "/api/v1/health").content)
         assert [m["name"] for m in health["models"]] == ["tiny.en"]
+
+
+def test_a_request_while_its_model_loads_is_503_with_retry_after(
+    hub: FakeHub, filled_cache: ModelCache, tmp_path: Path
+) -> None:
+    """The first request for a model loads it (and waits); another one meanwhile is told to
+    come back (the openai client retries 503 by itself); both work once it is loaded."""
+    wav = _wav(tmp_path)
+    with threaded_server(None, cache_root=filled_cache.root) as (_, url):
+        _pull(url.removesuffix("/v1"))
+    started, release = threading.Event(), threading.Event()
+
+    def held_load(choice: ModelChoice) -> Engine:  # the real load, held until released
+        started.set()
+        assert release.wait(120)
+        return load_streaming_engine(choice, max_sessions=4, cache_root=filled_cache.root)
+
+    transcriber = FileTranscriber("tiny.en", "int8", filled_cache.root)
+    with (
+        threaded_server(transcriber, engine_loader=held_load, cache_root=filled_cache.root) as (
+            _,
+            url,
+        ),
+        openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        first = pool.submit(
+            client.audio.transcriptions.create, model=REPO, file=("a.wav", io.BytesIO(wav))
+        )
+        assert started.wait(120)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.audio.transcriptions.create(model=REPO, file=("a.wav", io.BytesIO(wav)))
+        assert caught.value.status_code == 503
+        assert caught.value.response.headers["retry-after"] == "2"
+        error = openai_error_of(caught.value.response.content)
+        assert error["code"] == "model_loading" and error["type"] == "server_error"
+        release.set()
+        assert isinstance(first.result(300).text, str)
+        again = client.audio.transcriptions.create(model=REPO, file=("a.wav", io.BytesIO(wav)))
+        assert isinstance(again.text, str)

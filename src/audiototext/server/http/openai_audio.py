@@ -32,6 +32,7 @@ from audiototext.server.http.openai_common import (
     openai_error_body,
 )
 from audiototext.server.http.uploads import UploadJob, form_text, render_text, transcribe_upload
+from audiototext.server.pool import ModelChoice
 from audiototext.server.status import Status, StatusError
 from audiototext.server.validation import check_choice, language_of
 
@@ -65,6 +66,7 @@ TRANSCRIPTION_FIELDS = (
 )
 TRANSLATION_FIELDS = _COMMON
 _MAX_FIELD_BYTES = 16 << 10  # a prompt is at most 224 tokens: a few KiB of text
+LOADING_RETRY_S = 2  # Retry-After while the model asked for is loading
 
 _FORM_DOC: dict[str, Any] = {
     "file": {"type": "string", "format": "binary", "description": "any audio or video file"},
@@ -217,6 +219,7 @@ async def _run(ctx: HttpContext, form: FormData, task: str, fields: tuple[str, .
         except StatusError as exc:
             param = "language" if language is not None and task == "transcribe" else "model"
             raise OpenAIError.of(exc, param=param) from exc
+    _refuse_while_loading(ctx, choice)
     job = UploadJob(
         choice,
         language,
@@ -229,6 +232,26 @@ async def _run(ctx: HttpContext, form: FormData, task: str, fields: tuple[str, .
         return await _stream_answer(ctx, upload, job, form.close)
     out = await _transcribe(ctx, upload, job)
     return _render(out, fmt, task, granularities)
+
+
+def _refuse_while_loading(ctx: HttpContext, choice: ModelChoice | None) -> None:
+    """503 with Retry-After while another request loads the model: OpenAI's clients retry
+    then by themselves, where a wait of unknown length would run into their timeout. The
+    request that starts a load waits for it."""
+    if ctx.pool is None or choice is None:
+        return
+    key = choice.key
+    for model in ctx.pool.models():
+        if (model.name, model.precision, model.device) == (key.name, key.precision, key.device):
+            if model.state == "loading":
+                raise OpenAIError(
+                    503,
+                    f"the model {key.name} is loading; retry in a few seconds",
+                    param="model",
+                    code="model_loading",
+                    headers={"Retry-After": str(LOADING_RETRY_S)},
+                )
+            return
 
 
 async def _transcribe(ctx: HttpContext, upload: UploadFile, job: UploadJob) -> FileTranscript:
