@@ -443,7 +443,8 @@ async def _events(
                         sent.append((" " if sent else "") + text)
                         yield _sse({"type": "transcript.text.delta", "delta": sent[-1]})
                 text = "".join(sent)
-                yield _sse({"type": "transcript.text.done", "text": text, "usage": _usage(out)})
+                # No usage: OpenAI's done event counts tokens, not the seconds this server bills.
+                yield _sse({"type": "transcript.text.done", "text": text})
                 return
             else:
                 exc = value if isinstance(value, OpenAIError) else OpenAIError(500, str(value))
