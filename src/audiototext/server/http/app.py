@@ -17,6 +17,7 @@ from audiototext.server.http.guard import check_origin
 from audiototext.server.http.history import history_router
 from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit
 from audiototext.server.http.models import models_router
+from audiototext.server.http.openai_realtime import realtime_router
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
 from audiototext.server.http.web import mount_web
@@ -43,6 +44,7 @@ Live speech-to-text on this machine. The same server also speaks gRPC (`audiotot
   is refused with 403 PERMISSION_DENIED.
 * Live streams: `WS /api/v1/stream`, or WebRTC through `POST /api/v1/webrtc/offer` (see
   docs/architecture.md, "HTTP and WebSocket" and "WebRTC").
+* OpenAI's realtime transcription: `WS /v1/realtime?intent=transcription` (README).
 """
 
 
@@ -80,6 +82,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
     app.include_router(transcriptions_router(ctx))
     app.include_router(models_router(ctx))
     app.include_router(websocket_router(ctx))
+    app.include_router(realtime_router(ctx))
     install_docs(app)
     if ctx.token is not None:
         declare_bearer_token(app, open_paths=("/api/v1/health",))
