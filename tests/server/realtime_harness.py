@@ -45,14 +45,21 @@ class RealtimeRun:
 
 
 def client(port: int, api_key: str = "unused") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key=api_key, base_url=f"http://127.0.0.1:{port}/v1")
+    # The beta client would take wss:// from an http:// base; the socket's URL is explicit.
+    return openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        websocket_base_url=f"ws://127.0.0.1:{port}/v1",
+    )
 
 
 def connect(port: int, *, beta: bool = False, api_key: str = "unused") -> Any:
     """The SDK's connection manager (``async with`` it) for a transcription session."""
     c = client(port, api_key)
-    realtime = c.beta.realtime if beta else c.realtime
-    return realtime.connect(extra_query={"intent": "transcription"})
+    query = {"intent": "transcription"}
+    if beta:  # the beta client needs a model in the URL; the session's model is what counts
+        return c.beta.realtime.connect(model="whisper-1", extra_query=query)
+    return c.realtime.connect(extra_query=query)
 
 
 def pcm24k(audio: NDArray[np.float32]) -> bytes:

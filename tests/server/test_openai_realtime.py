@@ -31,6 +31,9 @@ pytestmark = [pytest.mark.slow]
 
 FOX = {"quick", "fox", "jumps", "jump", "over", "lazy", "dog"}
 STELLA = {"please", "call", "stella", "ask", "her", "to", "bring", "these", "things"}
+# Transcripts keep the words partials committed (so the deltas add up to them), which costs
+# tiny.en some words on espeak's "brown fox jumps" (partials hear "round-fuck stump").
+FOX_MIN = 3
 PCM_BYTES_S = 48_000  # 24 kHz × 2 bytes
 GA_VAD = {"type": "transcription", "audio": {"input": {
     "format": {"type": "audio/pcm", "rate": 24000},
@@ -85,7 +88,7 @@ def test_server_vad_streams_deltas_and_completed_transcripts(
     out = run(main(), 300)
     completed = out.completed()
     assert len(completed) == 2, out.types()
-    assert len(words(completed[0]["transcript"]) & FOX) >= 4, completed[0]
+    assert len(words(completed[0]["transcript"]) & FOX) >= FOX_MIN, completed[0]
     assert len(words(completed[1]["transcript"]) & STELLA) >= 5, completed[1]
     _assert_items_consistent(out)
     # Deltas came while the person spoke: some before the item's speech stopped.
@@ -126,10 +129,10 @@ def test_manual_commit_transcribes_the_committed_buffer(
                 return runs[0], runs[1]
 
     a, b = run(main(), 300)
-    for out, expected in ((a, FOX), (b, STELLA)):
+    for out, expected, least in ((a, FOX, FOX_MIN), (b, STELLA, 5)):
         assert not out.of("input_audio_buffer.speech_started"), "no VAD events without VAD"
         (done,) = out.completed()
-        assert len(words(done["transcript"]) & expected) >= 4, done
+        assert len(words(done["transcript"]) & expected) >= least, done
         _assert_items_consistent(out)
         assert done["usage"]["type"] == "duration" and done["usage"]["seconds"] > 2
     # The second item follows the first.
@@ -167,7 +170,7 @@ def test_beta_session_with_g711_audio(
     assert updated["session"]["input_audio_format"] == beta_format
     assert updated["session"]["turn_detection"]["silence_duration_ms"] == 400
     (done,) = out.completed()
-    assert len(words(done["transcript"]) & FOX) >= 4, done
+    assert len(words(done["transcript"]) & FOX) >= FOX_MIN, done
     _assert_items_consistent(out)
 
 
@@ -235,7 +238,7 @@ def test_bad_events_are_answered_with_errors_and_the_socket_keeps_serving(
     assert "no-such-model" in errors[6]["message"] and errors[6]["param"]
     assert "65536" in errors[4]["message"]
     (done,) = out.completed()
-    assert len(words(done["transcript"]) & FOX) >= 3, done  # sent at once: the socket serves
+    assert len(words(done["transcript"]) & FOX) >= FOX_MIN, done
 
 
 def test_token_by_bearer_or_subprotocol_and_a_wrong_one_refused(
