@@ -17,7 +17,18 @@ from typing import BinaryIO
 
 from audiototext.errors import ConfigError
 
-__all__ = ["FileRequest", "FileTranscribeFn", "FileTranscriber", "FileTranscript"]
+__all__ = [
+    "FileRequest",
+    "FileTranscribeFn",
+    "FileTranscriber",
+    "FileTranscript",
+    "SegmentFn",
+    "SegmentScores",
+    "temperatures_from",
+]
+
+# Called with each segment (start_s, end_s, text) as it is decoded, from the worker thread.
+SegmentFn = Callable[[tuple[float, float, str]], None]
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,20 @@ class FileRequest:
     # A loaded WhisperModel of the server's model pool to use instead of the transcriber's
     # own model (a request for a model other than the default).
     whisper: object | None = None
+    prompt: str | None = None  # text the first window's decoder is prompted with
+    temperature: float = 0.0  # the first temperature tried (Whisper's fallback goes up)
+    on_segment: SegmentFn | None = None  # segments as they are decoded (streamed answers)
+
+
+@dataclass(frozen=True)
+class SegmentScores:
+    """How a segment was decoded (OpenAI's verbose_json shows these)."""
+
+    tokens: tuple[int, ...]
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    temperature: float
 
 
 @dataclass(frozen=True)
@@ -43,6 +68,14 @@ class FileTranscript:
     duration_s: float
     segments: tuple[tuple[float, float, str], ...]
     words: tuple[tuple[float, float, str], ...]
+    scores: tuple[SegmentScores, ...] = ()  # one per segment; empty: not known
+
+
+def temperatures_from(first: float) -> tuple[float, ...]:
+    """Whisper's fallback temperatures starting at ``first`` (0: all of them)."""
+    from audiototext.inference.decoding import TEMPERATURES
+
+    return (first, *(t for t in TEMPERATURES if t > first + 1e-6))
 
 
 FileTranscribeFn = Callable[[FileRequest], Awaitable[FileTranscript]]
@@ -110,12 +143,18 @@ class FileTranscriber:
             word_timestamps=request.word_timestamps,
             beam_size=request.beam_size,
             best_of=request.beam_size,
+            temperatures=temperatures_from(request.temperature),
+            initial_prompt=request.prompt or None,
             vad=True,
         )
         # An English-only model refuses another language here (transcribe() checks the options
         # before reading audio; ConfigError is a ValueError: the caller's INVALID_ARGUMENT).
         result = transcriber.transcribe(request.audio, options)
-        segments = list(result)
+        segments = []
+        for segment in result:  # decoded lazily, window by window
+            segments.append(segment)
+            if request.on_segment is not None:
+                request.on_segment((segment.start_s, segment.end_s, segment.text.strip()))
         word_list = [(w.start_s, w.end_s, w.text) for s in segments for w in (s.words or ())]
         return FileTranscript(
             text=" ".join(s.text.strip() for s in segments).strip(),
@@ -123,4 +162,10 @@ class FileTranscriber:
             duration_s=result.audio_s,
             segments=tuple((s.start_s, s.end_s, s.text.strip()) for s in segments),
             words=tuple(word_list),
+            scores=tuple(
+                SegmentScores(
+                    s.tokens, s.avg_logprob, s.compression_ratio, s.no_speech_prob, s.temperature
+                )
+                for s in segments
+            ),
         )

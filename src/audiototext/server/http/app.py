@@ -15,8 +15,16 @@ from audiototext.server.http.docs import declare_bearer_token, install_docs
 from audiototext.server.http.errors import error_response, install_error_handlers
 from audiototext.server.http.guard import check_origin
 from audiototext.server.http.history import history_router
-from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit
+from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit, refusal_body
 from audiototext.server.http.models import models_router
+from audiototext.server.http.openai_audio import OPENAI_UPLOAD_PATHS, openai_audio_router
+from audiototext.server.http.openai_common import (
+    install_openai_errors,
+    is_openai_path,
+    openai_body_refusal,
+    openai_error_response,
+)
+from audiototext.server.http.openai_models import openai_models_router
 from audiototext.server.http.openai_realtime import realtime_router
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
@@ -28,6 +36,8 @@ from audiototext.server.status import StatusError
 __all__ = ["HttpContext", "create_app"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Bodies limited by serve --max-upload-mb (the rest: MAX_JSON_BYTES).
+UPLOAD_PATHS = frozenset({TRANSCRIPTIONS_PATH, *OPENAI_UPLOAD_PATHS})
 
 DESCRIPTION = """\
 Live speech-to-text on this machine. The same server also speaks gRPC (`audiototext.v1`).
@@ -42,6 +52,9 @@ Live speech-to-text on this machine. The same server also speaks gRPC (`audiotot
   Other request bodies are at most 1 MiB.
 * Origin: a state-changing request (and the WebSocket) sent by a page of another origin
   is refused with 403 PERMISSION_DENIED.
+* OpenAI-compatible: `POST /v1/audio/transcriptions`, `POST /v1/audio/translations`,
+  `GET /v1/models` take OpenAI's requests (`base_url=http://HOST:PORT/v1`, the token as
+  api_key) and answer, errors included, in OpenAI's shapes.
 * Live streams: `WS /api/v1/stream`, or WebRTC through `POST /api/v1/webrtc/offer` (see
   docs/architecture.md, "HTTP and WebSocket" and "WebRTC").
 * OpenAI's realtime transcription: `WS /v1/realtime?intent=transcription` (README).
@@ -60,9 +73,14 @@ def create_app(ctx: HttpContext) -> FastAPI:
     install_error_handlers(app)
 
     def body_limit(method: str, path: str) -> tuple[int, str]:
-        if path == TRANSCRIPTIONS_PATH:
+        if path in UPLOAD_PATHS:
             return ctx.max_upload_bytes, "uploads (serve --max-upload-mb)"
         return MAX_JSON_BYTES, f"{method} {path}"
+
+    def body_refusal(path: str, message: str) -> bytes:
+        if is_openai_path(path):
+            return openai_body_refusal(message)
+        return refusal_body(message)
 
     @app.middleware("http")
     async def same_origin_writes(request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -70,6 +88,8 @@ def create_app(ctx: HttpContext) -> FastAPI:
             try:
                 check_origin(request)
             except StatusError as exc:
+                if is_openai_path(request.url.path):
+                    return openai_error_response(exc)
                 return error_response(exc)
         return await call_next(request)
 
@@ -82,11 +102,16 @@ def create_app(ctx: HttpContext) -> FastAPI:
     app.include_router(transcriptions_router(ctx))
     app.include_router(models_router(ctx))
     app.include_router(websocket_router(ctx))
+    app.include_router(openai_audio_router(ctx))
+    app.include_router(openai_models_router(ctx))
     app.include_router(realtime_router(ctx))
     install_docs(app)
     if ctx.token is not None:
         declare_bearer_token(app, open_paths=("/api/v1/health",))
     app.include_router(webrtc_router(ctx))
     mount_web(app, ctx.web_dir)  # last: its mount at / takes every other path
-    app.add_middleware(BodyLimit, limit_for=body_limit)  # outermost: before anything reads
+    install_openai_errors(app)  # after every handler is installed: it wraps them
+    app.add_middleware(
+        BodyLimit, limit_for=body_limit, refusal_for=body_refusal
+    )  # outermost: before anything reads
     return app

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["MAX_JSON_BYTES", "BodyLimit", "BodyTooLarge", "too_large_message"]
+__all__ = ["MAX_JSON_BYTES", "BodyLimit", "BodyTooLarge", "refusal_body", "too_large_message"]
 
 MAX_JSON_BYTES = 1 << 20  # a JSON request is a few hundred bytes
 
@@ -49,10 +49,15 @@ class BodyLimit:
     words for the message (None: no limit)."""
 
     def __init__(
-        self, app: ASGIApp, limit_for: Callable[[str, str], tuple[int, str] | None]
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str, str], tuple[int, str] | None],
+        refusal_for: Callable[[str, str], bytes] | None = None,
     ) -> None:
+        """``refusal_for(path, message)``: the 413 body for that path (None: this API's)."""
         self.app = app
         self.limit_for = limit_for
+        self.refusal_for = refusal_for or (lambda _path, message: refusal_body(message))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +70,8 @@ class BodyLimit:
         limit, what = found
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(send, too_large_message(limit, declared, what))
+            body = self.refusal_for(scope["path"], too_large_message(limit, declared, what))
+            await _refuse(send, body)
             return
         total = 0
         exceeded: BodyTooLarge | None = None
@@ -95,7 +101,7 @@ class BodyLimit:
             # error handlers do not match: answer it here.
             if exceeded is None or started:
                 raise
-            await _refuse(send, str(exceeded.detail))
+            await _refuse(send, self.refusal_for(scope["path"], str(exceeded.detail)))
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -108,8 +114,11 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, message: str) -> None:
-    body = json.dumps({"error": {"code": "RESOURCE_EXHAUSTED", "message": message}}).encode()
+def refusal_body(message: str) -> bytes:
+    return json.dumps({"error": {"code": "RESOURCE_EXHAUSTED", "message": message}}).encode()
+
+
+async def _refuse(send: Send, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",

@@ -34,6 +34,7 @@ from audiototext.audio.g711 import decode_alaw, decode_mulaw
 from audiototext.server.devices import device_of
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.guard import check_origin, check_token
+from audiototext.server.http.openai_common import OPENAI_ALIASES
 from audiototext.server.http.realtime_events import (
     EventIds,
     RealtimeError,
@@ -60,21 +61,8 @@ _CHUNK_S = 0.1  # appends are cut into chunks of this much audio for the stream 
 _MAX_PENDING_S = 300.0  # audio accepted but not yet handed to the engine (credit waits)
 _MANUAL_SILENCE_MS = 10_000  # manual commits: only a long pause ends an utterance early
 _MANUAL_MAX_SEGMENT_S = 30.0
-# OpenAI's transcription model names: all mean "the server's model".
 # Streams outlive their socket (they finish into the history): held here until they end.
 _RUNNING: set[asyncio.Task[None]] = set()
-_OPENAI_MODELS = frozenset(
-    {
-        "whisper-1",
-        "gpt-4o-transcribe",
-        "gpt-4o-mini-transcribe",
-        "gpt-4o-mini-transcribe-2025-12-15",
-        "gpt-4o-transcribe-diarize",
-        "gpt-transcribe",
-        "gpt-live-transcribe",
-        "gpt-realtime-whisper",
-    }
-)
 _STATUS_ERRORS = {  # Status → (OpenAI error type, code)
     Status.INVALID_ARGUMENT: ("invalid_request_error", "invalid_value"),
     Status.NOT_FOUND: ("invalid_request_error", "model_not_found"),
@@ -93,7 +81,7 @@ def _from_status(error: StatusError, param: str | None = None) -> RealtimeError:
 
 def server_model(name: str) -> str:
     """The server model a session's ``transcription.model`` names ("" is the default)."""
-    return "" if name in _OPENAI_MODELS else name
+    return "" if name in OPENAI_ALIASES else name
 
 
 class _Stream:

@@ -11,9 +11,7 @@ file then goes through the same code as gRPC ``Transcribe`` (:mod:`audiototext.s
 
 from __future__ import annotations
 
-import io
-import re
-from typing import IO, Any
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -21,13 +19,18 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from audiototext.errors import AudioToTextError
-from audiototext.server.files import FileRequest, FileTranscript
+from audiototext.server.files import FileTranscript
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.errors import ERROR_RESPONSES
 from audiototext.server.http.guard import check_token
-from audiototext.server.pool import Lease
-from audiototext.server.status import Status, StatusError, status_for
+from audiototext.server.http.uploads import (
+    UploadJob,
+    form_text,
+    render_text,
+    safe_stem,
+    transcribe_upload,
+)
+from audiototext.server.status import Status, StatusError
 from audiototext.server.validation import check_choice, language_of
 
 __all__ = ["FORMATS", "TRANSCRIPTIONS_PATH", "transcriptions_router"]
@@ -172,7 +175,7 @@ async def _transcribe_form(request: Request, ctx: HttpContext) -> Response:
                 "the form has no file in a field named 'file' (a form field 'file' "
                 "holding text is not a file upload)",
             )
-        values = {k: _text(form, k) for k in FIELDS[1:]}
+        values = {k: form_text(form, k) for k in FIELDS[1:]}
         fmt = values["format"] or "json"
         if fmt not in FORMATS:
             raise StatusError(
@@ -192,73 +195,13 @@ async def _transcribe_form(request: Request, ctx: HttpContext) -> Response:
                 f"word_timestamps must be true or false, not {words!r}",
             )
         language = language_of(values["language"])
-        lease: Lease | None = None
+        choice = None
         if ctx.pool is not None:
             choice = await ctx.pool.choose(values["model"])
             check_choice(choice, language, task)
-        if not upload.size:
-            raise StatusError(
-                Status.INVALID_ARGUMENT,
-                f"the file {upload.filename or ''!r} is empty (0 bytes); send an audio file",
-            )
-        await upload.seek(0)
-        if ctx.pool is not None and choice != ctx.pool.default:
-            # Another model: the pool's loaded model serves the file (one copy in memory).
-            lease = await ctx.pool.acquire(choice)
-        file_request = FileRequest(
-            audio=io.BufferedReader(_Named(upload.file, upload.filename or "the upload")),
-            language=language,
-            word_timestamps=words in _TRUE,
-            task=task,
-            transport="http",
-            model=lease.key.name if lease is not None else "",
-            whisper=getattr(lease.engine, "model", None) if lease is not None else None,
-        )
-        try:
-            out = await ctx.transcribe_file(file_request)
-        except (AudioToTextError, ValueError) as exc:
-            raise StatusError(status_for(exc), str(exc)) from exc
-        finally:
-            if lease is not None:
-                lease.release()
+        job = UploadJob(choice, language, task, word_timestamps=words in _TRUE)
+        out = await transcribe_upload(ctx, upload, job)
         return _render(out, fmt, upload.filename or "")
-
-
-class _Named(io.RawIOBase):
-    """The spooled upload under the name it was sent with (errors name the file)."""
-
-    def __init__(self, file: IO[bytes], name: str) -> None:
-        super().__init__()
-        self._file = file
-        self.name = name
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._file.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-
-def _text(form: Any, key: str) -> str:
-    value = form.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise StatusError(
-            Status.INVALID_ARGUMENT, f"the form field {key!r} must be text, not a file"
-        )
-    return value.strip()
 
 
 def _render(out: FileTranscript, fmt: str, filename: str) -> Response:
@@ -272,27 +215,8 @@ def _render(out: FileTranscript, fmt: str, filename: str) -> Response:
             filename=filename,
         )
         return JSONResponse(doc.model_dump())
-    from audiototext.inference.results import Segment
-    from audiototext.store.exports import render
-
-    # The writers read times and text only; the scores of a segment are not in a transcript.
-    segments = [
-        Segment(
-            id=k,
-            start_s=a,
-            end_s=b,
-            text=t,
-            tokens=(),
-            avg_logprob=0.0,
-            no_speech_prob=0.0,
-            compression_ratio=0.0,
-            temperature=0.0,
-        )
-        for k, (a, b, t) in enumerate(out.segments)
-    ]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", filename.rsplit(".", 1)[0])[:100] or "transcript"
     return PlainTextResponse(
-        render(segments, fmt),
+        render_text(out, fmt),
         media_type=FORMATS[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'},
+        headers={"Content-Disposition": f'attachment; filename="{safe_stem(filename)}.{fmt}"'},
     )
