@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from server.realtime_harness import (
     connect,
     g711,
     pcm24k,
+    receive_until,
+    send_audio,
     stream,
 )
 from server.ws_harness import http_get, http_server
@@ -300,3 +303,37 @@ def test_sessions_count_in_metrics_and_land_in_the_history(
     assert done["transcript"] in json.dumps(transcript), transcript
     started = [ln for ln in metrics.splitlines() if ln.startswith("audiototext_streams_started")]
     assert started and float(started[0].split()[-1]) >= 1, started
+
+
+def test_shutdown_completes_the_open_item_then_closes(
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
+) -> None:
+    """A graceful stop finalises the audio received so far: the item in progress completes
+    before the socket closes."""
+    from audiototext.server.app import GrpcServer
+    from server.grpc_harness import config
+
+    audio = with_silence(speech.speak(SENTENCES[3]).audio, 0.5, 0.0)  # no pause at the end
+
+    async def main() -> RealtimeRun:
+        srv = GrpcServer(config(http_port=0), recognizer=recognizer)
+        await srv.start()
+        try:
+            await settled(recognizer)
+            async with connect(_port(srv)) as conn:
+                out = RealtimeRun()
+                await send_audio(conn, pcm24k(audio), PCM_BYTES_S, speed=None)
+                await receive_until(
+                    conn, out, lambda r: bool(r.of("input_audio_buffer.speech_started"))
+                )
+                stopping = asyncio.create_task(srv.stop(10.0))
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await receive_until(conn, out, lambda r: bool(r.completed()))
+                await stopping
+                return out
+        finally:
+            await srv.stop(1.0)
+
+    out = run(main(), 300)
+    (done,) = out.completed()
+    assert len(words(done["transcript"]) & {"meet", "train", "station", "tomorrow"}) >= 3, done
