@@ -90,6 +90,8 @@ def test_no_server_error_and_answers_match_the_document(api_url: str, mode: Gene
     operations = _operations(api_url)
     labels = sorted(op.label for op in operations)
     assert "POST /api/v1/transcriptions" in labels and "GET /api/v1/health" in labels, labels
+    assert {"POST /v1/audio/transcriptions", "POST /v1/audio/translations"} <= set(labels)
+    assert {"GET /v1/models", "GET /v1/models/{model_id}"} <= set(labels), labels
     unbreakable: list[str] = []
     for operation in operations:
         has_inputs = bool(
@@ -137,6 +139,14 @@ def test_a_real_upload_matches_the_document(api_url: str) -> None:
     for fmt in ("json", "txt", "srt", "vtt"):
         body: dict[str, Any] = {"file": wav.getvalue(), "format": fmt}
         case = upload.Case(body=body, media_type="multipart/form-data")
+        response = case.call_and_validate(base_url=api_url)
+        assert response.status_code == 200, response.text
+    openai_upload = next(
+        op for op in _operations(api_url) if op.label == "POST /v1/audio/transcriptions"
+    )
+    for fmt in ("json", "text", "srt", "vtt", "verbose_json"):
+        body = {"file": wav.getvalue(), "model": "whisper-1", "response_format": fmt}
+        case = openai_upload.Case(body=body, media_type="multipart/form-data")
         response = case.call_and_validate(base_url=api_url)
         assert response.status_code == 200, response.text
 
