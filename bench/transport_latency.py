@@ -5,7 +5,7 @@ A measurement to run by hand, as root when WebRTC is among the transports (it ma
 namespace: aioice offers no loopback address), with the converted tiny.en the tests use::
 
     PYTHONPATH=src .venv/bin/python bench/transport_latency.py --runs 6
-    PYTHONPATH=src .venv/bin/python bench/transport_latency.py --transports grpc,realtime
+    PYTHONPATH=src .venv/bin/python bench/transport_latency.py --transports grpc,realtime,grpc24k
 
 For the realtime socket the final is the first
 ``conversation.item.input_audio_transcription.completed`` event (server_vad, the engine's own
@@ -58,7 +58,7 @@ from server.rtc_harness import stream_speech  # noqa: E402
 from server.ws_harness import PCM16_CONFIG, http_server, pcm16_frames  # noqa: E402
 from support.fixture_cache import fixtures_root  # noqa: E402
 from support.netns import namespace, run_inside  # noqa: E402
-from support.speech import SpeechSynthesizer, with_silence  # noqa: E402
+from support.speech import SpeechSynthesizer, resample, with_silence  # noqa: E402
 
 LEAD_S, TAIL_S = 0.5, 1.5
 
@@ -94,14 +94,17 @@ async def ws_latency(
 
 
 async def grpc_latency(
-    target: str, audio: NDArray[np.float32], speech_end_s: float
+    target: str, audio: NDArray[np.float32], speech_end_s: float, rate: int = 16_000
 ) -> tuple[float, str]:
+    """``rate`` other than 16 kHz: the audio resampled to it first, so the engine resamples
+    it back (the control for the realtime socket's 24 kHz)."""
     from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
 
     finals: list[float] = []
     texts: list[str] = []
+    audio = resample(audio, 16_000, rate)
     async with AsyncClient(target) as client:
-        stream = await client.stream(StreamSettings(compression="pcm16"))
+        stream = await client.stream(StreamSettings(compression="pcm16", sample_rate_hz=rate))
 
         async def receive() -> None:
             async for ev in stream.results():
@@ -111,7 +114,7 @@ async def grpc_latency(
 
         receiver = asyncio.create_task(receive())
         t0 = time.monotonic()
-        for i, chunk in enumerate(pcm_chunks(audio)):
+        for i, chunk in enumerate(pcm_chunks(audio, rate=rate)):
             ahead = t0 + i * 0.1 - time.monotonic()
             if ahead > 0:
                 await asyncio.sleep(ahead)
@@ -154,7 +157,8 @@ def main() -> None:
     parser.add_argument(
         "--transports",
         default="grpc,websocket,webrtc,realtime",
-        help="comma-separated, from grpc, websocket, webrtc, realtime (gRPC is the reference)",
+        help="comma-separated, from grpc, websocket, webrtc, realtime, grpc24k (gRPC with "
+        "24-kHz audio); gRPC is the reference",
     )
     args = parser.parse_args()
     built = [p for p in fixtures_root().glob("tiny-en-cache-*") if p.is_dir()]
@@ -181,6 +185,9 @@ def main() -> None:
                     await settled(recognizer)
                     if kind == "grpc":
                         ms, text = await grpc_latency(f"{host}:{srv.port}", audio, end_s)
+                    elif kind == "grpc24k":
+                        target = f"{host}:{srv.port}"
+                        ms, text = await grpc_latency(target, audio, end_s, rate=24_000)
                     elif kind == "websocket":
                         ms, text = await ws_latency(f"ws://{base}/stream", audio, end_s)
                     elif kind == "realtime":
