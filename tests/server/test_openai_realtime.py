@@ -337,3 +337,36 @@ def test_shutdown_completes_the_open_item_then_closes(
     out = run(main(), 300)
     (done,) = out.completed()
     assert len(words(done["transcript"]) & {"meet", "train", "station", "tomorrow"}) >= 3, done
+
+
+def test_a_busy_server_refuses_with_an_error_and_the_socket_serves_once_free(
+    recognizer: StreamingRecognizer, speech: SpeechSynthesizer
+) -> None:
+    audio = with_silence(speech.speak(SENTENCES[1]).audio, 0.5, 1.0)
+    piece = base64.b64encode(bytes(4800)).decode()
+
+    async def main() -> tuple[dict[str, Any], RealtimeRun]:
+        async with http_server(recognizer, max_sessions=1) as srv:
+            await settled(recognizer)
+            async with connect(_port(srv)) as first, connect(_port(srv)) as second:
+                assert (await first.recv()).type == "session.created"
+                assert (await second.recv()).type == "session.created"
+                await first.input_audio_buffer.append(audio=piece)  # holds the only stream
+                await asyncio.sleep(0.5)
+                await second.input_audio_buffer.append(audio=piece)
+                refused = (await second.recv()).to_dict()
+                await first.input_audio_buffer.clear()
+                assert (await first.recv()).type == "input_audio_buffer.cleared"
+                await asyncio.sleep(1.0)  # the cleared stream finishes
+                # Same settings: the refused stream is gone, the next append opens another.
+                out = await stream(
+                    second, pcm24k(audio), PCM_BYTES_S, lambda r: bool(r.completed()),
+                    speed=None,
+                )  # fmt: skip
+                return refused, out
+
+    refused, out = run(main(), 300)
+    assert refused["type"] == "error", refused
+    assert refused["error"]["code"] == "server_busy" and "--max-sessions" in str(refused), refused
+    (done,) = out.completed()
+    assert len(words(done["transcript"]) & STELLA) >= 5, done

@@ -216,6 +216,8 @@ class _Stream:
         finally:
             self.ended = True
             self.conn.streams.discard(self)
+            if self.conn.stream is self:  # refused or failed: the next append opens another
+                self.conn.stream = None
 
 
 class _Connection:
@@ -290,6 +292,12 @@ class _Connection:
             await self._event(event)
         except RealtimeError as exc:
             await self.send_error(exc, event_id)
+        except Exception as exc:  # a fault here must not end the other events' socket
+            log.exception("openai realtime: event failed")
+            await self.send_error(
+                RealtimeError(f"internal error: {exc}", code="internal_error", kind="server_error"),
+                event_id,
+            )
 
     async def _event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
