@@ -216,6 +216,13 @@ def test_bad_events_are_answered_with_errors_and_the_socket_keeps_serving(
                 }
                 await expect_error(conn, json.dumps({"type": "session.update", "event_id": "e4",
                                                      "session": bad_model}), "e4")  # fmt: skip
+                portuguese = {
+                    "type": "transcription",
+                    "audio": {"input": {"transcription": {"language": "pt"}}},
+                }
+                await expect_error(
+                    conn, json.dumps({"type": "session.update", "session": portuguese})
+                )
                 await expect_error(conn, json.dumps({"type": "input_audio_buffer.commit"}))
                 bad_rate = {
                     "type": "transcription",
@@ -235,8 +242,10 @@ def test_bad_events_are_answered_with_errors_and_the_socket_keeps_serving(
     codes = [e["code"] for e in errors]
     assert codes == [
         "invalid_json", "invalid_json", "invalid_value", "invalid_value", "audio_too_large",
-        "invalid_value", "model_not_found", "input_audio_buffer_commit_empty", "invalid_value",
+        "invalid_value", "model_not_found", "invalid_value", "input_audio_buffer_commit_empty",
+        "invalid_value",
     ], errors  # fmt: skip
+    assert "English-only" in errors[7]["message"], errors[7]
     assert all(e["message"] for e in errors)
     assert "no-such-model" in errors[6]["message"] and errors[6]["param"]
     assert "65536" in errors[4]["message"]
