@@ -313,6 +313,14 @@ def test_unknown_paths_and_other_bodies_get_openai_errors(base_url: str) -> None
     )
     assert as_json.status_code == 415
     assert "multipart/form-data" in openai_error_of(as_json.content)["message"]
+    # A page of another origin may not use it from a browser (403, OpenAI's shape).
+    foreign = httpx2.post(
+        f"{base_url}/audio/transcriptions",
+        headers={**auth, "Origin": "http://elsewhere.example"},
+        files={"file": ("a.wav", b"RIFF")},
+        timeout=30,
+    )
+    assert foreign.status_code == 403 and openai_error_of(foreign.content)["param"] is None
     # The rest of the API keeps its own shape.
     rest = httpx2.get(f"{base_url.removesuffix('/v1')}/api/v1/nothing", headers=auth)
     assert set(rest.json()["error"]) == {"code", "message"}

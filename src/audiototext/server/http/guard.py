@@ -2,8 +2,7 @@
 
 Browsers cannot set headers on a WebSocket, so there the token may come as a subprotocol
 entry, ``Sec-WebSocket-Protocol: audiototext.v1, audiototext.token.<TOKEN>`` (the server
-answers ``audiototext.v1`` alone: the token is never echoed; OpenAI's
-``openai-insecure-api-key.<TOKEN>`` is taken too), or as ``?token=`` (which lands in
+answers ``audiototext.v1`` alone: the token is never echoed), or as ``?token=`` (which lands in
 access logs and browser history: the page uses the subprotocol).
 
 A state-changing request from a page of another origin is refused: any site a person visits
@@ -22,7 +21,6 @@ from starlette.requests import HTTPConnection
 from audiototext.server.status import Status, StatusError
 
 __all__ = [
-    "OPENAI_KEY_PROTOCOL_PREFIX",
     "PROTOCOL",
     "TOKEN_PROTOCOL_PREFIX",
     "TOKEN_PROTOCOL_PREFIX_B64",
@@ -35,17 +33,14 @@ PROTOCOL = "audiototext.v1"  # the WebSocket subprotocol the server answers with
 TOKEN_PROTOCOL_PREFIX = "audiototext.token."
 # For tokens with characters a subprotocol cannot carry: base64url of the UTF-8, no padding.
 TOKEN_PROTOCOL_PREFIX_B64 = "audiototext.token-b64."
-# What OpenAI's browser clients offer for the API key (the realtime socket, /v1/realtime).
-OPENAI_KEY_PROTOCOL_PREFIX = "openai-insecure-api-key."
 
 
 def subprotocol_token(protocols: list[str]) -> str | None:
     """The token offered among a WebSocket's subprotocols (None: none offered); raises
     UNAUTHENTICATED for a base64 entry that does not decode."""
     for entry in protocols:
-        for prefix in (TOKEN_PROTOCOL_PREFIX, OPENAI_KEY_PROTOCOL_PREFIX):
-            if entry.startswith(prefix):
-                return entry[len(prefix) :]
+        if entry.startswith(TOKEN_PROTOCOL_PREFIX):
+            return entry[len(TOKEN_PROTOCOL_PREFIX) :]
         if entry.startswith(TOKEN_PROTOCOL_PREFIX_B64):
             data = entry[len(TOKEN_PROTOCOL_PREFIX_B64) :]
             try:

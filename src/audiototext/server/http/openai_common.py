@@ -9,6 +9,7 @@ of the HTTP API (``/api/v1``) keeps its own error shape (:mod:`.errors`);
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from audiototext.server.status import Status, StatusError
 __all__ = [
     "OPENAI_ALIASES",
     "OPENAI_ERROR_RESPONSES",
+    "OPENAI_KEY_PROTOCOL_PREFIX",
     "OPENAI_PREFIX",
     "OpenAIError",
     "check_bearer",
@@ -38,11 +40,14 @@ __all__ = [
     "openai_error",
     "openai_error_body",
     "openai_error_response",
+    "openai_subprotocol_key",
 ]
 
 log = logging.getLogger(__name__)
 
 OPENAI_PREFIX = "/v1/"
+# How OpenAI's browser clients send their key on a WebSocket (they cannot set headers).
+OPENAI_KEY_PROTOCOL_PREFIX = "openai-insecure-api-key."
 # OpenAI's speech-to-text model names: programs hard-code them; here they mean --model.
 OPENAI_ALIASES = frozenset(
     {
@@ -168,7 +173,15 @@ def is_openai_path(path: str) -> bool:
 
 def check_bearer(conn: HTTPConnection, expected: str | None) -> None:
     """Raise 401 (OpenAI's shape) unless the request carries the server's token (``serve
-    --token``) as ``Authorization: Bearer`` (what OpenAI's clients send as the api_key)."""
+    --token``) as ``Authorization: Bearer`` (what OpenAI's clients send as the api_key) or,
+    on a WebSocket (browsers set no headers there), as OpenAI's subprotocol
+    ``openai-insecure-api-key.<token>``; the server's own ways (:mod:`.guard`) work too."""
+    if expected is not None and conn.scope.get("type") == "websocket":
+        offered = openai_subprotocol_key(list(conn.scope.get("subprotocols") or ()))
+        if offered is not None:
+            if hmac.compare_digest(offered.encode(), expected.encode()):
+                return
+            raise OpenAIError(401, "the api key (the server's token) is not valid here")
     try:
         check_token(conn, expected)
     except StatusError as exc:
@@ -178,6 +191,14 @@ def check_bearer(conn: HTTPConnection, expected: str | None) -> None:
             else "; OpenAI clients send their api_key that way"
         )
         raise OpenAIError(401, exc.message + hint) from exc
+
+
+def openai_subprotocol_key(protocols: list[str]) -> str | None:
+    """The key a browser offers as the subprotocol ``openai-insecure-api-key.<key>``."""
+    for entry in protocols:
+        if entry.startswith(OPENAI_KEY_PROTOCOL_PREFIX):
+            return entry[len(OPENAI_KEY_PROTOCOL_PREFIX) :]
+    return None
 
 
 async def choose_model(pool: ModelPool | None, name: str) -> ModelChoice | None:

@@ -33,8 +33,8 @@ from starlette.websockets import WebSocketDisconnect
 from audiototext.audio.g711 import decode_alaw, decode_mulaw
 from audiototext.server.devices import device_of
 from audiototext.server.http.context import HttpContext
-from audiototext.server.http.guard import check_origin, check_token
-from audiototext.server.http.openai_common import OPENAI_ALIASES
+from audiototext.server.http.guard import check_origin
+from audiototext.server.http.openai_common import OPENAI_ALIASES, OpenAIError, check_bearer
 from audiototext.server.http.realtime_events import (
     EventIds,
     RealtimeError,
@@ -426,7 +426,7 @@ def realtime_router(ctx: HttpContext) -> APIRouter:
         conn = _Connection(ws, ctx, beta=beta)
         try:
             check_origin(ws)
-            check_token(ws, ctx.token)
+            check_bearer(ws, ctx.token)  # Bearer, or OpenAI's key subprotocol (browsers)
             intent = ws.query_params.get("intent", "transcription")
             if intent != "transcription":
                 raise StatusError(
@@ -434,10 +434,16 @@ def realtime_router(ctx: HttpContext) -> APIRouter:
                     f"intent {intent!r} is not served here: this server transcribes only "
                     "(connect with ?intent=transcription)",
                 )
-        except StatusError as exc:
-            await conn.send_error(_from_status(exc), None)
+        except (StatusError, OpenAIError) as exc:
+            refusal = (
+                _from_status(exc)
+                if isinstance(exc, StatusError)
+                else RealtimeError(exc.message, code=exc.code or "invalid_api_key")
+            )
+            await conn.send_error(refusal, None)
             with contextlib.suppress(Exception):
-                await ws.close(CLOSE_POLICY, exc.message.encode()[:123].decode(errors="ignore"))
+                reason = exc.message.encode()[:123].decode(errors="ignore")
+                await ws.close(CLOSE_POLICY, reason)
             return
         await conn.run()
         with contextlib.suppress(Exception):
