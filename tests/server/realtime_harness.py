@@ -14,7 +14,10 @@ from typing import Any
 import av
 import numpy as np
 import openai
+import pydantic
 from numpy.typing import NDArray
+from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
+from openai.types.realtime import RealtimeServerEvent
 
 from support.speech import resample
 
@@ -42,6 +45,16 @@ class RealtimeRun:
 
     def completed(self) -> list[dict[str, Any]]:
         return self.of("conversation.item.input_audio_transcription.completed")
+
+
+_GA_EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)
+_BETA_EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaServerEvent)
+
+
+def check_shape(event: dict[str, Any], *, beta: bool = False) -> None:
+    """Validate a server event against the ``openai`` package's own types (strict: every
+    required field present with its type), GA or beta."""
+    (_BETA_EVENTS if beta else _GA_EVENTS).validate_python(event)
 
 
 def client(port: int, api_key: str = "unused") -> openai.AsyncOpenAI:

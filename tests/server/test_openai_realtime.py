@@ -17,6 +17,7 @@ from server.grpc_harness import run
 from server.real_engine import SENTENCES, settled, words
 from server.realtime_harness import (
     RealtimeRun,
+    check_shape,
     connect,
     g711,
     pcm24k,
@@ -50,9 +51,11 @@ def _port(srv: Any) -> int:
     return int(srv.http.port)
 
 
-def _assert_items_consistent(out: RealtimeRun) -> None:
-    """Each completed transcript is exactly its item's deltas, and its item was committed
-    and created before it completed."""
+def _assert_items_consistent(out: RealtimeRun, *, beta: bool = False) -> None:
+    """Every event has the SDK's shape; each completed transcript is exactly its item's
+    deltas, and its item was committed and created before it completed."""
+    for _, event in out.events:
+        check_shape(event, beta=beta)
     deltas = out.deltas_by_item()
     order = out.types()
     for done in out.completed():
@@ -82,6 +85,8 @@ def test_server_vad_streams_deltas_and_completed_transcripts(
                 await conn.session.update(session=GA_VAD)
                 updated = (await conn.recv()).to_dict()
                 assert updated["type"] == "session.updated", updated
+                check_shape(created)
+                check_shape(updated)
                 vad = updated["session"]["audio"]["input"]["turn_detection"]
                 assert vad["silence_duration_ms"] == 300
                 return await stream(
@@ -172,9 +177,10 @@ def test_beta_session_with_g711_audio(
     assert updated["type"] == "transcription_session.updated", updated
     assert updated["session"]["input_audio_format"] == beta_format
     assert updated["session"]["turn_detection"]["silence_duration_ms"] == 400
+    check_shape(updated, beta=True)
     (done,) = out.completed()
     assert len(words(done["transcript"]) & FOX) >= FOX_MIN, done
-    _assert_items_consistent(out)
+    _assert_items_consistent(out, beta=True)
 
 
 def test_bad_events_are_answered_with_errors_and_the_socket_keeps_serving(
@@ -191,6 +197,7 @@ def test_bad_events_are_answered_with_errors_and_the_socket_keeps_serving(
         await conn.send_raw(raw)
         event = (await conn.recv()).to_dict()
         assert event["type"] == "error", event
+        check_shape(event)
         assert event["error"]["event_id"] == event_id
         errors.append(event["error"])
 

@@ -255,6 +255,8 @@ def session_event(
         session: dict[str, Any] = {
             "id": ids.session_id,
             "object": "realtime.transcription_session",
+            # The beta shape requires it; this server issues no ephemeral keys.
+            "client_secret": {"value": "", "expires_at": 0},
             "input_audio_format": _FORMATS[settings.format],
             "input_audio_transcription": transcription,
             "turn_detection": _vad_json(settings.turn_detection),
