@@ -1,9 +1,15 @@
-"""End of speech → final over WebRTC (aiortc peer, Opus), the WebSocket and gRPC (PCM16).
+"""End of speech → final over WebRTC (aiortc peer, Opus), the WebSocket, gRPC (PCM16) and
+OpenAI's realtime transcription socket (``/v1/realtime``, the ``openai`` client, 24-kHz PCM16).
 
-A measurement to run by hand, as root (it makes a network namespace: aioice offers no
-loopback address), with the converted tiny.en the tests use::
+A measurement to run by hand, as root when WebRTC is among the transports (it makes a network
+namespace: aioice offers no loopback address), with the converted tiny.en the tests use::
 
     PYTHONPATH=src .venv/bin/python bench/transport_latency.py --runs 6
+    PYTHONPATH=src .venv/bin/python bench/transport_latency.py --transports grpc,realtime,grpc24k
+
+For the realtime socket the final is the first
+``conversation.item.input_audio_transcription.completed`` event (server_vad, the engine's own
+endpoint silence as for the others).
 
 Runs rotate between the transports (each run starts with the next one) on one server with
 the real engine (int8); each sends
@@ -41,11 +47,18 @@ sys.path[:0] = [str(ROOT / "tests")]
 from audiototext.streaming import RecognizerOptions, StreamingRecognizer  # noqa: E402
 from server.grpc_harness import pcm_chunks  # noqa: E402
 from server.real_engine import SENTENCES, settled  # noqa: E402
+from server.realtime_harness import (  # noqa: E402
+    RealtimeRun,
+    connect,
+    pcm24k,
+    receive_until,
+    send_audio,
+)
 from server.rtc_harness import stream_speech  # noqa: E402
 from server.ws_harness import PCM16_CONFIG, http_server, pcm16_frames  # noqa: E402
 from support.fixture_cache import fixtures_root  # noqa: E402
 from support.netns import namespace, run_inside  # noqa: E402
-from support.speech import SpeechSynthesizer, with_silence  # noqa: E402
+from support.speech import SpeechSynthesizer, resample, with_silence  # noqa: E402
 
 LEAD_S, TAIL_S = 0.5, 1.5
 
@@ -81,14 +94,17 @@ async def ws_latency(
 
 
 async def grpc_latency(
-    target: str, audio: NDArray[np.float32], speech_end_s: float
+    target: str, audio: NDArray[np.float32], speech_end_s: float, rate: int = 16_000
 ) -> tuple[float, str]:
+    """``rate`` other than 16 kHz: the audio resampled to it first, so the engine resamples
+    it back (the control for the realtime socket's 24 kHz)."""
     from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
 
     finals: list[float] = []
     texts: list[str] = []
+    audio = resample(audio, 16_000, rate)
     async with AsyncClient(target) as client:
-        stream = await client.stream(StreamSettings(compression="pcm16"))
+        stream = await client.stream(StreamSettings(compression="pcm16", sample_rate_hz=rate))
 
         async def receive() -> None:
             async for ev in stream.results():
@@ -98,7 +114,7 @@ async def grpc_latency(
 
         receiver = asyncio.create_task(receive())
         t0 = time.monotonic()
-        for i, chunk in enumerate(pcm_chunks(audio)):
+        for i, chunk in enumerate(pcm_chunks(audio, rate=rate)):
             ahead = t0 + i * 0.1 - time.monotonic()
             if ahead > 0:
                 await asyncio.sleep(ahead)
@@ -120,10 +136,30 @@ async def rtc_latency(
     return 1000 * (out.final_at[0] - (capture_t0 + speech_end_s)), text
 
 
+async def realtime_latency(
+    port: int, audio: NDArray[np.float32], speech_end_s: float
+) -> tuple[float, str]:
+    run = RealtimeRun()
+    async with connect(port) as conn:
+        await conn.session.update(session={"type": "transcription"})
+        receiver = asyncio.create_task(receive_until(conn, run, lambda r: bool(r.completed())))
+        t0 = await send_audio(conn, pcm24k(audio), 48_000)
+        await receiver
+    at = next(t for t, e in run.events if e["type"].endswith("transcription.completed"))
+    capture_t0 = t0 - 0.1  # as the WebSocket's: 100-ms appends
+    return 1000 * (at - (capture_t0 + speech_end_s)), run.completed()[0]["transcript"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per transport")
     parser.add_argument("--cache", type=Path, help="a converted-model cache (default: tests')")
+    parser.add_argument(
+        "--transports",
+        default="grpc,websocket,webrtc,realtime",
+        help="comma-separated, from grpc, websocket, webrtc, realtime, grpc24k (gRPC with "
+        "24-kHz audio); gRPC is the reference",
+    )
     args = parser.parse_args()
     built = [p for p in fixtures_root().glob("tiny-en-cache-*") if p.is_dir()]
     cache = args.cache or max(built, key=_mtime)
@@ -131,7 +167,8 @@ def main() -> None:
         "tiny.en", RecognizerOptions(max_sessions=4), precision="int8", cache_root=cache
     )
     synth = SpeechSynthesizer(Path(tempfile.mkdtemp()))
-    kinds = ("grpc", "websocket", "webrtc")
+    kinds = tuple(args.transports.split(","))
+    assert "grpc" in kinds, "gRPC is the reference the others are compared with"
     results: dict[str, list[float]] = {k: [] for k in kinds}
 
     async def measure() -> None:
@@ -143,19 +180,28 @@ def main() -> None:
                 spoken = synth.speak(SENTENCES[i % len(SENTENCES)]).audio
                 audio = with_silence(spoken, LEAD_S, TAIL_S)
                 end_s = LEAD_S + spoken.shape[0] / 16_000
-                for kind in kinds[i % 3 :] + kinds[: i % 3]:
+                n = len(kinds)
+                for kind in kinds[i % n :] + kinds[: i % n]:
                     await settled(recognizer)
                     if kind == "grpc":
                         ms, text = await grpc_latency(f"{host}:{srv.port}", audio, end_s)
+                    elif kind == "grpc24k":
+                        target = f"{host}:{srv.port}"
+                        ms, text = await grpc_latency(target, audio, end_s, rate=24_000)
                     elif kind == "websocket":
                         ms, text = await ws_latency(f"ws://{base}/stream", audio, end_s)
+                    elif kind == "realtime":
+                        ms, text = await realtime_latency(srv.http.port, audio, end_s)
                     else:
                         ms, text = await rtc_latency(f"http://{base}/webrtc/offer", audio, end_s)
                     results[kind].append(ms)
                     print(f"run {i + 1} {kind:9s} end of speech -> final {ms:6.0f} ms  {text!r}")
 
-    with namespace() as name:
-        run_inside(name, measure, 1800)
+    if "webrtc" in kinds:
+        with namespace() as name:
+            run_inside(name, measure, 1800)
+    else:
+        asyncio.run(measure())
     recognizer.close()
     grpc_median = statistics.median(results["grpc"])
     for kind, values in results.items():

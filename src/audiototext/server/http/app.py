@@ -25,6 +25,7 @@ from audiototext.server.http.openai_common import (
     openai_error_response,
 )
 from audiototext.server.http.openai_models import openai_models_router
+from audiototext.server.http.openai_realtime import realtime_router
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
 from audiototext.server.http.web import mount_web
@@ -56,6 +57,7 @@ Live speech-to-text on this machine. The same server also speaks gRPC (`audiotot
   api_key) and answer, errors included, in OpenAI's shapes.
 * Live streams: `WS /api/v1/stream`, or WebRTC through `POST /api/v1/webrtc/offer` (see
   docs/architecture.md, "HTTP and WebSocket" and "WebRTC").
+* OpenAI's realtime transcription: `WS /v1/realtime?intent=transcription` (README).
 """
 
 
@@ -102,6 +104,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
     app.include_router(websocket_router(ctx))
     app.include_router(openai_audio_router(ctx))
     app.include_router(openai_models_router(ctx))
+    app.include_router(realtime_router(ctx))
     install_docs(app)
     if ctx.token is not None:
         declare_bearer_token(app, open_paths=("/api/v1/health",))

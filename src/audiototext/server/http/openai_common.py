@@ -57,6 +57,8 @@ OPENAI_ALIASES = frozenset(
         "gpt-4o-mini-transcribe-2025-12-15",
         "gpt-4o-transcribe-diarize",
         "gpt-transcribe",
+        "gpt-live-transcribe",  # realtime sessions name these two as well
+        "gpt-realtime-whisper",
     }
 )
 
