@@ -75,8 +75,10 @@ class StreamWord:
 class StreamResult:
     """A partial (``is_final`` False) or final transcript of one utterance.
 
-    ``stable_text`` is a prefix of ``text`` that later partials and the final keep unchanged;
-    ``stability`` (0..1) is the share of ``text`` that is stable. Times are stream seconds.
+    ``stable_text`` is a prefix of ``text`` that later partials keep unchanged, and the final
+    too when ``final_keeps_committed`` is on (off, the default, the final is its own decoding
+    and may differ); ``stability`` (0..1) is the share of ``text`` that is stable. Times are
+    stream seconds.
     """
 
     utterance_id: int
