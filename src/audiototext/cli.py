@@ -310,19 +310,6 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    from audiototext.hardware import detect, pick_precision
-
-    prof = detect()
-    data = {**prof.to_json(), "recommended_precision": pick_precision(prof)}
-    if args.json:
-        _print_json(data)
-    else:
-        for k, v in data.items():
-            print(f"{k:>22}: {', '.join(v) if isinstance(v, list) else v}")
-    return 0
-
-
 # --------------------------------------------------------------------------- parser
 
 
@@ -454,11 +441,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         for name in _LAZY_COMMANDS:
             sub.add_parser(name)
 
-    p = sub.add_parser(
-        "doctor", help="hardware, ONNX Runtime providers and the recommended variant"
-    )
-    add_json(p)
-    p.set_defaults(func=_cmd_doctor)
+    from audiototext.cli_doctor import register as register_doctor
+
+    register_doctor(sub)
     return parser
 
 
