@@ -55,6 +55,26 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "fp16"])
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime threads per decoding lane (default: the usable cores shared out "
+        "over the lanes; `audiototext doctor` recommends a count for this machine)",
+    )
+    p.add_argument(
+        "--partial-interval-ms",
+        type=int,
+        default=None,
+        help="partial results at most every this much new speech, for streams that do not "
+        "choose (default 500; `audiototext doctor` recommends one for this machine)",
+    )
+    p.add_argument(
+        "--benchmark-on-start",
+        action="store_true",
+        help="when the performance profile is missing, corrupt or stale, rebuild it in the "
+        "background at low priority (nice 19, half the cores), as `doctor --benchmark` would",
+    )
+    p.add_argument(
         "--token",
         default=os.environ.get("AUDIOTOTEXT_TOKEN"),
         help="require 'authorization: Bearer TOKEN' on every call (or $AUDIOTOTEXT_TOKEN)",
@@ -234,6 +254,9 @@ def _run(args: argparse.Namespace) -> int:
             min_free_disk_mb=args.alert_min_free_disk_mb,
         ),
         model_memory_mb=args.model_memory_mb,
+        threads=args.threads,
+        partial_interval_ms=args.partial_interval_ms,
+        benchmark_on_start=args.benchmark_on_start,
     )
 
     def ready(server: GrpcServer) -> None:

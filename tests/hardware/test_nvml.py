@@ -65,7 +65,7 @@ def test_gpus_are_read_and_nvml_is_shut_down() -> None:
     assert (a10.name, a10.memory_total_mb, a10.memory_free_mb) == ("NVIDIA A10", 24576, 20480)
     assert a10.utilization_percent == 37.0
     assert t4.name == "Tesla T4" and t4.utilization_percent is None
-    assert fake.calls == ["init", "shutdown"]  # type: ignore[attr-defined]
+    assert fake.calls == ["init", "shutdown"]
     assert got.to_json()["gpus"][0]["memory_free_mb"] == 20480  # type: ignore[index]
 
 

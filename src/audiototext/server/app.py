@@ -41,7 +41,9 @@ from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
+from audiototext.server.network import NetworkReports
 from audiototext.server.observer import NO_OBSERVER, StreamObserver
+from audiototext.server.perf_profile import ProfileKeeper
 from audiototext.server.pool import (
     ModelChoice,
     ModelKey,
@@ -55,6 +57,7 @@ from audiototext.server.recording import HistoryRecorder, HistorySettings, recor
 from audiototext.server.resources import ResourceSampler
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
+from audiototext.streaming.types import MAX_PARTIAL_INTERVAL_MS, MIN_PARTIAL_INTERVAL_MS
 from audiototext.wire._proto import (
     models_pb2,
     models_pb2_grpc,
@@ -75,6 +78,9 @@ __all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 log = logging.getLogger(__name__)
 
 ALERT_CHECK_S = 1.0  # how often the alerts read the engine, free memory and free disk
+# More intra-op threads than this is a typing slip, not a machine (ONNX Runtime would start
+# them all, one stack each).
+MAX_THREADS = 1024
 
 SERVICE_NAMES = (
     transcription_pb2.DESCRIPTOR.services_by_name["Transcription"].full_name,
@@ -115,6 +121,12 @@ class ServerConfig:
     history_max_sessions: int | None = None  # --history-max-sessions: None keeps any number
     metrics: bool = True  # /metrics on the HTTP port (serve --no-metrics: off)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    # ONNX Runtime threads per decoding lane (serve --threads); None: the cores shared out.
+    threads: int | None = None
+    # Partials of streams that do not choose (serve --partial-interval-ms); None: StreamOptions'.
+    partial_interval_ms: int | None = None
+    # serve --benchmark-on-start: rebuild a missing or stale performance profile, low priority.
+    benchmark_on_start: bool = False
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -144,6 +156,15 @@ class ServerConfig:
             )
         if self.model_memory_mb is not None and self.model_memory_mb < 1:
             raise ConfigError("--model-memory-mb must be at least 1")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"--threads {self.threads} must be between 1 and {MAX_THREADS}")
+        if self.partial_interval_ms is not None and not (
+            MIN_PARTIAL_INTERVAL_MS <= self.partial_interval_ms <= MAX_PARTIAL_INTERVAL_MS
+        ):
+            raise ConfigError(
+                f"--partial-interval-ms {self.partial_interval_ms} must be between "
+                f"{MIN_PARTIAL_INTERVAL_MS} and {MAX_PARTIAL_INTERVAL_MS}"
+            )
         self.history_settings()  # refuses absurd retention settings, naming them
 
     def history_settings(self) -> HistorySettings:
@@ -169,6 +190,7 @@ def load_recognizer(config: ServerConfig) -> Engine:
         config.model,
         RecognizerOptions(max_sessions=config.max_sessions),
         precision=config.precision,
+        threads=config.threads,
         cache_root=config.cache_root,
     )
     return recognizer
@@ -212,6 +234,10 @@ class GrpcServer:
         self._stopped = asyncio.Event()
         self.metrics: ServerMetrics | None = None
         self.alerts: AlertMonitor | None = None
+        self.profile: ProfileKeeper | None = None  # the performance profile, once started
+        # What clients measured of their network (the page reports it; the controller reads
+        # it through server.network.ClientNetwork).
+        self.network = NetworkReports()
         self._alert_task: asyncio.Task[None] | None = None
 
     @property
@@ -244,6 +270,9 @@ class GrpcServer:
             self.tls = await asyncio.to_thread(
                 ensure_self_signed, hosts, self_signed_dir(cfg.cache_root)
             )
+        await asyncio.to_thread(self._check_memory_budget)
+        self.profile = ProfileKeeper(cfg.cache_root, rebuild=cfg.benchmark_on_start)
+        await self.profile.start()
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
@@ -282,6 +311,7 @@ class GrpcServer:
             max_chunk_bytes=cfg.max_chunk_bytes,
             max_buffered_s=cfg.max_buffered_s,
             metrics_interval_s=cfg.metrics_interval_s,
+            partial_interval_ms=cfg.partial_interval_ms,
         )
         file_transcriber = self._transcribe_file or FileTranscriber(
             cfg.model, cfg.precision, cfg.cache_root, on_load=self._loaded
@@ -307,7 +337,8 @@ class GrpcServer:
             server,
         )
         generated[2].add_SystemServicer_to_server(
-            SystemService(self.store, cfg.model, alerts.active, self.devices), server
+            SystemService(self.store, cfg.model, alerts.active, self.devices, self.profile),
+            server,
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -375,6 +406,8 @@ class GrpcServer:
             models_in_use=lambda: self._models_in_use(file_transcriber),
             devices=self.devices,
             resources=self.resources,
+            profile=self.profile,
+            network=self.network,
         )
         self.webrtc = context.webrtc
         self.http = HttpListener(
@@ -442,6 +475,20 @@ class GrpcServer:
         if self.alerts is not None:
             self.alerts.model_load(model, None if error is None else str(error))
 
+    def _check_memory_budget(self) -> None:
+        """--model-memory-mb below the default model's expected size could never load it."""
+        from audiototext.models.manager import resolve_precision
+
+        cfg = self.config
+        if cfg.model_memory_mb is None:
+            return
+        choice = default_choice(cfg.model, resolve_precision(cfg.precision), cfg.cache_root)
+        if cfg.model_memory_mb < choice.ram_mb:
+            raise ConfigError(
+                f"--model-memory-mb {cfg.model_memory_mb} is below the {choice.ram_mb} MB the "
+                f"default model {cfg.model} is expected to need: give at least {choice.ram_mb}"
+            )
+
     def _build_pool(self, default_engine: Engine) -> ModelPool:
         """The model pool with the default model's engine in it, pinned (blocking: reads the
         cache and the hardware profile)."""
@@ -461,7 +508,10 @@ class GrpcServer:
 
         def load(choice: ModelChoice) -> Engine:
             return load_streaming_engine(
-                choice, max_sessions=cfg.max_sessions, cache_root=cfg.cache_root
+                choice,
+                max_sessions=cfg.max_sessions,
+                cache_root=cfg.cache_root,
+                threads=cfg.threads,
             )
 
         pool = ModelPool(
@@ -491,6 +541,8 @@ class GrpcServer:
         self.serving = False
         if self._alert_task is not None:
             self._alert_task.cancel()
+        if self.profile is not None:
+            await self.profile.stop()
         if self.metrics is not None:
             self.metrics.close()
         if self.resources is not None and self.resources.gpu is not None:

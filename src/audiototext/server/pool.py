@@ -479,7 +479,11 @@ def default_choice(
 
 
 def load_streaming_engine(
-    choice: ModelChoice, *, max_sessions: int, cache_root: Path | None = None
+    choice: ModelChoice,
+    *,
+    max_sessions: int,
+    cache_root: Path | None = None,
+    threads: int | None = None,
 ) -> Engine:
     """The real streaming engine over ``choice``'s cache entry (pulled first when the choice
     has no entry yet: the server's default model on a fresh machine), on the choice's device
@@ -498,7 +502,8 @@ def load_streaming_engine(
 
         cache = ModelCache(cache_root)
         path = pull(choice.key.name, precision=choice.key.precision, cache=cache).entry.path
-    lanes = 2 if options.partial_lane else 1
-    threads = max(1, default_threads() // lanes)
+    if threads is None:  # serve --threads, else the cores shared out over the lanes
+        lanes = 2 if options.partial_lane else 1
+        threads = max(1, default_threads() // lanes)
     model = WhisperModel(path, OrtConfig(device=device, intra_op_threads=threads))
     return StreamingRecognizer(model, options, model_name=choice.key.name)

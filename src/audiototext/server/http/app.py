@@ -17,6 +17,7 @@ from audiototext.server.http.guard import check_origin
 from audiototext.server.http.history import history_router
 from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit
 from audiototext.server.http.models import models_router
+from audiototext.server.http.network import network_router
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
 from audiototext.server.http.web import mount_web
@@ -79,6 +80,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
     app.include_router(history_router(ctx))
     app.include_router(transcriptions_router(ctx))
     app.include_router(models_router(ctx))
+    app.include_router(network_router(ctx))
     app.include_router(websocket_router(ctx))
     install_docs(app)
     if ctx.token is not None:
