@@ -112,7 +112,7 @@ def _benchmark(args: argparse.Namespace) -> dict[str, Any] | None:
         )
     if args.low_priority and hasattr(os, "nice"):
         os.nice(19)
-    from audiototext.cli import RichProgress
+    from audiototext.cli_progress import RichProgress
 
     with RichProgress() as progress:
         profile = run_benchmark(
