@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audiototext.hardware.benchmark import DEFAULT_BUDGET_S
 from audiototext.hardware.profile import LoadedProfile, stored_profile
 from audiototext.hardware.recommend import Recommendation, recommend
 
@@ -47,7 +48,7 @@ class ProfileReport:
         }
 
 
-def rebuild_command(max_threads: int) -> list[str]:
+def rebuild_command(max_threads: int, budget_s: float = DEFAULT_BUDGET_S) -> list[str]:
     """``audiototext doctor --benchmark`` at low priority, as this installation runs it."""
     base = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m"]
     if not getattr(sys, "frozen", False):
@@ -60,14 +61,19 @@ def rebuild_command(max_threads: int) -> list[str]:
         "--low-priority",
         "--max-threads",
         str(max(1, max_threads)),
+        "--budget-s",
+        f"{budget_s:g}",
         "--json",
     ]
 
 
 class ProfileKeeper:
-    def __init__(self, cache_root: Path | None, *, rebuild: bool = False) -> None:
+    def __init__(
+        self, cache_root: Path | None, *, rebuild: bool = False, budget_s: float = DEFAULT_BUDGET_S
+    ) -> None:
         self.cache_root = cache_root
         self.rebuild = rebuild
+        self.budget_s = budget_s
         self._loaded: LoadedProfile | None = None
         self._recommendation: Recommendation | None = None
         self._task: asyncio.Task[None] | None = None
@@ -103,7 +109,7 @@ class ProfileKeeper:
         env = dict(os.environ)
         if self.cache_root is not None:
             env["AUDIOTOTEXT_HOME"] = str(self.cache_root)
-        command = rebuild_command(max(1, cores // 2))
+        command = rebuild_command(max(1, cores // 2), self.budget_s)
         log.info("rebuilding the performance profile at low priority: %s", " ".join(command))
         try:
             self.child = await asyncio.create_subprocess_exec(
