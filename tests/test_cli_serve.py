@@ -37,3 +37,13 @@ def test_self_signed_and_upload_limit_flags(monkeypatch: pytest.MonkeyPatch) -> 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _config_of(monkeypatch, [])
     assert not cfg.self_signed and cfg.max_upload_bytes == 200 << 20
+
+
+def test_engine_and_profile_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _config_of(
+        monkeypatch,
+        ["--threads", "3", "--partial-interval-ms", "750", "--benchmark-on-start"],
+    )
+    assert (cfg.threads, cfg.partial_interval_ms, cfg.benchmark_on_start) == (3, 750, True)
+    cfg = _config_of(monkeypatch, [])
+    assert (cfg.threads, cfg.partial_interval_ms, cfg.benchmark_on_start) == (None, None, False)

@@ -153,7 +153,7 @@ def _print_human(data: dict[str, Any]) -> None:
     quota = cg["cpu_quota_cores"]
     limit = cg["memory_limit_mb"]
     print(
-        f"{'container':>22}: cgroup v{cg['version']}, CPU quota "
+        f"{'container':>22}: cgroup v{cg['cgroup_version']}, CPU quota "
         f"{'none' if quota is None else f'{quota:g} cores'}, memory limit "
         f"{'none' if limit is None else f'{limit} MB'}"
     )

@@ -83,7 +83,7 @@ def test_rest_and_grpc_give_the_same_recommendation(filled_cache: ModelCache) ->
     # the rest of the document: the machine now, and the hardware with its container limits
     assert full["now"]["disk_free_mb"] > 0 and full["now"]["cache_dir"] == str(filled_cache.root)
     assert "reason" in full["now"]["nvidia"]
-    assert full["hardware"]["cgroup"]["version"] in (0, 1, 2)
+    assert full["hardware"]["cgroup"]["cgroup_version"] in (0, 1, 2)
     assert full["hardware"]["usable_cores"] >= 1
 
 

@@ -32,7 +32,7 @@ class CgroupLimits:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "version": self.version,
+            "cgroup_version": self.version,
             "cpu_quota_cores": self.cpu_quota_cores,
             "memory_limit_mb": _mb(self.memory_limit_bytes),
             "memory_usage_mb": _mb(self.memory_usage_bytes),

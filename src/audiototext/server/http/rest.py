@@ -113,7 +113,7 @@ class LiveStatsModel(BaseModel):
 
 
 class CgroupModel(BaseModel):
-    version: int = Field(description="cgroup version read (1 or 2; 0: none)")
+    cgroup_version: int = Field(description="cgroup version read (1 or 2; 0: none)")
     cpu_quota_cores: float | None = Field(description="the container's CPU quota in cores")
     memory_limit_mb: int | None = Field(description="the container's memory limit")
     memory_usage_mb: int | None

@@ -4,6 +4,7 @@ import { apiBase, getJson, getToken, poll, setToken } from "./api.js";
 import { listMicrophones, mediaErrorKey, MicCapture, microphoneUnavailable } from "./audio.js";
 import { FORMATS } from "./exporters.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
+import { clientId, measureNetwork, reportNetwork } from "./network.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
 import { streamProtocols, streamUrl } from "./protocol.js";
 import { RtcStreamClient } from "./rtc-client.js";
@@ -64,7 +65,36 @@ class Page {
     // Every second while the tab is visible (the live indicators); slower after errors.
     poll(() => this.diagnostics.refresh(), 1000);
     this.models.load();
+    this.measureNetwork();
     window.addEventListener("pagehide", () => this.abort());
+  }
+
+  // ---- the link to the server --------------------------------------------------------------
+
+  /** Time the link once (diagnostics) and report it; each stream's session re-reports it. */
+  async measureNetwork() {
+    this.network = null;
+    this.diagnostics.setNetwork(null);
+    const token = getToken();
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    try {
+      this.network = await measureNetwork({ base: apiBase(), headers });
+      this.diagnostics.setNetwork(this.network);
+      await this.reportNetwork("");
+    } catch (err) {
+      this.diagnostics.setNetwork({ error: err.message || String(err) });
+    }
+  }
+
+  async reportNetwork(session) {
+    if (!this.network) return;
+    const token = getToken();
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    try {
+      await reportNetwork(this.network, { base: apiBase(), headers, client: clientId(), session });
+    } catch {
+      // the figures stay on this page; the server goes without them
+    }
   }
 
   // ---- capture controls ------------------------------------------------------------------
@@ -174,6 +204,7 @@ class Page {
       },
       onStarted: (started, outcome) => {
         if (outcome === "new") this.model.beginSession(session.startS);
+        if (started && started.session_id) this.reportNetwork(started.session_id);
         if (outcome === "restarted") {
           this.model.beginSession(session.startS + session.audioS);
           this.note.textContent = t("stream.restarted");

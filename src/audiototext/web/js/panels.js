@@ -3,6 +3,7 @@
 
 import { getJson, HttpError, postEvents } from "./api.js";
 import { flatten, formatLanguages, formatMb, formatValue, label } from "./format.js";
+import { networkRows, recommendationRows } from "./network.js";
 import {
   groupModels,
   languageChoices,
@@ -443,7 +444,7 @@ function systemRows(doc, t) {
   const rows = [];
   for (const [path, value] of flatten(doc)) {
     const parts = path.split(".");
-    if (parts[0] === "devices") continue;
+    if (parts[0] === "devices" || parts[0] === "profile") continue; // lists of their own
     if (parts[0] === "stats" && LIVE_STATS_KEYS.has(parts[1])) continue;
     rows.push([path, label(path, t), formatValue(path, value, t, t.locale)]);
   }
@@ -462,6 +463,8 @@ export class DiagnosticsPanel {
     this.resources = new KeyValueList(document.getElementById("resources"));
     this.system = new KeyValueList(document.getElementById("system"));
     this.live = new KeyValueList(document.getElementById("live"));
+    this.recommendation = new KeyValueList(document.getElementById("recommendation"));
+    this.network = new KeyValueList(document.getElementById("network"));
     this.error = document.getElementById("system-error");
     this.metrics = null;
     this.ack = null;
@@ -478,6 +481,7 @@ export class DiagnosticsPanel {
       this.resources.dl.dataset.reads = String(this.reads); // tests see each update
       this.resources.dl.classList.remove("stale");
       this.system.set(systemRows(doc, t));
+      this.recommendation.set(recommendationRows(doc.profile, t));
       this.onSystem(doc);
       this.error.hidden = true;
       this.renderLive();
@@ -489,6 +493,12 @@ export class DiagnosticsPanel {
       this.renderLive();
       return false;
     }
+  }
+
+  /** The page's own measurement of its link (network.js), or {error}; null while measuring. */
+  setNetwork(result) {
+    const t = this.t;
+    this.network.set(networkRows(result, t, (path, v) => formatValue(path, v, t, t.locale)));
   }
 
   onMetrics(m) {
