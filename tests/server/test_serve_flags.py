@@ -41,7 +41,7 @@ def root_handlers() -> Iterator[None]:
         (["--model-memory-mb", "50"], "--model-memory-mb 50 is below the 200 MB"),
         (
             ["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
-            "/nonexistent/",
+            "--tls-cert /nonexistent/cert.pem: no such file",
         ),
         (["--tls-cert", "/nonexistent/cert.pem"], "--tls-key"),
     ],

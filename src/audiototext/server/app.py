@@ -133,6 +133,10 @@ class ServerConfig:
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
         if self.self_signed and self.tls_cert is not None:
             raise ConfigError("use either --self-signed or --tls-cert/--tls-key, not both")
+        # Before the model loads (which can take minutes), not after.
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{flag} {path}: no such file")
         if self.max_upload_bytes < 1:
             raise ConfigError("--max-upload-mb must be positive")
         if not 0 <= self.port <= 65535:
