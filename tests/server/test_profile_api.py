@@ -48,7 +48,10 @@ def _made_up_profile(cache: ModelCache) -> PerformanceProfile:
 
 async def _grpc_hardware(port: int) -> system_pb2.HardwareProfile:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        return await system_pb2_grpc.SystemStub(channel).GetHardware(system_pb2.HardwareRequest())
+        reply: system_pb2.HardwareProfile = await system_pb2_grpc.SystemStub(channel).GetHardware(
+            system_pb2.HardwareRequest()
+        )
+        return reply
 
 
 def test_rest_and_grpc_give_the_same_recommendation(filled_cache: ModelCache) -> None:

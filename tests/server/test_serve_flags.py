@@ -69,9 +69,10 @@ def test_a_streams_default_partial_interval_comes_from_serve() -> None:
     from audiototext.server.validation import stream_spec
     from audiototext.wire._proto import transcription_pb2 as pb
 
-    base = {"encoding": pb.PCM16, "sample_rate_hz": 16000, "channels": 1}
-    unnamed = pb.StreamConfig(**base)
-    named = pb.StreamConfig(**base, partial_interval_ms=700)
+    unnamed = pb.StreamConfig(encoding=pb.PCM16, sample_rate_hz=16000, channels=1)
+    named = pb.StreamConfig(
+        encoding=pb.PCM16, sample_rate_hz=16000, channels=1, partial_interval_ms=700
+    )
     spec = stream_spec(unnamed, model="tiny.en", max_buffered_s=30, partial_interval_ms=1200)
     assert spec.options.partial_interval_ms == 1200
     spec = stream_spec(named, model="tiny.en", max_buffered_s=30, partial_interval_ms=1200)

@@ -7,7 +7,9 @@ import asyncio
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
+from audiototext.server.network import NetworkReport
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import run
 from server.ws_harness import http_server
@@ -29,7 +31,7 @@ console.log(JSON.stringify({ got, stored }));
 def test_node_measures_the_real_server_and_reports() -> None:
     node = _node()
 
-    async def main() -> tuple[dict[str, object], object]:
+    async def main() -> tuple[dict[str, Any], NetworkReport | None]:
         async with http_server(FakeRecognizer(), token="k3y") as srv:
             assert srv.http is not None
             base = f"http://127.0.0.1:{srv.http.port}/api/v1"
@@ -46,7 +48,6 @@ def test_node_measures_the_real_server_and_reports() -> None:
 
     out, report = run(main(), 90)
     got = out["got"]
-    assert isinstance(got, dict)
     assert got["rtt_ms"] > 0 and got["download_mbps"] > 0 and got["upload_mbps"] > 0
     assert report is not None and report.client_id == "node-1"
     assert report.rtt_ms == got["rtt_ms"] and report.download_mbps == got["download_mbps"]
