@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from audiototext.server.app import GrpcServer
+    from audiototext.server.perf_profile import ProfileReport
 
 
 def register(sub: Any) -> None:
@@ -211,6 +212,19 @@ def startup_lines(server: GrpcServer) -> list[str]:
     return lines
 
 
+def profile_line(report: ProfileReport) -> str:
+    """What ``serve`` says at start-up about the performance profile."""
+    rec = report.recommendation
+    if rec is None:
+        doing = " (rebuilding it now, at low priority)" if report.rebuilding else ""
+        return f"performance profile: {report.message}{doing}"
+    return (
+        f"recommended here: {rec.model} {rec.precision}, --threads {rec.threads}, "
+        f"--max-sessions {rec.streams}, --partial-interval-ms {rec.partial_interval_ms} "
+        "(audiototext doctor says why)"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     import logging
 
@@ -264,6 +278,8 @@ def _run(args: argparse.Namespace) -> int:
             print(line, flush=True)
         if server.history is not None and server.history.persistent:
             print(f"history: {config.history_path}", file=sys.stderr, flush=True)
+        if server.profile is not None:
+            print(profile_line(server.profile.report()), file=sys.stderr, flush=True)
         target = f"{url_host(openable_hosts(config.host)[0])}:{server.port}"
         tls = ""
         if server.tls is not None:
