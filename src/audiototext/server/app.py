@@ -49,6 +49,7 @@ from audiototext.server.pool import (
     ModelKey,
     ModelPool,
     cache_resolver,
+    check_memory_budget,
     default_choice,
     default_memory_budget_mb,
     load_streaming_engine,
@@ -274,13 +275,16 @@ class GrpcServer:
             self.tls = await asyncio.to_thread(
                 ensure_self_signed, hosts, self_signed_dir(cfg.cache_root)
             )
-        await asyncio.to_thread(self._check_memory_budget)
-        self.profile = ProfileKeeper(cfg.cache_root, rebuild=cfg.benchmark_on_start)
-        await self.profile.start()
+        await asyncio.to_thread(
+            check_memory_budget, cfg.model_memory_mb, cfg.model, cfg.precision, cfg.cache_root
+        )
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
         self.pool = await asyncio.to_thread(self._build_pool, self._recognizer)
+        # After the load: a model pulled at start-up is part of the profile's fingerprint.
+        self.profile = ProfileKeeper(cfg.cache_root, rebuild=cfg.benchmark_on_start)
+        await self.profile.start()
         observer: StreamObserver = self.metrics or NO_OBSERVER
         # A history file that cannot be used is logged; transcription goes on regardless.
         self.history = await HistoryRecorder.start(cfg.history_settings(), model=cfg.model)
@@ -478,20 +482,6 @@ class GrpcServer:
             self.metrics.model_loaded(model, seconds, error)
         if self.alerts is not None:
             self.alerts.model_load(model, None if error is None else str(error))
-
-    def _check_memory_budget(self) -> None:
-        """--model-memory-mb below the default model's expected size could never load it."""
-        from audiototext.models.manager import resolve_precision
-
-        cfg = self.config
-        if cfg.model_memory_mb is None:
-            return
-        choice = default_choice(cfg.model, resolve_precision(cfg.precision), cfg.cache_root)
-        if cfg.model_memory_mb < choice.ram_mb:
-            raise ConfigError(
-                f"--model-memory-mb {cfg.model_memory_mb} is below the {choice.ram_mb} MB the "
-                f"default model {cfg.model} is expected to need: give at least {choice.ram_mb}"
-            )
 
     def _build_pool(self, default_engine: Engine) -> ModelPool:
         """The model pool with the default model's engine in it, pinned (blocking: reads the

@@ -43,6 +43,7 @@ __all__ = [
     "ModelKey",
     "ModelPool",
     "cache_resolver",
+    "check_memory_budget",
     "default_memory_budget_mb",
     "expected_ram_mb",
     "load_streaming_engine",
@@ -476,6 +477,24 @@ def default_choice(
         () if spec.multilingual else ("en",),
         spec.ram_mb,
     )
+
+
+def check_memory_budget(
+    budget_mb: int | None, model: str, precision: str, cache_root: Path | None
+) -> None:
+    """ConfigError when ``--model-memory-mb`` is below the default model's expected size: the
+    server could never load it (blocking: reads the cache)."""
+    from audiototext.errors import ConfigError
+    from audiototext.models.manager import resolve_precision
+
+    if budget_mb is None:
+        return
+    choice = default_choice(model, resolve_precision(precision), cache_root)
+    if budget_mb < choice.ram_mb:
+        raise ConfigError(
+            f"--model-memory-mb {budget_mb} is below the {choice.ram_mb} MB the default model "
+            f"{model} is expected to need: give at least {choice.ram_mb}"
+        )
 
 
 def load_streaming_engine(
