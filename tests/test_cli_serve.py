@@ -37,3 +37,28 @@ def test_self_signed_and_upload_limit_flags(monkeypatch: pytest.MonkeyPatch) -> 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _config_of(monkeypatch, [])
     assert not cfg.self_signed and cfg.max_upload_bytes == 200 << 20
+
+
+def test_engine_and_profile_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _config_of(
+        monkeypatch,
+        ["--threads", "3", "--partial-interval-ms", "750", "--benchmark-on-start"],
+    )
+    assert (cfg.threads, cfg.partial_interval_ms, cfg.benchmark_on_start) == (3, 750, True)
+    cfg = _config_of(monkeypatch, [])
+    assert (cfg.threads, cfg.partial_interval_ms, cfg.benchmark_on_start) == (None, None, False)
+
+
+def test_the_start_up_line_about_the_profile() -> None:
+    from audiototext.cli_serve import profile_line
+    from audiototext.hardware.recommend import Recommendation
+    from audiototext.server.perf_profile import ProfileReport
+
+    missing = ProfileReport("missing", "/c/profile.json", "no profile yet", True, None, None)
+    assert profile_line(missing) == (
+        "performance profile: no profile yet (rebuilding it now, at low priority)"
+    )
+    rec = Recommendation("base.en", "int8", 2, 6, 750, True, {}, "2026-12-07")
+    fresh = ProfileReport("fresh", "/c/profile.json", "", False, rec, {})
+    line = profile_line(fresh)
+    assert "base.en int8" in line and "--threads 2" in line and "--partial-interval-ms 750" in line

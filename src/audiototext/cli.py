@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from audiototext.cli_progress import RichProgress
 from audiototext.errors import AudioToTextError, UnknownModelError
 
 log = logging.getLogger("audiototext")
@@ -20,71 +21,6 @@ def _human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
-
-
-class RichProgress:
-    """Renders a ProgressSink with rich bars on stderr (bytes for downloads, steps for builds)."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.console = Console(stderr=True)
-        self._bytes = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self._steps = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} steps"),
-            console=self.console,
-        )
-        self._tasks: dict[str, tuple[Any, Any]] = {}
-
-    def __enter__(self) -> RichProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for bar in {id(b): b for b, _ in self._tasks.values()}.values():
-            bar.stop()
-
-    def task(self, key: str, description: str, total: float | None, unit: str = "B") -> None:
-        bar = self._bytes if unit == "B" else self._steps
-        bar.start()  # idempotent
-        if key in self._tasks:
-            bar.reset(self._tasks[key][1], total=total, description=description)
-        else:
-            self._tasks[key] = (bar, bar.add_task(description, total=total))
-
-    def advance(self, key: str, amount: float) -> None:
-        if key in self._tasks:
-            bar, tid = self._tasks[key]
-            bar.advance(tid, amount)
-
-    def done(self, key: str) -> None:
-        if key in self._tasks:
-            bar, tid = self._tasks[key]
-            total = bar.tasks[tid].total if tid < len(bar.tasks) else None
-            if total is not None:
-                bar.update(tid, completed=total)
-
-    def note(self, message: str) -> None:
-        self.console.print(f"[dim]{message}[/dim]")
 
 
 def _print_json(data: Any) -> None:
@@ -310,19 +246,6 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    from audiototext.hardware import detect, pick_precision
-
-    prof = detect()
-    data = {**prof.to_json(), "recommended_precision": pick_precision(prof)}
-    if args.json:
-        _print_json(data)
-    else:
-        for k, v in data.items():
-            print(f"{k:>22}: {', '.join(v) if isinstance(v, list) else v}")
-    return 0
-
-
 # --------------------------------------------------------------------------- parser
 
 
@@ -454,11 +377,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         for name in _LAZY_COMMANDS:
             sub.add_parser(name)
 
-    p = sub.add_parser(
-        "doctor", help="hardware, ONNX Runtime providers and the recommended variant"
-    )
-    add_json(p)
-    p.set_defaults(func=_cmd_doctor)
+    from audiototext.cli_doctor import register as register_doctor
+
+    register_doctor(sub)
     return parser
 
 

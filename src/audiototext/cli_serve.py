@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from audiototext.server.app import GrpcServer
+    from audiototext.server.perf_profile import ProfileReport
 
 
 def register(sub: Any) -> None:
@@ -54,6 +55,26 @@ def register(sub: Any) -> None:
         "memory available at start, at least 1024)",
     )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "fp16"])
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime threads per decoding lane (default: the usable cores shared out "
+        "over the lanes; `audiototext doctor` recommends a count for this machine)",
+    )
+    p.add_argument(
+        "--partial-interval-ms",
+        type=int,
+        default=None,
+        help="partial results at most every this much new speech, for streams that do not "
+        "choose (default 500; `audiototext doctor` recommends one for this machine)",
+    )
+    p.add_argument(
+        "--benchmark-on-start",
+        action="store_true",
+        help="when the performance profile is missing, corrupt or stale, rebuild it in the "
+        "background at low priority (nice 19, half the cores), as `doctor --benchmark` would",
+    )
     p.add_argument(
         "--token",
         default=os.environ.get("AUDIOTOTEXT_TOKEN"),
@@ -198,6 +219,19 @@ def startup_lines(server: GrpcServer) -> list[str]:
     return lines
 
 
+def profile_line(report: ProfileReport) -> str:
+    """What ``serve`` says at start-up about the performance profile."""
+    rec = report.recommendation
+    if rec is None:
+        doing = " (rebuilding it now, at low priority)" if report.rebuilding else ""
+        return f"performance profile: {report.message}{doing}"
+    return (
+        f"recommended here: {rec.model} {rec.precision}, --threads {rec.threads}, "
+        f"--max-sessions {rec.streams}, --partial-interval-ms {rec.partial_interval_ms} "
+        "(audiototext doctor says why)"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     import logging
 
@@ -242,6 +276,9 @@ def _run(args: argparse.Namespace) -> int:
             min_free_disk_mb=args.alert_min_free_disk_mb,
         ),
         model_memory_mb=args.model_memory_mb,
+        threads=args.threads,
+        partial_interval_ms=args.partial_interval_ms,
+        benchmark_on_start=args.benchmark_on_start,
     )
 
     def ready(server: GrpcServer) -> None:
@@ -249,6 +286,8 @@ def _run(args: argparse.Namespace) -> int:
             print(line, flush=True)
         if server.history is not None and server.history.persistent:
             print(f"history: {config.history_path}", file=sys.stderr, flush=True)
+        if server.profile is not None:
+            print(profile_line(server.profile.report()), file=sys.stderr, flush=True)
         target = f"{url_host(openable_hosts(config.host)[0])}:{server.port}"
         tls = ""
         if server.tls is not None:

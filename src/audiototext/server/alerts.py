@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from audiototext.errors import ConfigError
 from audiototext.server.control_policy import Hysteresis
+from audiototext.hardware.detect import free_disk_bytes
 
 __all__ = [
     "ALERT_NAMES",
@@ -245,14 +244,3 @@ def free_memory_bytes() -> float:
     import psutil
 
     return float(psutil.virtual_memory().available)
-
-
-def free_disk_bytes(folder: Path) -> float | None:
-    """Free bytes on the file system of ``folder`` (or of its nearest existing parent)."""
-    path = folder
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    try:
-        return float(shutil.disk_usage(path).free)
-    except OSError:
-        return None

@@ -43,12 +43,15 @@ from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
+from audiototext.server.network import NetworkReports
 from audiototext.server.observer import NO_OBSERVER, StreamObserver
+from audiototext.server.perf_profile import ProfileKeeper
 from audiototext.server.pool import (
     ModelChoice,
     ModelKey,
     ModelPool,
     cache_resolver,
+    check_memory_budget,
     default_choice,
     default_memory_budget_mb,
     load_streaming_engine,
@@ -57,6 +60,7 @@ from audiototext.server.recording import HistoryRecorder, HistorySettings, recor
 from audiototext.server.resources import ResourceSampler
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
+from audiototext.streaming.types import MAX_PARTIAL_INTERVAL_MS, MIN_PARTIAL_INTERVAL_MS
 from audiototext.wire._proto import (
     models_pb2,
     models_pb2_grpc,
@@ -77,6 +81,9 @@ __all__ = ["GrpcServer", "ServerConfig", "load_recognizer", "serve"]
 log = logging.getLogger(__name__)
 
 ALERT_CHECK_S = 1.0  # how often the alerts read the engine, free memory and free disk
+# More intra-op threads than this is a typing slip, not a machine (ONNX Runtime would start
+# them all, one stack each).
+MAX_THREADS = 1024
 
 SERVICE_NAMES = (
     transcription_pb2.DESCRIPTOR.services_by_name["Transcription"].full_name,
@@ -119,12 +126,22 @@ class ServerConfig:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     controller: bool = True  # the adaptive controller (serve --no-controller: off)
     control: ControlSettings = field(default_factory=ControlSettings)
+    # ONNX Runtime threads per decoding lane (serve --threads); None: the cores shared out.
+    threads: int | None = None
+    # Partials of streams that do not choose (serve --partial-interval-ms); None: StreamOptions'.
+    partial_interval_ms: int | None = None
+    # serve --benchmark-on-start: rebuild a missing or stale performance profile, low priority.
+    benchmark_on_start: bool = False
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
         if self.self_signed and self.tls_cert is not None:
             raise ConfigError("use either --self-signed or --tls-cert/--tls-key, not both")
+        # Before the model loads (which can take minutes), not after.
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{flag} {path}: no such file")
         if self.max_upload_bytes < 1:
             raise ConfigError("--max-upload-mb must be positive")
         if not 0 <= self.port <= 65535:
@@ -148,6 +165,15 @@ class ServerConfig:
             )
         if self.model_memory_mb is not None and self.model_memory_mb < 1:
             raise ConfigError("--model-memory-mb must be at least 1")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"--threads {self.threads} must be between 1 and {MAX_THREADS}")
+        if self.partial_interval_ms is not None and not (
+            MIN_PARTIAL_INTERVAL_MS <= self.partial_interval_ms <= MAX_PARTIAL_INTERVAL_MS
+        ):
+            raise ConfigError(
+                f"--partial-interval-ms {self.partial_interval_ms} must be between "
+                f"{MIN_PARTIAL_INTERVAL_MS} and {MAX_PARTIAL_INTERVAL_MS}"
+            )
         self.history_settings()  # refuses absurd retention settings, naming them
         if self.history_path is not None:
             check_history_path(self.history_path)  # before anything is loaded
@@ -175,6 +201,7 @@ def load_recognizer(config: ServerConfig) -> Engine:
         config.model,
         RecognizerOptions(max_sessions=config.max_sessions),
         precision=config.precision,
+        threads=config.threads,
         cache_root=config.cache_root,
     )
     return recognizer
@@ -218,6 +245,10 @@ class GrpcServer:
         self._stopped = asyncio.Event()
         self.metrics: ServerMetrics | None = None
         self.alerts: AlertMonitor | None = None
+        self.profile: ProfileKeeper | None = None  # the performance profile, once started
+        # What clients measured of their network (the page reports it; the controller reads
+        # it through server.network.ClientNetwork).
+        self.network = NetworkReports()
         self._alert_task: asyncio.Task[None] | None = None
         self.controller: Controller | None = None
         self._control_task: asyncio.Task[None] | None = None
@@ -252,10 +283,16 @@ class GrpcServer:
             self.tls = await asyncio.to_thread(
                 ensure_self_signed, hosts, self_signed_dir(cfg.cache_root)
             )
+        await asyncio.to_thread(
+            check_memory_budget, cfg.model_memory_mb, cfg.model, cfg.precision, cfg.cache_root
+        )
         if self._recognizer is None:
             # Loading (and maybe converting) the model takes a while: not on the event loop.
             self._recognizer = await asyncio.to_thread(self._load, cfg.model, self._factory, cfg)
         self.pool = await asyncio.to_thread(self._build_pool, self._recognizer)
+        # After the load: a model pulled at start-up is part of the profile's fingerprint.
+        self.profile = ProfileKeeper(cfg.cache_root, rebuild=cfg.benchmark_on_start)
+        await self.profile.start()
         observer: StreamObserver = self.metrics or NO_OBSERVER
         # A history file that cannot be used is logged; transcription goes on regardless.
         self.history = await HistoryRecorder.start(
@@ -304,6 +341,7 @@ class GrpcServer:
             max_chunk_bytes=cfg.max_chunk_bytes,
             max_buffered_s=cfg.max_buffered_s,
             metrics_interval_s=cfg.metrics_interval_s,
+            partial_interval_ms=cfg.partial_interval_ms,
         )
         file_transcriber = self._transcribe_file or FileTranscriber(
             cfg.model, cfg.precision, cfg.cache_root, on_load=self._loaded
@@ -335,7 +373,8 @@ class GrpcServer:
             server,
         )
         generated[2].add_SystemServicer_to_server(
-            SystemService(self.store, cfg.model, alerts.active, self.devices), server
+            SystemService(self.store, cfg.model, alerts.active, self.devices, self.profile),
+            server,
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -408,6 +447,8 @@ class GrpcServer:
             devices=self.devices,
             resources=self.resources,
             controller=self.controller,
+            profile=self.profile,
+            network=self.network,
         )
         self.webrtc = context.webrtc
         self.http = HttpListener(
@@ -494,7 +535,10 @@ class GrpcServer:
 
         def load(choice: ModelChoice) -> Engine:
             return load_streaming_engine(
-                choice, max_sessions=cfg.max_sessions, cache_root=cfg.cache_root
+                choice,
+                max_sessions=cfg.max_sessions,
+                cache_root=cfg.cache_root,
+                threads=cfg.threads,
             )
 
         pool = ModelPool(
@@ -526,6 +570,8 @@ class GrpcServer:
             self._alert_task.cancel()
         if self._control_task is not None:
             self._control_task.cancel()
+        if self.profile is not None:
+            await self.profile.stop()
         if self.metrics is not None:
             self.metrics.close()
         if self.resources is not None and self.resources.gpu is not None:

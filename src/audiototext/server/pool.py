@@ -43,6 +43,7 @@ __all__ = [
     "ModelKey",
     "ModelPool",
     "cache_resolver",
+    "check_memory_budget",
     "default_memory_budget_mb",
     "expected_ram_mb",
     "load_streaming_engine",
@@ -478,8 +479,30 @@ def default_choice(
     )
 
 
+def check_memory_budget(
+    budget_mb: int | None, model: str, precision: str, cache_root: Path | None
+) -> None:
+    """ConfigError when ``--model-memory-mb`` is below the default model's expected size: the
+    server could never load it (blocking: reads the cache)."""
+    from audiototext.errors import ConfigError
+    from audiototext.models.manager import resolve_precision
+
+    if budget_mb is None:
+        return
+    choice = default_choice(model, resolve_precision(precision), cache_root)
+    if budget_mb < choice.ram_mb:
+        raise ConfigError(
+            f"--model-memory-mb {budget_mb} is below the {choice.ram_mb} MB the default model "
+            f"{model} is expected to need: give at least {choice.ram_mb}"
+        )
+
+
 def load_streaming_engine(
-    choice: ModelChoice, *, max_sessions: int, cache_root: Path | None = None
+    choice: ModelChoice,
+    *,
+    max_sessions: int,
+    cache_root: Path | None = None,
+    threads: int | None = None,
 ) -> Engine:
     """The real streaming engine over ``choice``'s cache entry (pulled first when the choice
     has no entry yet: the server's default model on a fresh machine), on the choice's device
@@ -498,7 +521,8 @@ def load_streaming_engine(
 
         cache = ModelCache(cache_root)
         path = pull(choice.key.name, precision=choice.key.precision, cache=cache).entry.path
-    lanes = 2 if options.partial_lane else 1
-    threads = max(1, default_threads() // lanes)
+    if threads is None:  # serve --threads, else the cores shared out over the lanes
+        lanes = 2 if options.partial_lane else 1
+        threads = max(1, default_threads() // lanes)
     model = WhisperModel(path, OrtConfig(device=device, intra_op_threads=threads))
     return StreamingRecognizer(model, options, model_name=choice.key.name)

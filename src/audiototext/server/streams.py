@@ -68,6 +68,7 @@ class StreamLimits:
     max_chunk_bytes: int = 1 << 20
     max_buffered_s: float = 30.0
     metrics_interval_s: float = 1.0
+    partial_interval_ms: int | None = None  # for streams that name none; None: StreamOptions'
 
 
 def result_message(event_seq: int, ev: StreamResult | SpeechEvent) -> pb.StreamingResponse:
@@ -231,7 +232,12 @@ class StreamService:
                     f"this session failed ({session.failed}); start a new stream",
                 )
             return session, True, want
-        spec = stream_spec(cfg, model=self.model, max_buffered_s=self.limits.max_buffered_s)
+        spec = stream_spec(
+            cfg,
+            model=self.model,
+            max_buffered_s=self.limits.max_buffered_s,
+            partial_interval_ms=self.limits.partial_interval_ms,
+        )
         choice = await self.pool.choose(cfg.model, device_of(cfg.device))
         check_choice(choice, spec.options.language, spec.options.task)
         if self.controller is not None:

@@ -61,7 +61,13 @@ def check_choice(choice: ModelChoice, language: str | None, task: str) -> None:
         )
 
 
-def stream_spec(cfg: pb.StreamConfig, *, model: str, max_buffered_s: float) -> StreamSpec:
+def stream_spec(
+    cfg: pb.StreamConfig,
+    *,
+    model: str,
+    max_buffered_s: float,
+    partial_interval_ms: int | None = None,
+) -> StreamSpec:
     """The stream a ``StreamConfig`` declares, on ``model`` (the name it resolved to)."""
     encoding = int(cfg.encoding)
     if encoding not in Encoding.audio():
@@ -96,7 +102,9 @@ def stream_spec(cfg: pb.StreamConfig, *, model: str, max_buffered_s: float) -> S
             language=language_of(cfg.language),
             task=task_of(int(cfg.task)),
             interim_results=cfg.interim_results,
-            partial_interval_ms=cfg.partial_interval_ms or defaults.partial_interval_ms,
+            partial_interval_ms=cfg.partial_interval_ms
+            or partial_interval_ms
+            or defaults.partial_interval_ms,
             endpoint_silence_ms=cfg.endpoint_silence_ms or defaults.endpoint_silence_ms,
             max_segment_s=cfg.max_segment_s or defaults.max_segment_s,
             max_buffered_s=max_buffered_s,

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from audiototext.errors import AudioToTextError
 
 __all__ = [
+    "MAX_PARTIAL_INTERVAL_MS",
+    "MIN_PARTIAL_INTERVAL_MS",
     "BufferFullError",
     "EngineStats",
     "OverloadedError",
@@ -30,6 +32,10 @@ __all__ = [
     "StreamResult",
     "StreamWord",
 ]
+
+# The partial interval a stream (or serve --partial-interval-ms) may choose.
+MIN_PARTIAL_INTERVAL_MS = 100
+MAX_PARTIAL_INTERVAL_MS = 10_000
 
 
 class OverloadedError(AudioToTextError):
@@ -54,8 +60,11 @@ class StreamOptions:
     def __post_init__(self) -> None:
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be transcribe or translate, not {self.task!r}")
-        if not 100 <= self.partial_interval_ms <= 10_000:
-            raise ValueError("partial_interval_ms must be between 100 and 10000")
+        if not MIN_PARTIAL_INTERVAL_MS <= self.partial_interval_ms <= MAX_PARTIAL_INTERVAL_MS:
+            raise ValueError(
+                f"partial_interval_ms must be between {MIN_PARTIAL_INTERVAL_MS} and "
+                f"{MAX_PARTIAL_INTERVAL_MS}"
+            )
         if not 100 <= self.endpoint_silence_ms <= 10_000:
             raise ValueError("endpoint_silence_ms must be between 100 and 10000")
         if not 1.0 <= self.max_segment_s <= 30.0:

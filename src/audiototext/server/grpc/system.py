@@ -12,6 +12,7 @@ import grpc
 
 from audiototext.server.alerts import ActiveAlert
 from audiototext.server.devices import DeviceProbe, real_probe
+from audiototext.server.perf_profile import ProfileKeeper
 from audiototext.server.sessions import SessionStore
 from audiototext.server.stats import hardware_profile, live_stats
 from audiototext.wire._proto import system_pb2, system_pb2_grpc, transcription_pb2
@@ -26,8 +27,10 @@ class SystemService(system_pb2_grpc.SystemServicer):
         model: str,
         alerts: Callable[[], Sequence[ActiveAlert]] = tuple,
         devices: DeviceProbe = real_probe,
+        profile: ProfileKeeper | None = None,
     ) -> None:
         self.store = store
+        self.profile = profile
         self.devices = devices
         self.model = model
         self.alerts = alerts
@@ -38,7 +41,26 @@ class SystemService(system_pb2_grpc.SystemServicer):
     ) -> system_pb2.HardwareProfile:
         profile, precision = await asyncio.to_thread(hardware_profile)
         devices = await asyncio.to_thread(self.devices)  # probed once, then cached
+        report = self.profile.report() if self.profile is not None else None
+        rec = report.recommendation if report is not None else None
         return system_pb2.HardwareProfile(
+            profile_state=report.state if report else "unread",
+            profile_message=report.message if report else "",
+            profile_json=json.dumps(report.profile) if report and report.profile else "",
+            recommendation=(
+                system_pb2.Recommendation(
+                    model=rec.model,
+                    precision=rec.precision,
+                    threads=rec.threads,
+                    streams=rec.streams,
+                    partial_interval_ms=rec.partial_interval_ms,
+                    realtime=rec.realtime,
+                    reasons=rec.reasons,
+                    profile_created_at=rec.profile_created_at,
+                )
+                if rec is not None
+                else None
+            ),
             json=json.dumps(profile.to_json()),
             recommended_precision=precision,
             physical_cores=profile.physical_cores,

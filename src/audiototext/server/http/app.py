@@ -26,6 +26,7 @@ from audiototext.server.http.openai_common import (
 )
 from audiototext.server.http.openai_models import openai_models_router
 from audiototext.server.http.openai_realtime import realtime_router
+from audiototext.server.http.network import network_router
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
 from audiototext.server.http.web import mount_web
@@ -101,6 +102,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
     app.include_router(history_router(ctx))
     app.include_router(transcriptions_router(ctx))
     app.include_router(models_router(ctx))
+    app.include_router(network_router(ctx))
     app.include_router(websocket_router(ctx))
     app.include_router(openai_audio_router(ctx))
     app.include_router(openai_models_router(ctx))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from audiototext.server.devices import DeviceProbe, real_probe
 from audiototext.server.files import FileTranscribeFn
 from audiototext.server.http.rtc_peers import RtcPeers
+from audiototext.server.network import NetworkReports
 from audiototext.server.pool import ModelPool
 from audiototext.server.recording import HistoryRecorder
 from audiototext.server.resources import ResourceSampler
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from audiototext.server.alerts import AlertMonitor
     from audiototext.server.controller import Controller
     from audiototext.server.metrics import ServerMetrics
+    from audiototext.server.perf_profile import ProfileKeeper
 
 __all__ = ["HttpContext"]
 
@@ -48,3 +50,5 @@ class HttpContext:
     devices: DeviceProbe = real_probe  # which processing devices work here
     resources: ResourceSampler | None = None  # CPU, memory, GPU (None: not reported)
     controller: Controller | None = None  # the adaptive controller (None: serve --no-controller)
+    profile: ProfileKeeper | None = None  # the performance profile and its recommendation
+    network: NetworkReports = field(default_factory=NetworkReports)  # clients' measurements

@@ -113,16 +113,62 @@ class LiveStatsModel(BaseModel):
     )
 
 
+class CgroupModel(BaseModel):
+    cgroup_version: int = Field(description="cgroup version read (1 or 2; 0: none)")
+    cpu_quota_cores: float | None = Field(description="the container's CPU quota in cores")
+    memory_limit_mb: int | None = Field(description="the container's memory limit")
+    memory_usage_mb: int | None
+    cpu_dir: str
+    memory_dir: str
+
+
 class HardwareModel(BaseModel):
     machine: str
     cpu_model: str
     logical_cores: int
     physical_cores: int
+    usable_cores: int = Field(description="CPU affinity, lowered to a container's CPU quota")
+    cpu_freq_max_mhz: float | None
     memory_total_mb: int
+    memory_limit_mb: int = Field(description="the machine's memory, or a container's limit")
     cpu_flags: list[str]
+    instruction_sets: list[str] = Field(description="AVX2, AVX-512, VNNI, AMX, NEON present")
+    cgroup: CgroupModel
     providers: list[str] = Field(description="ONNX Runtime execution providers available")
     gpu_providers: list[str]
     recommended_precision: str
+
+
+class RecommendationModel(BaseModel):
+    model: str
+    precision: str
+    threads: int = Field(description="ONNX Runtime threads per decoding job")
+    streams: int = Field(description="concurrent streams these settings hold here")
+    partial_interval_ms: int
+    realtime: bool = Field(description="false: nothing measured keeps up; the fastest")
+    reasons: dict[str, str] = Field(description="model, threads, streams, partial_interval_ms")
+    profile_created_at: str
+
+
+class ProfileStateModel(BaseModel):
+    state: Literal["fresh", "missing", "stale", "corrupt", "unread"]
+    path: str = Field(description="the profile file (in the model cache)")
+    message: str
+    rebuilding: bool = Field(description="a low-priority rebuild is running")
+    recommendation: RecommendationModel | None
+
+
+class ProfileModel(ProfileStateModel):
+    profile: dict[str, Any] | None = Field(description="the stored profile, when fresh")
+
+
+class SystemProfile(BaseModel):
+    hardware: HardwareModel
+    now: dict[str, Any] = Field(
+        description="free memory and disk (model cache), CPU clock, NVIDIA GPUs via NVML"
+    )
+    profile: ProfileModel
+    network: list[dict[str, Any]] = Field(description="clients' latest network reports")
 
 
 class AlertModel(BaseModel):
@@ -177,6 +223,9 @@ class System(BaseModel):
     )
     default_device: str = Field(
         default="cpu", description="where a stream with device auto runs (the default model's)"
+    )
+    profile: ProfileStateModel | None = Field(
+        default=None, description="the performance profile's state and recommendation"
     )
 
 
@@ -299,6 +348,45 @@ def rest_router(ctx: HttpContext) -> APIRouter:
             models=loaded_rows(ctx.pool),
             devices=[DeviceModel.model_validate(asdict(d)) for d in devices],
             default_device=ctx.pool.default.key.device if ctx.pool else "cpu",
+            profile=(
+                ProfileStateModel.model_validate(ctx.profile.report().to_json())
+                if ctx.profile
+                else None
+            ),
+        )
+
+    @router.get(
+        "/system/profile",
+        response_model=SystemProfile,
+        dependencies=guarded,
+        summary="Hardware, performance profile and recommendations",
+    )
+    async def system_profile() -> SystemProfile:
+        """What ``audiototext doctor --json`` says, from the server: the recommendation is the
+        one gRPC ``System.GetHardware`` gives."""
+        from audiototext.hardware.detect import observe
+
+        profile, precision = await asyncio.to_thread(hardware_profile)
+        now = await asyncio.to_thread(observe, ctx.cache_root, profile)
+        report = (
+            ctx.profile.report().to_json()
+            if ctx.profile
+            else {
+                "state": "unread",
+                "path": "",
+                "message": "no profile keeper",
+                "rebuilding": False,
+                "recommendation": None,
+                "profile": None,
+            }
+        )
+        return SystemProfile(
+            hardware=HardwareModel.model_validate(
+                {**profile.to_json(), "recommended_precision": precision}
+            ),
+            now=now.to_json(),
+            profile=ProfileModel.model_validate(report),
+            network=[r.to_json() for r in ctx.network.recent()],
         )
 
     @router.get(

@@ -6,6 +6,7 @@ import { listMicrophones, mediaErrorKey, MicCapture, microphoneUnavailable } fro
 import { FORMATS } from "./exporters.js";
 import { HistoryPanel } from "./history.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
+import { clientId, measureNetwork, reportNetwork } from "./network.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
 import { streamProtocols, streamUrl } from "./protocol.js";
 import { RtcStreamClient } from "./rtc-client.js";
@@ -74,7 +75,36 @@ class Page {
     poll(() => this.diagnostics.refresh(), 1000);
     this.models.load();
     this.history.load();
+    this.measureNetwork();
     window.addEventListener("pagehide", () => this.abort());
+  }
+
+  // ---- the link to the server --------------------------------------------------------------
+
+  /** Time the link once (diagnostics) and report it; each stream's session re-reports it. */
+  async measureNetwork() {
+    this.network = null;
+    this.diagnostics.setNetwork(null);
+    const token = getToken();
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    try {
+      this.network = await measureNetwork({ base: apiBase(), headers });
+      this.diagnostics.setNetwork(this.network);
+      await this.reportNetwork("");
+    } catch (err) {
+      this.diagnostics.setNetwork({ error: err.message || String(err) });
+    }
+  }
+
+  async reportNetwork(session) {
+    if (!this.network) return;
+    const token = getToken();
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    try {
+      await reportNetwork(this.network, { base: apiBase(), headers, client: clientId(), session });
+    } catch {
+      // the figures stay on this page; the server goes without them
+    }
   }
 
   // ---- capture controls ------------------------------------------------------------------
@@ -184,6 +214,7 @@ class Page {
       },
       onStarted: (started, outcome) => {
         if (outcome === "new") this.model.beginSession(session.startS);
+        if (started && started.session_id) this.reportNetwork(started.session_id);
         if (outcome === "restarted") {
           this.model.beginSession(session.startS + session.audioS);
           this.note.textContent = t("stream.restarted");

@@ -3,6 +3,7 @@
 
 import { getJson, HttpError, postEvents, postJson } from "./api.js";
 import { flatten, formatLanguages, formatMb, formatValue, label } from "./format.js";
+import { networkRows, recommendationRows } from "./network.js";
 import {
   groupModels,
   languageChoices,
@@ -461,12 +462,15 @@ class KeyValueList {
 
 /** Rows of /api/v1/system for the "this machine" list: the live figures and the devices
  * have lists of their own (the devices as one row). */
+// alerts: the alert banner has them; models: one line per loaded model below; devices,
+// profile: lists of their own.
+const OWN_LISTS = new Set(["devices", "alerts", "models", "profile"]);
+
 function systemRows(doc, t) {
   const rows = [];
   for (const [path, value] of flatten(doc)) {
     const parts = path.split(".");
-    // alerts: the alert banner has them; models: one line per loaded model below
-    if (parts[0] === "devices" || parts[0] === "alerts" || parts[0] === "models") continue;
+    if (OWN_LISTS.has(parts[0])) continue;
     if (parts[0] === "stats" && LIVE_STATS_KEYS.has(parts[1])) continue;
     rows.push([path, label(path, t), formatValue(path, value, t, t.locale)]);
   }
@@ -486,6 +490,8 @@ export class DiagnosticsPanel {
     this.resources = new KeyValueList(document.getElementById("resources"));
     this.system = new KeyValueList(document.getElementById("system"));
     this.live = new KeyValueList(document.getElementById("live"));
+    this.recommendation = new KeyValueList(document.getElementById("recommendation"));
+    this.network = new KeyValueList(document.getElementById("network"));
     this.error = document.getElementById("system-error");
     this.metrics = null;
     this.ack = null;
@@ -502,6 +508,7 @@ export class DiagnosticsPanel {
       this.resources.dl.dataset.reads = String(this.reads); // tests see each update
       this.resources.dl.classList.remove("stale");
       this.system.set(systemRows(doc, t));
+      this.recommendation.set(recommendationRows(doc.profile, t));
       this.onSystem(doc);
       this.error.hidden = true;
       this.renderLive();
@@ -513,6 +520,12 @@ export class DiagnosticsPanel {
       this.renderLive();
       return false;
     }
+  }
+
+  /** The page's own measurement of its link (network.js), or {error}; null while measuring. */
+  setNetwork(result) {
+    const t = this.t;
+    this.network.set(networkRows(result, t, (path, v) => formatValue(path, v, t, t.locale)));
   }
 
   onMetrics(m) {

@@ -26,23 +26,29 @@ _sym_db = _symbol_database.Default()
 from audiototext.wire._proto import transcription_pb2 as audiototext_dot_v1_dot_transcription__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61udiototext/v1/system.proto\x12\x0e\x61udiototext.v1\x1a\"audiototext/v1/transcription.proto\"\x11\n\x0fHardwareRequest\"\xa9\x01\n\x0fHardwareProfile\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x1d\n\x15recommended_precision\x18\x02 \x01(\t\x12\x16\n\x0ephysical_cores\x18\x03 \x01(\r\x12\x15\n\rlogical_cores\x18\x04 \x01(\r\x12\x11\n\tproviders\x18\x05 \x03(\t\x12\'\n\x07\x64\x65vices\x18\x06 \x03(\x0b\x32\x16.audiototext.v1.Device\"L\n\x06\x44\x65vice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tproviders\x18\x04 \x03(\t\"\x0e\n\x0cStatsRequest\"\xa1\x02\n\x0bServerStats\x12\x16\n\x0e\x61\x63tive_streams\x18\x01 \x01(\r\x12\x18\n\x10\x64\x65tached_streams\x18\x02 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x0b\n\x03rtf\x18\x04 \x01(\x02\x12\x1c\n\x14\x66inal_latency_ms_p50\x18\x05 \x01(\x02\x12\x1c\n\x14\x66inal_latency_ms_p95\x18\x06 \x01(\x02\x12\x12\n\noverloaded\x18\x07 \x01(\x08\x12\r\n\x05model\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\x12\x10\n\x08uptime_s\x18\n \x01(\x02\x12\x15\n\rstreams_total\x18\x0b \x01(\x04\x12%\n\x06\x61lerts\x18\x0c \x03(\x0b\x32\x15.audiototext.v1.Alert2\xa0\x01\n\x06System\x12O\n\x0bGetHardware\x12\x1f.audiototext.v1.HardwareRequest\x1a\x1f.audiototext.v1.HardwareProfile\x12\x45\n\x08GetStats\x12\x1c.audiototext.v1.StatsRequest\x1a\x1b.audiototext.v1.ServerStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61udiototext/v1/system.proto\x12\x0e\x61udiototext.v1\x1a\"audiototext/v1/transcription.proto\"\x11\n\x0fHardwareRequest\"\xa7\x02\n\x0fHardwareProfile\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x1d\n\x15recommended_precision\x18\x02 \x01(\t\x12\x16\n\x0ephysical_cores\x18\x03 \x01(\r\x12\x15\n\rlogical_cores\x18\x04 \x01(\r\x12\x11\n\tproviders\x18\x05 \x03(\t\x12\'\n\x07\x64\x65vices\x18\x06 \x03(\x0b\x32\x16.audiototext.v1.Device\x12\x15\n\rprofile_state\x18\x07 \x01(\t\x12\x17\n\x0fprofile_message\x18\x08 \x01(\t\x12\x36\n\x0erecommendation\x18\t \x01(\x0b\x32\x1e.audiototext.v1.Recommendation\x12\x14\n\x0cprofile_json\x18\n \x01(\t\"\x8d\x02\n\x0eRecommendation\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tprecision\x18\x02 \x01(\t\x12\x0f\n\x07threads\x18\x03 \x01(\r\x12\x0f\n\x07streams\x18\x04 \x01(\r\x12\x1b\n\x13partial_interval_ms\x18\x05 \x01(\r\x12\x10\n\x08realtime\x18\x06 \x01(\x08\x12<\n\x07reasons\x18\x07 \x03(\x0b\x32+.audiototext.v1.Recommendation.ReasonsEntry\x12\x1a\n\x12profile_created_at\x18\x08 \x01(\t\x1a.\n\x0cReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x06\x44\x65vice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tproviders\x18\x04 \x03(\t\"\x0e\n\x0cStatsRequest\"\xa1\x02\n\x0bServerStats\x12\x16\n\x0e\x61\x63tive_streams\x18\x01 \x01(\r\x12\x18\n\x10\x64\x65tached_streams\x18\x02 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x0b\n\x03rtf\x18\x04 \x01(\x02\x12\x1c\n\x14\x66inal_latency_ms_p50\x18\x05 \x01(\x02\x12\x1c\n\x14\x66inal_latency_ms_p95\x18\x06 \x01(\x02\x12\x12\n\noverloaded\x18\x07 \x01(\x08\x12\r\n\x05model\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\x12\x10\n\x08uptime_s\x18\n \x01(\x02\x12\x15\n\rstreams_total\x18\x0b \x01(\x04\x12%\n\x06\x61lerts\x18\x0c \x03(\x0b\x32\x15.audiototext.v1.Alert2\xa0\x01\n\x06System\x12O\n\x0bGetHardware\x12\x1f.audiototext.v1.HardwareRequest\x1a\x1f.audiototext.v1.HardwareProfile\x12\x45\n\x08GetStats\x12\x1c.audiototext.v1.StatsRequest\x1a\x1b.audiototext.v1.ServerStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'audiototext.v1.system_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RECOMMENDATION_REASONSENTRY']._loaded_options = None
+  _globals['_RECOMMENDATION_REASONSENTRY']._serialized_options = b'8\001'
   _globals['_HARDWAREREQUEST']._serialized_start=83
   _globals['_HARDWAREREQUEST']._serialized_end=100
   _globals['_HARDWAREPROFILE']._serialized_start=103
-  _globals['_HARDWAREPROFILE']._serialized_end=272
-  _globals['_DEVICE']._serialized_start=274
-  _globals['_DEVICE']._serialized_end=350
-  _globals['_STATSREQUEST']._serialized_start=352
-  _globals['_STATSREQUEST']._serialized_end=366
-  _globals['_SERVERSTATS']._serialized_start=369
-  _globals['_SERVERSTATS']._serialized_end=658
-  _globals['_SYSTEM']._serialized_start=661
-  _globals['_SYSTEM']._serialized_end=821
+  _globals['_HARDWAREPROFILE']._serialized_end=398
+  _globals['_RECOMMENDATION']._serialized_start=401
+  _globals['_RECOMMENDATION']._serialized_end=670
+  _globals['_RECOMMENDATION_REASONSENTRY']._serialized_start=624
+  _globals['_RECOMMENDATION_REASONSENTRY']._serialized_end=670
+  _globals['_DEVICE']._serialized_start=672
+  _globals['_DEVICE']._serialized_end=748
+  _globals['_STATSREQUEST']._serialized_start=750
+  _globals['_STATSREQUEST']._serialized_end=764
+  _globals['_SERVERSTATS']._serialized_start=767
+  _globals['_SERVERSTATS']._serialized_end=1056
+  _globals['_SYSTEM']._serialized_start=1059
+  _globals['_SYSTEM']._serialized_end=1219
 # @@protoc_insertion_point(module_scope)

@@ -13,20 +13,55 @@ class HardwareRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HardwareProfile(_message.Message):
-    __slots__ = ("json", "recommended_precision", "physical_cores", "logical_cores", "providers", "devices")
+    __slots__ = ("json", "recommended_precision", "physical_cores", "logical_cores", "providers", "devices", "profile_state", "profile_message", "recommendation", "profile_json")
     JSON_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     PHYSICAL_CORES_FIELD_NUMBER: _ClassVar[int]
     LOGICAL_CORES_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_STATE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_JSON_FIELD_NUMBER: _ClassVar[int]
     json: str
     recommended_precision: str
     physical_cores: int
     logical_cores: int
     providers: _containers.RepeatedScalarFieldContainer[str]
     devices: _containers.RepeatedCompositeFieldContainer[Device]
-    def __init__(self, json: _Optional[str] = ..., recommended_precision: _Optional[str] = ..., physical_cores: _Optional[int] = ..., logical_cores: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
+    profile_state: str
+    profile_message: str
+    recommendation: Recommendation
+    profile_json: str
+    def __init__(self, json: _Optional[str] = ..., recommended_precision: _Optional[str] = ..., physical_cores: _Optional[int] = ..., logical_cores: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., profile_state: _Optional[str] = ..., profile_message: _Optional[str] = ..., recommendation: _Optional[_Union[Recommendation, _Mapping]] = ..., profile_json: _Optional[str] = ...) -> None: ...
+
+class Recommendation(_message.Message):
+    __slots__ = ("model", "precision", "threads", "streams", "partial_interval_ms", "realtime", "reasons", "profile_created_at")
+    class ReasonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    REALTIME_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    precision: str
+    threads: int
+    streams: int
+    partial_interval_ms: int
+    realtime: bool
+    reasons: _containers.ScalarMap[str, str]
+    profile_created_at: str
+    def __init__(self, model: _Optional[str] = ..., precision: _Optional[str] = ..., threads: _Optional[int] = ..., streams: _Optional[int] = ..., partial_interval_ms: _Optional[int] = ..., realtime: _Optional[bool] = ..., reasons: _Optional[_Mapping[str, str]] = ..., profile_created_at: _Optional[str] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("name", "available", "reason", "providers")
