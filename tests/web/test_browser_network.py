@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page
 
 from audiototext.hardware.detect import detect
 from audiototext.hardware.profile import (
@@ -22,7 +23,7 @@ from audiototext.server.app import GrpcServer
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
 from support.speech import silence, write_wav
-from web.cdp import CHROMIUM, Page, chromium
+from web.browser import CHROMIUM, chromium
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
@@ -66,17 +67,16 @@ def test_the_page_measures_reports_and_shows_the_recommendation(
         await srv.start()
         try:
             assert srv.http is not None
-            async with chromium(wav) as page:
-                await page.call("Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/")
+            async with chromium(wav, url=f"http://127.0.0.1:{srv.http.port}/") as tab:
                 state = await _until(
-                    page,
+                    tab.page,
                     lambda s: len(s["network"]) == 3 and len(s["recommendation"]) == 4,
                 )
                 for _ in range(100):  # the report follows the measurement
                     if srv.network.recent():
                         break
                     await asyncio.sleep(0.1)
-                return state, srv.network.recent(), list(page.errors)
+                return state, srv.network.recent(), list(tab.errors)
         finally:
             await srv.stop(2.0)
 

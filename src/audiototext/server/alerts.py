@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from audiototext.errors import ConfigError
-from audiototext.server.control_policy import Hysteresis
 from audiototext.hardware.detect import free_disk_bytes
+from audiototext.server.control_policy import Hysteresis
 
 __all__ = [
     "ALERT_NAMES",

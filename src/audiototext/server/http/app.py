@@ -17,6 +17,7 @@ from audiototext.server.http.guard import check_origin
 from audiototext.server.http.history import history_router
 from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit, refusal_body
 from audiototext.server.http.models import models_router
+from audiototext.server.http.network import network_router
 from audiototext.server.http.openai_audio import OPENAI_UPLOAD_PATHS, openai_audio_router
 from audiototext.server.http.openai_common import (
     install_openai_errors,
@@ -26,7 +27,6 @@ from audiototext.server.http.openai_common import (
 )
 from audiototext.server.http.openai_models import openai_models_router
 from audiototext.server.http.openai_realtime import realtime_router
-from audiototext.server.http.network import network_router
 from audiototext.server.http.rest import rest_router
 from audiototext.server.http.transcriptions import TRANSCRIPTIONS_PATH, transcriptions_router
 from audiototext.server.http.web import mount_web
