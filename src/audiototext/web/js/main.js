@@ -4,6 +4,8 @@ import { apiBase, getJson, getToken, poll, setToken } from "./api.js";
 import { listMicrophones, mediaErrorKey, MicCapture, microphoneUnavailable } from "./audio.js";
 import { FORMATS } from "./exporters.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
+import { LocalVad } from "./local-vad.js";
+import { registerOffline } from "./offline.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
 import { streamProtocols, streamUrl } from "./protocol.js";
 import { RtcStreamClient } from "./rtc-client.js";
@@ -52,6 +54,7 @@ class Page {
     this.models = new ModelsPanel(t);
     this.diagnostics = new DiagnosticsPanel(t, { onSystem: (doc) => this.models.setDevices(doc.devices) });
     this.waveform = new Waveform($("wave"));
+    this.localVad = this.makeLocalVad();
     this.session = null;
     this.streamedS = 0; // audio streamed by earlier sessions: their place on the timeline
     this.state = "idle";
@@ -65,6 +68,24 @@ class Page {
     poll(() => this.diagnostics.refresh(), 1000);
     this.models.load();
     window.addEventListener("pagehide", () => this.abort());
+  }
+
+  /** The browser's own VAD: speech shown on the waveform before the server says so. */
+  makeLocalVad() {
+    const wrap = $("wave").parentElement;
+    const vad = new LocalVad({
+      onSpeech: (kind, timeS) => this.waveform.localSpeech(kind, timeS),
+      onState: (state, detail) => {
+        wrap.dataset.localVad = state;
+        if (state === "failed") console.warn("voice activity in the browser is off:", detail.message);
+      },
+      // Milliseconds of the worker's time per second of audio (tests and curious people).
+      onStats: (s) => {
+        if (s.audioS > 0) wrap.dataset.localVadCost = (s.busyMs / s.audioS).toFixed(3);
+      },
+    });
+    wrap.dataset.localVad = vad.state;
+    return vad;
   }
 
   // ---- capture controls ------------------------------------------------------------------
@@ -233,6 +254,7 @@ class Page {
     this.session = session;
     this.refreshMicrophones(); // labels are readable once permission was granted
     this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
+    this.localVad.attach(session.capture);
     session.client.start();
     this.setButton("recording");
   }
@@ -414,3 +436,4 @@ function stamp(d) {
 }
 
 boot();
+registerOffline();
