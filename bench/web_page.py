@@ -3,23 +3,26 @@
     PYTHONPATH=src .venv/bin/python bench/web_page.py [--trials 5] [--shots DIR]
 
 One in-process server (gRPC and HTTP on 127.0.0.1, tiny.en int8 from ``--cache``, by default
-the test fixtures' converted model) and Debian's headless Chromium over the DevTools protocol
-(``tests/web/cdp.py``), whose fake microphone loops espeak-ng speech (0.5 s of silence, then
-sentences with 1.5 s between them). Printed:
+the test fixtures' converted model) and Debian's headless Chromium driven by Playwright
+(``tests/web/browser.py``; a DevTools session for network bytes and main-thread metrics), whose
+fake microphone loops espeak-ng speech (0.5 s of silence, then sentences with 1.5 s between
+them). Printed:
 
 * **Weight**: every response of a first load with a fresh profile (no cache), in bytes over
   the wire (CDP ``Network.loadingFinished``: headers and body) and body bytes, per kind of
   file; the API calls the page makes on load apart; then what Start adds (the audio worklet).
   The server does not compress: body bytes are the files' sizes.
-* **Start → first partial**, over ``--trials`` fresh page loads: from the click on Start to
-  the first binary WebSocket frame (the first audio chunk), and from that chunk to the first
-  partial text in the DOM (a MutationObserver; painted one frame later at most). The same
-  figure over the WebSocket from Python is in ``bench/web_latency.py``.
+* **Start → first partial**, over ``--trials`` fresh page loads per transport (WebRTC, the
+  page's default, and ``?transport=websocket``, alternating): from the click on Start to the
+  first audio the server takes from the page (its stream observer, on either transport; the
+  page's and the server's clocks are both the system's wall clock), and from there to the
+  first partial text in the DOM (a MutationObserver; painted one frame later at most). The
+  same figure over the WebSocket from Python is in ``bench/web_latency.py``.
 * **CPU**, ``--cpu-s`` seconds idle after load and as long transcribing: the renderer's main
   thread (CDP ``Performance.getMetrics``: TaskDuration, ScriptDuration, Layout and style) per
   second of wall, and each Chromium process's CPU per second from ``/proc`` (renderer, GPU
   process, audio and network services, browser).
-* Console errors and exceptions seen (CDP Runtime and Log events), and screenshots at 1280×800
+* Console errors and exceptions seen, and screenshots at 1280×800
   and 390×844, light and dark, to ``--shots``.
 """
 
@@ -35,48 +38,41 @@ import statistics
 import sys
 import tempfile
 import time
-import wave
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
 from support.speech import SpeechSynthesizer  # noqa: E402
-from web.cdp import CHROMIUM, Page, chromium  # noqa: E402
+from web.browser import CHROMIUM, Tab, chromium, microphone_wav  # noqa: E402
+
+if TYPE_CHECKING:
+    from audiototext.server.observer import ObservedSession, StreamObserver
+    from audiototext.streaming import SpeechEvent, StreamResult
 
 SENTENCES = (
     "Please call Stella and ask her to bring these things.",
     "We will meet at the train station tomorrow morning.",
     "She sells sea shells by the sea shore.",
 )
-BROWSER_RATE_HZ = 48_000
 WEB = ROOT / "src" / "audiototext" / "web"
 
-# Installed before the page's own scripts: when the first audio chunk leaves, and when the
-# first partial and final text appear in the DOM (performance.now(), ms).
+# Installed before the page's own scripts: when the first partial and final text appear in
+# the DOM (ms of the wall clock, as the server's time.time(): both are the system's clock).
 PROBE = """
-window.__bench = {click: null, firstChunk: null, firstPartial: null, firstFinal: null};
+window.__bench = {click: null, firstPartial: null, firstFinal: null};
 (() => {
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) {
-    if (window.__bench.firstChunk === null && typeof data !== "string") {
-      window.__bench.firstChunk = performance.now();
-    }
-    return send.call(this, data);
-  };
   const watch = () => {
     const b = window.__bench;
     const partials = document.getElementById("partials");
     const finals = document.getElementById("finals");
     new MutationObserver(() => {
       if (b.click === null) return;
-      const now = performance.now();
+      const now = performance.timeOrigin + performance.now();
       if (b.firstPartial === null && partials.textContent.trim()) b.firstPartial = now;
       if (b.firstFinal === null && finals.textContent.trim()) b.firstFinal = now;
     }).observe(document.body, {subtree: true, childList: true, characterData: true});
@@ -113,41 +109,73 @@ GL_RENDERER = """(() => {
 })()"""
 
 
-class RecordingPage(Page):
-    """A tab that also keeps the protocol's events (network responses)."""
+class FirstAudio:
+    """The server's stream observer, passed through, noting when each session first took
+    audio from a page (ms of the wall clock): the same moment on WebRTC and the WebSocket."""
 
-    def __init__(self, ws: Any) -> None:
-        super().__init__(ws)
-        self.events: list[dict[str, Any]] = []
+    def __init__(self, inner: StreamObserver) -> None:
+        self.inner = inner
+        self.first_ms: dict[str, float] = {}
 
-    def _note(self, msg: dict[str, Any]) -> None:
-        super()._note(msg)
-        if "method" in msg and msg["method"].startswith("Network."):
-            self.events.append(msg)
+    def opened(self, session: ObservedSession) -> None:
+        self.inner.opened(session)
 
-    async def drain(self) -> None:
-        """Read the events queued so far (they are read while waiting for a call's answer)."""
-        await self.call("Runtime.evaluate", expression="0")
+    def audio(self, session: ObservedSession) -> None:
+        self.first_ms.setdefault(session.id, time.time() * 1000)
+        self.inner.audio(session)
+
+    def event(self, session: ObservedSession, event: StreamResult | SpeechEvent) -> None:
+        self.inner.event(session, event)
+
+    def removed(self, session: ObservedSession) -> None:
+        self.inner.removed(session)
+
+    def error(self, kind: str, code: str) -> None:
+        self.inner.error(kind, code)
 
 
 @dataclass
 class Browser:
-    page: RecordingPage
-    pid: int
-    errors: list[str] = field(default_factory=list)
+    """The tab, the DevTools session on it, and the network events it saw."""
+
+    tab: Tab
+    cdp: Any
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return self.tab.errors
+
+    async def evaluate(self, expression: str) -> Any:
+        return await self.tab.page.evaluate(expression)
+
+    def keeper(self, method: str) -> Callable[[dict[str, Any]], None]:
+        """A handler keeping ``method``'s events as the protocol sends them."""
+        return lambda params: self.events.append({"method": method, "params": params})
+
+    async def drain(self) -> None:
+        """Events sent before this round trip have been handled when it returns."""
+        await self.cdp.send("Runtime.evaluate", {"expression": "0"})
+
+
+NETWORK_EVENTS = ("Network.responseReceived", "Network.dataReceived", "Network.loadingFinished")
 
 
 @contextlib.asynccontextmanager
-async def browser(microphone_wav: Path, *, webgl: bool = True) -> AsyncIterator[Browser]:
-    """``web.cdp.chromium`` with the network events kept and the browser's pid at hand."""
-    domains = ("Runtime", "Log", "Page", "Network", "Performance")
-    async with chromium(microphone_wav, page_type=RecordingPage, domains=domains) as page:
-        assert isinstance(page, RecordingPage)
-        await page.call("Network.setCacheDisabled", cacheDisabled=True)
-        await page.call("Page.addScriptToEvaluateOnNewDocument", source=PROBE)
-        if not webgl:
-            await page.call("Page.addScriptToEvaluateOnNewDocument", source=NO_WEBGL)
-        yield Browser(page, page.pid)
+async def browser(microphone: Path, *, webgl: bool = True) -> AsyncIterator[Browser]:
+    """``web.browser.chromium`` with the probe installed and the network events kept."""
+    scripts = [PROBE] if webgl else [PROBE, NO_WEBGL]
+    async with chromium(microphone, init_scripts=scripts) as tab:
+        cdp = await tab.cdp()
+        b = Browser(tab, cdp)
+        for name in NETWORK_EVENTS:
+            cdp.on(
+                name, lambda params, name=name: b.events.append({"method": name, "params": params})
+            )
+        await cdp.send("Network.enable")
+        await cdp.send("Performance.enable")
+        await cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+        yield b
 
 
 # ---- processes -----------------------------------------------------------------------------
@@ -203,16 +231,17 @@ def cpu_by_pid(root: int) -> dict[int, tuple[str, float]]:
     return out
 
 
-async def main_thread_metrics(page: Page) -> dict[str, float]:
-    got = await page.call("Performance.getMetrics")
+async def main_thread_metrics(b: Browser) -> dict[str, float]:
+    got = await b.cdp.send("Performance.getMetrics")
     return {m["name"]: float(m["value"]) for m in got["metrics"]}
 
 
 async def cpu_window(b: Browser, seconds: float) -> dict[str, float]:
     """Per second of wall over ``seconds``: main-thread durations and processes' CPU."""
-    m0, c0, t0 = await main_thread_metrics(b.page), cpu_by_pid(b.pid), time.monotonic()
+    pid = b.tab.pid
+    m0, c0, t0 = await main_thread_metrics(b), cpu_by_pid(pid), time.monotonic()
     await asyncio.sleep(seconds)
-    m1, c1, t1 = await main_thread_metrics(b.page), cpu_by_pid(b.pid), time.monotonic()
+    m1, c1, t1 = await main_thread_metrics(b), cpu_by_pid(pid), time.monotonic()
     wall = t1 - t0
     out = {
         f"main:{k}": (m1.get(k, 0.0) - m0.get(k, 0.0)) / wall
@@ -228,27 +257,11 @@ async def cpu_window(b: Browser, seconds: float) -> dict[str, float]:
 # ---- the page ------------------------------------------------------------------------------
 
 
-def microphone_wav(synth: SpeechSynthesizer, path: Path) -> Path:
-    import soxr
-
-    parts: list[Any] = [np.zeros(8000, np.float32)]
-    for text in SENTENCES:
-        parts += [synth.speak(text).audio, np.zeros(24000, np.float32)]
-    audio = soxr.resample(np.concatenate(parts), 16_000, BROWSER_RATE_HZ)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(BROWSER_RATE_HZ)
-        out.writeframes(pcm.tobytes())
-    return path
-
-
 async def open_page(b: Browser, url: str) -> None:
-    await b.page.call("Page.navigate", url=url)
+    await b.tab.page.goto(url)
     for _ in range(200):
-        text = await b.page.evaluate("document.getElementById('health-text')?.innerText || ''")
-        models = await b.page.evaluate("document.querySelectorAll('#model-list li').length")
+        text = await b.tab.text("health-text")
+        models = await b.evaluate("document.querySelectorAll('#model-list li').length")
         if "tiny.en" in str(text) and models:
             return
         await asyncio.sleep(0.05)
@@ -302,31 +315,42 @@ def print_weights(title: str, rows: list[tuple[str, str, int, int]]) -> None:
     )
 
 
-async def start_to_partial(b: Browser, url: str) -> dict[str, float]:
-    """One fresh load: Start → first chunk → first partial (ms, the page's clock)."""
-    await open_page(b, url)
-    await b.page.evaluate(
-        "window.__bench.click = performance.now(); document.getElementById('start').click()"
+TRANSPORTS = {"webrtc": "", "websocket": "?transport=websocket"}  # the page's query
+
+
+async def start_to_partial(
+    b: Browser, url: str, first_audio: FirstAudio, transport: str
+) -> dict[str, float]:
+    """One fresh load on ``transport``: Start → the server's first audio → first partial (ms)."""
+    await open_page(b, url + TRANSPORTS[transport])
+    sessions = set(first_audio.first_ms)
+    await b.evaluate(
+        "window.__bench.click = performance.timeOrigin + performance.now();"
+        " document.getElementById('start').click()"
     )
     marks: dict[str, Any] = {}
     for _ in range(300):
         await asyncio.sleep(0.05)
-        marks = await b.page.evaluate("window.__bench")
+        marks = await b.evaluate("window.__bench")
         if marks.get("firstPartial") is not None:
             break
-    await b.page.evaluate("document.getElementById('start').click()")  # Stop
+    shown = await b.tab.text("transport-text")
+    if not shown.lower().startswith(transport):
+        print(f"  (asked for {transport}, the page streamed on: {shown!r})")
+    await b.evaluate("document.getElementById('start').click()")  # Stop
     for _ in range(200):
         await asyncio.sleep(0.05)
-        if await b.page.evaluate("document.getElementById('start').dataset.recording") == "false":
+        if await b.evaluate("document.getElementById('start').dataset.recording") == "false":
             break
-    click, chunk, partial = marks.get("click"), marks.get("firstChunk"), marks.get("firstPartial")
+    new = [ms for sid, ms in first_audio.first_ms.items() if sid not in sessions]
     nan = float("nan")
+    click = float(marks.get("click") or nan)
+    partial = float(marks.get("firstPartial") or nan)
+    audio = min(new) if new else nan  # nan: missing, and so is every difference with it
     return {
-        "click_to_chunk_ms": chunk - click if chunk is not None else nan,
-        "chunk_to_partial_ms": partial - chunk
-        if partial is not None and chunk is not None
-        else nan,
-        "click_to_partial_ms": partial - click if partial is not None else nan,
+        "click_to_server_audio_ms": audio - click,
+        "server_audio_to_partial_ms": partial - audio,
+        "click_to_partial_ms": partial - click,
     }
 
 
@@ -344,11 +368,13 @@ async def main_async(args: argparse.Namespace) -> None:
     speech_dir = Path("/tmp/audiototext-bench-espeak")
     speech_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="bench-web-page-"))
-    wav = microphone_wav(SpeechSynthesizer(speech_dir), folder / "microphone.wav")
+    wav = microphone_wav(SpeechSynthesizer(speech_dir), folder / "microphone.wav", SENTENCES)
     cache = args.cache or default_cache()
     server = GrpcServer(ServerConfig(port=0, http_port=0, precision="int8", cache_root=cache))
     await server.start()
-    assert server.http is not None
+    assert server.http is not None and server.store is not None
+    first_audio = FirstAudio(server.store.observer)
+    server.store.observer = first_audio
     url = f"http://127.0.0.1:{server.http.port}/"
     one, five, _ = os.getloadavg()
     print(
@@ -359,8 +385,8 @@ async def main_async(args: argparse.Namespace) -> None:
             # -- weight of a first load, and what Start adds
             await open_page(b, url)
             await asyncio.sleep(1.0)
-            await b.page.drain()
-            rows = weights(b.page.events)
+            await b.drain()
+            rows = weights(b.events)
             seen: set[str] = set()
             first: list[tuple[str, str, int, int]] = []
             for r in rows:
@@ -371,19 +397,19 @@ async def main_async(args: argparse.Namespace) -> None:
                 "first load, page files:", [r for r in first if not r[0].startswith("api")]
             )
             print_weights("first load, API calls:", [r for r in first if r[0].startswith("api")])
-            print(f"console errors on load: {len(b.page.errors)}")
-            print(f"WebGL for the waveform: {await b.page.evaluate(GL_RENDERER)}")
-            for e in b.page.errors:
+            print(f"console errors on load: {len(b.errors)}")
+            print(f"WebGL for the waveform: {await b.evaluate(GL_RENDERER)}")
+            for e in b.errors:
                 print(f"  {e}")
             # -- CPU idle (the page's polls and nothing else)
             await asyncio.sleep(2.0)
             idle = await cpu_window(b, args.cpu_s)
             # -- CPU transcribing
-            b.page.events.clear()
-            await b.page.evaluate("document.getElementById('start').click()")
+            b.events.clear()
+            await b.evaluate("document.getElementById('start').click()")
             await asyncio.sleep(3.0)
-            await b.page.drain()
-            start_rows = [r for r in weights(b.page.events) if not r[0].startswith("api")]
+            await b.drain()
+            start_rows = [r for r in weights(b.events) if not r[0].startswith("api")]
             if start_rows:
                 print_weights("Start adds:", start_rows)
             else:  # the audio worklet's fetches do not show among the page's Network events
@@ -395,9 +421,9 @@ async def main_async(args: argparse.Namespace) -> None:
                     "Network events)"
                 )
             busy = await cpu_window(b, args.cpu_s)
-            finals = await b.page.evaluate("document.getElementById('finals').innerText")
+            finals = await b.evaluate("document.getElementById('finals').innerText")
             print(f"transcript after {args.cpu_s + 3:.0f} s: {finals!r}")
-            live = await b.page.evaluate("document.getElementById('live').innerText")
+            live = await b.evaluate("document.getElementById('live').innerText")
             print("the page's live indicators: " + " | ".join(str(live).split("\n")))
             stats = server.recognizer.stats()
             print(
@@ -409,30 +435,37 @@ async def main_async(args: argparse.Namespace) -> None:
                 for width, height, name in ((1280, 800, "desktop"), (390, 844, "phone")):
                     for dark in (False, True):
                         shade = "dark" if dark else "light"
-                        await b.page.screenshot(
+                        await b.tab.screenshot(
                             args.shots / f"page-{name}-{shade}.png",
                             width=width,
                             height=height,
                             dark=dark,
                         )
-                await b.page.call("Emulation.clearDeviceMetricsOverride")
+                await b.cdp.send("Emulation.clearDeviceMetricsOverride")
                 print(f"screenshots in {args.shots}")
-            await b.page.evaluate("document.getElementById('start').click()")
+            await b.evaluate("document.getElementById('start').click()")
             await asyncio.sleep(2.0)
             print(f"\nCPU per second of wall ({args.cpu_s:g} s each): idle / transcribing")
             for key in sorted(set(idle) | set(busy)):
                 print(f"  {key:<26} {idle.get(key, 0.0):>7.3f} {busy.get(key, 0.0):>7.3f}")
-            # -- Start → first partial, fresh loads
-            trials = [await start_to_partial(b, url) for _ in range(args.trials)]
-            print(f"\nStart → first partial in the browser ({args.trials} fresh loads; ms):")
-            for key in ("click_to_chunk_ms", "chunk_to_partial_ms", "click_to_partial_ms"):
-                values = [t[key] for t in trials]
+            # -- Start → first partial, fresh loads, the transports alternating
+            trials: dict[str, list[dict[str, float]]] = {t: [] for t in TRANSPORTS}
+            for _ in range(args.trials):
+                for transport in trials:
+                    trials[transport].append(await start_to_partial(b, url, first_audio, transport))
+            for transport, runs in trials.items():
                 print(
-                    f"  {key:<22} median {statistics.median(values):>6.0f}  all "
-                    + ", ".join(f"{v:.0f}" for v in values)
+                    f"\nStart → first partial in the browser over {transport} "
+                    f"({args.trials} fresh loads; ms):"
                 )
-            print(f"console errors in the whole run: {len(b.page.errors)}")
-            for e in b.page.errors:
+                for key in runs[0]:
+                    values = [t[key] for t in runs]
+                    print(
+                        f"  {key:<27} median {statistics.median(values):>6.0f}  all "
+                        + ", ".join(f"{v:.0f}" for v in values)
+                    )
+            print(f"console errors in the whole run: {len(b.errors)}")
+            for e in b.errors:
                 print(f"  {e}")
     finally:
         await server.stop(5.0)

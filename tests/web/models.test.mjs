@@ -94,4 +94,7 @@ test("pull progress: download, conversion, notes, done, errors", () => {
   assert.deepEqual([done.stage, done.percent, done.done, done.error], ["done", 100, true, null]);
   const failed = M.pullProgress({ event: "error", data: { error: { code: "UNAVAILABLE", message: "no network" } } }, s);
   assert.deepEqual([failed.done, failed.error, failed.stage], [true, "no network", "convert"]);
+  assert.equal(failed.cancelled, false);
+  const stopped = M.pullProgress({ event: "error", data: { error: { code: "ABORTED", message: "cancelled" } } }, s);
+  assert.deepEqual([stopped.done, stopped.cancelled], [true, true]);
 });

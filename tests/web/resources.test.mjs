@@ -82,6 +82,32 @@ test("resource rows leave out what an older server does not send", () => {
   assert.deepEqual(R.resourceRows(undefined, EN, "en"), []);
 });
 
+test("each engine figure is shown once: the live indicators have it, the system list skips it", () => {
+  const stats = { ...STATS, final_latency_ms_p50: 612, active_streams: 3 };
+  const rows = R.resourceRows(stats, EN, "en");
+  const byKey = Object.fromEntries(rows.map(([k, l, v]) => [k, [l, v]]));
+  assert.deepEqual(byKey.latency_p50, ["Final latency (median)", "612 ms"]);
+  assert.deepEqual(byKey.streams, ["Active streams", "3"]);
+  for (const key of ["rtf", "queue_depth", "final_latency_ms_p50", "final_latency_ms_p95", "active_streams"]) {
+    assert.ok(R.LIVE_STATS_KEYS.has(key), key);
+  }
+  assert.equal(new Set(rows.map(([, label]) => label)).size, rows.length, "a label twice");
+});
+
+test("loaded models: one line each; their engine figures only when several are loaded", () => {
+  const model = (name, rtf) => ({
+    name, precision: "int8", device: "cpu", state: "loaded", sessions: 1, ram_mb: 200,
+    default: true, load_s: 0.5, active_streams: 1, queue_depth: 0, rtf, final_latency_ms_p95: 20, overloaded: false,
+  });
+  assert.deepEqual(R.loadedModelRows([model("tiny.en", 0.02)], EN, "en"), [
+    ["models.0", "Loaded model tiny.en", "int8 · cpu · loaded · sessions: 1 · 200 MB"],
+  ]);
+  const two = R.loadedModelRows([model("tiny.en", 0.02), model("base", 0.5)], PT, "pt-BR");
+  assert.deepEqual(two.map(([, l]) => l), ["Modelo carregado tiny.en", "Modelo carregado base"]);
+  assert.match(two[1][2], /Fator de tempo real 0,50 · Fila 0$/);
+  assert.deepEqual(R.loadedModelRows(undefined, EN, "en"), []);
+});
+
 test("device summary for the system list", () => {
   assert.equal(R.deviceSummary(R.deviceOptions(NO_GPU), EN), "CPU, GPU (unavailable)");
   assert.equal(R.deviceSummary(R.deviceOptions(NO_GPU), PT), "CPU, GPU (indisponível)");

@@ -1,13 +1,13 @@
 """The page in a real browser: Chromium's microphone plays speech, the real engine transcribes.
 
-Headless Debian Chromium (installed by ./test.sh) opens the page served by ``audiototext
-serve``'s HTTP listener, presses Start and reads the transcript as a person would: partials,
-then finals with the spoken words, over the WebSocket transport into tiny.en (the page is
-opened with ``?transport=websocket``; WebRTC, its default, is in test_browser_webrtc.py).
-Along the way: the waveform is drawn, the model selector lists the model, the Diagnostics
-panel shows the machine and live figures that move; after Stop, the SRT download is a valid
-subtitle file of what was said. Screenshots at desktop and phone widths, light and dark, go
-to ``.cache/test-artifacts/`` for people to look at.
+Headless Debian Chromium (installed by ./test.sh), driven by Playwright, opens the page
+served by ``audiototext serve``'s HTTP listener, presses Start and reads the transcript as a
+person would: partials, then finals with the spoken words, over the WebSocket transport into
+tiny.en (the page is opened with ``?transport=websocket``; WebRTC, its default, is in
+test_browser_webrtc.py). Along the way: the waveform is drawn, the model selector lists the
+model, the Diagnostics panel shows the machine and live figures that move; after Stop, the SRT
+download is a valid subtitle file of what was said. Screenshots at desktop and phone widths,
+light and dark, go to ``.cache/test-artifacts/`` for people to look at.
 """
 
 from __future__ import annotations
@@ -17,20 +17,18 @@ import hashlib
 import itertools
 import os
 import re
-import wave
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
-import soxr
+from playwright.async_api import Page
 
 from server.grpc_harness import run
 from server.real_engine import words
 from server.ws_harness import http_server
 from support.fixture_cache import ROOT
-from support.speech import SpeechSynthesizer, silence
-from web.cdp import CHROMIUM, Page, chromium
+from support.speech import SpeechSynthesizer
+from web.browser import CHROMIUM, chromium, microphone_wav
 
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
@@ -42,34 +40,10 @@ SENTENCES = ("Please call Stella and ask her to bring these things.", "We will m
 # Words tiny.en gets right in this voice ("Stella" comes out as "stellar").
 EXPECTED = {"call", "bring", "things", "meet", "noon"}
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"
-BROWSER_RATE_HZ = 48_000  # what Chromium's fake capture is happiest with
-
-
-def _microphone_wav(
-    synth: SpeechSynthesizer,
-    path: Path,
-    sentences: tuple[str, ...] = SENTENCES,
-    *,
-    tail_s: float = 0.0,
-) -> Path:
-    """Half a second of silence, then each sentence followed by 1.5 s of silence, then
-    ``tail_s`` more (Chromium loops the file)."""
-    parts: list[Any] = [silence(0.5)]
-    for text in sentences:
-        parts += [synth.speak(text).audio, silence(1.5)]
-    parts.append(silence(tail_s))
-    audio = soxr.resample(np.concatenate(parts), 16_000, BROWSER_RATE_HZ)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(BROWSER_RATE_HZ)
-        out.writeframes(pcm.tobytes())
-    return path
 
 
 async def _text_of(page: Page, element_id: str) -> str:
-    # Empty until the page has loaded (Page.navigate returns before it has).
+    # Empty until the page has loaded.
     value = await page.evaluate(f"document.getElementById({element_id!r})?.innerText")
     return str(value or "")
 
@@ -90,19 +64,14 @@ async def _stopped(page: Page) -> None:
 
 
 async def _download(page: Page, button: str, folder: Path) -> Path:
-    """Presses a download button and waits (bounded) for the file Chromium saves."""
+    """Presses a download button; the file Chromium saved, in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        await page.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(folder))
-    except RuntimeError:  # a page's session without the Browser domain: the older method
-        await page.call("Page.setDownloadBehavior", behavior="allow", downloadPath=str(folder))
-    await page.evaluate(f"document.querySelector({button!r}).click()")
-    for _ in range(100):
-        await asyncio.sleep(0.1)
-        done = [p for p in folder.iterdir() if not p.name.endswith(".crdownload")]
-        if done:
-            return done[0]
-    raise AssertionError(f"no download in {folder}: {list(folder.iterdir())}")
+    async with page.expect_download(timeout=10_000) as info:
+        await page.click(button)
+    download = await info.value
+    path = folder / download.suggested_filename
+    await download.save_as(path)
+    return path
 
 
 SRT_TIME = r"(\d\d):(\d\d):(\d\d),(\d\d\d)"
@@ -126,23 +95,28 @@ def parse_srt(text: str) -> list[tuple[int, float, float, str]]:
 def test_start_speak_and_read_the_transcript_in_the_browser(
     recognizer: StreamingRecognizer, speech: SpeechSynthesizer, tmp_path: Path
 ) -> None:
-    wav = _microphone_wav(speech, tmp_path / "microphone.wav")
+    wav = microphone_wav(speech, tmp_path / "microphone.wav", SENTENCES)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     async def main() -> dict[str, Any]:
-        seen: dict[str, Any] = {"partials": [], "transport": set(), "waves": [], "lives": []}
-        async with http_server(recognizer) as srv, chromium(wav) as page:
+        seen: dict[str, Any] = {
+            "partials": [],
+            "transport": set(),
+            "waves": [],
+            "resources": [],
+            "lives": [],
+        }
+        async with http_server(recognizer) as srv, chromium(wav) as tab:
             assert srv.http is not None
-            await page.call(
-                "Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/?transport=websocket"
-            )
+            page = tab.page
+            await page.goto(f"http://127.0.0.1:{srv.http.port}/?transport=websocket")
             options = "[...document.querySelectorAll('#model-select option')].map(o => o.value)"
             for _ in range(100):  # the health poll and the panels fill in
                 seen["models"] = await page.evaluate(options)
                 if "tiny.en" in await _text_of(page, "health-text") and seen["models"]:
                     break
                 await asyncio.sleep(0.1)
-            await page.evaluate("document.getElementById('start').click()")
+            await page.click("#start")
             finals = ""
             for _ in range(600):  # the fake microphone loops; both sentences come in ~8 s
                 await asyncio.sleep(0.1)
@@ -153,28 +127,39 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
                     # Speaking: the waveform is redrawn from the microphone on every frame.
                     if len(set(seen["waves"])) < 2:
                         seen["waves"].append(await _canvas_hash(page))
-                # The live figures once the server's metrics came (a digit among the dashes).
+                # The live indicators (the engine's figures among them), read every second,
+                # and the stream's own figures once the server acknowledged audio (a digit
+                # among the dashes).
+                resources = await _text_of(page, "resources")
+                engine = re.search(r"Real-time factor\s+\d", resources)
+                if engine and len(set(seen["resources"])) < 2:
+                    seen["resources"].append(resources)
                 live = await _text_of(page, "live")
-                if re.search(r"\d", live) and len(set(seen["lives"])) < 2:
+                if re.search(r"\d", live) and not seen["lives"]:
                     seen["lives"].append(live)
                 finals = await _text_of(page, "finals")
                 if (
                     words(finals) >= EXPECTED
                     and len(set(seen["waves"])) >= 2
-                    and len(set(seen["lives"])) >= 2
+                    and len(set(seen["resources"])) >= 2
+                    and seen["lives"]
                 ):
                     break
             seen["system"] = await _text_of(page, "system")
+            seen["diagnostics"] = await page.evaluate(
+                "document.querySelector('.diagnostics').innerText"
+            )
             for width, height, name in ((1280, 1000, "desktop"), (390, 1300, "phone")):
                 for dark in (False, True):
                     shade = "dark" if dark else "light"
-                    await page.screenshot(
+                    await tab.screenshot(
                         ARTIFACTS / f"page-{name}-{shade}.png",
                         width=width,
                         height=height,
                         dark=dark,
                     )
-            await page.evaluate("document.getElementById('start').click()")  # Stop
+            await tab.screen(1280, 1000, dark=False)
+            await page.click("#start")  # Stop
             await _stopped(page)
             seen["finals"] = await _text_of(page, "finals")
             seen["final_lines"] = await page.evaluate(
@@ -183,7 +168,7 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
             seen["srt"] = (await _download(page, "[data-format=srt]", tmp_path / "dl")).read_text(
                 encoding="utf-8"
             )
-            seen["errors"] = list(page.errors)
+            seen["errors"] = list(tab.errors)
         return seen
 
     seen = run(main(), 180)
@@ -192,7 +177,12 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
     assert "WebSocket · Connected" in seen["transport"], seen["transport"]
     assert "tiny.en" in seen["models"], seen["models"]
     assert len(set(seen["waves"])) >= 2, "the waveform did not change while speaking"
-    assert len(set(seen["lives"])) >= 2, f"the live figures did not change: {seen['lives']}"
+    resources = seen["resources"]
+    assert len(set(resources)) >= 2, f"the live indicators did not change: {resources}"
+    assert seen["lives"] and "Server lag" in seen["lives"][0], seen["lives"]
+    # Each of the engine's figures once in the Diagnostics panel.
+    for label in ("Real-time factor", "Queue depth", "Final latency (95th percentile)"):
+        assert seen["diagnostics"].count(label) == 1, (label, seen["diagnostics"])
     assert re.search(rf"Logical cores\s+{os.cpu_count()}\b", seen["system"]), seen["system"]
     cues = parse_srt(seen["srt"])
     assert [c[0] for c in cues] == list(range(1, len(cues) + 1)), seen["srt"]

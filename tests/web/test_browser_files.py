@@ -1,5 +1,5 @@
 """The page's file box, its token over the WebSocket subprotocol, and ``/docs``, in a real
-browser (headless Chromium over CDP) against a server that wants a token.
+browser (headless Chromium driven by Playwright) against a server that wants a token.
 
 The engine is the test double and the file transcriber decodes for real but recognises
 nothing (fast, no model): this is about the page and the HTTP adapter, not about accuracy.
@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page
 
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run, speech_like
 from server.upload_harness import DecodingTranscriber, upload_server
 from support.fixture_cache import ROOT
 from support.speech import SAMPLE_RATE_HZ, write_wav
-from web.cdp import CHROMIUM, Page, chromium
+from web.browser import CHROMIUM, chromium
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,27 +46,24 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
         cfg = config(http_port=0, token="s3cret")
-        async with upload_server(FakeRecognizer(), files, cfg) as srv, chromium(wav) as page:
+        # The token in the tab's session storage before the page's scripts run (as the
+        # settings field keeps it), so not even its first requests go without it.
+        token = "sessionStorage.setItem('audiototext.token', 's3cret')"
+        async with (
+            upload_server(FakeRecognizer(), files, cfg) as srv,
+            chromium(wav, init_scripts=[token]) as tab,
+        ):
             assert srv.http is not None
+            page = tab.page
             origin = f"http://127.0.0.1:{srv.http.port}"
-            # The token in the tab's session storage before the page's scripts run (as the
-            # settings field keeps it), so not even its first requests go without it.
-            await page.call(
-                "Page.addScriptToEvaluateOnNewDocument",
-                source="sessionStorage.setItem('audiototext.token', 's3cret')",
-            )
             # The WebSocket transport: the one whose token rides in a subprotocol (WebRTC needs
             # an address other than loopback; tests/web/test_browser_webrtc.py covers it).
-            await page.call("Page.navigate", url=f"{origin}/?transport=websocket")
+            await page.goto(f"{origin}/?transport=websocket")
             await _wait_for(
                 page, "document.getElementById('health-text')?.innerText.includes('tiny.en')"
             )
             # The file box: choose a file as the picker would.
-            doc = await page.call("DOM.getDocument")
-            node = await page.call(
-                "DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#upload-input"
-            )
-            await page.call("DOM.setFileInputFiles", files=[str(wav)], nodeId=node["nodeId"])
+            await page.set_input_files("#upload-input", wav)
             out["finals"] = await _wait_for(
                 page,
                 "(() => { const t = document.getElementById('finals').innerText;"
@@ -74,27 +72,27 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
             out["status"] = await page.evaluate(
                 "document.getElementById('upload-status').innerText"
             )
-            await page.screenshot(
+            await tab.screenshot(
                 ARTIFACTS / "page-file-upload.png", width=1280, height=1000, dark=False
             )
             # The microphone stream, with the token offered as a subprotocol.
-            await page.evaluate("document.getElementById('start').click()")
+            await page.click("#start")
             out["transport"] = await _wait_for(
                 page,
                 "(() => { const t = document.getElementById('transport-text').innerText;"
                 " return t === 'WebSocket · Connected' ? t : ''; })()",
             )
-            await page.evaluate("document.getElementById('start').click()")  # Stop
+            await page.click("#start")  # Stop
             await asyncio.sleep(1.0)
             out["capture_error"] = await page.evaluate(
                 "document.getElementById('capture-error').innerText"
             )
             # /docs renders without any other site.
-            await page.call("Page.navigate", url=f"{origin}/docs")
+            await page.goto(f"{origin}/docs")
             out["docs"] = await _wait_for(
                 page, "document.querySelector('.swagger-ui .info .title')?.innerText || ''"
             )
-            out["errors"] = list(page.errors)
+            out["errors"] = list(tab.errors)
         return out
 
     out = run(main(), 120)
@@ -125,8 +123,8 @@ def test_on_a_plain_http_address_the_page_says_why_the_microphone_is_blocked(
         async with upload_server(FakeRecognizer(), DecodingTranscriber(), cfg) as srv:
             assert srv.http is not None
             host = f"{addresses[0]}:{srv.http.port}"
-            async with chromium(wav) as page:
-                await page.call("Page.navigate", url=f"http://{host}/")
+            async with chromium(wav, url=f"http://{host}/") as tab:
+                page = tab.page
                 await _wait_for(
                     page, "document.getElementById('health-text')?.innerText.includes('tiny.en')"
                 )
@@ -137,20 +135,16 @@ def test_on_a_plain_http_address_the_page_says_why_the_microphone_is_blocked(
                 out["start_disabled"] = await page.evaluate(
                     "document.getElementById('start').disabled"
                 )
-                doc = await page.call("DOM.getDocument")
-                node = await page.call(
-                    "DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#upload-input"
-                )
-                await page.call("DOM.setFileInputFiles", files=[str(wav)], nodeId=node["nodeId"])
+                await page.set_input_files("#upload-input", wav)
                 out["finals"] = await _wait_for(
                     page,
                     "(() => { const t = document.getElementById('finals').innerText;"
                     " return t.includes('General Kenobi') ? t : ''; })()",
                 )
-                await page.screenshot(
+                await tab.screenshot(
                     ARTIFACTS / "page-insecure-origin.png", width=1280, height=1000, dark=False
                 )
-                out["errors"] = list(page.errors)
+                out["errors"] = list(tab.errors)
             return out
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -1,25 +1,25 @@
-"""The processing mode selector and the live resource indicators in Chromium, with the engine
-double: on a server without a usable GPU the GPU option is disabled and its reason is shown;
-the indicators follow /api/v1/system, read after read (no wall-clock thresholds: the test
-waits for reads to happen and compares what two of them showed)."""
+"""The processing mode selector and the live resource indicators in Chromium (driven by
+Playwright), with the engine double: on a server without a usable GPU the GPU option is
+disabled and its reason is shown; the indicators follow /api/v1/system, read after read (no
+wall-clock thresholds: the test waits for reads to happen and compares what two of them
+showed)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page
 
 from audiototext.hardware.probe import DeviceStatus
 from audiototext.server.app import GrpcServer
 from audiototext.server.resources import ResourceSample
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
-from support.speech import silence, write_wav
-from web.cdp import CHROMIUM, Page, chromium
+from web.browser import CHROMIUM, chromium
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
@@ -67,8 +67,7 @@ async def _until(page: Page, predicate: Any, tries: int = 300) -> dict[str, Any]
     raise AssertionError(f"the page never got there: {state}")
 
 
-def test_gpu_option_disabled_with_its_reason_and_indicators_update(tmp_path: Path) -> None:
-    wav = write_wav(tmp_path / "quiet.wav", silence(1.0), 16_000)
+def test_gpu_option_disabled_with_its_reason_and_indicators_update() -> None:
     counter = itertools.count(1)
 
     def sample() -> ResourceSample:
@@ -88,11 +87,10 @@ def test_gpu_option_disabled_with_its_reason_and_indicators_update(tmp_path: Pat
         try:
             assert srv.http is not None and srv.resources is not None
             srv.resources.sample = sample  # type: ignore[method-assign]
-            async with chromium(wav) as page:
-                await page.call("Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/")
-                first = await _until(page, lambda s: s["reads"] >= 1 and s["cpu"])
-                second = await _until(page, lambda s: s["reads"] > first["reads"])
-                return first, second, list(page.errors)
+            async with chromium(url=f"http://127.0.0.1:{srv.http.port}/") as tab:
+                first = await _until(tab.page, lambda s: s["reads"] >= 1 and s["cpu"])
+                second = await _until(tab.page, lambda s: s["reads"] > first["reads"])
+                return first, second, list(tab.errors)
         finally:
             await srv.stop(2.0)
 

@@ -1,10 +1,10 @@
 """The page keeps its session through a dropped connection, in a real browser.
 
-Chromium's fake microphone plays espeak-ng sentences with pauses into the page, which streams
-them into the real engine (tiny.en). While a sentence is being spoken (a partial is on
-screen) the test cuts the connection on the server's side, as a network failure would: the
-WebSocket's TCP connection is aborted (no close frame), or the WebRTC peer is closed. The page
-reconnects by itself and resumes the same server session.
+Chromium's fake microphone (Chromium driven by Playwright) plays espeak-ng sentences with
+pauses into the page, which streams them into the real engine (tiny.en). While a sentence is
+being spoken (a partial is on screen) the test cuts the connection on the server's side, as a
+network failure would: the WebSocket's TCP connection is aborted (no close frame), or the
+WebRTC peer is closed. The page reconnects by itself and resumes the same server session.
 
 Over the WebSocket nothing is lost: the page resends every chunk the server had not
 acknowledged and asks for the events it had not received. So the final transcript must be
@@ -36,8 +36,8 @@ from server.real_engine import settled, words
 from server.ws_harness import WsStreamer, cut_webrtc_peers, cut_websockets, http_server, ws_url
 from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
-from web.cdp import CHROMIUM, Page, chromium
-from web.test_browser import EXPECTED, _microphone_wav, _stopped, _text_of
+from web.browser import CHROMIUM, Tab, chromium, microphone_wav
+from web.test_browser import EXPECTED, SENTENCES, _stopped, _text_of
 
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
@@ -108,7 +108,7 @@ async def _replay(srv: GrpcServer, chunks: list[bytes]) -> list[str]:
 
 async def _stream(
     srv: GrpcServer,
-    page: Page,
+    tab: Tab,
     query: str,
     *,
     cut: Cut | None,
@@ -120,13 +120,14 @@ async def _stream(
     ``done_words`` and no partial is left."""
     assert srv.http is not None
     seen: dict[str, Any] = {"cuts": 0, "cut_during": []}
-    await page.call("Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/{query}")
+    page = tab.page
+    await page.goto(f"http://127.0.0.1:{srv.http.port}/{query}")
     for _ in range(100):  # the health poll and the panels fill in
         if "tiny.en" in await _text_of(page, "health-text"):
             break
         await asyncio.sleep(0.1)
     await page.evaluate(WATCH)
-    await page.evaluate("document.getElementById('start').click()")
+    await page.click("#start")
     for _ in range(900):
         await asyncio.sleep(0.1)
         partial = await _text_of(page, "partials")
@@ -145,14 +146,14 @@ async def _stream(
             seen["cut_during"].append(partial)
         if words(" ".join(lines)) >= done_words and not partial:
             break
-    await page.evaluate("document.getElementById('start').click()")  # Stop
+    await page.click("#start")  # Stop
     await _stopped(page)
     seen["final_lines"] = await page.evaluate(FINAL_LINES)
     seen["partials_left"] = await _text_of(page, "partials")
     seen.update(await page.evaluate("window.__seen"))
     assert srv.store is not None
     seen["sessions"] = srv.store.streams_total
-    seen["errors"] = list(page.errors)
+    seen["errors"] = list(tab.errors)
     return seen
 
 
@@ -162,15 +163,15 @@ def test_a_websocket_cut_mid_utterance_resumes_and_the_transcript_is_whole(
     accepted: dict[str, list[bytes]],
     tmp_path: Path,
 ) -> None:
-    wav = _microphone_wav(speech, tmp_path / "microphone.wav", tail_s=TAIL_S)
+    wav = microphone_wav(speech, tmp_path / "microphone.wav", SENTENCES, tail_s=TAIL_S)
     query = "?transport=websocket"
 
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         runs = []
         for cut in (None, _cut_websocket):
-            async with http_server(recognizer) as srv, chromium(wav) as page:
+            async with http_server(recognizer) as srv, chromium(wav) as tab:
                 await settled(recognizer)
-                runs.append(await _stream(srv, page, query, cut=cut, cuts_wanted=2))
+                runs.append(await _stream(srv, tab, query, cut=cut, cuts_wanted=2))
                 if cut is not None:
                     assert srv.store is not None
                     (session_id,) = [s for s in accepted if s not in runs[0]["session_ids"]]
@@ -208,15 +209,14 @@ def test_a_webrtc_cut_mid_utterance_resumes_the_session(
     recognizer: StreamingRecognizer, speech: SpeechSynthesizer, tmp_path: Path
 ) -> None:
     pytest.importorskip("aiortc")
-    wav = _microphone_wav(speech, tmp_path / "microphone.wav", tail_s=TAIL_S)
+    wav = microphone_wav(speech, tmp_path / "microphone.wav", SENTENCES, tail_s=TAIL_S)
     last = {"meet", "noon"}  # the second sentence, spoken well after the cut
 
     async def main(name: str) -> dict[str, Any]:
-        async with http_server(recognizer) as srv, chromium(wav, netns=name) as page:
+        # The browser starts from this thread, inside the namespace.
+        async with http_server(recognizer) as srv, chromium(wav) as tab:
             await settled(recognizer)
-            return await _stream(
-                srv, page, "", cut=cut_webrtc_peers, cuts_wanted=1, done_words=last
-            )
+            return await _stream(srv, tab, "", cut=cut_webrtc_peers, cuts_wanted=1, done_words=last)
 
     with namespace(veth=True) as name:
         seen = run_inside(name, lambda: main(name), 240)

@@ -1,11 +1,11 @@
 """The page over WebRTC, its default transport, in a real browser; and its fallback.
 
-Chromium (fake microphone playing espeak-ng speech) and the server with the real engine run in
-a network namespace of their own: WebRTC's ICE needs an address other than 127.0.0.1, which a
-veth pair gives. The page is opened at http://127.0.0.1 (a secure context: the microphone is
-allowed). Without the veth pair there is no address for ICE at all: WebRTC cannot connect, and
-the page must fall back to the WebSocket by itself and still transcribe.
-"""
+Chromium (driven by Playwright; fake microphone playing espeak-ng speech) and the server with
+the real engine run in a network namespace of their own: WebRTC's ICE needs an address other
+than 127.0.0.1, which a veth pair gives. The page is opened at http://127.0.0.1 (a secure
+context: the microphone is allowed). Without the veth pair there is no address for ICE at all:
+WebRTC cannot connect, and the page must fall back to the WebSocket by itself and still
+transcribe."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from server.real_engine import settled, words
 from server.ws_harness import http_server
 from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
-from web.cdp import CHROMIUM, chromium
-from web.test_browser import ARTIFACTS, EXPECTED, _microphone_wav, _text_of
+from web.browser import CHROMIUM, chromium, microphone_wav
+from web.test_browser import ARTIFACTS, EXPECTED, SENTENCES, _stopped, _text_of
 
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
@@ -40,15 +40,17 @@ def _transcribe_in_the_page(
 ) -> dict[str, Any]:
     async def main(name: str) -> dict[str, Any]:
         seen: dict[str, Any] = {"partials": [], "transport": [], "notes": set()}
-        async with http_server(recognizer) as srv, chromium(wav, netns=name) as page:
+        # The browser starts from this thread, inside the namespace.
+        async with http_server(recognizer) as srv, chromium(wav) as tab:
             assert srv.http is not None and srv.webrtc is not None
+            page = tab.page
             await settled(recognizer)
-            await page.call("Page.navigate", url=f"http://127.0.0.1:{srv.http.port}/")
+            await page.goto(f"http://127.0.0.1:{srv.http.port}/")
             for _ in range(100):  # the health poll and the panels fill in
                 if "tiny.en" in await _text_of(page, "health-text"):
                     break
                 await asyncio.sleep(0.1)
-            await page.evaluate("document.getElementById('start').click()")
+            await page.click("#start")
             finals = ""
             for _ in range(900):  # the fake microphone loops; both sentences come in ~8 s
                 await asyncio.sleep(0.1)
@@ -65,18 +67,12 @@ def _transcribe_in_the_page(
                     break
             seen["live"] = await _text_of(page, "live")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(ARTIFACTS / f"{shot}.png", width=1280, height=1000, dark=False)
-            await page.evaluate("document.getElementById('start').click()")  # Stop
-            for _ in range(100):
-                await asyncio.sleep(0.1)
-                if await page.evaluate("document.getElementById('start').dataset.recording") in (
-                    "false",
-                    False,
-                ):
-                    break
+            await tab.screenshot(ARTIFACTS / f"{shot}.png", width=1280, height=1000, dark=False)
+            await page.click("#start")  # Stop
+            await _stopped(page)
             seen["finals"] = await _text_of(page, "finals")
             seen["after_stop"] = await _text_of(page, "transport-text")
-            seen["errors"] = list(page.errors)
+            seen["errors"] = list(tab.errors)
         return seen
 
     with namespace(veth=veth) as name:
@@ -86,7 +82,7 @@ def _transcribe_in_the_page(
 def test_start_speak_and_read_the_transcript_over_webrtc(
     recognizer: StreamingRecognizer, speech: SpeechSynthesizer, tmp_path: Path
 ) -> None:
-    wav = _microphone_wav(speech, tmp_path / "microphone.wav")
+    wav = microphone_wav(speech, tmp_path / "microphone.wav", SENTENCES)
     seen = _transcribe_in_the_page(recognizer, wav, veth=True, shot="page-webrtc")
     assert seen["partials"], "no partial text appeared while speaking"
     assert words(seen["finals"]) >= EXPECTED, seen["finals"]
@@ -100,7 +96,7 @@ def test_start_speak_and_read_the_transcript_over_webrtc(
 def test_without_a_route_for_webrtc_the_page_falls_back_to_the_websocket(
     recognizer: StreamingRecognizer, speech: SpeechSynthesizer, tmp_path: Path
 ) -> None:
-    wav = _microphone_wav(speech, tmp_path / "microphone.wav")
+    wav = microphone_wav(speech, tmp_path / "microphone.wav", SENTENCES)
     seen = _transcribe_in_the_page(recognizer, wav, veth=False, shot="page-webrtc-fallback")
     assert words(seen["finals"]) >= EXPECTED, seen["finals"]
     transports = seen["transport"]

@@ -1,4 +1,4 @@
-"""The page's layout and load in Chromium, with the fake engine (no real time).
+"""The page's layout and load in Chromium (Playwright), with the fake engine (no real time).
 
 At phone width the transcript's head (title, Copy, the downloads, Clear) takes two lines, not
 three; nothing is wider than the screen; loading the page logs no console error; the model
@@ -18,8 +18,7 @@ from audiototext.models.cache import ModelCache
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
 from server.ws_harness import http_server
-from support.speech import silence, write_wav
-from web.cdp import CHROMIUM, Page, chromium
+from web.browser import CHROMIUM, Tab, chromium
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
@@ -41,52 +40,39 @@ LAYOUT = """(() => {
 })()"""
 
 
-async def _load(page: Page, url: str) -> None:
-    await page.call("Page.navigate", url=url)
+async def _load(tab: Tab, url: str) -> None:
+    await tab.page.goto(url)
     for _ in range(100):
-        text = await page.evaluate("document.getElementById('health-text')?.innerText || ''")
-        models = await page.evaluate("document.querySelectorAll('#model-list li').length")
-        if "Server ready" in str(text) and models:
+        text = await tab.text("health-text")
+        models = await tab.page.evaluate("document.querySelectorAll('#model-list li').length")
+        if "Server ready" in text and models:
             return
         await asyncio.sleep(0.1)
 
 
 def test_phone_width_keeps_the_transcript_head_to_two_lines_and_load_logs_no_error(
-    tmp_path: Path, built_cache: Path
+    built_cache: Path,
 ) -> None:
-    wav = write_wav(tmp_path / "quiet.wav", silence(1.0), 16_000)
     engine = FakeRecognizer()
     engine.model = SimpleNamespace(path=ModelCache(built_cache).find("tiny.en", "int8").path)
 
     async def main() -> dict[str, Any]:
         seen: dict[str, Any] = {}
         cfg = config(http_port=0, cache_root=built_cache)
-        async with http_server(engine, cfg) as srv, chromium(wav) as page:
+        async with http_server(engine, cfg) as srv, chromium() as tab:
             assert srv.http is not None
-            await page.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=390,
-                height=844,
-                deviceScaleFactor=1,
-                mobile=True,
-            )
-            await _load(page, f"http://127.0.0.1:{srv.http.port}/")
+            await tab.screen(390, 844)
+            await _load(tab, f"http://127.0.0.1:{srv.http.port}/")
             await asyncio.sleep(0.5)
-            seen["phone"] = await page.evaluate(LAYOUT)
-            await page.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=1280,
-                height=800,
-                deviceScaleFactor=1,
-                mobile=False,
-            )
+            seen["phone"] = await tab.page.evaluate(LAYOUT)
+            await tab.screen(1280, 800)
             await asyncio.sleep(0.3)
-            seen["desktop"] = await page.evaluate(LAYOUT)
-            seen["current"] = await page.evaluate(
+            seen["desktop"] = await tab.page.evaluate(LAYOUT)
+            seen["current"] = await tab.page.evaluate(
                 "[...document.querySelectorAll('#model-list li[aria-current=true]')]"
                 ".map((li) => li.innerText)"
             )
-            seen["errors"] = list(page.errors)
+            seen["errors"] = list(tab.errors)
         return seen
 
     seen = run(main(), 60)

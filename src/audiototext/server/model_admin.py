@@ -8,6 +8,7 @@ and report the same progress (:class:`PullUpdate`). The listing is :mod:`.catalo
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InUse",
+    "PullCancelled",
     "PullDone",
     "PullUpdate",
     "check_pull",
@@ -65,17 +67,31 @@ class PullDone:
     already_cached: bool
 
 
+class PullCancelled(Exception):
+    """Raised in the pull's thread at its next progress report after a cancel: downloads and
+    conversion report often, and unwinding from there runs their own cleanup."""
+
+
 class _QueueProgress:
-    """A ProgressSink that hands updates from the pull thread to the event loop."""
+    """A ProgressSink that hands updates from the pull thread to the event loop (and stops
+    the pull once ``cancel`` is set)."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[PullUpdate | None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[PullUpdate | None],
+        cancel: threading.Event | None = None,
     ) -> None:
         self._loop = loop
         self._queue = queue
+        self._cancel = cancel
         self._totals: dict[str, tuple[str, float | None, str, float]] = {}
 
-    def _put(self, item: PullUpdate) -> None:
+    def _put(self, item: PullUpdate, *, stop: bool = True) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            if stop:
+                raise PullCancelled
+            return  # a task closing (cleanup, perhaps of the cancel itself): not the place
         self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def task(self, key: str, description: str, total: float | None, unit: str = "B") -> None:
@@ -95,7 +111,8 @@ class _QueueProgress:
         self._put(
             PullUpdate(
                 task=key, description=desc, completed=total or done, total=total or 0, unit=unit
-            )
+            ),
+            stop=False,
         )
 
     def note(self, message: str) -> None:
@@ -139,18 +156,22 @@ async def pull_updates(
     revision: str | None = None,
     force: bool = False,
     cache_root: Path | None = None,
+    cancel: threading.Event | None = None,
 ) -> AsyncIterator[PullUpdate | PullDone]:
     """Download and convert ``name`` in a worker thread, yielding its progress, then a
     :class:`PullDone`; a failure raises :class:`StatusError` (after the progress so far).
 
     Stopping the iteration early does not stop the pull: the thread finishes it into the
-    cache (the next pull finds it there).
+    cache (the next pull finds it there). Setting ``cancel`` does: the pull ends with
+    ABORTED at its next progress report. Files already downloaded (and the ``.incomplete``
+    part of the one under way) stay in the download cache, so the next pull resumes; a
+    conversion under way is discarded with its staging folder.
     """
     from audiototext.models.manager import pull
 
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[PullUpdate | None] = asyncio.Queue()
-    sink = _QueueProgress(loop, queue)
+    sink = _QueueProgress(loop, queue, cancel)
     job = asyncio.ensure_future(
         asyncio.to_thread(
             pull,
@@ -171,6 +192,12 @@ async def pull_updates(
         yield item
     try:
         result = job.result()
+    except PullCancelled as exc:
+        raise StatusError(
+            Status.ABORTED,
+            f"the download of {name} was cancelled; the files downloaded so far are kept and "
+            "pulling it again resumes from them",
+        ) from exc
     except (AudioToTextError, ValueError) as exc:
         raise StatusError(status_for(exc), str(exc)) from exc
     while not queue.empty():  # progress posted just before the job ended

@@ -12,7 +12,8 @@ Pull events (``text/event-stream``), each ``event: KIND`` and ``data: JSON``:
   task starts, at each whole percent and when it ends);
 * ``note``: ``{"message"}`` (a source skipped, a fallback);
 * ``done``: ``{"model": CACHED_ENTRY, "already_cached"}``, the last event of a success;
-* ``error``: ``{"error": {"code", "message"}}``, the last event of a failure.
+* ``error``: ``{"error": {"code", "message"}}``, the last event of a failure (``ABORTED``
+  after ``POST /api/v1/models/{name}/pull/cancel``).
 
 What can be refused before the pull starts (an unknown name, a bad precision) is an ordinary
 JSON error with its HTTP status.
@@ -21,6 +22,7 @@ JSON error with its HTTP status.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,7 +42,7 @@ from audiototext.server.model_admin import (
     remove_models,
 )
 from audiototext.server.pool import LoadedModel, ModelPool
-from audiototext.server.status import StatusError
+from audiototext.server.status import Status, StatusError
 
 __all__ = ["LoadedModelRow", "loaded_rows", "models_router"]
 
@@ -119,6 +121,11 @@ class Removed(BaseModel):
     removed: list[CachedEntryRow]
 
 
+class PullsCancelled(BaseModel):
+    name: str
+    cancelled: int = Field(description="running downloads of the model told to stop")
+
+
 def _languages(entry: Any) -> list[str]:
     try:
         config = json.loads(entry.file("model_config.json").read_text())
@@ -164,6 +171,9 @@ def models_router(ctx: HttpContext) -> APIRouter:
 
     router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, dependencies=[Depends(token)])
 
+    # The pulls running now, by model name: each one's cancel flag.
+    running: dict[str, set[threading.Event]] = {}
+
     def loaded_paths() -> set[Any]:
         return {p.resolve() for p in ctx.pool.loaded_paths()} if ctx.pool is not None else set()
 
@@ -208,9 +218,11 @@ def models_router(ctx: HttpContext) -> APIRouter:
         ``note`` events, then ``done`` (or ``error``); see the module doc. The pull goes on
         into the cache if the client goes away. The same work as gRPC ``Models.Pull``."""
         check_pull(name, precision)
+        cancel = threading.Event()
 
         async def events() -> AsyncIterator[bytes]:
             shown: dict[str, float | None] = {}
+            running.setdefault(name, set()).add(cancel)
             try:
                 async for item in pull_updates(
                     name,
@@ -218,6 +230,7 @@ def models_router(ctx: HttpContext) -> APIRouter:
                     revision=revision or None,
                     force=force,
                     cache_root=ctx.cache_root,
+                    cancel=cancel,
                 ):
                     if isinstance(item, PullDone):
                         yield _event(
@@ -238,12 +251,37 @@ def models_router(ctx: HttpContext) -> APIRouter:
                             yield _event("progress", _progress(item))
             except StatusError as exc:
                 yield _event("error", {"error": {"code": exc.code.value, "message": exc.message}})
+            finally:
+                flags = running.get(name, set())
+                flags.discard(cancel)
+                if not flags:
+                    running.pop(name, None)
 
         return StreamingResponse(
             events(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    @router.post(
+        "/models/{name:path}/pull/cancel",
+        response_model=PullsCancelled,
+        summary="Cancel the running downloads of a model",
+    )
+    async def cancel_pull(name: str) -> PullsCancelled:
+        """Stops every running pull of ``name`` (as it was named in the pull): each ends its
+        event stream with an ``error`` event, code ABORTED. Downloaded files stay in the
+        download cache (the next pull resumes from them); a conversion under way is
+        discarded. 404 NOT_FOUND when no pull of ``name`` is running."""
+        flags = running.get(name, set())
+        if not flags:
+            raise StatusError(
+                Status.NOT_FOUND,
+                f"no download of {name} is running on this server (it may have finished)",
+            )
+        for flag in flags:
+            flag.set()
+        return PullsCancelled(name=name, cancelled=len(flags))
 
     @router.delete("/models/{name:path}", response_model=Removed, summary="Remove a model")
     async def remove(

@@ -50,6 +50,24 @@ export async function getJson(path, { timeoutMs = 4000 } = {}) {
   }
 }
 
+/** POST without a body to a path under the API base; its JSON answer, or HttpError. */
+export async function postJson(path, { timeoutMs = 4000 } = {}) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  try {
+    const response = await fetch(apiBase() + path, {
+      method: "POST",
+      headers: authHeaders("application/json"),
+      signal: controller.signal,
+      cache: "no-store",
+    });
+    if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
+    return await response.json();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function errorMessage(response) {
   let message = response.statusText;
   try {

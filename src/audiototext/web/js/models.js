@@ -131,7 +131,8 @@ function parseBlock(block) {
 
 /**
  * What the progress bar shows for one pull event: {stage ("download", "convert", "done"),
- * percent of the current task (null: unknown), description, done, error (a message)}.
+ * percent of the current task (null: unknown), description, done, error (a message),
+ * cancelled (the error is the server's answer to a cancel)}.
  * Notes leave the previous state as it was.
  */
 export function pullProgress(event, previous = { stage: "download", percent: null, description: "" }) {
@@ -141,7 +142,8 @@ export function pullProgress(event, previous = { stage: "download", percent: nul
   }
   if (kind === "error") {
     const message = (data && data.error && data.error.message) || String(data);
-    return { ...previous, done: true, error: message };
+    const code = (data && data.error && data.error.code) || "";
+    return { ...previous, done: true, error: message, cancelled: code === "ABORTED" };
   }
   if (kind !== "progress" || !data) return { ...previous, done: false, error: null };
   return {

@@ -1,7 +1,7 @@
 // The status bar (server health, transport, round trip), the model panel and the
 // diagnostics panel.
 
-import { getJson, HttpError, postEvents } from "./api.js";
+import { getJson, HttpError, postEvents, postJson } from "./api.js";
 import { flatten, formatLanguages, formatMb, formatValue, label } from "./format.js";
 import {
   groupModels,
@@ -16,6 +16,7 @@ import {
   deviceOptions,
   deviceSummary,
   LIVE_STATS_KEYS,
+  loadedModelRows,
   normaliseDevice,
   resourceRows,
 } from "./resources.js";
@@ -123,6 +124,8 @@ export class ModelsPanel {
     this.pullBar = document.getElementById("pull-progress");
     this.pullStatus = document.getElementById("pull-status");
     this.pullPercent = document.getElementById("pull-percent");
+    this.pullCancel = document.getElementById("pull-cancel");
+    this.pullCancel.addEventListener("click", () => this.cancelPull());
     this.models = [];
     this.defaultModel = "";
     this.choice = { model: "", language: "auto", task: "transcribe", device: "auto", ...loadChoice() };
@@ -346,12 +349,13 @@ export class ModelsPanel {
     this.pullStatus.textContent = t("models.pull_starting");
     this.pullPercent.textContent = "";
     this.pullBar.value = 0;
+    this.pullCancel.hidden = false;
+    this.pullCancel.disabled = false;
     let state = { stage: "download", percent: null, description: "" };
     let failure = null;
     let finished = false;
     try {
-      const path = model.name.split("/").map(encodeURIComponent).join("/");
-      await postEvents(`/models/${path}/pull`, (event) => {
+      await postEvents(`/models/${modelPath(model.name)}/pull`, (event) => {
         state = pullProgress(event, state);
         if (state.error) failure = state.error;
         if (state.stage === "done") finished = true;
@@ -362,6 +366,7 @@ export class ModelsPanel {
       failure = err.message || String(err);
     }
     this.pulling = null;
+    this.pullCancel.hidden = true;
     if (!failure) {
       this.choice.model = model.name;
       saveChoice(this.choice);
@@ -370,9 +375,21 @@ export class ModelsPanel {
     this.pullBar.hidden = true;
     this.pullLabel.hidden = true; // the status line below says how it ended
     this.pullPercent.textContent = "";
-    this.pullStatus.textContent = failure
-      ? t("models.pull_failed", { name: model.name, reason: failure })
-      : t("models.pull_done", { name: model.name });
+    if (state.cancelled) this.pullStatus.textContent = t("models.pull_cancelled", { name: model.name });
+    else if (failure) this.pullStatus.textContent = t("models.pull_failed", { name: model.name, reason: failure });
+    else this.pullStatus.textContent = t("models.pull_done", { name: model.name });
+  }
+
+  /** Asks the server to stop the download under way; its event stream then ends ABORTED. */
+  async cancelPull() {
+    if (this.pulling === null) return;
+    this.pullCancel.disabled = true;
+    try {
+      await postJson(`/models/${modelPath(this.pulling)}/pull/cancel`);
+    } catch (err) {
+      // Finished meanwhile (404), or the server is gone: the pull's own stream says how it ended.
+      if (!(err instanceof HttpError && err.status === 404)) this.pullCancel.disabled = false;
+    }
   }
 
   showPull(state) {
@@ -386,6 +403,11 @@ export class ModelsPanel {
     const text = t(stage, { what: state.description || "" });
     if (this.pullStatus.textContent !== text) this.pullStatus.textContent = text;
   }
+}
+
+/** A model name in a URL path: each part escaped, a repo id's slash kept. */
+function modelPath(name) {
+  return name.split("/").map(encodeURIComponent).join("/");
 }
 
 function languageNames(locale) {
@@ -443,10 +465,11 @@ function systemRows(doc, t) {
   const rows = [];
   for (const [path, value] of flatten(doc)) {
     const parts = path.split(".");
-    if (parts[0] === "devices") continue;
+    if (parts[0] === "devices" || parts[0] === "models") continue;
     if (parts[0] === "stats" && LIVE_STATS_KEYS.has(parts[1])) continue;
     rows.push([path, label(path, t), formatValue(path, value, t, t.locale)]);
   }
+  rows.push(...loadedModelRows(doc.models, t, t.locale));
   if (Array.isArray(doc.devices)) {
     rows.push(["devices", t("sys.devices"), deviceSummary(deviceOptions(doc.devices), t)]);
   }
@@ -508,8 +531,6 @@ export class DiagnosticsPanel {
 
   renderLive() {
     const t = this.t;
-    const m = this.metrics;
-    const v = (x, f) => (m ? f(x) : "—");
     const loc = t.locale;
     const rtc = this.rtc;
     const ms = (x) => formatValue("lag_ms", x, t, loc);
@@ -519,11 +540,9 @@ export class DiagnosticsPanel {
           ["rtc_dropped", t("live.rtc_dropped"), ms(Number(rtc.dropped_ms) || 0)],
         ]
       : [];
+    // The engine's figures (real-time factor, latency, queue, streams) are the server's
+    // live indicators above; this list holds what only this stream knows.
     this.live.set([
-      ["rtf", t("live.rtf"), v(m && m.rtf, (x) => formatValue("rtf", x, t, loc))],
-      ["latency", t("live.latency"), v(m && m.latency_ms, (x) => formatValue("latency_ms", x, t, loc))],
-      ["queue", t("live.queue"), v(m && m.queue_depth, (x) => String(x))],
-      ["streams", t("live.streams"), v(m && m.active_streams, (x) => String(x))],
       [
         "lag",
         t("live.lag"),

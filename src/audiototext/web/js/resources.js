@@ -92,13 +92,16 @@ export function resourceRows(stats, t, locale) {
   });
   if (has("rtf")) rows.push(["rtf", t("res.rtf"), number(s.rtf, locale, 2)]);
   if (has("queue_depth")) rows.push(["queue", t("res.queue"), number(s.queue_depth, locale, 0)]);
-  if (has("final_latency_ms_p95")) {
-    rows.push(["latency", t("res.latency"), `${number(s.final_latency_ms_p95, locale, 0)} ms`]);
-  }
+  const ms = (v) => `${number(v, locale, 0)} ms`;
+  if (has("final_latency_ms_p50")) rows.push(["latency_p50", t("res.latency_p50"), ms(s.final_latency_ms_p50)]);
+  if (has("final_latency_ms_p95")) rows.push(["latency", t("res.latency"), ms(s.final_latency_ms_p95)]);
+  if (has("active_streams")) rows.push(["streams", t("res.streams"), number(s.active_streams, locale, 0)]);
   return rows;
 }
 
-/** Keys of /api/v1/system's `stats` that the live indicators show (the system list skips them). */
+/** Keys of /api/v1/system's `stats` that the live indicators show: the system list skips
+ * them, so each figure is on the page once (the stream's Metrics events carry the same
+ * engine figures, so the stream's own list does not repeat them either). */
 export const LIVE_STATS_KEYS = new Set([
   "process_cpu_percent",
   "machine_cpu_percent",
@@ -106,4 +109,28 @@ export const LIVE_STATS_KEYS = new Set([
   "memory_available_mb",
   "memory_total_mb",
   "gpus",
+  "rtf",
+  "queue_depth",
+  "final_latency_ms_p50",
+  "final_latency_ms_p95",
+  "active_streams",
 ]);
+
+/**
+ * One line per loaded model for the system list: precision, device, state, sessions and
+ * memory. Its engine figures only when several models are loaded (with one, they are the
+ * server's, which the live indicators show).
+ */
+export function loadedModelRows(models, t, locale) {
+  const list = Array.isArray(models) ? models : [];
+  return list.map((m, k) => {
+    const parts = [m.precision, m.device, m.state].filter(Boolean);
+    parts.push(t("sys.model_sessions", { n: number(Number(m.sessions) || 0, locale, 0) }));
+    if (Number(m.ram_mb) > 0) parts.push(megabytes(Number(m.ram_mb), locale));
+    if (list.length > 1) {
+      parts.push(`${t("res.rtf")} ${number(Number(m.rtf) || 0, locale, 2)}`);
+      parts.push(`${t("res.queue")} ${number(Number(m.queue_depth) || 0, locale, 0)}`);
+    }
+    return [`models.${k}`, t("sys.loaded_model", { name: m.name }), parts.join(" · ")];
+  });
+}
