@@ -74,9 +74,13 @@ class Page {
   makeLocalVad() {
     const wrap = $("wave").parentElement;
     const vad = new LocalVad({
-      onSpeech: (kind, timeS) => this.waveform.localSpeech(kind, timeS),
+      onSpeech: (kind, timeS) => {
+        wrap.dataset.localSpeechS = timeS.toFixed(2); // before the flag: observers read both
+        this.waveform.localSpeech(kind, timeS);
+      },
       onState: (state, detail) => {
         wrap.dataset.localVad = state;
+        if (state === "ready") wrap.dataset.localVadThreads = `${detail.threads}${detail.isolated ? " isolated" : ""}`;
         if (state === "failed") console.warn("voice activity in the browser is off:", detail.message);
       },
       // Milliseconds of the worker's time per second of audio (tests and curious people).
