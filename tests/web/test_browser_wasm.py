@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Page
 
+from audiototext.server.http import offline
+from audiototext.server.http.web import package_web_dir
 from server.fake_engine import FakeRecognizer
-from server.grpc_harness import run
+from server.grpc_harness import config, run
 from server.ws_harness import http_server
 from support.fixture_cache import ROOT
 from support.speech import SpeechSynthesizer, espeak_available
@@ -179,3 +183,54 @@ def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
     assert out["offline_start"] is True
     assert out["offline_wasm"] > 10_000_000  # the decompressed runtime, from the cache
     assert out["offline_version"]  # the page's scripts ran
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+CACHES = "caches.keys().then(k => k.filter(n => n.startsWith('audiototext-')).join(' '))"
+CONTROLLED = "navigator.serviceWorker.ready.then(() => !!navigator.serviceWorker.controller)"
+
+
+def test_an_upgrade_is_shown_at_once_and_replaces_the_offline_copy(tmp_path: Path) -> None:
+    """The page of a new build is what a reload shows (no stale page from the worker's
+    cache), the new build's cache replaces the old one, and offline it is the new page."""
+    web = tmp_path / "web"
+    source = package_web_dir()
+    assert source is not None
+    shutil.copytree(source, web)
+    port = _free_port()
+    cfg = config(http_port=port, web_dir=web)
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with chromium() as tab:
+            page = tab.page
+            async with http_server(FakeRecognizer(), cfg):
+                await page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+                assert await _wait_for(page, CONTROLLED)
+                out["old"] = await _wait_for(page, CACHES)
+            index = web / "index.html"
+            index.write_text(index.read_text().replace("<title>audiototext<", "<title>new<"))
+            offline._offline_assets.cache_clear()  # a new build is a new server process
+            async with http_server(FakeRecognizer(), cfg):
+                await page.reload(wait_until="load")
+                out["online_title"] = await page.title()
+                out["new"] = await _wait_for(
+                    page, f"{CACHES}.then(n => n && n !== {out['old']!r} && !n.includes(' ') && n)"
+                )
+                out["listed"] = await page.evaluate(
+                    "fetch('/offline-assets.json').then(r => r.json()).then(d => d.version)"
+                )
+            await page.reload(wait_until="load")
+            out["offline_title"] = await page.title()
+        return out
+
+    out = run(main(), 180)
+    assert out["old"].startswith("audiototext-")
+    assert out["online_title"] == "new"
+    assert out["new"] == f"audiototext-{out['listed']}" != out["old"]
+    assert out["offline_title"] == "new"
