@@ -44,6 +44,32 @@ for f in "${FILES[@]}"; do
     gzip -9 -n -c "$tmp/package/dist/$f" >"$dest/$f.gz"
     case $f in *.wasm) ;; *) cp "$tmp/package/dist/$f" "$dest/$f" ;; esac
 done
+# The package ships no licence file; its package.json says MIT, and this is MIT's text.
+[ "$(node -p "require('$tmp/package/package.json').license")" = MIT ] \
+    || { echo "onnxruntime-web $version is no longer MIT: check its licence" >&2; exit 1; }
+cat >"$dest/LICENSE" <<'END'
+MIT License
+
+Copyright (c) Microsoft Corporation
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+END
 sed -i "s/^export const ORT_VERSION = \".*\";$/export const ORT_VERSION = \"$version\";/" "$PIN_FILE"
 du -sh "$dest"
 echo "vendored onnxruntime-web $version into $dest"

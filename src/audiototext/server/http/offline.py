@@ -25,8 +25,8 @@ __all__ = ["ASSETS_PATH", "WORKER_PATH", "OfflineAssets", "offline_assets", "off
 WORKER_PATH = "sw.js"
 ASSETS_PATH = "offline-assets.json"
 _PLACEHOLDER = '"__ASSET_VERSION__"'
-# Kept out of the list: the worker itself, checksum lists, the Node marker of js/.
-_NOT_ASSETS = frozenset({WORKER_PATH, "SHA256SUMS", "package.json"})
+# Kept out of the list: the worker itself, checksum and licence files, js/'s Node marker.
+_NOT_ASSETS = frozenset({WORKER_PATH, "SHA256SUMS", "LICENSE", "package.json"})
 
 
 @dataclass(frozen=True)
