@@ -175,7 +175,7 @@ def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
 
     assert out["threaded"] == {"threads": 2, "frames": 4}
     assert out["controlled"] is True
-    assert out["cache"].startswith("audiototext-")
+    assert out["cache"].startswith("audiototext-page-")
     assert out["errors_online"] == []
 
     assert out["offline_title"] == "audiototext"
@@ -191,7 +191,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-CACHES = "caches.keys().then(k => k.filter(n => n.startsWith('audiototext-')).join(' '))"
+CACHES = "caches.keys().then(k => k.filter(n => n.startsWith('audiototext-page-')).join(' '))"
 CONTROLLED = "navigator.serviceWorker.ready.then(() => !!navigator.serviceWorker.controller)"
 
 
@@ -230,7 +230,63 @@ def test_an_upgrade_is_shown_at_once_and_replaces_the_offline_copy(tmp_path: Pat
         return out
 
     out = run(main(), 180)
-    assert out["old"].startswith("audiototext-")
+    assert out["old"].startswith("audiototext-page-")
     assert out["online_title"] == "new"
-    assert out["new"] == f"audiototext-{out['listed']}" != out["old"]
+    assert out["new"] == f"audiototext-page-{out['listed']}" != out["old"]
     assert out["offline_title"] == "new"
+
+
+# Damages the kept decoder.onnx (truncated), then keeps the model again from the module.
+DAMAGE_AND_KEEP = """async () => {
+  const { keepModel, modelCacheName } = await import("/js/model-store.js");
+  const listing = await (await fetch("/api/v1/models/tiny.en/browser")).json();
+  const cache = await caches.open(modelCacheName(listing));
+  const url = listing.files.find((f) => f.name === "decoder.onnx").url;
+  const whole = await (await cache.match(url)).arrayBuffer();
+  await cache.put(url, new Response(whole.slice(0, 1000)));
+  const again = await keepModel(listing);
+  const repaired = await (await cache.match(url)).arrayBuffer();
+  return { ...again, repairedBytes: repaired.byteLength, wholeBytes: whole.byteLength };
+}"""
+
+
+def test_the_model_is_kept_in_the_browser_hash_checked(built_cache: Path) -> None:
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with (
+            http_server(FakeRecognizer(), cache_root=built_cache) as srv,
+            chromium() as tab,
+        ):
+            assert srv.http is not None
+            page = tab.page
+            await page.goto(f"http://127.0.0.1:{srv.http.port}/", wait_until="load")
+            await page.wait_for_selector("#model-keep:not([hidden])", timeout=30_000)
+            out["button"] = await page.inner_text("#keep-model")
+            await page.evaluate(
+                """window.keepLog = []; new MutationObserver(() => window.keepLog.push(
+                  document.getElementById('keep-progress').value)).observe(
+                  document.getElementById('keep-status'), {childList: true, characterData: true,
+                  subtree: true})"""
+            )
+            await page.click("#keep-model")
+            out["kept"] = await _wait_for(
+                page, "document.getElementById('model-keep').dataset.kept", timeout_s=120
+            )
+            out["status"] = await page.inner_text("#keep-status")
+            out["progress"] = await page.evaluate("window.keepLog")
+            out["caches"] = await page.evaluate("caches.keys()")
+            out["again"] = await page.evaluate(DAMAGE_AND_KEEP)
+            out["errors"] = list(tab.errors)
+        return out
+
+    out = run(main(), 240)
+    assert out["button"].startswith("Keep tiny.en in this browser (") and "MB" in out["button"]
+    assert f"audiototext-model-tiny.en@{out['kept']}" in out["caches"]
+    assert out["status"].startswith("tiny.en is kept in this browser")
+    progress = out["progress"]
+    assert len(set(progress)) > 3 and progress == sorted(progress), progress
+    again = out["again"]
+    assert again["fetched"] == ["decoder.onnx"], again
+    assert len(again["kept"]) == 5
+    assert again["repairedBytes"] == again["wholeBytes"] > 1000
+    assert out["errors"] == []

@@ -7,8 +7,8 @@
 // URLs) is taken from the cache first. The API, /v1/, /metrics and /docs are never touched.
 
 const ASSET_VERSION = "__ASSET_VERSION__";
-const CACHE = `audiototext-${ASSET_VERSION}`;
-const PREFIX = "audiototext-";
+const CACHE = `audiototext-page-${ASSET_VERSION}`;
+const PREFIX = "audiototext-page-"; // kept models (audiototext-model-*) are not the page's
 const SCOPE = new URL(self.registration.scope);
 const PASS_THROUGH = ["api/", "v1/", "metrics", "docs", "openapi.json", "redoc"];
 

@@ -4,6 +4,7 @@ import { apiBase, getJson, getToken, poll, setToken } from "./api.js";
 import { listMicrophones, mediaErrorKey, MicCapture, microphoneUnavailable } from "./audio.js";
 import { FORMATS } from "./exporters.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
+import { KeepModelBox } from "./keep-model.js";
 import { LocalVad } from "./local-vad.js";
 import { registerOffline } from "./offline.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
@@ -67,6 +68,7 @@ class Page {
     // Every second while the tab is visible (the live indicators); slower after errors.
     poll(() => this.diagnostics.refresh(), 1000);
     this.models.load();
+    new KeepModelBox(t).load();
     window.addEventListener("pagehide", () => this.abort());
   }
 
