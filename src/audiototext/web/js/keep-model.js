@@ -6,6 +6,7 @@ import { formatBytes } from "./format.js";
 import { canKeepModels, isKept, keepModel } from "./model-store.js";
 
 const $ = (id) => document.getElementById(id);
+const BROWSER_PRECISIONS = ["int8", "fp32"]; // what server/http/browser_models.py offers
 
 export class KeepModelBox {
   constructor(t) {
@@ -24,6 +25,9 @@ export class KeepModelBox {
     let model;
     try {
       model = (await getJson("/health")).model;
+      // Asked first so that a model with no such conversion costs no 404 (a console error).
+      const info = await getJson(`/models/${model}`);
+      if (!info.cached.some((e) => BROWSER_PRECISIONS.includes(e.precision))) return;
       this.listing = await getJson(`/models/${model}/browser`);
     } catch {
       return; // no conversion the browser can use: nothing to offer
