@@ -124,3 +124,15 @@ def test_service_worker_carries_the_asset_version_and_lists_files_that_exist() -
         assert wanted in files, wanted
     assert not [f for f in files if f.endswith((".gz", "SHA256SUMS")) or f == "sw.js"]
     assert {s for s in statuses.values()} == {200}, statuses
+
+
+def test_the_static_alias_lists_only_files_it_serves() -> None:
+    async def main() -> tuple[list[str], dict[str, int]]:
+        async with http_server(FakeRecognizer()) as srv:
+            listing = json.loads((await http_get(srv, "/static/offline-assets.json"))[2])
+            files = listing["files"]
+            return files, {f: (await http_get(srv, "/static/" + f, GZIP))[0] for f in files}
+
+    files, statuses = run(main(), 120)
+    assert "./" not in files and "index.html" in files
+    assert set(statuses.values()) == {200}, statuses

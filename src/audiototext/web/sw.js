@@ -69,7 +69,8 @@ self.addEventListener("fetch", (event) => {
   if (passThrough(request, url)) return;
   if (request.mode === "navigate") {
     // Any address of the page (?transport=..., index.html) opens the page offline.
-    event.respondWith(networkFirst(request, new URL("./", SCOPE).href));
+    const page = SCOPE.pathname.endsWith("/static/") ? "index.html" : "./";
+    event.respondWith(networkFirst(request, new URL(page, SCOPE).href));
   } else if (url.pathname.includes("/vendor/")) {
     event.respondWith(cacheFirst(request));
   } else {

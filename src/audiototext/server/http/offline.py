@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from audiototext._version import __version__
 
@@ -72,9 +72,12 @@ def offline_router(folder: Path, extra: Mapping[str, Path]) -> APIRouter:
         body = text.replace(_PLACEHOLDER, json.dumps(assets.version), 1)
         return Response(body, media_type="text/javascript", headers=headers)
 
-    async def listing() -> Response:
+    async def listing(request: Request) -> Response:
         assets = offline_assets(folder, extra)
-        body = json.dumps({"version": assets.version, "files": list(assets.files)})
+        files = list(assets.files)
+        if request.url.path.startswith("/static/"):
+            files.remove("./")  # /static/ has no index: the page there is static/index.html
+        body = json.dumps({"version": assets.version, "files": files})
         return Response(body, media_type="application/json", headers=headers)
 
     if (folder / WORKER_PATH).is_file():
