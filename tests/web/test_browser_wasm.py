@@ -273,6 +273,9 @@ def test_the_model_is_kept_in_the_browser_hash_checked(built_cache: Path) -> Non
                 page, "document.getElementById('model-keep').dataset.kept", timeout_s=120
             )
             out["status"] = await page.inner_text("#keep-status")
+            await tab.screenshot(
+                ARTIFACTS / "page-model-kept.png", width=1280, height=900, dark=False
+            )
             out["progress"] = await page.evaluate("window.keepLog")
             out["caches"] = await page.evaluate("caches.keys()")
             out["again"] = await page.evaluate(DAMAGE_AND_KEEP)
