@@ -25,6 +25,7 @@ import importlib.resources
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -44,6 +45,7 @@ __all__ = [
     "SpeechSpan",
     "VadOptions",
     "VadState",
+    "bundled_model_path",
     "get_speech_timestamps",
     "spans_from_probabilities",
 ]
@@ -134,6 +136,14 @@ class SpeechSpan:
     @property
     def duration_s(self) -> float:
         return (self.end_sample - self.start_sample) / SAMPLE_RATE_HZ
+
+
+def bundled_model_path() -> Path | None:
+    """The packaged ``silero_vad.onnx`` on disk (the page's VAD loads the same file), or None
+    when the package is not installed as files."""
+    resource = importlib.resources.files(__package__ or "audiototext.audio")
+    path = resource.joinpath("assets", "silero_vad.onnx")
+    return path if isinstance(path, Path) and path.is_file() else None
 
 
 def _zeros_state() -> NDArray[np.float32]:

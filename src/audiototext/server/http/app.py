@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
 from audiototext._version import __version__
+from audiototext.server.http.browser_models import browser_models_router
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.docs import declare_bearer_token, install_docs
 from audiototext.server.http.errors import error_response, install_error_handlers
@@ -101,6 +102,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
     app.include_router(rest_router(ctx))
     app.include_router(history_router(ctx))
     app.include_router(transcriptions_router(ctx))
+    app.include_router(browser_models_router(ctx))  # before models: its {name:path}
     app.include_router(models_router(ctx))
     app.include_router(network_router(ctx))
     app.include_router(websocket_router(ctx))

@@ -1,8 +1,9 @@
 """The page: static files of the package folder ``audiototext/web/`` (or one passed in).
 
 The folder is served at ``/`` (``index.html`` for ``/``) and also at ``/static/``, so the
-page may link its files either way. Without an ``index.html`` the paths answer 404 with a
-JSON error saying so; the API still works.
+page may link its files either way (:mod:`.web_files`: precompressed files, cache headers,
+the VAD model at ``vad/``; :mod:`.offline`: the service worker). Without an ``index.html``
+the paths answer 404 with a JSON error saying so; the API still works.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from starlette.middleware.base import RequestResponseEndpoint
 
-__all__ = ["mount_web", "package_web_dir"]
+from audiototext.audio.vad import bundled_model_path
+from audiototext.server.http.offline import offline_router
+from audiototext.server.http.web_files import WebFiles
+
+__all__ = ["VAD_MODEL_URL", "mount_web", "package_web_dir", "page_extras"]
+
+# Where the page's VAD worker fetches the model the server's VAD runs (js/vad-worker.js).
+VAD_MODEL_URL = "vad/silero_vad.onnx"
 
 # Cross-origin isolation lets ONNX Runtime Web use threads in the page; the page loads
 # nothing from other origins, so it costs nothing.
@@ -24,7 +31,7 @@ _ISOLATION = {
     "Cross-Origin-Embedder-Policy": "require-corp",
 }
 
-# FastAPI's /docs loads Swagger UI from a CDN, which require-corp would block.
+# The API and /docs (Swagger UI, its own page) need no isolation.
 _NOT_THE_PAGE = ("/api/", "/docs", "/redoc", "/openapi.json")
 
 
@@ -82,5 +89,13 @@ def mount_web(app: FastAPI, folder: Path | None) -> None:
             response.headers.update(_ISOLATION)
         return response
 
-    app.mount("/static", StaticFiles(directory=folder), name="static")
-    app.mount("/", StaticFiles(directory=folder, html=True), name="web")
+    extra = page_extras()
+    app.include_router(offline_router(folder, extra))
+    app.mount("/static", WebFiles(directory=folder, html=False, extra=extra), name="static")
+    app.mount("/", WebFiles(directory=folder, html=True, extra=extra), name="web")
+
+
+def page_extras() -> dict[str, Path]:
+    """Files of the page that live elsewhere in the package, by their path on the page."""
+    vad = bundled_model_path()
+    return {VAD_MODEL_URL: vad} if vad is not None else {}

@@ -87,7 +87,7 @@ async function errorMessage(response) {
   return String(message);
 }
 
-function authHeaders(accept) {
+export function authHeaders(accept) {
   const headers = { Accept: accept };
   const token = getToken();
   if (token) headers.Authorization = `Bearer ${token}`;

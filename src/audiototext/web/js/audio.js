@@ -104,6 +104,11 @@ export class MicCapture {
     }
   }
 
+  /** Sends a copy of every 16-kHz chunk to `port` too, straight from the worklet. */
+  tap(port) {
+    if (this.node) this.node.port.postMessage({ type: "tap", port }, [port]);
+  }
+
   get sampleRate() {
     return this.context ? this.context.sampleRate : 0;
   }

@@ -7,6 +7,9 @@ import { FORMATS } from "./exporters.js";
 import { HistoryPanel } from "./history.js";
 import { createTranslator, loadMessages, pickLocale, translateDocument } from "./i18n.js";
 import { clientId, measureNetwork, reportNetwork } from "./network.js";
+import { KeepModelBox } from "./keep-model.js";
+import { LocalVad } from "./local-vad.js";
+import { registerOffline } from "./offline.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
 import { streamProtocols, streamUrl } from "./protocol.js";
 import { RtcStreamClient } from "./rtc-client.js";
@@ -62,6 +65,7 @@ class Page {
       },
     });
     this.waveform = new Waveform($("wave"));
+    this.localVad = this.makeLocalVad();
     this.session = null;
     this.streamedS = 0; // audio streamed by earlier sessions: their place on the timeline
     this.state = "idle";
@@ -76,6 +80,7 @@ class Page {
     this.models.load();
     this.history.load();
     this.measureNetwork();
+    new KeepModelBox(t).load();
     window.addEventListener("pagehide", () => this.abort());
   }
 
@@ -105,6 +110,28 @@ class Page {
     } catch {
       // the figures stay on this page; the server goes without them
     }
+  }
+
+  /** The browser's own VAD: speech shown on the waveform before the server says so. */
+  makeLocalVad() {
+    const wrap = $("wave").parentElement;
+    const vad = new LocalVad({
+      onSpeech: (kind, timeS) => {
+        wrap.dataset.localSpeechS = timeS.toFixed(2); // before the flag: observers read both
+        this.waveform.localSpeech(kind, timeS);
+      },
+      onState: (state, detail) => {
+        wrap.dataset.localVad = state;
+        if (state === "ready") wrap.dataset.localVadThreads = `${detail.threads}${detail.isolated ? " isolated" : ""}`;
+        if (state === "failed") console.warn("voice activity in the browser is off:", detail.message);
+      },
+      // Milliseconds of the worker's time per second of audio (tests and curious people).
+      onStats: (s) => {
+        if (s.audioS > 0) wrap.dataset.localVadCost = (s.busyMs / s.audioS).toFixed(3);
+      },
+    });
+    wrap.dataset.localVad = vad.state;
+    return vad;
   }
 
   // ---- capture controls ------------------------------------------------------------------
@@ -277,6 +304,7 @@ class Page {
     this.session = session;
     this.refreshMicrophones(); // labels are readable once permission was granted
     this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
+    this.localVad.attach(session.capture);
     session.client.start();
     this.setButton("recording");
   }
@@ -460,3 +488,4 @@ function stamp(d) {
 }
 
 boot();
+registerOffline();

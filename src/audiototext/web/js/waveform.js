@@ -1,6 +1,7 @@
 // Live waveform: a scrolling peak envelope of the last WINDOW_S seconds read from the
 // microphone's AnalyserNode on every animation frame, with the speech regions the server
-// reports (speech_event BEGIN/END, stream seconds) shaded behind it. WebGL when the browser
+// reports (speech_event BEGIN/END, stream seconds) shaded behind it, and a band along the
+// bottom where the page's own VAD (vad-worker.js) hears speech, at once. WebGL when the browser
 // gives a hardware context, a 2D canvas otherwise (or after the WebGL context is lost).
 
 const WINDOW_S = 8;
@@ -119,6 +120,16 @@ class CanvasRenderer {
   }
 }
 
+function addEvent(regions, kind, timeS) {
+  if (kind === "BEGIN") {
+    regions.push({ start: timeS, end: null });
+  } else if (kind === "END") {
+    const open = [...regions].reverse().find((r) => r.end === null);
+    if (open) open.end = Math.max(open.start, timeS);
+    else regions.push({ start: Math.max(0, timeS - 0.5), end: timeS });
+  }
+}
+
 export class Waveform {
   constructor(canvas) {
     this.canvas = canvas;
@@ -127,6 +138,7 @@ export class Waveform {
     this.clock = () => 0;
     this.columns = []; // {t, lo, hi}
     this.regions = []; // {start, end|null} in stream seconds
+    this.localRegions = []; // the same, from the page's VAD
     this.samples = null;
     this.raf = 0;
     this.readColours();
@@ -175,6 +187,7 @@ export class Waveform {
       bg: get("--wave-bg", [0.93, 0.95, 0.97]),
       wave: get("--wave", [0.11, 0.3, 0.85]),
       speech: get("--speech", [0.73, 0.97, 0.82]),
+      localSpeech: get("--speech-local", [0.09, 0.64, 0.29]),
       axis: get("--axis", [0.6, 0.64, 0.7]),
     };
   }
@@ -185,6 +198,8 @@ export class Waveform {
     this.clock = clock;
     this.columns = [];
     this.regions = [];
+    this.localRegions = [];
+    this.setLocalSpeech(false);
     this.samples = new Float32Array(analyser.fftSize);
     if (!this.raf) this.raf = requestAnimationFrame(() => this.tick());
   }
@@ -198,13 +213,18 @@ export class Waveform {
   }
 
   speechEvent(kind, timeS) {
-    if (kind === "BEGIN") {
-      this.regions.push({ start: timeS, end: null });
-    } else if (kind === "END") {
-      const open = [...this.regions].reverse().find((r) => r.end === null);
-      if (open) open.end = Math.max(open.start, timeS);
-      else this.regions.push({ start: Math.max(0, timeS - 0.5), end: timeS });
-    }
+    addEvent(this.regions, kind, timeS);
+  }
+
+  /** The page's own VAD heard speech start or end (seconds since the capture started). */
+  localSpeech(kind, timeS) {
+    addEvent(this.localRegions, kind, timeS);
+    this.setLocalSpeech(kind === "BEGIN");
+  }
+
+  setLocalSpeech(on) {
+    const wrap = this.canvas.parentElement;
+    if (wrap) wrap.dataset.localSpeech = String(on);
   }
 
   tick() {
@@ -220,7 +240,9 @@ export class Waveform {
     const now = this.clock();
     this.columns.push({ t: now, lo, hi });
     while (this.columns.length && this.columns[0].t < now - WINDOW_S - 0.5) this.columns.shift();
-    this.regions = this.regions.filter((r) => r.end === null || r.end > now - WINDOW_S);
+    const recent = (r) => r.end === null || r.end > now - WINDOW_S;
+    this.regions = this.regions.filter(recent);
+    this.localRegions = this.localRegions.filter(recent);
     this.draw(now);
     this.raf = requestAnimationFrame(() => this.tick());
   }
@@ -241,6 +263,13 @@ export class Waveform {
       const x1 = Math.min(1, x(r.end === null ? now : r.end));
       if (x1 > x0) speech.push(x0, -1, x1, 1);
     }
+    // The page's VAD: a band along the bottom, a tenth of the height.
+    const local = [];
+    for (const r of this.localRegions) {
+      const x0 = Math.max(-1, x(r.start));
+      const x1 = Math.min(1, x(r.end === null ? now : r.end));
+      if (x1 > x0) local.push(x0, -1, x1, -0.8);
+    }
     const xPixel = 2 / width;
     const yPixel = 2 / height;
     const wave = [];
@@ -260,6 +289,7 @@ export class Waveform {
       { rects: speech, colour: this.colours.speech },
       { rects: axis, colour: this.colours.axis },
       { rects: wave, colour: this.colours.wave },
+      { rects: local, colour: this.colours.localSpeech },
     ]);
   }
 }
