@@ -40,7 +40,7 @@ from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
-from audiototext.server.network import NetworkReports
+from audiototext.server.network import NetworkReport, NetworkReports
 from audiototext.server.observer import NO_OBSERVER, StreamObserver
 from audiototext.server.perf_profile import ProfileKeeper
 from audiototext.server.pool import (
@@ -224,6 +224,7 @@ class GrpcServer:
                 alerts=alerts,
                 registry=self.metrics.registry if self.metrics is not None else None,
             )
+            self.network.listeners.append(_uplink_to(self.controller))
         interceptors: list[Any] = [TokenInterceptor(cfg.token)] if cfg.token else []
         if self.metrics is not None:
             from audiototext.server.grpc.metrics import MetricsInterceptor
@@ -516,3 +517,14 @@ async def serve(config: ServerConfig, *, ready: Callable[[GrpcServer], None] | N
     await stop.wait()
     log.info("shutting down: finalising open streams")
     await server.stop()
+
+
+def _uplink_to(controller: Controller) -> Callable[[NetworkReport], None]:
+    """A client's measured upload speed, for the stream it names, to the controller: audio
+    goes up, so the uplink decides whether the stream should be compressed."""
+
+    def report(r: NetworkReport) -> None:
+        if r.session_id and r.upload_mbps:
+            controller.report_link(r.session_id, r.upload_mbps * 1e6)
+
+    return report
