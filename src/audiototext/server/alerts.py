@@ -1,9 +1,10 @@
 """Alerts the server raises and clears about itself, with hysteresis.
 
-Four alerts: the engine falls behind real time (``engine_overloaded``), free memory is low
+Five alerts: the engine falls behind real time (``engine_overloaded``), free memory is low
 (``memory_low``), free disk in the model cache is low (``disk_low``), a model failed to load
-(``model_load_failed``). A condition must hold for ``raise_after_s`` before its alert is
-raised and be gone for ``clear_after_s`` before it is cleared; the resource alerts also clear
+(``model_load_failed``), the shared session store cannot be reached (``session_store_down``:
+streams go on, resumable on this server only). A condition must hold for ``raise_after_s``
+before its alert is raised and be gone for ``clear_after_s`` before it is cleared; the resource alerts also clear
 only above their threshold times ``clear_margin``. Without both, a value hovering at the
 threshold (memory near the limit, an engine at the edge of real time) would raise and clear
 an alert every few seconds and the log, the dashboards and the streams' clients would flap.
@@ -38,7 +39,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ALERT_NAMES = ("engine_overloaded", "memory_low", "disk_low", "model_load_failed")
+ALERT_NAMES = (
+    "engine_overloaded",
+    "memory_low",
+    "disk_low",
+    "model_load_failed",
+    "session_store_down",
+)
 _MB = 1 << 20
 
 
@@ -128,6 +135,7 @@ class AlertMonitor:
         self._messages: dict[str, str] = {}
         self._since: dict[str, float] = {}
         self._failed_models: dict[str, str] = {}  # model -> why its last load failed
+        self._store_error: str | None = None  # why the session store cannot be reached
 
     # ---- reading
 
@@ -177,6 +185,21 @@ class AlertMonitor:
         if failed != state.active:
             state.active = failed
             self._changed("model_load_failed", failed, self._load_message())
+        store_error = self._store_error
+        state = self._states["session_store_down"]
+        if (store_error is not None) != state.active:
+            state.active = store_error is not None
+            self._changed(
+                "session_store_down",
+                state.active,
+                f"the session store cannot be reached ({store_error}): streams go on, but "
+                "only this server can resume them",
+            )
+
+    def session_store(self, error: str | None) -> None:
+        """The session store's health (any thread): why it cannot be reached, or None.
+        Raised and cleared at the next :meth:`check`, at once, as ``model_load_failed``."""
+        self._store_error = error
 
     def model_load(self, model: str, error: str | None) -> None:
         """A model load finished: ``error`` is why it failed, None when it succeeded.

@@ -53,6 +53,11 @@ from audiototext.server.pool import (
 )
 from audiototext.server.recording import HistoryRecorder, HistorySettings, recording_files
 from audiototext.server.resources import ResourceSampler
+from audiototext.server.session_state import (
+    MemoryStateStore,
+    SessionStateStore,
+    check_store_url,
+)
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
@@ -115,6 +120,8 @@ class ServerConfig:
     history_max_sessions: int | None = None  # --history-max-sessions: None keeps any number
     metrics: bool = True  # /metrics on the HTTP port (serve --no-metrics: off)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    # serve --session-store: "memory" (this process) or redis://HOST:PORT/DB (shared)
+    session_store: str = "memory"
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -145,6 +152,8 @@ class ServerConfig:
         if self.model_memory_mb is not None and self.model_memory_mb < 1:
             raise ConfigError("--model-memory-mb must be at least 1")
         self.history_settings()  # refuses absurd retention settings, naming them
+        if self.session_store != "memory":
+            check_store_url(self.session_store)
 
     def history_settings(self) -> HistorySettings:
         return HistorySettings(
@@ -203,6 +212,7 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.store: SessionStore | None = None
+        self.state_store: SessionStateStore | None = None
         self.history: HistoryRecorder | None = None
         self.port = 0
         self.tls: SelfSigned | None = None  # with config.self_signed, once started
@@ -251,12 +261,14 @@ class GrpcServer:
         observer: StreamObserver = self.metrics or NO_OBSERVER
         # A history file that cannot be used is logged; transcription goes on regardless.
         self.history = await HistoryRecorder.start(cfg.history_settings(), model=cfg.model)
+        self.state_store = await asyncio.to_thread(self._open_state_store, alerts)
         self.store = SessionStore(
             self._recognizer,
             max_sessions=cfg.max_sessions,
             resume_grace_s=cfg.resume_grace_s,
             recorder=self.history,
             observer=observer,
+            state_store=self.state_store,
         )
         self.store.start()
         if self.metrics is not None:
@@ -396,6 +408,22 @@ class GrpcServer:
             self.history.close()
             self.history = None
 
+    def _open_state_store(self, alerts: AlertMonitor) -> SessionStateStore:
+        """The configured store; an unreachable Redis is a warning and an alert, not a stop
+        (it is retried, and streams meanwhile are resumable on this server only)."""
+        cfg = self.config
+        if cfg.session_store == "memory":
+            return MemoryStateStore()
+        from audiototext.server.redis_store import RedisStateStore
+
+        # A detached session waits the grace period, then its final waits as long again.
+        store = RedisStateStore(
+            cfg.session_store, ttl_s=2 * cfg.resume_grace_s + 5, on_health=alerts.session_store
+        )
+        store.ping()
+        alerts.check()
+        return store
+
     def _start_observability(self) -> AlertMonitor:
         """The alert monitor, and (unless ``metrics=False``) the metrics registry."""
         from audiototext.models.cache import cache_home
@@ -499,6 +527,8 @@ class GrpcServer:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:
             await self.store.close(grace)
+        if self.state_store is not None:
+            await asyncio.to_thread(self.state_store.close)
         if self.webrtc is not None:  # after the finals went out on their data channels
             await self.webrtc.close_all()
         if self.history is not None:

@@ -125,7 +125,10 @@ class HardwareModel(BaseModel):
 
 
 class AlertModel(BaseModel):
-    name: str = Field(description="engine_overloaded, memory_low, disk_low or model_load_failed")
+    name: str = Field(
+        description="engine_overloaded, memory_low, disk_low, model_load_failed or "
+        "session_store_down"
+    )
     message: str = Field(description="what is wrong, in words")
     since: float = Field(description="when it was raised (Unix time)")
 

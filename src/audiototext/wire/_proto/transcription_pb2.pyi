@@ -167,14 +167,16 @@ class SpeechEvent(_message.Message):
     def __init__(self, kind: _Optional[_Union[SpeechEvent.Kind, str]] = ..., time_s: _Optional[float] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("seq", "lag_ms", "credit_ms")
+    __slots__ = ("seq", "lag_ms", "credit_ms", "stored_seq")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LAG_MS_FIELD_NUMBER: _ClassVar[int]
     CREDIT_MS_FIELD_NUMBER: _ClassVar[int]
+    STORED_SEQ_FIELD_NUMBER: _ClassVar[int]
     seq: int
     lag_ms: int
     credit_ms: int
-    def __init__(self, seq: _Optional[int] = ..., lag_ms: _Optional[int] = ..., credit_ms: _Optional[int] = ...) -> None: ...
+    stored_seq: int
+    def __init__(self, seq: _Optional[int] = ..., lag_ms: _Optional[int] = ..., credit_ms: _Optional[int] = ..., stored_seq: _Optional[int] = ...) -> None: ...
 
 class Metrics(_message.Message):
     __slots__ = ("rtf", "latency_ms", "queue_depth", "active_streams", "alerts")
