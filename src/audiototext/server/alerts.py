@@ -4,10 +4,10 @@ Five alerts: the engine falls behind real time (``engine_overloaded``), free mem
 (``memory_low``), free disk in the model cache is low (``disk_low``), a model failed to load
 (``model_load_failed``), the shared session store cannot be reached (``session_store_down``:
 streams go on, resumable on this server only). A condition must hold for ``raise_after_s``
-before its alert is raised and be gone for ``clear_after_s`` before it is cleared; the resource alerts also clear
-only above their threshold times ``clear_margin``. Without both, a value hovering at the
-threshold (memory near the limit, an engine at the edge of real time) would raise and clear
-an alert every few seconds and the log, the dashboards and the streams' clients would flap.
+before its alert is raised and be gone for ``clear_after_s`` before it is cleared; the
+resource alerts also clear only above their threshold times ``clear_margin``. Without both,
+a value hovering at the threshold (memory near the limit, an engine at the edge of real
+time) would raise and clear an alert every few seconds and the log, the dashboards and the streams' clients would flap.
 
 Raising and clearing are logged (WARNING / INFO). The state is read by the metrics
 (``audiototext_alert{name}``), REST ``/api/v1/system`` and the streams' Metrics messages.
