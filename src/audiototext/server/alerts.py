@@ -7,7 +7,8 @@ streams go on, resumable on this server only). A condition must hold for ``raise
 before its alert is raised and be gone for ``clear_after_s`` before it is cleared; the
 resource alerts also clear only above their threshold times ``clear_margin``. Without both,
 a value hovering at the threshold (memory near the limit, an engine at the edge of real
-time) would raise and clear an alert every few seconds and the log, the dashboards and the streams' clients would flap.
+time) would raise and clear an alert every few seconds and the log, the dashboards and the
+streams' clients would flap.
 
 Raising and clearing are logged (WARNING / INFO). The state is read by the metrics
 (``audiototext_alert{name}``), REST ``/api/v1/system`` and the streams' Metrics messages.
