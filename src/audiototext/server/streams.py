@@ -164,6 +164,7 @@ class StreamService:
                         credit_ms=self._credit_ms(session),
                         model=session.spec.options.model,
                         resume_grace_s=self.store.resume_grace_s,
+                        session_store=self.store.state_store is not None,
                     )
                 )
             )

@@ -95,20 +95,22 @@ class StreamingRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[StreamConfig, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
 
 class SessionStarted(_message.Message):
-    __slots__ = ("session_id", "resumed", "next_seq", "credit_ms", "model", "resume_grace_s")
+    __slots__ = ("session_id", "resumed", "next_seq", "credit_ms", "model", "resume_grace_s", "session_store")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     CREDIT_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESUME_GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    SESSION_STORE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     resumed: bool
     next_seq: int
     credit_ms: int
     model: str
     resume_grace_s: float
-    def __init__(self, session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., next_seq: _Optional[int] = ..., credit_ms: _Optional[int] = ..., model: _Optional[str] = ..., resume_grace_s: _Optional[float] = ...) -> None: ...
+    session_store: bool
+    def __init__(self, session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., next_seq: _Optional[int] = ..., credit_ms: _Optional[int] = ..., model: _Optional[str] = ..., resume_grace_s: _Optional[float] = ..., session_store: _Optional[bool] = ...) -> None: ...
 
 class Word(_message.Message):
     __slots__ = ("text", "start_s", "end_s")
