@@ -160,7 +160,7 @@ def test_foreign_or_cut_data_is_refused_with_a_reason(redis_server: Redis) -> No
             store.load("x1")
         with pytest.raises((CorruptStateError, StoreUnavailableError)):
             store.load("x2")  # WRONGTYPE from Redis
-        with pytest.raises(CorruptStateError, match="multiple of 4|does not end"):
+        with pytest.raises(CorruptStateError, match=r"multiple of 4|does not end"):
             store.load("x3")
         with pytest.raises(CorruptStateError, match="another session"):
             store.load("x4")
@@ -212,7 +212,7 @@ def test_decode_checks_every_field() -> None:
         ("http://localhost:6379", "use redis://"),
         ("localhost:6379", "use redis://"),
         ("redis://", "no host"),
-        ("redis://host:99999/0", "(?i)port"),
+        ("redis://host:99999/0", r"(?i)port"),
     ],
 )
 def test_bad_store_urls_are_refused_at_start(url: str, says: str) -> None:

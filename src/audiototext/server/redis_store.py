@@ -122,14 +122,18 @@ class RedisStateStore:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not (self._saves or self._deletes or self._touches or self._closing):
-                    self._cv.wait()
+                if not (self._saves or self._deletes or self._touches or self._closing):
+                    # Down and idle: wake up now and then to see whether it is back (which
+                    # clears the alert).
+                    self._cv.wait(None if self._down_since is None else self._retry_s)
                 saves, self._saves = self._saves, {}
                 deletes, self._deletes = self._deletes, set()
                 touches, self._touches = self._touches, set()
                 closing = self._closing
             if saves or deletes or touches:
                 self._write(saves, deletes, touches)
+            elif self._down_since is not None and not closing:
+                self.ping()
             if closing:
                 return
 
