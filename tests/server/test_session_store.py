@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,9 +152,10 @@ def test_foreign_or_cut_data_is_refused_with_a_reason(redis_server: Redis) -> No
     raw = redis.Redis.from_url(redis_server.url)
     raw.hset(KEY_PREFIX + "x1", mapping={"meta": b"not json"})
     raw.set(KEY_PREFIX + "x2", b"a string, not a hash")
-    good = encode_state(make_state("x3"))
+    good: dict[Any, Any] = encode_state(make_state("x3"))
     raw.hset(KEY_PREFIX + "x3", mapping={**good, "audio": good["audio"][:-2]})
-    raw.hset(KEY_PREFIX + "x4", mapping=encode_state(make_state("someone-else")))
+    other: dict[Any, Any] = encode_state(make_state("someone-else"))
+    raw.hset(KEY_PREFIX + "x4", mapping=other)
     store = RedisStateStore(redis_server.url, ttl_s=30)
     try:
         with pytest.raises(CorruptStateError):

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import signal
 import subprocess
-import sys
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,73 +27,17 @@ from audiototext.server.redis_store import KEY_PREFIX
 from audiototext.wire._proto import transcription_pb2 as pb
 from server.grpc_harness import raw_stream, run
 from server.real_engine import long_speech
-from support.services import Redis, free_port, running_haproxy, running_redis
+from support.services import CLI, Redis, Server, free_port, running_haproxy, running_redis
 from support.speech import SpeechSynthesizer
 
 pytestmark = [pytest.mark.slow]
 
-CLI = [sys.executable, "-m", "audiototext.cli"]
+
 FINALS_BEFORE_CUT = 2
 SETTINGS = StreamSettings(
     compression="pcm16",  # Opus decoding state does not move between servers (README)
     reconnect=ReconnectPolicy(max_attempts=400, max_backoff_s=0.5, initial_backoff_s=0.1),
 )
-
-
-class Server:
-    """``audiototext serve`` as a process on fixed ports (so a new one can take its place)."""
-
-    def __init__(self, store_url: str, grpc_port: int = 0, http_port: int = 0) -> None:
-        self.store_url = store_url
-        self.port = grpc_port or free_port()
-        self.http_port = http_port or free_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> Server:
-        proc = subprocess.Popen(
-            [
-                *CLI,
-                "serve",
-                "--port",
-                str(self.port),
-                "--http-port",
-                str(self.http_port),
-                "--precision",
-                "int8",
-                "--session-store",
-                self.store_url,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.proc = proc
-        assert proc.stdout is not None and proc.stderr is not None
-        lines = [proc.stdout.readline(), proc.stdout.readline()]  # gRPC, then the page
-        if "web page:" not in lines[1]:
-            proc.kill()
-            raise AssertionError(f"server did not start: {lines!r} {proc.stderr.read()}")
-        return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(30) == -signal.SIGKILL
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-
-    def system(self) -> dict[str, object]:
-        url = f"http://127.0.0.1:{self.http_port}/api/v1/system"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            body: dict[str, object] = json.loads(r.read())
-        return body
 
 
 @pytest.fixture

@@ -10,17 +10,31 @@ mid-test); ``running_haproxy(backends)`` yields the front port of an HAProxy rou
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-__all__ = ["Redis", "free_port", "haproxy_config", "running_haproxy", "running_redis"]
+__all__ = [
+    "CLI",
+    "Redis",
+    "Server",
+    "free_port",
+    "haproxy_config",
+    "running_haproxy",
+    "running_redis",
+]
+
+CLI = [sys.executable, "-m", "audiototext.cli"]
 
 
 def free_port() -> int:
@@ -106,6 +120,64 @@ class Redis:
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc)
+
+
+class Server:
+    """``audiototext serve`` as a process on fixed ports (so a new one can take its place)."""
+
+    def __init__(self, store_url: str, grpc_port: int = 0, http_port: int = 0, *extra: str) -> None:
+        self.extra = extra
+        self.store_url = store_url
+        self.port = grpc_port or free_port()
+        self.http_port = http_port or free_port()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> Server:
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "serve",
+                "--port",
+                str(self.port),
+                "--http-port",
+                str(self.http_port),
+                "--precision",
+                "int8",
+                "--session-store",
+                self.store_url,
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.proc = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]  # gRPC, then the page
+        if "web page:" not in lines[1]:
+            proc.kill()
+            raise AssertionError(f"server did not start: {lines!r} {proc.stderr.read()}")
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(30) == -signal.SIGKILL
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+
+    def system(self) -> dict[str, object]:
+        url = f"http://127.0.0.1:{self.http_port}/api/v1/system"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body: dict[str, object] = json.loads(r.read())
+        return body
 
 
 @contextlib.contextmanager
