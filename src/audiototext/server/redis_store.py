@@ -77,7 +77,7 @@ class RedisStateStore:
     def save(self, state: SessionState, done: Callable[[bool], None]) -> None:
         with self._cv:
             if self._closing:
-                done(False)
+                _answer(done, False)
                 return
             queued = self._saves.get(state.session_id)
             callbacks = queued[1] if queued is not None else []
@@ -166,7 +166,7 @@ class RedisStateStore:
                 self._report(str(exc))
         for _, callbacks in saves.values():
             for done in callbacks:
-                done(ok)
+                _answer(done, ok)
 
     def _report(self, error: str | None) -> None:
         if error is None:
@@ -186,3 +186,11 @@ class RedisStateStore:
 
 def _text(key: bytes | str) -> str:
     return key.decode(errors="replace") if isinstance(key, bytes) else key
+
+
+def _answer(done: Callable[[bool], None], ok: bool) -> None:
+    """Call a save's callback; one that fails (its loop closed) must not stop the writer."""
+    try:
+        done(ok)
+    except Exception:
+        log.exception("a session store callback failed")
