@@ -34,6 +34,9 @@ pytestmark = [pytest.mark.slow]
 
 
 FINALS_BEFORE_CUT = 2
+# A session is kept this long after its server vanished: longer than a server takes to start
+# on a loaded test machine (the default 30 s is not).
+GRACE = ("--resume-grace-s", "120")
 SETTINGS = StreamSettings(
     compression="pcm16",  # Opus decoding state does not move between servers (README)
     reconnect=ReconnectPolicy(max_attempts=400, max_backoff_s=0.5, initial_backoff_s=0.1),
@@ -106,8 +109,8 @@ def test_kill_9_and_a_new_server_on_the_port_give_the_uninterrupted_transcript(
     store: Redis, speech: SpeechSynthesizer
 ) -> None:
     audio = _audio(speech)
-    first = Server(store.url).start()
-    second = Server(store.url, first.port, first.http_port)
+    first = Server(store.url, 0, 0, *GRACE).start()
+    second = Server(store.url, first.port, first.http_port, *GRACE)
     with servers(first, second):
         reference = run(stream(f"127.0.0.1:{first.port}", audio), 600)
 
@@ -124,8 +127,8 @@ def test_haproxy_two_servers_one_killed_mid_stream_gives_the_same_transcript(
     store: Redis, speech: SpeechSynthesizer
 ) -> None:
     audio = _audio(speech)
-    a = Server(store.url).start()
-    b = Server(store.url).start()
+    a = Server(store.url, 0, 0, *GRACE).start()
+    b = Server(store.url, 0, 0, *GRACE).start()
     with servers(a, b), running_haproxy([(a.port, a.http_port), (b.port, b.http_port)]) as front:
         reference = run(stream(f"127.0.0.1:{front}", audio), 600)
         killed: list[Server] = []

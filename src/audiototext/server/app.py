@@ -57,6 +57,7 @@ from audiototext.server.session_state import (
     MemoryStateStore,
     SessionStateStore,
     check_store_url,
+    state_ttl_s,
 )
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
@@ -416,9 +417,10 @@ class GrpcServer:
             return MemoryStateStore()
         from audiototext.server.redis_store import RedisStateStore
 
-        # A detached session waits the grace period, then its final waits as long again.
         store = RedisStateStore(
-            cfg.session_store, ttl_s=2 * cfg.resume_grace_s + 5, on_health=alerts.session_store
+            cfg.session_store,
+            ttl_s=state_ttl_s(cfg.resume_grace_s),
+            on_health=alerts.session_store,
         )
         store.ping()
         alerts.check()

@@ -39,11 +39,18 @@ __all__ = [
     "check_store_url",
     "decode_state",
     "encode_state",
+    "state_ttl_s",
 ]
 
 FORMAT_VERSION = 1
 MAX_KEPT_FINALS = 500  # per stored session: finals a resuming client may still miss
 _VAD_FLOATS = 2 * 128 + 64  # the LSTM state, then the context samples
+
+
+def state_ttl_s(resume_grace_s: float) -> float:
+    """How long a stored state outlives its server's last write: a detached session waits the
+    grace period, then its final waits as long again (and a few seconds for the writer)."""
+    return 2 * resume_grace_s + 5
 
 
 class CorruptStateError(ValueError):

@@ -21,7 +21,11 @@ from audiototext.server.alerts import ActiveAlert
 from audiototext.server.devices import device_of
 from audiototext.server.logging_setup import session_context
 from audiototext.server.pool import ModelPool
-from audiototext.server.session_state import CorruptStateError, StoreUnavailableError
+from audiototext.server.session_state import (
+    CorruptStateError,
+    StoreUnavailableError,
+    state_ttl_s,
+)
 from audiototext.server.sessions import (
     Attachment,
     ServerSession,
@@ -274,7 +278,11 @@ class StreamService:
                 try_later=True,
             ) from exc
         if state is None:
-            raise StatusError(Status.NOT_FOUND, str(missing))
+            raise StatusError(
+                Status.NOT_FOUND,
+                f"{missing} (nor is it in the session store, where it expires "
+                f"{state_ttl_s(self.store.resume_grace_s):g} s after its server's last write)",
+            )
         if self.store.get_or_none(cfg.session_id) is not None:  # restored meanwhile
             return self.store.get(cfg.session_id), True, max(1, int(cfg.resume_from_event))
         try:
