@@ -53,6 +53,10 @@ def store(filled_cache: ModelCache) -> Iterator[Redis]:
 def servers(*made: Server) -> Iterator[None]:
     try:
         yield
+    except BaseException:
+        for s in made:  # shown with the failure
+            print(f"--- server on {s.port}:\n{s.log_tail()}")
+        raise
     finally:
         for s in made:
             s.stop()

@@ -131,6 +131,11 @@ class Server:
         self.port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self.proc: subprocess.Popen[str] | None = None
+        # The log goes to a file: an unread pipe fills and then blocks the server.
+        self.log = Path(tempfile.mkstemp(prefix="att-serve-", suffix=".log")[1])
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
 
     def start(self) -> Server:
         proc = subprocess.Popen(
@@ -148,15 +153,15 @@ class Server:
                 *self.extra,
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log.open("a"),
             text=True,
         )
         self.proc = proc
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
         lines = [proc.stdout.readline(), proc.stdout.readline()]  # gRPC, then the page
         if "web page:" not in lines[1]:
             proc.kill()
-            raise AssertionError(f"server did not start: {lines!r} {proc.stderr.read()}")
+            raise AssertionError(f"server did not start: {lines!r} {self.log_tail()}")
         return self
 
     def kill9(self) -> None:
@@ -172,6 +177,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
+        self.log.unlink(missing_ok=True)
 
     def system(self) -> dict[str, object]:
         url = f"http://127.0.0.1:{self.http_port}/api/v1/system"
