@@ -9,9 +9,10 @@ source scripts/setup.sh
 # prometheus: scrapes /metrics in the observability tests. iproute2: network namespaces for
 # the WebRTC tests (ICE needs an address other than 127.0.0.1). debootstrap: a minimal Debian
 # root (no Python) the one-file build must run in (tests/binary). UPX (upx-ucl) is not in
-# Debian 12: scripts/build-binary.sh uses it only where it is installed.
+# Debian 12: scripts/build-binary.sh uses it only where it is installed. redis-server and
+# haproxy: the session-store tests start their own (tests/support/services.py).
 ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium \
-    prometheus iproute2 procps debootstrap
+    prometheus iproute2 procps debootstrap redis-server haproxy
 ensure_venv test
 lint_paths=(src tests deploy)
 [ -d bench ] && lint_paths+=(bench)

@@ -55,6 +55,12 @@ from audiototext.server.pool import (
 )
 from audiototext.server.recording import HistoryRecorder, recording_files
 from audiototext.server.resources import ResourceSampler
+from audiototext.server.session_state import (
+    MemoryStateStore,
+    SessionStateStore,
+    check_store_url,
+    state_ttl_s,
+)
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
@@ -136,6 +142,7 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.store: SessionStore | None = None
+        self.state_store: SessionStateStore | None = None
         self.history: HistoryRecorder | None = None
         self.port = 0
         self.tls: SelfSigned | None = None  # with config.self_signed, once started
@@ -198,12 +205,14 @@ class GrpcServer:
         self.history = await HistoryRecorder.start(
             cfg.history_settings(), model=cfg.model, on_unavailable=alerts.history_unavailable
         )
+        self.state_store = await asyncio.to_thread(self._open_state_store, alerts)
         self.store = SessionStore(
             self._recognizer,
             max_sessions=cfg.max_sessions,
             resume_grace_s=cfg.resume_grace_s,
             recorder=self.history,
             observer=observer,
+            state_store=self.state_store,
         )
         self.store.start()
         if self.metrics is not None:
@@ -371,6 +380,23 @@ class GrpcServer:
             self.history.close()
             self.history = None
 
+    def _open_state_store(self, alerts: AlertMonitor) -> SessionStateStore:
+        """The configured store; an unreachable Redis is a warning and an alert, not a stop
+        (it is retried, and streams meanwhile are resumable on this server only)."""
+        cfg = self.config
+        if cfg.session_store == "memory":
+            return MemoryStateStore()
+        from audiototext.server.redis_store import RedisStateStore
+
+        store = RedisStateStore(
+            cfg.session_store,
+            ttl_s=state_ttl_s(cfg.resume_grace_s),
+            on_health=alerts.session_store,
+        )
+        store.ping()
+        alerts.check()
+        return store
+
     def _start_observability(self) -> AlertMonitor:
         """The alert monitor, and (unless ``metrics=False``) the metrics registry."""
         from audiototext.models.cache import cache_home
@@ -481,6 +507,8 @@ class GrpcServer:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:
             await self.store.close(grace)
+        if self.state_store is not None:
+            await asyncio.to_thread(self.state_store.close)
         if self.webrtc is not None:  # after the finals went out on their data channels
             await self.webrtc.close_all()
         if self.history is not None:
