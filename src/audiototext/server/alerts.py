@@ -194,7 +194,6 @@ class AlertMonitor:
                 "only this server can resume them",
             )
 
-
     def gpu_fallbacks(self, reasons: dict[str, str]) -> None:
         """The loaded models that fell back from the GPU to the CPU, and why (the controller
         reports them; the next :meth:`check` raises or clears the alert)."""

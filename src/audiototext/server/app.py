@@ -58,7 +58,6 @@ from audiototext.server.resources import ResourceSampler
 from audiototext.server.session_state import (
     MemoryStateStore,
     SessionStateStore,
-    check_store_url,
     state_ttl_s,
 )
 from audiototext.server.sessions import SessionStore
