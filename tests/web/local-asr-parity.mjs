@@ -1,0 +1,67 @@
+// The page's local transcription engine against the server's, on the clips and expectations
+// that test_local_asr_parity.py writes to $AUDIOTOTEXT_LOCAL_ASR_FIXTURE (not a *.test.mjs:
+// it needs that file).
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import test from "node:test";
+import { nodeOrt, web } from "./helpers.mjs";
+
+const { logMel, melFilters } = await import(web("js/log-mel.js"));
+const { LocalWhisper } = await import(web("js/whisper-local.js"));
+
+const fixturePath = process.env.AUDIOTOTEXT_LOCAL_ASR_FIXTURE;
+assert.ok(fixturePath, "AUDIOTOTEXT_LOCAL_ASR_FIXTURE is not set: run tests/web/test_local_asr_parity.py");
+const fixture = JSON.parse(readFileSync(fixturePath, "utf8"));
+const f32 = (b64) => {
+  const bytes = Buffer.from(b64, "base64");
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+};
+const clips = fixture.clips.map((c) => ({ ...c, audio: f32(c.audio_f32), mel: f32(c.mel_f32) }));
+
+test("log-mel equals audio/features.py within 1e-4", () => {
+  assert.equal(melFilters(80).length, 80);
+  for (const clip of clips) {
+    const got = logMel(clip.audio, { nMels: 80, paddingSamples: 160 });
+    assert.equal(got.frames, clip.mel_frames);
+    let worst = 0;
+    let sum = 0;
+    for (let i = 0; i < got.data.length; i++) {
+      const d = Math.abs(got.data[i] - clip.mel[i]);
+      worst = Math.max(worst, d);
+      sum += d;
+    }
+    console.log(`${clip.sentence.slice(0, 24)}…: ${got.frames} frames, largest difference ${worst.toExponential(2)}, mean ${(sum / got.data.length).toExponential(2)}`);
+    assert.ok(worst < 1e-4, `largest difference ${worst}`);
+  }
+});
+
+const ort = await nodeOrt();
+for (const kase of fixture.cases) {
+  test(`greedy tokens equal the server's: tiny.en ${kase.precision}, timestamps ${kase.timestamps}`, async () => {
+    const files = {};
+    for (const name of ["encoder.onnx", "decoder.onnx", "decoder.onnx.data", "tokenizer.json", "model_config.json"]) {
+      try {
+        files[name] = readFileSync(path.join(kase.dir, name));
+      } catch {
+        // decoder.onnx.data only exists beside the int8 decoder
+      }
+    }
+    const engine = await LocalWhisper.create(ort, files);
+    for (const [k, clip] of clips.entries()) {
+      const want = kase.expected[k];
+      const got = await engine.transcribe(clip.audio, { timestamps: kase.timestamps });
+      console.log(`${kase.precision} ts=${kase.timestamps} ${JSON.stringify(got.text)} (${got.tokens.length} tokens, encode ${got.encodeMs.toFixed(0)} ms, decode ${got.decodeMs.toFixed(0)} ms)`);
+      assert.equal(got.frames, want.frames);
+      assert.deepEqual(got.tokens, want.tokens, clip.sentence);
+      assert.equal(got.text, want.text);
+      // int8: WASM's integer kernels quantise activations a little differently from MLAS's.
+      const close = kase.precision === "int8" ? 2e-2 : 1e-3;
+      assert.ok(Math.abs(got.noSpeechProb - want.no_speech_prob) < close, `${got.noSpeechProb} vs ${want.no_speech_prob}`);
+      if (kase.timestamps) {
+        assert.ok(got.pieces.length >= 1 && got.pieces.every((p) => p.end >= p.start), JSON.stringify(got.pieces));
+        assert.equal(got.pieces.map((p) => p.text).join(" ").replace(/\s+/g, " "), got.text.replace(/\s+/g, " "));
+      }
+    }
+  });
+}
