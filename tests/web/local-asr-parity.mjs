@@ -2,7 +2,7 @@
 // that test_local_asr_parity.py writes to $AUDIOTOTEXT_LOCAL_ASR_FIXTURE (not a *.test.mjs:
 // it needs that file).
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import test from "node:test";
 import { nodeOrt, web } from "./helpers.mjs";
@@ -37,6 +37,10 @@ test("log-mel equals audio/features.py within 1e-4", () => {
 });
 
 const ort = await nodeOrt();
+const results = [];
+test.after(() => {
+  if (process.env.AUDIOTOTEXT_LOCAL_ASR_OUT) writeFileSync(process.env.AUDIOTOTEXT_LOCAL_ASR_OUT, JSON.stringify(results));
+});
 for (const kase of fixture.cases) {
   test(`greedy tokens equal the server's: tiny.en ${kase.precision}, timestamps ${kase.timestamps}`, async () => {
     const files = {};
@@ -52,12 +56,13 @@ for (const kase of fixture.cases) {
       const want = kase.expected[k];
       const got = await engine.transcribe(clip.audio, { timestamps: kase.timestamps });
       console.log(`${kase.precision} ts=${kase.timestamps} ${JSON.stringify(got.text)} (${got.tokens.length} tokens, encode ${got.encodeMs.toFixed(0)} ms, decode ${got.decodeMs.toFixed(0)} ms)`);
+      results.push({ precision: kase.precision, timestamps: kase.timestamps, clip: k, tokens: got.tokens, text: got.text, encodeMs: got.encodeMs, decodeMs: got.decodeMs });
       assert.equal(got.frames, want.frames);
-      assert.deepEqual(got.tokens, want.tokens, clip.sentence);
-      assert.equal(got.text, want.text);
-      // int8: WASM's integer kernels quantise activations a little differently from MLAS's.
-      const close = kase.precision === "int8" ? 2e-2 : 1e-3;
-      assert.ok(Math.abs(got.noSpeechProb - want.no_speech_prob) < close, `${got.noSpeechProb} vs ${want.no_speech_prob}`);
+      if (kase.exact) {
+        assert.deepEqual(got.tokens, want.tokens, clip.sentence);
+        assert.equal(got.text, want.text);
+        assert.ok(Math.abs(got.noSpeechProb - want.no_speech_prob) < 1e-3, `${got.noSpeechProb} vs ${want.no_speech_prob}`);
+      }
       if (kase.timestamps) {
         assert.ok(got.pieces.length >= 1 && got.pieces.every((p) => p.end >= p.start), JSON.stringify(got.pieces));
         assert.equal(got.pieces.map((p) => p.text).join(" ").replace(/\s+/g, " "), got.text.replace(/\s+/g, " "));

@@ -74,3 +74,39 @@ def clip_json(text: str, audio: np.ndarray) -> dict[str, Any]:
         "mel_f32": base64.b64encode(mel.astype("<f4").tobytes()).decode(),
         "mel_frames": int(mel.shape[1]),
     }
+
+
+# In a page of the server: keeps tiny.en's browser files (model-store.js), starts the local
+# transcription worker on them (local-asr.js) with `threads`, feeds it the clip (float32,
+# base64) as one utterance, and returns its segments and timings.
+PAGE_TRANSCRIBE = """async ([audioBase64, threads, keep]) => {
+  const { keepModel } = await import("/js/model-store.js");
+  const { LocalAsr } = await import("/js/local-asr.js");
+  const listing = await (await fetch("/api/v1/models/tiny.en/browser")).json();
+  if (keep) await keepModel(listing);
+  const bytes = Uint8Array.from(atob(audioBase64), (c) => c.charCodeAt(0));
+  const audio = new Float32Array(bytes.buffer);
+  const audioS = audio.length / 16000; // feed() transfers the buffer
+  const segments = [];
+  let finished;
+  const done = new Promise((resolve, reject) => {
+    finished = { resolve, reject };
+  });
+  const asr = new LocalAsr({
+    onSegment: (s) => segments.push(s),
+    onDone: (d) => finished.resolve(d),
+    onError: (message) => finished.reject(new Error(message)),
+  });
+  const ready = await asr.start(listing, { threads });
+  const t0 = performance.now();
+  asr.feed(audio, { end: true });
+  const info = await done;
+  const wallMs = performance.now() - t0;
+  asr.stop();
+  return { ready, segments, info, wallMs, isolated: crossOriginIsolated,
+           precision: listing.precision, audioS };
+}"""
+
+
+def audio_b64(audio: np.ndarray) -> str:
+    return base64.b64encode(audio.astype("<f4").tobytes()).decode()

@@ -109,9 +109,12 @@ export function splitAtTimestamps(tokens, tsBegin, frames) {
     pieces.push({ start: time(part[0]), end: time(part[part.length - 1]), tokens: part });
     last = cut;
   }
-  // Unfinished text after the last pair is decoded again with the audio that follows.
+  // Unfinished text after the last pair is decoded again with the audio that follows (or,
+  // at the end of the audio, taken as it is: `rest`).
   const consumedFrames = single ? frames : (tokens[last - 1] - tsBegin) * 2;
-  return { pieces, consumedFrames };
+  const tail = tokens.slice(last);
+  const rest = single || !tail.length ? null : { start: time(tokens[last - 1]), end: (frames * HOP) / SAMPLE_RATE_HZ, tokens: tail };
+  return { pieces, consumedFrames, rest };
 }
 
 function bytesOf(value) {
@@ -141,7 +144,9 @@ export class LocalWhisper {
     }
     const config = jsonOf(files["model_config.json"], "model_config.json");
     const vocab = new WhisperVocabulary(jsonOf(files["tokenizer.json"], "tokenizer.json"), config);
-    const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+    // Errors only: the decoder's in_place/beam_width/cache_indirection are initializers that
+    // are also inputs (the server's in-place cache mode), which ORT warns about at each load.
+    const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all", logSeverityLevel: 3 };
     const encoder = await ort.InferenceSession.create(bytesOf(files["encoder.onnx"]), options);
     const external = files["decoder.onnx.data"]
       ? { externalData: [{ path: "decoder.onnx.data", data: bytesOf(files["decoder.onnx.data"]) }] }
@@ -177,7 +182,7 @@ export class LocalWhisper {
    * @param {object} options timestamps (true), language and task (multilingual models),
    *   maxNewTokens (null: Whisper's budget), signal (an AbortSignal checked every step)
    * @returns {Promise<object>} tokens (end token excluded), text (trimmed), pieces [{start,
-   *   end, tokens, text}], consumedS, noSpeechProb, avgLogprob, melMs, encodeMs, decodeMs
+   *   end, tokens, text}], rest (text after the last timestamp pair, or null), consumedS, noSpeechProb, avgLogprob, melMs, encodeMs, decodeMs
    */
   async transcribe(audio, { timestamps = true, language = null, task = "transcribe", maxNewTokens: requested = null, signal = null } = {}) {
     if (!(audio instanceof Float32Array)) throw new Error("audio must be a Float32Array of 16-kHz samples");
@@ -212,11 +217,13 @@ export class LocalWhisper {
     const split = timestamps
       ? splitAtTimestamps(tokens, vocab.timestampBegin, mel.frames)
       : { pieces: [{ start: 0, end: audio.length / SAMPLE_RATE_HZ, tokens }], consumedFrames: mel.frames };
-    const pieces = split.pieces.map((p) => ({ ...p, text: vocab.decode(p.tokens).trim() }));
+    const withText = (p) => ({ ...p, text: vocab.decode(p.tokens).trim() });
+    const pieces = split.pieces.map(withText);
     return {
       tokens,
       text: vocab.decode(tokens).trim(),
       pieces,
+      rest: split.rest ? withText(split.rest) : null,
       consumedS: Math.min(audio.length, split.consumedFrames * HOP) / SAMPLE_RATE_HZ,
       noSpeechProb,
       avgLogprob: sumLogprob / (tokens.length + 1),

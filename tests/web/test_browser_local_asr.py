@@ -1,0 +1,55 @@
+"""Local transcription in a real browser (headless Chromium, Playwright): the page keeps
+tiny.en's browser files in the Cache API, the local-transcription worker loads them from
+there into ONNX Runtime Web (two threads: the page is cross-origin isolated) and transcribes
+an espeak-ng clip with the server engine's words.
+
+The server's engine is the test double: the words come from the browser alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audiototext.evaluation import wer
+from server.fake_engine import FakeRecognizer
+from server.grpc_harness import run
+from server.ws_harness import http_server
+from support.speech import espeak_available
+from web.browser import CHROMIUM, chromium
+from web.local_asr_reference import PAGE_TRANSCRIBE, audio_b64, clips
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
+    pytest.mark.skipif(not espeak_available(), reason="needs espeak-ng"),
+]
+
+
+def test_the_worker_transcribes_from_the_kept_model(built_cache: Path, tmp_path: Path) -> None:
+    sentence, audio = clips(tmp_path)[0]
+
+    async def main() -> dict[str, Any]:
+        async with (
+            http_server(FakeRecognizer(), cache_root=built_cache) as srv,
+            chromium() as tab,
+        ):
+            assert srv.http is not None
+            page = tab.page
+            await page.goto(f"http://127.0.0.1:{srv.http.port}/", wait_until="load")
+            out: dict[str, Any] = await page.evaluate(PAGE_TRANSCRIBE, [audio_b64(audio), 2, True])
+            out["errors"] = list(tab.errors)
+            return out
+
+    out = run(main(), 600)
+    print({k: v for k, v in out.items() if k != "segments"}, out["segments"])
+    assert out["isolated"] is True and out["ready"]["threads"] == 2, out["ready"]
+    assert out["precision"] == "int8"
+    text = " ".join(s["text"] for s in out["segments"])
+    assert wer(sentence, text) <= 0.2, text
+    first, last = out["segments"][0], out["segments"][-1]
+    assert 0 <= first["start"] < 1.0 and last["end"] <= out["audioS"] + 0.05, out["segments"]
+    assert all(s["tokens"] and s["utterance"] == 0 for s in out["segments"])
+    assert out["info"]["audioS"] == pytest.approx(out["audioS"])
+    assert not out["errors"], out["errors"]
