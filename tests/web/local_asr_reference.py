@@ -18,14 +18,17 @@ from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import encoder_input
 from support.speech import SpeechSynthesizer, silence
 
-# Sentences of the test clips: different lengths, numbers, names, punctuation; one clip has
-# two sentences with a pause, one starts after a silence (timestamps not at zero).
+# Sentences of the test clips (spoken text, silence before it): different lengths, numbers,
+# names, punctuation; one with two sentences, one starting after a second of silence
+# (timestamps not at zero). tiny.en decodes each without looping.
 SENTENCES = (
     ("Please call Stella and ask her to bring these things.", 0.3),
-    ("The quick brown fox jumps over the lazy dog.", 1.2),
+    ("We will meet at the train station tomorrow morning.", 1.2),
     ("We meet at seven thirty on Tuesday. Bring the blue folder, please.", 0.5),
-    ("Hello world.", 0.2),
+    ("My sister bought three apples, two oranges and a loaf of bread at the market.", 0.3),
 )
+# A clip on which greedy tiny.en repeats itself to the token budget (224 tokens): the budget.
+LOOP = ("Hello world.", 0.2)
 
 
 def model_dir(cache_root: Path, precision: str) -> Path:
@@ -35,9 +38,10 @@ def model_dir(cache_root: Path, precision: str) -> Path:
 
 
 def clips(tmp: Path) -> list[tuple[str, np.ndarray]]:
+    """The SENTENCES' clips, then LOOP's."""
     synth = SpeechSynthesizer(tmp)
     out = []
-    for text, lead_s in SENTENCES:
+    for text, lead_s in (*SENTENCES, LOOP):
         speech = synth.speak(text)
         out.append((text, np.concatenate([silence(lead_s), speech.audio, silence(0.4)])))
     return out
@@ -76,35 +80,37 @@ def clip_json(text: str, audio: np.ndarray) -> dict[str, Any]:
     }
 
 
-# In a page of the server: keeps tiny.en's browser files (model-store.js), starts the local
-# transcription worker on them (local-asr.js) with `threads`, feeds it the clip (float32,
-# base64) as one utterance, and returns its segments and timings.
-PAGE_TRANSCRIBE = """async ([audioBase64, threads, keep]) => {
+# In a page of the server: keeps tiny.en's browser files (model-store.js) when asked, starts
+# the local transcription worker on them (local-asr.js) with `threads`, feeds it each clip
+# (float32, base64) as one utterance, waiting for each to be done, and returns the segments
+# and timings of each.
+PAGE_TRANSCRIBE = """async ([clips, threads, keep]) => {
   const { keepModel } = await import("/js/model-store.js");
   const { LocalAsr } = await import("/js/local-asr.js");
   const listing = await (await fetch("/api/v1/models/tiny.en/browser")).json();
   if (keep) await keepModel(listing);
-  const bytes = Uint8Array.from(atob(audioBase64), (c) => c.charCodeAt(0));
-  const audio = new Float32Array(bytes.buffer);
-  const audioS = audio.length / 16000; // feed() transfers the buffer
-  const segments = [];
+  let segments = [];
   let finished;
-  const done = new Promise((resolve, reject) => {
-    finished = { resolve, reject };
-  });
   const asr = new LocalAsr({
     onSegment: (s) => segments.push(s),
     onDone: (d) => finished.resolve(d),
     onError: (message) => finished.reject(new Error(message)),
   });
   const ready = await asr.start(listing, { threads });
-  const t0 = performance.now();
-  asr.feed(audio, { end: true });
-  const info = await done;
-  const wallMs = performance.now() - t0;
+  const runs = [];
+  for (const clip of clips) {
+    const bytes = Uint8Array.from(atob(clip), (c) => c.charCodeAt(0));
+    const audio = new Float32Array(bytes.buffer);
+    const audioS = audio.length / 16000; // feed() transfers the buffer
+    const done = new Promise((resolve, reject) => { finished = { resolve, reject }; });
+    segments = [];
+    const t0 = performance.now();
+    asr.feed(audio, { end: true });
+    const info = await done;
+    runs.push({ segments, info, audioS, wallMs: performance.now() - t0 });
+  }
   asr.stop();
-  return { ready, segments, info, wallMs, isolated: crossOriginIsolated,
-           precision: listing.precision, audioS };
+  return { ready, runs, isolated: crossOriginIsolated, precision: listing.precision };
 }"""
 
 
