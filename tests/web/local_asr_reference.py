@@ -116,3 +116,21 @@ PAGE_TRANSCRIBE = """async ([clips, threads, keep]) => {
 
 def audio_b64(audio: np.ndarray) -> str:
     return base64.b64encode(audio.astype("<f4").tobytes()).decode()
+
+
+# Messages the worker must refuse, each with an error a person can act on; then the replies.
+PAGE_BAD_MESSAGES = """async () => {
+  const worker = new Worker("/js/local-asr-worker.js", { type: "module" });
+  const replies = [];
+  worker.onmessage = (e) => replies.push(e.data);
+  worker.postMessage({ type: "audio", samples: new Float32Array(160) });
+  worker.postMessage({ type: "bogus" });
+  worker.postMessage({ type: "init" });
+  worker.postMessage({ type: "init", listing: { model: "nope", version: "0", files: [
+    { name: "encoder.onnx", url: "/api/v1/models/nope/browser/0/encoder.onnx" }] } });
+  for (let i = 0; i < 100 && replies.length < 4; i++) await new Promise((r) => setTimeout(r, 50));
+  worker.postMessage({ type: "audio", samples: "loud" });
+  for (let i = 0; i < 100 && replies.length < 5; i++) await new Promise((r) => setTimeout(r, 50));
+  worker.terminate();
+  return replies;
+}"""

@@ -18,7 +18,7 @@ from server.grpc_harness import run
 from server.ws_harness import http_server
 from support.speech import espeak_available
 from web.browser import CHROMIUM, chromium
-from web.local_asr_reference import PAGE_TRANSCRIBE, audio_b64, clips
+from web.local_asr_reference import PAGE_BAD_MESSAGES, PAGE_TRANSCRIBE, audio_b64, clips
 
 pytestmark = [
     pytest.mark.slow,
@@ -41,6 +41,7 @@ def test_the_worker_transcribes_from_the_kept_model(built_cache: Path, tmp_path:
             out: dict[str, Any] = await page.evaluate(
                 PAGE_TRANSCRIBE, [[audio_b64(audio)], 2, True]
             )
+            out["refusals"] = await page.evaluate(PAGE_BAD_MESSAGES)
             out["errors"] = list(tab.errors)
             return out
 
@@ -56,3 +57,15 @@ def test_the_worker_transcribes_from_the_kept_model(built_cache: Path, tmp_path:
     assert all(s["tokens"] and s["utterance"] == 0 for s in clip["segments"])
     assert clip["info"]["audioS"] == pytest.approx(clip["audioS"])
     assert not out["errors"], out["errors"]
+    messages = [(r["type"], r["fatal"], r["message"]) for r in out["refusals"]]
+    assert messages == [
+        ("error", False, "audio before the model is ready: wait for ready"),
+        ("error", False, 'unknown message type "bogus"'),
+        (
+            "error",
+            True,
+            "init needs the model's listing (GET /api/v1/models/NAME/browser) or its files",
+        ),
+        ("error", True, "encoder.onnx of nope is not kept in this browser: keep the model first"),
+        ("error", False, "audio samples must be a Float32Array of 16-kHz mono samples"),
+    ], messages

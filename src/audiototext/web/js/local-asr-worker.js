@@ -52,6 +52,9 @@ async function init(msg) {
   engine = null;
   settings = { timestamps: msg.timestamps !== false, language: msg.language || null, task: msg.task || "transcribe" };
   try {
+    if (!msg.files && !Array.isArray(msg.listing?.files)) {
+      throw new Error("init needs the model's listing (GET /api/v1/models/NAME/browser) or its files");
+    }
     const files = msg.files || (await readKept(msg.listing));
     const ort = await loadOrt({ threads: msg.threads || 1 });
     engine = await LocalWhisper.create(ort, files);
@@ -135,11 +138,16 @@ async function decode(closing) {
 }
 
 function onAudio(msg) {
+  const raw = msg.samples;
+  if (!(raw instanceof Float32Array || raw instanceof ArrayBuffer || raw === undefined)) {
+    postMessage({ type: "error", fatal: false, message: "audio samples must be a Float32Array of 16-kHz mono samples" });
+    return;
+  }
   if (!engine) {
     postMessage({ type: "error", fatal: false, message: "audio before the model is ready: wait for ready" });
     return;
   }
-  const samples = msg.samples instanceof Float32Array ? msg.samples : new Float32Array(msg.samples || 0);
+  const samples = raw instanceof Float32Array ? raw : new Float32Array(raw || 0);
   if (open.length === 0) open.start = clock;
   if (samples.length) {
     open.parts.push(samples);
