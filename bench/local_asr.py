@@ -7,7 +7,8 @@ the same espeak-ng clips and the same converted tiny.en int8 files, in the same 
 One in-process server (the test double engine) serves the page and the model's browser
 files; the page keeps them in the Cache API once. Each round runs, in an order that rotates
 from round to round: the page with 1 thread, the page with 2 threads (a fresh worker each,
-model load not counted), and the server's engine (same greedy settings, its default threads).
+model load not counted), and the server's engine (same greedy settings and token budget, its
+default threads, repeats collapsed as its streaming finals are).
 Each transcribes every clip as one utterance; the figure is busy time / audio time (real-time
 factor). Printed: each round's RTFs, the median ratio page/server for each thread count, and
 the WER of the page's text against the server's (and of both against the sentences spoken).
@@ -29,6 +30,7 @@ sys.path[:0] = [str(ROOT / "tests")]
 
 from audiototext.evaluation import wer  # noqa: E402
 from audiototext.inference.whisper import WhisperModel  # noqa: E402
+from audiototext.streaming._decode import collapse_repeats  # noqa: E402
 from server.fake_engine import FakeRecognizer  # noqa: E402
 from server.ws_harness import http_server  # noqa: E402
 from support.model_fixtures import tiny_en_cache  # noqa: E402
@@ -37,6 +39,7 @@ from web.local_asr_reference import (  # noqa: E402
     PAGE_TRANSCRIBE,
     SENTENCES,
     audio_b64,
+    budget,
     clips,
     model_dir,
     reference,
@@ -60,7 +63,7 @@ def main() -> None:
 
     def server_round() -> tuple[float, list[str]]:
         start = time.perf_counter()
-        texts = [reference(model, a, True)["text"] for _, a in made]
+        texts = [collapse_repeats(reference(model, a, True, budget(t, a))["text"]) for t, a in made]
         return (time.perf_counter() - start) / audio_s, texts
 
     async def run() -> dict[str, Any]:

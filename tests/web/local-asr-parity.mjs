@@ -55,7 +55,7 @@ for (const kase of fixture.cases) {
     for (const [n, k] of kase.clips.entries()) {
       const clip = clips[k];
       const want = kase.expected[n];
-      const got = await engine.transcribe(clip.audio, { timestamps: kase.timestamps });
+      const got = await engine.transcribe(clip.audio, { timestamps: kase.timestamps, maxNewTokens: clip.max_new_tokens });
       console.log(`${kase.precision} ts=${kase.timestamps} ${JSON.stringify(got.text)} (${got.tokens.length} tokens, encode ${got.encodeMs.toFixed(0)} ms, decode ${got.decodeMs.toFixed(0)} ms)`);
       results.push({ precision: kase.precision, timestamps: kase.timestamps, clip: k, tokens: got.tokens, text: got.text, encodeMs: got.encodeMs, decodeMs: got.decodeMs });
       assert.equal(got.frames, want.frames);

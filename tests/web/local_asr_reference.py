@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from audiototext.audio.features import HOP_LENGTH_SAMPLES, log_mel_spectrogram
+from audiototext.audio.features import HOP_LENGTH_SAMPLES, SAMPLE_RATE_HZ, log_mel_spectrogram
 from audiototext.inference.decoding import DecodingOptions, generate
 from audiototext.inference.whisper import WhisperModel
-from audiototext.streaming._decode import encoder_input
+from audiototext.streaming._decode import encoder_input, max_new_tokens_for
 from support.speech import SpeechSynthesizer, silence
 
 # Sentences of the test clips (spoken text, silence before it): different lengths, numbers,
@@ -47,7 +47,14 @@ def clips(tmp: Path) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def reference(model: WhisperModel, audio: np.ndarray, timestamps: bool) -> dict[str, Any]:
+def budget(sentence: str, audio: np.ndarray) -> int | None:
+    """The streaming engine's token budget for the clip (None for LOOP: Whisper's 224)."""
+    return None if sentence == LOOP[0] else max_new_tokens_for(len(audio) / SAMPLE_RATE_HZ)
+
+
+def reference(
+    model: WhisperModel, audio: np.ndarray, timestamps: bool, max_new_tokens: int | None
+) -> dict[str, Any]:
     """What the server's engine decodes from ``audio`` (tokens, text, no-speech probability)."""
     tok = model.tokenizer
     mel = encoder_input(audio, model.n_mels, None, model.window_frames)
@@ -59,6 +66,7 @@ def reference(model: WhisperModel, audio: np.ndarray, timestamps: bool) -> dict[
         temperatures=(0.0,),
         suppress_tokens=tok.default_suppress_tokens(),
         without_timestamps=not timestamps,
+        max_new_tokens=max_new_tokens,
     )
     hyps, no_speech = generate(model, cross, [prompt], opts, 0.0)
     tokens = list(hyps[0].tokens)
@@ -77,6 +85,7 @@ def clip_json(text: str, audio: np.ndarray) -> dict[str, Any]:
         "audio_f32": base64.b64encode(audio.astype("<f4").tobytes()).decode(),
         "mel_f32": base64.b64encode(mel.astype("<f4").tobytes()).decode(),
         "mel_frames": int(mel.shape[1]),
+        "max_new_tokens": budget(text, audio),
     }
 
 

@@ -2,10 +2,11 @@
 ``js/whisper-local.js`` on the vendored ONNX Runtime Web, under Node, one thread) against the
 server's engine on the same converted tiny.en files and the same espeak-ng clips: log-mel
 within 1e-4; with the fp32 graphs identical greedy tokens with and without timestamps and
-identical text after detokenisation; with the int8 graphs, the text within a small WER of the
-server's (ORT Web's integer kernels quantise the encoder's activations a little differently
-from MLAS's: its output differs by ~3 % of its range, against 4e-6 for fp32, so a near-tie
-token may go the other way).
+identical text after detokenisation (each clip with the streaming engine's token budget for
+its length, and one clip that loops to Whisper's full budget); with the int8 graphs, the text
+within a small WER of the server's (ORT Web's integer kernels quantise the encoder's
+activations a little differently from MLAS's: its output differs by ~3 % of its range,
+against 4e-6 for fp32, so a near-tie token may go the other way).
 
 The Python side is computed here, now, by the real engine, and handed to
 ``tests/web/local-asr-parity.mjs`` as a JSON file."""
@@ -24,7 +25,14 @@ from audiototext.evaluation import wer
 from audiototext.inference.whisper import WhisperModel
 from support.model_fixtures import tiny_en_cache
 from support.speech import espeak_available
-from web.local_asr_reference import SENTENCES, clip_json, clips, model_dir, reference
+from web.local_asr_reference import (
+    SENTENCES,
+    budget,
+    clip_json,
+    clips,
+    model_dir,
+    reference,
+)
 from web.test_node_units import REPO, _node
 
 pytestmark = pytest.mark.slow
@@ -47,7 +55,7 @@ def test_local_engine_matches_server_engine(tmp_path: Path) -> None:
         # Every clip where tokens must be identical; the sentences only where WER bounds them
         # (a repetition loop that ends one token earlier or later is dozens of words).
         chosen = list(range(len(made) if exact else len(SENTENCES)))
-        expected = [reference(model, made[k][1], timestamps) for k in chosen]
+        expected = [reference(model, made[k][1], timestamps, budget(*made[k])) for k in chosen]
         for (sentence, _), ref in zip([made[k] for k in chosen], expected, strict=True):
             assert ref["text"], f"the server's engine heard nothing in {sentence!r}"
         fixture["cases"].append(  # type: ignore[attr-defined]

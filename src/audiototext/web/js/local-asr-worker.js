@@ -7,7 +7,8 @@
 //         GET /api/v1/models/{name}/browser whose files are kept (or `files`: {name:
 //         ArrayBuffer} instead, e.g. for a benchmark); threads: ORT threads (1 without
 //         cross-origin isolation); timestamps (default true): segments cut at Whisper's
-//         timestamps, else one per utterance
+//         timestamps, else one per utterance; maxNewTokens (default: the streaming engine's
+//         budget, 12 + 10 per second of audio: greedy decoding without fallback can loop)
 //     {type: "audio", samples: Float32Array (16 kHz mono), end?: boolean}  chunks of the open
 //         utterance (any sizes; transfer the buffer); `end` closes it and decodes the rest.
 //         An utterance longer than 30 s is decoded window by window as it arrives.
@@ -50,7 +51,12 @@ async function readKept(listing) {
 async function init(msg) {
   const started = performance.now();
   engine = null;
-  settings = { timestamps: msg.timestamps !== false, language: msg.language || null, task: msg.task || "transcribe" };
+  settings = {
+    timestamps: msg.timestamps !== false,
+    language: msg.language || null,
+    task: msg.task || "transcribe",
+    maxNewTokens: Number.isInteger(msg.maxNewTokens) ? msg.maxNewTokens : null,
+  };
   try {
     if (!msg.files && !Array.isArray(msg.listing?.files)) {
       throw new Error("init needs the model's listing (GET /api/v1/models/NAME/browser) or its files");
@@ -104,7 +110,9 @@ async function decode(closing) {
   while (open.length >= window || (closing && open.length > 0)) {
     const start = open.start;
     const audio = take(Math.min(window, open.length));
-    const result = await engine.transcribe(audio, settings);
+    const durationS = audio.length / SAMPLE_RATE_HZ;
+    const maxNewTokens = settings.maxNewTokens ?? Math.floor(12 + 10 * durationS);
+    const result = await engine.transcribe(audio, { ...settings, maxNewTokens });
     audioS += audio.length / SAMPLE_RATE_HZ;
     // Audio after the last complete timestamp pair goes back for the next window.
     const consumed = Math.round(result.consumedS * SAMPLE_RATE_HZ);
@@ -117,8 +125,15 @@ async function decode(closing) {
     const silent = result.noSpeechProb > NO_SPEECH_THRESHOLD && result.avgLogprob < LOG_PROB_THRESHOLD;
     if (silent) continue;
     const pieces = again || !result.rest ? result.pieces : [...result.pieces, result.rest];
-    for (const piece of pieces) {
+    let previous = "";
+    for (const [n, piece] of pieces.entries()) {
       if (!/[\p{L}\p{N}]/u.test(piece.text)) continue;
+      // A greedy decoder's repetition loop (streaming/_decode.collapse_repeats, by piece): a
+      // piece said again at once, or a trailing fragment of the one before, is dropped.
+      const said = piece.text.toLowerCase();
+      const fragment = n === pieces.length - 1 && !/[.!?]$/.test(said) && previous.startsWith(said);
+      if (said === previous || fragment) continue;
+      previous = said;
       postMessage({
         type: "segment",
         utterance: id,
