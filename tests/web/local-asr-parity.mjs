@@ -36,6 +36,33 @@ test("log-mel equals audio/features.py within 1e-4", () => {
   }
 });
 
+const { LogitRules } = await import(web("js/whisper-local.js"));
+const { WhisperVocabulary } = await import(web("js/whisper-tokens.js"));
+const modelDir = fixture.cases.find((c) => c.precision === "fp32").dir;
+const vocab = new WhisperVocabulary(
+  JSON.parse(readFileSync(path.join(modelDir, "tokenizer.json"), "utf8")),
+  JSON.parse(readFileSync(path.join(modelDir, "model_config.json"), "utf8")),
+);
+
+test("byte-level BPE detokenisation equals the tokenizers library's", () => {
+  assert.ok(fixture.detokenise.length >= 2);
+  for (const { ids, text } of fixture.detokenise) assert.equal(vocab.decode(ids), text);
+});
+
+test("Whisper's logit rules forbid what decoding.py's forbid", () => {
+  for (const kase of fixture.rules) {
+    const logits = f32(kase.logits);
+    new LogitRules(vocab, { timestamps: kase.timestamps }).mask(logits, kase.seq, kase.step);
+    const want = Buffer.from(kase.forbidden, "base64");
+    const differ = [];
+    for (let k = 0; k < logits.length; k++) if ((logits[k] === -Infinity) !== (want[k] === 1)) differ.push(k);
+    assert.deepEqual(differ.slice(0, 10), [], `seq ${kase.seq} step ${kase.step}: ${differ.length} tokens differ`);
+  }
+  // The last case was made so that the timestamps win: every text token is forbidden.
+  const forced = fixture.rules.at(-1);
+  assert.ok(Buffer.from(forced.forbidden, "base64").subarray(0, vocab.eot).every((b) => b === 1));
+});
+
 const ort = await nodeOrt();
 const results = [];
 test.after(() => {

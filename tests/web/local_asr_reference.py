@@ -143,3 +143,49 @@ PAGE_BAD_MESSAGES = """async () => {
   worker.terminate();
   return replies;
 }"""
+
+
+# Text whose tokens cross UTF-8 character boundaries (accents, CJK, symbols, emoji).
+DETOKENISE = ("café naïve — 日本語の文 ♪ 👍 «ok»", " Ünïcödé, 12.5% & <tags>")
+
+
+def rules_cases(model: WhisperModel, seed: int = 0) -> list[dict[str, Any]]:
+    """decoding.py's logit rules on random logits after chosen sequences: what each forbids.
+
+    Each case: the logits (float32, base64), the sequence, the step, and a bitmap (one byte per
+    vocabulary entry, base64) of what the server's rules set to -inf.
+    """
+    from audiototext.inference.decoding import _Rules
+
+    tok = model.tokenizer
+    tb = tok.timestamp_begin
+    n = model.dims.n_vocab
+    rng = np.random.default_rng(seed)
+    opts = DecodingOptions(suppress_tokens=tok.default_suppress_tokens())
+    seqs: list[tuple[list[int], int, bool]] = [
+        ([], 0, True),  # first step: a timestamp no later than 1 s
+        ([], 0, False),  # first step without timestamps: blank and end suppressed
+        ([tb + 5], 1, True),  # a lone timestamp: another or the end
+        ([tb + 5, 400, 500, tb + 40, tb + 40], 5, True),  # a closed pair: text must follow
+        ([tb + 5, 400, 500], 3, True),  # text after a timestamp: none earlier than it
+        ([400, 500, 600], 3, False),
+        ([tb, 400, 500], 3, True),  # made to force a timestamp (below)
+    ]
+    cases = []
+    for k, (seq, step, timestamps) in enumerate(seqs):
+        logits = rng.normal(0.0, 3.0, size=(1, n)).astype(np.float32)
+        if k == len(seqs) - 1:
+            logits[0, tb:] += 6.0  # all timestamps together beat the best text token
+        rules = _Rules(tok, opts, n, timestamps)
+        masked = logits.copy()
+        rules.mask(masked, [seq], step)
+        cases.append(
+            {
+                "logits": base64.b64encode(logits.astype("<f4").tobytes()).decode(),
+                "seq": seq,
+                "step": step,
+                "timestamps": timestamps,
+                "forbidden": base64.b64encode(np.isneginf(masked[0]).astype(np.uint8)).decode(),
+            }
+        )
+    return cases

@@ -26,12 +26,14 @@ from audiototext.inference.whisper import WhisperModel
 from support.model_fixtures import tiny_en_cache
 from support.speech import espeak_available
 from web.local_asr_reference import (
+    DETOKENISE,
     SENTENCES,
     budget,
     clip_json,
     clips,
     model_dir,
     reference,
+    rules_cases,
 )
 from web.test_node_units import REPO, _node
 
@@ -52,6 +54,12 @@ def test_local_engine_matches_server_engine(tmp_path: Path) -> None:
     for precision, timestamps, exact in CASES:
         path = model_dir(root, precision)
         model = WhisperModel(path)
+        if precision == "fp32" and timestamps:  # the vocabulary and rules are the same in both
+            fixture["rules"] = rules_cases(model)
+            fixture["detokenise"] = [
+                {"ids": ids, "text": model.tokenizer.decode(ids)}
+                for ids in (model.tokenizer.encode(t) for t in DETOKENISE)
+            ]
         # Every clip where tokens must be identical; the sentences only where WER bounds them
         # (a repetition loop that ends one token earlier or later is dozens of words).
         chosen = list(range(len(made) if exact else len(SENTENCES)))
