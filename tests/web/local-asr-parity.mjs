@@ -37,6 +37,7 @@ test("log-mel equals audio/features.py within 1e-4", () => {
 });
 
 const { LogitRules } = await import(web("js/whisper-local.js"));
+const { LocalSession } = await import(web("js/local-asr-session.js"));
 const { WhisperVocabulary } = await import(web("js/whisper-tokens.js"));
 const modelDir = fixture.cases.find((c) => c.precision === "fp32").dir;
 const vocab = new WhisperVocabulary(
@@ -100,3 +101,42 @@ for (const kase of fixture.cases) {
     }
   });
 }
+
+test("an utterance over 30 s is decoded window by window, each sentence once, in order", async () => {
+  const kase = fixture.cases.find((c) => c.precision === "int8" && c.timestamps);
+  const files = {};
+  for (const name of ["encoder.onnx", "decoder.onnx", "decoder.onnx.data", "tokenizer.json", "model_config.json"]) {
+    files[name] = readFileSync(path.join(kase.dir, name));
+  }
+  const engine = await LocalWhisper.create(ort, files);
+  // The sentences' clips twice over (~40 s), fed in 1-s chunks as a microphone would.
+  const sentences = fixture.sentences;
+  const parts = [...sentences, ...sentences].map((k) => clips[k].audio);
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const audio = new Float32Array(total);
+  let at = 0;
+  for (const p of parts) {
+    audio.set(p, at);
+    at += p.length;
+  }
+  const messages = [];
+  const session = new LocalSession(engine, { timestamps: true, maxNewTokens: null }, (m) => messages.push(m));
+  for (let k = 0; k < total; k += 16000) {
+    session.push(audio.subarray(k, Math.min(total, k + 16000)));
+    await session.decode(false);
+  }
+  const beforeEnd = messages.length;
+  await session.decode(true);
+  const segments = messages.filter((m) => m.type === "segment");
+  const done = messages.filter((m) => m.type === "done");
+  console.log(segments.map((s) => `[${s.start.toFixed(2)}-${s.end.toFixed(2)}] ${s.text}`).join("\n"));
+  assert.ok(beforeEnd > 0, "nothing was decoded before the utterance closed");
+  assert.equal(done.length, 1);
+  assert.ok(done[0].audioS >= total / 16000 - 1e-6, JSON.stringify(done[0]));
+  for (let k = 1; k < segments.length; k++) assert.ok(segments[k].start >= segments[k - 1].start - 0.02, "times go back");
+  assert.ok(segments.at(-1).end <= total / 16000 + 0.05);
+  const heard = segments.map((s) => s.text).join(" ").toLowerCase();
+  const count = (w) => heard.split(w).length - 1;
+  // Each sentence spoken twice: its distinctive words heard twice, not more, not less.
+  for (const w of ["stella", "station", "folder", "market"]) assert.equal(count(w), 2, `${w} in ${heard}`);
+});

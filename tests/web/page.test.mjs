@@ -19,7 +19,7 @@ const files = walk(WEB_DIR);
 // WebAssembly runtime, which only a worker loads, after the page is up (next test), and the
 // local transcription worker's own modules (loaded only with it, never by the page's graph).
 const VENDOR = path.join(WEB_DIR, "vendor") + path.sep;
-const LOCAL_ASR_WORKER = ["local-asr-worker.js", "whisper-local.js", "whisper-tokens.js", "log-mel.js"];
+const LOCAL_ASR_WORKER = ["local-asr-worker.js", "local-asr-session.js", "whisper-local.js", "whisper-tokens.js", "log-mel.js"];
 const WORKER_ONLY = LOCAL_ASR_WORKER.map((f) => path.join(JS_DIR, f));
 
 /** Every module main.js reaches through static and dynamic imports (not Worker URLs). */
@@ -112,6 +112,7 @@ test("the page's modules parse (Node can import those without DOM at load)", asy
     "whisper-tokens",
     "whisper-local",
     "local-asr",
+    "local-asr-session",
   ]) {
     await import(new URL(`../../src/audiototext/web/js/${name}.js`, import.meta.url).href);
   }

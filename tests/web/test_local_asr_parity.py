@@ -50,7 +50,11 @@ def test_local_engine_matches_server_engine(tmp_path: Path) -> None:
         pytest.skip("needs espeak-ng (Debian package espeak-ng)")
     root = tiny_en_cache()
     made = clips(tmp_path)
-    fixture: dict[str, object] = {"clips": [clip_json(t, a) for t, a in made], "cases": []}
+    fixture: dict[str, object] = {
+        "clips": [clip_json(t, a) for t, a in made],
+        "cases": [],
+        "sentences": list(range(len(SENTENCES))),
+    }
     for precision, timestamps, exact in CASES:
         path = model_dir(root, precision)
         model = WhisperModel(path)

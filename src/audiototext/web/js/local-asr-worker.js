@@ -20,20 +20,12 @@
 //     {type: "done", utterance, audioS, busyMs}  after the last segment of a closed utterance
 //     {type: "error", message, fatal}  fatal: the model could not be loaded (post init again)
 
+import { LocalSession } from "./local-asr-session.js";
 import { modelCacheName } from "./model-store.js";
 import { loadOrt } from "./ort-runtime.js";
-import { SAMPLE_RATE_HZ } from "./log-mel.js";
 import { LocalWhisper } from "./whisper-local.js";
 
-// Whisper's silence test (decoding.py's NO_SPEECH_THRESHOLD, LOG_PROB_THRESHOLD).
-const NO_SPEECH_THRESHOLD = 0.6;
-const LOG_PROB_THRESHOLD = -1.0;
-
-let engine = null;
-let settings = {};
-let clock = 0; // samples received since init/reset
-let utterance = 0;
-let open = { start: 0, parts: [], length: 0 }; // the open utterance's audio
+let session = null;
 let work = Promise.resolve();
 
 async function readKept(listing) {
@@ -50,8 +42,8 @@ async function readKept(listing) {
 
 async function init(msg) {
   const started = performance.now();
-  engine = null;
-  settings = {
+  session = null;
+  const settings = {
     timestamps: msg.timestamps !== false,
     language: msg.language || null,
     task: msg.task || "transcribe",
@@ -63,9 +55,9 @@ async function init(msg) {
     }
     const files = msg.files || (await readKept(msg.listing));
     const ort = await loadOrt({ threads: msg.threads || 1 });
-    engine = await LocalWhisper.create(ort, files);
+    const engine = await LocalWhisper.create(ort, files);
     if (engine.vocab.multilingual && !settings.language) throw new Error("a multilingual model needs a language for local transcription");
-    reset();
+    session = new LocalSession(engine, settings, (m) => postMessage(m));
     postMessage({
       type: "ready",
       model: msg.listing?.model || null,
@@ -75,80 +67,8 @@ async function init(msg) {
       loadMs: performance.now() - started,
     });
   } catch (err) {
-    engine = null;
+    session = null;
     postMessage({ type: "error", fatal: true, message: String(err?.message || err) });
-  }
-}
-
-function reset() {
-  clock = 0;
-  open = { start: 0, parts: [], length: 0 };
-}
-
-function take(samples) {
-  const out = new Float32Array(samples);
-  let at = 0;
-  while (at < samples) {
-    const part = open.parts[0];
-    const n = Math.min(part.length, samples - at);
-    out.set(part.subarray(0, n), at);
-    at += n;
-    if (n === part.length) open.parts.shift();
-    else open.parts[0] = part.subarray(n);
-  }
-  open.length -= samples;
-  open.start += samples;
-  return out;
-}
-
-/** Decodes the open utterance's audio: whole 30-s windows, or everything when it is closed. */
-async function decode(closing) {
-  const window = engine.windowSeconds * SAMPLE_RATE_HZ;
-  const id = utterance;
-  const busy = performance.now();
-  let audioS = 0;
-  while (open.length >= window || (closing && open.length > 0)) {
-    const start = open.start;
-    const audio = take(Math.min(window, open.length));
-    const durationS = audio.length / SAMPLE_RATE_HZ;
-    const maxNewTokens = settings.maxNewTokens ?? Math.floor(12 + 10 * durationS);
-    const result = await engine.transcribe(audio, { ...settings, maxNewTokens });
-    audioS += audio.length / SAMPLE_RATE_HZ;
-    // Audio after the last complete timestamp pair goes back for the next window.
-    const consumed = Math.round(result.consumedS * SAMPLE_RATE_HZ);
-    const again = audio.length === window && consumed >= SAMPLE_RATE_HZ && consumed < audio.length;
-    if (again) {
-      open.parts.unshift(audio.subarray(consumed));
-      open.length += audio.length - consumed;
-      open.start = start + consumed;
-    }
-    const silent = result.noSpeechProb > NO_SPEECH_THRESHOLD && result.avgLogprob < LOG_PROB_THRESHOLD;
-    if (silent) continue;
-    const pieces = again || !result.rest ? result.pieces : [...result.pieces, result.rest];
-    let previous = "";
-    for (const [n, piece] of pieces.entries()) {
-      if (!/[\p{L}\p{N}]/u.test(piece.text)) continue;
-      // A greedy decoder's repetition loop (streaming/_decode.collapse_repeats, by piece): a
-      // piece said again at once, or a trailing fragment of the one before, is dropped.
-      const said = piece.text.toLowerCase();
-      const fragment = n === pieces.length - 1 && !/[.!?]$/.test(said) && previous.startsWith(said);
-      if (said === previous || fragment) continue;
-      previous = said;
-      postMessage({
-        type: "segment",
-        utterance: id,
-        start: (start / SAMPLE_RATE_HZ) + piece.start,
-        end: (start / SAMPLE_RATE_HZ) + piece.end,
-        text: piece.text,
-        tokens: piece.tokens,
-        noSpeechProb: result.noSpeechProb,
-        avgLogprob: result.avgLogprob,
-      });
-    }
-  }
-  if (closing) {
-    postMessage({ type: "done", utterance: id, audioS, busyMs: performance.now() - busy });
-    utterance += 1;
   }
 }
 
@@ -158,19 +78,13 @@ function onAudio(msg) {
     postMessage({ type: "error", fatal: false, message: "audio samples must be a Float32Array of 16-kHz mono samples" });
     return;
   }
-  if (!engine) {
+  if (!session) {
     postMessage({ type: "error", fatal: false, message: "audio before the model is ready: wait for ready" });
     return;
   }
-  const samples = raw instanceof Float32Array ? raw : new Float32Array(raw || 0);
-  if (open.length === 0) open.start = clock;
-  if (samples.length) {
-    open.parts.push(samples);
-    open.length += samples.length;
-    clock += samples.length;
-  }
+  session.push(raw instanceof Float32Array ? raw : new Float32Array(raw || 0));
   const closing = msg.end === true;
-  work = work.then(() => decode(closing)).catch((err) => {
+  work = work.then(() => session.decode(closing)).catch((err) => {
     postMessage({ type: "error", fatal: false, message: String(err?.message || err) });
   });
 }
@@ -179,6 +93,6 @@ self.onmessage = (event) => {
   const msg = event.data || {};
   if (msg.type === "init") work = work.then(() => init(msg));
   else if (msg.type === "audio") onAudio(msg);
-  else if (msg.type === "reset") work = work.then(reset);
+  else if (msg.type === "reset") work = work.then(() => session?.reset());
   else postMessage({ type: "error", fatal: false, message: `unknown message type ${JSON.stringify(msg.type)}` });
 };
