@@ -6,21 +6,20 @@
 // test_local_asr_parity.py). Pure module: the runtime is passed in (Worker and Node).
 
 import { encoderInput, HOP, SAMPLE_RATE_HZ } from "./log-mel.js";
-import { WhisperVocabulary } from "./whisper-tokens.js";
+import { TIME_PRECISION_S, WhisperVocabulary } from "./whisper-tokens.js";
 
 const MAX_INITIAL_TIMESTAMP_S = 1.0;
 
 /** Whisper's logit rules for one sequence (decoding.py's _Rules for a batch of one). */
 export class LogitRules {
-  constructor(vocab, { timestamps, nVocab }) {
+  constructor(vocab, { timestamps }) {
     this.suppress = vocab.suppressTokens;
     this.begin = vocab.beginSuppressTokens;
     this.timestamps = timestamps;
     this.eot = vocab.eot;
     this.noTs = vocab.noTimestamps;
     this.tsBegin = vocab.timestampBegin;
-    this.maxInitial = vocab.timestampBegin + Math.round(MAX_INITIAL_TIMESTAMP_S / 0.02);
-    this.nVocab = nVocab;
+    this.maxInitial = vocab.timestampBegin + Math.round(MAX_INITIAL_TIMESTAMP_S / TIME_PRECISION_S);
   }
 
   /** Sets what the rules forbid in `x` (the next token's logits) to -Infinity. */
@@ -94,7 +93,7 @@ export function splitAtTimestamps(tokens, tsBegin, frames) {
   const single = tokens.length >= 2 && tokens[tokens.length - 2] < tsBegin && tokens[tokens.length - 1] >= tsBegin;
   const cuts = [];
   for (let i = 1; i < tokens.length; i++) if (tokens[i] >= tsBegin && tokens[i - 1] >= tsBegin) cuts.push(i);
-  const time = (t) => (t - tsBegin) * 0.02;
+  const time = (t) => (t - tsBegin) * TIME_PRECISION_S;
   if (!cuts.length) {
     const stamps = tokens.filter((t) => t >= tsBegin);
     let end = (frames * HOP) / SAMPLE_RATE_HZ;
@@ -182,10 +181,14 @@ export class LocalWhisper {
    * @param {object} options timestamps (true), language and task (multilingual models),
    *   maxNewTokens (null: Whisper's budget), signal (an AbortSignal checked every step)
    * @returns {Promise<object>} tokens (end token excluded), text (trimmed), pieces [{start,
-   *   end, tokens, text}], rest (text after the last timestamp pair, or null), consumedS, noSpeechProb, avgLogprob, melMs, encodeMs, decodeMs
+   *   end, tokens, text}], rest (the text after the last timestamp pair, or null), consumedS,
+   *   noSpeechProb, avgLogprob, melMs, encodeMs, decodeMs
    */
   async transcribe(audio, { timestamps = true, language = null, task = "transcribe", maxNewTokens: requested = null, signal = null } = {}) {
     if (!(audio instanceof Float32Array)) throw new Error("audio must be a Float32Array of 16-kHz samples");
+    if (audio.length > this.windowSeconds * SAMPLE_RATE_HZ) {
+      throw new Error(`audio of ${(audio.length / SAMPLE_RATE_HZ).toFixed(1)} s is longer than one ${this.windowSeconds}-s window: feed it through a LocalSession`);
+    }
     const t0 = performance.now();
     const mel = encoderInput(audio, { nMels: this.dims.n_mels, windowFrames: this.windowFrames });
     const t1 = performance.now();
@@ -195,7 +198,7 @@ export class LocalWhisper {
     const vocab = this.vocab;
     const prompt = [...vocab.sotSequence(language, task)];
     if (!timestamps) prompt.push(vocab.noTimestamps);
-    const rules = new LogitRules(vocab, { timestamps, nVocab: this.dims.n_vocab });
+    const rules = new LogitRules(vocab, { timestamps });
     const limit = maxNewTokens(this.dims.n_text_ctx, prompt.length, requested);
     const step = new DecoderSteps(this, cross);
     const first = await step.prefill(prompt, prompt.indexOf(vocab.sot));
