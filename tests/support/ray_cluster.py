@@ -1,11 +1,11 @@
 """A two-node Ray cluster on this machine for a test: ``ray start --head`` plus a second node.
 
 Both nodes run ``ray start --block`` in a session of their own, so stopping is by their
-process ids: SIGTERM to each ``ray start`` (it stops the node's processes), then SIGKILL to
-whatever is left of its process group. Never ``ray stop``, which ends every Ray process of the
-machine. Every port is picked free (two clusters, or another program on Ray's default ports,
-do not collide), the temp dir is a short private one (Ray's socket paths must fit 107 bytes),
-the object store is small, and token authentication is off (loopback only).
+process ids: SIGTERM to each one's process group, then SIGKILL to whatever is left of it.
+Never ``ray stop``, which ends every Ray process of the machine. Every port is picked free
+(two clusters, or another program on Ray's default ports, do not collide), the temp dir is a
+short private one (Ray's socket paths must fit 107 bytes), the object store is small, and
+token authentication is off (loopback only).
 """
 
 from __future__ import annotations
@@ -69,14 +69,15 @@ def _start(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Pop
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=40)  # a node drains for up to 30 s
+    # The whole group at once: SIGTERM to `ray start` alone drains the node for up to 30 s.
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # its group: raylet, workers, agents
-    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)  # its group: raylet, GCS, workers, agents
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
+    time.sleep(1)  # the group's other members end on their own first
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 def _cpus(address: str, env: Mapping[str, str]) -> int:

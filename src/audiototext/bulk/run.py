@@ -256,7 +256,7 @@ class _connected:
                 logging_level=logging.WARNING,
                 log_to_driver=False,  # the workers' results carry their errors
                 runtime_env={"env_vars": env} if env else None,
-                **({"include_dashboard": False} if self._address == "local" else {}),
+                include_dashboard=False if self._address == "local" else None,
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(
