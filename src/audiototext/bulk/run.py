@@ -205,6 +205,7 @@ def _rows(ray: Any, paths: list[Path], settings: WorkerSettings, actors: int) ->
         # while another stands idle.
         compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
         num_cpus=settings.cpus,
+        num_gpus=1 if settings.device == "gpu" else None,  # auto stays on what the node has
         ray_remote_args_fn=_fault_tolerance,
     )
     yield from ds.iter_rows()
