@@ -128,3 +128,21 @@ def test_every_transcript_equals_the_single_process_cli(
     assert all(o.language == "en" and (o.duration_s or 0) > 1 for o in index.values())
     assert {o.output for o in index.values()} == {str(out / f"{c.stem}.json") for c in clips}
     assert len({o.node for o in index.values()}) == 2  # both nodes did some
+
+
+def test_actors_that_cannot_load_the_model_fail_every_file_and_say_why(
+    cluster: RayCluster, inputs: Path, tmp_path: Path
+) -> None:
+    # base.en is not in the cluster's cache and the Hub is unreachable (conftest's
+    # HF_ENDPOINT): every actor's model load fails, so no file can be done.
+    clips = [str(p) for p in sorted(inputs.glob("clip0[0-3].wav"))]
+    out = tmp_path / "out"
+    run = cli(
+        "--model", "base.en", "--ray", cluster.address, "-o", str(out), *clips, env=cluster.env
+    )
+    assert run.returncode == 1, run.stderr
+    assert "4 of 4 file(s) failed" in run.stderr
+    index = read_index(out / "index.parquet")
+    assert [Path(o.file).name for o in index] == [Path(c).name for c in clips]
+    assert all(o.status == "failed" and o.error for o in index)
+    assert "base.en" in (index[0].error or ""), index[0].error

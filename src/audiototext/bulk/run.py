@@ -101,6 +101,9 @@ def transcribe_many(
         raise ConfigError(f"unknown device {device!r}; choose auto, cpu or gpu")
     if cpus_per_actor < 1 or (actors is not None and actors < 1) or retries < 0:
         raise ConfigError("actors and CPUs per actor must be at least 1, retries at least 0")
+    from audiototext.models.registry import resolve
+
+    resolve(model)  # a name that can never load fails here, not in every actor
     paths = expand_inputs([os.fspath(p) for p in inputs])
     folder = Path(output_dir)
     check_output_dir(folder)
