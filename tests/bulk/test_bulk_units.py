@@ -109,7 +109,8 @@ def test_the_worker_retries_a_failed_file_and_renders_the_others(
         retries=2,
     )
     worker = BulkWorker(settings)
-    assert worker.jobs == 2 and worker.transcriber.model.config.intra_op_threads == 1
+    assert worker.transcriber is not None and worker.jobs == 2
+    assert worker.transcriber.model.config.intra_op_threads == 1
     rows = worker(pa.table({"path": [str(bad), str(good)]})).to_pylist()
     assert [r["path"] for r in rows] == [str(bad), str(good)]
     failed, done = rows
@@ -117,3 +118,15 @@ def test_the_worker_retries_a_failed_file_and_renders_the_others(
     assert "bad.wav" in failed["error"] and failed["document"] is None
     assert done["status"] == "done" and done["attempts"] == 1 and done["error"] is None
     assert "red boat" in done["document"].lower() and done["language"] == "en"
+
+
+def test_a_worker_that_cannot_load_its_model_fails_each_file_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    # An empty cache (conftest) and an unreachable Hub: base.en cannot be had.
+    worker = BulkWorker(WorkerSettings(model="base.en", fmt="txt", cpus=1, retries=1))
+    assert worker.transcriber is None and worker.load_error is not None
+    rows = worker(pa.table({"path": [str(tmp_path / "a.wav")]})).to_pylist()
+    assert rows[0]["status"] == "failed" and rows[0]["attempts"] == 2
+    assert rows[0]["error"].startswith("cannot load base.en on node ")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 _CONNECT_TIMEOUT_S = 5.0
 # Times Ray restarts a dead actor and re-runs its batch before the run fails.
 _ACTOR_RESTARTS = 3
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error messages
 _RAY_EXTRA = "the Ray extra is not installed: pip install 'audiototext[ray]'"
 
 
@@ -133,9 +135,8 @@ def transcribe_many(
                 if on_file is not None:
                     on_file(outcome)
         except Exception as exc:  # Ray gave up (actors kept dying, a node was lost, ...)
-            reason = (
-                f"the Ray run failed: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}"
-            )
+            first = _ANSI.sub("", str(exc)).strip().splitlines()
+            reason = f"the Ray run failed: {type(exc).__name__}: {first[0] if first else exc!r}"
             log.error("%s", reason)
             for path in paths:
                 if path not in done:

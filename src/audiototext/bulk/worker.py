@@ -10,7 +10,9 @@ byte for byte what the CLI writes; the driver writes it. A file that fails is tr
 to ``retries`` times in this actor before it is reported (a read on a shared file system can
 fail once); errors never escape a batch, so one bad file cannot stop the run.
 
-Nothing here needs Ray: tests and the single-process fallback call the class directly.
+A model that cannot be loaded (not cached and no network, say) fails every file of the actor
+with that reason; the load is tried again with each attempt. Nothing here needs Ray: tests
+call the class directly.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiototext.inference.options import TranscribeOptions
+
+if TYPE_CHECKING:
+    from audiototext.inference import Transcriber
 
 __all__ = ["ROW_FIELDS", "BulkWorker", "WorkerSettings"]
 
@@ -69,23 +74,37 @@ class BulkWorker:
     """A model loaded once; ``worker(batch)`` transcribes the batch's files."""
 
     def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.node = _node_name()
+        self.transcriber: Transcriber | None = None
+        self.jobs = 1
+        self.load_error: str | None = None
+        self._load()
+
+    def _load(self) -> None:
+        """Load the model; a failure is kept and reported with each file, not raised: an actor
+        whose constructor raises dies with a message that no longer says why."""
+        from audiototext.errors import AudioToTextError
         from audiototext.inference import Transcriber
         from audiototext.inference.ort_session import CPU_PROVIDER
 
-        self.settings = settings
-        cpus = max(1, settings.cpus)
-        jobs = cpus if settings.device != "gpu" else 1
-        self.transcriber = Transcriber.load(
-            settings.model,
-            precision=settings.precision,
-            device=settings.device,  # type: ignore[arg-type]  # checked by the driver
-            threads=max(1, cpus // jobs),
-        )
-        self.transcriber.check_options(settings.options)
-        if self.transcriber.model.providers[0] != CPU_PROVIDER:
+        s = self.settings
+        cpus = max(1, s.cpus)
+        jobs = cpus if s.device != "gpu" else 1
+        try:
+            transcriber = Transcriber.load(
+                s.model,
+                precision=s.precision,
+                device=s.device,  # type: ignore[arg-type]  # checked by the driver
+                threads=max(1, cpus // jobs),
+            )
+            transcriber.check_options(s.options)
+        except AudioToTextError as exc:
+            self.load_error = f"cannot load {s.model} on node {self.node}: {exc}"
+            return
+        if transcriber.model.providers[0] != CPU_PROVIDER:
             jobs = 1  # one accelerator: files side by side would only queue on it
-        self.jobs = jobs
-        self.node = _node_name()
+        self.transcriber, self.jobs, self.load_error = transcriber, jobs, None
 
     def __call__(self, batch: Any) -> Any:
         """A pyarrow Table with a ``path`` column → a Table with :data:`ROW_FIELDS`."""
@@ -117,6 +136,12 @@ class BulkWorker:
         from audiototext.store.exports import render
         from audiototext.store.outputs import transcript_metadata
 
+        if self.transcriber is None:
+            self._load()  # tried again with each attempt: a download may work the next time
+        if self.transcriber is None:
+            for path in paths:
+                outcomes[path].error = self.load_error
+            return
         s = self.settings
         started = time.perf_counter()
         finished: set[str] = set()
