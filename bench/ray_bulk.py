@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,22 @@ def main() -> None:
     common = ["transcribe", "--precision", "int8", "--beam-size", str(opts.beam_size)]
     load = os.getloadavg()
     print(f"{len(files)} files, {audio_s:.0f} s of audio; load average before: {load}")
+    try:
+        rates = measure(work, files, audio_s, env, common, opts.runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(
+        f"median audio hours per hour: cli {med['cli']:.1f}, ray1 {med['ray1']:.1f}, "
+        f"ray2 {med['ray2']:.1f}; ray1/cli {med['ray1'] / med['cli']:.2f}, "
+        f"ray2/cli {med['ray2'] / med['cli']:.2f}; load average after: {os.getloadavg()}"
+    )
+
+
+def measure(
+    work: Path, files: list[str], audio_s: float, env: dict[str, str], common: list[str], runs: int
+) -> dict[str, list[float]]:
+    """Audio seconds per wall second of each kind, ``runs`` rounds in rotating order."""
     with ray_cluster(env, nodes=2, cpus_per_node=2) as cluster:
         kinds = {
             "cli": (common, env),
@@ -74,7 +91,7 @@ def main() -> None:
         }
         rates: dict[str, list[float]] = {k: [] for k in kinds}
         names = list(kinds)
-        for r in range(opts.runs):
+        for r in range(runs):
             order = names[r % 3 :] + names[: r % 3]
             for kind in order:
                 args, kind_env = kinds[kind]
@@ -86,12 +103,7 @@ def main() -> None:
             for kind in ("ray1", "ray2"):
                 got = {p.name: p.read_bytes() for p in (work / f"{kind}-{r}").glob("*.txt")}
                 assert got == reference, f"{kind} transcripts differ from the CLI's"
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    print(
-        f"median audio hours per hour: cli {med['cli']:.1f}, ray1 {med['ray1']:.1f}, "
-        f"ray2 {med['ray2']:.1f}; ray1/cli {med['ray1'] / med['cli']:.2f}, "
-        f"ray2/cli {med['ray2'] / med['cli']:.2f}; load average after: {os.getloadavg()}"
-    )
+    return rates
 
 
 if __name__ == "__main__":
