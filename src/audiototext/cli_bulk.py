@@ -77,6 +77,9 @@ def run_bulk(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         for outcome in result.failed:
-            print(f"  {outcome.file}: {outcome.error}", file=sys.stderr)
+            error = outcome.error or "unknown error"
+            # Decoding errors already start with the file's name.
+            line = error if error.startswith(outcome.file) else f"{outcome.file}: {error}"
+            print(f"  {line}", file=sys.stderr)
         return 1
     return 0
