@@ -67,9 +67,10 @@ SHORT = (
 )
 # RecognizerOptions overrides per variant name (the defaults are "new" once the change is in).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "base": {"early_partials": False},
+    "base": {"early_partials": False, "first_partial_logprob": None},  # before this branch
+    "early": {"first_partial_logprob": None},  # the schedule alone
+    "gate": {"early_partials": False},  # the confidence gate alone
     "new": {},
-    "pad1": {"partial_padding_s": 1.0},
 }
 
 
@@ -233,7 +234,9 @@ def summary(name: str, p: Pass, real_time: bool) -> str:
             line += f"; end→final p50 {pct(lat, 0.5):.0f} p95 {pct(lat, 0.95):.0f} ms"
         lines.append(line)
     if real_time:
-        lines.append(f"  {name:5s} finals WER {wer(p.references, [u.final_text for u in p.utterances]):.2%}")
+        lines.append(
+            f"  {name:5s} finals WER {wer(p.references, [u.final_text for u in p.utterances]):.2%}"
+        )
     return "\n".join(lines)
 
 

@@ -120,6 +120,8 @@ class PartialDecoder:
             skipped += job.missed
             if not self._planner.usable(hyp):
                 continue
+            if not utt.shown_text and not self._planner.confident(hyp):
+                continue  # tried again after min_partial_ms of new audio (early_partials)
             words, groups = tok.split_to_word_tokens(list(hyp.new_tokens))
             tail = list(zip(words, (tuple(g) for g in groups), strict=True))
             agreed = utt.agreement.update(tail)
