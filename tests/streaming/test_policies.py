@@ -470,3 +470,18 @@ def test_an_utterances_first_shown_partial_must_be_likely() -> None:
     assert anything.confident(hyp(-3.0))
     with pytest.raises(ValueError, match="first_partial_logprob"):
         RecognizerOptions(first_partial_logprob=0.5)
+
+
+def test_the_words_before_a_greedy_loop_are_the_first_text() -> None:
+    from audiototext.streaming._partials import loop_start
+
+    def words(text: str) -> list[str]:
+        return [" " + w for w in text.split()]
+
+    assert loop_start(words("The weather forecast, the weather forecast, the weather fore")) == 3
+    assert loop_start(words("My phone, my phone, my phone, my")) == 2
+    assert loop_start(words("Please take a seat")) == 0
+    loop = Hypothesis((), (1,) * 20, "My phone, my phone, my phone", "", -0.5, 0.2, 3.2, True)
+    assert PartialPlanner(RecognizerOptions(), _monitor(Clock())).salvage(loop, words(loop.text))
+    late = PartialPlanner(RecognizerOptions(early_partials=False), _monitor(Clock()))
+    assert late.salvage(loop, words(loop.text)) == 0

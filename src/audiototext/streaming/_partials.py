@@ -16,7 +16,7 @@ from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.state import PendingFinal
 from audiototext.streaming.stream import RecognitionStream
 
-__all__ = ["PartialPlanner"]
+__all__ = ["PartialPlanner", "loop_start"]
 
 # Encoder lengths are rounded up to 0.5 s, so that streams of similar length share a batch.
 _BUCKET_FRAMES = 50
@@ -94,6 +94,20 @@ class PartialPlanner:
         frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
         return min(frames, window_frames)
 
+    def salvage(self, hyp: Hypothesis, words: Sequence[str]) -> int:
+        """For an utterance's first text: how many of a looping hypothesis's new ``words``
+        come before the loop (0: not a loop of repeated words, or nothing before it).
+
+        Greedy decoding of well under a second of audio often says the words once, then
+        repeats them to the token budget ("My phone, my phone, my phone, ..."); the first
+        occurrence is what was said.
+        """
+        if not self.options.early_partials or hyp.prefix_tokens:
+            return 0
+        if not (hyp.truncated or hyp.compression_ratio > LOOP_COMPRESSION):
+            return 0
+        return loop_start(words)
+
     def confident(self, hyp: Hypothesis) -> bool:
         """Whether a partial may be an utterance's first shown text (its words are likely
         to stay)."""
@@ -109,3 +123,18 @@ class PartialPlanner:
         return bool(hyp.prefix_tokens) or not is_noise(
             hyp.text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
         )
+
+
+def loop_start(words: Sequence[str]) -> int:
+    """The number of ``words`` up to the end of the first occurrence of a block that then
+    repeats to the end (case and punctuation aside; the last word may be cut short), or 0."""
+    norm = [w.strip().strip(".,!?;:-").lower() for w in words]
+    n = len(norm)
+    for i in range(n):
+        for p in range(1, (n - i) // 2 + 1):
+            if all(
+                norm[j] == norm[j - p] or (j == n - 1 and norm[j - p].startswith(norm[j]))
+                for j in range(i + p, n)
+            ):
+                return i + p
+    return 0
