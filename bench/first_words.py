@@ -70,6 +70,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "base": {"early_partials": False, "first_partial_logprob": None},  # before this branch
     "early": {"first_partial_logprob": None},  # the schedule alone
     "gate": {"early_partials": False},  # the confidence gate alone
+    "gate10": {"first_partial_logprob": -1.0},  # Whisper's log-probability threshold
     "new": {},
 }
 
@@ -88,6 +89,8 @@ class Utterance:
     first_text: float = float("nan")  # ms from onset (audio sent, or wall time)
     partial_before_final: bool = False
     survives: bool | None = None  # first partial's words a prefix of the final's (None: none)
+    # the same, but its last word may be a word in progress (a prefix of the final's word)
+    grows: bool | None = None
     final_latency: float = float("nan")  # ms, end of speech → final (real time only)
     final_text: str = ""
     first_partial: str = ""
@@ -163,6 +166,11 @@ def judge(
             u.first_partial = first_partial[i]
             words, final = normalise(first_partial[i]), normalise(u.final_text)
             u.survives = final[: len(words)] == words
+            u.grows = bool(words) and (
+                final[: len(words) - 1] == words[:-1]
+                and len(final) >= len(words)
+                and final[len(words) - 1].startswith(words[-1])
+            )
     out.utterances += utts
     out.references += clip.texts
     return utts
@@ -223,11 +231,12 @@ def summary(name: str, p: Pass, real_time: bool) -> str:
         firsts = [u.first_text for u in us]
         with_partial = [u for u in us if u.partial_before_final]
         kept = [u for u in with_partial if u.survives]
+        grown = [u for u in with_partial if u.grows]
         line = (
             f"  {name:5s} {kind:6s} n={len(us):2d} first text p50 {pct(firsts, 0.5):5.0f} "
             f"p90 {pct(firsts, 0.9):5.0f} max {pct(firsts, 1.0):5.0f} ms; partial before "
             f"final {len(with_partial)}/{len(us)}; first partial kept {len(kept)}/"
-            f"{len(with_partial)}"
+            f"{len(with_partial)} (or its last word in progress {len(grown)})"
         )
         if real_time:
             lat = [u.final_latency for u in us]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audiototext.inference.decoding import LOG_PROB_THRESHOLD
-
 __all__ = ["FinalSettings", "RecognizerOptions"]
 
 
@@ -79,9 +77,11 @@ class RecognizerOptions:
             audio (stretched by load like the interval), and such partials go to the lanes
             before other streams' refreshes. Off: the first partial waits for an interval too.
         first_partial_logprob: an utterance's first partial is shown only if its average
-            log-probability is at least this (Whisper's fallback threshold); a guess from the
-            first few hundred ms is often wrong, and first text rewritten at once is worse than
-            text a moment later. ``None`` shows any.
+            log-probability is at least this; a guess from the first few hundred ms is often
+            wrong, and first text rewritten at once is worse than text a moment later. -0.7
+            kept the first partial's words in the final more often than before early partials
+            (Whisper's -1.0 filtered nothing useful; bench/NOTES.md "firstwords"). ``None``
+            shows any.
         overload_lag_s: when the median stream has more than this much audio waiting for the
             VAD at the start of a scheduling round, compute is behind real time: overload.
         overload_final_s: overload when the finals of the last few seconds took longer than
@@ -127,7 +127,7 @@ class RecognizerOptions:
     final_keeps_committed: bool = False
     min_partial_ms: int = 300
     early_partials: bool = True
-    first_partial_logprob: float | None = LOG_PROB_THRESHOLD
+    first_partial_logprob: float | None = -0.7
     overload_lag_s: float = 2.0
     overload_final_s: float = 1.0
     adaptive_partials: bool = True
