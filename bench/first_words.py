@@ -20,9 +20,9 @@ Two passes per variant:
 
 Both passes report whether the utterance got a partial before its final, and whether its
 first partial's words survive into the final (the first partial's words are a prefix of the
-final's: flicker otherwise). The real-time pass reports the finals' WER against the
-references. Variants are RecognizerOptions overrides (``VARIANTS``), run alternately in one
-process. The machine is shared: ``os.getloadavg()`` is printed with every run.
+final's: flicker otherwise), and the finals' WER against the references. Variants are
+RecognizerOptions overrides (``VARIANTS``), run alternately in one process. The machine is
+shared: ``os.getloadavg()`` is printed with every run.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def summary(name: str, p: Pass, real_time: bool) -> str:
             lat = [u.final_latency for u in us]
             line += f"; end→final p50 {pct(lat, 0.5):.0f} p95 {pct(lat, 0.95):.0f} ms"
         lines.append(line)
-    if real_time:
+    if p.references:
         lines.append(
             f"  {name:5s} finals WER {wer(p.references, [u.final_text for u in p.utterances]):.2%}"
         )
