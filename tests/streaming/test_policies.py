@@ -453,8 +453,10 @@ def test_an_utterances_first_partial_is_due_at_min_partial_ms_and_goes_first() -
     shown = OpenUtterance(2, 0, last_partial_at=9_600, shown_text=True)
     assert early.due([_stream(vad_position=14_400, utterance=shown)]) == []
     # A stream's first partial goes before other streams' refreshes, however stale.
-    stale = _stream(vad_position=40_000, utterance=OpenUtterance(3, 0, 8_000, shown_text=True))
-    fresh = _stream(vad_position=40_000, utterance=OpenUtterance(4, 35_000, 35_000))
+    stale = _stream(
+        vad_position=40_000, utterance=OpenUtterance(3, 0, last_partial_at=8_000, shown_text=True)
+    )
+    fresh = _stream(vad_position=40_000, utterance=OpenUtterance(4, 30_000, last_partial_at=30_000))
     assert [j.session for j in early.due([stale, fresh])] == [fresh, stale]
     assert [j.session for j in late.due([stale, fresh])] == [stale, fresh]
 
