@@ -287,13 +287,21 @@ def main() -> None:
                 for clip in clips:
                     run = real_time_pass if real_time else audio_pass
                     asyncio.run(run(rec, clip, p))
+                cpu = rec.stats().worker_cpu_s  # thread CPU of the worker and lanes
+                audio_s = sum(c.audio.shape[0] for c in clips) / RATE
                 rec.close()
                 totals.setdefault((name, real_time), Pass())
                 totals[(name, real_time)].utterances += p.utterances
                 totals[(name, real_time)].references += p.references
                 what = "real time (ms of wall)" if real_time else "audio (ms of audio sent)"
                 print(f"round {r + 1} {name} {what}, {time.monotonic() - began:.0f} s, {load()}")
-                print(summary(name, p, real_time), flush=True)
+                print(summary(name, p, real_time))
+                print(
+                    f"  {name:5s} engine CPU per audio second: partials "
+                    f"{1000 * cpu.get('partials', 0.0) / audio_s:.1f} ms, all "
+                    f"{1000 * sum(cpu.values()) / audio_s:.1f} ms",
+                    flush=True,
+                )
                 if args.verbose:
                     for u, ref in zip(p.utterances, p.references, strict=True):
                         print(
