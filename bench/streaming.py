@@ -19,7 +19,9 @@ number of concurrent real-time streams whose final latency p95 stays under 1 s.
 their first finals, which have no context to drop, all come within about a second).
 Per level it also prints the engine's and the server process's CPU per second, the time the
 server's threads waited for a CPU per second (``CPU wait/s``, the kernel's schedstat: the
-machine's other load), and the p95 of the streams' first finals and of their later ones; with
+machine's other load), the p95 of the streams' first finals and of their later ones, and
+speech start → first text (p50 / p90: from a sentence's first sample above -40 dBFS, on the
+sender's real-time clock, to the first partial or final that reaches into it); with
 the in-process server, a line from the engine's own record (``FinalTrace``): how many finals
 came from speculations, how long the others waited for a lane after their endpoint and how long
 their batch took to decode, and the batch sizes.
