@@ -9,7 +9,12 @@ runs alternating, so load drifts hit both) and as whole processes (start-up and 
 included, as when a person runs the CLI).
 
     python bench/transcribe_vs_faster_whisper.py [--repeats 3] [--beam-size 5] [--threads N]
-        [--jobs N]
+        [--jobs N] [--corpus espeak|human|noisy|longform]
+
+``--corpus`` picks the audio: ``espeak`` (the clean fables above, the default), or one of
+bench/corpus_real.py's: ``human`` (recordings of people, from a Debian package),
+``noisy`` (espeak-ng at several voices and rates with noise), ``longform`` (two files of
+~4 min each with pauses: the human recordings joined, and the noisy fables joined).
 
 Each pair is run two ways with the same total thread count:
 
@@ -40,6 +45,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import corpus_real
 from corpus import Clip, build_corpus
 
 OUT = Path(__file__).parent / "out"
@@ -183,18 +189,27 @@ def main() -> None:
         default=min(2, os.cpu_count() or 1),
         help="clips at a time in the parallel runs (1: sequential runs only)",
     )
+    ap.add_argument(
+        "--corpus",
+        default="espeak",
+        choices=("espeak", "human", "noisy", "longform"),
+        help="which audio (see above)",
+    )
     args = ap.parse_args()
 
     from audiototext.evaluation import wer
 
-    clips = build_corpus(OUT / "corpus")
+    if args.corpus == "espeak":
+        clips = build_corpus(OUT / "corpus")
+    else:
+        clips = corpus_real.build(args.corpus, OUT / "real")
     audio_s = sum(c.duration_s for c in clips)
     refs = [c.text for c in clips]
     home = args.cache or Path(tempfile.mkdtemp(prefix="bench-home-"))
     env = {**os.environ, "AUDIOTOTEXT_HOME": str(home)}
     os.environ["AUDIOTOTEXT_HOME"] = str(home)
     print(
-        f"corpus: {len(clips)} clips, {audio_s:.0f} s of speech; threads={args.threads}; "
+        f"corpus {args.corpus}: {len(clips)} clips, {audio_s:.0f} s of speech; threads={args.threads}; "
         f"beam={args.beam_size}; cpus={os.cpu_count()}"
     )
 
