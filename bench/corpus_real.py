@@ -26,6 +26,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+
 from corpus import FABLES, Clip
 
 SAMPLE_RATE = 16000
@@ -190,12 +191,17 @@ def longform_clips(out_dir: Path, seed: int = 20) -> list[Clip]:
     ]
 
 
+KINDS = ("human", "noisy", "longform", "human-long")
+
+
 def build(kind: str, out_dir: Path) -> list[Clip]:
-    """The clips of one corpus kind: human, noisy, longform."""
+    """The clips of one corpus kind (``human-long``: the first long-form file only)."""
     if kind == "human":
         return human_clips(out_dir / "pkg")
     if kind == "noisy":
         return noisy_clips(out_dir / "noisy")
     if kind == "longform":
         return longform_clips(out_dir)
-    raise SystemExit(f"unknown corpus {kind!r}: choose human, noisy or longform")
+    if kind == "human-long":
+        return longform_clips(out_dir)[:1]
+    raise SystemExit(f"unknown corpus {kind!r}: choose {', '.join(KINDS)}")
