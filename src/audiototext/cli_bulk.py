@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from audiototext.errors import ConfigError
 
-__all__ = ["run_bulk"]
+if TYPE_CHECKING:
+    from audiototext.inference import TranscribeOptions
+
+__all__ = ["run_bulk", "transcribe_options"]
 
 # CPUs (and so files side by side) per actor when --threads is not given: two share one
 # model's memory, and a 2-CPU node still holds an actor.
 DEFAULT_ACTOR_CPUS = 2
 
 
-def run_bulk(args: argparse.Namespace) -> int:
-    from audiototext.bulk import FileOutcome, transcribe_many
-    from audiototext.cli_progress import RichProgress
+def transcribe_options(args: argparse.Namespace) -> TranscribeOptions:
+    """The decoding options `transcribe` takes from its flags, with or without --ray."""
     from audiototext.inference import TranscribeOptions
 
-    if args.jobs is not None:
-        raise ConfigError(
-            "--jobs does not apply with --ray: each actor does one file per CPU it has "
-            "(--threads), and --actors sets how many actors"
-        )
     try:
-        options = TranscribeOptions(
+        return TranscribeOptions(
             language=args.language,
             task=args.task,
             beam_size=args.beam_size,
@@ -40,6 +38,18 @@ def run_bulk(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def run_bulk(args: argparse.Namespace) -> int:
+    from audiototext.bulk import FileOutcome, transcribe_many
+    from audiototext.cli_progress import RichProgress
+
+    if args.jobs is not None:
+        raise ConfigError(
+            "--jobs does not apply with --ray: each actor does one file per CPU it has "
+            "(--threads), and --actors sets how many actors"
+        )
+    options = transcribe_options(args)
 
     with RichProgress() as progress:
         console = progress.console

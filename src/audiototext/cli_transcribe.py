@@ -133,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from audiototext.inference import TranscribeOptions, Transcriber
+    from audiototext.cli_bulk import transcribe_options
+    from audiototext.inference import Transcriber
     from audiototext.inference.ort_session import CPU_PROVIDER
     from audiototext.store.exports import write_transcript
     from audiototext.store.outputs import check_output_dir, output_paths, transcript_metadata
@@ -146,16 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--actors applies only with --ray ADDRESS")
     console = Console(stderr=True)
     check_output_dir(args.output)
-    try:
-        options = TranscribeOptions(
-            language=args.language,
-            task=args.task,
-            beam_size=args.beam_size,
-            vad=args.vad,
-            word_timestamps=args.word_timestamps,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    options = transcribe_options(args)
 
     paths = [Path(name) for name in args.files]
     out_paths = output_paths(paths, args.output, args.fmt)
