@@ -184,3 +184,15 @@ async def state_until(
             return state
         await asyncio.sleep(0.1)
     raise AssertionError(f"the page never got there: {state}")
+
+
+async def value_when_truthy(page: Page, expression: str, timeout_s: float = 20.0) -> Any:
+    """Evaluate ``expression`` every 0.1 s until it is truthy, at most ``timeout_s`` worth of
+    tries (a bound, not a threshold); the last value either way, for the test to assert."""
+    value: Any = None
+    for _ in range(int(timeout_s * 10)):
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    return value
