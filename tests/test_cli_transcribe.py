@@ -252,6 +252,14 @@ def test_english_only_model_refuses_translate_and_other_languages(
     assert wer(TEXT, (cli.out / "clip.txt").read_text()) < 0.4
 
 
+def test_language_auto_means_detect(cli: Cli, speech: np.ndarray, tmp_path: Path) -> None:
+    # "auto" is what the HTTP and gRPC APIs take for detection; the CLI takes it too, and an
+    # English-only model "detects" English.
+    wav = write_wav(tmp_path / "clip.wav", speech, 16_000)
+    assert cli(str(wav), "--language", "auto") == 0
+    assert wer(TEXT, (cli.out / "clip.txt").read_text()) < 0.4
+
+
 _PEAK_RSS_CHILD = r"""
 import json, sys
 from audiototext.cli import main

@@ -27,10 +27,11 @@ DEFAULT_ACTOR_CPUS = 2
 def transcribe_options(args: argparse.Namespace) -> TranscribeOptions:
     """The decoding options `transcribe` takes from its flags, with or without --ray."""
     from audiototext.inference import TranscribeOptions
+    from audiototext.inference.options import language_of
 
     try:
         return TranscribeOptions(
-            language=args.language,
+            language=language_of(args.language or ""),
             task=args.task,
             beam_size=args.beam_size,
             vad=args.vad,

@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
     p.add_argument("--vad", action="store_true", help="skip silence with Silero VAD first")
     p.add_argument("--word-timestamps", action="store_true", help="time every word (json output)")
     p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
-    p.add_argument("--language", default=None, help="language code; default: detect")
+    p.add_argument("--language", default=None, help="language code; default (or auto): detect")
     p.add_argument("--format", choices=FORMAT_CHOICES, default="txt", dest="fmt")
     p.add_argument(
         "--output",

@@ -15,7 +15,13 @@ from audiototext.inference.decoding import (
 )
 from audiototext.inference.tokenizer import TASKS
 
-__all__ = ["TranscribeOptions"]
+__all__ = ["TranscribeOptions", "language_of"]
+
+
+def language_of(value: str) -> str | None:
+    """A request's language: None for empty or "auto" (detected), else the code as given."""
+    code = value.strip()
+    return None if not code or code.lower() == "auto" else code
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from audiototext.inference.options import language_of
 from audiototext.server.sessions import StreamSpec
 from audiototext.server.status import Status, StatusError
 from audiototext.streaming.types import StreamOptions
@@ -18,12 +19,6 @@ if TYPE_CHECKING:
     from audiototext.server.pool import ModelChoice
 
 __all__ = ["check_choice", "language_of", "stream_spec", "task_of"]
-
-
-def language_of(value: str) -> str | None:
-    """A request's language: None for empty or "auto" (detected), else the code as given."""
-    code = value.strip()
-    return None if not code or code.lower() == "auto" else code
 
 
 def task_of(value: int) -> str:
