@@ -252,8 +252,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from audiototext.server.addresses import openable_hosts, url_host
     from audiototext.server.alerts import AlertSettings
-    from audiototext.server.control_policy import ControlSettings
     from audiototext.server.app import ServerConfig, serve
+    from audiototext.server.control_policy import ControlSettings
     from audiototext.server.logging_setup import configure_logging
 
     configure_logging(args.log_format, logging.getLogger().level)
