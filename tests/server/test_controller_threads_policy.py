@@ -109,7 +109,7 @@ def test_a_spike_inside_the_wait_does_not_set_the_count() -> None:
     clock = Clock()
     policy = ControlPolicy(SETTINGS, max_batch=8, clock=clock, max_threads=4)
     # 2 cores taken for 6 s, one of those readings 3.5: the mildest wanted (2) is taken.
-    steps = every(busy(2.0), 0, 2) + [(3.0, busy(3.5))] + every(busy(2.0), 4, 6)
+    steps = [*every(busy(2.0), 0, 2), (3.0, busy(3.5)), *every(busy(2.0), 4, 6)]
     assert feed(policy, clock, steps) == [(5.0, 2)]
 
 
