@@ -113,7 +113,9 @@ async def stream(
 
 async def swap_cost(path: Path, audio: np.ndarray, rounds: int) -> None:
     print("## swap cost (fed as fast as taken; tiny.en int8, 2 lanes)")
-    builds, waits, gaps = [], [], {"swap": [], "none": []}
+    builds, waits = [], []
+    gaps: dict[str, list[float]] = {"swap": [], "none": []}
+    walls: dict[str, list[float]] = {"swap": [], "none": []}
     for r in range(rounds):
         for mode in ("swap", "none") if r % 2 == 0 else ("none", "swap"):
             rec = engine(path, 2)
@@ -128,11 +130,17 @@ async def swap_cost(path: Path, audio: np.ndarray, rounds: int) -> None:
                     done = await asyncio.wrap_future(rec.swap_model(built))
                     waits.append(done.waited_s)
 
-            await stream(rec, audio, real_time=False, during=swaps if mode == "swap" else None)
+            began = time.monotonic()
+            finals, _ = await stream(
+                rec, audio, real_time=False, during=swaps if mode == "swap" else None
+            )
+            wall = finals[-1][0] - began  # the last final: the whole stream decoded
             await rec.close()
             gaps[mode].append(watch.longest)
+            walls[mode].append(wall)
             print(
-                f"round {r} {mode}: longest gap between rounds {watch.longest * 1000:.0f} ms,"
+                f"round {r} {mode}: {len(finals)} finals, all out after {wall:.2f} s, longest"
+                f" gap between rounds {watch.longest * 1000:.0f} ms,"
                 f" load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
@@ -143,6 +151,11 @@ async def swap_cost(path: Path, audio: np.ndarray, rounds: int) -> None:
     print(
         f"swap waited for the lanes: median {statistics.median(waits) * 1000:.0f} ms, "
         f"max {max(waits) * 1000:.0f} ms"
+    )
+    wall_ratio = statistics.median(walls["swap"]) / statistics.median(walls["none"])
+    print(
+        f"stream decoded (last final), two swaps / none: {wall_ratio:.2f} "
+        f"({statistics.median(walls['swap']):.2f} / {statistics.median(walls['none']):.2f} s)"
     )
     ratio = statistics.median(gaps["swap"]) / statistics.median(gaps["none"])
     print(
@@ -216,7 +229,10 @@ def main() -> None:
     path = pull("tiny.en", precision="int8", cache=ModelCache(args.cache)).entry.path
     synth = SpeechSynthesizer(shared_speech_dir())
     audio, spans = join_with_gaps([synth.speak(s).audio for s in SENTENCES], 1.0)
-    ends = [stop for _, stop in spans]
+    # A sentence ends at its last sample above -40 dBFS (espeak-ng pads each with silence).
+    ends = [
+        start + int(np.flatnonzero(np.abs(audio[start:stop]) > 0.01)[-1]) for start, stop in spans
+    ]
     print(f"audio {len(audio) / RATE:.1f} s, {len(SENTENCES)} sentences; cores {os.cpu_count()}")
     if not args.skip_swap:
         asyncio.run(swap_cost(path, audio, args.rounds))
