@@ -5,10 +5,11 @@ Run: ``PYTHONPATH=src .venv/bin/python bench/threads.py [--cache DIR] [--rounds 
 
 1. Swap cost: a tiny.en int8 engine (2 threads per lane) streams espeak-ng speech fed as
    fast as it takes it; meanwhile its sessions are rebuilt (``build_threads``, the work the
-   controller runs in a background thread) alternately with 1 and 2 threads and handed in
-   (``swap_model``). Printed: the rebuild's wall time, how long the swap waited for the
-   lanes (while it waits the worker hands out no new batch: the stall), and the worker's
-   longest gap between rounds, against the same stream run with no swap, alternating.
+   controller runs in a background thread at nice +10) alternately with 1 and 2 threads
+   and handed in (``swap_model``). Printed: the rebuild's wall time, how long the swap
+   waited for the lanes (while it waits the worker hands out no new batch: the stall), the
+   worker's longest gap between rounds and when the last final came out, against the same
+   stream run with no swap, alternating.
 2. Contention: one CPU hog (a process spinning on one core) runs while one stream is fed at
    real time; end of speech → final latency with 2 threads per lane against 1, alternating
    engines round by round, same hog. The clock starts when the chunk holding a sentence's
@@ -37,6 +38,7 @@ sys.path[:0] = [str(ROOT / "tests")]
 from audiototext.audio import SileroVad  # noqa: E402
 from audiototext.inference import OrtConfig, WhisperModel  # noqa: E402
 from audiototext.models import ModelCache, pull  # noqa: E402
+from audiototext.server.background import run_in_background  # noqa: E402
 from audiototext.streaming import (  # noqa: E402
     RecognizerOptions,
     StreamingRecognizer,
@@ -125,7 +127,7 @@ async def swap_cost(path: Path, audio: np.ndarray, rounds: int) -> None:
                 for threads in (1, 2):
                     await asyncio.sleep(0.5)  # the stream's decoding is under way
                     began = time.perf_counter()
-                    built = await asyncio.to_thread(rec.build_threads, threads)
+                    built = await run_in_background("threads", rec.build_threads, threads)
                     builds.append(time.perf_counter() - began)
                     done = await asyncio.wrap_future(rec.swap_model(built))
                     waits.append(done.waited_s)

@@ -162,7 +162,8 @@ def test_threads_change_mid_stream_and_the_finals_do_not(
     assert seen["free"] == (2, 2)  # and back
     assert len(seen["unchanged"]) == len(SENTENCES), seen["unchanged"]
     assert seen["changed"] == seen["unchanged"]  # no final lost, none different
-    timeline = seen["status"]["timeline"]
+    # Only the thread actions: the engine's own (overload...) vary with the machine's load.
+    timeline = [e for e in seen["status"]["timeline"] if e["action"].startswith("threads")]
     actions = [e["action"] for e in timeline]
     assert actions == ["threads", "threads_applied", "threads", "threads_applied"], timeline
     assert "2 → 1 intra-op threads" in timeline[1]["reason"]
@@ -208,7 +209,8 @@ def test_a_failed_rebuild_keeps_the_old_sessions(
 
     status, threads, reason = asyncio.run(scenario())
     assert threads == (2, 2)
-    assert [e["action"] for e in status["timeline"]] == ["threads", "threads_failed"]
+    actions = [e["action"] for e in status["timeline"] if e["action"].startswith("threads")]
+    assert actions == ["threads", "threads_failed"]
     assert "bad_alloc" in reason and "keeps its 2 threads" in reason
     assert status["state"]["threads"] == 2  # decided afresh, after its delay again
 
@@ -238,5 +240,43 @@ def test_no_adapt_threads_leaves_the_sessions_alone(model_path: Path, built_cach
 
     status, threads = asyncio.run(scenario())
     assert threads == (2, 2)
-    assert status["timeline"] == []
+    assert not [e for e in status["timeline"] if e["action"].startswith("threads")]
     assert status["state"]["threads_adjustable"] is False
+
+
+def test_too_little_free_memory_for_both_sessions_keeps_the_old_ones(
+    model_path: Path, built_cache: Path
+) -> None:
+    from audiototext.server.resources import Counters, ResourceSampler
+
+    def low_memory() -> Counters:  # the machine as /proc would show it with 50 MB left
+        return Counters(1.0, 1.0, 2.0, 1e8, 50 * 2**20, 8 * 2**30)
+
+    async def scenario() -> tuple[dict[str, Any], tuple[int, int]]:
+        engine = _engine(model_path)
+        choice = cache_resolver(built_cache, "int8")("tiny.en")
+        pool = ModelPool(
+            default=choice,
+            resolver=cache_resolver(built_cache, "int8"),
+            loader=lambda c: engine,
+            budget_mb=10_000,
+        )
+        pool.add(choice, engine, pinned=True, owned=False)
+        clock = Clock()
+        sampler = ResourceSampler(read=low_memory, clock=clock)
+        controller = Controller(
+            pool, SETTINGS, max_batch=8, clock=clock, resources=sampler, usable_cores=lambda: 2
+        )
+        try:
+            for _ in range(4):
+                controller.tick(replace(controller.measure(), others_cpu_cores=1.5))
+                clock.t += 1.0
+            await controller.threads_settled()
+        finally:
+            await engine.close()
+        return controller.status(), _session_threads(engine)
+
+    status, threads = asyncio.run(scenario())
+    assert threads == (2, 2)
+    failed = [e for e in status["timeline"] if e["action"] == "threads_failed"]
+    assert len(failed) == 1 and "50 MB free" in failed[0]["reason"], status["timeline"]

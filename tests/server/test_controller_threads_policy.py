@@ -38,7 +38,9 @@ def busy(others: float) -> Measurements:
     return replace(FREE, others_cpu_cores=others)
 
 
-def feed(policy: ControlPolicy, clock: Clock, steps: list[tuple[float, Measurements]]) -> list:
+def feed(
+    policy: ControlPolicy, clock: Clock, steps: list[tuple[float, Measurements]]
+) -> list[tuple[float, int]]:
     """(seconds since start, reading) in order; returns (time, threads after) per change."""
     start = clock.t
     out = []

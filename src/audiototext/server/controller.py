@@ -65,6 +65,7 @@ __all__ = ["CONTROL_INTERVAL_S", "TIMELINE_KEPT", "Controller", "TimelineEntry"]
 log = logging.getLogger(__name__)
 
 CONTROL_INTERVAL_S = 1.0  # the engine's own changes come at most once a second
+REBUILD_MEMORY_MARGIN = 1.5  # free memory, in model sizes, a thread change needs first
 TIMELINE_KEPT = 500  # actions kept for the API (about an hour of a busy server)
 # Cheaper precisions to fall back to, per precision (on a CPU int8 is the fastest).
 _CHEAPER = {"fp32": ("int8",), "fp16": ("int8",), "int8": ()}
@@ -315,6 +316,12 @@ class Controller:
                 name, before = f"{model.name} ({model.precision})", engine.threads
                 began = time.perf_counter()
                 try:
+                    # Old and new sessions live side by side until the swap: room for both.
+                    free = self.resources.sample().memory_available_mb if self.resources else None
+                    if free is not None and free < model.ram_mb * REBUILD_MEMORY_MARGIN:
+                        raise MemoryError(
+                            f"{free:.0f} MB free, the new sessions need about {model.ram_mb} MB"
+                        )
                     built = await run_in_background("threads", engine.build_threads, wanted)
                 except Exception as exc:  # memory, mostly: the engine keeps what it has
                     self._note(
