@@ -307,6 +307,7 @@ class Controller:
         except RuntimeError:
             return
         self._retuning = loop.create_task(self._rebuild(stale, wanted), name="controller threads")
+        self._retuning.add_done_callback(_log_failure)
 
     async def _rebuild(
         self, engines: list[tuple[LoadedModel, ThreadedEngine]], wanted: int
@@ -384,6 +385,12 @@ class Controller:
                     out[f"{loaded.name} ({loaded.precision})"] = str(why)
                     break
         return out
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A thread change that failed unexpectedly is logged (control carries on)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("changing the engines' threads failed", exc_info=task.exception())
 
 
 def _usable_cores() -> int:
