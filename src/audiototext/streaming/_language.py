@@ -1,9 +1,10 @@
 """The language and task of a stream: what its model can do, and its decoding prompt.
 
 A stream that did not name a language, on a multilingual model, has it detected once, from
-the first audio the stream decodes (Whisper's language-token probabilities after
+its first final's audio (Whisper's language-token probabilities after
 ``<|startoftranscript|>``, as file transcription does), on the lane that decodes it, right
-after the encoder; later partials and finals of the stream use it.
+after the encoder; later partials and finals of the stream use it. Partials before that
+first final detect from their own audio, without fixing it.
 """
 
 from __future__ import annotations
@@ -44,11 +45,22 @@ def initial_prompt(tok: Any, stream: Any) -> list[int]:
 
 
 def stream_prompt(
-    model: WhisperModel, stream: Any, prompt: Sequence[int], cross: CrossAttention, row: int
+    model: WhisperModel,
+    stream: Any,
+    prompt: Sequence[int],
+    cross: CrossAttention,
+    row: int,
+    *,
+    final: bool = True,
 ) -> list[int]:
     """``prompt``, or for a stream with no language of its own on a multilingual model, the
     prompt of its detected language (detected now from row ``row`` of ``cross`` if it was
-    not yet)."""
+    not yet).
+
+    Only a final fixes the stream's language: a partial holds a second or two of speech, from
+    which Whisper base took espeak Spanish for Thai; the whole utterance of a final gives
+    what file transcription gives. Until then each partial detects for itself.
+    """
     tok = model.tokenizer
     options = getattr(stream, "options", None)
     if not tok.multilingual or options is None or options.language is not None:
@@ -56,5 +68,6 @@ def stream_prompt(
     language: str | None = getattr(stream, "detected_language", None)
     if language is None:
         language = detect_language(model, cross.take([row]))
-        stream.detected_language = language
+        if final:
+            stream.detected_language = language
     return _text_prompt(tok, language, options.task)
