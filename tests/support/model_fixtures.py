@@ -143,7 +143,8 @@ def base_cache() -> Path:
 
     def build(root: Path) -> None:
         mp = pytest.MonkeyPatch()
-        mp.setenv("HF_HUB_OFFLINE", "1")  # the packages first, as on a machine with no network
+        # As on a machine with no network: the Hub sources fail at once, the packages follow.
+        mp.setenv("HF_HUB_OFFLINE", "1")
         try:
             for precision in BASE_PRECISIONS:
                 pull("base", precision=precision, cache=ModelCache(root))

@@ -248,13 +248,6 @@ def _build(
 # --------------------------------------------------------------------------- use cases
 
 
-def _ordered(sources: Sequence[Source]) -> list[Source]:
-    """Registry order; with HF_HUB_OFFLINE set, installed packages first (they need no Hub)."""
-    if not hub.is_offline():
-        return list(sources)
-    return sorted(sources, key=lambda s: s.kind != "package")
-
-
 def pull(
     name: str,
     *,
@@ -283,7 +276,7 @@ def pull(
 
     attempts: list[str] = []
     first_error: AudioToTextError | None = None
-    for src in _ordered(spec.sources):
+    for src in spec.sources:
         rev = revision or src.revision
         if src.kind == "package" and revision:
             attempts.append(
