@@ -43,9 +43,9 @@ class LanguageClip:
     text: str
     english: tuple[str, ...]  # content words a translation must contain
     wer_bound: float
-    # A stream fixes its language from its first final (one utterance): the French clip's is
-    # "Bonjour, je m'appelle Marie." (1.5 s), which base takes for Japanese; a live French
-    # speaker should name the language.
+    # A stream fixes its language from its first final (one utterance, padded to 30 s): the
+    # French clip's is "Bonjour, je m'appelle Marie." (1.5 s), before padding was added taken
+    # for Japanese; checked on the others only.
     streamed: bool = True
 
 
