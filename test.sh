@@ -9,9 +9,10 @@ source scripts/setup.sh
 # prometheus: scrapes /metrics in the observability tests. iproute2: network namespaces for
 # the WebRTC tests (ICE needs an address other than 127.0.0.1). debootstrap: a minimal Debian
 # root (no Python) the one-file build must run in (tests/binary). UPX (upx-ucl) is not in
-# Debian 12: scripts/build-binary.sh uses it only where it is installed.
+# Debian 12: scripts/build-binary.sh uses it only where it is installed. redis-server and
+# haproxy: the session-store tests start their own (tests/support/services.py).
 ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium \
-    prometheus iproute2 procps debootstrap
+    prometheus iproute2 procps debootstrap redis-server haproxy
 ensure_venv test
 lint_paths=(src tests deploy)
 [ -d bench ] && lint_paths+=(bench)
@@ -22,11 +23,14 @@ lint_paths=(src tests deploy)
 # module-scoped engines load once; PYTEST_WORKERS=0 runs them in this process). Tests marked
 # realtime (speech-paced streams into the real engine) then run alone in a fresh process:
 # beside other work, or after it in a worker that ran it, they measured the machine.
+# RAY_TESTS=0 leaves out the tests marked ray (they start a local Ray cluster); CI runs them.
+skip_ray=""
+[ "${RAY_TESTS:-1}" = 0 ] && skip_ray=" and not ray"
 status=0
-"$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile -m "not realtime" "$@" \
-    || status=$?
+"$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile \
+    -m "not realtime$skip_ray" "$@" || status=$?
 realtime=0
-"$VENV/bin/python" -m pytest -m realtime "$@" || realtime=$?
+"$VENV/bin/python" -m pytest -m "realtime$skip_ray" "$@" || realtime=$?
 # 5: the arguments selected no test in that phase.
 [ "$status" -eq 5 ] && status=0
 [ "$realtime" -eq 5 ] && realtime=0

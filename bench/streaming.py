@@ -19,7 +19,9 @@ number of concurrent real-time streams whose final latency p95 stays under 1 s.
 their first finals, which have no context to drop, all come within about a second).
 Per level it also prints the engine's and the server process's CPU per second, the time the
 server's threads waited for a CPU per second (``CPU wait/s``, the kernel's schedstat: the
-machine's other load), and the p95 of the streams' first finals and of their later ones; with
+machine's other load), the p95 of the streams' first finals and of their later ones, and
+speech start → first text (p50 / p90: from a sentence's first sample above -40 dBFS, on the
+sender's real-time clock, to the first partial or final that reaches into it); with
 the in-process server, a line from the engine's own record (``FinalTrace``): how many finals
 came from speculations, how long the others waited for a lane after their endpoint and how long
 their batch took to decode, and the batch sizes.
@@ -68,25 +70,32 @@ def speak(text: str, folder: Path) -> np.ndarray:
 
 def program(
     folder: Path, seconds: float, offset: int, gap_s: float
-) -> tuple[np.ndarray, list[float]]:
-    """Speech of about ``seconds``; returns audio and the stream times where speech ends."""
+) -> tuple[np.ndarray, list[float], list[float]]:
+    """Speech of about ``seconds``; returns audio and the stream times where speech ends and
+    where it starts (first and last sample above -40 dBFS of each sentence)."""
     parts = [np.zeros(int(0.5 * RATE), np.float32)]
     ends: list[float] = []
+    starts: list[float] = []
     t = 0.5
     i = offset
     while t < seconds:
         s = speak(SENTENCES[i % len(SENTENCES)], folder)
         loud = np.nonzero(np.abs(s) > SPEECH_LEVEL)[0]
         ends.append(t + (int(loud[-1]) + 1) / RATE)
+        starts.append(t + int(loud[0]) / RATE)
         parts += [s, np.zeros(int(gap_s * RATE), np.float32)]
         t += s.shape[0] / RATE + gap_s
         i += 1
-    return np.concatenate(parts), ends
+    return np.concatenate(parts), ends, starts
 
 
 async def one_stream(
-    client: AsyncClient, audio: np.ndarray, ends: list[float], delay_s: float = 0.0
-) -> tuple[list[float], list[float], int, list[float]]:
+    client: AsyncClient,
+    audio: np.ndarray,
+    ends: list[float],
+    starts: list[float],
+    delay_s: float = 0.0,
+) -> tuple[list[float], list[float], int, list[float], list[float]]:
     await asyncio.sleep(delay_s)
     stream = await client.stream(StreamSettings(compression="pcm16"))
     sent_at: dict[int, float] = {}  # 100-ms chunk index → wall time it was sent
@@ -94,6 +103,10 @@ async def one_stream(
     first: list[float] = []  # the stream's first final (no earlier text: beam search)
     gaps: list[float] = []
     finals = 0
+    first_text: dict[
+        int, float
+    ] = {}  # sentence → its speech start to its first text, partial or final
+    t0 = time.monotonic()
 
     async def collect() -> None:
         nonlocal finals
@@ -102,6 +115,10 @@ async def one_stream(
             if not isinstance(ev, TranscriptUpdate):
                 continue
             now = time.monotonic()
+            # the sentence this text belongs to: the last whose speech starts before its end
+            said = [k for k, s in enumerate(starts) if s < ev.end_s]
+            if said and said[-1] not in first_text:
+                first_text[said[-1]] = now - (t0 + starts[said[-1]])
             if ev.is_final:
                 finals += 1
                 end = min(ends, key=lambda e: abs(e - ev.end_s))  # this sentence's speech end
@@ -117,7 +134,7 @@ async def one_stream(
                 last_partial[ev.utterance_id] = now
 
     task = asyncio.create_task(collect())
-    t0 = time.monotonic()
+    t0 = time.monotonic()  # the speaker's clock: sentence k starts at t0 + starts[k]
     step = RATE // 10
     for n, i in enumerate(range(0, audio.shape[0], step)):
         await stream.send(audio[i : i + step])
@@ -128,7 +145,7 @@ async def one_stream(
     await stream.finish()
     await task
     await stream.close()
-    return latencies, gaps, finals, first
+    return latencies, gaps, finals, first, list(first_text.values())
 
 
 def run_queue_wait_s() -> float:
@@ -157,13 +174,14 @@ async def run_level(
     programs = [program(folder, seconds, k, gap_s) for k in range(n)]
     async with AsyncClient(target) as client:
         results = await asyncio.gather(
-            *(one_stream(client, a, e, k * stagger_s) for k, (a, e) in enumerate(programs)),
+            *(one_stream(client, a, e, st, k * stagger_s) for k, (a, e, st) in enumerate(programs)),
             return_exceptions=True,
         )
     lat: list[float] = []
     gaps: list[float] = []
     first: list[float] = []
     later: list[float] = []
+    first_text: list[float] = []
     refused = 0
     for r in results:
         if isinstance(r, BaseException):
@@ -173,6 +191,7 @@ async def run_level(
         gaps += r[1]
         first += r[3]
         later += r[0][len(r[3]) :]
+        first_text += r[4]
     return {
         "streams": n,
         "refused": refused,
@@ -183,6 +202,8 @@ async def run_level(
         "partial_gap_p95_ms": pct(gaps, 95),
         "first_p95_ms": pct(first, 95),
         "later_p95_ms": pct(later, 95),
+        "first_text_p50_ms": pct(first_text, 50),
+        "first_text_p90_ms": pct(first_text, 90),
     }
 
 
@@ -323,6 +344,8 @@ async def main_async(args: argparse.Namespace) -> None:
             "CPU wait/s",
             "1st p95",
             "later p95",
+            "1st text p50",
+            "p90",
             "load",
             "server",
         )
@@ -371,6 +394,8 @@ async def main_async(args: argparse.Namespace) -> None:
                         f"{r['cpu_wait']:.2f}",
                         r["first_p95_ms"],
                         r["later_p95_ms"],
+                        r["first_text_p50_ms"],
+                        r["first_text_p90_ms"],
                         f"{os.getloadavg()[0]:.2f}",
                         label,
                     )

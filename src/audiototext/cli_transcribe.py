@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,12 @@ def register(sub: Any) -> None:
         help="transcribe audio files",
         description="Transcribe audio or video files (wav, flac, mp3, ogg/opus, m4a, webm, ...).",
     )
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio or video files; with --ray also folders and glob patterns",
+    )
     p.add_argument(
         "--model", default="tiny.en", help="model name (default: tiny.en, works offline)"
     )
@@ -59,7 +63,8 @@ def register(sub: Any) -> None:
         "--threads",
         type=_positive_int,
         default=None,
-        help="inference threads in all (default: physical cores)",
+        help="inference threads in all (default: physical cores); with --ray: CPUs per "
+        "actor, one file each (default: 2)",
     )
     p.add_argument(
         "--jobs",
@@ -69,6 +74,26 @@ def register(sub: Any) -> None:
         help="files transcribed at once, sharing the threads; a single file is cut at pauses "
         "into N parts of 2 min or more, done side by side (default: one file per physical "
         "core on CPU, 1 on GPU or for a single file)",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="transcribe on a Ray cluster with Ray Data: local (a private instance on this "
+        "machine), auto (the cluster this machine joined), HOST:PORT or ray://HOST:PORT; "
+        "writes an index.parquet beside the transcripts (needs audiototext[ray])",
+    )
+    p.add_argument(
+        "--actors",
+        type=_positive_int,
+        default=None,
+        help="with --ray: actors, one model each (default: as many as the cluster's CPUs hold)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=1,
+        help="with --ray: times a failed file is tried again (default: 1)",
     )
     p.set_defaults(func=_run)
 
@@ -83,23 +108,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _check_output_dir(folder: Path) -> None:
+def _non_negative_int(text: str) -> int:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the output folder {folder}: {exc.strerror or exc}"
-        ) from exc
-    if not folder.is_dir():
-        raise ConfigError(f"the output path {folder} is not a folder")
-    probe = folder / f".audiototext-write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write to the output folder {folder}: {exc.strerror or exc}"
-        ) from exc
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
+    return value
 
 
 def _probe_duration_s(path: Path) -> float | None:
@@ -117,25 +133,24 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from audiototext.inference import TranscribeOptions, Transcriber
+    from audiototext.cli_bulk import transcribe_options
+    from audiototext.inference import Transcriber
     from audiototext.inference.ort_session import CPU_PROVIDER
     from audiototext.store.exports import write_transcript
+    from audiototext.store.outputs import check_output_dir, output_paths, transcript_metadata
 
+    if args.ray is not None:
+        from audiototext.cli_bulk import run_bulk
+
+        return run_bulk(args)
+    if args.actors is not None:
+        raise ConfigError("--actors applies only with --ray ADDRESS")
     console = Console(stderr=True)
-    _check_output_dir(args.output)
-    try:
-        options = TranscribeOptions(
-            language=args.language,
-            task=args.task,
-            beam_size=args.beam_size,
-            vad=args.vad,
-            word_timestamps=args.word_timestamps,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    check_output_dir(args.output)
+    options = transcribe_options(args)
 
     paths = [Path(name) for name in args.files]
-    out_paths = _output_paths(paths, args.output, args.fmt)
+    out_paths = output_paths(paths, args.output, args.fmt)
     jobs, threads = _plan_jobs(args, len(paths))
 
     started = time.perf_counter()
@@ -201,12 +216,7 @@ def _run(args: argparse.Namespace) -> int:
                 failures += 1
                 console.print(f"[red]error[/red] {result.error}")
                 continue
-            metadata = {
-                "file": str(path),
-                "model": args.model,
-                "language": result.language,
-                "duration_s": round(result.audio_s, 3),
-            }
+            metadata = transcript_metadata(path, args.model, result.language, result.audio_s)
             try:
                 write_transcript(result.segments, out_path, args.fmt, metadata=metadata)
             except OSError as exc:
@@ -229,20 +239,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {failures} of {len(paths)} file(s) failed", file=sys.stderr)
         return 1
     return 0
-
-
-def _output_paths(paths: list[Path], folder: Path, fmt: str) -> list[Path]:
-    """Where each file's transcript goes; two inputs may not share one (one would be lost)."""
-    out_paths = [folder / f"{path.stem or path.name}.{fmt}" for path in paths]
-    first: dict[Path, Path] = {}
-    for path, out in zip(paths, out_paths, strict=True):
-        if out in first and first[out] != path:
-            raise ConfigError(
-                f"{first[out]} and {path} would both be written to {out}; transcribe them in "
-                "separate runs with different --output folders, or rename one"
-            )
-        first.setdefault(out, path)
-    return out_paths
 
 
 def _plan_jobs(args: argparse.Namespace, n_files: int) -> tuple[int, int | None]:

@@ -45,6 +45,33 @@ def test_a_reconnect_resends_from_where_the_server_stopped() -> None:
     assert sent == [3, 4]
 
 
+def test_with_a_session_store_acknowledged_chunks_stay_until_the_store_has_them() -> None:
+    buf = _filled(6)
+    buf.stored(0)  # SessionStarted.session_store
+    buf.send_seq = 7
+    buf.acknowledge(5)
+    assert (buf.ms, buf.kept_ms, buf.inflight_ms()) == (100.0, 500.0, 100.0)
+    buf.stored(3)  # Ack.stored_seq: another server would restart at chunk 4
+    assert buf.kept_ms == 200.0
+    buf.send_seq = 4  # that server's SessionStarted.next_seq
+    sent = []
+    while (chunk := buf.next_unsent()) is not None:
+        sent.append(chunk.seq)
+        buf.send_seq = chunk.seq + 1
+    assert sent == [4, 5, 6]
+    buf.stored(9)  # never past what was acknowledged
+    assert [buf.kept_ms, buf.ms] == [0.0, 100.0]
+
+
+def test_kept_audio_is_bounded() -> None:
+    buf = UnackedAudio(max_kept_ms=250.0)
+    for i in range(5):
+        buf.add(bytes([i]), Encoding.PCM16, 100.0)
+    buf.stored(0)
+    buf.acknowledge(5)
+    assert buf.kept_ms == 200.0 and buf.next_unsent() is not None
+
+
 def test_ladder_follows_the_compression_setting() -> None:
     assert ladder_for(StreamSettings(compression="pcm16")) == (Level("PCM16"),)
     assert ladder_for(StreamSettings(compression="opus", opus_bit_rate=16_000)) == (

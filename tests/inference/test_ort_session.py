@@ -25,6 +25,13 @@ def test_thread_pools_stop_spinning_when_a_run_returns() -> None:
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
+def test_spinning_is_on_by_default_and_can_be_turned_off() -> None:
+    on = _session_options(OrtConfig(intra_op_threads=2))
+    off = _session_options(OrtConfig(intra_op_threads=2, spinning=False))
+    assert on.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert off.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_heap_is_trimmed_only_when_it_grows_above_its_level(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -197,3 +204,17 @@ def test_only_the_encoder_reuses_its_activations_from_an_arena(int8_model: Whisp
     assert int8_model.encoder.raw.get_session_options().enable_cpu_mem_arena
     assert not int8_model.decoder.raw.get_session_options().enable_cpu_mem_arena
     assert not int8_model.encoder.raw.get_session_options().enable_mem_pattern
+
+
+def test_file_transcription_sessions_do_not_spin(model_cache_root: Path) -> None:
+    # A busy machine's spinning pool took the CPU the working threads needed (bench/NOTES.md,
+    # realspeech); streaming keeps ONNX Runtime's default.
+    from audiototext.inference.transcribe import Transcriber
+
+    t = Transcriber.load("tiny.en", precision="int8", device="cpu", cache_root=model_cache_root)
+    for session in (t.model.encoder, t.model.decoder):
+        entry = session.raw.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning"
+        )
+        assert entry == "0"
+    assert WhisperModel(t.model.path).config.spinning

@@ -187,6 +187,42 @@ def test_rest_timeline_metric_and_no_controller() -> None:
     assert off == 501 and "--no-controller" in off_body
 
 
+def test_a_page_network_report_with_a_session_reaches_the_controller() -> None:
+    """POST /api/v1/network/report naming a stream: its upload speed is the stream's link."""
+    import urllib.request
+
+    engine = FakeRecognizer()
+
+    def post(port: int, doc: dict[str, Any]) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/network/report",
+            data=json.dumps(doc).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return int(r.status)
+
+    async def main() -> tuple[int, int, int]:
+        async with http_server(engine) as server:
+            controller = server.controller
+            assert controller is not None and server.http is not None
+            port = server.http.port
+            slow = {"client_id": "page-a", "session_id": "s-slow", "rtt_ms": 30, "upload_mbps": 0.1}
+            fast = {"client_id": "page-b", "session_id": "s-fast", "rtt_ms": 3, "upload_mbps": 50}
+            for doc in (slow, fast, {"client_id": "page-c", "rtt_ms": 5, "upload_mbps": 0.1}):
+                assert await asyncio.to_thread(post, port, doc) == 200
+            controller.tick()
+            return (
+                controller.bitrate_cap("s-slow"),
+                controller.bitrate_cap("s-fast"),
+                len(controller.timeline),
+            )
+
+    slow_cap, fast_cap, actions = run(main(), 60)
+    assert slow_cap == 32_000 and fast_cap == 0 and actions == 1
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
 def test_background_jobs_run_at_a_lower_priority_and_so_do_their_threads() -> None:
     def nice_of_this_thread() -> tuple[int, int]:

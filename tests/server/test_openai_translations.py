@@ -23,9 +23,10 @@ import openai
 import pytest
 
 from audiototext.models.cache import ModelCache
+from audiototext.models.manager import resolve_precision
 from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscriber
-from audiototext.server.pool import ModelChoice, load_streaming_engine
+from audiototext.server.pool import ModelChoice, default_choice, load_streaming_engine
 from inference.test_transcribe import _multilingual_tokenizer
 from server.openai_harness import openai_error_of, threaded_server
 from support.fixture_cache import shared_speech_dir
@@ -159,8 +160,13 @@ def test_a_model_over_the_memory_budget_is_429_and_the_server_goes_on(
     with threaded_server(None, cache_root=filled_cache.root) as (_, url):
         _pull(url.removesuffix("/v1"))  # into the cache the next server reads
     transcriber = FileTranscriber("tiny.en", "int8", filled_cache.root)
+    # Room for the default model only (serve refuses less): the pulled one cannot load.
+    budget = default_choice("tiny.en", resolve_precision("auto"), filled_cache.root).ram_mb
     with (
-        threaded_server(transcriber, cache_root=filled_cache.root, model_memory_mb=1) as (_, url),
+        threaded_server(transcriber, cache_root=filled_cache.root, model_memory_mb=budget) as (
+            _,
+            url,
+        ),
         openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600) as client,
     ):
         with pytest.raises(openai.RateLimitError) as caught:

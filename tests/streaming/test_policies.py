@@ -436,3 +436,54 @@ def test_void_speculations_are_cancelled_only_when_every_stream_went_on() -> Non
     assert planner.to_cancel([mixed, void]) == [void]
     void.cancel = True
     assert planner.to_cancel([mixed, void]) == []
+
+
+def test_an_utterances_first_partial_is_due_at_min_partial_ms_and_goes_first() -> None:
+    clock = Clock()
+    early = PartialPlanner(RecognizerOptions(), _monitor(clock))
+    late = PartialPlanner(RecognizerOptions(early_partials=False), _monitor(clock))
+    new = _stream(vad_position=4_800)  # 300 ms of utterance: min_partial_ms, not an interval
+    assert [j.session for j in early.due([new])] == [new]
+    assert late.due([new]) == []
+    # A try that showed nothing: the next after min_partial_ms of new audio, not an interval.
+    tried = OpenUtterance(1, 0, last_partial_at=4_800)
+    assert early.due([_stream(vad_position=9_000, utterance=tried)]) == []
+    assert len(early.due([_stream(vad_position=9_600, utterance=tried)])) == 1
+    # Once text is shown, the interval again.
+    shown = OpenUtterance(2, 0, last_partial_at=9_600, shown_text=True)
+    assert early.due([_stream(vad_position=14_400, utterance=shown)]) == []
+    # A stream's first partial goes before other streams' refreshes, however stale.
+    stale = _stream(
+        vad_position=40_000, utterance=OpenUtterance(3, 0, last_partial_at=8_000, shown_text=True)
+    )
+    fresh = _stream(vad_position=40_000, utterance=OpenUtterance(4, 30_000, last_partial_at=30_000))
+    assert [j.session for j in early.due([stale, fresh])] == [fresh, stale]
+    assert [j.session for j in late.due([stale, fresh])] == [stale, fresh]
+
+
+def test_an_utterances_first_shown_partial_must_be_likely() -> None:
+    def hyp(avg_logprob: float) -> Hypothesis:
+        return Hypothesis((), (1, 2), "Go tomorrow", "", avg_logprob, 0.3, 1.0, False)
+
+    planner = PartialPlanner(RecognizerOptions(), _monitor(Clock()))
+    assert planner.confident(hyp(-0.6))
+    assert not planner.confident(hyp(-0.96))
+    anything = PartialPlanner(RecognizerOptions(first_partial_logprob=None), _monitor(Clock()))
+    assert anything.confident(hyp(-3.0))
+    with pytest.raises(ValueError, match="first_partial_logprob"):
+        RecognizerOptions(first_partial_logprob=0.5)
+
+
+def test_the_words_before_a_greedy_loop_are_the_first_text() -> None:
+    from audiototext.streaming._partials import loop_start
+
+    def words(text: str) -> list[str]:
+        return [" " + w for w in text.split()]
+
+    assert loop_start(words("The weather forecast, the weather forecast, the weather fore")) == 3
+    assert loop_start(words("My phone, my phone, my phone, my")) == 2
+    assert loop_start(words("Please take a seat")) == 0
+    loop = Hypothesis((), (1,) * 20, "My phone, my phone, my phone", "", -0.5, 0.2, 3.2, True)
+    assert PartialPlanner(RecognizerOptions(), _monitor(Clock())).salvage(loop, words(loop.text))
+    late = PartialPlanner(RecognizerOptions(early_partials=False), _monitor(Clock()))
+    assert late.salvage(loop, words(loop.text)) == 0

@@ -15,12 +15,14 @@ browser inside it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soxr
@@ -168,3 +170,29 @@ def _note_console(tab: Tab, message: ConsoleMessage) -> None:
 
 def _note_exception(tab: Tab, error: Error) -> None:
     tab.errors.append(f"{error.name}: {error.message}\n{error.stack}"[:500])
+
+
+async def state_until(
+    page: Page, script: str, predicate: Callable[[dict[str, Any]], Any], tries: int = 300
+) -> dict[str, Any]:
+    """Evaluate ``script`` (an expression giving an object) every 0.1 s until ``predicate``
+    holds for it; bounded by tries, not by a clock threshold."""
+    state: dict[str, Any] = {}
+    for _ in range(tries):
+        state = await page.evaluate(script)
+        if predicate(state):
+            return state
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the page never got there: {state}")
+
+
+async def value_when_truthy(page: Page, expression: str, timeout_s: float = 20.0) -> Any:
+    """Evaluate ``expression`` every 0.1 s until it is truthy, at most ``timeout_s`` worth of
+    tries (a bound, not a threshold); the last value either way, for the test to assert."""
+    value: Any = None
+    for _ in range(int(timeout_s * 10)):
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    return value

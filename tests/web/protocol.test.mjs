@@ -43,6 +43,7 @@ test("snake_case names as in the contract", () => {
     credit_ms: 0,
     model: "",
     resume_grace_s: 0,
+    session_store: false,
   });
   assert.equal(P.parseServerMessage('{"started": {}}').data.next_seq, 1);
   assert.equal(P.parseServerMessage('{"started": {}}').data.credit_ms, undefined);
@@ -58,7 +59,9 @@ test("speech events by name or number; ack, metrics, error; unknown passes", () 
     seq: 9,
     lag_ms: 0,
     credit_ms: undefined,
+    stored_seq: 0,
   });
+  assert.equal(P.parseServerMessage('{"ack": {"seq": "9", "storedSeq": "7"}}').data.stored_seq, 7);
   assert.deepEqual(P.parseServerMessage('{"metrics": {"rtf": 0.12, "queueDepth": 2}}').data, {
     rtf: 0.12,
     latency_ms: 0,

@@ -368,3 +368,27 @@ test("stream client: the session expires when the link stays down past resume_gr
   const error = await client.done;
   assert.equal(error.code, "RESUME_EXPIRED");
 });
+
+test("with a session store, acknowledged chunks after stored_seq stay for another server", () => {
+  const s = new ResumeState();
+  for (let k = 1; k <= 6; k++) s.addChunk(bytes(k));
+  s.onConnecting();
+  s.onSessionStarted({ session_id: "abc", resumed: false, next_seq: 1, session_store: true });
+  for (let c; (c = s.takeNext(10)); );
+  s.onAck({ seq: 5, stored_seq: 2, credit_ms: 10000 }, 20);
+  assert.deepEqual(s.chunks.map((c) => c.seq), [3, 4, 5, 6], "kept after stored_seq 2");
+  assert.equal(s.bufferedMs, 100, "only chunk 6 counts against the buffer");
+  assert.equal(s.inflightMs(), 100);
+  // The server died; another restored the session from the store (chunks up to 2).
+  s.onConnecting();
+  assert.equal(s.resumeFields().resumeFromSeq, undefined, "the server numbers the frames");
+  assert.equal(
+    s.onSessionStarted({ session_id: "abc", resumed: true, next_seq: 3, session_store: true }),
+    "resumed",
+  );
+  const resent = [];
+  for (let c; (c = s.takeNext(30)); ) resent.push(c.seq);
+  assert.deepEqual(resent, [3, 4, 5, 6]);
+  s.onAck({ seq: 6, stored_seq: 6 }, 40);
+  assert.equal(s.chunks.length, 0);
+});

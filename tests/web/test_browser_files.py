@@ -12,30 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page
 
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run, speech_like
 from server.upload_harness import DecodingTranscriber, upload_server
 from support.fixture_cache import ROOT
 from support.speech import SAMPLE_RATE_HZ, write_wav
-from web.browser import CHROMIUM, chromium
+from web.browser import CHROMIUM, chromium, value_when_truthy
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
 ]
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"
-
-
-async def _wait_for(page: Page, expression: str, timeout_s: float = 20.0) -> Any:
-    value: Any = None
-    for _ in range(int(timeout_s * 10)):
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    return value
 
 
 def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path) -> None:
@@ -59,12 +48,12 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
             # The WebSocket transport: the one whose token rides in a subprotocol (WebRTC needs
             # an address other than loopback; tests/web/test_browser_webrtc.py covers it).
             await page.goto(f"{origin}/?transport=websocket")
-            await _wait_for(
+            await value_when_truthy(
                 page, "document.getElementById('health-text')?.innerText.includes('tiny.en')"
             )
             # The file box: choose a file as the picker would.
             await page.set_input_files("#upload-input", wav)
-            out["finals"] = await _wait_for(
+            out["finals"] = await value_when_truthy(
                 page,
                 "(() => { const t = document.getElementById('finals').innerText;"
                 " return t.includes('General Kenobi') ? t : ''; })()",
@@ -77,7 +66,7 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
             )
             # The microphone stream, with the token offered as a subprotocol.
             await page.click("#start")
-            out["transport"] = await _wait_for(
+            out["transport"] = await value_when_truthy(
                 page,
                 "(() => { const t = document.getElementById('transport-text').innerText;"
                 " return t === 'WebSocket · Connected' ? t : ''; })()",
@@ -89,7 +78,7 @@ def test_upload_a_file_and_stream_with_the_token_as_a_subprotocol(tmp_path: Path
             )
             # /docs renders without any other site.
             await page.goto(f"{origin}/docs")
-            out["docs"] = await _wait_for(
+            out["docs"] = await value_when_truthy(
                 page, "document.querySelector('.swagger-ui .info .title')?.innerText || ''"
             )
             out["errors"] = list(tab.errors)
@@ -125,7 +114,7 @@ def test_on_a_plain_http_address_the_page_says_why_the_microphone_is_blocked(
             host = f"{addresses[0]}:{srv.http.port}"
             async with chromium(wav, url=f"http://{host}/") as tab:
                 page = tab.page
-                await _wait_for(
+                await value_when_truthy(
                     page, "document.getElementById('health-text')?.innerText.includes('tiny.en')"
                 )
                 out: dict[str, Any] = {"host": host}
@@ -136,7 +125,7 @@ def test_on_a_plain_http_address_the_page_says_why_the_microphone_is_blocked(
                     "document.getElementById('start').disabled"
                 )
                 await page.set_input_files("#upload-input", wav)
-                out["finals"] = await _wait_for(
+                out["finals"] = await value_when_truthy(
                     page,
                     "(() => { const t = document.getElementById('finals').innerText;"
                     " return t.includes('General Kenobi') ? t : ''; })()",

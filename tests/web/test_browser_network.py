@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page
 
 from audiototext.hardware.detect import detect
 from audiototext.hardware.profile import (
@@ -23,7 +22,7 @@ from audiototext.server.app import GrpcServer
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
 from support.speech import silence, write_wav
-from web.browser import CHROMIUM, chromium
+from web.browser import CHROMIUM, chromium, state_until
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
@@ -34,16 +33,6 @@ STATE = """(() => {
     (dt) => [dt.dataset.key, dt.nextElementSibling.textContent]);
   return { network: rows('network'), recommendation: rows('recommendation') };
 })()"""
-
-
-async def _until(page: Page, predicate: Any, tries: int = 300) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    for _ in range(tries):
-        state = await page.evaluate(STATE)
-        if predicate(state):
-            return state
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the page never got there: {state}")
 
 
 def test_the_page_measures_reports_and_shows_the_recommendation(
@@ -68,8 +57,9 @@ def test_the_page_measures_reports_and_shows_the_recommendation(
         try:
             assert srv.http is not None
             async with chromium(wav, url=f"http://127.0.0.1:{srv.http.port}/") as tab:
-                state = await _until(
+                state = await state_until(
                     tab.page,
+                    STATE,
                     lambda s: len(s["network"]) == 3 and len(s["recommendation"]) == 4,
                 )
                 for _ in range(100):  # the report follows the measurement

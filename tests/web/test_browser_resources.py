@@ -6,20 +6,18 @@ showed)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from playwright.async_api import Page
 
 from audiototext.hardware.probe import DeviceStatus
 from audiototext.server.app import GrpcServer
 from audiototext.server.resources import ResourceSample
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
-from web.browser import CHROMIUM, chromium
+from web.browser import CHROMIUM, chromium, state_until
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
@@ -57,16 +55,6 @@ def _devices() -> Sequence[DeviceStatus]:
     return DEVICES
 
 
-async def _until(page: Page, predicate: Any, tries: int = 300) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    for _ in range(tries):
-        state = await page.evaluate(STATE)
-        if predicate(state):
-            return state
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the page never got there: {state}")
-
-
 def test_gpu_option_disabled_with_its_reason_and_indicators_update() -> None:
     counter = itertools.count(1)
 
@@ -88,8 +76,8 @@ def test_gpu_option_disabled_with_its_reason_and_indicators_update() -> None:
             assert srv.http is not None and srv.resources is not None
             srv.resources.sample = sample  # type: ignore[method-assign]
             async with chromium(url=f"http://127.0.0.1:{srv.http.port}/") as tab:
-                first = await _until(tab.page, lambda s: s["reads"] >= 1 and s["cpu"])
-                second = await _until(tab.page, lambda s: s["reads"] > first["reads"])
+                first = await state_until(tab.page, STATE, lambda s: s["reads"] >= 1 and s["cpu"])
+                second = await state_until(tab.page, STATE, lambda s: s["reads"] > first["reads"])
                 return first, second, list(tab.errors)
         finally:
             await srv.stop(2.0)

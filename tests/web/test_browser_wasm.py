@@ -9,7 +9,6 @@ The engine is the test double: this is about the page, not about recognition.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import socket
@@ -26,7 +25,7 @@ from server.grpc_harness import config, run
 from server.ws_harness import http_server
 from support.fixture_cache import ROOT
 from support.speech import SpeechSynthesizer, espeak_available
-from web.browser import CHROMIUM, chromium, microphone_wav
+from web.browser import CHROMIUM, chromium, microphone_wav, value_when_truthy
 from web.ort_vendor import ort_version
 
 pytestmark = [
@@ -73,14 +72,9 @@ CACHED_WASM = f"""(async () => {{
 }})()"""
 
 
-async def _wait_for(page: Page, expression: str, timeout_s: float = 30.0) -> Any:
-    value: Any = None
-    for _ in range(int(timeout_s * 10)):
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    return value
+async def _wait(page: Page, expression: str, timeout_s: float = 30.0) -> Any:
+    """This file's waits: the runtime and model loads take longer than the page's own."""
+    return await value_when_truthy(page, expression, timeout_s=timeout_s)
 
 
 def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
@@ -98,7 +92,7 @@ def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
                 assert srv.http is not None
                 origin = f"http://127.0.0.1:{srv.http.port}"
                 await page.goto(f"{origin}/?transport=websocket", wait_until="load")
-                await _wait_for(page, "document.getElementById('health-text').innerText")
+                await _wait(page, "document.getElementById('health-text').innerText")
                 out["isolated"] = await page.evaluate("crossOriginIsolated")
                 out["first_load"] = await page.evaluate(
                     "performance.getEntries().filter(e => 'transferSize' in e)"
@@ -108,9 +102,9 @@ def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
                 out["installability"] = await cdp.send("Page.getInstallabilityErrors")
                 await page.evaluate(LOG_SPEECH)
                 await page.click("#start")
-                out["ready"] = await _wait_for(page, f"{WRAP}.dataset.localVadThreads")
+                out["ready"] = await _wait(page, f"{WRAP}.dataset.localVadThreads")
                 # Two loops of the file: wait for the end of the second one's speech.
-                out["log"] = await _wait_for(
+                out["log"] = await _wait(
                     page,
                     "window.vadLog.some(e => e[0] === 'false' && e[1] > "
                     f"{period + LEAD_S + speech_s - 1.0}) && window.vadLog",
@@ -121,16 +115,14 @@ def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
                     ARTIFACTS / "page-local-vad.png", width=1280, height=900, dark=False
                 )
                 await page.click("#start")  # Stop
-                await _wait_for(
-                    page, "document.getElementById('start').dataset.recording === 'false'"
-                )
+                await _wait(page, "document.getElementById('start').dataset.recording === 'false'")
                 out["threaded"] = await page.evaluate(THREADED_RUN)
-                out["controlled"] = await _wait_for(
+                out["controlled"] = await _wait(
                     page,
                     "navigator.serviceWorker.ready"
                     ".then(() => !!navigator.serviceWorker.controller)",
                 )
-                out["cache"] = await _wait_for(page, CACHED_WASM)
+                out["cache"] = await _wait(page, CACHED_WASM)
                 out["errors_online"] = list(tab.errors)
             # The server is gone: the page must come from the service worker.
             await page.reload(wait_until="load")
@@ -143,7 +135,7 @@ def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
             out["offline_wasm"] = await page.evaluate(
                 f"fetch({WASM!r}).then(r => r.arrayBuffer()).then(b => b.byteLength)"
             )
-            out["offline_version"] = await _wait_for(
+            out["offline_version"] = await _wait(
                 page, "document.getElementById('start').textContent.trim()"
             )
         return out
@@ -211,15 +203,15 @@ def test_an_upgrade_is_shown_at_once_and_replaces_the_offline_copy(tmp_path: Pat
             page = tab.page
             async with http_server(FakeRecognizer(), cfg):
                 await page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
-                assert await _wait_for(page, CONTROLLED)
-                out["old"] = await _wait_for(page, CACHES)
+                assert await _wait(page, CONTROLLED)
+                out["old"] = await _wait(page, CACHES)
             index = web / "index.html"
             index.write_text(index.read_text().replace("<title>audiototext<", "<title>new<"))
             offline._offline_assets.cache_clear()  # a new build is a new server process
             async with http_server(FakeRecognizer(), cfg):
                 await page.reload(wait_until="load")
                 out["online_title"] = await page.title()
-                out["new"] = await _wait_for(
+                out["new"] = await _wait(
                     page, f"{CACHES}.then(n => n && n !== {out['old']!r} && !n.includes(' ') && n)"
                 )
                 out["listed"] = await page.evaluate(
@@ -269,7 +261,7 @@ def test_the_model_is_kept_in_the_browser_hash_checked(built_cache: Path) -> Non
                   subtree: true})"""
             )
             await page.click("#keep-model")
-            out["kept"] = await _wait_for(
+            out["kept"] = await _wait(
                 page, "document.getElementById('model-keep').dataset.kept", timeout_s=120
             )
             out["status"] = await page.inner_text("#keep-status")

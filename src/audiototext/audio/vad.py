@@ -38,6 +38,7 @@ __all__ = [
     "CONTEXT_SAMPLES",
     "FRAME_SAMPLES",
     "SAMPLE_RATE_HZ",
+    "DetectorSnapshot",
     "SileroVad",
     "SpeechEndpointDetector",
     "SpeechEvent",
@@ -430,6 +431,23 @@ class SpeechEvent:
         return self.sample / SAMPLE_RATE_HZ
 
 
+@dataclass(frozen=True)
+class DetectorSnapshot:
+    """Everything a :class:`SpeechEndpointDetector` carries between calls, as plain data: a
+    detector restored from it reports exactly what the original would have (a stream that
+    moves to another process keeps its endpoints)."""
+
+    recurrent: NDArray[np.float32]  # the LSTM state, _STATE_SHAPE
+    context: NDArray[np.float32]  # the last CONTEXT_SAMPLES samples
+    pending: NDArray[np.float32]  # samples short of a whole frame
+    samples_received: int
+    start_emitted: bool
+    last_end: int
+    last_probability: float
+    segmenter: tuple[bool, int, int, int, int, int]  # triggered, start, temp_end, prev_end,
+    # next_start, frame_index
+
+
 class SpeechEndpointDetector:
     """Streaming speech start/end detection for one stream.
 
@@ -454,6 +472,49 @@ class SpeechEndpointDetector:
         self._start_emitted = False
         self._last_end = 0
         self._last_probability = 0.0
+
+    def snapshot(self) -> DetectorSnapshot:
+        seg = self._segmenter
+        return DetectorSnapshot(
+            self._state.recurrent.copy(),
+            self._state.context.copy(),
+            self._pending.copy(),
+            self._samples_received,
+            self._start_emitted,
+            self._last_end,
+            self._last_probability,
+            (
+                seg.triggered,
+                int(seg.start),
+                int(seg.temp_end),
+                int(seg.prev_end),
+                int(seg.next_start),
+                seg.frame_index,
+            ),
+        )
+
+    def restore(self, snap: DetectorSnapshot) -> None:
+        """Continue from ``snap`` (taken from a detector with the same options)."""
+        if snap.recurrent.shape != _STATE_SHAPE or snap.context.shape != (CONTEXT_SAMPLES,):
+            raise ValueError("a detector snapshot of another VAD model")
+        self._state = VadState(
+            snap.recurrent.astype(np.float32, copy=True), snap.context.astype(np.float32)
+        )
+        self._pending = snap.pending.astype(np.float32, copy=True)
+        self._samples_received = snap.samples_received
+        self._start_emitted = snap.start_emitted
+        self._last_end = snap.last_end
+        self._last_probability = snap.last_probability
+        seg = _Segmenter(self._options)
+        (
+            seg.triggered,
+            seg.start,
+            seg.temp_end,
+            seg.prev_end,
+            seg.next_start,
+            seg.frame_index,
+        ) = snap.segmenter
+        self._segmenter = seg
 
     @property
     def in_speech(self) -> bool:

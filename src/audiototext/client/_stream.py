@@ -87,6 +87,7 @@ class Stream:
         self._finish_requested = False
         self._last_event = 0
         self._finals_seen: set[int] = set()
+        self._speech_times: dict[int, float] = {}  # the latest speech event of each kind
         self._results: asyncio.Queue[TranscriptUpdate | StreamSpeechEvent | _Done | ClientError] = (
             asyncio.Queue()
         )
@@ -214,6 +215,8 @@ class Stream:
                 self.stats.switches.append(str(self.adaptive.level))
                 log.info("link: switching to %s", self.adaptive.level)
             self.stats.ack_rtt_ms = self.adaptive.rtt_ms
+        if ack.stored_seq:
+            self._unacked.stored(int(ack.stored_seq))
         self._acked = max(self._acked, int(ack.seq))
         self._changed.set()
 
@@ -288,7 +291,12 @@ class Stream:
     async def _connect_once(self) -> bool:
         """Run one connection; True when the stream completed, False to reconnect."""
         stub = self._client._transcription
-        call = stub.StreamingTranscribe(metadata=self._client._metadata)
+        metadata = self._client._metadata
+        if self.session_id:
+            # A load balancer hashing on it (HAProxy's balance hdr(session-id)) sends a
+            # resume to the server that holds the session.
+            metadata = (*metadata, ("session-id", self.session_id))
+        call = stub.StreamingTranscribe(metadata=metadata)
         writer: asyncio.Task[None] | None = None
         try:
             try:
@@ -316,6 +324,8 @@ class Stream:
             started = first.started
             if not self.session_id:
                 self.session_id = started.session_id
+            if started.session_store:
+                self._unacked.stored(0)  # keep acknowledged audio until the store has it
             # Everything before next_seq reached the server, acknowledged or not.
             self._on_ack(pb.Ack(seq=started.next_seq - 1, credit_ms=started.credit_ms))
             self._unacked.send_seq = started.next_seq
@@ -358,7 +368,14 @@ class Stream:
             return
         self._last_event = int(msg.event_seq)
         if kind == "speech_event":
-            self._results.put_nowait(speech_event_from(msg.speech_event))
+            # A session resumed from the store on another server repeats the speech events
+            # after its state's final: stream times say which ones the client already has.
+            ev = msg.speech_event
+            if ev.time_s <= self._speech_times.get(int(ev.kind), -1.0):
+                self.stats.duplicates_dropped += 1
+                return
+            self._speech_times[int(ev.kind)] = ev.time_s
+            self._results.put_nowait(speech_event_from(ev))
             return
         r = msg.result
         if r.utterance_id in self._finals_seen:

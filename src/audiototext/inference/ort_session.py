@@ -96,12 +96,17 @@ class OrtConfig:
         memory_arena: ONNX Runtime's CPU arena, for a graph whose shapes barely change (the
             encoder): its activations are then reused run after run instead of being mapped
             and faulted in anew (see :func:`tune_allocator`).
+        spinning: intra-op threads busy-wait for work inside a run (ONNX Runtime's default).
+            Off, they sleep: file transcription turns it off, because on a machine with more
+            runnable threads than cores the spinning threads took the CPU the working ones
+            needed (bench/NOTES.md, realspeech: -29 % CPU, -18 % wall on a 4-min file).
     """
 
     device: Device = "auto"
     intra_op_threads: int | None = None
     inter_op_threads: int = 1
     memory_arena: bool = False
+    spinning: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "gpu"):
@@ -150,6 +155,7 @@ def _session_options(config: OrtConfig) -> ort.SessionOptions:
     # session's pool took the core the other session's next run needed (bench/NOTES.md,
     # round 8), and in a stream server the Python threads' too.
     options.add_session_config_entry("session.force_spinning_stop", "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", str(int(config.spinning)))
     return options
 
 

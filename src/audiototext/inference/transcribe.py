@@ -102,7 +102,10 @@ class Transcriber:
             from audiototext.models.manager import pull, resolve_precision
 
             entry = pull(name, precision=resolve_precision(prec, device), cache=cache).entry
-        return cls(WhisperModel(entry.path, OrtConfig(device=device, intra_op_threads=threads)))
+        # No spinning: a file's windows are long runs back to back, and a busy machine's
+        # spinning pool costs more than the wake-ups it saves (OrtConfig.spinning).
+        config = OrtConfig(device=device, intra_op_threads=threads, spinning=False)
+        return cls(WhisperModel(entry.path, config))
 
     # ---- entry points ---------------------------------------------------------------------
 

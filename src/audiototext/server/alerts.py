@@ -5,12 +5,13 @@ Five alerts: the engine falls behind real time (``engine_overloaded``), free mem
 (``model_load_failed``), a model meant for the GPU runs on the CPU because its GPU session
 failed or ran out of memory (``gpu_fallback``, reported by the controller), the history file
 asked for could not be used or stopped working (``history_unavailable``: transcripts are kept
-in memory only until a restart). A condition must hold for ``raise_after_s`` before its
-alert is raised and be gone for ``clear_after_s`` before it is cleared; the resource alerts
-also clear only above their threshold times ``clear_margin``. Without both, a value hovering
-at the
-threshold (memory near the limit, an engine at the edge of real time) would raise and clear
-an alert every few seconds and the log, the dashboards and the streams' clients would flap.
+in memory only until a restart), the shared session store cannot be reached
+(``session_store_down``: streams go on, resumable on this server only). A condition must hold
+for ``raise_after_s`` before its alert is raised and be gone for ``clear_after_s`` before it
+is cleared; the resource alerts also clear only above their threshold times
+``clear_margin``. Without both, a value hovering at the threshold (memory near the limit, an
+engine at the edge of real time) would raise and clear an alert every few seconds and the
+log, the dashboards and the streams' clients would flap.
 
 Raising and clearing are logged (WARNING / INFO). The state is read by the metrics
 (``audiototext_alert{name}``), REST ``/api/v1/system`` and the streams' Metrics messages.
@@ -49,6 +50,7 @@ ALERT_NAMES = (
     "model_load_failed",
     "gpu_fallback",
     "history_unavailable",
+    "session_store_down",
 )
 _MB = 1 << 20
 
@@ -115,6 +117,7 @@ class AlertMonitor:
         self._failed_models: dict[str, str] = {}  # model -> why its last load failed
         self._gpu_fallbacks: dict[str, str] = {}  # loaded model -> why it left the GPU
         self._history_problem: str | None = None  # why the history file is not in use
+        self._store_error: str | None = None  # why the session store cannot be reached
 
     # ---- reading
 
@@ -180,10 +183,26 @@ class AlertMonitor:
             state.active = problem is not None
             self._changed("history_unavailable", state.active, problem or "")
 
+        store_error = self._store_error
+        state = self._states["session_store_down"]
+        if (store_error is not None) != state.active:
+            state.active = store_error is not None
+            self._changed(
+                "session_store_down",
+                state.active,
+                f"the session store cannot be reached ({store_error}): streams go on, but "
+                "only this server can resume them",
+            )
+
     def gpu_fallbacks(self, reasons: dict[str, str]) -> None:
         """The loaded models that fell back from the GPU to the CPU, and why (the controller
         reports them; the next :meth:`check` raises or clears the alert)."""
         self._gpu_fallbacks = dict(reasons)
+
+    def session_store(self, error: str | None) -> None:
+        """The session store's health (any thread): why it cannot be reached, or None.
+        Raised and cleared at the next :meth:`check`, at once, as ``model_load_failed``."""
+        self._store_error = error
 
     def model_load(self, model: str, error: str | None) -> None:
         """A model load finished: ``error`` is why it failed, None when it succeeded.

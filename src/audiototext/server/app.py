@@ -40,7 +40,7 @@ from audiototext.server.grpc.auth import TokenInterceptor
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
-from audiototext.server.network import NetworkReports
+from audiototext.server.network import NetworkReport, NetworkReports
 from audiototext.server.observer import NO_OBSERVER, StreamObserver
 from audiototext.server.perf_profile import ProfileKeeper
 from audiototext.server.pool import (
@@ -55,6 +55,11 @@ from audiototext.server.pool import (
 )
 from audiototext.server.recording import HistoryRecorder, recording_files
 from audiototext.server.resources import ResourceSampler
+from audiototext.server.session_state import (
+    MemoryStateStore,
+    SessionStateStore,
+    state_ttl_s,
+)
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
@@ -136,6 +141,7 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.store: SessionStore | None = None
+        self.state_store: SessionStateStore | None = None
         self.history: HistoryRecorder | None = None
         self.port = 0
         self.tls: SelfSigned | None = None  # with config.self_signed, once started
@@ -198,12 +204,14 @@ class GrpcServer:
         self.history = await HistoryRecorder.start(
             cfg.history_settings(), model=cfg.model, on_unavailable=alerts.history_unavailable
         )
+        self.state_store = await asyncio.to_thread(self._open_state_store, alerts)
         self.store = SessionStore(
             self._recognizer,
             max_sessions=cfg.max_sessions,
             resume_grace_s=cfg.resume_grace_s,
             recorder=self.history,
             observer=observer,
+            state_store=self.state_store,
         )
         self.store.start()
         if self.metrics is not None:
@@ -224,6 +232,7 @@ class GrpcServer:
                 alerts=alerts,
                 registry=self.metrics.registry if self.metrics is not None else None,
             )
+            self.network.listeners.append(_uplink_to(self.controller))
         interceptors: list[Any] = [TokenInterceptor(cfg.token)] if cfg.token else []
         if self.metrics is not None:
             from audiototext.server.grpc.metrics import MetricsInterceptor
@@ -370,6 +379,23 @@ class GrpcServer:
             self.history.close()
             self.history = None
 
+    def _open_state_store(self, alerts: AlertMonitor) -> SessionStateStore:
+        """The configured store; an unreachable Redis is a warning and an alert, not a stop
+        (it is retried, and streams meanwhile are resumable on this server only)."""
+        cfg = self.config
+        if cfg.session_store == "memory":
+            return MemoryStateStore()
+        from audiototext.server.redis_store import RedisStateStore
+
+        store = RedisStateStore(
+            cfg.session_store,
+            ttl_s=state_ttl_s(cfg.resume_grace_s),
+            on_health=alerts.session_store,
+        )
+        store.ping()
+        alerts.check()
+        return store
+
     def _start_observability(self) -> AlertMonitor:
         """The alert monitor, and (unless ``metrics=False``) the metrics registry."""
         from audiototext.models.cache import cache_home
@@ -480,6 +506,8 @@ class GrpcServer:
             await self._health.enter_graceful_shutdown()
         if self.store is not None:
             await self.store.close(grace)
+        if self.state_store is not None:
+            await asyncio.to_thread(self.state_store.close)
         if self.webrtc is not None:  # after the finals went out on their data channels
             await self.webrtc.close_all()
         if self.history is not None:
@@ -516,3 +544,14 @@ async def serve(config: ServerConfig, *, ready: Callable[[GrpcServer], None] | N
     await stop.wait()
     log.info("shutting down: finalising open streams")
     await server.stop()
+
+
+def _uplink_to(controller: Controller) -> Callable[[NetworkReport], None]:
+    """A client's measured upload speed, for the stream it names, to the controller: audio
+    goes up, so the uplink decides whether the stream should be compressed."""
+
+    def report(r: NetworkReport) -> None:
+        if r.session_id and r.upload_mbps:
+            controller.report_link(r.session_id, r.upload_mbps * 1e6)
+
+    return report

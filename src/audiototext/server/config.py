@@ -14,6 +14,7 @@ from audiototext.history.store import Retention, check_history_path
 from audiototext.server.alerts import AlertSettings
 from audiototext.server.control_policy import ControlSettings
 from audiototext.server.recording import HistorySettings
+from audiototext.server.session_state import check_store_url
 from audiototext.streaming.types import MAX_PARTIAL_INTERVAL_MS, MIN_PARTIAL_INTERVAL_MS
 
 __all__ = ["MAX_THREADS", "ServerConfig"]
@@ -63,6 +64,8 @@ class ServerConfig:
     partial_interval_ms: int | None = None
     # serve --benchmark-on-start: rebuild a missing or stale performance profile, low priority.
     benchmark_on_start: bool = False
+    # serve --session-store: "memory" (this process) or redis://HOST:PORT/DB (shared)
+    session_store: str = "memory"
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -108,6 +111,8 @@ class ServerConfig:
         self.history_settings()  # refuses absurd retention settings, naming them
         if self.history_path is not None:
             check_history_path(self.history_path)  # before anything is loaded
+        if self.session_store != "memory":
+            check_store_url(self.session_store)
 
     def history_settings(self) -> HistorySettings:
         return HistorySettings(

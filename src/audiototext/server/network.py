@@ -95,12 +95,16 @@ class NetworkReports:
     def __init__(self, capacity: int = 256) -> None:
         self.capacity = capacity
         self._by_client: OrderedDict[str, NetworkReport] = OrderedDict()
+        # Called with each report as it comes (the controller: a stream's uplink).
+        self.listeners: list[Callable[[NetworkReport], None]] = []
 
     def add(self, report: NetworkReport) -> None:
         self._by_client.pop(report.client_id, None)
         self._by_client[report.client_id] = report
         while len(self._by_client) > self.capacity:
             self._by_client.popitem(last=False)
+        for listener in self.listeners:
+            listener(report)
 
     def for_client(self, client_id: str) -> NetworkReport | None:
         return self._by_client.get(client_id)

@@ -16,11 +16,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
+from audiototext.audio.features import SAMPLE_RATE_HZ
 from audiototext.server.engine import Engine, EngineStream
 from audiototext.server.logging_setup import session_context
 from audiototext.server.observer import NO_OBSERVER, StreamObserver
+from audiototext.server.session_state import (
+    MAX_KEPT_FINALS,
+    SessionState,
+    SessionStateStore,
+    spec_fields,
+)
 from audiototext.streaming.types import (
     OverloadedError,
     SpeechEvent,
@@ -111,6 +118,62 @@ class ServerSession:
         self.half_closed_at: float | None = None  # request stream ended without FINISH
         self._pump: asyncio.Task[None] | None = None
         self._finish_task: asyncio.Task[None] | None = None
+        # With a durable state store: the finals kept in it, and which chunk ends where
+        # (engine samples received after each chunk) to tell the chunk a checkpoint covers.
+        self.state_store: SessionStateStore | None = None
+        self.finals: deque[tuple[int, StreamResult]] = deque(maxlen=MAX_KEPT_FINALS)
+        self.stored_seq = 0  # chunks up to this one are in the state store
+        self._chunk_ends: deque[tuple[int, int]] = deque(maxlen=8192)
+
+    def keep_state(self, store: SessionStateStore) -> None:
+        """Write this session's state to ``store`` at each final (a durable store)."""
+        self.state_store = store
+        if hasattr(self.engine, "keep_checkpoints"):
+            self.engine.keep_checkpoints = True
+
+    def chunk_received(self, seq: int) -> None:
+        if self.state_store is not None:
+            received = round(self.engine.audio_received_s * SAMPLE_RATE_HZ)
+            self._chunk_ends.append((received, seq))
+
+    def _checkpoint(self, event_seq: int, final: StreamResult) -> None:
+        store = self.state_store
+        pop = getattr(self.engine, "pop_checkpoint", None)
+        cp = pop(final.utterance_id) if store is not None and pop is not None else None
+        if store is None or cp is None:
+            return
+        covered = 0
+        while self._chunk_ends and self._chunk_ends[0][0] <= cp.received:
+            covered = self._chunk_ends.popleft()[1]
+        if not covered:
+            covered = self.stored_seq
+        self._chunk_ends.appendleft((cp.received, covered))
+        state = SessionState(
+            self.id,
+            spec_fields(
+                self.spec.encoding,
+                self.spec.sample_rate_hz,
+                self.spec.channels,
+                self.spec.interim_results,
+                self.spec.options,
+            ),
+            covered + 1,
+            event_seq,
+            tuple(self.finals),
+            cp,
+        )
+        loop = asyncio.get_running_loop()
+
+        def stored(ok: bool) -> None:
+            if ok:
+                loop.call_soon_threadsafe(self._stored, covered)
+
+        store.save(state, stored)
+
+    def _stored(self, seq: int) -> None:
+        if seq > self.stored_seq:
+            self.stored_seq = seq
+            self._notify()
 
     def start(self) -> None:
         self._pump = asyncio.create_task(self._run_pump(), name=f"pump-{self.id}")
@@ -131,6 +194,9 @@ class ServerSession:
                     await self.recorder.final(self, event)
                 self.event_count += 1
                 self.events.append((self.event_count, event))
+                if isinstance(event, StreamResult) and event.is_final:
+                    self.finals.append((self.event_count, event))
+                    self._checkpoint(self.event_count, event)
                 self.observer.event(self, event)
                 self._notify()
         except Exception as exc:  # the engine failed: end the stream with INTERNAL
@@ -158,6 +224,9 @@ class ServerSession:
         if not self.events or first > self.event_count:
             return []
         oldest = self.events[0][0]
+        if self.events[-1][0] - oldest != len(self.events) - 1:
+            # Numbered with gaps (a restored session keeps only the finals before it).
+            return [e for e in self.events if e[0] >= first]
         start = max(first, oldest) - oldest
         return list(self.events)[start:]
 
@@ -228,8 +297,11 @@ class SessionStore:
         resume_grace_s: float,
         recorder: SessionRecorder | None = None,
         observer: StreamObserver = NO_OBSERVER,
+        state_store: SessionStateStore | None = None,
     ):
         self.recognizer = recognizer
+        # Where sessions' states are written at each final when it outlives this process.
+        self.state_store = state_store if state_store is not None and state_store.durable else None
         self.recorder = recorder
         self.observer = observer
         self.max_sessions = max_sessions
@@ -275,11 +347,68 @@ class SessionStore:
             recognizer=owner,
             on_done=on_done,
         )
+        return self._add(session)
+
+    def _add(self, session: ServerSession) -> ServerSession:
+        if self.state_store is not None:
+            session.keep_state(self.state_store)
         self._sessions[session.id] = session
         self.streams_total += 1
         self.observer.opened(session)
         session.start()
         return session
+
+    def restore(
+        self,
+        state: SessionState,
+        spec: StreamSpec,
+        owner: Engine,
+        *,
+        last_event_seen: int,
+        transport: str = "",
+        on_done: Callable[[], None] | None = None,
+    ) -> ServerSession:
+        """A session another process held, carried on from its stored ``state`` on ``owner``.
+
+        Events are numbered after both the stored count and the client's last one, so a
+        result it regenerates is never taken for one the client already has."""
+        if self.open_count() >= self.max_sessions:
+            raise OverloadedError(
+                f"the server is at its limit of {self.max_sessions} concurrent streams "
+                "(--max-sessions); retry later or raise the limit"
+            )
+        # The streaming engine's open takes restore=; the Engine protocol leaves it out so
+        # that test doubles need not (only a durable store calls this).
+        open_restored = cast("Callable[..., EngineStream]", owner.open)
+        engine = open_restored(spec.options, restore=state.engine)
+        session = ServerSession(
+            state.session_id,
+            spec,
+            engine,
+            transport=transport,
+            recorder=self.recorder,
+            observer=self.observer,
+            recognizer=owner,
+            on_done=on_done,
+        )
+        session.next_seq = state.next_seq
+        session.stored_seq = state.next_seq - 1
+        session.event_count = max(state.event_count, last_event_seen)
+        for seq, final in state.finals:
+            session.events.append((seq, final))
+            session.finals.append((seq, final))
+        session._chunk_ends.append((state.engine.received, state.next_seq - 1))
+        log.info(
+            "stream %s: restored from the session store (chunk %d, event %d)",
+            session.id,
+            state.next_seq - 1,
+            state.event_count,
+            extra={"session_id": session.id},
+        )
+        return self._add(session)
+
+    def get_or_none(self, session_id: str) -> ServerSession | None:
+        return self._sessions.get(session_id)
 
     def get(self, session_id: str) -> ServerSession:
         session = self._sessions.get(session_id)
@@ -297,6 +426,8 @@ class SessionStore:
     def remove(self, session: ServerSession) -> None:
         if self._sessions.pop(session.id, None) is not None:
             self.observer.removed(session)
+            if self.state_store is not None:
+                self.state_store.delete(session.id)
 
     async def _reap_loop(self) -> None:
         while True:
@@ -305,6 +436,9 @@ class SessionStore:
 
     def reap(self) -> None:
         now = time.monotonic()
+        if self.state_store is not None:
+            # Open sessions' states must not expire between finals (a long silence).
+            self.state_store.touch(s.id for s in self._sessions.values() if not s.completed)
         for session in list(self._sessions.values()):
             if session.attachment is not None:
                 if (

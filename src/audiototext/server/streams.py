@@ -22,6 +22,11 @@ from audiototext.server.alerts import ActiveAlert
 from audiototext.server.devices import device_of
 from audiototext.server.logging_setup import session_context
 from audiototext.server.pool import ModelPool
+from audiototext.server.session_state import (
+    CorruptStateError,
+    StoreUnavailableError,
+    state_ttl_s,
+)
 from audiototext.server.sessions import (
     Attachment,
     ServerSession,
@@ -29,7 +34,7 @@ from audiototext.server.sessions import (
     SessionStore,
 )
 from audiototext.server.status import Status, StatusError
-from audiototext.server.validation import check_choice, stream_spec
+from audiototext.server.validation import check_choice, spec_from_fields, stream_spec
 from audiototext.streaming.types import (
     BufferFullError,
     OverloadedError,
@@ -172,6 +177,7 @@ class StreamService:
                         credit_ms=self._credit_ms(session),
                         model=session.spec.options.model,
                         resume_grace_s=self.store.resume_grace_s,
+                        session_store=self.store.state_store is not None,
                     )
                 )
             )
@@ -218,7 +224,9 @@ class StreamService:
             try:
                 session = self.store.get(cfg.session_id)
             except SessionExpiredError as exc:
-                raise StatusError(Status.NOT_FOUND, str(exc)) from exc
+                if self.store.state_store is None:
+                    raise StatusError(Status.NOT_FOUND, str(exc)) from exc
+                return await self._restore(cfg, transport, exc)
             want = max(1, int(cfg.resume_from_event))
             if want < session.oldest_event():
                 raise StatusError(
@@ -266,6 +274,66 @@ class StreamService:
             lease.release()
             raise
         return session, False, 1
+
+    async def _restore(
+        self, cfg: pb.StreamConfig, transport: str, missing: SessionExpiredError
+    ) -> tuple[ServerSession, bool, int]:
+        """A session this process does not hold, from the state store (another server's)."""
+        store = self.store.state_store
+        assert store is not None
+        try:
+            state = await asyncio.wait_for(asyncio.to_thread(store.load, cfg.session_id), 5.0)
+        except CorruptStateError as exc:
+            log.warning("stream %s: stored state unreadable: %s", cfg.session_id, exc)
+            raise StatusError(
+                Status.DATA_LOSS,
+                f"the stored state of session {cfg.session_id!r} cannot be read ({exc}); "
+                "start a new stream",
+            ) from exc
+        except (StoreUnavailableError, TimeoutError) as exc:
+            raise StatusError(
+                Status.UNAVAILABLE,
+                f"session {cfg.session_id!r} is not on this server and the session store "
+                f"cannot be reached ({exc}); retry later",
+                try_later=True,
+            ) from exc
+        if state is None:
+            raise StatusError(
+                Status.NOT_FOUND,
+                f"{missing} (nor is it in the session store, where it expires "
+                f"{state_ttl_s(self.store.resume_grace_s):g} s after its server's last write)",
+            )
+        if self.store.get_or_none(cfg.session_id) is not None:  # restored meanwhile
+            return self.store.get(cfg.session_id), True, max(1, int(cfg.resume_from_event))
+        try:
+            spec = spec_from_fields(state.spec)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatusError(
+                Status.DATA_LOSS, f"the stored config of this session is unusable ({exc})"
+            ) from exc
+        choice = await self.pool.choose(spec.options.model, device_of(cfg.device))
+        lease = await self.pool.acquire(choice)
+        try:
+            session = self.store.restore(
+                state,
+                spec,
+                lease.engine,
+                last_event_seen=max(0, int(cfg.resume_from_event) - 1),
+                transport=transport,
+                on_done=lease.release,
+            )
+        except OverloadedError as exc:
+            lease.release()
+            raise StatusError(Status.RESOURCE_EXHAUSTED, str(exc), try_later=True) from exc
+        except (ValueError, SessionExpiredError) as exc:
+            lease.release()
+            raise StatusError(
+                Status.DATA_LOSS, f"the stored state of this session is unusable ({exc})"
+            ) from exc
+        except BaseException:
+            lease.release()
+            raise
+        return session, True, max(1, int(cfg.resume_from_event))
 
     def _credit_ms(self, session: ServerSession) -> int:
         high_water_s = self.limits.max_buffered_s / 2
@@ -351,6 +419,7 @@ class StreamService:
             if samples.size:
                 session.engine.accept(samples, session.spec.sample_rate_hz, session.spec.channels)
                 self.store.observer.audio(session)
+            session.chunk_received(seq)
         except BufferFullError as exc:
             raise StatusError(
                 Status.RESOURCE_EXHAUSTED,
@@ -367,6 +436,7 @@ class StreamService:
         last_ack = -1
         last_credit = -1
         last_cap = 0
+        last_stored = -1
         next_metrics = time.monotonic() + self.limits.metrics_interval_s
         while not (att.replaced or conn.error is not None or conn.lost):
             att.wake.clear()
@@ -379,14 +449,22 @@ class StreamService:
             if (
                 acked != last_ack
                 or cap != last_cap
+                or session.stored_seq != last_stored
                 or (
                     credit != last_credit and (last_credit == 0 or abs(credit - last_credit) >= 250)
                 )
             ):
                 lag_ms = int(session.lag_s() * 1000)
-                ack = pb.Ack(seq=acked, lag_ms=lag_ms, credit_ms=credit, max_bitrate_bps=cap)
+                ack = pb.Ack(
+                    seq=acked,
+                    lag_ms=lag_ms,
+                    credit_ms=credit,
+                    max_bitrate_bps=cap,
+                    stored_seq=session.stored_seq,
+                )
                 await send(pb.StreamingResponse(ack=ack))
                 last_ack, last_credit, last_cap = acked, credit, cap
+                last_stored = session.stored_seq
             now = time.monotonic()
             if now >= next_metrics:
                 stats = (session.recognizer or self.store.recognizer).stats()

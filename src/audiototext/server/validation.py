@@ -6,7 +6,7 @@ WebSocket parsed from JSON), so one set of rules and messages serves them all.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from audiototext.server.sessions import StreamSpec
 from audiototext.server.status import Status, StatusError
@@ -112,3 +112,18 @@ def stream_spec(
     except ValueError as exc:
         raise StatusError(Status.INVALID_ARGUMENT, f"StreamConfig: {exc}") from exc
     return StreamSpec(encoding, rate, channels, cfg.interim_results, options)
+
+
+def spec_from_fields(fields: dict[str, Any]) -> StreamSpec:
+    """A stored stream spec (``session_state.spec_fields``); ValueError/KeyError if unusable."""
+    options = StreamOptions(**fields["options"])
+    encoding = int(fields["encoding"])
+    if encoding not in Encoding.audio():
+        raise ValueError(f"unknown encoding {encoding}")
+    return StreamSpec(
+        encoding,
+        int(fields["sample_rate_hz"]),
+        int(fields["channels"]),
+        bool(fields["interim_results"]),
+        options,
+    )

@@ -118,10 +118,15 @@ class PartialDecoder:
                 continue  # the utterance ended (its final is due) while this was computed
             s.partial_done(job.stop)
             skipped += job.missed
-            if not self._planner.usable(hyp):
-                continue
             words, groups = tok.split_to_word_tokens(list(hyp.new_tokens))
             tail = list(zip(words, (tuple(g) for g in groups), strict=True))
+            if not self._planner.usable(hyp):
+                keep = 0 if utt.shown_text else self._planner.salvage(hyp, words)
+                if not keep:
+                    continue
+                tail = tail[:keep]  # the words said before a loop, as the first text
+            if not utt.shown_text and not self._planner.confident(hyp):
+                continue  # tried again after min_partial_ms of new audio (early_partials)
             agreed = utt.agreement.update(tail)
             committed = tok.decode(utt.agreement.committed_tokens).strip()
             utt.committed_text = committed

@@ -16,7 +16,7 @@ from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.state import PendingFinal
 from audiototext.streaming.stream import RecognitionStream
 
-__all__ = ["PartialPlanner"]
+__all__ = ["PartialPlanner", "loop_start"]
 
 # Encoder lengths are rounded up to 0.5 s, so that streams of similar length share a batch.
 _BUCKET_FRAMES = 50
@@ -26,7 +26,8 @@ LOOP_COMPRESSION = 2.0
 
 
 class PartialPlanner:
-    """Partial timing: at most one per interval of new speech, stretched by load."""
+    """Partial timing: at most one per interval of new speech, stretched by load; an
+    utterance's first as soon as it holds ``min_partial_ms`` (``early_partials``)."""
 
     def __init__(self, options: RecognizerOptions, load: LoadMonitor) -> None:
         self.options = options
@@ -50,14 +51,34 @@ class PartialPlanner:
                 continue  # a pause: nothing new to show, and its final may be on the way
             interval = self.interval_samples(s)
             stop = s.vad_position
-            if stop - utt.start < min_samples or stop - utt.last_partial_at < interval:
+            if stop - utt.start < min_samples or stop - utt.last_partial_at < self._gap(
+                s, interval
+            ):
                 continue
             # Audio that arrived faster than real time already passed several intervals:
             # one partial for the newest audio replaces all the ones in between.
             missed = (stop - utt.last_partial_at) // interval - 1
             jobs.append(PartialJob(s, utt.start, stop, max(0, missed)))
-        jobs.sort(key=lambda j: j.session.utterance.last_partial_at if j.session.utterance else 0)
+        jobs.sort(key=self._order)
         return jobs
+
+    def _gap(self, stream: RecognitionStream, interval: int) -> int:
+        """New audio an utterance needs since its last partial before the next is due."""
+        utt = stream.utterance
+        if utt is None or utt.shown_text or not self.options.early_partials:
+            return interval
+        if utt.last_partial_at <= utt.start:
+            return 0  # the first try: as soon as min_partial_ms is there
+        # Nothing shown yet (the tries were loops, noise or unsure): try again soon.
+        retry = self._load.interval_samples(self.options.min_partial_ms)
+        return max(1, min(interval, retry))
+
+    def _order(self, job: PartialJob) -> tuple[bool, int]:
+        """Utterances with no text shown first (with early_partials), then the stalest."""
+        utt = job.session.utterance
+        if utt is None:
+            return (True, 0)
+        return (utt.shown_text or not self.options.early_partials, utt.last_partial_at)
 
     def missed_before(self, stream: RecognitionStream, final: PendingFinal) -> int:
         """Partials an utterance never got because its speech ended before they came due
@@ -73,6 +94,26 @@ class PartialPlanner:
         frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
         return min(frames, window_frames)
 
+    def salvage(self, hyp: Hypothesis, words: Sequence[str]) -> int:
+        """For an utterance's first text: how many of a looping hypothesis's new ``words``
+        come before the loop (0: not a loop of repeated words, or nothing before it).
+
+        Greedy decoding of well under a second of audio often says the words once, then
+        repeats them to the token budget ("My phone, my phone, my phone, ..."); the first
+        occurrence is what was said.
+        """
+        if not self.options.early_partials or hyp.prefix_tokens:
+            return 0
+        if not (hyp.truncated or hyp.compression_ratio > LOOP_COMPRESSION):
+            return 0
+        return loop_start(words)
+
+    def confident(self, hyp: Hypothesis) -> bool:
+        """Whether a partial may be an utterance's first shown text (its words are likely
+        to stay)."""
+        threshold = self.options.first_partial_logprob
+        return threshold is None or hyp.avg_logprob >= threshold
+
     @staticmethod
     def usable(hyp: Hypothesis) -> bool:
         """Whether a partial's hypothesis may reach the agreement."""
@@ -82,3 +123,18 @@ class PartialPlanner:
         return bool(hyp.prefix_tokens) or not is_noise(
             hyp.text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
         )
+
+
+def loop_start(words: Sequence[str]) -> int:
+    """The number of ``words`` up to the end of the first occurrence of a block that then
+    repeats to the end (case and punctuation aside; the last word may be cut short), or 0."""
+    norm = [w.strip().strip(".,!?;:-").lower() for w in words]
+    n = len(norm)
+    for i in range(n):
+        for p in range(1, (n - i) // 2 + 1):
+            if all(
+                norm[j] == norm[j - p] or (j == n - 1 and norm[j - p].startswith(norm[j]))
+                for j in range(i + p, n)
+            ):
+                return i + p
+    return 0

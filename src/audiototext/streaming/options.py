@@ -71,6 +71,17 @@ class RecognizerOptions:
             stable text never changes); off, a final is its own decoding of the audio, which
             makes it independent of when partials ran.
         min_partial_ms: no partial before an utterance holds this much audio.
+        early_partials: an utterance's first partial is due as soon as it holds
+            ``min_partial_ms`` (about when the VAD confirms speech) instead of a whole partial
+            interval; until one shows text, the next try comes after ``min_partial_ms`` of new
+            audio (stretched by load like the interval), and such partials go to the lanes
+            before other streams' refreshes. Off: the first partial waits for an interval too.
+        first_partial_logprob: an utterance's first partial is shown only if its average
+            log-probability is at least this; a guess from the first few hundred ms is often
+            wrong, and first text rewritten at once is worse than text a moment later. -0.7
+            kept the first partial's words in the final more often than before early partials
+            (Whisper's -1.0 filtered nothing useful; bench/NOTES.md "firstwords"). ``None``
+            shows any.
         overload_lag_s: when the median stream has more than this much audio waiting for the
             VAD at the start of a scheduling round, compute is behind real time: overload.
         overload_final_s: overload when the finals of the last few seconds took longer than
@@ -115,6 +126,8 @@ class RecognizerOptions:
     speculation_pause_ms: int = 0
     final_keeps_committed: bool = False
     min_partial_ms: int = 300
+    early_partials: bool = True
+    first_partial_logprob: float | None = -0.7
     overload_lag_s: float = 2.0
     overload_final_s: float = 1.0
     adaptive_partials: bool = True
@@ -171,6 +184,10 @@ class RecognizerOptions:
             raise ValueError("speculation_pause_ms must be between 0 and 2000")
         if not 0 <= self.min_partial_ms <= 10_000:
             raise ValueError("min_partial_ms must be between 0 and 10000")
+        if self.first_partial_logprob is not None and not self.first_partial_logprob <= 0.0:
+            raise ValueError(
+                "first_partial_logprob is an average log-probability: at most 0, or None"
+            )
         if not self.overload_final_s > 0:
             raise ValueError("overload_final_s must be positive")
         if not self.overload_lag_s > 0:

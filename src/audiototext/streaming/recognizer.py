@@ -54,6 +54,7 @@ from audiototext.streaming._merge import merge_committed
 from audiototext.streaming._partial_decode import PartialDecoder
 from audiototext.streaming._partials import PartialPlanner
 from audiototext.streaming._trace import FinalTrace
+from audiototext.streaming.checkpoint import StreamCheckpoint, restore_checkpoint, take_checkpoint
 from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.stream import RecognitionStream
 from audiototext.streaming.types import (
@@ -157,8 +158,11 @@ class StreamingRecognizer:
 
     # ------------------------------------------------------------------ public API
 
-    def open(self, options: StreamOptions | None = None) -> RecognitionStream:
-        """A new session; :class:`OverloadedError` when at capacity or behind real time."""
+    def open(
+        self, options: StreamOptions | None = None, *, restore: StreamCheckpoint | None = None
+    ) -> RecognitionStream:
+        """A new session (``restore``: one that carries on from a checkpoint);
+        :class:`OverloadedError` when at capacity or behind real time."""
         opts = options or StreamOptions()
         self._check_model(opts)
         with self._cv:
@@ -183,6 +187,8 @@ class StreamingRecognizer:
             # One utterance (at most max_segment_s) plus the context around it.
             ring_s = opts.max_segment_s + 2 * self.options.context_pad_ms / 1000 + 5.0
             session = RecognitionStream(self._wake, self._next_id, opts, detector, ring_s)
+            if restore is not None:
+                restore_checkpoint(session, restore)
             self._sessions[session.id] = session
             self._next_id += 1
             self._cv.notify()
@@ -574,6 +580,8 @@ class StreamingRecognizer:
         if not text and not f.shown_text:
             return  # nothing was said and nothing was shown: no result at all
         self.load_monitor.record_final(f.triggered_at, f.speech_end_at)
+        if s.keep_checkpoints:
+            s.checkpoints[f.utterance_id] = take_checkpoint(s, self.final_decoder.settings)
         s.emit(
             StreamResult(
                 utterance_id=f.utterance_id,

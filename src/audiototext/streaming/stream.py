@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from audiototext.audio import SAMPLE_RATE_HZ, SpeechEndpointDetector
 from audiototext.audio import SpeechEventKind as VadEventKind
 from audiototext.streaming._ring import SampleRing
+from audiototext.streaming.checkpoint import StreamCheckpoint
 from audiototext.streaming.state import (
     FinalHistory,
     OpenUtterance,
@@ -133,6 +134,10 @@ class RecognitionStream:
         # -- owned by the recognizer's scheduler and final decoder (see state.py)
         self.schedule = StreamSchedule()
         self.final_history = FinalHistory()
+        # A checkpoint per final that went out (worker puts, loop pops: single dict operations)
+        # when the server keeps sessions where another process can resume them.
+        self.keep_checkpoints = False
+        self.checkpoints: dict[int, StreamCheckpoint] = {}
 
     # ------------------------------------------------------------------ loop side: input
 
@@ -239,6 +244,29 @@ class RecognitionStream:
                 self._inbox.append(_Chunk(tail, time.monotonic()))
                 self._inbox_samples += tail.shape[0]
                 self._received += tail.shape[0]
+
+    def unread_samples(self) -> FloatArray:
+        """The audio accepted and not yet read by the VAD (a copy)."""
+        with self._lock:
+            chunks = [item.samples for item in self._inbox if isinstance(item, _Chunk)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+    def restore_input(
+        self, unread: FloatArray, *, pending_final_samples: int, received: int
+    ) -> None:
+        """Queue a checkpoint's unread audio (:func:`~.checkpoint.restore_checkpoint`)."""
+        with self._lock:
+            if unread.size:
+                self._inbox.append(_Chunk(unread, time.monotonic()))
+                self._inbox_samples += unread.shape[0]
+            self._received = received
+            self.pending_final_samples = pending_final_samples
+            self._idle = not unread.size and not pending_final_samples
+        self._wake()
+
+    def pop_checkpoint(self, utterance_id: int) -> StreamCheckpoint | None:
+        """The checkpoint taken when this utterance's final went out (once)."""
+        return self.checkpoints.pop(utterance_id, None)
 
     def flush(self) -> None:
         """End the current utterance now: its final comes without waiting for silence."""

@@ -61,7 +61,20 @@ def network_router(ctx: HttpContext) -> APIRouter:
         body = json.dumps({"server_time": time.time()})
         return Response(body, media_type="application/json", headers=_NO_STORE)
 
-    @router.get("/download", dependencies=guarded, summary="Bytes to time a download with")
+    @router.get(
+        "/download",
+        dependencies=guarded,
+        summary="Bytes to time a download with",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the bytes asked for (noise)",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
     async def download(
         size: Annotated[
             int,

@@ -173,8 +173,8 @@ class SystemProfile(BaseModel):
 
 class AlertModel(BaseModel):
     name: str = Field(
-        description="engine_overloaded, memory_low, disk_low, model_load_failed, gpu_fallback or "
-        "history_unavailable"
+        description="engine_overloaded, memory_low, disk_low, model_load_failed, gpu_fallback, "
+        "history_unavailable or session_store_down"
     )
     message: str = Field(description="what is wrong, in words")
     since: float = Field(description="when it was raised (Unix time)")

@@ -93,6 +93,7 @@ function normalise(type, d) {
         credit_ms: d.credit_ms === undefined ? undefined : num(d.credit_ms),
         model: str(d.model),
         resume_grace_s: num(d.resume_grace_s),
+        session_store: bool(d.session_store),
       };
     case "result":
       return {
@@ -112,6 +113,7 @@ function normalise(type, d) {
         seq: num(d.seq),
         lag_ms: num(d.lag_ms),
         credit_ms: d.credit_ms === undefined ? undefined : num(d.credit_ms),
+        stored_seq: num(d.stored_seq),
       };
     case "metrics":
       return {

@@ -5,6 +5,11 @@
 // On a WebSocket the chunk number is implicit: the server numbers binary frames from 1, or
 // from resume_from_seq after a resume. So after a reconnect the page resends exactly the
 // chunks from ackedSeq + 1 on, in order, and asks for the events after lastEventSeq.
+//
+// With a shared session store (session_started.session_store: serve --session-store redis:)
+// another server may resume the session from the chunk after ack.stored_seq, so acknowledged
+// chunks after it are kept too (not counted as unacknowledged), a resume leaves
+// resume_from_seq out and the server numbers frames from its session_started.next_seq.
 
 export class ResumeState {
   constructor({ chunkMs = 100, maxBufferedMs = 120000 } = {}) {
@@ -18,10 +23,13 @@ export class ResumeState {
     this.lastEventSeq = 0; // highest event_seq received
     this.creditMs = null; // null: the server has not spoken of credit on this connection
     this.connected = false;
+    this.storedSeq = null; // null: no session store; else chunks after it are kept
+    this.maxKeptMs = 300000; // acknowledged audio kept for the store, at most
   }
 
+  /** Unacknowledged audio held (what the buffer limit counts). */
   get bufferedMs() {
-    return this.chunks.reduce((ms, c) => ms + c.ms, 0);
+    return this.chunks.reduce((ms, c) => (c.seq > this.ackedSeq ? ms + c.ms : ms), 0);
   }
 
   /** Queues a chunk; returns its seq, or 0 when the buffer of unacknowledged audio is full. */
@@ -37,7 +45,7 @@ export class ResumeState {
     if (!this.sessionId) return {};
     return {
       sessionId: this.sessionId,
-      resumeFromSeq: this.ackedSeq + 1,
+      resumeFromSeq: this.storedSeq === null ? this.ackedSeq + 1 : undefined,
       resumeFromEvent: this.lastEventSeq + 1,
     };
   }
@@ -61,8 +69,16 @@ export class ResumeState {
       outcome = "resumed";
     } else if (this.sessionId && !started.resumed) {
       outcome = "restarted";
+      this.chunks = this.chunks.filter((c) => c.seq > this.ackedSeq);
       this.renumberFromOne();
       this.lastEventSeq = 0;
+    }
+    if (started.session_store && this.storedSeq === null) this.storedSeq = 0;
+    if (outcome === "resumed" && this.storedSeq !== null && started.next_seq) {
+      // No resume_from_seq was sent: frames are numbered from the server's next_seq, which
+      // a server that restored the session from the store may put below our last ack.
+      this.sendSeq = started.next_seq;
+      if (started.next_seq - 1 > this.ackedSeq) this.onAck({ seq: started.next_seq - 1 }, 0);
     }
     if (started.session_id) this.sessionId = started.session_id;
     this.creditMs = started.credit_ms === undefined ? null : started.credit_ms;
@@ -87,11 +103,19 @@ export class ResumeState {
    */
   onAck(ack, now) {
     let rtt = null;
-    while (this.chunks.length && this.chunks[0].seq <= ack.seq) {
-      const c = this.chunks.shift();
-      if (c.seq === ack.seq && c.sentAt) rtt = now - c.sentAt;
+    const acked = this.chunks.length ? this.chunks[ack.seq - this.chunks[0].seq] : undefined;
+    if (acked && acked.seq === ack.seq && acked.sentAt && ack.seq > this.ackedSeq) {
+      rtt = now - acked.sentAt;
     }
     if (ack.seq > this.ackedSeq) this.ackedSeq = ack.seq;
+    if (this.storedSeq !== null && ack.stored_seq > this.storedSeq) this.storedSeq = ack.stored_seq;
+    const floor = this.storedSeq === null ? this.ackedSeq : Math.min(this.ackedSeq, this.storedSeq);
+    while (this.chunks.length && this.chunks[0].seq <= floor) this.chunks.shift();
+    let kept = 0;
+    for (const c of this.chunks) if (c.seq <= this.ackedSeq) kept += c.ms;
+    while (kept > this.maxKeptMs && this.chunks.length && this.chunks[0].seq <= this.ackedSeq) {
+      kept -= this.chunks.shift().ms; // bounded: a resume elsewhere may then miss audio
+    }
     if (this.sendSeq < this.ackedSeq + 1) this.sendSeq = this.ackedSeq + 1;
     if (ack.credit_ms !== undefined) this.creditMs = ack.credit_ms;
     else if (this.creditMs !== null) this.creditMs = 0; // protobuf JSON omits a zero
@@ -101,7 +125,7 @@ export class ResumeState {
   /** Audio written on this connection and not yet acknowledged. */
   inflightMs() {
     let ms = 0;
-    for (const c of this.chunks) if (c.seq < this.sendSeq) ms += c.ms;
+    for (const c of this.chunks) if (c.seq > this.ackedSeq && c.seq < this.sendSeq) ms += c.ms;
     return ms;
   }
 

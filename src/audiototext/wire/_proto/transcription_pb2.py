@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"audiototext/v1/transcription.proto\x12\x0e\x61udiototext.v1\"\xf0\x02\n\x0cStreamConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12/\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1d.audiototext.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x17\n\x0finterim_results\x18\x06 \x01(\x08\x12\x1b\n\x13partial_interval_ms\x18\x07 \x01(\r\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\x08 \x01(\r\x12\x15\n\rmax_segment_s\x18\t \x01(\x02\x12\x12\n\nsession_id\x18\n \x01(\t\x12\x17\n\x0fresume_from_seq\x18\x0b \x01(\x04\x12\x19\n\x11resume_from_event\x18\x0c \x01(\x04\x12\"\n\x04task\x18\r \x01(\x0e\x32\x14.audiototext.v1.Task\x12\x0e\n\x06\x64\x65vice\x18\x0e \x01(\t\"X\n\nAudioChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12/\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1d.audiototext.v1.AudioEncoding\"r\n\x07\x43ontrol\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.audiototext.v1.Control.Action\"7\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05\x46LUSH\x10\x01\x12\n\n\x06\x46INISH\x10\x02\"\xa6\x01\n\x10StreamingRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.audiototext.v1.StreamConfigH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.audiototext.v1.AudioChunkH\x00\x12*\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x17.audiototext.v1.ControlH\x00\x42\t\n\x07request\"\x81\x01\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12\x10\n\x08next_seq\x18\x03 \x01(\x04\x12\x11\n\tcredit_ms\x18\x04 \x01(\r\x12\r\n\x05model\x18\x05 \x01(\t\x12\x16\n\x0eresume_grace_s\x18\x06 \x01(\x02\"4\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x02\"7\n\x07Segment\x12\x0f\n\x07start_s\x18\x01 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xd1\x01\n\x06Result\x12\x14\n\x0cutterance_id\x18\x01 \x01(\x04\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0bstable_text\x18\x05 \x01(\t\x12)\n\x08segments\x18\x06 \x03(\x0b\x32\x17.audiototext.v1.Segment\x12\x19\n\x11\x61udio_processed_s\x18\x07 \x01(\x02\x12#\n\x05words\x18\x08 \x03(\x0b\x32\x14.audiototext.v1.Word\"\x7f\n\x0bSpeechEvent\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .audiototext.v1.SpeechEvent.Kind\x12\x0e\n\x06time_s\x18\x02 \x01(\x02\"0\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05\x42\x45GIN\x10\x01\x12\x07\n\x03\x45ND\x10\x02\"N\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06lag_ms\x18\x02 \x01(\r\x12\x11\n\tcredit_ms\x18\x03 \x01(\r\x12\x17\n\x0fmax_bitrate_bps\x18\x04 \x01(\r\"~\n\x07Metrics\x12\x0b\n\x03rtf\x18\x01 \x01(\x02\x12\x12\n\nlatency_ms\x18\x02 \x01(\x02\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x16\n\x0e\x61\x63tive_streams\x18\x04 \x01(\r\x12%\n\x06\x61lerts\x18\x05 \x03(\x0b\x32\x15.audiototext.v1.Alert\"5\n\x05\x41lert\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05since\x18\x03 \x01(\x01\"\x94\x02\n\x11StreamingResponse\x12\x11\n\tevent_seq\x18\x01 \x01(\x04\x12\x31\n\x07started\x18\x02 \x01(\x0b\x32\x1e.audiototext.v1.SessionStartedH\x00\x12(\n\x06result\x18\x03 \x01(\x0b\x32\x16.audiototext.v1.ResultH\x00\x12\x33\n\x0cspeech_event\x18\x04 \x01(\x0b\x32\x1b.audiototext.v1.SpeechEventH\x00\x12\"\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x13.audiototext.v1.AckH\x00\x12*\n\x07metrics\x18\x06 \x01(\x0b\x32\x17.audiototext.v1.MetricsH\x00\x42\n\n\x08response\"\x93\x01\n\x11TranscribeRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\x0fword_timestamps\x18\x03 \x01(\x08\x12\r\n\x05model\x18\x04 \x01(\t\x12\x11\n\tbeam_size\x18\x05 \x01(\r\x12\"\n\x04task\x18\x06 \x01(\x0e\x32\x14.audiototext.v1.Task\"\x98\x01\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08segments\x18\x02 \x03(\x0b\x32\x17.audiototext.v1.Segment\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nduration_s\x18\x04 \x01(\x02\x12#\n\x05words\x18\x05 \x03(\x0b\x32\x14.audiototext.v1.Word*Q\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x12\x0b\n\x07\x46LOAT32\x10\x02\x12\x08\n\x04OPUS\x10\x03*;\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x0e\n\nTRANSCRIBE\x10\x01\x12\r\n\tTRANSLATE\x10\x02\x32\xc4\x01\n\rTranscription\x12^\n\x13StreamingTranscribe\x12 .audiototext.v1.StreamingRequest\x1a!.audiototext.v1.StreamingResponse(\x01\x30\x01\x12S\n\nTranscribe\x12!.audiototext.v1.TranscribeRequest\x1a\".audiototext.v1.TranscribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"audiototext/v1/transcription.proto\x12\x0e\x61udiototext.v1\"\xf0\x02\n\x0cStreamConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12/\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1d.audiototext.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x17\n\x0finterim_results\x18\x06 \x01(\x08\x12\x1b\n\x13partial_interval_ms\x18\x07 \x01(\r\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\x08 \x01(\r\x12\x15\n\rmax_segment_s\x18\t \x01(\x02\x12\x12\n\nsession_id\x18\n \x01(\t\x12\x17\n\x0fresume_from_seq\x18\x0b \x01(\x04\x12\x19\n\x11resume_from_event\x18\x0c \x01(\x04\x12\"\n\x04task\x18\r \x01(\x0e\x32\x14.audiototext.v1.Task\x12\x0e\n\x06\x64\x65vice\x18\x0e \x01(\t\"X\n\nAudioChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12/\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1d.audiototext.v1.AudioEncoding\"r\n\x07\x43ontrol\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.audiototext.v1.Control.Action\"7\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05\x46LUSH\x10\x01\x12\n\n\x06\x46INISH\x10\x02\"\xa6\x01\n\x10StreamingRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.audiototext.v1.StreamConfigH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.audiototext.v1.AudioChunkH\x00\x12*\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x17.audiototext.v1.ControlH\x00\x42\t\n\x07request\"\x98\x01\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12\x10\n\x08next_seq\x18\x03 \x01(\x04\x12\x11\n\tcredit_ms\x18\x04 \x01(\r\x12\r\n\x05model\x18\x05 \x01(\t\x12\x16\n\x0eresume_grace_s\x18\x06 \x01(\x02\x12\x15\n\rsession_store\x18\x07 \x01(\x08\"4\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x02\"7\n\x07Segment\x12\x0f\n\x07start_s\x18\x01 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xd1\x01\n\x06Result\x12\x14\n\x0cutterance_id\x18\x01 \x01(\x04\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0bstable_text\x18\x05 \x01(\t\x12)\n\x08segments\x18\x06 \x03(\x0b\x32\x17.audiototext.v1.Segment\x12\x19\n\x11\x61udio_processed_s\x18\x07 \x01(\x02\x12#\n\x05words\x18\x08 \x03(\x0b\x32\x14.audiototext.v1.Word\"\x7f\n\x0bSpeechEvent\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .audiototext.v1.SpeechEvent.Kind\x12\x0e\n\x06time_s\x18\x02 \x01(\x02\"0\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05\x42\x45GIN\x10\x01\x12\x07\n\x03\x45ND\x10\x02\"b\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06lag_ms\x18\x02 \x01(\r\x12\x11\n\tcredit_ms\x18\x03 \x01(\r\x12\x17\n\x0fmax_bitrate_bps\x18\x04 \x01(\r\x12\x12\n\nstored_seq\x18\x05 \x01(\x04\"~\n\x07Metrics\x12\x0b\n\x03rtf\x18\x01 \x01(\x02\x12\x12\n\nlatency_ms\x18\x02 \x01(\x02\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x16\n\x0e\x61\x63tive_streams\x18\x04 \x01(\r\x12%\n\x06\x61lerts\x18\x05 \x03(\x0b\x32\x15.audiototext.v1.Alert\"5\n\x05\x41lert\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05since\x18\x03 \x01(\x01\"\x94\x02\n\x11StreamingResponse\x12\x11\n\tevent_seq\x18\x01 \x01(\x04\x12\x31\n\x07started\x18\x02 \x01(\x0b\x32\x1e.audiototext.v1.SessionStartedH\x00\x12(\n\x06result\x18\x03 \x01(\x0b\x32\x16.audiototext.v1.ResultH\x00\x12\x33\n\x0cspeech_event\x18\x04 \x01(\x0b\x32\x1b.audiototext.v1.SpeechEventH\x00\x12\"\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x13.audiototext.v1.AckH\x00\x12*\n\x07metrics\x18\x06 \x01(\x0b\x32\x17.audiototext.v1.MetricsH\x00\x42\n\n\x08response\"\x93\x01\n\x11TranscribeRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\x0fword_timestamps\x18\x03 \x01(\x08\x12\r\n\x05model\x18\x04 \x01(\t\x12\x11\n\tbeam_size\x18\x05 \x01(\r\x12\"\n\x04task\x18\x06 \x01(\x0e\x32\x14.audiototext.v1.Task\"\x98\x01\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08segments\x18\x02 \x03(\x0b\x32\x17.audiototext.v1.Segment\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nduration_s\x18\x04 \x01(\x02\x12#\n\x05words\x18\x05 \x03(\x0b\x32\x14.audiototext.v1.Word*Q\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x12\x0b\n\x07\x46LOAT32\x10\x02\x12\x08\n\x04OPUS\x10\x03*;\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x0e\n\nTRANSCRIBE\x10\x01\x12\r\n\tTRANSLATE\x10\x02\x32\xc4\x01\n\rTranscription\x12^\n\x13StreamingTranscribe\x12 .audiototext.v1.StreamingRequest\x1a!.audiototext.v1.StreamingResponse(\x01\x30\x01\x12S\n\nTranscribe\x12!.audiototext.v1.TranscribeRequest\x1a\".audiototext.v1.TranscribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'audiototext.v1.transcription_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=2231
-  _globals['_AUDIOENCODING']._serialized_end=2312
-  _globals['_TASK']._serialized_start=2314
-  _globals['_TASK']._serialized_end=2373
+  _globals['_AUDIOENCODING']._serialized_start=2274
+  _globals['_AUDIOENCODING']._serialized_end=2355
+  _globals['_TASK']._serialized_start=2357
+  _globals['_TASK']._serialized_end=2416
   _globals['_STREAMCONFIG']._serialized_start=55
   _globals['_STREAMCONFIG']._serialized_end=423
   _globals['_AUDIOCHUNK']._serialized_start=425
@@ -47,29 +47,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMINGREQUEST']._serialized_start=632
   _globals['_STREAMINGREQUEST']._serialized_end=798
   _globals['_SESSIONSTARTED']._serialized_start=801
-  _globals['_SESSIONSTARTED']._serialized_end=930
-  _globals['_WORD']._serialized_start=932
-  _globals['_WORD']._serialized_end=984
-  _globals['_SEGMENT']._serialized_start=986
-  _globals['_SEGMENT']._serialized_end=1041
-  _globals['_RESULT']._serialized_start=1044
-  _globals['_RESULT']._serialized_end=1253
-  _globals['_SPEECHEVENT']._serialized_start=1255
-  _globals['_SPEECHEVENT']._serialized_end=1382
-  _globals['_SPEECHEVENT_KIND']._serialized_start=1334
-  _globals['_SPEECHEVENT_KIND']._serialized_end=1382
-  _globals['_ACK']._serialized_start=1384
-  _globals['_ACK']._serialized_end=1462
-  _globals['_METRICS']._serialized_start=1464
-  _globals['_METRICS']._serialized_end=1590
-  _globals['_ALERT']._serialized_start=1592
-  _globals['_ALERT']._serialized_end=1645
-  _globals['_STREAMINGRESPONSE']._serialized_start=1648
-  _globals['_STREAMINGRESPONSE']._serialized_end=1924
-  _globals['_TRANSCRIBEREQUEST']._serialized_start=1927
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=2074
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=2077
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=2229
-  _globals['_TRANSCRIPTION']._serialized_start=2376
-  _globals['_TRANSCRIPTION']._serialized_end=2572
+  _globals['_SESSIONSTARTED']._serialized_end=953
+  _globals['_WORD']._serialized_start=955
+  _globals['_WORD']._serialized_end=1007
+  _globals['_SEGMENT']._serialized_start=1009
+  _globals['_SEGMENT']._serialized_end=1064
+  _globals['_RESULT']._serialized_start=1067
+  _globals['_RESULT']._serialized_end=1276
+  _globals['_SPEECHEVENT']._serialized_start=1278
+  _globals['_SPEECHEVENT']._serialized_end=1405
+  _globals['_SPEECHEVENT_KIND']._serialized_start=1357
+  _globals['_SPEECHEVENT_KIND']._serialized_end=1405
+  _globals['_ACK']._serialized_start=1407
+  _globals['_ACK']._serialized_end=1505
+  _globals['_METRICS']._serialized_start=1507
+  _globals['_METRICS']._serialized_end=1633
+  _globals['_ALERT']._serialized_start=1635
+  _globals['_ALERT']._serialized_end=1688
+  _globals['_STREAMINGRESPONSE']._serialized_start=1691
+  _globals['_STREAMINGRESPONSE']._serialized_end=1967
+  _globals['_TRANSCRIBEREQUEST']._serialized_start=1970
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=2117
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=2120
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=2272
+  _globals['_TRANSCRIPTION']._serialized_start=2419
+  _globals['_TRANSCRIPTION']._serialized_end=2615
 # @@protoc_insertion_point(module_scope)

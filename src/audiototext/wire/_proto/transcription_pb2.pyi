@@ -95,20 +95,22 @@ class StreamingRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[StreamConfig, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
 
 class SessionStarted(_message.Message):
-    __slots__ = ("session_id", "resumed", "next_seq", "credit_ms", "model", "resume_grace_s")
+    __slots__ = ("session_id", "resumed", "next_seq", "credit_ms", "model", "resume_grace_s", "session_store")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     CREDIT_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESUME_GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    SESSION_STORE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     resumed: bool
     next_seq: int
     credit_ms: int
     model: str
     resume_grace_s: float
-    def __init__(self, session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., next_seq: _Optional[int] = ..., credit_ms: _Optional[int] = ..., model: _Optional[str] = ..., resume_grace_s: _Optional[float] = ...) -> None: ...
+    session_store: bool
+    def __init__(self, session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., next_seq: _Optional[int] = ..., credit_ms: _Optional[int] = ..., model: _Optional[str] = ..., resume_grace_s: _Optional[float] = ..., session_store: _Optional[bool] = ...) -> None: ...
 
 class Word(_message.Message):
     __slots__ = ("text", "start_s", "end_s")
@@ -167,16 +169,18 @@ class SpeechEvent(_message.Message):
     def __init__(self, kind: _Optional[_Union[SpeechEvent.Kind, str]] = ..., time_s: _Optional[float] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("seq", "lag_ms", "credit_ms", "max_bitrate_bps")
+    __slots__ = ("seq", "lag_ms", "credit_ms", "max_bitrate_bps", "stored_seq")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LAG_MS_FIELD_NUMBER: _ClassVar[int]
     CREDIT_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_BITRATE_BPS_FIELD_NUMBER: _ClassVar[int]
+    STORED_SEQ_FIELD_NUMBER: _ClassVar[int]
     seq: int
     lag_ms: int
     credit_ms: int
     max_bitrate_bps: int
-    def __init__(self, seq: _Optional[int] = ..., lag_ms: _Optional[int] = ..., credit_ms: _Optional[int] = ..., max_bitrate_bps: _Optional[int] = ...) -> None: ...
+    stored_seq: int
+    def __init__(self, seq: _Optional[int] = ..., lag_ms: _Optional[int] = ..., credit_ms: _Optional[int] = ..., max_bitrate_bps: _Optional[int] = ..., stored_seq: _Optional[int] = ...) -> None: ...
 
 class Metrics(_message.Message):
     __slots__ = ("rtf", "latency_ms", "queue_depth", "active_streams", "alerts")

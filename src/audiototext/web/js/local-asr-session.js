@@ -1,0 +1,113 @@
+// One stream of local transcription (what local-asr-worker.js runs): the open utterance's
+// audio, decoded a 30-s window at a time as it arrives and the rest when it is closed, with
+// Whisper's seek (audio after the last complete timestamp pair goes into the next window), its
+// silence test, and a greedy loop's repeats dropped. Pure module: the engine (a LocalWhisper)
+// and where messages go are passed in, so Node's tests run it too.
+
+import { SAMPLE_RATE_HZ } from "./log-mel.js";
+
+// Whisper's silence test (decoding.py's NO_SPEECH_THRESHOLD, LOG_PROB_THRESHOLD).
+const NO_SPEECH_THRESHOLD = 0.6;
+const LOG_PROB_THRESHOLD = -1.0;
+
+export class LocalSession {
+  /**
+   * @param {object} engine a LocalWhisper
+   * @param {object} settings timestamps, language, task, maxNewTokens (null: 12 + 10 per
+   *   second of audio, the streaming engine's budget: greedy decoding without fallback loops)
+   * @param {function} emit receives the worker's segment and done messages
+   */
+  constructor(engine, settings, emit) {
+    this.engine = engine;
+    this.settings = settings;
+    this.emit = emit;
+    this.reset();
+  }
+
+  reset() {
+    this.clock = 0; // samples received since the start or the last reset
+    this.utterance = 0;
+    this.open = { start: 0, parts: [], length: 0, audioS: 0, busyMs: 0 };
+  }
+
+  /** Appends 16-kHz samples to the open utterance. */
+  push(samples) {
+    const open = this.open;
+    if (open.length === 0 && open.audioS === 0) open.start = this.clock;
+    if (!samples.length) return;
+    open.parts.push(samples);
+    open.length += samples.length;
+    this.clock += samples.length;
+  }
+
+  take(samples) {
+    const open = this.open;
+    const out = new Float32Array(samples);
+    let at = 0;
+    while (at < samples) {
+      const part = open.parts[0];
+      const n = Math.min(part.length, samples - at);
+      out.set(part.subarray(0, n), at);
+      at += n;
+      if (n === part.length) open.parts.shift();
+      else open.parts[0] = part.subarray(n);
+    }
+    open.length -= samples;
+    open.start += samples;
+    return out;
+  }
+
+  /** Decodes whole 30-s windows of the open utterance, or all of it when `closing`. */
+  async decode(closing) {
+    const open = this.open;
+    const window = this.engine.windowSeconds * SAMPLE_RATE_HZ;
+    while (open.length >= window || (closing && open.length > 0)) {
+      const busy = performance.now();
+      const start = open.start;
+      const audio = this.take(Math.min(window, open.length));
+      const durationS = audio.length / SAMPLE_RATE_HZ;
+      const maxNewTokens = this.settings.maxNewTokens ?? Math.floor(12 + 10 * durationS);
+      const result = await this.engine.transcribe(audio, { ...this.settings, maxNewTokens });
+      open.audioS += durationS;
+      // Unfinished text after the last timestamp pair: its audio goes back for the next window.
+      const consumed = Math.round(result.consumedS * SAMPLE_RATE_HZ);
+      const again = audio.length === window && consumed >= SAMPLE_RATE_HZ && consumed < audio.length;
+      if (again) {
+        open.parts.unshift(audio.subarray(consumed));
+        open.length += audio.length - consumed;
+        open.start = start + consumed;
+      }
+      const silent = result.noSpeechProb > NO_SPEECH_THRESHOLD && result.avgLogprob < LOG_PROB_THRESHOLD;
+      if (!silent) this.emitPieces(again || !result.rest ? result.pieces : [...result.pieces, result.rest], start, result);
+      open.busyMs += performance.now() - busy;
+    }
+    if (closing) {
+      this.emit({ type: "done", utterance: this.utterance, audioS: open.audioS, busyMs: open.busyMs });
+      this.utterance += 1;
+      this.open = { start: this.clock, parts: [], length: 0, audioS: 0, busyMs: 0 };
+    }
+  }
+
+  emitPieces(pieces, start, result) {
+    let previous = "";
+    for (const [n, piece] of pieces.entries()) {
+      if (!/[\p{L}\p{N}]/u.test(piece.text)) continue; // no word in it
+      // A greedy decoder's repetition loop (streaming/_decode.collapse_repeats, by piece): a
+      // piece said again at once, or a trailing fragment of the one before, is dropped.
+      const said = piece.text.toLowerCase();
+      const fragment = n === pieces.length - 1 && !/[.!?]$/.test(said) && previous.startsWith(said);
+      if (said === previous || fragment) continue;
+      previous = said;
+      this.emit({
+        type: "segment",
+        utterance: this.utterance,
+        start: start / SAMPLE_RATE_HZ + piece.start,
+        end: start / SAMPLE_RATE_HZ + piece.end,
+        text: piece.text,
+        tokens: piece.tokens,
+        noSpeechProb: result.noSpeechProb,
+        avgLogprob: result.avgLogprob,
+      });
+    }
+  }
+}
