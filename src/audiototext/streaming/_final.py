@@ -51,7 +51,7 @@ from audiototext.streaming._decode import (
     is_noise,
     max_new_tokens_for,
 )
-from audiototext.streaming._language import stream_prompt
+from audiototext.streaming._language import fix_language, needs_detection, stream_prompt
 from audiototext.streaming.options import FinalSettings
 from audiototext.streaming.state import DecodedFinal, EarlierFinal, FinalHistory
 from audiototext.streaming.types import StreamWord
@@ -223,6 +223,12 @@ class FinalDecoder:
         model = self.model
         tok = model.tokenizer
         check_cancelled(cancelled)
+        for p in plans:
+            if needs_detection(tok, p.request.session):
+                # Unpadded short encodings mislead detection (base: Italian → Chinese); a
+                # whole window, as in file transcription, once per stream.
+                window = self._encode([p.audio], model.window_frames)
+                fix_language(model, p.request.session, window)
         cross = self._encode([p.audio for p in plans], frames)
         own_prompts = [
             stream_prompt(model, p.request.session, p.request.prompt, cross, row)

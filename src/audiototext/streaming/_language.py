@@ -1,9 +1,10 @@
 """The language and task of a stream: what its model can do, and its decoding prompt.
 
 A stream that did not name a language, on a multilingual model, has it detected once, from
-the first audio the stream decodes (Whisper's language-token probabilities after
-``<|startoftranscript|>``, as file transcription does), on the lane that decodes it, right
-after the encoder; later partials and finals of the stream use it.
+its first final's audio padded to a 30-s window (Whisper's language-token probabilities after
+``<|startoftranscript|>``, as file transcription does; one extra encoder pass per stream), on
+the lane that decodes it; later partials and finals of the stream use it. Partials before that
+first final detect from their own audio, without fixing it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from audiototext.errors import ConfigError
 from audiototext.inference.seek import detect_language
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
-__all__ = ["check_language_and_task", "check_model", "initial_prompt", "stream_prompt"]
+__all__ = [
+    "check_language_and_task",
+    "check_model",
+    "fix_language",
+    "initial_prompt",
+    "needs_detection",
+    "stream_prompt",
+]
 
 
 def check_language_and_task(tok: Any, loaded: str, language: str | None, task: str) -> None:
@@ -60,12 +68,40 @@ def initial_prompt(tok: Any, stream: Any) -> list[int]:
     return _text_prompt(tok, language, options.task)
 
 
+def needs_detection(tok: Any, stream: Any) -> bool:
+    """Whether ``stream`` waits for its language (multilingual model, none named or found)."""
+    options = getattr(stream, "options", None)
+    return (
+        bool(tok.multilingual)
+        and options is not None
+        and options.language is None
+        and getattr(stream, "detected_language", None) is None
+    )
+
+
+def fix_language(model: WhisperModel, stream: Any, window: CrossAttention) -> None:
+    """Detect ``stream``'s language from a whole padded window's encoding and keep it."""
+    stream.detected_language = detect_language(model, window)
+
+
 def stream_prompt(
-    model: WhisperModel, stream: Any, prompt: Sequence[int], cross: CrossAttention, row: int
+    model: WhisperModel,
+    stream: Any,
+    prompt: Sequence[int],
+    cross: CrossAttention,
+    row: int,
+    *,
+    final: bool = True,
 ) -> list[int]:
     """``prompt``, or for a stream with no language of its own on a multilingual model, the
     prompt of its detected language (detected now from row ``row`` of ``cross`` if it was
-    not yet)."""
+    not yet).
+
+    Only a final fixes the stream's language (the final decoder detects it first from the
+    utterance padded to a whole window, as files are: :func:`needs_detection`): a partial
+    holds a second or two of speech, encoded unpadded, from which Whisper base took espeak
+    Spanish for Thai. Until then each partial detects for itself, from its own audio.
+    """
     tok = model.tokenizer
     options = getattr(stream, "options", None)
     if not tok.multilingual or options is None or options.language is not None:
@@ -73,5 +109,6 @@ def stream_prompt(
     language: str | None = getattr(stream, "detected_language", None)
     if language is None:
         language = detect_language(model, cross.take([row]))
-        stream.detected_language = language
+        if final:
+            stream.detected_language = language
     return _text_prompt(tok, language, options.task)

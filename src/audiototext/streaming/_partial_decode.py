@@ -79,7 +79,7 @@ class PartialDecoder:
         """Encode and decode a prepared batch; touches no stream (safe on a lane)."""
         cross = self.model.encode(batch.mel)
         batch.prompts = [
-            stream_prompt(self.model, job.session, prompt, cross, row)
+            stream_prompt(self.model, job.session, prompt, cross, row, final=False)
             for row, (job, prompt) in enumerate(zip(batch.jobs, batch.prompts, strict=True))
         ]
         try:
