@@ -49,6 +49,12 @@ def test_engine_and_profile_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (cfg.threads, cfg.partial_interval_ms, cfg.benchmark_on_start) == (None, None, False)
 
 
+def test_no_adapt_threads_turns_the_thread_policy_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _config_of(monkeypatch, []).control.adapt_threads
+    cfg = _config_of(monkeypatch, ["--no-adapt-threads", "--threads", "2"])
+    assert not cfg.control.adapt_threads and cfg.controller and cfg.threads == 2
+
+
 def test_the_start_up_line_about_the_profile() -> None:
     from audiototext.cli_serve import profile_line
     from audiototext.hardware.recommend import Recommendation

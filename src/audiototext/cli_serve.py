@@ -172,6 +172,13 @@ def register(sub: Any) -> None:
         "as they are (README, 'Under load')",
     )
     p.add_argument(
+        "--no-adapt-threads",
+        action="store_true",
+        help="keep the engines' ONNX Runtime threads as started; by default the controller "
+        "lowers them (at most to 1) while other processes take our cores, and restores them "
+        "(at most --threads) when the cores are free again (README, 'Under load')",
+    )
+    p.add_argument(
         "--metrics-interval",
         type=float,
         default=1.0,
@@ -246,6 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     from audiototext.server.addresses import openable_hosts, url_host
     from audiototext.server.alerts import AlertSettings
     from audiototext.server.app import ServerConfig, serve
+    from audiototext.server.control_policy import ControlSettings
     from audiototext.server.logging_setup import configure_logging
 
     configure_logging(args.log_format, logging.getLogger().level)
@@ -279,6 +287,7 @@ def _run(args: argparse.Namespace) -> int:
         history_max_sessions=args.history_max_sessions,
         metrics=not args.no_metrics,
         controller=not args.no_controller,
+        control=ControlSettings(adapt_threads=not args.no_adapt_threads),
         metrics_interval_s=args.metrics_interval,
         alerts=AlertSettings(
             min_free_memory_mb=args.alert_min_free_memory_mb,

@@ -15,6 +15,7 @@ groups them, so the cross-attention keys and values are neither copied nor read 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -231,6 +232,23 @@ class WhisperModel:
         # that ONNX Runtime reads and writes directly. False restores the appending mode.
         overridable = {i.name for i in self.decoder.raw.get_overridable_initializers()}
         self.in_place_cache = "cache_indirection" in overridable and self.decoder.on_cpu
+
+    def with_threads(self, threads: int) -> WhisperModel:
+        """This model with new sessions of ``threads`` intra-op threads (blocking: loads both
+        graphs again); tokenizer and metadata are shared. ONNX Runtime fixes a session's
+        threads when it is created, so this is the only way to change them."""
+        other = copy.copy(self)
+        other.config = replace(self.config, intra_op_threads=threads)
+        other.encoder = OrtSession(
+            self.path / ENCODER_FILE, replace(other.config, memory_arena=True)
+        )
+        other.decoder = OrtSession(self.path / DECODER_FILE, other.config)
+        return other
+
+    @property
+    def threads(self) -> int:
+        """Intra-op threads of the sessions, as ONNX Runtime was given them."""
+        return int(self.decoder.raw.get_session_options().intra_op_num_threads)
 
     @property
     def n_mels(self) -> int:

@@ -18,12 +18,18 @@ What gives way under load, in order:
 
 Besides, from free memory: batches of finals and partials are capped (``batch_limit``) while
 memory is low; from a stream's reported link bandwidth: the client is asked for compressed
-audio (``bitrate_cap``). ONNX Runtime fixes a session's thread count when it is created, so
-threads are not changed at run time (a reload would be a new model load).
+audio (``bitrate_cap``); from the CPU other processes take (``threads``): the intra-op
+threads per lane scale with the share of our usable cores (affinity, cgroup quota) left
+free, between 1 and the threads the engines started with (serve --threads or the default).
+ONNX Runtime's threads spin while they wait for each other, so a pool sized for idle
+cores, on cores another process is busy on, waits for preempted threads. Fewer threads
+after ``threads_down_after_s`` of contention, more again after ``threads_up_after_s``
+with contention ``threads_band_cores`` below the level that lowered them (no flapping).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +85,10 @@ class ControlSettings:
     reduced_batch: int = 1  # the batch cap while memory is low
     link_margin: float = 1.25  # compress when the link carries less than PCM16 × this
     link_clear: float = 2.0  # and stop above PCM16 × this
+    adapt_threads: bool = True  # serve --no-adapt-threads: off
+    threads_down_after_s: float = 10.0  # contention this long before fewer threads
+    threads_up_after_s: float = 30.0  # free cores this long before more threads again
+    threads_band_cores: float = 0.25  # more again only with contention this much lower
 
     def __post_init__(self) -> None:
         if not 0 <= self.fallback_after_s <= 3600 or not 0 <= self.restore_after_s <= 3600:
@@ -87,6 +97,10 @@ class ControlSettings:
             raise ValueError("the controller's reduced batch must be at least 1")
         if not 1.0 <= self.memory_margin <= 10.0 or not 1.0 <= self.link_margin < self.link_clear:
             raise ValueError("the controller's margins must be at least 1 (link: clear > margin)")
+        if not 0 <= self.threads_down_after_s <= 3600 or not 0 <= self.threads_up_after_s <= 3600:
+            raise ValueError("the controller's thread delays must be 0..3600 s")
+        if not 0 <= self.threads_band_cores <= 4:
+            raise ValueError("the controller's thread band must be 0..4 cores")
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,10 @@ class Measurements:
     engine_changes: tuple[EngineChange, ...] = ()  # since the previous reading
     gpu_fallbacks: Mapping[str, str] = field(default_factory=dict)  # model -> why, so far
     link_bps: Mapping[str, float] = field(default_factory=dict)  # session -> bits/s reported
+    # Cores of CPU time other processes took over the reading (the machine's busy time
+    # minus ours), and the cores we may use (affinity, cgroup quota); None: not known.
+    others_cpu_cores: float | None = None
+    usable_cores: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,9 +144,17 @@ class ControlPolicy:
         settings: ControlSettings,
         max_batch: int,
         clock: Callable[[], float] = time.monotonic,
+        max_threads: int | None = None,
     ) -> None:
         self.settings = settings
         self.max_batch = max_batch
+        # Intra-op threads per lane: the engines' own at start is the ceiling (None: the
+        # engines cannot change theirs, or adapt_threads is off).
+        self.max_threads = max_threads if settings.adapt_threads else None
+        self.threads = max_threads or 1
+        self._threads_side = 0  # -1/+1: contention wants fewer/more threads, since ...
+        self._threads_since = 0.0
+        self._threads_seen = 0  # ... and the least extreme count wanted meanwhile
         self._clock = clock
         self._pressure = Hysteresis(settings.fallback_after_s, settings.restore_after_s)
         self._memory = Hysteresis(settings.memory_after_s, settings.memory_after_s)
@@ -214,8 +240,52 @@ class ControlPolicy:
                     )
                 )
         actions += self._links(m.link_bps, now)
+        actions += self._threads(m, now)
         actions.sort(key=lambda a: a.at)
         return actions
+
+    def threads_wanted(self, others: float, usable: int, band: float = 0.0) -> int:
+        """Threads per lane for ``others`` cores taken by other processes (plus ``band``)."""
+        top = self.max_threads or 1
+        free = max(0.0, usable - others - band) / usable
+        return max(1, min(top, math.floor(top * free + 0.5)))
+
+    def threads_failed(self, threads: int) -> None:
+        """The engines could not take the new count: they keep ``threads``; the change is
+        decided afresh (after its delay again)."""
+        self.threads = threads
+        self._threads_side = 0
+
+    def _threads(self, m: Measurements, now: float) -> list[Action]:
+        s = self.settings
+        if self.max_threads is None or m.others_cpu_cores is None or not m.usable_cores:
+            return []
+        others = max(0.0, m.others_cpu_cores)
+        down = self.threads_wanted(others, m.usable_cores)
+        up = self.threads_wanted(others, m.usable_cores, s.threads_band_cores)
+        side = -1 if down < self.threads else (1 if up > self.threads else 0)
+        if side == 0:
+            self._threads_side = 0
+            return []
+        wanted = down if side < 0 else up
+        if side != self._threads_side:
+            self._threads_side, self._threads_since, self._threads_seen = side, now, wanted
+        # A lone spike does not decide the count: the mildest change wanted over the wait.
+        self._threads_seen = (max if side < 0 else min)(self._threads_seen, wanted)
+        wait = s.threads_down_after_s if side < 0 else s.threads_up_after_s
+        if now - self._threads_since < wait:
+            return []
+        before, self.threads = self.threads, self._threads_seen
+        self._threads_side = 0
+        busy = f"other processes take {others:.1f} of our {m.usable_cores} usable cores"
+        return [
+            Action(
+                now,
+                "threads",
+                f"{busy} for {wait:g} s: {self.threads} intra-op threads per lane (was "
+                f"{before}, at most {self.max_threads})",
+            )
+        ]
 
     def _links(self, link_bps: Mapping[str, float], now: float) -> list[Action]:
         s = self.settings

@@ -12,7 +12,15 @@ applies its state:
 * ``gpu_fallback`` alert from the sessions that left the GPU;
 * :meth:`Controller.substitute`: a stream about to open on the default model gets a cheaper
   cached one while the fallback holds (streams already open keep theirs);
-* :meth:`Controller.bitrate_cap`: what each stream's Acks ask of its client's encoder.
+* :meth:`Controller.bitrate_cap`: what each stream's Acks ask of its client's encoder;
+* intra-op threads of every loaded CPU engine (the policy's ``threads``, from the CPU other
+  processes take: machine busy time minus ours, over our usable cores): each engine's
+  sessions are built anew with the new count in a low-priority background thread
+  (:func:`~audiototext.server.background.run_in_background`) and handed to the engine,
+  which swaps them in at a scheduling-round boundary with no lane busy
+  (:mod:`audiototext.streaming._swap`); the old ones go with their last user. A build that
+  fails (memory) leaves the engine on its old sessions, logged and recorded
+  (``threads_failed``); a swap is recorded as ``threads_applied``.
 
 The partial interval is decided in one place only, the engine's load monitor (it needs
 every scheduling round's figures); the controller records those changes beside its own.
@@ -33,6 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audiototext.server.background import run_in_background
 from audiototext.server.control_policy import (
     Action,
     ControlPolicy,
@@ -40,7 +49,8 @@ from audiototext.server.control_policy import (
     EngineChange,
     Measurements,
 )
-from audiototext.server.pool import ModelChoice, ModelKey, ModelPool, cache_resolver
+from audiototext.server.engine import ThreadedEngine
+from audiototext.server.pool import LoadedModel, ModelChoice, ModelKey, ModelPool, cache_resolver
 from audiototext.server.status import StatusError
 
 if TYPE_CHECKING:
@@ -55,13 +65,10 @@ __all__ = ["CONTROL_INTERVAL_S", "TIMELINE_KEPT", "Controller", "TimelineEntry"]
 log = logging.getLogger(__name__)
 
 CONTROL_INTERVAL_S = 1.0  # the engine's own changes come at most once a second
+REBUILD_MEMORY_MARGIN = 1.5  # free memory, in model sizes, a thread change needs first
 TIMELINE_KEPT = 500  # actions kept for the API (about an hour of a busy server)
 # Cheaper precisions to fall back to, per precision (on a CPU int8 is the fastest).
 _CHEAPER = {"fp32": ("int8",), "fp16": ("int8",), "int8": ()}
-THREADS_NOTE = (
-    "ONNX Runtime fixes a session's intra-op threads when it is created; changing them means "
-    "loading the model again, so the controller leaves them as started"
-)
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,16 @@ class Controller:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        usable_cores: Callable[[], int] | None = None,
     ) -> None:
         self.pool = pool
-        self.policy = ControlPolicy(settings, max_batch, clock)
+        default = pool.engine_of(pool.default.key)
+        # The default engine's threads at start (serve --threads, or the cores shared out
+        # over its lanes) are the most the controller gives any engine.
+        top = default.threads if isinstance(default, ThreadedEngine) else None
+        self.policy = ControlPolicy(settings, max_batch, clock, max_threads=top)
+        self._usable = usable_cores or _usable_cores
+        self._retuning: asyncio.Task[None] | None = None
         self.resources = resources
         self.alerts = alerts
         self._cache_root = cache_root
@@ -180,8 +194,10 @@ class Controller:
                 "partial_interval_scale": stats.partial_interval_scale if stats else 1.0,
                 "overloaded": stats.overloaded if stats else False,
                 "batch_limit": self.policy.batch_limit,
-                "threads_adjustable": False,
-                "threads_note": THREADS_NOTE,
+                "threads_adjustable": self.policy.max_threads is not None,
+                "threads": self.policy.threads,
+                "max_threads": self.policy.max_threads,
+                "engine_threads": {str(m.name): e.threads for m, e in self._threaded()},
                 "compressed_streams": sum(1 for s in self._links if self.bitrate_cap(s)),
             },
             "actions_total": dict(self.counts),
@@ -192,8 +208,9 @@ class Controller:
 
     # ---- the loop
 
-    def tick(self) -> list[Action]:
-        """Read, decide, apply; returns the actions taken (each logged and recorded)."""
+    def measure(self) -> Measurements:
+        """One reading of everything the policy decides from (the engines' changes since
+        the previous reading included)."""
         engines = self.pool.engines()
         default = self.pool.engine_of(self.pool.default.key)
         changes = []
@@ -202,7 +219,14 @@ class Controller:
         stats = default.stats() if default is not None else None
         monitor = getattr(default, "load_monitor", None)
         sample = self.resources.sample() if self.resources is not None else None
-        measured = Measurements(
+        usable = self._usable()
+        # Other processes' CPU as if spread evenly over the machine: their share of our cores.
+        others = (
+            max(0.0, sample.machine_cpu_percent - sample.process_cpu_percent) / 100 * usable
+            if sample is not None
+            else None
+        )
+        return Measurements(
             overloaded=bool(stats and stats.overloaded),
             rtf=stats.rtf if stats else 0.0,
             queue_depth=stats.queue_depth if stats else 0,
@@ -214,7 +238,15 @@ class Controller:
             engine_changes=tuple(changes),
             gpu_fallbacks=self._gpu_fallbacks(),
             link_bps=dict(self._links),
+            others_cpu_cores=others,
+            usable_cores=usable,
         )
+
+    def tick(self, measured: Measurements | None = None) -> list[Action]:
+        """Read (or take ``measured``), decide, apply; returns the actions taken (each
+        logged and recorded). Thread changes are applied by a task of the running loop."""
+        measured = measured or self.measure()
+        engines = self.pool.engines()
         actions = self.policy.update(measured)
         if not self.policy.fallback_active:
             self._fallbacks.clear()
@@ -228,16 +260,96 @@ class Controller:
         now, wall = self._clock(), self._wall()
         for a in actions:
             self._record(TimelineEntry(wall - (now - a.at), a.action, a.reason, a.at))
+        self._retune_threads()
         return actions
 
     async def run(self, interval_s: float = CONTROL_INTERVAL_S) -> None:
         """Tick every ``interval_s`` until cancelled (a task of the server)."""
-        while True:
-            try:
-                self.tick()
-            except Exception:  # a failing reading must not end control for good
-                log.exception("the controller's tick failed")
-            await asyncio.sleep(interval_s)
+        try:
+            while True:
+                try:
+                    self.tick()
+                except Exception:  # a failing reading must not end control for good
+                    log.exception("the controller's tick failed")
+                await asyncio.sleep(interval_s)
+        finally:
+            if self._retuning is not None:
+                self._retuning.cancel()
+
+    async def threads_settled(self) -> None:
+        """Wait until the engines run the policy's thread count (or failed to)."""
+        while self._retuning is not None:
+            await asyncio.shield(self._retuning)
+            self._retune_threads()
+
+    # ---- threads
+
+    def _threaded(self) -> list[tuple[LoadedModel, ThreadedEngine]]:
+        """The loaded CPU engines whose sessions can be rebuilt with other threads."""
+        out: list[tuple[LoadedModel, ThreadedEngine]] = []
+        for m in self.pool.models():
+            engine = self.pool.engine_of(ModelKey(m.name, m.precision, m.device))
+            if m.device == "cpu" and isinstance(engine, ThreadedEngine):
+                out.append((m, engine))
+        return out
+
+    def _retune_threads(self) -> None:
+        """Start rebuilding the engines whose threads differ from the policy's (one task at
+        a time; outside an event loop, nothing starts)."""
+        if self.policy.max_threads is None or self._retuning is not None:
+            return
+        wanted = self.policy.threads
+        stale = [(m, e) for m, e in self._threaded() if e.threads != wanted]
+        if not stale:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._retuning = loop.create_task(self._rebuild(stale, wanted), name="controller threads")
+        self._retuning.add_done_callback(_log_failure)
+
+    async def _rebuild(
+        self, engines: list[tuple[LoadedModel, ThreadedEngine]], wanted: int
+    ) -> None:
+        try:
+            for model, engine in engines:
+                name, before = f"{model.name} ({model.precision})", engine.threads
+                began = time.perf_counter()
+                try:
+                    # Old and new sessions live side by side until the swap: room for both.
+                    free = self.resources.sample().memory_available_mb if self.resources else None
+                    if free is not None and free < model.ram_mb * REBUILD_MEMORY_MARGIN:
+                        raise MemoryError(
+                            f"{free:.0f} MB free, the new sessions need about {model.ram_mb} MB"
+                        )
+                    built = await run_in_background("threads", engine.build_threads, wanted)
+                except Exception as exc:  # memory, mostly: the engine keeps what it has
+                    self._note(
+                        "threads_failed",
+                        f"{name}: building sessions of {wanted} "
+                        f"threads failed ({exc}); it keeps its {before} threads",
+                    )
+                    self.policy.threads_failed(before)
+                    return
+                build_s = time.perf_counter() - began
+                try:
+                    done = await asyncio.wrap_future(engine.swap_model(built))
+                except RuntimeError as exc:  # the engine stopped (evicted, shutting down)
+                    log.info("%s: threads not swapped: %s", name, exc)
+                    continue
+                self._note(
+                    "threads_applied",
+                    f"{name}: {done.threads_before} → {done.threads_after} intra-op threads "
+                    f"per lane: sessions built in {build_s:.2f} s, swapped after "
+                    f"{done.waited_s * 1000:.0f} ms waiting for the lanes",
+                )
+        finally:
+            self._retuning = None
+
+    def _note(self, action: str, reason: str) -> None:
+        now = self._clock()
+        self._record(TimelineEntry(self._wall(), action, reason, now))
 
     def _record(self, entry: TimelineEntry) -> None:
         self.timeline.append(entry)
@@ -273,3 +385,19 @@ class Controller:
                     out[f"{loaded.name} ({loaded.precision})"] = str(why)
                     break
         return out
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A thread change that failed unexpectedly is logged (control carries on)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("changing the engines' threads failed", exc_info=task.exception())
+
+
+def _usable_cores() -> int:
+    """Cores this process may use now: its affinity, lowered to the cgroup's CPU quota."""
+    import psutil
+
+    from audiototext.hardware.cgroups import read_cgroup_limits
+    from audiototext.hardware.detect import usable_cores
+
+    return usable_cores(psutil.cpu_count() or 1, read_cgroup_limits())

@@ -508,7 +508,7 @@ def load_streaming_engine(
     has no entry yet: the server's default model on a fresh machine), on the choice's device
     (``cpu`` or ``gpu``)."""
     from audiototext._blas import limit_blas_threads
-    from audiototext.inference.ort_session import OrtConfig, default_threads
+    from audiototext.inference.ort_session import OrtConfig
     from audiototext.inference.whisper import WhisperModel
     from audiototext.streaming import RecognizerOptions, StreamingRecognizer
 
@@ -521,8 +521,6 @@ def load_streaming_engine(
 
         cache = ModelCache(cache_root)
         path = pull(choice.key.name, precision=choice.key.precision, cache=cache).entry.path
-    if threads is None:  # serve --threads, else the cores shared out over the lanes
-        lanes = 2 if options.partial_lane else 1
-        threads = max(1, default_threads() // lanes)
+    threads = threads or options.lane_threads()  # serve --threads, else the cores shared out
     model = WhisperModel(path, OrtConfig(device=device, intra_op_threads=threads))
     return StreamingRecognizer(model, options, model_name=choice.key.name)

@@ -18,6 +18,7 @@ from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = [
     "check_language_and_task",
+    "check_model",
     "fix_language",
     "initial_prompt",
     "needs_detection",
@@ -33,6 +34,23 @@ def check_language_and_task(tok: Any, loaded: str, language: str | None, task: s
         raise ConfigError(f"{loaded} is English-only; language {language!r} is not possible")
     if language is not None and tok.multilingual and language not in tok.languages:
         raise ConfigError(f"unknown language {language!r}")
+
+
+def check_model(tok: Any, model_name: str | None, opts: Any) -> None:
+    """Refuse stream options ``opts`` that name another model than ``model_name`` (the
+    engine's; None: any), or a language or task it cannot do."""
+    if model_name is None:
+        return
+    from audiototext.models import resolve
+
+    try:
+        wanted = resolve(opts.model).name
+        loaded = resolve(model_name).name
+    except Exception as exc:  # unknown names: let the caller see the registry's message
+        raise ConfigError(str(exc)) from exc
+    if wanted != loaded:
+        raise ConfigError(f"this engine runs {loaded}; model {opts.model!r} is not loaded")
+    check_language_and_task(tok, loaded, opts.language, opts.task)
 
 
 def _text_prompt(tok: Any, language: str | None, task: str) -> list[int]:

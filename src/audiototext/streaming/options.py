@@ -139,6 +139,13 @@ class RecognizerOptions:
     reduced_final_fallback: bool = False
     adaptive_final_s: float = 0.4
 
+    def lane_threads(self) -> int:
+        """Intra-op threads per decoding thread when none are given: the physical cores
+        shared out over the threads that decode at once (the two lanes, or the worker)."""
+        from audiototext.inference.ort_session import default_threads
+
+        return max(1, default_threads() // (2 if self.partial_lane else 1))
+
     def final_settings(self) -> FinalSettings:
         """The final decoder's settings these options describe."""
         return FinalSettings(

@@ -30,11 +30,11 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Generator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from audiototext.audio import SAMPLE_RATE_HZ, SileroVad, SpeechEndpointDetector, VadOptions
-from audiototext.errors import ConfigError
 from audiototext.inference.ort_session import OrtConfig
 from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import DecodingCancelled
@@ -48,11 +48,12 @@ from audiototext.streaming._lanes import (
     LaneDispatcher,
     PartialBatch,
 )
-from audiototext.streaming._language import check_language_and_task, initial_prompt
+from audiototext.streaming._language import check_model, initial_prompt
 from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming._merge import merge_committed
 from audiototext.streaming._partial_decode import PartialDecoder
 from audiototext.streaming._partials import PartialPlanner
+from audiototext.streaming._swap import ModelSwap, SwapDone
 from audiototext.streaming._trace import FinalTrace
 from audiototext.streaming.checkpoint import StreamCheckpoint, restore_checkpoint, take_checkpoint
 from audiototext.streaming.options import RecognizerOptions
@@ -117,6 +118,7 @@ class StreamingRecognizer:
         self._finals_reduced = 0
         self._finals_full = 0
         self._speculating: list[FinalBatch] = []  # speculation batches on the lanes
+        self._swap = ModelSwap()  # new sessions (threads) waiting for a round boundary
         # The last emitted finals, how they were made (read by benchmarks).
         self.final_trace: collections.deque[FinalTrace] = collections.deque(maxlen=10_000)
         self._lanes = (
@@ -143,16 +145,13 @@ class StreamingRecognizer:
         over the threads that decode at the same time (the worker or its lanes), so that
         they do not take each other's cores.
         """
-        from audiototext.inference.ort_session import default_threads
         from audiototext.models import ModelCache, pull
         from audiototext.models.manager import resolve_precision
 
         entry = pull(
             name, precision=resolve_precision(precision), cache=ModelCache(cache_root)
         ).entry
-        if threads is None:
-            lanes = 2 if (options or RecognizerOptions()).partial_lane else 1
-            threads = max(1, default_threads() // lanes)
+        threads = threads or (options or RecognizerOptions()).lane_threads()
         model = WhisperModel(entry.path, OrtConfig(device="cpu", intra_op_threads=threads))
         return cls(model, options, model_name=name)
 
@@ -164,7 +163,7 @@ class StreamingRecognizer:
         """A new session (``restore``: one that carries on from a checkpoint);
         :class:`OverloadedError` when at capacity or behind real time."""
         opts = options or StreamOptions()
-        self._check_model(opts)
+        check_model(self.model.tokenizer, self.model_name, opts)
         with self._cv:
             if self._closing:
                 raise OverloadedError("the recognizer is shutting down")
@@ -218,6 +217,19 @@ class StreamingRecognizer:
         self._wake()
         await asyncio.get_running_loop().run_in_executor(None, self._worker.join)
 
+    @property
+    def threads(self) -> int:  # ONNX Runtime intra-op threads of the sessions (per lane)
+        return self.model.threads
+
+    def build_threads(self, threads: int) -> WhisperModel:  # new sessions; blocking, any thread
+        return self.model.with_threads(threads)
+
+    def swap_model(self, model: WhisperModel) -> Future[SwapDone]:
+        """Decode with ``model`` from the next round whose lanes are all idle (``_swap``)."""
+        done = self._swap.request(model)
+        self._wake()
+        return done
+
     def stats(self) -> EngineStats:
         with self._cv:
             sessions = list(self._sessions.values())
@@ -244,20 +256,6 @@ class StreamingRecognizer:
 
     # ------------------------------------------------------------------ helpers
 
-    def _check_model(self, opts: StreamOptions) -> None:
-        if self.model_name is None:
-            return
-        from audiototext.models import resolve
-
-        try:
-            wanted = resolve(opts.model).name
-            loaded = resolve(self.model_name).name
-        except Exception as exc:  # unknown names: let the caller see the registry's message
-            raise ConfigError(str(exc)) from exc
-        if wanted != loaded:
-            raise ConfigError(f"this engine runs {loaded}; model {opts.model!r} is not loaded")
-        check_language_and_task(self.model.tokenizer, loaded, opts.language, opts.task)
-
     def _wake(self) -> None:
         with self._cv:
             self._cv.notify()
@@ -276,6 +274,8 @@ class StreamingRecognizer:
         return now
 
     def _idle_lanes(self) -> list[DecodeLane]:
+        if self._swap.pending:  # no new lane work until the swap (next idle boundary)
+            return []
         return [lane for lane in self._lanes if not lane.busy]
 
     def _idle_threads(self) -> int:
@@ -290,6 +290,7 @@ class StreamingRecognizer:
     def _run(self) -> None:
         try:
             while True:
+                self._swap.at_boundary(self, self._lanes)
                 with self._cv:
                     sessions = list(self._sessions.values())
                     if self._closing and not sessions:
@@ -307,6 +308,7 @@ class StreamingRecognizer:
                     s.end()
                 self._sessions.clear()
         finally:
+            self._swap.cancel("the recognizer stopped before its sessions could be swapped")
             for lane in self._lanes:
                 lane.stop()
             self._stopped.set()

@@ -185,7 +185,8 @@ class ControlAction(BaseModel):
     action: str = Field(
         description="partial_interval, finals_reduced, finals_full, overload, "
         "overload_cleared (the engine's load policy), model_fallback, model_restored, "
-        "batch_size, gpu_to_cpu, compression (the controller)"
+        "batch_size, gpu_to_cpu, compression, threads, threads_applied, threads_failed "
+        "(the controller)"
     )
     reason: str = Field(description="why, with the figures that decided it")
 
@@ -197,8 +198,17 @@ class ControlState(BaseModel):
     partial_interval_scale: float = Field(description="how far partial intervals are stretched")
     overloaded: bool = Field(description="the default engine refuses new streams")
     batch_limit: int = Field(description="the most utterances decoded together now")
-    threads_adjustable: bool
-    threads_note: str
+    threads_adjustable: bool = Field(
+        description="the controller changes intra-op threads (off: serve --no-adapt-threads, "
+        "or an engine that cannot rebuild its sessions)"
+    )
+    threads: int = Field(description="intra-op threads per lane the controller wants now")
+    max_threads: int | None = Field(
+        description="the most it gives (serve --threads, or the engine's default at start)"
+    )
+    engine_threads: dict[str, int] = Field(
+        description="per loaded CPU model: the threads its sessions run with now"
+    )
     compressed_streams: int = Field(description="streams asked to compress their audio")
 
 
