@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -29,15 +30,17 @@ from pathlib import Path
 from audiototext.errors import ConfigError
 from audiototext.history.errors import HistoryUnavailableError, SessionNotFoundError
 from audiototext.history.records import (
+    ANY_TIME,
     Final,
     Page,
     SearchHit,
     SessionInfo,
     SessionSummary,
+    TimeRange,
     Transcript,
     Word,
     preview,
-    query_terms,
+    search_terms,
 )
 
 __all__ = [
@@ -187,7 +190,7 @@ def _fts_query(query: str) -> str:
     """The user's words as an FTS5 query that cannot be a syntax error: each word quoted (a
     phrase of its tokens), all required; ``word*`` stays a prefix search."""
     parts = []
-    for term in query_terms(query):
+    for term in search_terms(query):
         prefix = term.endswith("*")
         quoted = '"' + term.strip("*").replace('"', '""') + '"'
         parts.append(quoted + ("*" if prefix else ""))
@@ -366,19 +369,26 @@ class HistoryStore:
 
     # ------------------------------------------------------------------ reads
 
-    def page(self, limit: int, offset: int = 0) -> Page:
+    def page(self, limit: int, offset: int = 0, when: TimeRange = ANY_TIME) -> Page:
+        """Sessions started in ``when``, newest first; ``total`` counts those in ``when``."""
+        since = -math.inf if when.since is None else when.since
+        until = math.inf if when.until is None else when.until
+        where = " WHERE s.started_at >= ? AND s.started_at < ?"
         with self._reading():
-            total = int(self._conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+            total = int(
+                self._conn.execute(
+                    "SELECT count(*) FROM sessions s" + where, (since, until)
+                ).fetchone()[0]
+            )
             rows = self._conn.execute(
-                _SUMMARY + " ORDER BY s.started_at DESC, s.id LIMIT ? OFFSET ?", (limit, offset)
+                _SUMMARY + where + " ORDER BY s.started_at DESC, s.id LIMIT ? OFFSET ?",
+                (since, until, limit, offset),
             ).fetchall()
         return Page(tuple(_summary(r) for r in rows), total, limit, offset)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """Final segments that hold every word of ``query``, best match first."""
         fts = _fts_query(query)
-        if not fts:
-            return []
         with self._reading():
             rows = self._conn.execute(
                 "SELECT g.session_id, g.seq, g.start_s, g.end_s, g.text, g.words, "
