@@ -12,10 +12,21 @@ from pathlib import Path
 import pytest
 
 from audiototext.errors import ConfigError
-from audiototext.history.errors import HistoryUnavailableError, SessionNotFoundError
+from audiototext.history.errors import (
+    BadQueryError,
+    HistoryUnavailableError,
+    SessionNotFoundError,
+)
 from audiototext.history.export import render_transcript
 from audiototext.history.recent import RecentTranscripts
-from audiototext.history.records import Final, SessionInfo, Word
+from audiototext.history.records import (
+    MAX_PAGE,
+    Final,
+    SessionInfo,
+    TimeRange,
+    Word,
+    check_limit,
+)
 from audiototext.history.store import HistoryStore, Retention
 from audiototext.history.writer import HistoryWriter
 
@@ -102,9 +113,70 @@ def test_search_finds_words_prefixes_and_never_fails_on_odd_input(tmp_path: Path
     assert {h.session.info.id for h in store.search("shell*", 10)} == {"a", "b"}
     assert [h.final.seq for h in store.search("cafe", 10)] == [3]  # diacritics folded
     assert store.search("quick dog", 10) == []  # every word is needed
-    for odd in ('"', "AND (", "NEAR(x y", "*", "a:b", "'); DROP TABLE sessions; --"):
+    for odd in ('"a', "AND (", "NEAR(x y", "a:b", "'); DROP TABLE sessions; --", "fox -"):
         store.search(odd, 10)  # no FTS5 syntax error reaches the caller
+    # A term without letters or digits is left out (it could only make every hit fail).
+    assert [h.final.seq for h in store.search("quick ( fox", 10)] == [1]
     assert store.page(10).total == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("", "blank"),
+        ("   ", "blank"),
+        ('"', "no word"),
+        ("* () -", "no word"),
+        ("quick\x00", "control character"),
+        ("a" * 501, "under 500"),
+    ],
+)
+def test_a_query_with_nothing_to_search_for_is_refused_by_both_stores(
+    tmp_path: Path, query: str, says: str
+) -> None:
+    store = filled(tmp_path / "h.db", (info("a"), FINALS))
+    recent = RecentTranscripts()
+    recent.add_final(info("a"), FINALS[0])
+    for reader in (store, recent):
+        with pytest.raises(BadQueryError, match=says):
+            reader.search(query, 10)
+
+
+def test_pages_keep_to_a_time_range_in_both_stores(tmp_path: Path) -> None:
+    starts = {"s0": NOW - 30, "s1": NOW - 20, "s2": NOW - 10, "s3": NOW}
+    store = filled(tmp_path / "h.db", *((info(k, v), FINALS[:1]) for k, v in starts.items()))
+    recent = RecentTranscripts()
+    for k, v in starts.items():
+        recent.add_final(info(k, v), FINALS[0])
+    for reader in (store, recent):
+        page = reader.page(10, when=TimeRange(since=NOW - 20, until=NOW))
+        assert [s.info.id for s in page.sessions] == ["s2", "s1"] and page.total == 2
+        page = reader.page(1, 1, when=TimeRange(since=NOW - 20))
+        assert [s.info.id for s in page.sessions] == ["s2"] and page.total == 3
+        assert [s.info.id for s in reader.page(10, when=TimeRange(until=NOW - 20)).sessions] == [
+            "s0"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"since": 10.0, "until": 10.0}, "empty"),
+        ({"since": -1.0}, "Unix time"),
+        ({"until": float("nan")}, "Unix time"),
+    ],
+)
+def test_a_time_range_that_cannot_hold_a_session_is_refused(
+    kwargs: dict[str, float], says: str
+) -> None:
+    with pytest.raises(BadQueryError, match=says):
+        TimeRange(**kwargs)
+
+
+@pytest.mark.parametrize(("limit", "offset"), [(0, 0), (-1, 0), (MAX_PAGE + 1, 0), (10, -1)])
+def test_page_sizes_outside_the_limits_are_refused(limit: int, offset: int) -> None:
+    with pytest.raises(BadQueryError, match=str(limit if offset == 0 else offset)):
+        check_limit(limit, offset)
 
 
 def test_a_final_recorded_again_replaces_its_search_entry(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from audiototext.errors import ConfigError
 from audiototext.server.alerts import AlertMonitor, AlertProbes, AlertSettings
+from audiototext.units import human_bytes
 
 MB = 1 << 20
 
@@ -85,7 +86,7 @@ def test_resource_alerts_clear_only_above_the_threshold_times_the_margin() -> No
     alerts.check()
     assert alerts.states()["memory_low"]
     (active,) = alerts.active()
-    assert "200 MB" in active.message and "--alert-min-free-memory-mb" in active.message
+    assert active.message == "free memory 200.0 MiB is below 256.0 MiB (--alert-min-free-memory-mb)"
     m.memory = 300 * MB  # above 256, below 256 × 1.25 = 320: the band keeps it raised
     alerts.check()
     assert alerts.states()["memory_low"]
@@ -168,3 +169,33 @@ def test_absurd_settings_are_refused_with_the_setting_named(
 ) -> None:
     with pytest.raises(ConfigError, match=named):
         AlertSettings(**settings)
+
+
+def test_large_thresholds_read_as_a_person_writes_them() -> None:
+    """The largest threshold the flags take (2^30 MB) used to read "1.07374e+09 MB"."""
+    m = Machine()
+    alerts = m.monitor(raise_after_s=0, clear_after_s=0, min_free_disk_mb=float(1 << 30))
+    m.disk = 3 * 1024 * MB
+    alerts.check()
+    (active,) = alerts.active()
+    assert active.message == (
+        "free disk in the model cache 3.0 GiB is below 1.0 PiB (--alert-min-free-disk-mb)"
+    )
+    with pytest.raises(ConfigError, match="1073741825 must be"):
+        AlertSettings(min_free_memory_mb=float((1 << 30) + 1))
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (1536, "1.5 KiB"),
+        (256 * MB, "256.0 MiB"),
+        (1 << 30, "1.0 GiB"),
+        (1.5 * (1 << 40), "1.5 TiB"),
+        (float(1 << 70), "1048576.0 PiB"),
+    ],
+)
+def test_human_bytes(n: float, text: str) -> None:
+    assert human_bytes(n) == text

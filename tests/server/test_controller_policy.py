@@ -151,7 +151,7 @@ def test_batch_cap_follows_free_memory_with_hysteresis(
     assert limits == expected_limits
     assert len(taken) == actions and all(a.action == "batch_size" for a in taken)
     if taken:
-        assert "free memory 300 MB below 512 MB" in taken[0].reason
+        assert "free memory 300.0 MiB below 512.0 MiB" in taken[0].reason
 
 
 @pytest.mark.parametrize(

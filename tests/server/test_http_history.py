@@ -151,6 +151,9 @@ def test_history_routes_need_the_token_and_deletes_the_same_origin() -> None:
             assert status == 403 and err["error"]["code"] == "PERMISSION_DENIED"
             status, err = await _json(srv, "/api/v1/history/search?q=%20", headers=auth)
             assert status == 400 and "blank" in err["error"]["message"]
+            for query in ("%22*%22", "%28%29", "fox%00"):  # "*", (), a NUL: nothing to find
+                status, err = await _json(srv, f"/api/v1/history/search?q={query}", headers=auth)
+                assert status == 400 and err["error"]["code"] == "INVALID_ARGUMENT", query
             status, err = await _json(srv, "/api/v1/history?limit=0", headers=auth)
             assert status == 400 and err["error"]["code"] == "INVALID_ARGUMENT"
 

@@ -112,3 +112,21 @@ test("device summary for the system list", () => {
   assert.equal(R.deviceSummary(R.deviceOptions(NO_GPU), EN), "CPU, GPU (unavailable)");
   assert.equal(R.deviceSummary(R.deviceOptions(NO_GPU), PT), "CPU, GPU (indisponível)");
 });
+
+test("this stream: idle before any stream, live figures while one runs, ended after Stop", () => {
+  const ms = (x) => `${x} ms`;
+  const idle = R.streamRows({ state: "idle", ack: { lag_ms: 40 } }, EN, ms);
+  assert.deepEqual(idle, [
+    ["state", "State", "No stream yet"],
+    ["lag", "Server lag", "—"],
+  ]);
+  const rtc = { lost_ms: 20, dropped_ms: 0 };
+  const live = R.streamRows({ state: "live", ack: { lag_ms: 40 }, rtc }, EN, ms);
+  assert.deepEqual(live.map((r) => r[2]), ["Streaming", "40 ms", "20 ms", "0 ms"]);
+  const ended = R.streamRows({ state: "ended", ack: { lag_ms: 40 }, rtc }, EN, ms);
+  assert.deepEqual(ended.map((r) => r[2]), ["Ended (its last figures)", "40 ms", "20 ms", "0 ms"]);
+  assert.equal(R.streamRows({ state: "ended" }, PT, ms)[0][2], "Encerrado (últimos valores)");
+  assert.equal(R.streamRows({ state: "bogus" }, EN, ms)[0][2], "No stream yet");
+  for (const state of R.STREAM_STATES) assert.ok(EN.has(`live.state_${state}`) && PT.has(`live.state_${state}`));
+});
+

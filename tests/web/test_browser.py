@@ -116,6 +116,8 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
                 if "tiny.en" in await _text_of(page, "health-text") and seen["models"]:
                     break
                 await asyncio.sleep(0.1)
+            live_state = "document.getElementById('live').dataset.state"
+            seen["live_before"] = (await page.evaluate(live_state), await _text_of(page, "live"))
             await page.click("#start")
             finals = ""
             for _ in range(600):  # the fake microphone loops; both sentences come in ~8 s
@@ -161,6 +163,11 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
             await tab.screen(1280, 1000, dark=False)
             await page.click("#start")  # Stop
             await _stopped(page)
+            seen["live_after"] = (
+                await page.evaluate(live_state),
+                await _text_of(page, "live"),
+                await page.evaluate("document.getElementById('live').classList.contains('stale')"),
+            )
             seen["finals"] = await _text_of(page, "finals")
             seen["final_lines"] = await page.evaluate(
                 "[...document.querySelectorAll('#finals p')].map(p => p.textContent)"
@@ -180,6 +187,12 @@ def test_start_speak_and_read_the_transcript_in_the_browser(
     resources = seen["resources"]
     assert len(set(resources)) >= 2, f"the live indicators did not change: {resources}"
     assert seen["lives"] and "Server lag" in seen["lives"][0], seen["lives"]
+    assert "Streaming" in seen["lives"][0], seen["lives"]
+    # Before Start nothing is live; after Stop the last figures stay, greyed, marked ended.
+    assert seen["live_before"][0] == "idle" and "No stream yet" in seen["live_before"][1]
+    state, text, greyed = seen["live_after"]
+    assert state == "ended" and "Ended" in text and greyed, seen["live_after"]
+    assert re.search(r"Server lag\s+\d", text), text
     # Each of the engine's figures once in the Diagnostics panel.
     for label in ("Real-time factor", "Queue depth", "Final latency (95th percentile)"):
         assert seen["diagnostics"].count(label) == 1, (label, seen["diagnostics"])

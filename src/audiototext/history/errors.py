@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from audiototext.errors import AudioToTextError
 
-__all__ = ["HistoryError", "HistoryUnavailableError", "SessionNotFoundError"]
+__all__ = [
+    "BadQueryError",
+    "HistoryError",
+    "HistoryUnavailableError",
+    "SessionNotFoundError",
+]
 
 
 class HistoryError(AudioToTextError):
@@ -20,3 +25,8 @@ class HistoryUnavailableError(HistoryError):
 
 class SessionNotFoundError(HistoryError, LookupError):
     """No session with that id in the history (never kept, deleted, or pruned)."""
+
+
+class BadQueryError(HistoryError, ValueError):
+    """A search query or listing request that cannot be answered as asked (no word to look
+    for, a control character, a page past the limit); the message says what to change."""

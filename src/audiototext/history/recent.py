@@ -13,14 +13,16 @@ from dataclasses import replace
 
 from audiototext.history.errors import SessionNotFoundError
 from audiototext.history.records import (
+    ANY_TIME,
     Final,
     Page,
     SearchHit,
     SessionInfo,
     SessionSummary,
+    TimeRange,
     Transcript,
     preview,
-    query_terms,
+    search_terms,
 )
 
 __all__ = ["RecentTranscripts"]
@@ -88,18 +90,18 @@ class RecentTranscripts:
             )
             del self._entries[victim]
 
-    def page(self, limit: int, offset: int = 0) -> Page:
+    def page(self, limit: int, offset: int = 0, when: TimeRange = ANY_TIME) -> Page:
         with self._lock:
-            newest = sorted(self._entries.values(), key=lambda e: -e.info.started_at)
+            kept = [e for e in self._entries.values() if when.holds(e.info.started_at)]
+            # The file's order: newest first, then by id.
+            newest = sorted(kept, key=lambda e: (-e.info.started_at, e.info.id))
             rows = tuple(e.summary() for e in newest[offset : offset + limit])
             return Page(rows, len(newest), limit, offset)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """Finals holding every word of ``query`` (case-insensitive substrings), newest session
         first: memory has no index, and a few hundred sessions need none."""
-        terms = [t.strip('"*').lower() for t in query_terms(query)]
-        if not terms:
-            return []
+        terms = [t.strip('"*').lower() for t in search_terms(query)]
         hits: list[SearchHit] = []
         with self._lock:
             for entry in sorted(self._entries.values(), key=lambda e: -e.info.started_at):

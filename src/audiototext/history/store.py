@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -29,15 +30,17 @@ from pathlib import Path
 from audiototext.errors import ConfigError
 from audiototext.history.errors import HistoryUnavailableError, SessionNotFoundError
 from audiototext.history.records import (
+    ANY_TIME,
     Final,
     Page,
     SearchHit,
     SessionInfo,
     SessionSummary,
+    TimeRange,
     Transcript,
     Word,
     preview,
-    query_terms,
+    search_terms,
 )
 
 __all__ = [
@@ -86,14 +89,15 @@ END;
 """
 
 # A summary per session: count, end of the last segment, and the text's start for a preview.
-_SUMMARY = """
+_SUMMARY_OF = """
 SELECT s.id, s.started_at, s.ended_at, s.model, s.language, s.transport, s.source,
        (SELECT count(*) FROM segments g WHERE g.session_id = s.id),
        (SELECT coalesce(max(g.end_s), 0.0) FROM segments g WHERE g.session_id = s.id),
        (SELECT group_concat(text, ' ') FROM (
             SELECT g.text FROM segments g WHERE g.session_id = s.id ORDER BY g.seq LIMIT 8))
-FROM sessions s
+FROM {} s
 """
+_SUMMARY = _SUMMARY_OF.format("sessions")
 
 
 def default_history_path() -> Path:
@@ -187,7 +191,7 @@ def _fts_query(query: str) -> str:
     """The user's words as an FTS5 query that cannot be a syntax error: each word quoted (a
     phrase of its tokens), all required; ``word*`` stays a prefix search."""
     parts = []
-    for term in query_terms(query):
+    for term in search_terms(query):
         prefix = term.endswith("*")
         quoted = '"' + term.strip("*").replace('"', '""') + '"'
         parts.append(quoted + ("*" if prefix else ""))
@@ -366,19 +370,29 @@ class HistoryStore:
 
     # ------------------------------------------------------------------ reads
 
-    def page(self, limit: int, offset: int = 0) -> Page:
+    def page(self, limit: int, offset: int = 0, when: TimeRange = ANY_TIME) -> Page:
+        """Sessions started in ``when``, newest first; ``total`` counts those in ``when``."""
+        since = -math.inf if when.since is None else when.since
+        until = math.inf if when.until is None else when.until
+        where = " WHERE s.started_at >= ? AND s.started_at < ?"
         with self._reading():
-            total = int(self._conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+            total = int(
+                self._conn.execute(
+                    "SELECT count(*) FROM sessions s" + where, (since, until)
+                ).fetchone()[0]
+            )
+            # The page's sessions first, then their summaries: summarised in one query with
+            # OFFSET, every skipped session was summarised too (a deep page took 20x longer).
+            newest = " ORDER BY s.started_at DESC, s.id"
+            page = f"(SELECT * FROM sessions s{where}{newest} LIMIT ? OFFSET ?)"
             rows = self._conn.execute(
-                _SUMMARY + " ORDER BY s.started_at DESC, s.id LIMIT ? OFFSET ?", (limit, offset)
+                _SUMMARY_OF.format(page) + newest, (since, until, limit, offset)
             ).fetchall()
         return Page(tuple(_summary(r) for r in rows), total, limit, offset)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """Final segments that hold every word of ``query``, best match first."""
         fts = _fts_query(query)
-        if not fts:
-            return []
         with self._reading():
             rows = self._conn.execute(
                 "SELECT g.session_id, g.seq, g.start_s, g.end_s, g.text, g.words, "

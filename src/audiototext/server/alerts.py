@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from audiototext.errors import ConfigError
 from audiototext.hardware.detect import free_disk_bytes
 from audiototext.server.control_policy import Hysteresis
+from audiototext.units import MIB, human_bytes
 
 __all__ = [
     "ALERT_NAMES",
@@ -52,7 +53,6 @@ ALERT_NAMES = (
     "history_unavailable",
     "session_store_down",
 )
-_MB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,12 @@ class AlertSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.min_free_memory_mb <= 1 << 30:
             raise ConfigError(
-                f"--alert-min-free-memory-mb {self.min_free_memory_mb:g} must be between 0 "
+                f"--alert-min-free-memory-mb {self.min_free_memory_mb:.15g} must be between 0 "
                 "(off) and 2^30"
             )
         if not 0 <= self.min_free_disk_mb <= 1 << 30:
             raise ConfigError(
-                f"--alert-min-free-disk-mb {self.min_free_disk_mb:g} must be between 0 "
+                f"--alert-min-free-disk-mb {self.min_free_disk_mb:.15g} must be between 0 "
                 "(off) and 2^30"
             )
         if not 0 <= self.raise_after_s <= 3600 or not 0 <= self.clear_after_s <= 3600:
@@ -147,17 +147,17 @@ class AlertMonitor:
         memory = self._probes.free_memory_bytes()
         self._update(
             "memory_low",
-            _below(memory, s.min_free_memory_mb * _MB, s.clear_margin),
-            f"free memory {memory / _MB:.0f} MB is below {s.min_free_memory_mb:g} MB "
-            "(--alert-min-free-memory-mb)",
+            _below(memory, s.min_free_memory_mb * MIB, s.clear_margin),
+            f"free memory {human_bytes(memory)} is below "
+            f"{human_bytes(s.min_free_memory_mb * MIB)} (--alert-min-free-memory-mb)",
             now,
         )
         disk = self._probes.free_disk_bytes()
         self._update(
             "disk_low",
-            None if disk is None else _below(disk, s.min_free_disk_mb * _MB, s.clear_margin),
-            f"free disk in the model cache {(disk or 0) / _MB:.0f} MB is below "
-            f"{s.min_free_disk_mb:g} MB (--alert-min-free-disk-mb)",
+            None if disk is None else _below(disk, s.min_free_disk_mb * MIB, s.clear_margin),
+            f"free disk in the model cache {human_bytes(disk or 0)} is below "
+            f"{human_bytes(s.min_free_disk_mb * MIB)} (--alert-min-free-disk-mb)",
             now,
         )
         # A failed load is an event, not a level: raised at once, cleared once every model

@@ -37,6 +37,7 @@ from audiototext.server.engine import Engine
 from audiototext.server.files import FileTranscribeFn, FileTranscriber
 from audiototext.server.gpu import GpuSampler
 from audiototext.server.grpc.auth import TokenInterceptor
+from audiototext.server.grpc.history import HistoryService
 from audiototext.server.grpc.models import ModelsService
 from audiototext.server.grpc.system import SystemService
 from audiototext.server.grpc.transcription import TranscriptionService
@@ -63,6 +64,8 @@ from audiototext.server.session_state import (
 from audiototext.server.sessions import SessionStore
 from audiototext.server.streams import StreamLimits, StreamService
 from audiototext.wire._proto import (
+    history_pb2,
+    history_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     system_pb2,
@@ -87,6 +90,7 @@ SERVICE_NAMES = (
     transcription_pb2.DESCRIPTOR.services_by_name["Transcription"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
     system_pb2.DESCRIPTOR.services_by_name["System"].full_name,
+    history_pb2.DESCRIPTOR.services_by_name["History"].full_name,
 )
 
 
@@ -264,10 +268,11 @@ class GrpcServer:
             controller=self.controller,
         )
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
-        generated: tuple[Any, Any, Any] = (
+        generated: tuple[Any, Any, Any, Any] = (
             transcription_pb2_grpc,
             models_pb2_grpc,
             system_pb2_grpc,
+            history_pb2_grpc,
         )
         generated[0].add_TranscriptionServicer_to_server(
             TranscriptionService(self.store, streams=streams, transcribe_file=transcribe_file),
@@ -285,6 +290,7 @@ class GrpcServer:
             SystemService(self.store, cfg.model, alerts.active, self.devices, self.profile),
             server,
         )
+        generated[3].add_HistoryServicer_to_server(HistoryService(lambda: self.history), server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in ("", *SERVICE_NAMES):

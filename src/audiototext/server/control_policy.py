@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from audiototext.units import MIB, human_bytes
+
 __all__ = [
     "PCM16_BPS",
     "Action",
@@ -230,11 +232,11 @@ class ControlPolicy:
                     Action(
                         now,
                         "batch_size",
-                        f"free memory {m.free_memory_mb:.0f} MB "
+                        f"free memory {human_bytes(m.free_memory_mb * MIB)} "
                         + (
-                            f"below {s.low_memory_mb:g} MB"
+                            f"below {human_bytes(s.low_memory_mb * MIB)}"
                             if self._memory.active
-                            else f"above {s.low_memory_mb * s.memory_margin:g} MB"
+                            else f"above {human_bytes(s.low_memory_mb * s.memory_margin * MIB)}"
                         )
                         + f": batches of at most {self.batch_limit} (was {before})",
                     )

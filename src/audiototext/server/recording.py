@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from audiototext.history.errors import (
+    BadQueryError,
     HistoryError,
     HistoryUnavailableError,
     SessionNotFoundError,
@@ -40,6 +41,7 @@ from audiototext.history.store import HistoryStore, Retention, unavailable
 from audiototext.history.writer import HistoryWriter
 from audiototext.server.files import FileRequest, FileTranscribeFn, FileTranscript
 from audiototext.server.sessions import new_session_id
+from audiototext.server.status import Status, StatusError
 from audiototext.streaming.types import StreamResult
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ __all__ = [
     "HistorySettings",
     "Read",
     "SessionLiveError",
+    "history_status",
     "recording_files",
 ]
 
@@ -263,6 +266,17 @@ class HistoryRecorder:
         """Commit what is queued and close the file (at shutdown, after the last final)."""
         if self.writer is not None:
             self.writer.close()
+
+
+def history_status(exc: HistoryError) -> StatusError:
+    """The neutral status of a history error, for every API (REST, gRPC)."""
+    if isinstance(exc, SessionNotFoundError):
+        return StatusError(Status.NOT_FOUND, str(exc))
+    if isinstance(exc, BadQueryError):
+        return StatusError(Status.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, SessionLiveError):
+        return StatusError(Status.FAILED_PRECONDITION, str(exc))
+    return StatusError(Status.UNAVAILABLE, str(exc))
 
 
 def _stream_info(session: ServerSession) -> SessionInfo:

@@ -15,18 +15,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from audiototext.history.errors import HistoryError, SessionNotFoundError
-from audiototext.history.export import MEDIA_TYPES, render_transcript, transcript_json
-from audiototext.history.records import SessionSummary
+from audiototext.history.errors import HistoryError
+from audiototext.history.export import MEDIA_TYPES, render_transcript
+from audiototext.history.records import DEFAULT_PAGE, MAX_PAGE, MAX_QUERY_CHARS, SessionSummary
 from audiototext.server.http.context import HttpContext
 from audiototext.server.http.errors import ERROR_RESPONSES
 from audiototext.server.http.guard import check_token
-from audiototext.server.recording import HistoryRecorder, Read, SessionLiveError
+from audiototext.server.recording import HistoryRecorder, Read, history_status
 from audiototext.server.status import Status, StatusError
 
 __all__ = ["history_router"]
-
-MAX_PAGE = 200
 
 
 class SessionInfoModel(BaseModel):
@@ -85,20 +83,12 @@ def _row(summary: SessionSummary) -> SessionRow:
     )
 
 
-def _status(exc: HistoryError) -> StatusError:
-    if isinstance(exc, SessionNotFoundError):
-        return StatusError(Status.NOT_FOUND, str(exc))
-    if isinstance(exc, SessionLiveError):
-        return StatusError(Status.FAILED_PRECONDITION, str(exc))
-    return StatusError(Status.UNAVAILABLE, str(exc))
-
-
 async def _read(history: HistoryRecorder, query: Any, one: str | None = None) -> Read[Any]:
     """``query(reader)`` on a worker thread, with history errors as HTTP statuses."""
     try:
         return await asyncio.to_thread(history.read, query, one=one)
     except HistoryError as exc:
-        raise _status(exc) from exc
+        raise history_status(exc) from exc
 
 
 def history_router(ctx: HttpContext) -> APIRouter:
@@ -119,7 +109,7 @@ def history_router(ctx: HttpContext) -> APIRouter:
 
     @router.get("", response_model=HistoryPage, summary="Recent transcripts, newest first")
     async def list_sessions(
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> HistoryPage:
         h = history()
@@ -139,10 +129,12 @@ def history_router(ctx: HttpContext) -> APIRouter:
         q: Annotated[
             str,
             Query(
-                min_length=1, max_length=500, description="words, all needed; word* for a prefix"
+                min_length=1,
+                max_length=MAX_QUERY_CHARS,
+                description="words, all needed; word* for a prefix",
             ),
         ],
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     ) -> SearchAnswer:
         if not q.strip():
             raise StatusError(Status.INVALID_ARGUMENT, "q is blank; give a word to search for")
@@ -172,13 +164,8 @@ def history_router(ctx: HttpContext) -> APIRouter:
         session_id: str, format: Literal["json", "txt", "srt", "vtt"] = "json"
     ) -> Response:
         read = await _read(history(), lambda r: r.get(session_id), one=session_id)
-        transcript = read.value
-        if format == "json":
-            import json
-
-            body = json.dumps(transcript_json(transcript), ensure_ascii=False)
-        else:
-            body = render_transcript(transcript, format)
+        # The same document, byte for byte, as `history export` and gRPC History.Export.
+        body = render_transcript(read.value, format)
         return Response(body, media_type=MEDIA_TYPES[format])
 
     @router.delete("/{session_id}", summary="Delete a finished session")
@@ -186,7 +173,7 @@ def history_router(ctx: HttpContext) -> APIRouter:
         try:
             await history().delete(session_id)
         except HistoryError as exc:
-            raise _status(exc) from exc
+            raise history_status(exc) from exc
         return {"deleted": session_id}
 
     return router

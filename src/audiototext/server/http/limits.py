@@ -18,22 +18,16 @@ from collections.abc import Callable
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from audiototext.units import human_bytes
+
 __all__ = ["MAX_JSON_BYTES", "BodyLimit", "BodyTooLarge", "refusal_body", "too_large_message"]
 
 MAX_JSON_BYTES = 1 << 20  # a JSON request is a few hundred bytes
 
 
-def _size(n: int) -> str:
-    if n >= 1 << 20:
-        return f"{n / (1 << 20):.1f} MiB"
-    if n >= 1 << 10:
-        return f"{n / (1 << 10):.1f} KiB"
-    return f"{n} bytes"
-
-
 def too_large_message(limit: int, size: int | None, what: str) -> str:
-    got = f"of {_size(size)} " if size is not None else ""
-    return f"the request body {got}is over the limit of {_size(limit)} for {what}"
+    got = f"of {human_bytes(size)} " if size is not None else ""
+    return f"the request body {got}is over the limit of {human_bytes(limit)} for {what}"
 
 
 class BodyTooLarge(HTTPException):

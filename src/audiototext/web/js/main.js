@@ -306,6 +306,7 @@ class Page {
     this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
     this.localVad.attach(session.capture);
     session.client.start();
+    this.diagnostics.streamStarted();
     this.setButton("recording");
   }
 
@@ -333,6 +334,7 @@ class Page {
   onClosed(session, error) {
     if (this.session !== session) return;
     this.session = null;
+    this.diagnostics.streamEnded();
     this.streamedS = session.startS + session.audioS;
     if (!session.stopping) {
       this.waveform.detach();

@@ -20,6 +20,7 @@ import {
   loadedModelRows,
   normaliseDevice,
   resourceRows,
+  streamRows,
 } from "./resources.js";
 
 function setPill(el, textEl, state, text) {
@@ -496,6 +497,7 @@ export class DiagnosticsPanel {
     this.metrics = null;
     this.ack = null;
     this.rtc = null;
+    this.streamState = "idle"; // STREAM_STATES
     this.renderLive();
   }
 
@@ -543,26 +545,30 @@ export class DiagnosticsPanel {
     this.renderLive();
   }
 
+  /** A stream starts: the last one's figures go. */
+  streamStarted() {
+    this.streamState = "live";
+    this.metrics = null;
+    this.ack = null;
+    this.rtc = null;
+    this.renderLive();
+  }
+
+  /** The stream ended: its last figures stay, greyed, under an "ended" state. */
+  streamEnded() {
+    if (this.streamState !== "live") return;
+    this.streamState = "ended";
+    this.renderLive();
+  }
+
   renderLive() {
     const t = this.t;
-    const loc = t.locale;
-    const rtc = this.rtc;
-    const ms = (x) => formatValue("lag_ms", x, t, loc);
-    const rtcRows = rtc
-      ? [
-          ["rtc_lost", t("live.rtc_lost"), ms(Number(rtc.lost_ms) || 0)],
-          ["rtc_dropped", t("live.rtc_dropped"), ms(Number(rtc.dropped_ms) || 0)],
-        ]
-      : [];
+    const ms = (x) => formatValue("lag_ms", x, t, t.locale);
     // The engine's figures (real-time factor, latency, queue, streams) are the server's
     // live indicators above; this list holds what only this stream knows.
-    this.live.set([
-      [
-        "lag",
-        t("live.lag"),
-        this.ack ? formatValue("lag_ms", this.ack.lag_ms, t, loc) : "—",
-      ],
-      ...rtcRows,
-    ]);
+    const state = this.streamState;
+    this.live.set(streamRows({ state, ack: this.ack, rtc: this.rtc }, t, ms));
+    this.live.dl.dataset.state = state; // tests read it
+    this.live.dl.classList.toggle("stale", state === "ended");
   }
 }

@@ -134,3 +134,26 @@ export function loadedModelRows(models, t, locale) {
     return [`models.${k}`, t("sys.loaded_model", { name: m.name }), parts.join(" · ")];
   });
 }
+
+/** What the Diagnostics "This stream" list says about the stream: none started yet, one
+ * running, or the last one ended (its figures are then the last it had, not live). */
+export const STREAM_STATES = ["idle", "live", "ended"];
+
+/**
+ * Rows [key, label, value] of the "This stream" list: its state first, then the server's lag
+ * and, over WebRTC, audio lost and skipped. `fmtMs(x)` formats milliseconds. Before any
+ * stream the figures are dashes; after one ended they are its last values, and the state
+ * row says so.
+ */
+export function streamRows({ state = "idle", ack = null, rtc = null } = {}, t, fmtMs) {
+  const known = STREAM_STATES.includes(state) ? state : "idle";
+  const rows = [
+    ["state", t("live.state"), t(`live.state_${known}`)],
+    ["lag", t("live.lag"), ack && known !== "idle" ? fmtMs(ack.lag_ms) : "—"],
+  ];
+  if (rtc && known !== "idle") {
+    rows.push(["rtc_lost", t("live.rtc_lost"), fmtMs(Number(rtc.lost_ms) || 0)]);
+    rows.push(["rtc_dropped", t("live.rtc_dropped"), fmtMs(Number(rtc.dropped_ms) || 0)]);
+  }
+  return rows;
+}
