@@ -12,12 +12,13 @@ replica count replaces every replica under open streams. Marked ``ray`` (``RAY_T
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ SETTINGS = StreamSettings(
     compression="pcm16",  # Opus decoding state does not move between replicas (README)
     reconnect=ReconnectPolicy(max_attempts=400, max_backoff_s=0.5, initial_backoff_s=0.1),
 )
-Cut = Callable[[Stream], Awaitable[None]]  # once FINALS_BEFORE_CUT finals came
+Cut = Callable[[Stream], Coroutine[Any, Any, None]]  # once FINALS_BEFORE_CUT finals came
 
 
 @dataclass
@@ -142,7 +143,7 @@ def driver(cluster: RayCluster, deployment: Deployment) -> Iterator[Any]:
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
     try:
         yield ray
     finally:

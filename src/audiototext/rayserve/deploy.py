@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from audiototext.errors import ConfigError
 from audiototext.server.config import ServerConfig
@@ -102,7 +102,6 @@ def build_app(config: ServerConfig, settings: ServeSettings) -> Any:
             }
         }
     deployment = serve.deployment(
-        TranscriptionReplica,
         name=DEPLOYMENT_NAME,
         max_ongoing_requests=config.max_sessions,
         ray_actor_options={"num_cpus": settings.cpus_per_replica},
@@ -110,13 +109,13 @@ def build_app(config: ServerConfig, settings: ServeSettings) -> Any:
         graceful_shutdown_wait_loop_s=min(settings.drain_s, 2.0),
         health_check_period_s=5.0,
         request_router_config=RequestRouterConfig(
-            request_router_class=_ROUTER,
+            request_router_class=cast(Any, _ROUTER),  # an import path is accepted too
             # A full replica (max_ongoing_requests) passes a new stream to the next one on
             # the ring; a reconnect still reaches the replica that holds its session.
             request_router_kwargs={"num_fallback_replicas": 2},
         ),
         **scaling,
-    )
+    )(TranscriptionReplica)
     return deployment.bind(config)
 
 
@@ -150,7 +149,7 @@ def deploy(
         state = str(getattr(status, "status", ""))
         if state.endswith("RUNNING"):
             return
-        if state.endswith("DEPLOY_FAILED"):
+        if status is not None and state.endswith("DEPLOY_FAILED"):
             raise ConfigError(f"the Serve application failed to deploy: {status.message}")
         if time.monotonic() - began > _READY_TIMEOUT_S:
             raise ConfigError(

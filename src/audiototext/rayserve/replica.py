@@ -85,6 +85,7 @@ class TranscriptionReplica:
         return {
             "replica": serve.get_replica_context().replica_id.unique_id,
             "actor": ray.get_runtime_context().get_actor_name(),
+            "loopback_port": self._server.port,  # the same engine without Serve (benchmarks)
             "streams_total": store.streams_total,
             "sessions": sorted(store.session_ids()),
         }
