@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,54 @@ async def concurrent(target: str, audio: np.ndarray, ends: list[float], n: int) 
     return [ms for run in runs for ms in run]
 
 
+async def measure(
+    config: ServerConfig,
+    settings: Callable[[int], ServeSettings],
+    one: np.ndarray,
+    one_end: list[float],
+    three: np.ndarray,
+    ends: list[float],
+    args: argparse.Namespace,
+) -> None:
+    """Every measurement on one event loop (grpc.aio keeps to the loop it first ran on)."""
+    first = settings(1)
+    await asyncio.to_thread(deploy, config, first)
+    targets = {
+        "direct": f"127.0.0.1:{await asyncio.to_thread(replica_port)}",
+        "serve": f"127.0.0.1:{first.grpc_port}",
+    }
+    await final_latencies(targets["serve"], one, one_end)  # warm-up
+    chunk: dict[str, list[float]] = {name: [] for name in targets}
+    final: dict[str, list[float]] = {name: [] for name in targets}
+    for i in range(args.runs):
+        order = list(targets) if i % 2 == 0 else list(reversed(targets))
+        for name in order:
+            c = await chunk_rtt_ms(targets[name], three)
+            f = (await final_latencies(targets[name], one, one_end))[0]
+            chunk[name].append(c)
+            final[name].append(f)
+            print(f"  run {i + 1} {name}: chunk->ack {c:.1f} ms, final {f:.0f} ms", flush=True)
+    for label, table in (("chunk->ack", chunk), ("end of speech->final", final)):
+        pairs = [s - d for s, d in zip(table["serve"], table["direct"], strict=True)]
+        print(
+            f"{label}: direct median {statistics.median(table['direct']):.1f} ms, serve "
+            f"{statistics.median(table['serve']):.1f} ms; serve - direct median of pairs "
+            f"{statistics.median(pairs):+.1f} ms, ratio "
+            f"{statistics.median(table['serve']) / statistics.median(table['direct']):.2f}"
+        )
+    p95s: dict[int, float] = {}
+    for replicas in (1, 2):
+        await asyncio.to_thread(deploy, config, settings(replicas))
+        finals = await concurrent(targets["serve"], three, ends, args.streams)
+        p95s[replicas] = p95(finals)
+        print(
+            f"{args.streams} streams, {replicas} replica(s): {len(finals)} finals, "
+            f"median {statistics.median(finals):.0f} ms, p95 {p95s[replicas]:.0f} ms",
+            flush=True,
+        )
+    print(f"p95 ratio 2 replicas / 1: {p95s[2] / p95s[1]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
@@ -156,39 +205,10 @@ def main() -> None:
         def settings(replicas: int) -> ServeSettings:
             return ServeSettings(replicas=replicas, grpc_port=grpc_port, http_port=free_port())
 
-        deploy(config, settings(1))
-        targets = {"direct": f"127.0.0.1:{replica_port()}", "serve": f"127.0.0.1:{grpc_port}"}
-        asyncio.run(final_latencies(targets["serve"], one, one_end))  # warm-up
-        chunk: dict[str, list[float]] = {name: [] for name in targets}
-        final: dict[str, list[float]] = {name: [] for name in targets}
-        for i in range(args.runs):
-            order = list(targets) if i % 2 == 0 else list(reversed(targets))
-            for name in order:
-                c = asyncio.run(chunk_rtt_ms(targets[name], three))
-                f = asyncio.run(final_latencies(targets[name], one, one_end))[0]
-                chunk[name].append(c)
-                final[name].append(f)
-                print(f"  run {i + 1} {name}: chunk->ack {c:.1f} ms, final {f:.0f} ms", flush=True)
-        for label, table in (("chunk->ack", chunk), ("end of speech->final", final)):
-            pairs = [s - d for s, d in zip(table["serve"], table["direct"], strict=True)]
-            print(
-                f"{label}: direct median {statistics.median(table['direct']):.1f} ms, serve "
-                f"{statistics.median(table['serve']):.1f} ms; serve - direct median of pairs "
-                f"{statistics.median(pairs):+.1f} ms, ratio "
-                f"{statistics.median(table['serve']) / statistics.median(table['direct']):.2f}"
-            )
-        p95s: dict[int, float] = {}
-        for replicas in (1, 2):
-            deploy(config, settings(replicas))
-            finals = asyncio.run(concurrent(targets["serve"], three, ends, args.streams))
-            p95s[replicas] = p95(finals)
-            print(
-                f"{args.streams} streams, {replicas} replica(s): {len(finals)} finals, "
-                f"median {statistics.median(finals):.0f} ms, p95 {p95s[replicas]:.0f} ms",
-                flush=True,
-            )
-        print(f"p95 ratio 2 replicas / 1: {p95s[2] / p95s[1]:.2f}")
-        ray.shutdown()
+        try:
+            asyncio.run(measure(config, settings, one, one_end, three, ends, args))
+        finally:
+            ray.shutdown()
 
 
 if __name__ == "__main__":

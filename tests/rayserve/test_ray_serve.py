@@ -161,14 +161,21 @@ def report(route_key: str) -> dict[str, Any]:
     return result
 
 
-def replica_reports(count: int) -> dict[str, dict[str, Any]]:
-    """Every replica's report (keys tried until ``count`` distinct replicas answered)."""
+def replica_reports(count: int, limit_s: float = 180.0) -> dict[str, dict[str, Any]]:
+    """Every replica's report: keys tried until ``count`` distinct replicas answered (a
+    replacement replica may still be loading its model)."""
     seen: dict[str, dict[str, Any]] = {}
-    for n in range(200):
+    deadline = time.monotonic() + limit_s
+    n = 0
+    while time.monotonic() < deadline:
         r = report(f"probe-{n}")
+        n += 1
         seen[r["replica"]] = r
         if len(seen) == count:
             return seen
+        if n % 50 == 0:
+            seen.clear()  # a replica replaced meanwhile must not count
+            time.sleep(1)
     raise AssertionError(f"only {len(seen)} of {count} replicas answered: {list(seen)}")
 
 

@@ -48,37 +48,22 @@ class TranscriptionReplica:
     ``/audiototext.v1.Transcription/StreamingTranscribe``.
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    async def __init__(self, config: ServerConfig) -> None:  # type: ignore[misc]
+        """Loads the engine before Serve counts the replica as up (Serve awaits an async
+        constructor on the loop the methods run on)."""
         # Loopback only, no HTTP: clients reach this replica through Serve's proxy.
-        self._config = replace(config, host="127.0.0.1", port=0, http_port=None)
-        self._server: GrpcServer | None = None
-        self._starting: asyncio.Task[StreamService] | None = None
-
-    async def _streams(self) -> StreamService:
-        # Started on the replica's own event loop, once, on first use (or by the health check).
-        if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start())
-        return await asyncio.shield(self._starting)
-
-    async def _start(self) -> StreamService:
-        server = GrpcServer(self._config)
-        await server.start()
-        self._server = server
-        assert server.streams is not None
-        log.info("replica ready: engine %s, loopback port %d", self._config.model, server.port)
-        return server.streams
-
-    async def check_health(self) -> None:
-        """Serve's health probe: the replica counts as up once its engine is loaded."""
-        await self._streams()
+        self._server = GrpcServer(replace(config, host="127.0.0.1", port=0, http_port=None))
+        await self._server.start()
+        assert self._server.streams is not None
+        self._streams: StreamService = self._server.streams
+        log.info("replica ready: engine %s, loopback port %d", config.model, self._server.port)
 
     async def report(self) -> dict[str, object]:
         """Which replica this is and the streams it served (a deployment handle's call, for
         operators and tests: where did a session go?)."""
         from ray import serve
 
-        await self._streams()
-        assert self._server is not None and self._server.store is not None
+        assert self._server.store is not None
         store = self._server.store
         import ray
 
@@ -94,7 +79,7 @@ class TranscriptionReplica:
         self, request_stream: Any, grpc_context: Any = None
     ) -> AsyncIterator[bytes | pb.StreamingResponse]:
         """One connection of a stream: the responses as the stream layer sends them."""
-        streams = await self._streams()
+        streams = self._streams
         out: asyncio.Queue[object] = asyncio.Queue()
 
         async def send(response: pb.StreamingResponse) -> None:
@@ -129,6 +114,5 @@ class TranscriptionReplica:
         Open sessions are not finalised: their clients reconnect, Serve routes them to a
         replica still up, and that one restores them from the store. Only the store's queued
         writes are flushed, so the states it restores are the latest."""
-        server = self._server
-        if server is not None and server.state_store is not None:
-            await asyncio.to_thread(server.state_store.close)
+        if self._server.state_store is not None:
+            await asyncio.to_thread(self._server.state_store.close)
