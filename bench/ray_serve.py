@@ -13,7 +13,8 @@ own: that is the *direct* peer, the same engine in the same process without Serv
 2. **Per final**: an espeak-ng sentence at real time with 0.5 s of silence before and 1.5 s
    after; the time from the end of speech to the final. Runs alternate direct and Serve.
 3. **Final p95 under load**: N concurrent streams of 3 sentences each through Serve, with
-   1 replica and then 2 (a redeploy between), end of speech -> final p95 over all finals.
+   1 replica and with 2 (a redeploy between; rounds alternate the order), end of speech ->
+   final p95 over all finals of each count.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ async def chunk_rtt_ms(target: str, audio: np.ndarray) -> float:
             times.append(1000 * (time.perf_counter() - began))
         await call.write(pb.StreamingRequest(control=pb.Control(action=pb.Control.FINISH)))
         await call.done_writing()
-        async for _ in call:
+        while await call.read() is not grpc.aio.EOF:
             pass
     return statistics.median(times)
 
@@ -162,23 +163,26 @@ async def measure(
             f"{statistics.median(pairs):+.1f} ms, ratio "
             f"{statistics.median(table['serve']) / statistics.median(table['direct']):.2f}"
         )
-    p95s: dict[int, float] = {}
-    for replicas in (1, 2):
-        await asyncio.to_thread(deploy, config, settings(replicas))
-        finals = await concurrent(targets["serve"], three, ends, args.streams)
-        p95s[replicas] = p95(finals)
+    finals_by: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(args.rounds):
+        for replicas in (1, 2) if r % 2 == 0 else (2, 1):
+            await asyncio.to_thread(deploy, config, settings(replicas))
+            finals = await concurrent(targets["serve"], three, ends, args.streams)
+            finals_by[replicas] += finals
+            print(f"  round {r + 1}, {replicas} replica(s): p95 {p95(finals):.0f} ms", flush=True)
+    for replicas, finals in finals_by.items():
         print(
             f"{args.streams} streams, {replicas} replica(s): {len(finals)} finals, "
-            f"median {statistics.median(finals):.0f} ms, p95 {p95s[replicas]:.0f} ms",
-            flush=True,
+            f"median {statistics.median(finals):.0f} ms, p95 {p95(finals):.0f} ms"
         )
-    print(f"p95 ratio 2 replicas / 1: {p95s[2] / p95s[1]:.2f}")
+    print(f"p95 ratio 2 replicas / 1: {p95(finals_by[2]) / p95(finals_by[1]):.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="1 then 2 replicas, alternating")
     args = parser.parse_args()
     home = str(tiny_en_cache())
     os.environ["AUDIOTOTEXT_HOME"] = home
@@ -200,10 +204,10 @@ def main() -> None:
         os.environ["RAY_AUTH_MODE"] = "disabled"
         ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
         config = ServerConfig(precision="int8", session_store=store.url, max_sessions=16)
-        grpc_port = free_port()
+        grpc_port, http_port = free_port(), free_port()
 
         def settings(replicas: int) -> ServeSettings:
-            return ServeSettings(replicas=replicas, grpc_port=grpc_port, http_port=free_port())
+            return ServeSettings(replicas=replicas, grpc_port=grpc_port, http_port=http_port)
 
         try:
             asyncio.run(measure(config, settings, one, one_end, three, ends, args))
