@@ -4,8 +4,8 @@ Run ``.venv/bin/python proto/generate.py`` after editing a .proto file (needs th
 dependency grpcio-tools). The output goes to ``src/audiototext/wire/_proto/`` as flat
 modules (``transcription_pb2.py``, ``.pyi`` type stubs, ``_pb2_grpc.py``); protoc's
 ``from audiototext.v1 import x_pb2`` lines and the messages' module names are rewritten to
-that package, which would otherwise clash with the ``audiototext`` package itself. ``--out DIR`` writes elsewhere
-(the test that checks the checked-in files are current uses it).
+that package, which would otherwise clash with the ``audiototext`` package itself. ``--out
+DIR`` writes elsewhere (the test that checks the checked-in files are current uses it).
 """
 
 from __future__ import annotations
