@@ -31,22 +31,30 @@ PACKAGE = "audiototext"
 # area → the areas it must not import (an area is the first name below audiototext;
 # cli.py, cli_*.py and a future cli/ package are all "cli").
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "audio": frozenset({"streaming", "inference", "server", "client", "cli", "bulk"}),
-    "inference": frozenset({"streaming", "server", "client", "cli", "bulk"}),
-    "streaming": frozenset({"server", "client", "cli", "bulk"}),
-    "client": frozenset({"server", "streaming", "inference", "models", "cli", "bulk"}),
+    "audio": frozenset({"rayserve", "streaming", "inference", "server", "client", "cli", "bulk"}),
+    "inference": frozenset({"rayserve", "streaming", "server", "client", "cli", "bulk"}),
+    "streaming": frozenset({"rayserve", "server", "client", "cli", "bulk"}),
+    "client": frozenset({"rayserve", "server", "streaming", "inference", "models", "cli", "bulk"}),
     # The transcript history is read by the CLI without a server or an engine.
-    "history": frozenset({"server", "client", "streaming", "inference", "cli", "bulk"}),
+    "history": frozenset({"rayserve", "server", "client", "streaming", "inference", "cli", "bulk"}),
     # Shared by client and server, so it may depend on neither, nor on the engine.
-    "wire": frozenset({"server", "client", "streaming", "inference", "models", "cli", "bulk"}),
+    "wire": frozenset(
+        {"rayserve", "server", "client", "streaming", "inference", "models", "cli", "bulk"}
+    ),
     # Bulk runs on Ray are an adapter beside the CLI: the CLI calls it, never the reverse.
-    "bulk": frozenset({"server", "client", "streaming", "cli"}),
-    "store": frozenset({"server", "client", "streaming", "cli", "bulk"}),
-    "models": frozenset({"server", "client", "streaming", "cli", "bulk"}),
-    "server": frozenset({"bulk"}),
+    "bulk": frozenset({"server", "client", "streaming", "cli", "rayserve"}),
+    "store": frozenset({"rayserve", "server", "client", "streaming", "cli", "bulk"}),
+    "models": frozenset({"rayserve", "server", "client", "streaming", "cli", "bulk"}),
+    "server": frozenset({"bulk", "rayserve"}),
+    # Ray Serve replicas wrap the server (an adapter over an adapter); the CLI calls them.
+    "rayserve": frozenset({"client", "cli", "bulk"}),
+    # How both Ray adapters join a cluster: nothing of ours but the error tree.
+    "ray_connect": frozenset(
+        {"server", "client", "streaming", "inference", "cli", "bulk", "rayserve"}
+    ),
 }
 # Third-party packages only some areas may import (at any level): Ray stays out of the core.
-CONFINED: dict[str, frozenset[str]] = {"ray": frozenset({"bulk"})}
+CONFINED: dict[str, frozenset[str]] = {"ray": frozenset({"bulk", "rayserve", "ray_connect"})}
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,9 @@ def register(sub: Any) -> None:
         help="raise the disk_low alert below this much free disk in the model cache "
         "(0: off; default 1024)",
     )
+    from audiototext.cli_serve_ray import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -298,6 +301,11 @@ def _run(args: argparse.Namespace) -> int:
         partial_interval_ms=args.partial_interval_ms,
         benchmark_on_start=args.benchmark_on_start,
     )
+
+    if args.ray is not None:
+        from audiototext.cli_serve_ray import run
+
+        return run(args, config)
 
     def ready(server: GrpcServer) -> None:
         for line in startup_lines(server):

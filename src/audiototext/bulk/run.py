@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import re
-import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -37,19 +36,16 @@ from audiototext.bulk.worker import BulkWorker, WorkerSettings
 from audiototext.errors import ConfigError
 from audiototext.inference.options import TranscribeOptions
 from audiototext.progress import NullProgress, ProgressSink
+from audiototext.ray_connect import connected
 from audiototext.store.outputs import check_output_dir, output_paths
 
 __all__ = ["BulkReport", "transcribe_many"]
 
 log = logging.getLogger(__name__)
 
-# Seconds to wait for a HOST:PORT to accept a connection before saying it cannot be reached
-# (ray.init itself retries for a minute).
-_CONNECT_TIMEOUT_S = 5.0
 # Times Ray restarts a dead actor and re-runs its batch before the run fails.
 _ACTOR_RESTARTS = 3
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error messages
-_RAY_EXTRA = "the Ray extra is not installed: pip install 'audiototext[ray]'"
 
 
 @dataclass(frozen=True)
@@ -122,7 +118,7 @@ def transcribe_many(
     )
     sink = progress or NullProgress()
     started = time.perf_counter()
-    with _connected(ray_address) as ray:
+    with connected(ray_address) as ray:
         actors = _pool_size(ray, actors, cpus_per_actor, len(paths))
         sink.task("bulk", f"{len(paths)} files, {actors} actor(s)", total=len(paths), unit="files")
         by_path = {str(p): p for p in paths}
@@ -244,62 +240,3 @@ def _pool_size(ray: Any, actors: int | None, cpus_per_actor: int, n_files: int) 
             f"the Ray cluster has {cluster_cpus}: ask for fewer (--actors, --threads)"
         )
     return min(actors, batches)
-
-
-class _connected:
-    """``with _connected(address) as ray``: Ray initialised for the run, shut down after
-    unless it was already initialised by the caller."""
-
-    def __init__(self, address: str) -> None:
-        self._address = _check_address(address)
-        self._owned = False
-
-    def __enter__(self) -> Any:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(_RAY_EXTRA) from None
-        if ray.is_initialized():
-            return ray
-        env = {k: v for k, v in os.environ.items() if k == "AUDIOTOTEXT_HOME"}
-        try:
-            ray.init(
-                address=self._address,
-                logging_level=logging.WARNING,
-                log_to_driver=False,  # the workers' results carry their errors
-                runtime_env={"env_vars": env} if env else None,
-                include_dashboard=False if self._address == "local" else None,
-            )
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot connect to the Ray cluster at {self._address}: {exc}"
-            ) from exc
-        self._owned = True
-        return ray
-
-    def __exit__(self, *exc: object) -> None:
-        if self._owned:
-            import ray
-
-            ray.shutdown()
-
-
-def _check_address(address: str) -> str:
-    """``address`` if it can name a cluster; a HOST:PORT must accept a connection."""
-    text = address.strip()
-    if text in ("local", "auto") or text.startswith("ray://"):
-        return text
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(
-            f"--ray {address!r}: expected local, auto, HOST:PORT (the head node's address, "
-            "as `ray start --head` prints it) or ray://HOST:PORT"
-        )
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot reach the Ray cluster at {text}: {exc.strerror or exc}; is `ray start "
-            "--head` running there?"
-        ) from exc
-    return text

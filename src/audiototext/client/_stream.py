@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -40,6 +41,8 @@ __all__ = ["Stream"]
 log = logging.getLogger(__name__)
 
 pb = transcription_pb2
+
+ROUTE_KEY_METADATA = "session_id"  # the key Ray Serve's gRPC proxy routes by
 
 
 class _Client(Protocol):
@@ -70,6 +73,10 @@ class Stream:
         self._client = client
         self.settings = settings
         self.session_id = ""
+        # Chosen here, before the server names the session, and sent on every connection:
+        # Ray Serve's proxy hashes it (ConsistentHashRouter), so a reconnect reaches the
+        # replica the first connection did.
+        self.route_key = uuid.uuid4().hex
         self.stats = StreamStats()
         ladder = ladder_for(settings)
         self.adaptive = AdaptiveEncoding(
@@ -291,7 +298,7 @@ class Stream:
     async def _connect_once(self) -> bool:
         """Run one connection; True when the stream completed, False to reconnect."""
         stub = self._client._transcription
-        metadata = self._client._metadata
+        metadata = (*self._client._metadata, (ROUTE_KEY_METADATA, self.route_key))
         if self.session_id:
             # A load balancer hashing on it (HAProxy's balance hdr(session-id)) sends a
             # resume to the server that holds the session.

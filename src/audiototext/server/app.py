@@ -161,6 +161,8 @@ class GrpcServer:
         self.network = NetworkReports()
         self._alert_task: asyncio.Task[None] | None = None
         self.controller: Controller | None = None
+        # The stream layer, once started: what another front end (rayserve/) hands streams to.
+        self.streams: StreamService | None = None
         self._control_task: asyncio.Task[None] | None = None
 
     @property
@@ -267,6 +269,7 @@ class GrpcServer:
             alerts=alerts.active,
             controller=self.controller,
         )
+        self.streams = streams
         # The generated registration functions are untyped (no .pyi from grpcio-tools).
         generated: tuple[Any, Any, Any, Any] = (
             transcription_pb2_grpc,

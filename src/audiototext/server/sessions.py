@@ -314,6 +314,10 @@ class SessionStore:
     def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap_loop(), name="session-reaper")
 
+    def session_ids(self) -> list[str]:
+        """The open sessions' ids (attached or waiting for a resume)."""
+        return [sid for sid, s in self._sessions.items() if not s.completed]
+
     def open_count(self) -> int:
         return sum(1 for s in self._sessions.values() if not s.completed)
 

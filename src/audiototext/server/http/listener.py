@@ -50,6 +50,9 @@ class HttpListener:
             lifespan="off",
             log_config=None,  # the CLI configures logging; a library does not
             access_log=False,
+            # h11 whether or not httptools is installed (ray[serve] brings it): one parser's
+            # behaviour (limits, errors) everywhere.
+            http="h11",
             ws="auto",
             ws_max_size=max_frame_bytes,
             ssl_certfile=str(tls_cert) if tls_cert else None,

@@ -1,0 +1,295 @@
+"""Live streams through Ray Serve: ``audiototext serve --ray`` on a two-node local cluster.
+
+One cluster for the module (tests/support/ray_cluster.py), a real redis-server, the real
+tiny.en int8 engine in two replicas behind Serve's gRPC proxy, espeak-ng speech streamed at
+the pace of speech by our own client. Each cut stream's finals must equal an uninterrupted
+run's: (1) a dropped connection reconnects to the replica that holds the session (it is
+resumed in memory, never restored elsewhere); (2) the replica holding a stream is killed
+(``ray.kill``) and the stream resumes from Redis on another; (3) a redeploy that changes the
+replica count replaces every replica under open streams. Marked ``ray`` (``RAY_TESTS=0``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from audiototext.client import AsyncClient, ReconnectPolicy, StreamSettings, TranscriptUpdate
+from audiototext.client._stream import Stream
+from inference.models_support import shared_model_cache
+from server.grpc_harness import TcpProxy, run
+from server.real_engine import long_speech
+from support.fixture_cache import shared_speech_dir
+from support.ray_cluster import RayCluster, ray_available, ray_cluster
+from support.services import Redis, free_port, running_redis
+from support.speech import SpeechSynthesizer, espeak_available
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+FINALS_BEFORE_CUT = 2
+AUDIO_S = 20.0
+SETTINGS = StreamSettings(
+    compression="pcm16",  # Opus decoding state does not move between replicas (README)
+    reconnect=ReconnectPolicy(max_attempts=400, max_backoff_s=0.5, initial_backoff_s=0.1),
+)
+Cut = Callable[[Stream], Coroutine[Any, Any, None]]  # once FINALS_BEFORE_CUT finals came
+
+
+@dataclass
+class Deployment:
+    port: int  # Serve's gRPC proxy
+    process: subprocess.Popen[str]
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AUDIOTOTEXT_HOME": str(shared_model_cache(tmp_path_factory)),
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+@pytest.fixture(scope="module")
+def audio() -> NDArray[np.float32]:
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    return long_speech(SpeechSynthesizer(shared_speech_dir()), AUDIO_S)
+
+
+@pytest.fixture(scope="module")
+def cluster(env: dict[str, str]) -> Iterator[RayCluster]:
+    if not ray_available():
+        pytest.skip("ray is not installed (pip install 'audiototext[ray]')")
+    with ray_cluster(env, nodes=2, cpus_per_node=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def redis_store() -> Iterator[Redis]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    cluster: RayCluster, redis_store: Redis, env: dict[str, str], tmp_path_factory: Any
+) -> Iterator[Deployment]:
+    """``audiototext serve --ray`` (two replicas), running until the module ends."""
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    port = free_port()
+    code = "import sys; from audiototext.cli import main; sys.exit(main(sys.argv[1:]))"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "serve",
+                "--ray",
+                cluster.address,
+                "--session-store",
+                redis_store.url,
+                "--precision",
+                "int8",
+                "--resume-grace-s",
+                "120",
+                "--ray-replicas",
+                "2",
+                "--ray-grpc-port",
+                str(port),
+                "--ray-http-port",
+                str(free_port()),
+            ],
+            env=cluster.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    deadline = time.monotonic() + 400
+    while "listening on" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"serve --ray did not come up:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+    try:
+        yield Deployment(port, process, log)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def driver(cluster: RayCluster, deployment: Deployment) -> Iterator[Any]:
+    """This process joined to the cluster: deployment handles and ``ray.kill``."""
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def report(route_key: str) -> dict[str, Any]:
+    """What the replica a key routes to says of itself (same ring as the proxy's)."""
+    from ray import serve
+
+    from audiototext.rayserve.deploy import APP_NAME, DEPLOYMENT_NAME
+
+    handle = serve.get_deployment_handle(DEPLOYMENT_NAME, APP_NAME)
+    result: dict[str, Any] = handle.options(session_id=route_key).report.remote().result()
+    return result
+
+
+def replica_reports(count: int, limit_s: float = 180.0) -> dict[str, dict[str, Any]]:
+    """Every replica's report: keys tried until ``count`` distinct replicas answered (a
+    replacement replica may still be loading its model)."""
+    seen: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + limit_s
+    n = 0
+    while time.monotonic() < deadline:
+        r = report(f"probe-{n}")
+        n += 1
+        seen[r["replica"]] = r
+        if len(seen) == count:
+            return seen
+        if n % 50 == 0:
+            seen.clear()  # a replica replaced meanwhile must not count
+            time.sleep(1)
+    raise AssertionError(f"only {len(seen)} of {count} replicas answered: {list(seen)}")
+
+
+async def stream(
+    target: str, audio: NDArray[np.float32], cut: Cut | None = None
+) -> tuple[list[tuple[int, str]], Stream]:
+    """``audio`` at the pace of speech; ``cut`` once FINALS_BEFORE_CUT finals came (the stream
+    goes on meanwhile); the finals (utterance id, text) in order, and the stream."""
+    finals: list[tuple[int, str]] = []
+    async with AsyncClient(target) as client:
+        s = await client.stream(SETTINGS)
+        cut_task: asyncio.Task[None] | None = None
+
+        async def read() -> None:
+            nonlocal cut_task
+            async for r in s.results():
+                if isinstance(r, TranscriptUpdate) and r.is_final:
+                    finals.append((r.utterance_id, r.text))
+                    if cut is not None and len(finals) == FINALS_BEFORE_CUT:
+                        cut_task = asyncio.create_task(cut(s))
+
+        reader = asyncio.create_task(read())
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        step = 1600
+        for n, at in enumerate(range(0, audio.shape[0], step)):
+            await s.send(audio[at : at + step])
+            await asyncio.sleep(max(0.0, t0 + (n + 1) * 0.1 - loop.time()))
+        await s.finish()
+        await reader
+        if cut_task is not None:
+            await cut_task
+        await s.close()
+        assert cut is None or cut_task is not None, f"fewer than {FINALS_BEFORE_CUT} finals"
+    return finals, s
+
+
+@pytest.fixture(scope="module")
+def reference(deployment: Deployment, audio: NDArray[np.float32]) -> list[tuple[int, str]]:
+    finals, s = run(stream(f"127.0.0.1:{deployment.port}", audio), 300)
+    assert len(finals) >= 4 and any(t.strip() for _, t in finals), finals
+    assert s.stats.reconnects == 0
+    return finals
+
+
+def test_a_reconnect_lands_on_the_replica_that_holds_the_session(
+    driver: Any, deployment: Deployment, audio: NDArray[np.float32], reference: Any
+) -> None:
+    before = replica_reports(2)
+
+    async def cut_run() -> tuple[list[tuple[int, str]], Stream]:
+        proxy = TcpProxy(deployment.port)
+        await proxy.start()
+
+        async def cut(s: Stream) -> None:
+            assert proxy.cut() >= 1
+
+        try:
+            return await stream(proxy.target, audio, cut)
+        finally:
+            await proxy.stop()
+
+    finals, s = run(cut_run(), 300)
+    assert s.stats.reconnects >= 1, "the connection was never cut"
+    assert finals == reference
+    after = replica_reports(2)
+    created = {rid: after[rid]["streams_total"] - before[rid]["streams_total"] for rid in after}
+    # Once, on one replica: a reconnect that reached the other one would have restored the
+    # session there from Redis, which counts as a second stream.
+    assert sorted(created.values()) == [0, 1], created
+
+
+def test_a_killed_replica_s_stream_resumes_from_redis_on_another(
+    driver: Any, deployment: Deployment, audio: NDArray[np.float32], reference: Any
+) -> None:
+    killed: list[str] = []
+
+    async def cut(s: Stream) -> None:
+        holder = await asyncio.to_thread(report, s.route_key)
+        assert s.session_id in holder["sessions"], holder
+        actor = driver.get_actor(holder["actor"], namespace="serve")
+        driver.kill(actor, no_restart=True)
+        killed.append(holder["replica"])
+
+    finals, s = run(stream(f"127.0.0.1:{deployment.port}", audio, cut), 300)
+    assert killed and s.stats.reconnects >= 1
+    assert finals == reference
+    now = replica_reports(2)  # Serve replaced the killed replica
+    assert killed[0] not in now
+
+
+def test_a_redeploy_that_changes_the_replica_count_keeps_open_streams(
+    driver: Any,
+    deployment: Deployment,
+    redis_store: Redis,
+    audio: NDArray[np.float32],
+    reference: Any,
+) -> None:
+    from audiototext.rayserve.deploy import ServeSettings, deploy
+    from audiototext.server.config import ServerConfig
+
+    old = set(replica_reports(2))
+    config = ServerConfig(
+        model="tiny.en", precision="int8", resume_grace_s=120, session_store=redis_store.url
+    )
+
+    async def cut(s: Stream) -> None:
+        # The same application, one replica: Serve replaces both replicas under the stream.
+        await asyncio.to_thread(
+            deploy, config, ServeSettings(replicas=1, grpc_port=deployment.port)
+        )
+
+    finals, s = run(stream(f"127.0.0.1:{deployment.port}", audio, cut), 400)
+    assert finals == reference
+    now = replica_reports(1)
+    assert not old & set(now), "the redeploy kept an old replica"
+    assert s.stats.reconnects >= 1
