@@ -30,9 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import corpus_real
-from corpus import Clip, build_corpus
-
 from audiototext.evaluation import wer
+from corpus import Clip, build_corpus
 
 OUT = Path(__file__).parent / "out"
 
@@ -113,10 +112,24 @@ class _Worker:
         self._proc.wait(timeout=60)
 
 
-def espeak_long(out_dir: Path) -> Clip:
-    """The espeak-ng fables of bench/corpus.py, joined with pauses into one file."""
+def espeak_long(out_dir: Path, seed: int = 7) -> Clip:
+    """The espeak-ng fables of bench/corpus.py at 16 kHz, joined with 1-2.5 s pauses."""
+    import numpy as np
+
+    from audiototext.audio import load_audio
+
     fables = build_corpus(out_dir / "espeak")
-    return corpus_real.join_with_pauses(out_dir / "espeak-long.wav", fables, seed=7)
+    path = out_dir / f"espeak-long-s{seed}.wav"
+    if not path.exists():
+        rng = np.random.default_rng(seed)
+        parts = []
+        for c in fables:
+            gap = int(rng.uniform(1.0, 2.5) * corpus_real.SAMPLE_RATE)
+            parts.append((rng.standard_normal(gap) * 1e-3).astype(np.float32))
+            parts.append(load_audio(c.path))
+        corpus_real._write(path, np.concatenate(parts))
+    duration = len(corpus_real._read(path)) / corpus_real.SAMPLE_RATE
+    return Clip(path, " ".join(c.text for c in fables), duration)
 
 
 def _errors(refs: list[str], texts: list[str]) -> str:
@@ -167,7 +180,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in workers}
     texts: dict[str, list[str]] = {}
     try:
-        for name, w in workers.items():
+        for w in workers.values():
             w.run()  # warm-up: first-run allocations and caches
         for r in range(args.runs):
             order = list(workers) if r % 2 == 0 else list(reversed(workers))

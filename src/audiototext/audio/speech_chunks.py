@@ -41,6 +41,15 @@ class SpeechChunk:
     time_map: TimeMap
 
     @property
+    def start_s(self) -> float:
+        """Where the chunk's first speech starts in the input."""
+        return self.time_map.original_s(0.0)
+
+    def rest(self, sample: int) -> SpeechChunk:
+        """The chunk from ``sample`` on (what a decoder left for another pass)."""
+        return SpeechChunk(self.audio[sample:], self.time_map.after(sample))
+
+    @property
     def end_s(self) -> float:
         """Where the chunk's last speech ends in the input."""
         return self.time_map.original_s(self.audio.size / SAMPLE_RATE_HZ, is_end=True)

@@ -35,6 +35,17 @@ class TimeMap:
     def add(self, filtered_start: int, original_start: int, length: int) -> None:
         self._spans.append((filtered_start, original_start, length))
 
+    def after(self, sample: int) -> TimeMap:
+        """The map of this audio from ``sample`` (of the filtered audio) on, which becomes
+        sample 0."""
+        rest = TimeMap()
+        for f0, o0, n in self._spans:
+            skip = max(sample - f0, 0)
+            if skip < n:
+                rest.add(max(f0 - sample, 0), o0 + skip, n - skip)
+        rest.original_samples = self.original_samples
+        return rest
+
     def span_index(self, t_s: float, *, is_end: bool = False) -> int:
         sample = t_s * SAMPLE_RATE_HZ
         for index, (f0, _, n) in enumerate(self._spans):

@@ -6,15 +6,16 @@ the input is cut at pauses into chunks of up to 30 s
 (:class:`~audiototext.audio.speech_chunks.SpeechChunker`), and ``batch_size`` chunks at a
 time are encoded and then decoded as one batch (greedy or beam search, with Whisper's
 timestamp rules and temperature fallback per chunk), as faster-whisper's
-``BatchedInferencePipeline`` does. Each chunk is decoded once: text after its last timestamp
-pair, which the seek loop would decode again in the next window, ends at the chunk's end.
-Segments come out in the input's order and times, numbered from 1.
+``BatchedInferencePipeline`` does. Where the seek loop would start its next window before a
+chunk's end (text after the last timestamp pair, or speech the model left for later), that
+rest of the chunk joins the next batch. Segments come out in the input's order and times,
+numbered from 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 
 import numpy as np
@@ -40,7 +41,6 @@ from audiototext.inference.segments import (
     original_times,
     split_at_timestamps,
 )
-from audiototext.inference.tokenizer import TIME_PRECISION_S
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = ["BatchedRun", "chunk_features", "run_batches"]
@@ -84,7 +84,12 @@ def run_batches(
     opts: TranscribeOptions,
     progress: ProgressCallback | None,
 ) -> Iterator[Segment]:
-    """The segments of ``run``'s input, ``opts.batch_size`` chunks per batch."""
+    """The segments of ``run``'s input, ``opts.batch_size`` chunks per batch.
+
+    A chunk whose decoding stopped at a timestamp pair before its end (the model moved the
+    rest to "the next window", as the seek loop would) has the rest decoded in the next batch,
+    ahead of new chunks; segments after it wait, so they come out in order.
+    """
     tok = model.tokenizer
     suppress = (
         tok.default_suppress_tokens()
@@ -92,9 +97,11 @@ def run_batches(
         else tuple(opts.suppress_tokens)
     )
     dec = opts.decoding(suppress)
-    chunks = iter(run.chunker)
+    fresh = iter(run.chunker)
+    rests: list[SpeechChunk] = []
+    held: list[tuple[float, int, Segment]] = []  # (chunk start, order in chunk, segment)
     while True:
-        batch = list(islice(chunks, opts.batch_size))
+        batch = rests + list(islice(fresh, opts.batch_size - len(rests)))
         if not batch:
             break
         features = [chunk_features(c.audio, model.n_mels, model.window_frames) for c in batch]
@@ -105,15 +112,21 @@ def run_batches(
             run.language = detect_language(model, cross.take([0]))
         prompt = _prompt(model, run, opts)
         results = decode_with_fallback(model, cross, [prompt] * len(batch), dec)
-        found = [
-            _segments(model, run, opts, chunk, size, result, cross, row)
-            for row, (chunk, size, result) in enumerate(zip(batch, sizes, results, strict=True))
-        ]
-        run.done_s = batch[-1].end_s
+        rests = []
+        for row, (chunk, size, result) in enumerate(zip(batch, sizes, results, strict=True)):
+            segments, seek = _segments(model, run, opts, chunk, size, result, cross, row)
+            held.extend((chunk.start_s, n, segment) for n, segment in enumerate(segments))
+            if seek < size:
+                rests.append(chunk.rest(seek * HOP_LENGTH_SAMPLES))
+        run.done_s = rests[0].start_s if rests else batch[-1].end_s
         del cross, results, batch
         release_memory_if_grown()
-        for segments in found:
-            yield from segments
+        held.sort(key=lambda item: item[:2])
+        ready = [item for item in held if not rests or item[0] < rests[0].start_s]
+        held = held[len(ready) :]
+        for _, _, segment in ready:
+            run.segment_id += 1
+            yield replace(segment, id=run.segment_id)
         if progress is not None:
             progress(run.done_s)
     run.done = True
@@ -131,21 +144,17 @@ def _prompt(model: WhisperModel, run: BatchedRun, opts: TranscribeOptions) -> li
     return prompt
 
 
-def chunk_pieces(tokens: list[int], ts_begin: int, size: int) -> list[Piece]:
-    """A chunk's tokens cut at timestamp pairs (chunk times); text after the last pair, which
-    the seek loop would decode again in its next window, is a piece ending with the chunk.
-    Times stay within the chunk's audio."""
-    pieces, _, _ = split_at_timestamps(tokens, ts_begin, 0.0, 0, size)
-    used = sum(len(p.tokens) for p in pieces)
-    tail = tokens[used:]
-    if any(t < ts_begin for t in tail):
-        start = (tail[0] - ts_begin) * TIME_PRECISION_S if tail[0] >= ts_begin else 0.0
-        pieces.append(Piece(start, size * FRAME_S, tail))
+def chunk_pieces(tokens: list[int], ts_begin: int, size: int) -> tuple[list[Piece], int, bool]:
+    """A chunk's tokens cut at timestamp pairs (times within the chunk's audio), the frame
+    where the next pass should start (``size`` when the chunk is done), and whether the
+    tokens ended with a single timestamp."""
+    pieces, seek, single_ending = split_at_timestamps(tokens, ts_begin, 0.0, 0, size)
     duration = size * FRAME_S
     for piece in pieces:
         piece.end_s = min(piece.end_s, duration)
         piece.start_s = min(piece.start_s, piece.end_s)
-    return pieces
+    # No progress (a first pair at 0) would decode the same audio again: the chunk is done.
+    return pieces, seek if 0 < seek < size else size, single_ending
 
 
 def _segments(
@@ -157,18 +166,17 @@ def _segments(
     result: DecodeResult,
     cross: CrossAttention,
     row: int,
-) -> list[Segment]:
-    """One decoded chunk's segments, in the input's times."""
+) -> tuple[list[Segment], int]:
+    """One decoded chunk's segments, in the input's times (numbered later), and the frame
+    where the chunk's next pass should start (``size``: none)."""
     tok = model.tokenizer
     if opts.no_speech_threshold is not None:
         silent = result.no_speech_prob > opts.no_speech_threshold
         if opts.log_prob_threshold is not None and result.avg_logprob > opts.log_prob_threshold:
             silent = False  # confident text despite the no-speech score
         if silent:
-            return []
-    pieces = chunk_pieces(list(result.tokens), tok.timestamp_begin, size)
-    if opts.suppress_hallucinations and is_hallucination(pieces, result):
-        return []
+            return [], size
+    pieces, seek, single_ending = chunk_pieces(list(result.tokens), tok.timestamp_begin, size)
     words_by_piece: list[list[Word]] | None = None
     if opts.word_timestamps and pieces:
         words_by_piece, _ = add_word_timestamps(
@@ -182,6 +190,11 @@ def _segments(
             0.0,
             0.0,
         )
+        ends = [w[-1].end_s for w in words_by_piece if w]
+        if not single_ending and ends and 0 < round(ends[-1] / FRAME_S) < seek:
+            seek = round(ends[-1] / FRAME_S)  # as the seek loop: after the last word
+    if opts.suppress_hallucinations and is_hallucination(pieces, result):
+        return [], seek
     out: list[Segment] = []
     for n, piece in enumerate(pieces):
         text = tok.decode(piece.tokens)
@@ -189,10 +202,9 @@ def _segments(
             continue
         words = tuple(words_by_piece[n]) if words_by_piece is not None else None
         start, end, words = original_times(piece.start_s, piece.end_s, words, chunk.time_map)
-        run.segment_id += 1
         out.append(
             Segment(
-                id=run.segment_id,
+                id=0,
                 start_s=round(start, 3),
                 end_s=round(end, 3),
                 text=text,
@@ -204,4 +216,4 @@ def _segments(
                 words=words,
             )
         )
-    return out
+    return out, seek

@@ -302,7 +302,9 @@ class Transcriber:
             job.all_tokens.extend(self.model.tokenizer.encode(" " + opts.initial_prompt.strip()))
         return job
 
-    def _batched_run(self, audio: AudioSource | NDArray[np.floating], opts: TranscribeOptions) -> BatchedRun:
+    def _batched_run(
+        self, audio: AudioSource | NDArray[np.floating], opts: TranscribeOptions
+    ) -> BatchedRun:
         language = self.check_options(opts)
         chunker = SpeechChunker(
             input_chunks(audio), self._ensure_vad(), opts.vad_options or BATCH_VAD
