@@ -321,11 +321,16 @@ def test_batch_size_end_to_end(
     assert "error" not in capsys.readouterr().err
     doc = json.loads((cli.out / "long.json").read_text())
     segments = doc["segments"]
-    starts = [s["start"] for s in segments]
-    assert starts == sorted(starts) and segments[-1]["end"] <= audio.size / 16_000 + 1e-3
-    assert segments[-1]["end"] > audio.size / 16_000 - 6.0  # times are the file's
+    starts = [s["start_s"] for s in segments]
+    assert starts == sorted(starts) and segments[-1]["end_s"] <= audio.size / 16_000 + 1e-3
+    assert segments[-1]["end_s"] > audio.size / 16_000 - 6.0  # times are the file's
     text = " ".join(s["text"] for s in segments)
-    assert wer(" ".join([TEXT] * 8), text) < 0.3
+    assert cli(str(long_wav)) == 0  # the seek loop, as the peer
+    sequential = (cli.out / "long.txt").read_text()
+    reference = " ".join([TEXT] * 8)
+    # tiny.en int8 mishears this espeak-ng voice's "Rice is" and "lemons makes" (about 0.3
+    # sequentially); the batched chunks lose no more than a few words more.
+    assert wer(reference, text) <= wer(reference, sequential) + 0.1
     short = json.loads((cli.out / "short.json").read_text())
     assert wer(TEXT, " ".join(s["text"] for s in short["segments"])) < 0.4
 
