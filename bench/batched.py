@@ -14,7 +14,7 @@ alternates too), after one warm-up run each. ``--process-runs`` adds whole-proce
 median time ratio ours/theirs and both WERs (bench/NOTES.md, "batched").
 
     python bench/batched.py [--batch-size 8] [--beam-size 1] [--runs 3] [--threads 2]
-        [--precision int8] [--process-runs 1] [--fw-without-timestamps]
+        [--precision int8] [--process-runs 1] [--fw-without-timestamps] [--with-sequential]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ OUT = Path(__file__).parent / "out"
 _SETUP = r"""
 import json, sys, time
 t0 = time.perf_counter()
-engine, precision, beam, threads, batch, fw_ts = sys.argv[1:7]
+engine, precision, batch, beam, threads, fw_ts = sys.argv[1:7]
 beam, threads, batch = int(beam), int(threads), int(batch)
 files = sys.argv[7:]
 if engine == "ours":
@@ -147,6 +147,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--precision", default="int8", choices=["int8", "float32"])
     ap.add_argument(
+        "--with-sequential",
+        action="store_true",
+        help="also time ours without batches (the seek loop, --batch-size 1) in the same runs",
+    )
+    ap.add_argument(
         "--fw-without-timestamps",
         action="store_true",
         help="faster-whisper's default: no timestamp tokens (ours keeps Whisper's rules)",
@@ -165,14 +170,16 @@ def main() -> None:
     )
     env = dict(os.environ)
     ours_precision = "fp32" if args.precision == "float32" else args.precision
+    batch = str(args.batch_size)
     argv = {
-        "ours": ["ours", ours_precision],
-        "faster-whisper": ["fw", args.precision],
+        "ours": ["ours", ours_precision, batch],
+        "faster-whisper": ["fw", args.precision, batch],
     }
+    if args.with_sequential:
+        argv["ours-sequential"] = ["ours", ours_precision, "1"]
     tail = [
         str(args.beam_size),
         str(args.threads),
-        str(args.batch_size),
         "0" if args.fw_without_timestamps else "1",
         *files,
     ]
@@ -198,14 +205,18 @@ def main() -> None:
     if args.runs:
         ratio = statistics.median(times["ours"]) / statistics.median(times["faster-whisper"])
         print(f"in-process median ratio ours/faster-whisper: {ratio:.2f}")
+        if "ours-sequential" in times:
+            seq = statistics.median(times["ours"]) / statistics.median(times["ours-sequential"])
+            print(f"in-process median ratio ours batched/ours sequential: {seq:.2f}")
 
-    process: dict[str, list[float]] = {name: [] for name in argv}
+    pair = {name: argv[name] for name in ("ours", "faster-whisper")}
+    process: dict[str, list[float]] = {name: [] for name in pair}
     for r in range(args.process_runs):
-        order = list(argv) if r % 2 == 0 else list(reversed(list(argv)))
+        order = list(pair) if r % 2 == 0 else list(reversed(list(pair)))
         for name in order:
             t0 = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-c", _CHILD, *argv[name], *tail],
+                [sys.executable, "-c", _CHILD, *pair[name], *tail],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -213,7 +224,7 @@ def main() -> None:
             )
             process[name].append(time.perf_counter() - t0)
     if args.process_runs:
-        for name in argv:
+        for name in pair:
             print(f"{name:15s} whole-process runs {', '.join(f'{t:.2f}' for t in process[name])} s")
         ratio = statistics.median(process["ours"]) / statistics.median(process["faster-whisper"])
         print(f"whole-process median ratio ours/faster-whisper: {ratio:.2f}")
