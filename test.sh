@@ -11,8 +11,9 @@ source scripts/setup.sh
 # root (no Python) the one-file build must run in (tests/binary). UPX (upx-ucl) is not in
 # Debian 12: scripts/build-binary.sh uses it only where it is installed. redis-server and
 # haproxy: the session-store tests start their own (tests/support/services.py).
+# pocketsphinx-testdata: recordings of people reading, with transcripts (batched transcription).
 ensure_apt espeak-ng pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 openssl chromium \
-    prometheus iproute2 procps debootstrap redis-server haproxy
+    prometheus iproute2 procps debootstrap redis-server haproxy pocketsphinx-testdata
 ensure_venv test
 lint_paths=(src tests deploy)
 [ -d bench ] && lint_paths+=(bench)

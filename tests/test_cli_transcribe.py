@@ -314,3 +314,60 @@ def test_peak_memory_is_flat_in_file_length(
     # of audio three times and scored it in 2-min runs).
     assert peaks[12] < 1.15 * peaks[4], peaks
     assert peaks[12] < 400, peaks  # 380 before this bound
+
+
+def test_batch_size_end_to_end(
+    cli: Cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from support.speech import silence
+
+    # ~50 s: the two sentences eight times with pauses, so there are two chunks of up to 30 s.
+    audio = np.concatenate([np.concatenate([speech, silence(1.5)]) for _ in range(8)])
+    long_wav = write_wav(tmp_path / "long.wav", audio, 16_000)
+    short_wav = write_wav(tmp_path / "short.wav", speech, 16_000)
+    assert cli(str(long_wav), str(short_wav), "--batch-size", "4", "--format", "json") == 0
+    assert "error" not in capsys.readouterr().err
+    doc = json.loads((cli.out / "long.json").read_text())
+    segments = doc["segments"]
+    starts = [s["start_s"] for s in segments]
+    assert starts == sorted(starts) and segments[-1]["end_s"] <= audio.size / 16_000 + 1e-3
+    assert segments[-1]["end_s"] > audio.size / 16_000 - 6.0  # times are the file's
+    text = " ".join(s["text"] for s in segments)
+    assert cli(str(long_wav)) == 0  # the seek loop, as the peer
+    sequential = (cli.out / "long.txt").read_text()
+    reference = " ".join([TEXT] * 8)
+    # tiny.en int8 mishears this espeak-ng voice's "Rice is" and "lemons makes" (about 0.3
+    # sequentially); the batched chunks lose no more than a few words more.
+    assert wer(reference, text) <= wer(reference, sequential) + 0.1
+    short = json.loads((cli.out / "short.json").read_text())
+    assert wer(TEXT, " ".join(s["text"] for s in short["segments"])) < 0.4
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("0", "got '0'"),
+        ("-2", "got '-2'"),
+        ("100000", "more than 64 chunks at once"),
+        ("2.5", "got '2.5'"),
+        ("eight", "got 'eight'"),
+    ],
+)
+def test_bad_batch_size_is_a_usage_error(
+    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, why: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli(str(tmp_path / "x.wav"), f"--batch-size={value}")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --batch-size: expected a whole number of chunks from 1 to 64" in err
+    assert why in err
+
+
+def test_batch_size_with_jobs_on_one_file_is_refused(
+    cli: Cli, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wav = write_wav(tmp_path / "clip.wav", speech, 16_000)
+    assert cli(str(wav), "--batch-size", "4", "--jobs", "2") == 1
+    err = capsys.readouterr().err
+    assert "--jobs and --batch-size" in err and "Traceback" not in err

@@ -36,6 +36,7 @@ def transcribe_options(args: argparse.Namespace) -> TranscribeOptions:
             beam_size=args.beam_size,
             vad=args.vad,
             word_timestamps=args.word_timestamps,
+            batch_size=getattr(args, "batch_size", 1),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

@@ -16,7 +16,7 @@ from audiototext.audio.feature_stream import BLOCK_S
 from audiototext.audio.features import SAMPLE_RATE_HZ
 from audiototext.audio.vad import SileroVad, VadOptions, get_speech_timestamps
 
-__all__ = ["TRANSCRIBE_VAD", "TimeMap", "speech_only"]
+__all__ = ["TRANSCRIBE_VAD", "TimeMap", "blocks", "speech_only"]
 
 FloatArray = NDArray[np.float32]
 # Loose settings for finding speech in files (faster-whisper's): keep pauses inside speech.
@@ -34,6 +34,17 @@ class TimeMap:
 
     def add(self, filtered_start: int, original_start: int, length: int) -> None:
         self._spans.append((filtered_start, original_start, length))
+
+    def after(self, sample: int) -> TimeMap:
+        """The map of this audio from ``sample`` (of the filtered audio) on, which becomes
+        sample 0."""
+        rest = TimeMap()
+        for f0, o0, n in self._spans:
+            skip = max(sample - f0, 0)
+            if skip < n:
+                rest.add(max(f0 - sample, 0), o0 + skip, n - skip)
+        rest.original_samples = self.original_samples
+        return rest
 
     def span_index(self, t_s: float, *, is_end: bool = False) -> int:
         sample = t_s * SAMPLE_RATE_HZ
@@ -57,19 +68,12 @@ def speech_only(
 ) -> Iterator[FloatArray]:
     """Only the speech of ``chunks``, found block by block so memory stays bounded.
 
-    The chunks are copied into one block buffer, reused from block to block: speech is
-    yielded as copies of at most one chunk's length, so nothing downstream holds on to the
-    buffer. Memory: the block's audio once (18 MB), one VAD run (~12 MB, mostly ONNX
-    Runtime's activations), and the pieces not yet turned into features.
+    Speech is yielded as copies of at most one chunk's length, so nothing downstream holds on
+    to the block buffer (:func:`blocks`). Memory: the block's audio once (18 MB), one VAD run
+    (~12 MB, mostly ONNX Runtime's activations), and the pieces not yet turned into features.
     """
-    block_samples = round(BLOCK_S * SAMPLE_RATE_HZ)
-    buffer = np.empty(block_samples, dtype=np.float32)
-    filled = 0
-    original = 0
     filtered = 0
-
-    def speech_of(block: FloatArray) -> Iterator[FloatArray]:
-        nonlocal original, filtered
+    for original, block in blocks(chunks):
         for span in get_speech_timestamps(block, options, vad=vad):
             time_map.add(
                 filtered, original + span.start_sample, span.end_sample - span.start_sample
@@ -77,9 +81,20 @@ def speech_only(
             filtered += span.end_sample - span.start_sample
             for at in range(span.start_sample, span.end_sample, READ_CHUNK_SAMPLES):
                 yield block[at : min(at + READ_CHUNK_SAMPLES, span.end_sample)].copy()
-        original += block.size
-        time_map.original_samples = original
+        time_map.original_samples = original + block.size
 
+
+def blocks(chunks: Iterator[FloatArray]) -> Iterator[tuple[int, FloatArray]]:
+    """``chunks`` regrouped into blocks of :data:`BLOCK_S` (the last one shorter), each with
+    the input sample it starts at: the unit Silero VAD runs over in files.
+
+    The chunks are copied into one buffer, reused from block to block: a block is valid only
+    until the next one is asked for, so a consumer copies what it keeps.
+    """
+    block_samples = round(BLOCK_S * SAMPLE_RATE_HZ)
+    buffer = np.empty(block_samples, dtype=np.float32)
+    filled = 0
+    original = 0
     for chunk in chunks:
         if filled + chunk.size > buffer.size:  # chunks that do not divide a block (rare)
             grown = np.empty(filled + chunk.size, dtype=np.float32)
@@ -88,7 +103,8 @@ def speech_only(
         buffer[filled : filled + chunk.size] = chunk
         filled += chunk.size
         if filled >= block_samples:
-            yield from speech_of(buffer[:filled])
+            yield original, buffer[:filled]
+            original += filled
             filled = 0
     if filled:
-        yield from speech_of(buffer[:filled])
+        yield original, buffer[:filled]

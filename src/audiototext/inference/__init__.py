@@ -9,6 +9,7 @@
 * :mod:`~audiototext.inference.seek` — Whisper's seek loop over 30-s windows.
 * :mod:`~audiototext.inference.segments` — a decoded window cut into timed pieces.
 * :mod:`~audiototext.inference.parallel` — inputs side by side, or one input cut at pauses.
+* :mod:`~audiototext.inference.batched` — one input's speech chunks decoded N at a time.
 * :mod:`~audiototext.inference.results` — :class:`Segment`, :class:`FileResult`.
 * :mod:`~audiototext.inference.transcribe` — :class:`Transcriber`, the file transcription API.
 """

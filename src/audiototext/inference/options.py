@@ -15,7 +15,11 @@ from audiototext.inference.decoding import (
 )
 from audiototext.inference.tokenizer import TASKS
 
-__all__ = ["TranscribeOptions", "language_of"]
+__all__ = ["MAX_BATCH_SIZE", "TranscribeOptions", "language_of"]
+
+# More chunks per batch than this gain nothing on a CPU (the decoder's steps are already wide)
+# and hold a window's encoder output per row: about 18 MB each for tiny, 490 MB for large-v3.
+MAX_BATCH_SIZE = 64
 
 
 def language_of(value: str) -> str | None:
@@ -47,6 +51,11 @@ class TranscribeOptions:
         vad: skip what Silero VAD finds to be silence before decoding.
         vad_options: how VAD finds speech; ``None`` uses
             :data:`~audiototext.audio.speech_only.TRANSCRIBE_VAD`.
+        batch_size: 1 runs Whisper's seek loop (each window prompted with the text before it).
+            Above 1 the input is cut at pauses into chunks of speech of up to 30 s (Silero VAD,
+            :data:`~audiototext.audio.speech_chunks.BATCH_VAD` unless ``vad_options`` is given;
+            ``vad`` is implied), and ``batch_size`` chunks at a time are decoded together, each
+            on its own: faster on long files, but no chunk sees the text before it.
         suppress_hallucinations: drop well-known phrases (e.g. "Thank you.") that stand alone in
             a window the model thinks silent (no-speech probability above
             :data:`~audiototext.inference.hallucinations.HALLUCINATION_NO_SPEECH`), and text
@@ -78,8 +87,15 @@ class TranscribeOptions:
     vad_options: VadOptions | None = None
     suppress_hallucinations: bool = True
     seed: int = 0
+    batch_size: int = 1
 
     def __post_init__(self) -> None:
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+            raise ValueError(
+                f"batch_size must be a whole number from 1 (one window after the other) to "
+                f"{MAX_BATCH_SIZE}, got {size!r}"
+            )
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
         if not 0.0 <= self.prompt_reset_on_temperature <= 10.0:

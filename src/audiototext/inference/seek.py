@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +30,7 @@ from audiototext.inference.whisper import CrossAttention, WhisperModel
 __all__ = [
     "Job",
     "ProgressCallback",
+    "RunState",
     "Transcription",
     "Window",
     "detect_language",
@@ -84,6 +86,31 @@ class Job:
     def processed_s(self) -> float:
         return min(self.seek * FRAME_S, self.stream.samples / SAMPLE_RATE_HZ)
 
+    @property
+    def audio_s(self) -> float:
+        """Seconds of the input read so far (its duration once the job is done)."""
+        if self.time_map is not None:  # the stream holds only the speech VAD kept
+            return self.time_map.original_samples / SAMPLE_RATE_HZ
+        return self.stream.samples / SAMPLE_RATE_HZ
+
+    @property
+    def transcribed_s(self) -> float:
+        return self.processed_s if not self.done else self.audio_s
+
+
+class RunState(Protocol):
+    """What a transcription in progress knows about its input (a :class:`Job`, or the batched
+    path's run)."""
+
+    @property
+    def language(self) -> str | None: ...
+
+    @property
+    def audio_s(self) -> float: ...
+
+    @property
+    def transcribed_s(self) -> float: ...
+
 
 def next_windows(jobs: list[Job], window_frames: int) -> list[tuple[Job, Window]]:
     """The next window of every job that has one.
@@ -102,9 +129,9 @@ def next_windows(jobs: list[Job], window_frames: int) -> list[tuple[Job, Window]
 class Transcription(Iterator[Segment]):
     """Segments of one input as they are decoded, plus what was learnt about the input."""
 
-    def __init__(self, segments: Iterator[Segment], job: Job) -> None:
+    def __init__(self, segments: Iterator[Segment], state: RunState) -> None:
         self._segments = segments
-        self._job = job
+        self._state = state
 
     def __iter__(self) -> Transcription:
         return self
@@ -114,19 +141,17 @@ class Transcription(Iterator[Segment]):
 
     @property
     def language(self) -> str | None:
-        return self._job.language
+        return self._state.language
 
     @property
     def audio_s(self) -> float:
         """Seconds of audio read so far (the input's duration once iteration has finished)."""
-        if self._job.time_map is not None:  # the stream holds only the speech VAD kept
-            return self._job.time_map.original_samples / SAMPLE_RATE_HZ
-        return self._job.stream.samples / SAMPLE_RATE_HZ
+        return self._state.audio_s
 
     @property
     def processed_s(self) -> float:
         """Seconds of audio transcribed so far."""
-        return self._job.processed_s if not self._job.done else self.audio_s
+        return self._state.transcribed_s
 
 
 def run_windows(

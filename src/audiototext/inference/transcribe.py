@@ -6,6 +6,9 @@ A :class:`Transcriber` holds one loaded model. Each input is read in 30-s chunks
 (:mod:`audiototext.audio.feature_stream`), and decoded window by window by Whisper's seek loop
 (:mod:`audiototext.inference.seek`), so a 3-hour file never sits in memory.
 
+With ``TranscribeOptions.batch_size`` above 1, one input is instead cut at pauses into chunks
+of speech of up to 30 s, decoded ``batch_size`` at a time (:mod:`audiototext.inference.batched`).
+
 Several inputs can be transcribed together in two ways:
 
 * :meth:`Transcriber.transcribe_each` runs ``jobs`` inputs at once, each on its own thread with
@@ -32,10 +35,12 @@ from audiototext.audio.chunks import chunks_between, input_chunks
 from audiototext.audio.decode import AudioSource
 from audiototext.audio.feature_stream import BLOCK_S, FeatureStream
 from audiototext.audio.pauses import SPLIT_MIN_PART_S, split_at_pauses
+from audiototext.audio.speech_chunks import BATCH_VAD, SpeechChunker
 from audiototext.audio.speech_only import TRANSCRIBE_VAD, TimeMap, speech_only
 from audiototext.audio.vad import SileroVad
 from audiototext.errors import AudioToTextError, ConfigError
 from audiototext.inference.alignment import Word
+from audiototext.inference.batched import BatchedRun, run_batches
 from audiototext.inference.options import TranscribeOptions
 from audiototext.inference.ort_session import Device, OrtConfig
 from audiototext.inference.parallel import (
@@ -122,6 +127,9 @@ class Transcriber:
         first ``next()`` for files, as decoding is streamed).
         """
         opts = options or TranscribeOptions()
+        if opts.batch_size > 1:
+            run = self._batched_run(audio, opts)
+            return Transcription(run_batches(self.model, run, opts, progress), run)
         job = self._job(0, audio, opts)
         return Transcription(self._drive([job], opts, progress), job)
 
@@ -151,9 +159,15 @@ class Transcriber:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         opts = options or TranscribeOptions()
         self.check_options(opts)  # a bad option fails once, before any input is read
-        if opts.vad:
+        if opts.vad or opts.batch_size > 1:
             self._ensure_vad()  # created once, not raced for by the jobs
         if len(inputs) == 1 and jobs > 1:
+            if opts.batch_size > 1:
+                raise ConfigError(
+                    f"a single input is either cut into {jobs} parts done side by side (jobs) "
+                    f"or into chunks decoded {opts.batch_size} at a time (batch_size), not "
+                    "both: batching alone already keeps the cores busy"
+                )
             source = inputs[0]
             yield split_and_rejoin(
                 source,
@@ -219,8 +233,14 @@ class Transcriber:
         inputs: Sequence[AudioSource | NDArray[np.floating]],
         options: TranscribeOptions | None = None,
     ) -> list[list[Segment]]:
-        """Transcribe several inputs together, their windows encoded and decoded as batches."""
+        """Transcribe several inputs together, their windows encoded and decoded as batches
+        (the seek loop of each; ``options.batch_size`` is for one long input and must be 1)."""
         opts = options or TranscribeOptions()
+        if opts.batch_size > 1:
+            raise ConfigError(
+                "transcribe_batch already batches its inputs' windows; batch_size (chunks of "
+                "one input decoded together) applies to transcribe and transcribe_each"
+            )
         jobs = [self._job(i, a, opts) for i, a in enumerate(inputs)]
         out: list[list[Segment]] = [[] for _ in jobs]
         for job_index, segment in run_windows(self.model, jobs, opts, None):
@@ -281,6 +301,18 @@ class Transcriber:
         if opts.initial_prompt:
             job.all_tokens.extend(self.model.tokenizer.encode(" " + opts.initial_prompt.strip()))
         return job
+
+    def _batched_run(
+        self, audio: AudioSource | NDArray[np.floating], opts: TranscribeOptions
+    ) -> BatchedRun:
+        language = self.check_options(opts)
+        chunker = SpeechChunker(
+            input_chunks(audio), self._ensure_vad(), opts.vad_options or BATCH_VAD
+        )
+        run = BatchedRun(chunker, language)
+        if opts.initial_prompt:
+            run.prompt_tokens = self.model.tokenizer.encode(" " + opts.initial_prompt.strip())
+        return run
 
     def _drive(
         self, jobs: list[Job], opts: TranscribeOptions, progress: ProgressCallback | None
