@@ -7,6 +7,11 @@ namespace: aioice offers no loopback address), with the converted tiny.en the te
     PYTHONPATH=src .venv/bin/python bench/transport_latency.py --runs 6
     PYTHONPATH=src .venv/bin/python bench/transport_latency.py --transports grpc,realtime,grpc24k
 
+Clients run in processes of their own (``--client``, one per run; WebRTC's stays in the
+bench's, which is the server's, as it needs the namespace): a client in the server's process
+competes with it for the GIL and the event loop, which adds to the transport it measures.
+``--in-process`` runs every client in the server's process (the earlier way).
+
 For the realtime socket the final is the first
 ``conversation.item.input_audio_transcription.completed`` event (server_vad, the engine's own
 endpoint silence as for the others).
@@ -15,7 +20,7 @@ Runs rotate between the transports (each run starts with the next one) on one se
 the real engine (int8); each sends
 one espeak-ng sentence at real time with 0.5 s of silence before and 1.5 s after, and the
 time from the last sample of speech leaving the client to the final's arrival is reported
-(median and every run). FINISH is sent only after the trailing silence, so the final comes
+(median, p95 and every run). FINISH is sent only after the trailing silence, so the final comes
 from the engine's own end-of-utterance detection, as with a person speaking.
 
 Both clients send a block as soon as its time starts (the WebSocket a 100-ms chunk, WebRTC a
@@ -32,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -150,6 +156,54 @@ async def realtime_latency(
     return 1000 * (at - (capture_t0 + speech_end_s)), run.completed()[0]["transcript"]
 
 
+_SEPARATE = ("grpc", "grpc24k", "websocket", "realtime")  # clients a --client process runs
+
+
+async def client_latency(
+    kind: str, grpc_target: str, http_port: int, audio: NDArray[np.float32], end_s: float
+) -> tuple[float, str]:
+    """One run of a client of ``kind`` (in the calling process)."""
+    if kind == "grpc":
+        return await grpc_latency(grpc_target, audio, end_s)
+    if kind == "grpc24k":
+        return await grpc_latency(grpc_target, audio, end_s, rate=24_000)
+    if kind == "websocket":
+        url = f"ws://127.0.0.1:{http_port}/api/v1/stream"
+        return await ws_latency(url, audio, end_s)
+    if kind == "realtime":
+        return await realtime_latency(http_port, audio, end_s)
+    raise ValueError(f"no client process for {kind!r}")
+
+
+async def client_process(
+    kind: str, grpc_target: str, http_port: int, audio: NDArray[np.float32], end_s: float
+) -> tuple[float, str]:
+    """One run of a client of ``kind`` in a process of its own; the server's process only
+    waits for it (the times are taken in the client)."""
+    with tempfile.NamedTemporaryFile(suffix=".npy") as f:
+        np.save(f, audio)
+        f.flush()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--client", kind, "--grpc-target", grpc_target,
+            "--http-port", str(http_port), "--audio", f.name, "--end-s", repr(end_s),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} client exited with {proc.returncode}")
+    answer = json.loads(out.decode().strip().splitlines()[-1])
+    return float(answer["ms"]), str(answer["text"])
+
+
+def run_client(args: argparse.Namespace) -> None:
+    """``--client``: one run, its result as a JSON line on stdout."""
+    audio = np.load(args.audio)
+    ms, text = asyncio.run(
+        client_latency(args.client, args.grpc_target, args.http_port, audio, args.end_s)
+    )
+    print(json.dumps({"ms": ms, "text": text}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per transport")
@@ -160,7 +214,16 @@ def main() -> None:
         help="comma-separated, from grpc, websocket, webrtc, realtime, grpc24k (gRPC with "
         "24-kHz audio); gRPC is the reference",
     )
+    parser.add_argument("--in-process", action="store_true", help="clients in the server's process")
+    parser.add_argument("--client", choices=_SEPARATE, help=argparse.SUPPRESS)
+    parser.add_argument("--grpc-target", help=argparse.SUPPRESS)
+    parser.add_argument("--http-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--audio", help=argparse.SUPPRESS)
+    parser.add_argument("--end-s", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client:
+        run_client(args)
+        return
     built = [p for p in fixtures_root().glob("tiny-en-cache-*") if p.is_dir()]
     cache = args.cache or max(built, key=_mtime)
     recognizer = StreamingRecognizer.load(
@@ -183,17 +246,13 @@ def main() -> None:
                 n = len(kinds)
                 for kind in kinds[i % n :] + kinds[: i % n]:
                     await settled(recognizer)
-                    if kind == "grpc":
-                        ms, text = await grpc_latency(f"{host}:{srv.port}", audio, end_s)
-                    elif kind == "grpc24k":
-                        target = f"{host}:{srv.port}"
-                        ms, text = await grpc_latency(target, audio, end_s, rate=24_000)
-                    elif kind == "websocket":
-                        ms, text = await ws_latency(f"ws://{base}/stream", audio, end_s)
-                    elif kind == "realtime":
-                        ms, text = await realtime_latency(srv.http.port, audio, end_s)
-                    else:
+                    target = f"{host}:{srv.port}"
+                    if kind == "webrtc":
                         ms, text = await rtc_latency(f"http://{base}/webrtc/offer", audio, end_s)
+                    elif args.in_process:
+                        ms, text = await client_latency(kind, target, srv.http.port, audio, end_s)
+                    else:
+                        ms, text = await client_process(kind, target, srv.http.port, audio, end_s)
                     results[kind].append(ms)
                     print(f"run {i + 1} {kind:9s} end of speech -> final {ms:6.0f} ms  {text!r}")
 
@@ -204,12 +263,20 @@ def main() -> None:
         asyncio.run(measure())
     recognizer.close()
     grpc_median = statistics.median(results["grpc"])
+    grpc_p95 = _p95(results["grpc"])
     for kind, values in results.items():
-        median = statistics.median(values)
+        median, p95 = statistics.median(values), _p95(values)
         print(
             f"{kind:9s} median {median:6.0f} ms ({median - grpc_median:+.0f} ms against gRPC)"
-            f"  runs {_fmt(values)}"
+            f"  p95 {p95:6.0f} ms ({p95 - grpc_p95:+.0f})  runs {_fmt(values)}"
         )
+
+
+def _p95(values: list[float]) -> float:
+    """The 95th percentile, interpolated between the runs."""
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
 def _mtime(path: Path) -> float:
