@@ -36,12 +36,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import websockets
@@ -67,11 +69,14 @@ from support.netns import namespace, run_inside  # noqa: E402
 from support.speech import SpeechSynthesizer, resample, with_silence  # noqa: E402
 
 LEAD_S, TAIL_S = 0.5, 1.5
+Run = tuple[float, str, float]  # (end of speech → final ms, text, end of speech: monotonic s)
 
 
-async def ws_latency(
-    url: str, audio: NDArray[np.float32], speech_end_s: float
-) -> tuple[float, str]:
+def _result(final_at: float, end_at: float, text: str) -> Run:
+    return 1000 * (final_at - end_at), text, end_at
+
+
+async def ws_latency(url: str, audio: NDArray[np.float32], speech_end_s: float) -> Run:
     finals: list[float] = []
     texts: list[str] = []
     async with websockets.connect(url, max_size=None) as ws:
@@ -96,12 +101,12 @@ async def ws_latency(
         await ws.send(json.dumps({"control": {"action": "FINISH"}}))
         await receiver
     capture_t0 = t0 - 0.1  # the first 100-ms chunk existed only 100 ms after capture began
-    return 1000 * (finals[0] - (capture_t0 + speech_end_s)), " ".join(texts)
+    return _result(finals[0], capture_t0 + speech_end_s, " ".join(texts))
 
 
 async def grpc_latency(
     target: str, audio: NDArray[np.float32], speech_end_s: float, rate: int = 16_000
-) -> tuple[float, str]:
+) -> Run:
     """``rate`` other than 16 kHz: the audio resampled to it first, so the engine resamples
     it back (the control for the realtime socket's 24 kHz)."""
     from audiototext.client import AsyncClient, StreamSettings, TranscriptUpdate
@@ -129,39 +134,42 @@ async def grpc_latency(
         await asyncio.wait_for(receiver, 120)
         await stream.close()
     capture_t0 = t0 - 0.1  # as the WebSocket's: 100-ms chunks
-    return 1000 * (finals[0] - (capture_t0 + speech_end_s)), " ".join(texts)
+    return _result(finals[0], capture_t0 + speech_end_s, " ".join(texts))
 
 
-async def rtc_latency(
-    url: str, audio: NDArray[np.float32], speech_end_s: float
-) -> tuple[float, str]:
+async def rtc_latency(url: str, audio: NDArray[np.float32], speech_end_s: float) -> Run:
     out = await stream_speech(url, audio)
     assert out.audio_t0 is not None and out.final_at, out.answer
     text = " ".join(f["text"] for f in out.finals)
     capture_t0 = out.audio_t0 - 0.02  # likewise for the first 20-ms frame
-    return 1000 * (out.final_at[0] - (capture_t0 + speech_end_s)), text
+    return _result(out.final_at[0], capture_t0 + speech_end_s, text)
 
 
 async def realtime_latency(
-    port: int, audio: NDArray[np.float32], speech_end_s: float
-) -> tuple[float, str]:
+    port: int, audio: NDArray[np.float32], speech_end_s: float, prefix_padding_ms: int = 300
+) -> Run:
+    """``prefix_padding_ms``: OpenAI's default (300), or the engine's (30) as gRPC has it."""
     run = RealtimeRun()
+    vad = {"type": "server_vad", "prefix_padding_ms": prefix_padding_ms}
     async with connect(port) as conn:
-        await conn.session.update(session={"type": "transcription"})
+        await conn.session.update(
+            session={"type": "transcription", "audio": {"input": {"turn_detection": vad}}}
+        )
         receiver = asyncio.create_task(receive_until(conn, run, lambda r: bool(r.completed())))
         t0 = await send_audio(conn, pcm24k(audio), 48_000)
         await receiver
     at = next(t for t, e in run.events if e["type"].endswith("transcription.completed"))
     capture_t0 = t0 - 0.1  # as the WebSocket's: 100-ms appends
-    return 1000 * (at - (capture_t0 + speech_end_s)), run.completed()[0]["transcript"]
+    return _result(at, capture_t0 + speech_end_s, run.completed()[0]["transcript"])
 
 
-_SEPARATE = ("grpc", "grpc24k", "websocket", "realtime")  # clients a --client process runs
+# Clients a --client process runs; realtime30: the realtime socket with gRPC's 30-ms prefix.
+_SEPARATE = ("grpc", "grpc24k", "websocket", "realtime", "realtime30")
 
 
 async def client_latency(
     kind: str, grpc_target: str, http_port: int, audio: NDArray[np.float32], end_s: float
-) -> tuple[float, str]:
+) -> Run:
     """One run of a client of ``kind`` (in the calling process)."""
     if kind == "grpc":
         return await grpc_latency(grpc_target, audio, end_s)
@@ -172,12 +180,14 @@ async def client_latency(
         return await ws_latency(url, audio, end_s)
     if kind == "realtime":
         return await realtime_latency(http_port, audio, end_s)
+    if kind == "realtime30":
+        return await realtime_latency(http_port, audio, end_s, prefix_padding_ms=30)
     raise ValueError(f"no client process for {kind!r}")
 
 
 async def client_process(
     kind: str, grpc_target: str, http_port: int, audio: NDArray[np.float32], end_s: float
-) -> tuple[float, str]:
+) -> Run:
     """One run of a client of ``kind`` in a process of its own; the server's process only
     waits for it (the times are taken in the client)."""
     with tempfile.NamedTemporaryFile(suffix=".npy") as f:
@@ -192,16 +202,59 @@ async def client_process(
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} client exited with {proc.returncode}")
     answer = json.loads(out.decode().strip().splitlines()[-1])
-    return float(answer["ms"]), str(answer["text"])
+    return float(answer["ms"]), str(answer["text"]), float(answer["end_at"])
 
 
 def run_client(args: argparse.Namespace) -> None:
     """``--client``: one run, its result as a JSON line on stdout."""
     audio = np.load(args.audio)
-    ms, text = asyncio.run(
+    ms, text, end_at = asyncio.run(
         client_latency(args.client, args.grpc_target, args.http_port, audio, args.end_s)
     )
-    print(json.dumps({"ms": ms, "text": text}))
+    # time.monotonic() is CLOCK_MONOTONIC, one clock for every process of the machine.
+    print(json.dumps({"ms": ms, "text": text, "end_at": end_at}))
+
+
+class StageTracer:
+    """``--trace``: where a run's time goes, from the engine's side of the server (this
+    process): the client's end of speech → the engine accepting the chunk with it (ingest)
+    → the VAD's end of speech (endpoint: the silence must arrive) → the final emitted
+    (decode) → the client receiving it (delivery). Wraps ``RecognitionStream.accept`` and
+    ``emit``; the newest stream is the run's."""
+
+    def __init__(self) -> None:
+        from audiototext.streaming.stream import RecognitionStream
+
+        self.accepts: dict[int, list[tuple[float, int]]] = {}
+        self.events: dict[int, list[tuple[float, str]]] = {}
+        accept, emit = RecognitionStream.accept, RecognitionStream.emit
+        tracer = self
+
+        def traced_accept(stream: Any, *a: Any, **k: Any) -> None:
+            accept(stream, *a, **k)
+            received = round(stream.audio_received_s * 16_000)
+            tracer.accepts.setdefault(stream.id, []).append((time.monotonic(), received))
+
+        def traced_emit(stream: Any, item: Any) -> None:
+            kind = "final" if getattr(item, "is_final", False) else type(item).__name__
+            if getattr(item, "kind", None) is not None:
+                kind = f"speech-{item.kind.value}"
+            tracer.events.setdefault(stream.id, []).append((time.monotonic(), kind))
+            emit(stream, item)
+
+        setattr(RecognitionStream, "accept", traced_accept)  # noqa: B010
+        setattr(RecognitionStream, "emit", traced_emit)  # noqa: B010
+
+    def split(self, end_at: float, ms: float, end_sample: float) -> str:
+        sid = max(self.accepts)
+        accepted = next(t for t, n in self.accepts[sid] if n >= end_sample)
+        events = self.events.get(sid, [])
+        vad_end = next((t for t, k in events if k == "speech-end"), math.nan)
+        final = next((t for t, k in events if k == "final"), math.nan)
+        got = end_at + ms / 1000
+        parts = (accepted - end_at, vad_end - accepted, final - vad_end, got - final)
+        names = ("ingest", "endpoint", "decode", "delivery")
+        return "  ".join(f"{n} {1000 * v:5.0f}" for n, v in zip(names, parts, strict=True))
 
 
 def main() -> None:
@@ -211,10 +264,14 @@ def main() -> None:
     parser.add_argument(
         "--transports",
         default="grpc,websocket,webrtc,realtime",
-        help="comma-separated, from grpc, websocket, webrtc, realtime, grpc24k (gRPC with "
+        help="comma-separated, from grpc, websocket, webrtc, realtime, realtime30 (with a "
+        "30-ms prefix padding), grpc24k (gRPC with "
         "24-kHz audio); gRPC is the reference",
     )
     parser.add_argument("--in-process", action="store_true", help="clients in the server's process")
+    parser.add_argument(
+        "--trace", action="store_true", help="split each run: ingest, endpoint, decode, delivery"
+    )
     parser.add_argument("--client", choices=_SEPARATE, help=argparse.SUPPRESS)
     parser.add_argument("--grpc-target", help=argparse.SUPPRESS)
     parser.add_argument("--http-port", type=int, help=argparse.SUPPRESS)
@@ -226,6 +283,7 @@ def main() -> None:
         return
     built = [p for p in fixtures_root().glob("tiny-en-cache-*") if p.is_dir()]
     cache = args.cache or max(built, key=_mtime)
+    tracer = StageTracer() if args.trace else None
     recognizer = StreamingRecognizer.load(
         "tiny.en", RecognizerOptions(max_sessions=4), precision="int8", cache_root=cache
     )
@@ -248,13 +306,21 @@ def main() -> None:
                     await settled(recognizer)
                     target = f"{host}:{srv.port}"
                     if kind == "webrtc":
-                        ms, text = await rtc_latency(f"http://{base}/webrtc/offer", audio, end_s)
+                        ms, text, end_at = await rtc_latency(
+                            f"http://{base}/webrtc/offer", audio, end_s
+                        )
                     elif args.in_process:
-                        ms, text = await client_latency(kind, target, srv.http.port, audio, end_s)
+                        ms, text, end_at = await client_latency(
+                            kind, target, srv.http.port, audio, end_s
+                        )
                     else:
-                        ms, text = await client_process(kind, target, srv.http.port, audio, end_s)
+                        ms, text, end_at = await client_process(
+                            kind, target, srv.http.port, audio, end_s
+                        )
                     results[kind].append(ms)
                     print(f"run {i + 1} {kind:9s} end of speech -> final {ms:6.0f} ms  {text!r}")
+                    if tracer is not None:
+                        print("    " + tracer.split(end_at, ms, 16_000 * end_s))
 
     if "webrtc" in kinds:
         with namespace() as name:
