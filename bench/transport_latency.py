@@ -244,6 +244,18 @@ class StageTracer:
 
         setattr(RecognitionStream, "accept", traced_accept)  # noqa: B010
         setattr(RecognitionStream, "emit", traced_emit)  # noqa: B010
+        # The realtime socket: when its `completed` event has been written to the socket.
+        from audiototext.server.http import openai_realtime
+
+        self.completed_sent: list[float] = []
+        send_all = openai_realtime._Connection.send_all
+
+        async def traced_send_all(conn: Any, events: list[dict[str, Any]]) -> None:
+            await send_all(conn, events)
+            if any(e["type"].endswith("transcription.completed") for e in events):
+                tracer.completed_sent.append(time.monotonic())
+
+        setattr(openai_realtime._Connection, "send_all", traced_send_all)  # noqa: B010
 
     def split(self, end_at: float, ms: float, end_sample: float) -> str:
         sid = max(self.accepts)
@@ -252,8 +264,12 @@ class StageTracer:
         vad_end = next((t for t, k in events if k == "speech-end"), math.nan)
         final = next((t for t, k in events if k == "final"), math.nan)
         got = end_at + ms / 1000
-        parts = (accepted - end_at, vad_end - accepted, final - vad_end, got - final)
-        names = ("ingest", "endpoint", "decode", "delivery")
+        parts = [accepted - end_at, vad_end - accepted, final - vad_end, got - final]
+        names = ["ingest", "endpoint", "decode", "delivery"]
+        sent = [t for t in self.completed_sent if final <= t <= got]
+        if sent:  # the realtime socket: delivery = the server's sending, then the client's
+            parts[-1:] = [sent[0] - final, got - sent[0]]
+            names[-1:] = ["sent", "client"]
         return "  ".join(f"{n} {1000 * v:5.0f}" for n, v in zip(names, parts, strict=True))
 
 
