@@ -70,6 +70,7 @@ from support.speech import SpeechSynthesizer, resample, with_silence  # noqa: E4
 
 LEAD_S, TAIL_S = 0.5, 1.5
 Run = tuple[float, str, float]  # (end of speech → final ms, text, end of speech: monotonic s)
+CLIENT_CPU_S: dict[str, list[float]] = {}  # each client process's CPU seconds per run
 
 
 def _result(final_at: float, end_at: float, text: str) -> Run:
@@ -202,17 +203,20 @@ async def client_process(
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} client exited with {proc.returncode}")
     answer = json.loads(out.decode().strip().splitlines()[-1])
+    CLIENT_CPU_S.setdefault(kind, []).append(float(answer["cpu_s"]))
     return float(answer["ms"]), str(answer["text"]), float(answer["end_at"])
 
 
 def run_client(args: argparse.Namespace) -> None:
     """``--client``: one run, its result as a JSON line on stdout."""
     audio = np.load(args.audio)
+    cpu0 = time.process_time()
     ms, text, end_at = asyncio.run(
         client_latency(args.client, args.grpc_target, args.http_port, audio, args.end_s)
     )
+    cpu_s = time.process_time() - cpu0  # the client's own CPU over the run (not imports)
     # time.monotonic() is CLOCK_MONOTONIC, one clock for every process of the machine.
-    print(json.dumps({"ms": ms, "text": text, "end_at": end_at}))
+    print(json.dumps({"ms": ms, "text": text, "end_at": end_at, "cpu_s": cpu_s}))
 
 
 class StageTracer:
@@ -227,8 +231,13 @@ class StageTracer:
 
         self.accepts: dict[int, list[tuple[float, int]]] = {}
         self.events: dict[int, list[tuple[float, str]]] = {}
-        accept, emit = RecognitionStream.accept, RecognitionStream.emit
+        accept, emit, end = RecognitionStream.accept, RecognitionStream.emit, RecognitionStream.end
+        self.ended: dict[int, float] = {}
         tracer = self
+
+        def traced_end(stream: Any) -> None:
+            tracer.ended[stream.id] = time.monotonic()
+            end(stream)
 
         def traced_accept(stream: Any, *a: Any, **k: Any) -> None:
             accept(stream, *a, **k)
@@ -244,6 +253,7 @@ class StageTracer:
 
         setattr(RecognitionStream, "accept", traced_accept)  # noqa: B010
         setattr(RecognitionStream, "emit", traced_emit)  # noqa: B010
+        setattr(RecognitionStream, "end", traced_end)  # noqa: B010
         # The realtime socket: when its `completed` event has been written to the socket.
         from audiototext.server.http import openai_realtime
 
@@ -270,7 +280,14 @@ class StageTracer:
         if sent:  # the realtime socket: delivery = the server's sending, then the client's
             parts[-1:] = [sent[0] - final, got - sent[0]]
             names[-1:] = ["sent", "client"]
-        return "  ".join(f"{n} {1000 * v:5.0f}" for n, v in zip(names, parts, strict=True))
+        # Streams open when the final came (others slow speculation: SHARED_PAUSE_MS).
+        open_ = sum(
+            1
+            for i, acc in self.accepts.items()
+            if acc[0][0] <= final and self.ended.get(i, math.inf) > final
+        )
+        split = "  ".join(f"{n} {1000 * v:5.0f}" for n, v in zip(names, parts, strict=True))
+        return f"{split}  streams open {open_}"
 
 
 def main() -> None:
@@ -352,6 +369,12 @@ def main() -> None:
             f"{kind:9s} median {median:6.0f} ms ({median - grpc_median:+.0f} ms against gRPC)"
             f"  p95 {p95:6.0f} ms ({p95 - grpc_p95:+.0f})  runs {_fmt(values)}"
         )
+    _client_cpu()
+
+
+def _client_cpu() -> None:
+    for kind, values in CLIENT_CPU_S.items():
+        print(f"{kind:9s} client CPU per run: median {statistics.median(values):.2f} s")
 
 
 def _p95(values: list[float]) -> float:
