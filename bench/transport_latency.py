@@ -233,6 +233,7 @@ class StageTracer:
         self.events: dict[int, list[tuple[float, str]]] = {}
         accept, emit, end = RecognitionStream.accept, RecognitionStream.emit, RecognitionStream.end
         self.ended: dict[int, float] = {}
+        self.stages: dict[str, list[tuple[float, float, float]]] = {}
         tracer = self
 
         def traced_end(stream: Any) -> None:
@@ -267,7 +268,21 @@ class StageTracer:
 
         setattr(openai_realtime._Connection, "send_all", traced_send_all)  # noqa: B010
 
-    def split(self, end_at: float, ms: float, end_sample: float) -> str:
+    def summary(self) -> None:
+        """Per transport: end of speech → the VAD's end (ingest + endpoint), decode, delivery
+        (the engine's final → the client): median, mean and p95 over the runs."""
+        for kind, rows in self.stages.items():
+            parts = []
+            for name, values in zip(
+                ("to VAD end", "decode", "delivery"), zip(*rows, strict=True), strict=True
+            ):
+                v = list(values)
+                parts.append(
+                    f"{name} {statistics.median(v):4.0f}/{statistics.mean(v):4.0f}/{_p95(v):4.0f}"
+                )
+            print(f"{kind:9s} stages ms (median/mean/p95): " + "  ".join(parts))
+
+    def split(self, kind: str, end_at: float, ms: float, end_sample: float) -> str:
         sid = max(self.accepts)
         accepted = next(t for t, n in self.accepts[sid] if n >= end_sample)
         events = self.events.get(sid, [])
@@ -285,6 +300,10 @@ class StageTracer:
             1
             for i, acc in self.accepts.items()
             if acc[0][0] <= final and self.ended.get(i, math.inf) > final
+        )
+        delivery = sum(parts[3:])
+        self.stages.setdefault(kind, []).append(
+            (1000 * (parts[0] + parts[1]), 1000 * parts[2], 1000 * delivery)
         )
         split = "  ".join(f"{n} {1000 * v:5.0f}" for n, v in zip(names, parts, strict=True))
         return f"{split}  streams open {open_}"
@@ -353,7 +372,7 @@ def main() -> None:
                     results[kind].append(ms)
                     print(f"run {i + 1} {kind:9s} end of speech -> final {ms:6.0f} ms  {text!r}")
                     if tracer is not None:
-                        print("    " + tracer.split(end_at, ms, 16_000 * end_s))
+                        print("    " + tracer.split(kind, end_at, ms, 16_000 * end_s))
 
     if "webrtc" in kinds:
         with namespace() as name:
@@ -370,6 +389,8 @@ def main() -> None:
             f"  p95 {p95:6.0f} ms ({p95 - grpc_p95:+.0f})  runs {_fmt(values)}"
         )
     _client_cpu()
+    if tracer is not None:
+        tracer.summary()
 
 
 def _client_cpu() -> None:
