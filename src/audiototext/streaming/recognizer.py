@@ -48,11 +48,7 @@ from audiototext.streaming._lanes import (
     LaneDispatcher,
     PartialBatch,
 )
-from audiototext.streaming._language import (
-    check_language_and_task,
-    initial_prompt,
-    prompt_tokens,
-)
+from audiototext.streaming._language import check_language_and_task, initial_prompt, prompt_tokens
 from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming._merge import merge_committed
 from audiototext.streaming._partial_decode import PartialDecoder
