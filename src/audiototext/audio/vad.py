@@ -76,6 +76,8 @@ class VadOptions:
             ``min_silence_at_max_speech_ms`` if there is one, else just before this length.
         min_silence_duration_ms: silence needed before speech is considered over.
         speech_pad_ms: margin added at both ends of each span.
+        start_pad_ms: the streaming detector's margin before a span instead (the audio kept
+            before speech starts: OpenAI's ``prefix_padding_ms``); ``None``: ``speech_pad_ms``.
         min_silence_at_max_speech_ms: shortest silence where ``max_speech_duration_s`` may cut.
     """
 
@@ -86,6 +88,7 @@ class VadOptions:
     min_silence_duration_ms: int = 100
     speech_pad_ms: int = 30
     min_silence_at_max_speech_ms: int = 98
+    start_pad_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -107,6 +110,8 @@ class VadOptions:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.start_pad_ms is not None and self.start_pad_ms < 0:
+            raise ValueError(f"start_pad_ms must be >= 0, got {self.start_pad_ms}")
 
     @property
     def effective_neg_threshold(self) -> float:
@@ -461,6 +466,10 @@ class SpeechEndpointDetector:
         self._vad = vad
         self._options = options or VadOptions()
         self._pad_samples = int(SAMPLE_RATE_HZ * self._options.speech_pad_ms / 1000)
+        start_pad = self._options.start_pad_ms
+        self._start_pad_samples = (
+            self._pad_samples if start_pad is None else int(SAMPLE_RATE_HZ * start_pad / 1000)
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -578,7 +587,9 @@ class SpeechEndpointDetector:
 
     def _start(self, start: int) -> SpeechEvent:
         self._start_emitted = True
-        return SpeechEvent(SpeechEventKind.START, max(0, start - self._pad_samples, self._last_end))
+        return SpeechEvent(
+            SpeechEventKind.START, max(0, start - self._start_pad_samples, self._last_end)
+        )
 
     def _close(self, start: int, end: int) -> list[SpeechEvent]:
         events = [] if self._start_emitted else [self._start(start)]

@@ -32,6 +32,7 @@ class StreamSettings:
     partial_interval_ms: int = 0  # 0: the server's default
     endpoint_silence_ms: int = 0
     max_segment_s: float = 0.0
+    prompt: str = ""  # names and spellings the speech may contain (StreamConfig.prompt)
     chunk_ms: int = 100
     # "auto": PCM16, switching to Opus bit rates when the link cannot carry it.
     compression: Literal["auto", "pcm16", "float32", "opus"] = "auto"

@@ -242,6 +242,7 @@ class Stream:
             partial_interval_ms=s.partial_interval_ms,
             endpoint_silence_ms=s.endpoint_silence_ms,
             max_segment_s=s.max_segment_s,
+            prompt=s.prompt,
         )
         if self.session_id:
             cfg.session_id = self.session_id

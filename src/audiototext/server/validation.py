@@ -103,6 +103,17 @@ def stream_spec(
             endpoint_silence_ms=cfg.endpoint_silence_ms or defaults.endpoint_silence_ms,
             max_segment_s=cfg.max_segment_s or defaults.max_segment_s,
             max_buffered_s=max_buffered_s,
+            prompt=cfg.prompt,
+            vad_threshold=(
+                round(cfg.vad_threshold, 6)  # the wire's float32 back to the decimal sent
+                if cfg.HasField("vad_threshold")
+                else defaults.vad_threshold
+            ),
+            prefix_padding_ms=(
+                cfg.prefix_padding_ms
+                if cfg.HasField("prefix_padding_ms")
+                else defaults.prefix_padding_ms
+            ),
         )
     except ValueError as exc:
         raise StatusError(Status.INVALID_ARGUMENT, f"StreamConfig: {exc}") from exc

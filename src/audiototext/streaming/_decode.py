@@ -126,6 +126,30 @@ def max_new_tokens_for(duration_s: float) -> int:
     return int(12 + 10 * duration_s)
 
 
+def fit_context(
+    model: WhisperModel,
+    prompts: Sequence[Sequence[int]],
+    prefixes: Sequence[Sequence[int]],
+    budgets: Sequence[int],
+) -> tuple[list[list[int]], list[int]]:
+    """Each row's prompt and budget within the decoder's context (``max_text_tokens``): a text
+    prompt's oldest tokens (``<|startofprev|>`` context) give way first, then the budget."""
+    tok = model.tokenizer
+    limit = model.max_text_tokens
+    out_prompts: list[list[int]] = []
+    out_budgets: list[int] = []
+    for prompt, prefix, budget in zip(prompts, prefixes, budgets, strict=True):
+        row = list(prompt)
+        over = len(row) + len(prefix) + budget - limit
+        if over > 0 and row and row[0] == tok.sot_prev and tok.sot in row:
+            sot_at = row.index(tok.sot)
+            context = row[1:sot_at][over:]
+            row = ([tok.sot_prev, *context] if context else []) + row[sot_at:]
+        out_prompts.append(row)
+        out_budgets.append(max(1, min(budget, limit - len(row) - len(prefix))))
+    return out_prompts, out_budgets
+
+
 def _log_softmax(x: FloatArray) -> FloatArray:
     m = x.max(axis=-1, keepdims=True)
     shifted = x - m
@@ -156,6 +180,7 @@ def greedy_decode(
     tok = model.tokenizer
     suppress = np.asarray(sorted(set(tok.default_suppress_tokens()) | {tok.no_timestamps}))
     begin = np.asarray(tok.metadata.begin_suppress_tokens, dtype=np.int64)
+    prompts, budgets = fit_context(model, prompts, prefixes, budgets)
     full = [[*p, *f] for p, f in zip(prompts, prefixes, strict=True)]
     kv, logits, no_speech = prefill_prompts(model, cross, full)
 
@@ -259,6 +284,7 @@ def beam_decode(
     tok = model.tokenizer
     suppress = np.asarray(sorted(set(tok.default_suppress_tokens()) | {tok.no_timestamps}))
     begin = np.asarray(tok.metadata.begin_suppress_tokens, dtype=np.int64)
+    prompts, budgets = fit_context(model, prompts, prefixes, budgets)
     full = [[*p, *f] for p, f in zip(prompts, prefixes, strict=True)]
     kv, logits, no_speech = prefill_prompts(model, cross, full)
     vocab = logits.shape[1]

@@ -1,5 +1,9 @@
 """The language and task of a stream: what its model can do, and its decoding prompt.
 
+A stream with a text prompt (``StreamOptions.prompt``) has its tokens as earlier speech,
+``<|startofprev|>`` before the start sequence, in every decoding, as file transcription's
+initial prompt conditions its first window: names and spellings it holds become likely.
+
 A stream that did not name a language, on a multilingual model, has it detected once, from
 its first final's audio padded to a 30-s window (Whisper's language-token probabilities after
 ``<|startoftranscript|>``, as file transcription does; one extra encoder pass per stream), on
@@ -22,6 +26,7 @@ __all__ = [
     "fix_language",
     "initial_prompt",
     "needs_detection",
+    "prompt_tokens",
     "stream_prompt",
 ]
 
@@ -53,10 +58,28 @@ def check_model(tok: Any, model_name: str | None, opts: Any) -> None:
     check_language_and_task(tok, loaded, opts.language, opts.task)
 
 
-def _text_prompt(tok: Any, language: str | None, task: str) -> list[int]:
-    """<|startoftranscript|>, language and task (multilingual models), <|notimestamps|>."""
+def prompt_tokens(model: WhisperModel, text: str) -> tuple[int, ...]:
+    """The tokens of a stream's text prompt; ConfigError when they exceed the half of the
+    decoder's context Whisper gives earlier text (as file transcription's 223 tokens)."""
+    text = text.strip()
+    if not text:
+        return ()
+    tokens = tuple(model.tokenizer.encode(" " + text))
+    limit = model.max_text_tokens // 2 - 1
+    if len(tokens) > limit:
+        raise ConfigError(
+            f"the prompt is {len(tokens)} tokens long; at most {limit} fit the decoder's "
+            "context: shorten it to the names and words the speech may contain"
+        )
+    return tokens
+
+
+def _text_prompt(tok: Any, language: str | None, task: str, context: Sequence[int]) -> list[int]:
+    """[<|startofprev|>, context], <|startoftranscript|>, language and task (multilingual
+    models), <|notimestamps|>."""
     sot = tok.sot_sequence(language, task) if tok.multilingual else tok.sot_sequence(None)
-    return [*sot, tok.no_timestamps]
+    before = [tok.sot_prev, *context] if context else []
+    return [*before, *sot, tok.no_timestamps]
 
 
 def initial_prompt(tok: Any, stream: Any) -> list[int]:
@@ -65,7 +88,7 @@ def initial_prompt(tok: Any, stream: Any) -> list[int]:
     in; the lane replaces it before decoding."""
     options = stream.options
     language = options.language or stream.detected_language or "en"
-    return _text_prompt(tok, language, options.task)
+    return _text_prompt(tok, language, options.task, getattr(stream, "prompt_tokens", ()))
 
 
 def needs_detection(tok: Any, stream: Any) -> bool:
@@ -111,4 +134,4 @@ def stream_prompt(
         language = detect_language(model, cross.take([row]))
         if final:
             stream.detected_language = language
-    return _text_prompt(tok, language, options.task)
+    return _text_prompt(tok, language, options.task, getattr(stream, "prompt_tokens", ()))

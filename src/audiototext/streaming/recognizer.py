@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from audiototext.audio import SAMPLE_RATE_HZ, SileroVad, SpeechEndpointDetector, VadOptions
+from audiototext.audio import SAMPLE_RATE_HZ, SileroVad
 from audiototext.inference.ort_session import OrtConfig
 from audiototext.inference.whisper import WhisperModel
 from audiototext.streaming._decode import DecodingCancelled
@@ -48,7 +48,7 @@ from audiototext.streaming._lanes import (
     LaneDispatcher,
     PartialBatch,
 )
-from audiototext.streaming._language import check_model, initial_prompt
+from audiototext.streaming._language import check_model, initial_prompt, prompt_tokens
 from audiototext.streaming._load import LoadMonitor
 from audiototext.streaming._merge import merge_committed
 from audiototext.streaming._partial_decode import PartialDecoder
@@ -57,7 +57,7 @@ from audiototext.streaming._swap import ModelSwap, SwapDone
 from audiototext.streaming._trace import FinalTrace
 from audiototext.streaming.checkpoint import StreamCheckpoint, restore_checkpoint, take_checkpoint
 from audiototext.streaming.options import RecognizerOptions
-from audiototext.streaming.stream import RecognitionStream
+from audiototext.streaming.stream import RecognitionStream, stream_detector
 from audiototext.streaming.types import (
     EngineStats,
     OverloadedError,
@@ -164,6 +164,7 @@ class StreamingRecognizer:
         :class:`OverloadedError` when at capacity or behind real time."""
         opts = options or StreamOptions()
         check_model(self.model.tokenizer, self.model_name, opts)
+        prompt = prompt_tokens(self.model, opts.prompt)
         with self._cv:
             if self._closing:
                 raise OverloadedError("the recognizer is shutting down")
@@ -175,17 +176,15 @@ class StreamingRecognizer:
                 raise OverloadedError(
                     "compute cannot keep up with the open streams in real time; retry later"
                 )
-            detector = SpeechEndpointDetector(
-                self._vad,
-                VadOptions(
-                    min_silence_duration_ms=opts.endpoint_silence_ms,
-                    max_speech_duration_s=opts.max_segment_s,
-                    speech_pad_ms=30,
-                ),
-            )
             # One utterance (at most max_segment_s) plus the context around it.
-            ring_s = opts.max_segment_s + 2 * self.options.context_pad_ms / 1000 + 5.0
+            ring_s = (
+                opts.max_segment_s
+                + (2 * self.options.context_pad_ms + opts.prefix_padding_ms) / 1000
+                + 5.0
+            )
+            detector = stream_detector(self._vad, opts)
             session = RecognitionStream(self._wake, self._next_id, opts, detector, ring_s)
+            session.prompt_tokens = prompt
             if restore is not None:
                 restore_checkpoint(session, restore)
             self._sessions[session.id] = session

@@ -24,7 +24,7 @@ import numpy as np
 import soxr
 from numpy.typing import NDArray
 
-from audiototext.audio import SAMPLE_RATE_HZ, SpeechEndpointDetector
+from audiototext.audio import SAMPLE_RATE_HZ, SileroVad, SpeechEndpointDetector, VadOptions
 from audiototext.audio import SpeechEventKind as VadEventKind
 from audiototext.streaming._ring import SampleRing
 from audiototext.streaming.checkpoint import StreamCheckpoint
@@ -35,6 +35,7 @@ from audiototext.streaming.state import (
     StreamSchedule,
 )
 from audiototext.streaming.types import (
+    SPEECH_PAD_MS,
     BufferFullError,
     SpeechEvent,
     SpeechEventKind,
@@ -42,7 +43,7 @@ from audiototext.streaming.types import (
     StreamResult,
 )
 
-__all__ = ["RecognitionStream"]
+__all__ = ["RecognitionStream", "stream_detector"]
 
 FloatArray = NDArray[np.float32]
 MIN_RATE_HZ = 8_000
@@ -78,6 +79,20 @@ def _no_wake() -> None:
     """The wake callback of an ended stream."""
 
 
+def stream_detector(vad: SileroVad, options: StreamOptions) -> SpeechEndpointDetector:
+    """The speech endpoint detector of a stream with ``options`` (its own VAD state)."""
+    return SpeechEndpointDetector(
+        vad,
+        VadOptions(
+            threshold=options.vad_threshold,
+            min_silence_duration_ms=options.endpoint_silence_ms,
+            max_speech_duration_s=options.max_segment_s,
+            speech_pad_ms=SPEECH_PAD_MS,
+            start_pad_ms=options.prefix_padding_ms,
+        ),
+    )
+
+
 class RecognitionStream:
     """A client stream; create with :meth:`StreamingRecognizer.open`."""
 
@@ -94,6 +109,8 @@ class RecognitionStream:
         # Without options.language on a multilingual model: the language found in its first
         # decoded audio (set by the lane that decoded it; see _language.py).
         self.detected_language: str | None = None
+        # options.prompt's tokens (set by the recognizer, which has the tokenizer).
+        self.prompt_tokens: tuple[int, ...] = ()
         self._wake = wake  # tells the recognizer's worker there is something to do
         self._lock = threading.Lock()
         # -- shared (under _lock)

@@ -22,7 +22,10 @@ from audiototext.errors import AudioToTextError
 
 __all__ = [
     "MAX_PARTIAL_INTERVAL_MS",
+    "MAX_PREFIX_PADDING_MS",
+    "MAX_PROMPT_CHARS",
     "MIN_PARTIAL_INTERVAL_MS",
+    "SPEECH_PAD_MS",
     "BufferFullError",
     "EngineStats",
     "OverloadedError",
@@ -36,6 +39,11 @@ __all__ = [
 # The partial interval a stream (or serve --partial-interval-ms) may choose.
 MIN_PARTIAL_INTERVAL_MS = 100
 MAX_PARTIAL_INTERVAL_MS = 10_000
+SPEECH_PAD_MS = 30  # the streaming VAD's margin around each utterance (both ends by default)
+MAX_PREFIX_PADDING_MS = 2_000  # audio a stream may keep before speech starts
+# A prompt's text, checked before tokenising; its tokens are limited by the model (open()).
+MAX_PROMPT_CHARS = 2_000
+DEFAULT_VAD_THRESHOLD = 0.5  # Silero's own
 
 
 class OverloadedError(AudioToTextError):
@@ -56,6 +64,11 @@ class StreamOptions:
     endpoint_silence_ms: int = 200  # VAD silence that ends an utterance (see bench/NOTES.md)
     max_segment_s: float = 20.0  # an utterance longer than this is finalised anyway
     max_buffered_s: float = 30.0
+    # Text (names, spelling, style) decoded as earlier speech (<|startofprev|>) before every
+    # utterance, as file transcription's initial prompt; tokenised once when the stream opens.
+    prompt: str = ""
+    vad_threshold: float = DEFAULT_VAD_THRESHOLD  # speech probability that starts speech
+    prefix_padding_ms: int = SPEECH_PAD_MS  # audio before detected speech start kept in it
 
     def __post_init__(self) -> None:
         if self.task not in ("transcribe", "translate"):
@@ -71,6 +84,12 @@ class StreamOptions:
             raise ValueError("max_segment_s must be between 1 and 30")
         if not 1.0 <= self.max_buffered_s <= 600.0:
             raise ValueError("max_buffered_s must be between 1 and 600")
+        if not isinstance(self.prompt, str) or len(self.prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt must be text of at most {MAX_PROMPT_CHARS} characters")
+        if not 0.0 < self.vad_threshold < 1.0:
+            raise ValueError("vad_threshold must be between 0 and 1 (exclusive)")
+        if not 0 <= self.prefix_padding_ms <= MAX_PREFIX_PADDING_MS:
+            raise ValueError(f"prefix_padding_ms must be between 0 and {MAX_PREFIX_PADDING_MS}")
 
 
 @dataclass(frozen=True)

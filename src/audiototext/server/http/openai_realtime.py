@@ -127,12 +127,16 @@ class _Stream:
             sample_rate_hz=s.sample_rate_hz,
             channels=1,
             interim_results=True,
+            prompt=s.prompt,
         )
-        if s.turn_detection is None:
+        vad = s.turn_detection
+        if vad is None:
             cfg.endpoint_silence_ms = _MANUAL_SILENCE_MS
             cfg.max_segment_s = _MANUAL_MAX_SEGMENT_S
         else:
-            cfg.endpoint_silence_ms = s.turn_detection.silence_duration_ms
+            cfg.endpoint_silence_ms = vad.silence_duration_ms
+            cfg.vad_threshold = vad.threshold
+            cfg.prefix_padding_ms = vad.prefix_padding_ms
         return cfg
 
     def _may_send(self, ms: float) -> bool:

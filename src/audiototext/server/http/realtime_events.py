@@ -17,6 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from audiototext.audio.g711 import G711_RATE_HZ
+from audiototext.streaming.types import (
+    DEFAULT_VAD_THRESHOLD,
+    MAX_PREFIX_PADDING_MS,
+    MAX_PROMPT_CHARS,
+)
 
 __all__ = [
     "PCM_RATE_HZ",
@@ -56,12 +61,13 @@ class RealtimeError(Exception):
 
 @dataclass(frozen=True)
 class VadSettings:
-    """``server_vad``. Only ``silence_duration_ms`` changes the engine (its endpoint silence);
-    ``threshold`` and ``prefix_padding_ms`` are echoed: the engine's Silero VAD and its 300 ms
-    of context before speech are engine-wide."""
+    """``server_vad``, each field the stream's own: ``threshold`` is the Silero speech
+    probability that starts speech, ``prefix_padding_ms`` the audio before detected speech
+    that belongs to it (``speech_started.audio_start_ms`` includes it), ``silence_duration_ms``
+    the silence that ends an utterance."""
 
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
+    threshold: float = DEFAULT_VAD_THRESHOLD
+    prefix_padding_ms: int = 300  # OpenAI's default
     silence_duration_ms: int = 200  # the engine's default endpoint silence
 
 
@@ -72,7 +78,7 @@ class RealtimeSettings:
     format: str = "audio/pcm"
     model: str = "whisper-1"  # as the client named it; resolved to a server model on use
     language: str = ""
-    prompt: str = ""  # accepted and echoed; the streaming engine takes no prompt
+    prompt: str = ""  # conditions the decoder (StreamOptions.prompt)
     turn_detection: VadSettings | None = VadSettings()  # None: manual commits
 
     @property
@@ -128,10 +134,19 @@ def _vad(value: Any, current: VadSettings | None, param: str) -> VadSettings | N
             param=f"{param}.type",
         )
     vad = current or VadSettings()
-    if "threshold" in fields and fields["threshold"] is not None:
-        vad = replace(vad, threshold=_number(fields["threshold"], f"{param}.threshold", 0, 1))
+    if fields.get("threshold") is not None:
+        threshold = _number(fields["threshold"], f"{param}.threshold", 0, 1)
+        if threshold in (0, 1):  # every frame, or none, would be speech
+            raise RealtimeError(
+                f"{param}.threshold must be between 0 and 1, exclusive (higher ignores "
+                "quieter speech; the default is 0.5)",
+                param=f"{param}.threshold",
+            )
+        vad = replace(vad, threshold=threshold)
     if fields.get("prefix_padding_ms") is not None:
-        pad = _number(fields["prefix_padding_ms"], f"{param}.prefix_padding_ms", 0, 10_000)
+        pad = _number(
+            fields["prefix_padding_ms"], f"{param}.prefix_padding_ms", 0, MAX_PREFIX_PADDING_MS
+        )
         vad = replace(vad, prefix_padding_ms=int(pad))
     if fields.get("silence_duration_ms") is not None:
         silence = _number(
@@ -156,7 +171,16 @@ def _transcription(settings: RealtimeSettings, value: Any, param: str) -> Realti
     if "language" in fields:
         settings = replace(settings, language=_text(fields["language"], f"{param}.language"))
     if "prompt" in fields:
-        settings = replace(settings, prompt=_text(fields["prompt"], f"{param}.prompt"))
+        prompt = _text(fields["prompt"], f"{param}.prompt")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise RealtimeError(
+                f"{param}.prompt is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} "
+                "(and half the model's text context in tokens) are taken: keep the names and words "
+                "the speech may contain",
+                param=f"{param}.prompt",
+                code="string_above_max_length",
+            )
+        settings = replace(settings, prompt=prompt)
     return settings
 
 

@@ -29,7 +29,7 @@ TRANSCRIBE: Task
 TRANSLATE: Task
 
 class StreamConfig(_message.Message):
-    __slots__ = ("model", "language", "encoding", "sample_rate_hz", "channels", "interim_results", "partial_interval_ms", "endpoint_silence_ms", "max_segment_s", "session_id", "resume_from_seq", "resume_from_event", "task", "device")
+    __slots__ = ("model", "language", "encoding", "sample_rate_hz", "channels", "interim_results", "partial_interval_ms", "endpoint_silence_ms", "max_segment_s", "session_id", "resume_from_seq", "resume_from_event", "task", "device", "prompt", "vad_threshold", "prefix_padding_ms")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,9 @@ class StreamConfig(_message.Message):
     RESUME_FROM_EVENT_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    VAD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_PADDING_MS_FIELD_NUMBER: _ClassVar[int]
     model: str
     language: str
     encoding: AudioEncoding
@@ -58,7 +61,10 @@ class StreamConfig(_message.Message):
     resume_from_event: int
     task: Task
     device: str
-    def __init__(self, model: _Optional[str] = ..., language: _Optional[str] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., interim_results: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., max_segment_s: _Optional[float] = ..., session_id: _Optional[str] = ..., resume_from_seq: _Optional[int] = ..., resume_from_event: _Optional[int] = ..., task: _Optional[_Union[Task, str]] = ..., device: _Optional[str] = ...) -> None: ...
+    prompt: str
+    vad_threshold: float
+    prefix_padding_ms: int
+    def __init__(self, model: _Optional[str] = ..., language: _Optional[str] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., interim_results: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., max_segment_s: _Optional[float] = ..., session_id: _Optional[str] = ..., resume_from_seq: _Optional[int] = ..., resume_from_event: _Optional[int] = ..., task: _Optional[_Union[Task, str]] = ..., device: _Optional[str] = ..., prompt: _Optional[str] = ..., vad_threshold: _Optional[float] = ..., prefix_padding_ms: _Optional[int] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("seq", "data", "encoding")
