@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 __all__ = [
     "Final",
     "HistoryReader",
+    "Origin",
     "Page",
     "SearchHit",
     "SessionInfo",
@@ -24,6 +25,9 @@ __all__ = [
 ]
 
 Source = Literal["stream", "file"]
+# Who transcribed a final: the server, or the page in the browser while the server was
+# unreachable (uploaded afterwards: POST /api/v1/sessions/{id}/segments).
+Origin = Literal["server", "local"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Final:
     end_s: float
     text: str
     words: tuple[Word, ...] = ()  # empty when the transcription had no word timings
+    origin: Origin = "server"
 
 
 @dataclass(frozen=True)
