@@ -22,6 +22,8 @@ import { Waveform } from "./waveform.js";
 
 const $ = (id) => document.getElementById(id);
 const DEVICE_KEY = "audiototext.device";
+const HANDOVER_AFTER_MS = 3000; // a lost server not back by then: transcribe in the browser
+const MAX_TAIL_CHUNKS = 1200; // 2 min of 100-ms chunks kept since the last final
 
 async function boot() {
   const wanted = pickLocale(navigator.languages || [navigator.language]);
@@ -119,6 +121,7 @@ class Page {
       onSpeech: (kind, timeS) => {
         wrap.dataset.localSpeechS = timeS.toFixed(2); // before the flag: observers read both
         this.waveform.localSpeech(kind, timeS);
+        this.session?.local?.speech(kind);
       },
       onState: (state, detail) => {
         wrap.dataset.localVad = state;
@@ -226,21 +229,60 @@ class Page {
   }
 
   async start() {
-    const t = this.t;
     this.showError("");
     this.note.textContent = "";
     this.setButton("starting");
-    const session = { audioS: 0, startS: this.streamedS, stopping: false };
-    const extraConfig = this.models.streamConfig(); // model, language, task and device of this session
+    // streamS: capture time at which the current server stream's time 0 falls; tail: the
+    // chunks since its last final, what local transcription starts from (handover.js)
+    const session = { audioS: 0, startS: this.streamedS, stopping: false, streamS: 0, tail: [], locals: 0 };
+    session.extraConfig = this.models.streamConfig(); // model, language, task and device of this session
+    session.capture = new MicCapture({
+      onChunk: (data) => {
+        session.tail.push({ data, s: session.audioS });
+        if (session.tail.length > MAX_TAIL_CHUNKS) session.tail.shift();
+        session.audioS += data.byteLength / 32000;
+        if (!session.local?.push(data)) session.client?.sendAudio(data);
+      },
+      onEnded: () => {
+        this.showError(this.t("mic.ended"));
+        this.stop();
+      },
+    });
+    try {
+      await session.capture.start(this.mic.value);
+    } catch (err) {
+      this.showError(this.t(mediaErrorKey(err)));
+      this.setButton("idle");
+      return;
+    }
+    this.session = session;
+    this.refreshMicrophones(); // labels are readable once permission was granted
+    this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
+    this.localVad.attach(session.capture);
+    this.connect(session);
+    this.setButton("recording");
+  }
+
+  /** A server stream for the session's audio from now on (the first, or after a hand-back). */
+  connect(session) {
+    const t = this.t;
+    const ref = {};
+    const mine = () => this.session === session && session.client === ref.client;
     const handlers = {
       onState: (state, detail) => {
-        if (this.session === session) this.status.setTransport(state, detail);
-        if (state === "reconnecting" && this.session === session) {
+        if (!mine()) return;
+        this.status.setTransport(state, detail);
+        if (state === "reconnecting") {
           this.note.textContent = t("stream.reconnecting");
+          session.lostTimer ??= setTimeout(() => this.goLocal(session), HANDOVER_AFTER_MS);
+        } else if (state === "connected") {
+          clearTimeout(session.lostTimer);
+          session.lostTimer = null;
         }
       },
       onStarted: (started, outcome) => {
-        if (outcome === "new") this.model.beginSession(session.startS);
+        if (!mine()) return;
+        if (outcome === "new") this.model.beginSession(session.startS + session.streamS);
         if (started && started.session_id) this.reportNetwork(started.session_id);
         if (outcome === "restarted") {
           this.model.beginSession(session.startS + session.audioS);
@@ -249,7 +291,13 @@ class Page {
           this.note.textContent = t("stream.resumed");
         }
       },
-      onResult: (result, seq) => this.view.update(this.model.apply(result, seq)),
+      onResult: (result, seq) => {
+        if (!mine()) return;
+        this.view.update(this.model.apply(result, seq));
+        if (!result.is_final) return;
+        const end = session.streamS + (result.segments.at(-1)?.end_s ?? 0);
+        while (session.tail.length && session.tail[0].s + 0.1 <= end) session.tail.shift();
+      },
       onSpeechEvent: (e) => this.waveform.speechEvent(e.kind, e.time_s),
       onMetrics: (m) => {
         this.diagnostics.onMetrics(m);
@@ -258,13 +306,18 @@ class Page {
       onAck: (a) => this.diagnostics.onAck(a),
       onRtt: (_ms, smoothed) => this.status.setRtt(smoothed),
       onServerError: (e) => this.showError(t("stream.server_error", { message: e.message || e.code })),
-      onClosed: (error) => this.onClosed(session, error),
+      onClosed: async (error) => {
+        if (!mine()) return;
+        // The server is gone for good (or never came): carry on in the browser if possible.
+        if (error && !session.stopping && (await this.goLocal(session))) return;
+        this.onClosed(session, error);
+      },
       onRtcStats: (s) => this.diagnostics.onRtcStats(s),
       onFallback: () => {
-        if (this.session === session) this.note.textContent = t("stream.fallback");
+        if (mine()) this.note.textContent = t("stream.fallback");
       },
     };
-    session.client = new AutoTransport({
+    ref.client = session.client = new AutoTransport({
       handlers,
       makeRtc: (h) =>
         webrtcWanted()
@@ -272,7 +325,7 @@ class Page {
               offerUrl: () => apiBase() + "/webrtc/offer",
               track: () => session.capture.stream.getAudioTracks()[0],
               token: getToken,
-              extraConfig,
+              extraConfig: session.extraConfig,
               handlers: h,
             })
           : null,
@@ -280,33 +333,66 @@ class Page {
         new StreamClient({
           url: () => streamUrl(location, apiBase() + "/stream"),
           protocols: () => streamProtocols(getToken()),
-          extraConfig,
+          extraConfig: session.extraConfig,
           handlers: h,
         }),
     });
-    session.capture = new MicCapture({
-      onChunk: (data) => {
-        session.audioS += data.byteLength / 32000;
-        session.client.sendAudio(data);
+    session.client.start();
+  }
+
+  /** Local transcription from the server's last final on (handover.js); false if impossible. */
+  async goLocal(session) {
+    clearTimeout(session.lostTimer);
+    session.lostTimer = null;
+    if (session.local || session.stopping || this.session !== session) return false;
+    const { LocalMode, keptListing } = await import("./handover.js");
+    const listing = await keptListing();
+    if (!listing || session.local || session.stopping) return false;
+    const old = session.client;
+    const sessionId = old?.client?.state?.sessionId || old?.client?.sessionId || "";
+    session.client = null; // its events are ignored from now on
+    old?.abort();
+    const fromS = session.tail.length ? session.tail[0].s : session.audioS;
+    this.model.beginSession(session.startS + fromS);
+    let n = 0;
+    const local = new LocalMode({
+      listing,
+      sessionId,
+      sessionStartS: session.streamS,
+      fromS,
+      tag: `L${++session.locals}`,
+      onSegment: (s) => {
+        const span = { start_s: s.start, end_s: s.end, text: s.text };
+        this.view.update(this.model.apply({ utterance_id: n++, is_final: true, text: s.text, segments: [span], origin: "local" }));
       },
-      onEnded: () => {
-        this.showError(t("mic.ended"));
-        this.stop();
+      onBack: () => {
+        session.local = null;
+        session.streamS = session.audioS;
+        session.tail = [];
+        document.body.dataset.mode = "server";
+        this.note.textContent = this.t("local.back");
+        this.connect(session);
+      },
+      onUploaded: (count, error) => {
+        this.note.textContent = error ? this.t("local.unsaved", { message: error }) : this.t("local.saved", { n: count });
+        if (!error) this.history.reload();
       },
     });
+    session.local = local;
+    this.status.setTransport("local", {});
+    this.note.textContent = this.t("local.on");
+    document.body.dataset.mode = "local";
+    const threads = globalThis.crossOriginIsolated ? Math.min(2, navigator.hardwareConcurrency || 1) : 1;
     try {
-      await session.capture.start(this.mic.value);
+      await local.start(session.tail.map((c) => c.data), threads);
     } catch (err) {
-      this.showError(t(mediaErrorKey(err)));
-      this.setButton("idle");
-      return;
+      console.warn("local transcription failed:", err);
+      session.local = null;
+      this.note.textContent = this.t("local.failed", { message: err.message || String(err) });
+      this.connect(session);
+      return true;
     }
-    this.session = session;
-    this.refreshMicrophones(); // labels are readable once permission was granted
-    this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
-    this.localVad.attach(session.capture);
-    session.client.start();
-    this.setButton("recording");
+    return true;
   }
 
   async stop() {
@@ -314,11 +400,16 @@ class Page {
     if (!session || session.stopping) return;
     session.stopping = true;
     this.setButton("stopping");
-    if (session.client.transport === "connected") {
+    if (session.client?.transport === "connected") {
       this.status.setTransport("finishing", { kind: session.client.kind });
     }
     this.waveform.detach();
     await session.capture.stop();
+    if (session.local) {
+      await session.local.finish();
+      this.onClosed(session, null);
+      return;
+    }
     await session.client.finish();
   }
 
@@ -327,7 +418,8 @@ class Page {
     if (!session) return;
     this.waveform.detach();
     session.capture.stop();
-    session.client.abort();
+    session.local?.stop();
+    session.client?.abort();
   }
 
   onClosed(session, error) {
