@@ -14,12 +14,14 @@
 
 import { apiBase, authHeaders } from "./api.js";
 import { LocalAsr } from "./local-asr.js";
-export { keptListing } from "./model-store.js";
+import { keptListing } from "./model-store.js";
 
 const PROBE_EVERY_MS = 1000;
 const MAX_WAIT_FOR_PAUSE_MS = 10000; // hand back mid-speech after this (a word may be cut)
 const MAX_UTTERANCE_CHUNKS = 250; // 25 s: close a local utterance the VAD never ends
 const UPLOAD_ATTEMPTS = 5;
+const PREROLL_CHUNKS = 10;
+const BYTES_PER_S = 32000; // PCM16 at 16 kHz
 
 function toFloat(pcm16) {
   const ints = new Int16Array(pcm16);
@@ -46,14 +48,19 @@ export class LocalMode {
     this.asr = null;
     this.pending = []; // chunks before the worker is ready
     this.segments = [];
-    this.inSpeech = false;
     this.closeNext = false;
     this.openChunks = 0;
     this.returningSince = 0;
     this.back = false;
     this.stopped = false;
     this.ready = false;
+    this.inSpeech = !!o.inSpeech; // the VAD's state when the server was lost
     this.utterances = 0; // closed so far
+    this.decoded = 0; // of them, decoded ("done")
+    this.starts = []; // per utterance: {workerS, captureS} of its first chunk
+    this.preroll = []; // [chunk, captureS] of the last second of silence
+    this.seenS = o.fromS; // capture time of the next chunk
+    this.fedS = 0; // audio given to the worker
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
   }
 
@@ -61,18 +68,29 @@ export class LocalMode {
   async start(chunks, threads) {
     this.asr = new LocalAsr({
       onSegment: (s) => {
-        const id = `${this.tag}.${this.segments.length + 1}`;
-        this.segments.push({ id, start: s.start, end: s.end, text: s.text });
-        this.onSegment(s);
+        // Worker time counts only the audio fed (silence between utterances is not):
+        // back to capture time through the utterance's first chunk.
+        const at = this.starts[s.utterance];
+        const shift = at.captureS - at.workerS - this.fromS;
+        const segment = { ...s, start: s.start + shift, end: s.end + shift };
+        this.segments.push({ ...segment, id: `${this.tag}.${this.segments.length + 1}` });
+        this.onSegment(segment);
       },
-      onDone: (d) => {
-        if (this.back && d.utterance === this.lastUtterance) this.resolveFinished();
+      onDone: () => {
+        this.decoded += 1;
+        if (this.back && this.decoded >= this.utterances) this.resolveFinished();
       },
       onError: (message) => console.warn("local transcription:", message),
     });
     await this.asr.start(this.listing, { threads });
-    for (const data of [...chunks, ...this.pending.splice(0)]) this.feed(data);
+    // What was said since the server's last final: one utterance, closed unless still going.
+    for (const data of chunks) {
+      this.feed(data);
+      this.seenS += data.byteLength / BYTES_PER_S;
+    }
+    if (!this.inSpeech) this.close();
     this.ready = true;
+    for (const data of this.pending.splice(0)) this.push(data);
     this.probe();
   }
 
@@ -83,32 +101,51 @@ export class LocalMode {
       this.pending.push(data);
       return true;
     }
-    if (this.returningSince && (!this.inSpeech || Date.now() - this.returningSince > MAX_WAIT_FOR_PAUSE_MS)) {
-      this.feed(data, true);
+    const waited = this.returningSince && Date.now() - this.returningSince > MAX_WAIT_FOR_PAUSE_MS;
+    if (this.returningSince && ((!this.inSpeech && !this.closeNext) || waited)) {
+      this.close(); // between utterances: the next chunk is the new server stream's first
       this.back = true;
-      this.lastUtterance = this.utterances - 1;
+      if (this.decoded >= this.utterances) this.resolveFinished();
       this.onBack();
       this.upload();
-      return true;
+      return false;
     }
-    this.feed(data);
+    if (this.inSpeech || this.openChunks > 0) {
+      this.feed(data);
+      if (this.closeNext || this.openChunks >= MAX_UTTERANCE_CHUNKS) this.close();
+    } else {
+      // Silence between utterances is not decoded (Whisper makes words of it); the last
+      // second is kept, as the VAD says "speech" a little after it starts.
+      this.preroll.push([data, this.seenS]);
+      if (this.preroll.length > PREROLL_CHUNKS) this.preroll.shift();
+    }
+    this.seenS += data.byteLength / BYTES_PER_S;
     return true;
   }
 
-  feed(data, end = false) {
+  feed(data, captureS = this.seenS) {
+    if (this.openChunks === 0) this.starts[this.utterances] = { workerS: this.fedS, captureS };
     this.openChunks += 1;
-    const close = end || this.closeNext || this.openChunks >= MAX_UTTERANCE_CHUNKS;
-    this.asr.feed(toFloat(data), { end: close });
-    if (close) {
-      this.closeNext = false;
-      this.openChunks = 0;
-      this.utterances += 1;
-    }
+    this.asr.feed(toFloat(data));
+    this.fedS += data.byteLength / BYTES_PER_S;
   }
 
-  /** The browser's VAD: an utterance ends (closed with the next chunk) or begins. */
+  /** Ends the open utterance (the worker decodes what is left of it). */
+  close() {
+    this.closeNext = false;
+    if (this.openChunks === 0) return;
+    this.asr.feed(new Float32Array(0), { end: true });
+    this.openChunks = 0;
+    this.utterances += 1;
+  }
+
+  /** The browser's VAD: an utterance begins (the preroll goes first) or ends. */
   speech(kind) {
     this.inSpeech = kind === "BEGIN";
+    if (kind === "BEGIN" && this.ready && this.openChunks === 0) {
+      for (const [data, at] of this.preroll) this.feed(data, at);
+      this.preroll = [];
+    }
     if (kind === "END" && this.openChunks > 0) this.closeNext = true;
   }
 
@@ -165,9 +202,9 @@ export class LocalMode {
   async finish() {
     if (this.back) return;
     this.back = true;
-    if (this.ready && this.openChunks > 0) {
-      this.feed(new ArrayBuffer(0), true);
-      this.lastUtterance = this.utterances - 1;
+    if (this.ready) {
+      this.close();
+      if (this.decoded >= this.utterances) this.resolveFinished();
       await Promise.race([this.finished, new Promise((resolve) => setTimeout(resolve, 30000))]);
     }
     this.stop();
@@ -177,4 +214,63 @@ export class LocalMode {
     this.stopped = true;
     this.asr?.stop();
   }
+}
+
+/**
+ * Switches a recording session of the page (main.js's Page) to local transcription: the
+ * server client is dropped, the chunks kept since its last final go to the worker first.
+ * Returns false when no model is kept in this browser.
+ */
+export async function goLocal(page, session) {
+  const listing = await keptListing();
+  if (!listing || session.local || session.stopping) return false;
+  const old = session.client;
+  const sessionId = old?.client?.state?.sessionId || old?.client?.sessionId || "";
+  session.client = null; // its events are ignored from now on
+  old?.abort();
+  session.lostAt ??= performance.now();
+  const fromS = session.tail.length ? session.tail[0].s : session.audioS;
+  page.model.beginSession(session.startS + fromS);
+  let n = 0;
+  const local = new LocalMode({
+    listing,
+    sessionId,
+    sessionStartS: session.streamS,
+    fromS,
+    inSpeech: page.vadSpeaking,
+    tag: `L${++session.locals}`,
+    onSegment: (s) => {
+      // From the loss to the first local text (bench/handover.py reads it).
+      document.body.dataset.localAfterMs ??= Math.round(performance.now() - (session.lostAt ?? performance.now()));
+      const span = { start_s: s.start, end_s: s.end, text: s.text };
+      page.view.update(page.model.apply({ utterance_id: n++, is_final: true, text: s.text, segments: [span], origin: "local" }));
+    },
+    onBack: () => {
+      session.local = null;
+      session.streamS = session.audioS;
+      session.tail = [];
+      document.body.dataset.mode = "server";
+      page.note.textContent = page.t("local.back");
+      page.connect(session);
+    },
+    onUploaded: (count, error) => {
+      page.note.textContent = error ? page.t("local.unsaved", { message: error }) : page.t("local.saved", { n: count });
+      if (!error) page.history.reload();
+    },
+  });
+  session.local = local;
+  page.status.setTransport("local", {});
+  page.note.textContent = page.t("local.on");
+  document.body.dataset.mode = "local";
+  const threads = globalThis.crossOriginIsolated ? Math.min(2, navigator.hardwareConcurrency || 1) : 1;
+  try {
+    await local.start(session.tail.map((c) => c.data), threads);
+  } catch (err) {
+    console.warn("local transcription failed:", err);
+    session.local = null;
+    page.note.textContent = page.t("local.failed", { message: err.message || String(err) });
+    page.connect(session);
+    return true;
+  }
+  return true;
 }

@@ -121,6 +121,7 @@ class Page {
       onSpeech: (kind, timeS) => {
         wrap.dataset.localSpeechS = timeS.toFixed(2); // before the flag: observers read both
         this.waveform.localSpeech(kind, timeS);
+        this.vadSpeaking = kind === "BEGIN";
         this.session?.local?.speech(kind);
       },
       onState: (state, detail) => {
@@ -240,8 +241,9 @@ class Page {
       onChunk: (data) => {
         session.tail.push({ data, s: session.audioS });
         if (session.tail.length > MAX_TAIL_CHUNKS) session.tail.shift();
+        const local = session.local?.push(data); // false: handed back at this chunk
         session.audioS += data.byteLength / 32000;
-        if (!session.local?.push(data)) session.client?.sendAudio(data);
+        if (!local) session.client?.sendAudio(data);
       },
       onEnded: () => {
         this.showError(this.t("mic.ended"));
@@ -274,10 +276,11 @@ class Page {
         this.status.setTransport(state, detail);
         if (state === "reconnecting") {
           this.note.textContent = t("stream.reconnecting");
+          session.lostAt ??= performance.now();
           session.lostTimer ??= setTimeout(() => this.goLocal(session), HANDOVER_AFTER_MS);
         } else if (state === "connected") {
           clearTimeout(session.lostTimer);
-          session.lostTimer = null;
+          session.lostTimer = session.lostAt = null;
         }
       },
       onStarted: (started, outcome) => {
@@ -345,55 +348,9 @@ class Page {
     clearTimeout(session.lostTimer);
     session.lostTimer = null;
     if (session.local || session.stopping || this.session !== session) return false;
-    const { LocalMode, keptListing } = await import("./handover.js");
-    const listing = await keptListing();
-    if (!listing || session.local || session.stopping) return false;
-    const old = session.client;
-    const sessionId = old?.client?.state?.sessionId || old?.client?.sessionId || "";
-    session.client = null; // its events are ignored from now on
-    old?.abort();
-    const fromS = session.tail.length ? session.tail[0].s : session.audioS;
-    this.model.beginSession(session.startS + fromS);
-    let n = 0;
-    const local = new LocalMode({
-      listing,
-      sessionId,
-      sessionStartS: session.streamS,
-      fromS,
-      tag: `L${++session.locals}`,
-      onSegment: (s) => {
-        const span = { start_s: s.start, end_s: s.end, text: s.text };
-        this.view.update(this.model.apply({ utterance_id: n++, is_final: true, text: s.text, segments: [span], origin: "local" }));
-      },
-      onBack: () => {
-        session.local = null;
-        session.streamS = session.audioS;
-        session.tail = [];
-        document.body.dataset.mode = "server";
-        this.note.textContent = this.t("local.back");
-        this.connect(session);
-      },
-      onUploaded: (count, error) => {
-        this.note.textContent = error ? this.t("local.unsaved", { message: error }) : this.t("local.saved", { n: count });
-        if (!error) this.history.reload();
-      },
-    });
-    session.local = local;
-    this.status.setTransport("local", {});
-    this.note.textContent = this.t("local.on");
-    document.body.dataset.mode = "local";
-    const threads = globalThis.crossOriginIsolated ? Math.min(2, navigator.hardwareConcurrency || 1) : 1;
-    try {
-      await local.start(session.tail.map((c) => c.data), threads);
-    } catch (err) {
-      console.warn("local transcription failed:", err);
-      session.local = null;
-      this.note.textContent = this.t("local.failed", { message: err.message || String(err) });
-      this.connect(session);
-      return true;
-    }
-    return true;
+    return (await import("./handover.js")).goLocal(this, session);
   }
+
 
   async stop() {
     const session = this.session;
