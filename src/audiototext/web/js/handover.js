@@ -83,14 +83,14 @@ export class LocalMode {
       onError: (message) => console.warn("local transcription:", message),
     });
     await this.asr.start(this.listing, { threads });
-    // What was said since the server's last final: one utterance, closed unless still going.
-    for (const data of chunks) {
+    // What was said since the server's last final and while the model loaded: one
+    // utterance (the VAD's events meanwhile found nothing open), closed unless still going.
+    for (const data of [...chunks, ...this.pending.splice(0)]) {
       this.feed(data);
       this.seenS += data.byteLength / BYTES_PER_S;
     }
     if (!this.inSpeech) this.close();
     this.ready = true;
-    for (const data of this.pending.splice(0)) this.push(data);
     this.probe();
   }
 
