@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import websockets
 from numpy.typing import NDArray
+from websockets.typing import Subprotocol
 
 from audiototext.server.app import GrpcServer, ServerConfig
 from audiototext.server.engine import Engine
@@ -164,7 +165,11 @@ class WsStreamer:
     ) -> None:
         self.url = url
         # serve --token: offered as the page does, beside the protocol's name
-        self.subprotocols = ["audiototext.v1", f"audiototext.token.{token}"] if token else None
+        self.subprotocols = (
+            [Subprotocol("audiototext.v1"), Subprotocol(f"audiototext.token.{token}")]
+            if token
+            else None
+        )
         self.config = dict(stream_config or PCM16_CONFIG)
         self.out = WsRun()
         self._session_id = ""
