@@ -7,11 +7,12 @@ ports comes up; the page hands back and uploads its segments.
 
 Per run: the page's time from the loss (its stream's first "reconnecting") to the first local
 text, of which 3 s is the wait before giving up on the server (HANDOVER_AFTER_MS) and the rest
-the worker's start (runtime and model from the Cache API) and the decoding of what was said
-since the last final; the time from the new server's first answer to the upload's answer; the
-WER of the server part and of the local part against the sentences spoken. Local real-time
-factor with 1 and 2 threads, and the WER of local against server text on the test clips, are
-bench/local_asr.py's.
+the worker's start (runtime and model from the Cache API; loss_to_ready) and the decoding of
+what was said since the last final (here the second sentence ends about 8 s after the kill, so
+the first local text waits for it); the time from the new server's first answer to the
+upload's answer; the WER of the server part and of the local part against the sentences.
+Local real-time factor with 1 and 2 threads, and the WER of local against server text on the
+test clips, are bench/local_asr.py's.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ async def one_run(wav: Path, first: Server, second: Server) -> dict[str, Any]:
         first.kill9()
         await value_when_truthy(page, f"{FINALS}.some(f => f[0] === 'local')", 120)
         out["loss_to_local_ms"] = int(await page.evaluate("document.body.dataset.localAfterMs"))
+        out["loss_to_ready_ms"] = int(await page.evaluate("document.body.dataset.localReadyMs"))
         await value_when_truthy(page, f"{FINALS}.some(f => /station|morning/i.test(f[1]))", 60)
         second.start()
         up = time.monotonic()
@@ -85,7 +87,13 @@ def main() -> None:
                 second.stop()
             print(f"run {n + 1}: {result}", flush=True)
             runs.append(result)
-    for key in ("loss_to_local_ms", "back_to_saved_s", "server_wer", "local_wer"):
+    for key in (
+        "loss_to_ready_ms",
+        "loss_to_local_ms",
+        "back_to_saved_s",
+        "server_wer",
+        "local_wer",
+    ):
         values = [r[key] for r in runs]
         print(
             f"{key}: median {statistics.median(values):.3f} (min {min(values):.3f}, "

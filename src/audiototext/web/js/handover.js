@@ -265,6 +265,8 @@ export async function goLocal(page, session) {
   const threads = globalThis.crossOriginIsolated ? Math.min(2, navigator.hardwareConcurrency || 1) : 1;
   try {
     await local.start(session.tail.map((c) => c.data), threads);
+    // From the loss to the worker decoding (bench/handover.py reads it).
+    document.body.dataset.localReadyMs = Math.round(performance.now() - session.lostAt);
   } catch (err) {
     console.warn("local transcription failed:", err);
     session.local = null;
