@@ -20,3 +20,25 @@ test("text without an immediate repeat of 2+ words is unchanged", () => {
     assert.equal(collapseLoop(text), text.trim());
   }
 });
+
+test("a closing utterance's unfinished rest that repeats its last piece is dropped", async () => {
+  const { LocalSession } = await import(web("js/local-asr-session.js"));
+  const piece = (text, start, end) => ({ text, start, end, tokens: [1] });
+  const engine = {
+    windowSeconds: 30,
+    // Whisper looping after the last timestamp pair: the rest says the sentence again.
+    transcribe: async (audio) => ({
+      consumedS: audio.length / 16000,
+      pieces: [piece("We will meet at the train station tomorrow morning.", 0.5, 3.2)],
+      rest: piece("We will meet at the train station tomorrow morning,", 3.2, 6.0),
+      noSpeechProb: 0.01,
+      avgLogprob: -0.2,
+    }),
+  };
+  const messages = [];
+  const session = new LocalSession(engine, { timestamps: true, maxNewTokens: null }, (m) => messages.push(m));
+  session.push(new Float32Array(16000 * 6));
+  await session.decode(true);
+  const texts = messages.filter((m) => m.type === "segment").map((m) => m.text);
+  assert.deepEqual(texts, ["We will meet at the train station tomorrow morning."]);
+});

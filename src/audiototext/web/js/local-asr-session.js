@@ -119,9 +119,10 @@ export class LocalSession {
       if (!/[\p{L}\p{N}]/u.test(piece.text)) continue; // no word in it
       piece = { ...piece, text: collapseLoop(piece.text) };
       // A greedy decoder's repetition loop (streaming/_decode.collapse_repeats, by piece): a
-      // piece said again at once, or a trailing fragment of the one before, is dropped.
-      const said = piece.text.toLowerCase();
-      const fragment = n === pieces.length - 1 && !/[.!?]$/.test(said) && previous.startsWith(said);
+      // piece said again at once, or a trailing fragment of the one before, is dropped;
+      // compared without case or punctuation ("morning." then the unfinished "morning,").
+      const said = piece.text.toLowerCase().replace(/[^\p{L}\p{N}' ]/gu, "").trim();
+      const fragment = n === pieces.length - 1 && !/[.!?]$/.test(piece.text) && previous.startsWith(said);
       if (said === previous || fragment) continue;
       previous = said;
       this.emit({
