@@ -84,9 +84,12 @@ export class LocalMode {
     });
     await this.asr.start(this.listing, { threads });
     // What was said since the server's last final and while the model loaded: one
-    // utterance (the VAD's events meanwhile found nothing open), closed unless still going.
+    // utterance from a second before the VAD's first speech in it (none: nothing to decode),
+    // closed unless still going.
+    const from = this.speechFrom(this.fromS);
     for (const data of [...chunks, ...this.pending.splice(0)]) {
-      this.feed(data);
+      if (from !== null && this.seenS >= from - 1) this.feed(data);
+      else this.keep(data);
       this.seenS += data.byteLength / BYTES_PER_S;
     }
     if (!this.inSpeech) this.close();
@@ -114,13 +117,17 @@ export class LocalMode {
       this.feed(data);
       if (this.closeNext || this.openChunks >= MAX_UTTERANCE_CHUNKS) this.close();
     } else {
-      // Silence between utterances is not decoded (Whisper makes words of it); the last
-      // second is kept, as the VAD says "speech" a little after it starts.
-      this.preroll.push([data, this.seenS]);
-      if (this.preroll.length > PREROLL_CHUNKS) this.preroll.shift();
+      this.keep(data);
     }
     this.seenS += data.byteLength / BYTES_PER_S;
     return true;
+  }
+
+  /** Silence between utterances is not decoded (Whisper makes words of it); its last second
+   * is kept, as the VAD says "speech" a little after it starts. */
+  keep(data) {
+    this.preroll.push([data, this.seenS]);
+    if (this.preroll.length > PREROLL_CHUNKS) this.preroll.shift();
   }
 
   feed(data, captureS = this.seenS) {
@@ -238,6 +245,7 @@ export async function goLocal(page, session) {
     sessionStartS: session.streamS,
     fromS,
     inSpeech: page.vadSpeaking,
+    speechFrom: (t) => speechFrom(page.vadLog, t),
     tag: `L${++session.locals}`,
     onSegment: (s) => {
       // From the loss to the first local text (bench/handover.py reads it).
@@ -275,4 +283,15 @@ export async function goLocal(page, session) {
     return true;
   }
   return true;
+}
+
+/** Capture time of the speech under way at `t` or of the first after it (the VAD's log of
+ * [kind, timeS]); null when the VAD heard none since. */
+function speechFrom(log, t) {
+  let inSpeech = false;
+  for (const [kind, at] of log) {
+    if (at <= t) inSpeech = kind === "BEGIN";
+    else if (kind === "BEGIN") return inSpeech ? t : at;
+  }
+  return inSpeech ? t : null;
 }

@@ -67,6 +67,7 @@ class Page {
       },
     });
     this.waveform = new Waveform($("wave"));
+    this.vadLog = [];
     this.localVad = this.makeLocalVad();
     this.session = null;
     this.streamedS = 0; // audio streamed by earlier sessions: their place on the timeline
@@ -122,6 +123,8 @@ class Page {
         wrap.dataset.localSpeechS = timeS.toFixed(2); // before the flag: observers read both
         this.waveform.localSpeech(kind, timeS);
         this.vadSpeaking = kind === "BEGIN";
+        this.vadLog.push([kind, timeS]); // where local transcription starts (handover.js)
+        if (this.vadLog.length > 200) this.vadLog.shift();
         this.session?.local?.speech(kind);
       },
       onState: (state, detail) => {
@@ -298,10 +301,15 @@ class Page {
         if (!mine()) return;
         this.view.update(this.model.apply(result, seq));
         if (!result.is_final) return;
-        const end = session.streamS + (result.segments.at(-1)?.end_s ?? 0);
+        // Up to the server's end of that speech (its words may end before the audio does).
+        let end = session.streamS + (result.segments.at(-1)?.end_s ?? 0);
+        if (session.speechEndS > end && session.speechEndS < end + 2) end = session.speechEndS;
         while (session.tail.length && session.tail[0].s + 0.1 <= end) session.tail.shift();
       },
-      onSpeechEvent: (e) => this.waveform.speechEvent(e.kind, e.time_s),
+      onSpeechEvent: (e) => {
+        this.waveform.speechEvent(e.kind, e.time_s);
+        if (mine() && e.kind === "END") session.speechEndS = session.streamS + e.time_s;
+      },
       onMetrics: (m) => {
         this.diagnostics.onMetrics(m);
         this.alerts.update(m.alerts);
