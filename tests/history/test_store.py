@@ -389,3 +389,45 @@ def test_reads_run_beside_the_writer_thread(tmp_path: Path) -> None:
     t.join(10)
     writer.close()
     assert not errors
+
+
+def test_a_version_1_file_gains_local_segments_and_keeps_its_finals(tmp_path: Path) -> None:
+    # The schema as version 1 made it (before a page's local segments were kept).
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE sessions (id TEXT PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL,
+            model TEXT NOT NULL, language TEXT NOT NULL, transport TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('stream', 'file')));
+        CREATE TABLE segments (id INTEGER PRIMARY KEY, session_id TEXT NOT NULL
+            REFERENCES sessions (id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+            start_s REAL NOT NULL, end_s REAL NOT NULL, text TEXT NOT NULL, words TEXT,
+            UNIQUE (session_id, seq));
+        CREATE VIRTUAL TABLE segments_fts USING fts5 (text, content = 'segments',
+            content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2');
+        CREATE TRIGGER segments_ai AFTER INSERT ON segments BEGIN
+            INSERT INTO segments_fts (rowid, text) VALUES (new.id, new.text); END;
+        INSERT INTO sessions VALUES ('old', 1.0, 2.0, 'tiny.en', 'en', 'grpc', 'stream');
+        INSERT INTO segments (session_id, seq, start_s, end_s, text)
+            VALUES ('old', 1, 0.0, 1.0, 'said to the server');
+        PRAGMA user_version = 1;
+        """
+    )
+    conn.close()
+    reader = HistoryStore.open(path, create=False, read_only=True)  # the CLI, before a server
+    assert [f.origin for f in reader.get("old").finals] == ["server"]
+    reader.close()
+    store = HistoryStore.open(path)
+    with store.transaction():
+        seqs = store.add_local("old", [("p1", Final(0, 1.5, 2.5, "said in the page"))])
+    assert seqs == [2]
+    with store.transaction():
+        assert store.add_local("old", [("p1", Final(0, 1.5, 2.5, "said in the page"))]) == [None]
+    finals = store.get("old").finals
+    assert [(f.seq, f.text, f.origin) for f in finals] == [
+        (1, "said to the server", "server"),
+        (2, "said in the page", "local"),
+    ]
+    assert [h.final.origin for h in store.search("page", 5)] == ["local"]
+    store.close()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import websockets
 from numpy.typing import NDArray
+from websockets.typing import Subprotocol
 
 from audiototext.server.app import GrpcServer, ServerConfig
 from audiototext.server.engine import Engine
@@ -159,8 +160,16 @@ class WsStreamer:
     event numbers remembered, and after a cut a new socket with ``session_id``,
     ``resume_from_seq`` (the oldest unacknowledged chunk) and ``resume_from_event``."""
 
-    def __init__(self, url: str, stream_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, stream_config: dict[str, Any] | None = None, token: str | None = None
+    ) -> None:
         self.url = url
+        # serve --token: offered as the page does, beside the protocol's name
+        self.subprotocols = (
+            [Subprotocol("audiototext.v1"), Subprotocol(f"audiototext.token.{token}")]
+            if token
+            else None
+        )
         self.config = dict(stream_config or PCM16_CONFIG)
         self.out = WsRun()
         self._session_id = ""
@@ -179,7 +188,7 @@ class WsStreamer:
                 resume_from_seq=resume_from_seq,
                 resume_from_event=self._last_event + 1,
             )
-        self._ws = await websockets.connect(self.url, max_size=None)
+        self._ws = await websockets.connect(self.url, max_size=None, subprotocols=self.subprotocols)
         await self._ws.send(json.dumps({"config": cfg}))
         return asyncio.create_task(self._receive(self._ws))
 

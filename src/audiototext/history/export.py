@@ -34,6 +34,7 @@ def transcript_json(transcript: Transcript) -> dict[str, Any]:
                 "start_s": round(f.start_s, 3),
                 "end_s": round(f.end_s, 3),
                 "text": f.text.strip(),
+                "origin": f.origin,
                 "words": [
                     {"text": w.text, "start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3)}
                     for w in f.words

@@ -32,6 +32,7 @@ class _Entry:
     def __init__(self, info: SessionInfo, max_finals: int) -> None:
         self.info = info
         self.finals: deque[Final] = deque(maxlen=max_finals)
+        self.client_ids: set[str] = set()  # local segments uploaded (POST .../segments)
 
     def summary(self) -> SessionSummary:
         return SessionSummary(
@@ -58,6 +59,38 @@ class RecentTranscripts:
                 entry = self._entries[info.id] = _Entry(info, self.max_finals)
                 self._evict()
             entry.finals.append(final)
+
+    def has(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._entries
+
+    def add_local(
+        self,
+        session_id: str,
+        segments: list[tuple[str, Final]],
+        info: SessionInfo | None = None,
+    ) -> list[Final]:
+        """Append a page's local segments ``(client_id, final)`` to a session held here (or
+        made from ``info``), numbered after its last final, or with the seq given (not 0) when
+        the file numbered them; one already uploaded under its client id is skipped. The
+        finals added."""
+        with self._lock:
+            entry = self._entries.get(session_id)
+            if entry is None and info is not None:
+                entry = self._entries[session_id] = _Entry(info, self.max_finals)
+                self._evict()
+            if entry is None:
+                raise SessionNotFoundError(f"no session {session_id!r} among recent transcripts")
+            added = []
+            for client_id, final in segments:
+                if client_id in entry.client_ids:
+                    continue
+                entry.client_ids.add(client_id)
+                seq = final.seq or (entry.finals[-1].seq + 1 if entry.finals else 1)
+                kept = replace(final, seq=seq, origin="local")
+                entry.finals.append(kept)
+                added.append(kept)
+            return added
 
     def end_session(self, session_id: str, ended_at: float) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "Final",
     "HistoryReader",
+    "Origin",
     "Page",
     "SearchHit",
     "SessionInfo",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 Source = Literal["stream", "file"]
+# Who transcribed a final: the server, or the page in the browser while the server was
+# unreachable (uploaded afterwards: POST /api/v1/sessions/{id}/segments).
+Origin = Literal["server", "local"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Final:
     end_s: float
     text: str
     words: tuple[Word, ...] = ()  # empty when the transcription had no word timings
+    origin: Origin = "server"
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ __all__ = [
     "unavailable",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: segments.origin and client_id (a page's uploaded local segments)
 _BUSY_TIMEOUT_MS = 2000  # a CLI `history rm` holds the write lock for milliseconds
 _MAX_DAYS = 36_500.0
 _MAX_SESSIONS = 100_000_000
@@ -75,8 +75,11 @@ CREATE TABLE IF NOT EXISTS segments (
     end_s REAL NOT NULL,
     text TEXT NOT NULL,
     words TEXT,  -- JSON [[text, start_s, end_s], ...]; NULL without word timings
+    origin TEXT NOT NULL DEFAULT 'server' CHECK (origin IN ('server', 'local')),
+    client_id TEXT,  -- the uploader's id of a local segment (a retried upload is not doubled)
     UNIQUE (session_id, seq)
 );
+CREATE UNIQUE INDEX IF NOT EXISTS segments_by_client ON segments (session_id, client_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5 (
     text, content = 'segments', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
 );
@@ -86,6 +89,14 @@ END;
 CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN
     INSERT INTO segments_fts (segments_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
+"""
+
+# Version 1 files (before local segments) gain the two columns when the server opens them.
+_TO_V2 = """
+ALTER TABLE segments ADD COLUMN origin TEXT NOT NULL DEFAULT 'server'
+    CHECK (origin IN ('server', 'local'));
+ALTER TABLE segments ADD COLUMN client_id TEXT;
+CREATE UNIQUE INDEX segments_by_client ON segments (session_id, client_id);
 """
 
 # A summary per session: count, end of the last segment, and the text's start for a preview.
@@ -175,7 +186,8 @@ def _summary(row: Sequence[object]) -> SessionSummary:
 
 
 def _final(row: Sequence[object]) -> Final:
-    seq, start, end, text, words = row
+    seq, start, end, text, words, origin = row
+    assert origin in ("server", "local")
     return Final(
         seq=int(seq),  # type: ignore[call-overload]
         start_s=float(start),  # type: ignore[arg-type]
@@ -184,6 +196,7 @@ def _final(row: Sequence[object]) -> Final:
         words=tuple(Word(str(t), float(a), float(b)) for t, a, b in json.loads(str(words)))
         if words
         else (),
+        origin=origin,
     )
 
 
@@ -205,6 +218,7 @@ class HistoryStore:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self._origin = "origin"  # the column read as a final's origin ('server' in a v1 file)
 
     # ------------------------------------------------------------------ opening
 
@@ -260,8 +274,9 @@ class HistoryStore:
         # Reading the schema is what finds a file that is not a database ("file is not a
         # database") before the first real query would.
         version = int(c.execute("PRAGMA user_version").fetchone()[0])
+        self._origin = "origin" if version != 1 else "'server'"  # v1: server finals only
         if read_only:
-            if version != SCHEMA_VERSION:
+            if version not in (1, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(
                     f"not an audiototext history (schema version {version}, "
                     f"expected {SCHEMA_VERSION})"
@@ -271,11 +286,14 @@ class HistoryStore:
         if mode.lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL mode (journal mode: {mode})")
         c.execute("PRAGMA synchronous = FULL")
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise sqlite3.DatabaseError(
                 f"history schema version {version} is newer than this audiototext "
                 f"knows ({SCHEMA_VERSION}); upgrade audiototext"
             )
+        if version == 1:
+            c.executescript(f"BEGIN IMMEDIATE; {_TO_V2} PRAGMA user_version = 2; COMMIT;")
+            self._origin = "origin"
         if version == 0:
             if c.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
                 raise sqlite3.DatabaseError("the file is a database of another program")
@@ -330,10 +348,62 @@ class HistoryStore:
             else None
         )
         c.execute(
-            "INSERT OR REPLACE INTO segments (session_id, seq, start_s, end_s, text, words) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (info.id, final.seq, final.start_s, final.end_s, final.text, words),
+            "INSERT OR REPLACE INTO segments (session_id, seq, start_s, end_s, text, words, "
+            "origin) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (info.id, final.seq, final.start_s, final.end_s, final.text, words, final.origin),
         )
+
+    def add_local(
+        self,
+        session_id: str,
+        segments: Sequence[tuple[str, Final]],
+        info: SessionInfo | None = None,
+    ) -> list[int | None]:
+        """Append a page's locally transcribed segments ``(client_id, final)`` to a session,
+        numbered after its last segment (each final's own ``seq`` is not used); ``info``
+        makes the session's row when the file has none yet (a live session without a final).
+        One already stored under its client id is skipped: the seq of each, None if skipped."""
+        c = self._conn
+        if c.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+            if info is None:
+                raise SessionNotFoundError(
+                    f"no session {session_id!r} in the history at {self.path}"
+                )
+            c.execute(
+                "INSERT INTO sessions (id, started_at, ended_at, model, language, transport, "
+                "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.id,
+                    info.started_at,
+                    info.ended_at,
+                    info.model,
+                    info.language,
+                    info.transport,
+                    info.source,
+                ),
+            )
+        added: list[int | None] = []
+        for client_id, final in segments:
+            seq = int(
+                c.execute(
+                    "SELECT coalesce(max(seq), 0) + 1 FROM segments WHERE session_id = ?",
+                    (session_id,),
+                ).fetchone()[0]
+            )
+            cur = c.execute(
+                "INSERT OR IGNORE INTO segments (session_id, seq, start_s, end_s, text, origin, "
+                "client_id) VALUES (?, ?, ?, ?, ?, 'local', ?)",
+                (session_id, seq, final.start_s, final.end_s, final.text, client_id),
+            )
+            added.append(seq if cur.rowcount == 1 else None)
+        return added
+
+    def next_seq(self, session_id: str) -> int:
+        """The seq after the session's last segment (1 for a session not in the file)."""
+        row = self._conn.execute(
+            "SELECT coalesce(max(seq), 0) + 1 FROM segments WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return int(row[0])
 
     def end_session(self, session_id: str, ended_at: float) -> None:
         self._conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (ended_at, session_id))
@@ -396,6 +466,7 @@ class HistoryStore:
         with self._reading():
             rows = self._conn.execute(
                 "SELECT g.session_id, g.seq, g.start_s, g.end_s, g.text, g.words, "
+                f"{'g.' if self._origin == 'origin' else ''}{self._origin}, "
                 "snippet(segments_fts, 0, '[', ']', '…', 16) "
                 "FROM segments_fts JOIN segments g ON g.id = segments_fts.rowid "
                 "WHERE segments_fts MATCH ? ORDER BY rank LIMIT ?",
@@ -405,7 +476,7 @@ class HistoryStore:
                 sid: self._summary_of(sid) for sid in dict.fromkeys(str(r[0]) for r in rows)
             }
         return [
-            SearchHit(session=summaries[str(r[0])], final=_final(r[1:6]), snippet=str(r[6]))
+            SearchHit(session=summaries[str(r[0])], final=_final(r[1:7]), snippet=str(r[7]))
             for r in rows
         ]
 
@@ -413,7 +484,7 @@ class HistoryStore:
         with self._reading():
             summary = self._summary_of(session_id)
             rows = self._conn.execute(
-                "SELECT seq, start_s, end_s, text, words FROM segments "
+                f"SELECT seq, start_s, end_s, text, words, {self._origin} FROM segments "
                 "WHERE session_id = ? ORDER BY seq",
                 (session_id,),
             ).fetchall()

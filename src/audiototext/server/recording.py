@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -159,6 +160,15 @@ class HistoryRecorder:
 
     async def final(self, session: ServerSession, result: StreamResult) -> None:
         """Keep ``result`` (a final); returns once it is committed, or history has given up."""
+        if session.id not in self._finals_sent and session.restored and self.writer is not None:
+            # Resumed from the session store after a restart: number after the file's finals,
+            # which a fresh count would overwrite.
+            with contextlib.suppress(Exception):
+                writer = self.writer
+                done = await asyncio.wait_for(
+                    writer.run(lambda store: store.next_seq(session.id)), self._commit_timeout_s
+                )
+                self._finals_sent[session.id] = done - 1
         seq = self._finals_sent.get(session.id, 0) + 1
         self._finals_sent[session.id] = seq
         info = _stream_info(session)
@@ -171,6 +181,51 @@ class HistoryRecorder:
         )
         self.recent.add_final(info, final)
         await self._commit(lambda store: store.add_final(info, final))
+
+    async def add_local(
+        self, session_id: str, segments: list[tuple[str, Final]], live: ServerSession | None
+    ) -> tuple[int, int]:
+        """A page's locally transcribed segments ``(client_id, final)``, appended to the
+        session's transcript after what it holds (``live``: the session is open on this
+        server, so it may have no final yet). Returns (added, already there): a retried upload
+        is not doubled. :class:`SessionNotFoundError` when neither memory nor the file holds
+        the session and it is not live."""
+        info = _stream_info(live) if live is not None else None
+        writer = self.writer
+        seqs: list[int | None] | None = None
+        if writer is not None:
+            try:
+                seqs = await asyncio.wait_for(
+                    writer.run(lambda store: store.add_local(session_id, segments, info)),
+                    self._commit_timeout_s,
+                )
+            except SessionNotFoundError:
+                if not self.recent.has(session_id):
+                    raise
+            except (TimeoutError, sqlite3.Error) as exc:
+                self._degrade(f"writing local segments to {writer.path} failed: {exc}", writer)
+        if seqs is not None:
+            fresh = [
+                (c, replace(f, seq=n))
+                for (c, f), n in zip(segments, seqs, strict=True)
+                if n is not None
+            ]
+        else:
+            fresh = [(c, replace(f, seq=0)) for c, f in segments]
+        try:
+            kept = self.recent.add_local(session_id, fresh, info)
+        except SessionNotFoundError:
+            if seqs is None:
+                raise
+            kept = []  # in the file only (memory dropped it, or the server restarted)
+        added = sum(n is not None for n in seqs) if seqs is not None else len(kept)
+        last = max((f.seq for f in kept), default=0)
+        if seqs is not None:
+            last = max([last, *(n for n in seqs if n is not None)])
+        if session_id in self._finals_sent or live is not None:
+            # The stream's later finals are numbered after these.
+            self._finals_sent[session_id] = max(self._finals_sent.get(session_id, 0), last)
+        return added, len(segments) - added
 
     def ended(self, session: ServerSession) -> None:
         """The session's last event is out: its end time, and retention, in the background."""

@@ -123,6 +123,7 @@ class ServerSession:
         self.state_store: SessionStateStore | None = None
         self.finals: deque[tuple[int, StreamResult]] = deque(maxlen=MAX_KEPT_FINALS)
         self.stored_seq = 0  # chunks up to this one are in the state store
+        self.restored = False  # carried on from the state store (another process's session)
         self._chunk_ends: deque[tuple[int, int]] = deque(maxlen=8192)
 
     def keep_state(self, store: SessionStateStore) -> None:
@@ -395,6 +396,7 @@ class SessionStore:
             recognizer=owner,
             on_done=on_done,
         )
+        session.restored = True
         session.next_seq = state.next_seq
         session.stored_seq = state.next_seq - 1
         session.event_count = max(state.event_count, last_event_seen)

@@ -17,6 +17,7 @@ from audiototext.server.http.errors import error_response, install_error_handler
 from audiototext.server.http.guard import check_origin
 from audiototext.server.http.history import history_router
 from audiototext.server.http.limits import MAX_JSON_BYTES, BodyLimit, refusal_body
+from audiototext.server.http.local_segments import local_segments_router
 from audiototext.server.http.models import models_router
 from audiototext.server.http.network import network_router
 from audiototext.server.http.openai_audio import OPENAI_UPLOAD_PATHS, openai_audio_router
@@ -101,6 +102,7 @@ def create_app(ctx: HttpContext) -> FastAPI:
         install_metrics(app, ctx.metrics, ctx.token)
     app.include_router(rest_router(ctx))
     app.include_router(history_router(ctx))
+    app.include_router(local_segments_router(ctx))
     app.include_router(transcriptions_router(ctx))
     app.include_router(browser_models_router(ctx))  # before models: its {name:path}
     app.include_router(models_router(ctx))

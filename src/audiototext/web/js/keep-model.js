@@ -3,7 +3,8 @@
 
 import { authHeaders, getJson } from "./api.js";
 import { formatBytes } from "./format.js";
-import { canKeepModels, isKept, keepModel } from "./model-store.js";
+import { canKeepModels, isKept, keepModel, rememberKept } from "./model-store.js";
+import { LocalVad } from "./local-vad.js";
 
 const $ = (id) => document.getElementById(id);
 const BROWSER_PRECISIONS = ["int8", "fp32"]; // what server/http/browser_models.py offers
@@ -21,7 +22,17 @@ export class KeepModelBox {
 
   /** Shows the box for the server's model, if it has browser files and this browser can keep them. */
   async load() {
-    if (!canKeepModels()) return;
+    // Local transcription needs the Cache API (the kept files) and WebAssembly SIMD (the
+    // runtime's one build): without either, say so once; the page works with the server only.
+    const missing = [LocalVad.supported() ? "" : this.t("keep.no_simd"), canKeepModels() ? "" : this.t("keep.no_cache")].filter(Boolean);
+    if (missing.length) {
+      this.button.hidden = true;
+      this.box.querySelector(".hint").hidden = true;
+      this.status.textContent = this.t("keep.unsupported", { missing: missing.join(", ") });
+      this.box.dataset.unsupported = "true";
+      this.box.hidden = false;
+      return;
+    }
     let model;
     try {
       model = (await getJson("/health")).model;
@@ -35,7 +46,10 @@ export class KeepModelBox {
     const size = formatBytes(this.listing.total_bytes, this.t.locale);
     this.button.textContent = this.t("keep.button", { model, size });
     this.box.hidden = false;
-    if (await isKept(this.listing)) this.status.textContent = this.t("keep.kept", { model, size });
+    if (await isKept(this.listing)) {
+      rememberKept(this.listing);
+      this.status.textContent = this.t("keep.kept", { model, size });
+    }
   }
 
   async keep() {
@@ -57,6 +71,7 @@ export class KeepModelBox {
           });
         },
       });
+      rememberKept(listing);
       this.status.textContent = this.t("keep.kept", { model: listing.model, size });
       this.box.dataset.kept = listing.version;
     } catch (err) {

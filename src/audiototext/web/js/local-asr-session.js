@@ -10,6 +10,31 @@ import { SAMPLE_RATE_HZ } from "./log-mel.js";
 const NO_SPEECH_THRESHOLD = 0.6;
 const LOG_PROB_THRESHOLD = -1.0;
 
+/**
+ * A greedy decoder's loop at the end of a piece: "at the station tomorrow morning, tomorrow
+ * morning." → "at the station tomorrow morning." (a phrase of 2+ words said again at once,
+ * compared without case and punctuation). As with the server's collapse_repeats, a real
+ * immediate repetition costs one phrase; a loop would cost a line of invented text.
+ */
+export function collapseLoop(text) {
+  let words = text.trim().split(/\s+/);
+  const bare = (w) => w.toLowerCase().replace(/[^\p{L}\p{N}']/gu, "");
+  for (let again = true; again; ) {
+    again = false;
+    for (let n = Math.floor(words.length / 2); n >= 2; n -= 1) {
+      const tail = words.slice(-n).map(bare).join(" ");
+      if (tail && tail === words.slice(-2 * n, -n).map(bare).join(" ")) {
+        const end = words.at(-1).match(/[.!?]$/)?.[0] || "";
+        words = words.slice(0, -n);
+        words[words.length - 1] = words.at(-1).replace(/[,;:]$/, "") + (/[.!?]$/.test(words.at(-1)) ? "" : end);
+        again = true;
+        break;
+      }
+    }
+  }
+  return words.join(" ");
+}
+
 export class LocalSession {
   /**
    * @param {object} engine a LocalWhisper
@@ -90,12 +115,14 @@ export class LocalSession {
 
   emitPieces(pieces, start, result) {
     let previous = "";
-    for (const [n, piece] of pieces.entries()) {
+    for (let [n, piece] of pieces.entries()) {
       if (!/[\p{L}\p{N}]/u.test(piece.text)) continue; // no word in it
+      piece = { ...piece, text: collapseLoop(piece.text) };
       // A greedy decoder's repetition loop (streaming/_decode.collapse_repeats, by piece): a
-      // piece said again at once, or a trailing fragment of the one before, is dropped.
-      const said = piece.text.toLowerCase();
-      const fragment = n === pieces.length - 1 && !/[.!?]$/.test(said) && previous.startsWith(said);
+      // piece said again at once, or a trailing fragment of the one before, is dropped;
+      // compared without case or punctuation ("morning." then the unfinished "morning,").
+      const said = piece.text.toLowerCase().replace(/[^\p{L}\p{N}' ]/gu, "").trim();
+      const fragment = n === pieces.length - 1 && !/[.!?]$/.test(piece.text) && previous.startsWith(said);
       if (said === previous || fragment) continue;
       previous = said;
       this.emit({

@@ -22,6 +22,8 @@ import { Waveform } from "./waveform.js";
 
 const $ = (id) => document.getElementById(id);
 const DEVICE_KEY = "audiototext.device";
+const HANDOVER_AFTER_MS = 3000; // a lost server not back by then: transcribe in the browser
+const MAX_TAIL_CHUNKS = 1200; // 2 min of 100-ms chunks kept since the last final
 
 async function boot() {
   const wanted = pickLocale(navigator.languages || [navigator.language]);
@@ -65,6 +67,7 @@ class Page {
       },
     });
     this.waveform = new Waveform($("wave"));
+    this.vadLog = [];
     this.localVad = this.makeLocalVad();
     this.session = null;
     this.streamedS = 0; // audio streamed by earlier sessions: their place on the timeline
@@ -119,6 +122,10 @@ class Page {
       onSpeech: (kind, timeS) => {
         wrap.dataset.localSpeechS = timeS.toFixed(2); // before the flag: observers read both
         this.waveform.localSpeech(kind, timeS);
+        this.vadSpeaking = kind === "BEGIN";
+        this.vadLog.push([kind, timeS]); // where local transcription starts (handover.js)
+        if (this.vadLog.length > 200) this.vadLog.shift();
+        this.session?.local?.speech(kind);
       },
       onState: (state, detail) => {
         wrap.dataset.localVad = state;
@@ -226,21 +233,63 @@ class Page {
   }
 
   async start() {
-    const t = this.t;
     this.showError("");
     this.note.textContent = "";
     this.setButton("starting");
-    const session = { audioS: 0, startS: this.streamedS, stopping: false };
-    const extraConfig = this.models.streamConfig(); // model, language, task and device of this session
+    // streamS: capture time at which the current server stream's time 0 falls; tail: the
+    // chunks since its last final, what local transcription starts from (handover.js)
+    const session = { audioS: 0, startS: this.streamedS, stopping: false, streamS: 0, tail: [], locals: 0 };
+    session.extraConfig = this.models.streamConfig(); // model, language, task and device of this session
+    session.capture = new MicCapture({
+      onChunk: (data) => {
+        session.tail.push({ data, s: session.audioS });
+        if (session.tail.length > MAX_TAIL_CHUNKS) session.tail.shift();
+        const local = session.local?.push(data); // false: handed back at this chunk
+        session.audioS += data.byteLength / 32000;
+        if (!local) session.client?.sendAudio(data);
+      },
+      onEnded: () => {
+        this.showError(this.t("mic.ended"));
+        this.stop();
+      },
+    });
+    try {
+      await session.capture.start(this.mic.value);
+    } catch (err) {
+      this.showError(this.t(mediaErrorKey(err)));
+      this.setButton("idle");
+      return;
+    }
+    this.session = session;
+    this.refreshMicrophones(); // labels are readable once permission was granted
+    this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
+    this.localVad.attach(session.capture);
+    this.connect(session);
+    this.diagnostics.streamStarted();
+    this.setButton("recording");
+  }
+
+  /** A server stream for the session's audio from now on (the first, or after a hand-back). */
+  connect(session) {
+    const t = this.t;
+    const ref = {};
+    const mine = () => this.session === session && session.client === ref.client;
     const handlers = {
       onState: (state, detail) => {
-        if (this.session === session) this.status.setTransport(state, detail);
-        if (state === "reconnecting" && this.session === session) {
+        if (!mine()) return;
+        this.status.setTransport(state, detail);
+        if (state === "reconnecting") {
           this.note.textContent = t("stream.reconnecting");
+          session.lostAt ??= performance.now();
+          session.lostTimer ??= setTimeout(() => this.goLocal(session), HANDOVER_AFTER_MS);
+        } else if (state === "connected") {
+          clearTimeout(session.lostTimer);
+          session.lostTimer = session.lostAt = null;
         }
       },
       onStarted: (started, outcome) => {
-        if (outcome === "new") this.model.beginSession(session.startS);
+        if (!mine()) return;
+        if (outcome === "new") this.model.beginSession(session.startS + session.streamS);
         if (started && started.session_id) this.reportNetwork(started.session_id);
         if (outcome === "restarted") {
           this.model.beginSession(session.startS + session.audioS);
@@ -249,8 +298,19 @@ class Page {
           this.note.textContent = t("stream.resumed");
         }
       },
-      onResult: (result, seq) => this.view.update(this.model.apply(result, seq)),
-      onSpeechEvent: (e) => this.waveform.speechEvent(e.kind, e.time_s),
+      onResult: (result, seq) => {
+        if (!mine()) return;
+        this.view.update(this.model.apply(result, seq));
+        if (!result.is_final) return;
+        // Up to the server's end of that speech (its words may end before the audio does).
+        let end = session.streamS + (result.segments.at(-1)?.end_s ?? 0);
+        if (session.speechEndS > end && session.speechEndS < end + 2) end = session.speechEndS;
+        while (session.tail.length && session.tail[0].s + 0.1 <= end) session.tail.shift();
+      },
+      onSpeechEvent: (e) => {
+        this.waveform.speechEvent(e.kind, e.time_s);
+        if (mine() && e.kind === "END") session.speechEndS = session.streamS + e.time_s;
+      },
       onMetrics: (m) => {
         this.diagnostics.onMetrics(m);
         this.alerts.update(m.alerts);
@@ -258,13 +318,18 @@ class Page {
       onAck: (a) => this.diagnostics.onAck(a),
       onRtt: (_ms, smoothed) => this.status.setRtt(smoothed),
       onServerError: (e) => this.showError(t("stream.server_error", { message: e.message || e.code })),
-      onClosed: (error) => this.onClosed(session, error),
+      onClosed: async (error) => {
+        if (!mine()) return;
+        // The server is gone for good (or never came): carry on in the browser if possible.
+        if (error && !session.stopping && (await this.goLocal(session))) return;
+        this.onClosed(session, error);
+      },
       onRtcStats: (s) => this.diagnostics.onRtcStats(s),
       onFallback: () => {
-        if (this.session === session) this.note.textContent = t("stream.fallback");
+        if (mine()) this.note.textContent = t("stream.fallback");
       },
     };
-    session.client = new AutoTransport({
+    ref.client = session.client = new AutoTransport({
       handlers,
       makeRtc: (h) =>
         webrtcWanted()
@@ -272,7 +337,7 @@ class Page {
               offerUrl: () => apiBase() + "/webrtc/offer",
               track: () => session.capture.stream.getAudioTracks()[0],
               token: getToken,
-              extraConfig,
+              extraConfig: session.extraConfig,
               handlers: h,
             })
           : null,
@@ -280,34 +345,19 @@ class Page {
         new StreamClient({
           url: () => streamUrl(location, apiBase() + "/stream"),
           protocols: () => streamProtocols(getToken()),
-          extraConfig,
+          extraConfig: session.extraConfig,
           handlers: h,
         }),
     });
-    session.capture = new MicCapture({
-      onChunk: (data) => {
-        session.audioS += data.byteLength / 32000;
-        session.client.sendAudio(data);
-      },
-      onEnded: () => {
-        this.showError(t("mic.ended"));
-        this.stop();
-      },
-    });
-    try {
-      await session.capture.start(this.mic.value);
-    } catch (err) {
-      this.showError(t(mediaErrorKey(err)));
-      this.setButton("idle");
-      return;
-    }
-    this.session = session;
-    this.refreshMicrophones(); // labels are readable once permission was granted
-    this.waveform.attach(session.capture.analyser, () => session.capture.elapsed());
-    this.localVad.attach(session.capture);
     session.client.start();
-    this.diagnostics.streamStarted();
-    this.setButton("recording");
+  }
+
+  /** Local transcription from the server's last final on (handover.js); false if impossible. */
+  async goLocal(session) {
+    clearTimeout(session.lostTimer);
+    session.lostTimer = null;
+    if (session.local || session.stopping || this.session !== session) return false;
+    return (await import("./handover.js")).goLocal(this, session);
   }
 
   async stop() {
@@ -315,11 +365,16 @@ class Page {
     if (!session || session.stopping) return;
     session.stopping = true;
     this.setButton("stopping");
-    if (session.client.transport === "connected") {
+    if (session.client?.transport === "connected") {
       this.status.setTransport("finishing", { kind: session.client.kind });
     }
     this.waveform.detach();
     await session.capture.stop();
+    if (session.local) {
+      await session.local.finish();
+      this.onClosed(session, null);
+      return;
+    }
     await session.client.finish();
   }
 
@@ -328,7 +383,8 @@ class Page {
     if (!session) return;
     this.waveform.detach();
     session.capture.stop();
-    session.client.abort();
+    session.local?.stop();
+    session.client?.abort();
   }
 
   onClosed(session, error) {

@@ -93,3 +93,24 @@ export async function isKept(listing) {
   for (const file of listing.files) if (!(await cache.match(file.url))) return false;
   return true;
 }
+
+const KEPT_KEY = "audiototext.kept-model"; // the kept model's listing, for opening offline
+
+/** Remembers the listing of the model kept in this browser (for local mode offline). */
+export function rememberKept(listing) {
+  try {
+    localStorage.setItem(KEPT_KEY, JSON.stringify(listing));
+  } catch {
+    // storage off: local mode then needs the server's listing, i.e. not offline
+  }
+}
+
+/** The remembered listing, if its files are all kept; else null. */
+export async function keptListing() {
+  try {
+    const listing = JSON.parse(localStorage.getItem(KEPT_KEY) || "null");
+    return listing && (await isKept(listing)) ? listing : null;
+  } catch {
+    return null;
+  }
+}

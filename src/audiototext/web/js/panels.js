@@ -72,6 +72,7 @@ export class StatusBar {
       connected: ["ok", t("transport.connected")],
       reconnecting: ["busy", t("transport.reconnecting")],
       finishing: ["ok", t("transport.finishing")],
+      local: ["busy", t("transport.local")],
       closed: detail.error ? ["bad", t("transport.closed_error")] : ["idle", t("transport.closed")],
     }[state] || ["idle", state];
     const kind = detail.kind && state !== "idle" ? t(`transport.${detail.kind}`) : "";

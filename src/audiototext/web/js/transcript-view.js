@@ -83,6 +83,15 @@ export class TranscriptView {
         p.className = "utt final";
         p.textContent = u.text;
         p.title = this.title(u);
+        if (u.origin === "local") {
+          // Seen and heard: a badge, read with the text by screen readers.
+          const badge = document.createElement("span");
+          badge.className = "origin";
+          badge.textContent = this.t("transcript.local_badge");
+          p.prepend(badge, " ");
+          p.classList.add("local");
+          p.dataset.origin = "local";
+        }
         p.dataset.utterance = u.key;
         this.finalEls.set(u.key, p);
         insertSorted(this.finalsEl, p, u);

@@ -65,6 +65,7 @@ export class TranscriptModel {
       session: this.session,
       utterance_id: result.utterance_id,
       is_final: result.is_final,
+      origin: result.origin || "server", // "local": transcribed in this browser (handover.js)
       text: (result.text || "").trim(),
       stable_text: (result.stable_text || "").trim(),
       stability: result.stability || 0,

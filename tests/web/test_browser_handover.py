@@ -1,0 +1,268 @@
+"""Hand-over between the server and transcription in the page (headless Chromium, Playwright,
+a fake microphone playing espeak-ng speech):
+
+- a real ``audiototext serve`` process (tiny.en int8, history file, Redis session store) is
+  killed with SIGKILL after the first sentence's final; the page switches to its local worker
+  on the kept model and shows the second sentence marked local; a new server on the same
+  ports and files comes up; the page hands back, uploads its segments, and the page and the
+  session's history hold every word of both sentences, none twice;
+- after one visit with the model kept, the page opened with the server stopped (from the
+  service worker) transcribes locally;
+- a browser without WebAssembly SIMD or without the Cache API is told so and keeps the
+  server-only page.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+
+from audiototext.evaluation import wer
+from audiototext.models.cache import ModelCache
+from audiototext.server.app import GrpcServer
+from server.fake_engine import FakeRecognizer
+from server.grpc_harness import config, run
+from support.fixture_cache import ROOT
+from support.services import Server, running_redis
+from support.speech import SpeechSynthesizer, espeak_available
+from web.browser import CHROMIUM, chromium, microphone_wav, value_when_truthy
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
+    pytest.mark.skipif(not espeak_available(), reason="needs espeak-ng"),
+]
+ARTIFACTS = ROOT / ".cache" / "test-artifacts"
+FIRST = "Please call Stella and ask her to bring these things."
+SECOND = "We will meet at the train station tomorrow morning."
+
+# The transcript's finals as [origin, text], the "local" badge left out.
+FINALS = """[...document.querySelectorAll('#finals p')].map((p) => [p.dataset.origin || 'server',
+  [...p.childNodes].filter((n) => !(n.classList && n.classList.contains('origin')))
+    .map((n) => n.textContent).join('').trim()])"""
+NOTE = "document.getElementById('transcript-note').innerText"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def _each_once(expected: str, got: str) -> list[str]:
+    """Words of ``expected`` of 4+ letters, but names (tiny's spelling of short words and of
+    "Stella" varies), that ``got`` does not hold exactly once."""
+    counts = collections.Counter(_words(got))
+    return [w for w in _words(expected) if len(w) >= 4 and w != "stella" and counts[w] != 1]
+
+
+# What a browser logs while the server is down: the page's own requests failing.
+UNREACHABLE = re.compile(r"ERR_CONNECTION_REFUSED|WebSocket connection to .* failed")
+
+
+async def _keep_model(page: Page) -> str:
+    await page.wait_for_selector("#model-keep:not([hidden])", timeout=60_000)
+    await page.click("#keep-model")
+    kept = await value_when_truthy(
+        page, "document.getElementById('model-keep').dataset.kept", timeout_s=180
+    )
+    assert kept, await page.inner_text("#keep-status")
+    return str(kept)
+
+
+def _get(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_server_killed_mid_stream_local_takes_over_and_hands_back(
+    filled_cache: ModelCache, tmp_path: Path
+) -> None:
+    synth = SpeechSynthesizer(tmp_path)
+    # Long gaps: the kill falls in the first, the hand-back in the tail (Chromium loops).
+    wav = microphone_wav(synth, tmp_path / "mic.wav", [FIRST, SECOND], gap_s=6.0, tail_s=100.0)
+    history = tmp_path / "history.sqlite3"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    with running_redis() as redis:
+        first = Server(redis.url, 0, 0, "--history", str(history)).start()
+        second = Server(redis.url, first.port, first.http_port, "--history", str(history))
+        try:
+
+            async def main() -> dict[str, Any]:
+                out: dict[str, Any] = {}
+                async with chromium(wav) as tab:
+                    page = tab.page
+                    await page.goto(
+                        f"http://127.0.0.1:{first.http_port}/?transport=websocket",
+                        wait_until="load",
+                    )
+                    await _keep_model(page)
+                    await page.click("#start")
+                    out["server_final"] = await value_when_truthy(
+                        page, f"{FINALS}.some(f => /stella/i.test(f[1])) && {FINALS}", 90
+                    )
+                    first.kill9()
+                    killed = time.monotonic()
+                    out["local"] = await value_when_truthy(
+                        page,
+                        f"{FINALS}.some(f => f[0] === 'local' && /station|morning/i.test(f[1]))"
+                        f" && {FINALS}",
+                        120,
+                    )
+                    out["loss_to_local_text_s"] = time.monotonic() - killed
+                    out["page_loss_to_local_ms"] = await page.evaluate(
+                        "document.body.dataset.localAfterMs"
+                    )
+                    out["mode"] = await page.evaluate("document.body.dataset.mode")
+                    out["note_local"] = await page.evaluate(NOTE)
+                    out["aria"] = await page.evaluate(
+                        "document.querySelector('#finals p.local').innerText"
+                    )
+                    await tab.screenshot(
+                        ARTIFACTS / "page-handover-local.png", width=1280, height=900, dark=False
+                    )
+                    await tab.screenshot(
+                        ARTIFACTS / "page-handover-local-phone.png",
+                        width=390,
+                        height=844,
+                        dark=True,
+                    )
+                    second.start()
+                    out["restart_s"] = time.monotonic() - killed
+                    out["note_saved"] = await value_when_truthy(
+                        page, f"/added to the session/.test({NOTE}) && {NOTE}", 120
+                    )
+                    out["mode_after"] = await page.evaluate("document.body.dataset.mode")
+                    out["saved_s"] = time.monotonic() - killed
+                    await page.click("#start")  # Stop
+                    await value_when_truthy(
+                        page, "document.getElementById('start').dataset.recording === 'false'", 60
+                    )
+                    out["finals"] = await page.evaluate(FINALS)
+                    out["errors"] = list(tab.errors)
+                return out
+
+            out = run(main(), 900)
+            listing = _get(second.http_port, "/api/v1/history")
+            docs = [
+                _get(second.http_port, f"/api/v1/history/{row['session']['id']}?format=json")
+                for row in listing["sessions"]
+            ]
+        finally:
+            first.stop()
+            second.stop()
+    print(json.dumps(out, indent=1))
+    assert out["mode"] == "local" and out["mode_after"] == "server"
+    assert "transcribing in this browser" in out["note_local"]
+    assert out["aria"].lower().startswith("local"), out["aria"]  # read out with the text
+    server_text = " ".join(t for o, t in out["finals"] if o == "server")
+    local_text = " ".join(t for o, t in out["finals"] if o == "local")
+    assert wer(FIRST, server_text) <= 0.25, out["finals"]
+    assert wer(SECOND, local_text) <= 0.25, out["finals"]
+    page_text = f"{server_text} {local_text}"
+    assert _each_once(f"{FIRST} {SECOND}", page_text) == [], out["finals"]
+
+    (doc,) = [d for d in docs if any(s["origin"] == "local" for s in d["segments"])]
+    origins = [s["origin"] for s in doc["segments"]]
+    assert origins == sorted(origins, key=lambda o: o == "local"), origins  # server, then local
+    kept = " ".join(s["text"] for s in doc["segments"])
+    assert _each_once(f"{FIRST} {SECOND}", kept) == [], doc["segments"]
+    assert " ".join(s["text"] for s in doc["segments"] if s["origin"] == "local") == local_text
+    assert [e for e in out["errors"] if not UNREACHABLE.search(e)] == []
+
+
+def test_opened_with_the_server_down_the_page_transcribes_locally(
+    built_cache: Path, tmp_path: Path
+) -> None:
+    synth = SpeechSynthesizer(tmp_path)
+    wav = microphone_wav(synth, tmp_path / "mic.wav", [FIRST], gap_s=3.0, tail_s=30.0)
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with chromium(wav) as tab:
+            page = tab.page
+            srv = GrpcServer(
+                config(http_port=0, cache_root=built_cache), recognizer=FakeRecognizer()
+            )
+            await srv.start()
+            try:
+                assert srv.http is not None
+                await page.goto(
+                    f"http://127.0.0.1:{srv.http.port}/?transport=websocket", wait_until="load"
+                )
+                await _keep_model(page)
+                out["controlled"] = await value_when_truthy(
+                    page,
+                    "navigator.serviceWorker.ready"
+                    ".then(() => !!navigator.serviceWorker.controller)",
+                    60,
+                )
+            finally:
+                await srv.stop(2.0)
+            await page.reload(wait_until="load")  # from the service worker
+            await page.click("#start")
+            out["local"] = await value_when_truthy(
+                page, f"{FINALS}.some(f => /stella/i.test(f[1])) && {FINALS}", 120
+            )
+            out["note"] = await page.evaluate(NOTE)
+            await page.click("#start")  # Stop
+            await value_when_truthy(
+                page, "document.getElementById('start').dataset.recording === 'false'", 60
+            )
+        return out
+
+    out = run(main(), 600)
+    print(out)
+    assert out["controlled"] is True
+    assert all(o == "local" for o, _ in out["local"]), out["local"]
+    assert wer(FIRST, " ".join(t for _, t in out["local"])) <= 0.25, out["local"]
+    assert "transcribing in this browser" in out["note"]
+
+
+NO_SIMD = "WebAssembly.validate = () => false;"
+NO_CACHE = "delete window.caches; delete self.caches;"
+
+
+@pytest.mark.parametrize(
+    ("script", "missing"),
+    [(NO_SIMD, "no WebAssembly SIMD"), (NO_CACHE, "no Cache API")],
+    ids=["no-simd", "no-cache-api"],
+)
+def test_a_browser_that_cannot_transcribe_is_told_and_keeps_the_server_page(
+    script: str, missing: str
+) -> None:
+    async def main() -> dict[str, Any]:
+        srv = GrpcServer(config(http_port=0), recognizer=FakeRecognizer())
+        await srv.start()
+        try:
+            assert srv.http is not None
+            async with chromium(init_scripts=[script]) as tab:
+                page = tab.page
+                await page.goto(f"http://127.0.0.1:{srv.http.port}/", wait_until="load")
+                await page.wait_for_selector("#model-keep:not([hidden])", timeout=30_000)
+                return {
+                    "status": await page.inner_text("#keep-status"),
+                    "button_hidden": await page.evaluate(
+                        "document.getElementById('keep-model').hidden"
+                    ),
+                    "start_enabled": await page.evaluate(
+                        "!document.getElementById('start').disabled"
+                    ),
+                    "health": await value_when_truthy(
+                        page, "document.getElementById('health-text').innerText"
+                    ),
+                }
+        finally:
+            await srv.stop(2.0)
+
+    out = run(main(), 120)
+    assert out["status"].startswith("This browser cannot transcribe by itself"), out
+    assert missing in out["status"]
+    assert out["button_hidden"] is True and out["start_enabled"] is True
