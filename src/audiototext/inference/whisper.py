@@ -231,6 +231,9 @@ class WhisperModel:
         # that ONNX Runtime reads and writes directly. False restores the appending mode.
         overridable = {i.name for i in self.decoder.raw.get_overridable_initializers()}
         self.in_place_cache = "cache_indirection" in overridable and self.decoder.on_cpu
+        # Decoders of graph version 9 on fill the alignment heads' weights of a prompt only when
+        # asked (``alignment``): without it a prefill's cross-attention is one fused kernel.
+        self.alignment_input = "alignment" in overridable
 
     @property
     def n_mels(self) -> int:
@@ -405,6 +408,8 @@ class KVDecoder:
         if want_attention:
             names += [f"cross_attention_{i}" for i in meta.alignment_layers]
         small = self._small_inputs(ids, pos, index)  # referenced until the run returns
+        if want_attention and self.model.alignment_input:
+            small["alignment"] = _ort(np.array(True))
         feeds = {name: value._get_c_value() for name, value in small.items()}
         feeds.update(zip(self.model._past_names, self._past, strict=True))
         for i in range(self.model.dims.decoder_layers):

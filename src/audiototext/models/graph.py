@@ -37,9 +37,10 @@ it is written down here and in ``docs/architecture.md``:
         n_alignment_heads, tokens, positions].
         Fused graphs (version 9 on) compute them only when asked: see ``alignment``.
     in  ``alignment``       bool []  (fused graphs, version 9 on; default false)  true: fill
-        ``cross_attention_{i}``. False: a call of more than one token per row (a prompt's
-        prefill) runs the cross-attention as one fused kernel and leaves them with 0 rows;
-        a one-token step fills them either way.
+        ``cross_attention_{i}``. False: a call with at least ``FUSED_CROSS_MIN_ROWS`` (48)
+        queries per window (batch / windows · tokens: a long prompt's prefill) runs the
+        cross-attention as one fused kernel and leaves them with 0 rows; a step or a short
+        prompt fills them either way.
 
     In-place mode (fused graphs, version 6 on; three inputs with defaults that select the mode
     above, so callers that do not know them are unaffected):
@@ -74,6 +75,10 @@ __all__ = ["GRAPH_VERSION", "OPSET", "build_decoder", "build_encoder"]
 
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (MultiHeadAttention, Gelu)
 _NEG = -1e9  # additive mask value; large but finite so a fully masked row stays finite
+# Below this many queries per window (a step's beams, a short prompt) the plain-op
+# cross-attention is faster than the fused kernel, whose values need a transpose first
+# (bench/prefill.py: crossover between 32 and 64 tokens on tiny.en; bench/NOTES.md, prefill).
+FUSED_CROSS_MIN_ROWS = 48
 
 
 @dataclass
@@ -252,8 +257,9 @@ class _Builder:
         heads: int,
     ) -> str:
         """Cross-attention as one ``If`` on ``cross_plain`` (see build_decoder): the plain ops
-        above for a step (one token per row, where they are fastest) or when the alignment
-        weights are wanted; else (a prompt's prefill) onnxruntime's ``MultiHeadAttention``,
+        above for fewer than FUSED_CROSS_MIN_ROWS queries per window (steps, short prompts:
+        there they are fastest) or when the alignment weights are wanted; else (a long
+        prompt's prefill) onnxruntime's ``MultiHeadAttention``,
         which never materialises the [rows, positions] weights in four passes and leaves
         ``cross_attention_{layer}`` empty (0 rows). ``shapes``: the query reshapes grouped by
         heads, grouped, and back (build_decoder).
@@ -474,8 +480,10 @@ def build_decoder(
     if b.fused:  # cross-attention in plain ops for a step or alignment, else fused (prefill)
         b.op("Identity", [windows], out=["cross_windows"])
         b.op("Gather", [cross_shape, b.const([2])], out=["cross_positions"], axis=0)
-        one_token = b.op("Equal", [b.op("Squeeze", [ntok, b.const([0])]), one])
-        b.op("Or", [one_token, "alignment"], out=["cross_plain"])
+        batch = b.op("Gather", [b.op("Shape", ["input_ids"]), b.const([0])], axis=0)
+        rows = b.op("Mul", [b.op("Div", [batch, windows]), ntok])  # queries per window
+        few = b.op("Less", [b.op("Squeeze", [rows, b.const([0])]), b.const(FUSED_CROSS_MIN_ROWS)])
+        b.op("Or", [few, "alignment"], out=["cross_plain"])
 
     inputs = [
         _value("input_ids", TensorProto.INT64, ["batch", "tokens"]),
