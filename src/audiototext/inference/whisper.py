@@ -232,6 +232,11 @@ class WhisperModel:
         # that ONNX Runtime reads and writes directly. False restores the appending mode.
         overridable = {i.name for i in self.decoder.raw.get_overridable_initializers()}
         self.in_place_cache = "cache_indirection" in overridable and self.decoder.on_cpu
+        # Decoders of graph version 9 on fill the alignment heads' weights of a long prompt only
+        # when asked (``alignment``): otherwise its cross-attention is one fused kernel. False
+        # asks for them on every call, i.e. the plain cross-attention of version 8.
+        self._alignment_input = "alignment" in overridable
+        self.fused_prefill = self._alignment_input
 
     def with_threads(self, threads: int) -> WhisperModel:
         """This model with new sessions of ``threads`` intra-op threads (blocking: loads both
@@ -423,6 +428,8 @@ class KVDecoder:
         if want_attention:
             names += [f"cross_attention_{i}" for i in meta.alignment_layers]
         small = self._small_inputs(ids, pos, index)  # referenced until the run returns
+        if self.model._alignment_input and (want_attention or not self.model.fused_prefill):
+            small["alignment"] = _ort(np.array(True))
         feeds = {name: value._get_c_value() for name, value in small.items()}
         feeds.update(zip(self.model._past_names, self._past, strict=True))
         for i in range(self.model.dims.decoder_layers):

@@ -135,6 +135,8 @@ def run_probe(model_dir: Path, meta: ModelMetadata, probe: Probe) -> dict[str, n
         feed[f"past_k_{i}"] = feed[f"past_v_{i}"] = empty
         feed[f"cross_k_{i}"] = out[f"cross_k_{i}"]
         feed[f"cross_v_{i}"] = out[f"cross_v_{i}"]
+    if "alignment" in {i.name for i in dec.get_overridable_initializers()}:  # fused: on request
+        feed["alignment"] = np.array(True)
     layers = meta.alignment_layers
     logits, *weights = dec.run(["logits", *(f"cross_attention_{i}" for i in layers)], feed)
     align = meta.alignment_attention(dict(zip(layers, weights, strict=True)), tokens=n)

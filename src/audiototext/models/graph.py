@@ -35,6 +35,12 @@ it is written down here and in ``docs/architecture.md``:
         windows) · tokens, window by window, each row's tokens in turn.
         ``ModelMetadata.alignment_attention`` joins them (for word timestamps) as [batch,
         n_alignment_heads, tokens, positions].
+        Fused graphs (version 9 on) compute them only when asked: see ``alignment``.
+    in  ``alignment``       bool []  (fused graphs, version 9 on; default false)  true: fill
+        ``cross_attention_{i}``. False: a call with at least ``FUSED_CROSS_MIN_ROWS`` (48)
+        queries per window (batch / windows · tokens: a long prompt's prefill) runs the
+        cross-attention as one fused kernel and leaves them with 0 rows; a step or a short
+        prompt fills them either way.
 
     In-place mode (fused graphs, version 6 on; three inputs with defaults that select the mode
     above, so callers that do not know them are unaffected):
@@ -69,6 +75,10 @@ __all__ = ["GRAPH_VERSION", "OPSET", "build_decoder", "build_encoder"]
 
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (MultiHeadAttention, Gelu)
 _NEG = -1e9  # additive mask value; large but finite so a fully masked row stays finite
+# Below this many queries per window (a step's beams, a short prompt) the plain-op
+# cross-attention is faster than the fused kernel, whose values need a transpose first
+# (bench/prefill.py: crossover between 32 and 64 tokens on tiny.en; bench/NOTES.md, prefill).
+FUSED_CROSS_MIN_ROWS = 48
 
 
 @dataclass
@@ -208,6 +218,100 @@ class _Builder:
             else_branch=grow,
         )
         return ctx
+
+    def cross_attention_plain(
+        self,
+        q: str,
+        layer: int,
+        align_heads: Sequence[int] | None,
+        grouped_heads: str,
+        ungrouped: str,
+        weights_out: str | None = None,
+    ) -> str:
+        """Cross-attention of ``q`` [batch, tokens, d] over window ``layer``'s keys/values in
+        plain ops, with the alignment heads' softmax weights as ``weights_out``; the context.
+
+        Both products have the encoder's positions on the left, K·Qᵀ and Vᵀ·Pᵀ, so the matrix
+        a GEMM packs is the small one (the queries, a beam group's few rows) and not the
+        encoder's 1500 positions, once per head and step (bench/NOTES.md, round 9).
+        """
+        q = self.op("Reshape", [q, grouped_heads])  # [windows, group*tokens, heads, hd]
+        q_t = self.op("Transpose", [q], perm=[0, 2, 3, 1])  # [windows, heads, hd, rows]
+        scores_t = self.op("MatMul", [f"cross_k_{layer}", q_t])  # [windows, heads, pos, rows]
+        scores = self.op("Transpose", [scores_t], perm=[0, 1, 3, 2])
+        weights = self.op("Softmax", [scores], axis=-1)  # [windows, heads, rows, positions]
+        if align_heads is not None:  # this layer's alignment heads, as a graph output
+            out = [weights_out or f"cross_attention_{layer}"]
+            self.op("Gather", [weights, self.const(list(align_heads))], out=out, axis=1)
+        weights_t = self.op("Transpose", [weights], perm=[0, 1, 3, 2])
+        ctx_t = self.op("MatMul", [f"cross_v_{layer}", weights_t])  # [windows, heads, hd, rows]
+        ctx = self.op("Transpose", [ctx_t], perm=[0, 3, 1, 2])  # [windows, rows, heads, hd]
+        return self.op("Reshape", [ctx, ungrouped])  # back to [batch, tokens, d]
+
+    def cross_attention_either(
+        self,
+        q: str,
+        layer: int,
+        align_heads: Sequence[int] | None,
+        shapes: tuple[str, str, str],
+        heads: int,
+    ) -> str:
+        """Cross-attention as one ``If`` on ``cross_plain`` (see build_decoder): the plain ops
+        above for fewer than FUSED_CROSS_MIN_ROWS queries per window (steps, short prompts:
+        there they are fastest) or when the alignment weights are wanted; else (a long
+        prompt's prefill) onnxruntime's ``MultiHeadAttention``,
+        which never materialises the [rows, positions] weights in four passes and leaves
+        ``cross_attention_{layer}`` empty (0 rows). ``shapes``: the query reshapes grouped by
+        heads, grouped, and back (build_decoder).
+        """
+        grouped_heads, grouped, ungrouped = shapes
+        outer = self.nodes
+        self.nodes = []
+        weights = self.name("align_weights")
+        ctx = self.cross_attention_plain(q, layer, align_heads, grouped_heads, ungrouped, weights)
+        plain_nodes = self.nodes
+        self.nodes = []
+        qg = self.op("Reshape", [q, grouped])  # [windows, group*tokens, d]
+        v = self.op("Transpose", [f"cross_v_{layer}"], perm=[0, 1, 3, 2])  # [w, heads, pos, hd]
+        fused = self.op(
+            "MultiHeadAttention",
+            [qg, f"cross_k_{layer}", v],
+            domain=MS_DOMAIN,
+            num_heads=heads,
+            scale=1.0,
+        )
+        fused = self.op("Reshape", [fused, ungrouped])
+        empty = self.name("no_weights")
+        if align_heads is not None:
+            no_rows = self.op(
+                "Concat",
+                ["cross_windows", self.const([len(align_heads), 0]), "cross_positions"],
+                axis=0,
+            )
+            zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
+            self.op("ConstantOfShape", [no_rows], out=[empty], value=zero)
+        fused_nodes = self.nodes
+        self.nodes = outer
+
+        def graph(nodes: list[onnx.NodeProto], outs: list[str], kind: str) -> onnx.GraphProto:
+            values = [_value(n, TensorProto.FLOAT, None) for n in outs]
+            return helper.make_graph(nodes, f"cross_{kind}_{layer}", [], values)
+
+        result = self.name("cross_attn")
+        out = [result]
+        plain_outs, fused_outs = [ctx], [fused]
+        if align_heads is not None:
+            out.append(f"cross_attention_{layer}")
+            plain_outs.append(weights)
+            fused_outs.append(empty)
+        self.op(
+            "If",
+            ["cross_plain"],
+            out=out,
+            then_branch=graph(plain_nodes, plain_outs, "plain"),
+            else_branch=graph(fused_nodes, fused_outs, "fused"),
+        )
+        return result
 
     def attend(self, q: str, k_t: str, v: str, bias: str | None) -> str:
         """q [B,H,T,hd] · k_t [B,H,hd,S] → softmax → · v [B,H,S,hd]; returns the context."""
@@ -371,6 +475,15 @@ def build_decoder(
     windows = b.op("Gather", [cross_shape, b.const([0])], axis=0)
     grouped_heads = b.op("Concat", [windows, b.const([-1, heads, hd])], axis=0)
     ungrouped = b.op("Concat", [b.const([-1]), ntok, b.const([d.d_model])], axis=0)
+    grouped = b.op("Concat", [windows, b.const([-1, d.d_model])], axis=0)
+    shapes = (grouped_heads, grouped, ungrouped)
+    if b.fused:  # cross-attention in plain ops for a step or alignment, else fused (prefill)
+        b.op("Identity", [windows], out=["cross_windows"])
+        b.op("Gather", [cross_shape, b.const([2])], out=["cross_positions"], axis=0)
+        batch = b.op("Gather", [b.op("Shape", ["input_ids"]), b.const([0])], axis=0)
+        rows = b.op("Mul", [b.op("Div", [batch, windows]), ntok])  # queries per window
+        few = b.op("Less", [b.op("Squeeze", [rows, b.const([0])]), b.const(FUSED_CROSS_MIN_ROWS)])
+        b.op("Or", [few, "alignment"], out=["cross_plain"])
 
     inputs = [
         _value("input_ids", TensorProto.INT64, ["batch", "tokens"]),
@@ -449,22 +562,10 @@ def build_decoder(
             f"{p}.encoder_attn.q_proj",
             scale,
         )
-        # Both products have the encoder's positions on the left, K·Qᵀ and Vᵀ·Pᵀ, so the
-        # matrix a GEMM packs is the small one (the queries, a beam group's few rows) and not
-        # the encoder's 1500 positions, once per head and step (bench/NOTES.md, round 9).
-        # Plain ops only, so the fused and fp16 graphs share it.
-        q = b.op("Reshape", [q, grouped_heads])  # [windows, group*tokens, heads, hd]
-        q_t = b.op("Transpose", [q], perm=[0, 2, 3, 1])  # [windows, heads, hd, rows]
-        scores_t = b.op("MatMul", [f"cross_k_{i}", q_t])  # [windows, heads, positions, rows]
-        scores = b.op("Transpose", [scores_t], perm=[0, 1, 3, 2])
-        weights = b.op("Softmax", [scores], axis=-1)  # [windows, heads, rows, positions]
-        if i in align_layers:  # this layer's alignment heads, as a graph output
-            picked_heads = b.const(align_layers[i])
-            b.op("Gather", [weights, picked_heads], out=[f"cross_attention_{i}"], axis=1)
-        weights_t = b.op("Transpose", [weights], perm=[0, 1, 3, 2])
-        ctx_t = b.op("MatMul", [f"cross_v_{i}", weights_t])  # [windows, heads, hd, rows]
-        ctx = b.op("Transpose", [ctx_t], perm=[0, 3, 1, 2])  # [windows, rows, heads, hd]
-        ctx = b.op("Reshape", [ctx, ungrouped])  # back to [batch, tokens, d]
+        if b.fused:
+            ctx = b.cross_attention_either(q, i, align_layers.get(i), shapes, heads)
+        else:
+            ctx = b.cross_attention_plain(q, i, align_layers.get(i), grouped_heads, ungrouped)
         o = b.linear(
             ctx,
             ckpt[f"{p}.encoder_attn.out_proj.weight"],
@@ -480,10 +581,12 @@ def build_decoder(
             _value("in_place", TensorProto.BOOL, []),
             _value("beam_width", TensorProto.INT32, [1]),
             _value("cache_indirection", TensorProto.INT32, ["groups", "group", "max_cache"]),
+            _value("alignment", TensorProto.BOOL, []),
         ]
         b.inits.append(numpy_helper.from_array(np.array(False), "in_place"))  # a scalar
         b.init("beam_width", np.array([1], dtype=np.int32))
         b.init("cache_indirection", np.zeros((1, 1, 1), dtype=np.int32))
+        b.inits.append(numpy_helper.from_array(np.array(False), "alignment"))
 
     x = b.layer_norm(x, ckpt, "decoder.layer_norm")
     # Project only the positions asked for: the vocabulary projection is the largest MatMul,

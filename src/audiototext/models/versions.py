@@ -27,8 +27,10 @@ OPSET = 17
 # ``cache_indirection``: a fixed-size cache written where it stands, beams by indirection);
 # 7: int8 encoder quantises its activations per block of frames (models/row_blocks.py);
 # 8: cross-attention values stored transposed, [batch, heads, head_dim, positions], and
-# cross-attention computed with the encoder's positions on the left (K·Qᵀ, Vᵀ·Pᵀ).
-GRAPH_VERSION = 8
+# cross-attention computed with the encoder's positions on the left (K·Qᵀ, Vᵀ·Pᵀ);
+# 9: fused decoders' prefill cross-attention as MultiHeadAttention, alignment weights only
+# with the ``alignment`` input (else empty for prompts of more than one token).
+GRAPH_VERSION = 9
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
 # The files of a cache entry: the manager writes them, the runtime reads them.
 ENCODER_FILE = "encoder.onnx"
