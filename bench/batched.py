@@ -20,7 +20,6 @@ median time ratio ours/theirs and both WERs (bench/NOTES.md, "batched").
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import corpus_real
 from audiototext.evaluation import wer
 from corpus import Clip, build_corpus
+from engine_worker import EngineWorker
 
 OUT = Path(__file__).parent / "out"
 
@@ -72,44 +72,6 @@ texts = run()
 print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts}))
 """
 )
-
-_WORKER = (
-    _SETUP
-    + r"""
-for _ in sys.stdin:
-    t0 = time.perf_counter()
-    texts = run()
-    print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts}), flush=True)
-"""
-)
-
-
-class _Worker:
-    """One engine loaded in a process of its own, transcribing the files on request."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def run(self) -> tuple[float, list[str]]:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write("run\n")
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"benchmark worker exited with {self._proc.wait()}")
-        data = json.loads(line)
-        return float(data["wall_s"]), list(data["texts"])
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        self._proc.wait(timeout=60)
 
 
 def espeak_long(out_dir: Path, seed: int = 7) -> Clip:
@@ -183,7 +145,7 @@ def main() -> None:
         "0" if args.fw_without_timestamps else "1",
         *files,
     ]
-    workers = {name: _Worker([*a, *tail], env) for name, a in argv.items()}
+    workers = {name: EngineWorker(_SETUP, [*a, *tail], env) for name, a in argv.items()}
     times: dict[str, list[float]] = {name: [] for name in workers}
     texts: dict[str, list[str]] = {}
     try:

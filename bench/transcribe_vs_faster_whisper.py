@@ -53,6 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import corpus_real
 from corpus import Clip, build_corpus, build_spanish_corpus
+from engine_worker import EngineWorker
 
 OUT = Path(__file__).parent / "out"
 
@@ -110,46 +111,6 @@ rss = int(hwm.split()[1]) / 1024
 print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts, "peak_rss_mb": rss}))
 """
 )
-
-# A long-lived process for the in-process runs: one corpus pass per line on stdin, its wall
-# time and texts on stdout.
-_WORKER = (
-    _SETUP
-    + r"""
-for _ in sys.stdin:
-    t0 = time.perf_counter()
-    texts = run()
-    print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts}), flush=True)
-"""
-)
-
-
-class _Worker:
-    """One engine loaded in a process of its own, transcribing the corpus on request."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def run(self) -> tuple[float, list[str]]:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write("run\n")
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"benchmark worker exited with {self._proc.wait()}")
-        data = json.loads(line)
-        return float(data["wall_s"]), list(data["texts"])
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        self._proc.wait(timeout=60)
 
 
 def _run_child(
@@ -271,12 +232,12 @@ def main() -> None:
     files = [str(c.path) for c in clips]
     for precision in args.pairs.split(","):
         fw_type = fw_types[precision]
-        workers: dict[tuple[str, str], _Worker] = {}
+        workers: dict[tuple[str, str], EngineWorker] = {}
         for mode, jobs in modes.items() if args.repeats > 0 else ():
             for engine, prec in (("ours", precision), ("theirs", fw_type)):
                 argv = [engine, prec, str(args.beam_size), str(args.threads), str(jobs)]
                 argv += [env["BENCH_CONTEXT"], *files]
-                workers[(engine, mode)] = _Worker(argv, env)
+                workers[(engine, mode)] = EngineWorker(_SETUP, argv, env)
         for worker in workers.values():  # warm-up: first-run allocations, page cache
             worker.run()
         times: dict[tuple[str, str], list[float]] = {k: [] for k in workers}
