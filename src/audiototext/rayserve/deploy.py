@@ -139,7 +139,8 @@ def deploy(
 
     serve.start(
         grpc_options=gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=[GRPC_SERVICER]),
-        http_options={"host": "127.0.0.1", "port": settings.http_port},
+        # The page's address, as a plain server's: --http-host, else --host (127.0.0.1).
+        http_options={"host": config.http_host or config.host, "port": settings.http_port},
         proxy_location="HeadOnly",
     )
     on_progress(f"deploying {settings.replicas} replica(s) of {config.model}")
