@@ -5,7 +5,9 @@ a fake microphone playing espeak-ng speech):
   killed with SIGKILL after the first sentence's final; the page switches to its local worker
   on the kept model and shows the second sentence marked local; a new server on the same
   ports and files comes up; the page hands back, uploads its segments, and the page and the
-  session's history hold every word of both sentences, none twice;
+  session's history hold every word of both sentences, none twice; over the WebSocket and
+  over WebRTC (in a network namespace, as ICE needs an address other than 127.0.0.1), whose
+  stream time starts when the track connects, not at the first captured chunk;
 - after one visit with the model kept, the page opened with the server stopped (from the
   service worker) transcribes locally;
 - a browser without WebAssembly SIMD or without the Cache API is told so and keeps the
