@@ -53,6 +53,14 @@ FINALS = """[...document.querySelectorAll('#finals p')].map((p) => [p.dataset.or
   [...p.childNodes].filter((n) => !(n.classList && n.classList.contains('origin')))
     .map((n) => n.textContent).join('').trim()])"""
 NOTE = "document.getElementById('transcript-note').innerText"
+# A WebRTC connection that takes 2 s to come up (as on a loaded machine or a far network):
+# the server's stream time then starts 2 s into the capture, which the page must account for.
+SLOW_RTC = """(() => {
+  const set = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = function (...args) {
+    return new Promise((r) => setTimeout(r, 2000)).then(() => set.apply(this, args));
+  };
+})();"""
 
 
 def _words(text: str) -> list[str]:
@@ -91,7 +99,7 @@ async def _hand_over_and_back(
     """Server final, kill, local text, a new server, hand-back: what the page showed."""
     out: dict[str, Any] = {}
     query = "?transport=websocket" if transport == "websocket" else ""
-    async with chromium(wav) as tab:
+    async with chromium(wav, init_scripts=[SLOW_RTC] if transport == "webrtc" else []) as tab:
         page = tab.page
         await page.goto(f"http://127.0.0.1:{first.http_port}/{query}", wait_until="load")
         await _keep_model(page)
