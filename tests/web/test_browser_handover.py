@@ -116,6 +116,7 @@ async def _hand_over_and_back(
             f"{FINALS}.some(f => f[0] === 'local' && /station|morning/i.test(f[1])) && {FINALS}",
             120,
         )
+        assert out["local"], (await page.evaluate(FINALS), await page.evaluate(NOTE))
         out["loss_to_local_text_s"] = time.monotonic() - killed
         out["page_loss_to_local_ms"] = await page.evaluate("document.body.dataset.localAfterMs")
         out["mode"] = await page.evaluate("document.body.dataset.mode")
