@@ -54,10 +54,11 @@ def microphone_wav(
     *,
     gap_s: float = 1.5,
     tail_s: float = 0.0,
+    lead_s: float = 0.5,
 ) -> Path:
-    """The fake microphone's file: half a second of silence, then each sentence followed by
+    """The fake microphone's file: ``lead_s`` of silence, then each sentence followed by
     ``gap_s`` of silence, then ``tail_s`` more (Chromium loops the file), at 48 kHz."""
-    parts = [silence(0.5)]
+    parts = [silence(lead_s)]
     for text in sentences:
         parts += [synth.speak(text).audio, silence(gap_s)]
     parts.append(silence(tail_s))

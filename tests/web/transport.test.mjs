@@ -3,7 +3,7 @@ import test from "node:test";
 import { web } from "./helpers.mjs";
 
 const { AutoTransport } = await import(web("js/transport.js"));
-const { RtcStreamClient, gathered, roundTripMs } = await import(web("js/rtc-client.js"));
+const { RtcStreamClient, gathered, roundTripMs, rtcStreamOrigin } = await import(web("js/rtc-client.js"));
 
 // ---- fakes --------------------------------------------------------------------------------
 
@@ -344,4 +344,41 @@ test("a Stop pressed while WebRTC was still trying finishes the WebSocket after 
   made.rtc.close({ code: "ICE_FAILED", message: "" });
   assert.deepEqual(made.ws.audio, ["c1"]);
   assert.equal(made.ws.finished, true);
+});
+
+test("WebRTC: onMediaStart when the connection is up, once per peer, not for a replaced one", async () => {
+  const peers = [];
+  const timers = new FakeTimers();
+  const starts = [];
+  const client = rtcClient({ peers, posts: [], timers, handlers: { onMediaStart: () => starts.push(peers.length) } });
+  client.start();
+  await flush();
+  peers[0].connectionState = "connecting";
+  peers[0].onconnectionstatechange();
+  assert.deepEqual(starts, []);
+  peers[0].connectionState = "connected";
+  peers[0].onconnectionstatechange();
+  assert.deepEqual(starts, [1]);
+  peers[0].channel.open();
+  peers[0].channel.message({ started: { session_id: "s1", resume_grace_s: 30 } });
+  peers[0].connectionState = "failed";
+  peers[0].onconnectionstatechange();
+  timers.advance(300);
+  await flush();
+  peers[0].connectionState = "connected"; // late news from the old peer: not this stream's
+  peers[0].onconnectionstatechange();
+  peers[1].connectionState = "connected";
+  peers[1].onconnectionstatechange();
+  assert.deepEqual(starts, [1, 2]);
+});
+
+test("WebRTC stream origin: the connection's capture time; a resume skips the time it was down", () => {
+  // The track connected 1.4 s into the capture: the server's 0 s is the capture's 1.4 s.
+  assert.equal(rtcStreamOrigin({ streamS: 0, audioS: 1.6, mediaAtS: 1.4, lostAudioS: null }, "new"), 1.4);
+  assert.equal(rtcStreamOrigin({ streamS: 0, audioS: 1.6, mediaAtS: null, lostAudioS: null }, "new"), 1.6);
+  // Lost at 10 s, back at 13 s: the server had up to its 8.6 s, which is now capture 13 s.
+  const resumed = rtcStreamOrigin({ streamS: 1.4, audioS: 13.2, mediaAtS: 13, lostAudioS: 10 }, "resumed");
+  assert.ok(Math.abs(resumed - 4.4) < 1e-9, resumed);
+  // A restarted session counts from 0 again, at the new connection.
+  assert.equal(rtcStreamOrigin({ streamS: 1.4, audioS: 13.2, mediaAtS: 13, lostAudioS: 10 }, "restarted"), 13);
 });

@@ -12,7 +12,7 @@ import { LocalVad } from "./local-vad.js";
 import { registerOffline } from "./offline.js";
 import { DiagnosticsPanel, ModelsPanel, StatusBar } from "./panels.js";
 import { streamProtocols, streamUrl } from "./protocol.js";
-import { RtcStreamClient } from "./rtc-client.js";
+import { RtcStreamClient, rtcStreamOrigin } from "./rtc-client.js";
 import { StreamClient } from "./stream-client.js";
 import { TranscriptModel } from "./transcript.js";
 import { TranscriptView } from "./transcript-view.js";
@@ -279,6 +279,7 @@ class Page {
         if (!mine()) return;
         this.status.setTransport(state, detail);
         if (state === "reconnecting") {
+          session.lostAudioS ??= session.audioS; // what the server had, roughly (WebRTC resume)
           this.note.textContent = t("stream.reconnecting");
           session.lostAt ??= performance.now();
           session.lostTimer ??= setTimeout(() => this.goLocal(session), HANDOVER_AFTER_MS);
@@ -287,8 +288,17 @@ class Page {
           session.lostTimer = session.lostAt = null;
         }
       },
+      onMediaStart: () => {
+        if (mine()) session.mediaAtS = session.audioS;
+      },
       onStarted: (started, outcome) => {
         if (!mine()) return;
+        if (session.client.kind === "webrtc") {
+          session.streamS = rtcStreamOrigin(session, outcome);
+          console.info(`stream time 0 at capture ${session.streamS.toFixed(2)} s (webrtc, ${outcome})`);
+        }
+        session.lostAudioS = session.mediaAtS = null;
+        document.body.dataset.streamOriginS = session.streamS.toFixed(2); // tests read it
         if (outcome === "new") this.model.beginSession(session.startS + session.streamS);
         if (started && started.session_id) this.reportNetwork(started.session_id);
         if (outcome === "restarted") {

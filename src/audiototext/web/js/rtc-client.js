@@ -113,6 +113,9 @@ export class RtcStreamClient {
     channel.onclose = () => this.lost(pc, { code: "CHANNEL_CLOSED", message: "" });
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed") this.lost(pc, { code: "ICE_FAILED", message: "" });
+      // DTLS is up: the track's packets flow from now, and the server's stream time (its
+      // first frame) starts here, not at the page's first captured chunk.
+      if (pc.connectionState === "connected" && pc === this.pc) this.handlers.onMediaStart?.();
     };
     this.clearTimer();
     this.timer = this.timers.setTimeout(() => {
@@ -356,4 +359,17 @@ export function gathered(pc, timeoutMs, timers = globalThis) {
     const timer = timers.setTimeout(finish, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
   });
+}
+
+/**
+ * Where a WebRTC stream's time 0 falls in capture time (the page's session.streamS), given
+ * the capture time when its connection came up (mediaAtS; audioS if unknown) and when it was
+ * lost (lostAudioS). The WebSocket sends every chunk from the first, so its stream time is
+ * the capture's; the track's audio reaches the server only from the connection on, and a
+ * resumed session carries on from what the server had, skipping the time it was down.
+ */
+export function rtcStreamOrigin({ streamS, audioS, mediaAtS, lostAudioS }, outcome) {
+  const at = mediaAtS ?? audioS;
+  if (outcome === "resumed") return streamS + at - (lostAudioS ?? at);
+  return at;
 }
