@@ -154,13 +154,18 @@ def test_page_vad_runtime_threads_and_offline(tmp_path: Path) -> None:
     log = [(flag == "true", t) for flag, t in out["log"]]
     assert [on for on, _ in log[:2]] == [True, False], log
     spans = [(b, e) for (on, b), (_, e) in zip(log[0::2], log[1::2], strict=False) if on]
-    # Speech flagged where the file speaks and never in its silence (times: the VAD's audio
-    # clock, which starts with the capture, as the fake device starts the file).
-    assert abs(spans[0][0] - LEAD_S) < 0.4, log
+    # Speech flagged where the file speaks and never in its silence. Times are the VAD's audio
+    # clock, which starts with the capture's tap; Chromium's fake device starts the file when
+    # the microphone opens, up to a second or so earlier on a loaded machine (a CI run saw the
+    # first sentence flagged from 0). That shift is read from the second loop's first span.
+    second = next(b for b, _ in spans if b > LEAD_S + speech_s + GAP_S / 2)
+    shift = second - (period + LEAD_S)
+    assert -1.5 < shift < 0.4, (shift, log)
     for loop in range(2):
-        start = loop * period + LEAD_S
+        start = loop * period + LEAD_S + shift
+        heard = start + speech_s - max(start, 0.0)  # what of the sentence the capture got
         speaking = sum(max(0.0, min(e, start + speech_s) - max(b, start)) for b, e in spans)
-        assert speaking > 0.6 * speech_s, (loop, log)
+        assert speaking > 0.6 * heard, (loop, log)
         quiet = (start + speech_s + 0.5, start + period - 0.3)
         assert not [(b, e) for b, e in spans if b < quiet[1] and e > quiet[0]], (loop, log)
     assert float(out["cost_ms_per_s"]) > 0
