@@ -74,8 +74,11 @@ def _each_once(expected: str, got: str) -> list[str]:
     return [w for w in _words(expected) if len(w) >= 4 and w != "stella" and counts[w] != 1]
 
 
-# What a browser logs while the server is down: the page's own requests failing.
-UNREACHABLE = re.compile(r"ERR_CONNECTION_REFUSED|WebSocket connection to .* failed")
+# What a browser logs while the server is down: the page's own requests failing (refused, or
+# reset when one was in flight at the kill).
+UNREACHABLE = re.compile(
+    r"ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|WebSocket connection to .* failed"
+)
 
 
 async def _keep_model(page: Page) -> str:
