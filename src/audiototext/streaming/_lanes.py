@@ -132,7 +132,13 @@ class DecodeLane:
         return done
 
     def stop(self) -> None:
+        """End the thread and wait for it: until it returns it holds the recognizer (through
+        ``compute``), so a closed recognizer and its model could not be freed. Partials in
+        flight are cut short; finals are not (their text is owed)."""
+        if isinstance(self.current, PartialBatch):
+            self.current.cancel = True
         self._inbox.put(None)
+        self._thread.join()
 
     def _run(self) -> None:
         while True:
