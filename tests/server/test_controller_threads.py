@@ -64,6 +64,28 @@ def _engine(path: Path) -> StreamingRecognizer:
     return StreamingRecognizer(model, options, model_name="tiny.en", vad=SileroVad())
 
 
+def _pool(engine: StreamingRecognizer, cache: Path) -> ModelPool:
+    """A pool whose default model is ``engine``, pinned (the controller acts on it)."""
+    choice = cache_resolver(cache, "int8")("tiny.en")
+    pool = ModelPool(
+        default=choice,
+        resolver=cache_resolver(cache, "int8"),
+        loader=lambda c: engine,
+        budget_mb=10_000,
+    )
+    pool.add(choice, engine, pinned=True, owned=False)
+    return pool
+
+
+async def _contend(controller: Controller, clock: Clock, others: float, rounds: int) -> None:
+    """``rounds`` one-second ticks with other processes on ``others`` cores (the controller's
+    delays pass on the fake clock), then the resulting rebuild, if any, settles."""
+    for _ in range(rounds):
+        controller.tick(replace(controller.measure(), others_cpu_cores=others))
+        clock.t += 1.0
+    await controller.threads_settled()
+
+
 def _finals(events: list[Any]) -> list[tuple[int, str]]:
     return [(e.utterance_id, e.text) for e in events if isinstance(e, StreamResult) and e.is_final]
 
@@ -112,14 +134,7 @@ def test_threads_change_mid_stream_and_the_finals_do_not(
 
         engine = _engine(model_path)
         clock = Clock()
-        choice = cache_resolver(built_cache, "int8")("tiny.en")
-        pool = ModelPool(
-            default=choice,
-            resolver=cache_resolver(built_cache, "int8"),
-            loader=lambda c: engine,
-            budget_mb=10_000,
-        )
-        pool.add(choice, engine, pinned=True, owned=False)
+        pool = _pool(engine, built_cache)
         registry = CollectorRegistry()
         controller = Controller(
             pool, SETTINGS, max_batch=8, clock=clock, registry=registry, usable_cores=lambda: 2
@@ -127,10 +142,7 @@ def test_threads_change_mid_stream_and_the_finals_do_not(
         seen: dict[str, Any] = {"start": _session_threads(engine)}
 
         async def contend(others: float, label: str) -> None:
-            for _ in range(4):  # the 3-s delay passes on the fake clock
-                controller.tick(replace(controller.measure(), others_cpu_cores=others))
-                clock.t += 1.0
-            await controller.threads_settled()
+            await _contend(controller, clock, others, rounds=4)
             seen[label] = _session_threads(engine)
 
         quarter = len(speech) // CHUNK // 4
@@ -179,14 +191,7 @@ def test_a_failed_rebuild_keeps_the_old_sessions(
 ) -> None:
     async def scenario() -> tuple[dict[str, Any], tuple[int, int], str]:
         engine = _engine(model_path)
-        choice = cache_resolver(built_cache, "int8")("tiny.en")
-        pool = ModelPool(
-            default=choice,
-            resolver=cache_resolver(built_cache, "int8"),
-            loader=lambda c: engine,
-            budget_mb=10_000,
-        )
-        pool.add(choice, engine, pinned=True, owned=False)
+        pool = _pool(engine, built_cache)
         clock = Clock()
         controller = Controller(pool, SETTINGS, max_batch=8, clock=clock, usable_cores=lambda: 2)
 
@@ -195,10 +200,7 @@ def test_a_failed_rebuild_keeps_the_old_sessions(
 
         monkeypatch.setattr(engine, "build_threads", out_of_memory)
         try:
-            for _ in range(4):
-                controller.tick(replace(controller.measure(), others_cpu_cores=1.5))
-                clock.t += 1.0
-            await controller.threads_settled()
+            await _contend(controller, clock, 1.5, rounds=4)
             # The engine still serves a stream on its old sessions.
             stream = engine.open()
             stream.accept(np.zeros(RATE, np.float32), RATE)
@@ -218,22 +220,12 @@ def test_a_failed_rebuild_keeps_the_old_sessions(
 def test_no_adapt_threads_leaves_the_sessions_alone(model_path: Path, built_cache: Path) -> None:
     async def scenario() -> tuple[dict[str, Any], tuple[int, int]]:
         engine = _engine(model_path)
-        choice = cache_resolver(built_cache, "int8")("tiny.en")
-        pool = ModelPool(
-            default=choice,
-            resolver=cache_resolver(built_cache, "int8"),
-            loader=lambda c: engine,
-            budget_mb=10_000,
-        )
-        pool.add(choice, engine, pinned=True, owned=False)
+        pool = _pool(engine, built_cache)
         clock = Clock()
         off = replace(SETTINGS, adapt_threads=False)
         controller = Controller(pool, off, max_batch=8, clock=clock, usable_cores=lambda: 2)
         try:
-            for _ in range(10):
-                controller.tick(replace(controller.measure(), others_cpu_cores=2.0))
-                clock.t += 1.0
-            await controller.threads_settled()
+            await _contend(controller, clock, 2.0, rounds=10)
         finally:
             await engine.close()
         return controller.status(), _session_threads(engine)
@@ -254,24 +246,14 @@ def test_too_little_free_memory_for_both_sessions_keeps_the_old_ones(
 
     async def scenario() -> tuple[dict[str, Any], tuple[int, int]]:
         engine = _engine(model_path)
-        choice = cache_resolver(built_cache, "int8")("tiny.en")
-        pool = ModelPool(
-            default=choice,
-            resolver=cache_resolver(built_cache, "int8"),
-            loader=lambda c: engine,
-            budget_mb=10_000,
-        )
-        pool.add(choice, engine, pinned=True, owned=False)
+        pool = _pool(engine, built_cache)
         clock = Clock()
         sampler = ResourceSampler(read=low_memory, clock=clock)
         controller = Controller(
             pool, SETTINGS, max_batch=8, clock=clock, resources=sampler, usable_cores=lambda: 2
         )
         try:
-            for _ in range(4):
-                controller.tick(replace(controller.measure(), others_cpu_cores=1.5))
-                clock.t += 1.0
-            await controller.threads_settled()
+            await _contend(controller, clock, 1.5, rounds=4)
         finally:
             await engine.close()
         return controller.status(), _session_threads(engine)
