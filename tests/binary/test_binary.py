@@ -17,7 +17,6 @@ import signal
 import struct
 import subprocess
 import tarfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from audiototext.cli import main
 from inference.models_support import shared_model_cache
 from inference.wer import normalise
 from support.fixture_cache import shared_speech_dir
+from support.pulse import capture_while_playing, pulse_daemon
 from support.speech import SpeechSynthesizer, espeak_available, with_silence, write_wav
 
 pytestmark = pytest.mark.slow
@@ -342,35 +342,9 @@ def test_models_pulled_later_are_converted_by_the_file_into_the_normal_cache(
 
 @pytest.fixture
 def pulse(run: Run) -> Iterator[dict[str, str]]:
-    """A private PulseAudio daemon with a null sink ``vsink`` whose monitor is the default
-    source (as in tests/client/test_cli_stream.py); its HOME is the file's."""
-    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
-        pytest.skip("no PulseAudio (Debian packages pulseaudio pulseaudio-utils)")
-    runtime = run.home.parent / "xdg"
-    runtime.mkdir(mode=0o700)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(run.home)}
-    daemon = [
-        "pulseaudio",
-        "-n",
-        "--daemonize=yes",
-        "--exit-idle-time=-1",
-        "-L",
-        "module-native-protocol-unix",
-        "-L",
-        "module-null-sink sink_name=vsink",
-    ]
-    started = subprocess.run(daemon, env=env, capture_output=True, text=True, timeout=30)
-    if started.returncode != 0:
-        pytest.skip(f"PulseAudio cannot start here: {started.stderr.strip()}")
-    try:
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        subprocess.run(["pactl", "set-default-source", "vsink.monitor"], env=env, check=True)
+    """The PulseAudio daemon of tests/support/pulse.py; its HOME is the file's."""
+    with pulse_daemon(run.home, run.home.parent / "xdg") as env:
         yield env
-    finally:
-        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=30)
 
 
 def test_mic_captures_through_the_systems_sound_server(
@@ -387,21 +361,7 @@ def test_mic_captures_through_the_systems_sound_server(
     assert listed.returncode == 0 and "pulse" in listed.stdout, listed.stdout + listed.stderr
     speech = SpeechSynthesizer(shared_speech_dir()).speak(STREAMED).audio
     wav = write_wav(tmp_path / "play.wav", with_silence(speech, 0.2, 0.2), 16_000)
-    mic = subprocess.Popen(
-        [str(run.exe), "mic", "--device", "pulse", "--server", served[0], "--duration", "9"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert mic.stderr is not None
-        line = mic.stderr.readline()  # "listening ..." once capture runs
-        assert "listening" in line, line + mic.stderr.read()
-        subprocess.run(["paplay", "--device=vsink", str(wav)], env=pulse, check=True, timeout=60)
-        stdout, stderr = mic.communicate(timeout=120)
-    finally:
-        if mic.poll() is None:
-            mic.kill()
-    assert mic.returncode == 0, stderr
+    command = [str(run.exe), "mic", "--device", "pulse", "--server", served[0], "--duration", "9"]
+    code, stdout, stderr = capture_while_playing(command, env, pulse, wav)
+    assert code == 0, stderr
     assert len(set(normalise(stdout)) & set(normalise(STREAMED))) >= 6, stdout

@@ -7,13 +7,10 @@ the sink's monitor. Skipped only where no PulseAudio daemon can start.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pytest
 
 from audiototext.models.cache import ModelCache
 from server.real_engine import SENTENCES, words
+from support.pulse import capture_while_playing, pulse_daemon
 from support.speech import SpeechSynthesizer, with_silence, write_wav
 
 pytestmark = pytest.mark.slow
@@ -85,40 +83,9 @@ def test_stream_to_a_server_that_is_not_there_fails_clearly(tmp_path: Path) -> N
 
 
 @pytest.fixture
-def pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A private PulseAudio daemon with a null sink ``vsink`` as the default source's sink."""
-    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
-        pytest.skip("no PulseAudio (Debian packages pulseaudio pulseaudio-utils)")
-    runtime = tmp_path / "xdg"
-    runtime.mkdir(mode=0o700)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp_path)}
-    started = subprocess.run(
-        [
-            "pulseaudio",
-            "-n",
-            "--daemonize=yes",
-            "--exit-idle-time=-1",
-            "-L",
-            "module-native-protocol-unix",
-            "-L",
-            "module-null-sink sink_name=vsink",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if started.returncode != 0:
-        pytest.skip(f"PulseAudio cannot start here: {started.stderr.strip()}")
-    try:
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        subprocess.run(["pactl", "set-default-source", "vsink.monitor"], env=env, check=True)
+def pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with pulse_daemon(tmp_path, tmp_path / "xdg") as env:
         yield env
-    finally:
-        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=30)
 
 
 def test_mic_list_devices(pulse: dict[str, str]) -> None:
@@ -134,22 +101,8 @@ def test_mic_transcribes_what_plays_into_the_sink(
 ) -> None:
     audio = with_silence(speech.speak(SENTENCES[3]).audio, 0.2, 0.2)
     wav = write_wav(tmp_path / "play.wav", audio, 16_000)
-    mic = subprocess.Popen(
-        [*CLI, "mic", "--device", "pulse", "--server", served, "--duration", "9"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=pulse,
-    )
-    try:
-        assert mic.stderr is not None
-        line = mic.stderr.readline()  # "listening ..." once capture runs
-        assert "listening" in line, line + mic.stderr.read()
-        subprocess.run(["paplay", "--device=vsink", str(wav)], env=pulse, check=True, timeout=60)
-        stdout, stderr = mic.communicate(timeout=120)
-    finally:
-        if mic.poll() is None:
-            mic.kill()
-    assert mic.returncode == 0, stderr
+    command = [*CLI, "mic", "--device", "pulse", "--server", served, "--duration", "9"]
+    code, stdout, stderr = capture_while_playing(command, pulse, pulse, wav)
+    assert code == 0, stderr
     got = words(stdout)
     assert len(got & words(SENTENCES[3])) >= 5, stdout
