@@ -82,6 +82,8 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
         )
     for path, reason in damaged:
         console.print(f"[yellow]damaged entry[/yellow] {path}: {reason}")
+    if damaged:
+        console.print("remove those with: audiototext models prune")
     avail = Table(title="Known models (any Hugging Face Whisper repo id works too)")
     for col in ("name", "languages", "params", "download", "RAM (int8)", "cached"):
         avail.add_column(col)
@@ -240,10 +242,39 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
         print(f"FAILED  {path}: {why}")
     if not ok:
         print(
-            "remove failed entries with `audiototext models rm` and pull them again",
+            "remove failed entries with `audiototext models rm` (damaged or outdated ones: "
+            "`audiototext models prune`) and pull them again",
             file=sys.stderr,
         )
     return 0 if ok else 1
+
+
+def _cmd_models_prune(args: argparse.Namespace) -> int:
+    """Remove the entries `models list` shows as damaged or outdated (not bundled ones)."""
+    from audiototext.errors import CacheError
+    from audiototext.models.cache import ModelCache
+
+    cache = ModelCache()
+    _, damaged = cache.scan()
+    removed: list[dict[str, str]] = []
+    kept: list[dict[str, str]] = []
+    for path, reason in damaged:
+        try:
+            cache.remove(path)
+        except (CacheError, OSError) as exc:
+            kept.append({"path": str(path), "reason": str(exc)})
+        else:
+            removed.append({"path": str(path), "reason": reason})
+    if args.json:
+        _print_json({"removed": removed, "kept": kept})
+    else:
+        for r in removed:
+            print(f"removed {r['path']} ({r['reason']})")
+        for k in kept:
+            print(f"kept {k['path']}: {k['reason']}", file=sys.stderr)
+        if not removed and not kept:
+            print(f"nothing to prune in {cache.models_dir}")
+    return 1 if kept else 0
 
 
 # --------------------------------------------------------------------------- parser
@@ -342,6 +373,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="remove every matching entry")
     add_json(p)
     p.set_defaults(func=_cmd_models_rm)
+
+    p = msub.add_parser(
+        "prune", help="remove damaged and outdated cache entries (see `models list`)"
+    )
+    add_json(p)
+    p.set_defaults(func=_cmd_models_prune)
 
     p = msub.add_parser(
         "verify",

@@ -225,3 +225,33 @@ def test_an_entry_from_an_older_converter_is_rebuilt(filled_cache: ModelCache) -
     assert not result.cached and result.entry.path == entry.path
     assert result.entry.manifest["graph_version"] > 1
     assert len(filled_cache.entries("tiny.en")) == 2
+
+
+def test_a_new_graph_version_builds_beside_the_old_entry_and_prune_removes_it(
+    filled_cache: ModelCache, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another install with other graphs shares the cache: it builds its own folder and leaves
+    the entry this one may be loading untouched; `models prune` then removes the outdated."""
+    from audiototext.cli import main
+    from audiototext.models import versions
+
+    old, fp32 = filled_cache.find("tiny.en", "int8"), filled_cache.find("tiny.en", "fp32")
+    old_files = {f.name: f.stat().st_mtime_ns for f in old.path.iterdir()}
+    assert old.path.name == f"int8-g{versions.GRAPH_VERSION}"
+    newer = versions.GRAPH_VERSION + 1
+    for module in (versions, manager):  # what the cache reads, what a pull writes
+        monkeypatch.setattr(module, "GRAPH_VERSION", newer)
+    result = pull("tiny.en", precision="int8", cache=filled_cache)
+    assert not result.cached
+    assert result.entry.path == old.path.with_name(f"int8-g{newer}")
+    assert {f.name: f.stat().st_mtime_ns for f in old.path.iterdir()} == old_files
+    _, damaged = filled_cache.scan()
+    assert {p for p, _ in damaged} == {old.path, fp32.path}, damaged
+
+    assert main(["models", "prune"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed {old.path} (outdated" in out
+    assert not old.path.exists() and result.entry.path.is_dir()
+    assert filled_cache.scan()[1] == []
+    assert main(["models", "prune"]) == 0
+    assert "nothing to prune" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from audiototext.models.cache import ModelCache
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import run
 from server.ws_harness import http_get, http_server
@@ -42,7 +43,7 @@ def test_listing_and_files_match_the_manifest(built_cache: Path) -> None:
         "model_config.json",
     ]
     assert doc["total_bytes"] == sum(f["size"] for f in doc["files"])
-    entry = next(built_cache.glob("models/tiny.en/*/int8"))
+    entry = ModelCache(built_cache).find("tiny.en", "int8").path
     manifest = json.loads((entry / "manifest.json").read_text())
     assert doc["version"] == manifest["checksum"][:16]
     for f in doc["files"]:

