@@ -158,9 +158,7 @@ def test_malformed_prefix_messages_end_that_stream_and_the_server_goes_on() -> N
             runs = []
             for _, extra, messages in bad:
                 runs.append(
-                    await stream_speech(
-                        _url(srv), audio, offer_extra=extra, send_on_open=messages
-                    )
+                    await stream_speech(_url(srv), audio, offer_extra=extra, send_on_open=messages)
                 )
             good = await stream_speech(_url(srv), audio[8000:], prefix=audio[:8000])
             for _ in range(50):
@@ -199,7 +197,7 @@ def test_bad_prefix_offers_get_400_with_what_to_change() -> None:
     async def main() -> list[tuple[int, Any]]:
         sdp = await _offer()
         async with http_server(FakeRecognizer()) as srv:
-            bodies = [
+            bodies: list[dict[str, Any]] = [
                 {"sdp": sdp, "type": "offer", "prefix": "yes"},
                 {"sdp": sdp, "type": "offer", "prefix": True, "config": {"session_id": "x"}},
             ]
