@@ -160,11 +160,10 @@ def test_server_killed_mid_stream_local_takes_over_and_hands_back(
 ) -> None:
     synth = SpeechSynthesizer(tmp_path)
     # Long gaps: the kill falls in the first, the hand-back in the tail (Chromium loops).
-    # Over WebRTC the speech starts after the (slow, SLOW_RTC) connection: what the track
-    # carries before it never reaches the server (a gap of its own, bench/NOTES.md).
-    lead = 4.0 if transport == "webrtc" else 0.5
+    # Over WebRTC the speech starts before the (slow, SLOW_RTC) connection is up: its start
+    # reaches the server as the stream's prefix (rtc_prefix.py).
     wav = microphone_wav(
-        synth, tmp_path / "mic.wav", [FIRST, SECOND], gap_s=6.0, tail_s=100.0, lead_s=lead
+        synth, tmp_path / "mic.wav", [FIRST, SECOND], gap_s=6.0, tail_s=100.0, lead_s=0.5
     )
     history = tmp_path / "history.sqlite3"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -208,6 +207,8 @@ def test_server_killed_mid_stream_local_takes_over_and_hands_back(
     assert wer(SECOND, local_text) <= 0.25, out["finals"]
     page_text = f"{server_text} {local_text}"
     assert _each_once(f"{FIRST} {SECOND}", page_text) == [], out["finals"]
+    # Whisper's word for silence: the local worker must be given only the VAD's speech.
+    assert "you" not in _words(page_text), out["finals"]
 
     (doc,) = [d for d in docs if any(s["origin"] == "local" for s in d["segments"])]
     origins = [s["origin"] for s in doc["segments"]]
