@@ -117,6 +117,7 @@ test("the page's modules parse (Node can import those without DOM at load)", asy
     "resume",
     "stream-client",
     "rtc-client",
+    "rtc-prefix",
     "transport",
     "transcript",
     "exporters",

@@ -197,9 +197,11 @@ def webrtc_router(ctx: HttpContext) -> APIRouter:
 
     @router.post("/webrtc/offer", summary="Open (or resume) a live stream over WebRTC")
     async def offer(request: Request) -> JSONResponse:
-        """Body: ``{"sdp", "type": "offer", "config"?}`` (ICE gathering complete). Answer:
-        ``{"sdp", "type": "answer", "session_id", "resumed"}``; events come on the data
-        channel as the WebSocket's JSON, FINISH goes back on it."""
+        """Body: ``{"sdp", "type": "offer", "config"?, "prefix"?}`` (ICE gathering complete).
+        Answer: ``{"sdp", "type": "answer", "session_id", "resumed"}``; events come on the
+        data channel as the WebSocket's JSON, FINISH goes back on it. With ``"prefix": true``
+        (a new session) the audio captured before the track connected goes first on the data
+        channel: binary PCM16 16-kHz mono messages, then ``{"prefix": {"bytes": N}}``."""
         check_token(request, ctx.token)
         body = await _read_body(request)
         if isinstance(body, JSONResponse):
