@@ -40,8 +40,7 @@ from support.realtime import machine_share  # noqa: E402
 from support.speech import SpeechSynthesizer  # noqa: E402
 from web.browser import chromium, microphone_wav, value_when_truthy  # noqa: E402
 from web.test_browser import SENTENCES  # noqa: E402
-from web.test_browser_handover import FINALS, _words  # noqa: E402
-from web.test_browser_webrtc_prefix import WATCH_CHANNEL  # noqa: E402
+from web.test_browser_handover import FINALS, WATCH_CHANNEL, _words  # noqa: E402
 
 # The page before the prefix: no "prefix" in the offer, no prefix messages on the channel.
 NO_PREFIX = """(() => {

@@ -62,6 +62,32 @@ SLOW_RTC = """(() => {
   };
 })();"""
 
+# What the page sends and gets on its data channels: the prefix's bytes (in all, and per
+# channel), the server's WebRTC statistics (how long the track's audio waited for the prefix).
+WATCH_CHANNEL = """(() => {
+  window.__prefix = { bytes: 0, messages: 0, stats: null, channels: [] };
+  const make = RTCPeerConnection.prototype.createDataChannel;
+  RTCPeerConnection.prototype.createDataChannel = function (...args) {
+    const channel = make.apply(this, args);
+    const send = channel.send;
+    const mine = window.__prefix.channels.push(0) - 1;
+    channel.send = function (data) {
+      if (typeof data !== "string") {
+        window.__prefix.bytes += data.byteLength;
+        window.__prefix.messages += 1;
+        window.__prefix.channels[mine] += data.byteLength;
+      }
+      return send.call(this, data);
+    };
+    channel.addEventListener("message", (e) => {
+      if (typeof e.data === "string" && e.data.startsWith('{"webrtc"')) {
+        window.__prefix.stats = JSON.parse(e.data).webrtc;
+      }
+    });
+    return channel;
+  };
+})();"""
+
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
@@ -102,7 +128,8 @@ async def _hand_over_and_back(
     """Server final, kill, local text, a new server, hand-back: what the page showed."""
     out: dict[str, Any] = {}
     query = "?transport=websocket" if transport == "websocket" else ""
-    async with chromium(wav, init_scripts=[SLOW_RTC] if transport == "webrtc" else []) as tab:
+    scripts = [SLOW_RTC, WATCH_CHANNEL] if transport == "webrtc" else []
+    async with chromium(wav, init_scripts=scripts) as tab:
         page = tab.page
         await page.goto(f"http://127.0.0.1:{first.http_port}/{query}", wait_until="load")
         await _keep_model(page)
@@ -136,7 +163,11 @@ async def _hand_over_and_back(
         )
         out["mode_after"] = await page.evaluate("document.body.dataset.mode")
         out["transport_after"] = await page.inner_text("#transport-text")
+        await value_when_truthy(
+            page, "/Connected/.test(document.getElementById('transport-text').innerText)", 60
+        )
         out["stream_origin_after_s"] = await page.evaluate("document.body.dataset.streamOriginS")
+        out["prefix"] = await page.evaluate("window.__prefix || null")
         out["saved_s"] = time.monotonic() - killed
         await page.click("#start")  # Stop
         await value_when_truthy(
@@ -209,6 +240,11 @@ def test_server_killed_mid_stream_local_takes_over_and_hands_back(
     assert _each_once(f"{FIRST} {SECOND}", page_text) == [], out["finals"]
     # Whisper's word for silence: the local worker must be given only the VAD's speech.
     assert "you" not in _words(page_text), out["finals"]
+    if transport == "webrtc":
+        # The hand-back's new stream starts at its first chunk, not at its connection: the
+        # 2 s of connecting (SLOW_RTC) went to the server as its prefix.
+        assert float(out["stream_origin_after_s"]) > float(out["stream_origin_s"]) + 10, out
+        assert out["prefix"]["channels"][-1] >= 2 * 32_000, out["prefix"]
 
     (doc,) = [d for d in docs if any(s["origin"] == "local" for s in d["segments"])]
     origins = [s["origin"] for s in doc["segments"]]

@@ -20,7 +20,7 @@ from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
 from web.browser import CHROMIUM, chromium, microphone_wav, value_when_truthy
 from web.test_browser import ARTIFACTS, SENTENCES, _stopped
-from web.test_browser_handover import FINALS, SLOW_RTC, _each_once, _words
+from web.test_browser_handover import FINALS, SLOW_RTC, WATCH_CHANNEL, _each_once, _words
 
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
@@ -34,29 +34,6 @@ pytestmark = [
 ]
 
 LEAD_S = 0.4
-# What the page sends and gets on its data channel: the prefix's bytes, the server's
-# WebRTC statistics (how long the track's audio waited for the prefix).
-WATCH_CHANNEL = """(() => {
-  window.__prefix = { bytes: 0, messages: 0, stats: null };
-  const make = RTCPeerConnection.prototype.createDataChannel;
-  RTCPeerConnection.prototype.createDataChannel = function (...args) {
-    const channel = make.apply(this, args);
-    const send = channel.send;
-    channel.send = function (data) {
-      if (typeof data !== "string") {
-        window.__prefix.bytes += data.byteLength;
-        window.__prefix.messages += 1;
-      }
-      return send.call(this, data);
-    };
-    channel.addEventListener("message", (e) => {
-      if (typeof e.data === "string" && e.data.startsWith('{"webrtc"')) {
-        window.__prefix.stats = JSON.parse(e.data).webrtc;
-      }
-    });
-    return channel;
-  };
-})();"""
 
 
 def _speak_at_once(recognizer: StreamingRecognizer, wav: Path) -> dict[str, Any]:
