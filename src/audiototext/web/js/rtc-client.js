@@ -2,8 +2,8 @@
 // server's events come back on a data channel as the same JSON the WebSocket sends. The
 // server (aiortc) does not trickle ICE, so the offer is posted once gathering is complete.
 // A connection lost after the session started is resumed with a new offer carrying the
-// session id and the next event wanted (audio in between is not resent: it is live). A new
-// session's audio captured before the track connected goes on the data channel (rtc-prefix.js).
+// session id and the next event wanted (audio in between is not resent: it is live); a new
+// one sends what was captured before its track connected (rtc-prefix.js).
 // Same interface and handlers as StreamClient; the browser's classes are injected for tests.
 
 import { FINISH_MESSAGE, parseServerMessage } from "./protocol.js";
@@ -25,8 +25,8 @@ export class RtcStreamClient {
    * @param {() => string} options.offerUrl  the POST URL of the offer
    * @param {() => MediaStreamTrack} options.track  the microphone
    * @param {() => string} [options.token]
-   * @param {() => number} [options.captureS]  capture time now (s, the clock of sendAudio's
-   *   atS): with it, audio captured before the track connects is sent as the stream's prefix
+   * @param {() => number} [options.captureS]  capture time now (sendAudio's atS): with it,
+   *   the prefix is sent
    * @param {object} options.handlers  as StreamClient's, plus onRtcStats(stats)
    */
   constructor(options) {
@@ -43,7 +43,7 @@ export class RtcStreamClient {
     this.timers = options.timers || globalThis;
     this.now = options.now || (() => performance.now());
     this.captureS = options.captureS || null;
-    this.prefix = null; // AudioPrefix of a new session's connection
+    this.prefix = null;
     this.prefixSent = false;
     this.kind = "webrtc";
     this.transport = "idle"; // connecting, connected, reconnecting, closed
@@ -74,8 +74,7 @@ export class RtcStreamClient {
     return this;
   }
 
-  /** The track carries the audio; a chunk (captured at `atS`) is needed here only until the
-   * connection is up, as the prefix. */
+  /** The track carries the audio; chunks (captured at `atS`) only make the prefix. */
   sendAudio(data, atS) {
     if (this.prefix && !this.prefixSent && typeof atS === "number") {
       this.prefix.push(data, atS);
@@ -87,7 +86,7 @@ export class RtcStreamClient {
   finish() {
     if (!this.finishRequested && this.transport !== "closed") {
       this.finishRequested = true;
-      this.prefix?.close(); // the capture has stopped: no more of it will come
+      this.prefix?.close(); // the capture has stopped
       this.finishTimer = this.timers.setTimeout(
         () => this.end({ code: "FINISH_TIMEOUT", message: "" }),
         this.finishTimeoutMs,
@@ -135,7 +134,6 @@ export class RtcStreamClient {
       if (pc.connectionState === "connected" && pc === this.pc) {
         const nowS = this.captureS?.();
         this.prefix?.cut(nowS);
-        // Stream time 0 in capture time: the prefix's first byte (or now, with no prefix).
         this.handlers.onMediaStart?.(this.prefix ? this.prefix.originS : nowS);
       }
     };
@@ -205,18 +203,18 @@ export class RtcStreamClient {
     if (this.finishRequested) this.sendFinish();
   }
 
-  /** What the prefix has ready, on the open channel; then its end, once it is complete. */
+  /** The prefix's ready pieces, then (complete) its end. */
   sendPrefix() {
     const channel = this.channel;
     const prefix = this.prefix;
     if (!prefix || this.prefixSent || !channel || channel.readyState !== "open") return;
-    if (prefix.cutS === null) prefix.cut(this.captureS()); // the channel needs the connection
+    prefix.cut(this.captureS()); // no-op once cut (the channel opens after "connected")
     try {
       for (const piece of prefix.take()) channel.send(piece);
       if (!prefix.complete) return;
       channel.send(prefix.endMessage());
     } catch {
-      return; // the channel closed meanwhile: the connection is lost, and handled so
+      return; // closed meanwhile: handled as a lost connection
     }
     this.prefixSent = true;
     if (this.finishRequested) this.sendFinish();
@@ -272,7 +270,7 @@ export class RtcStreamClient {
   sendFinish() {
     const channel = this.channel;
     if (this.finishSent || !channel || channel.readyState !== "open") return;
-    if (this.prefix && !this.prefixSent) return; // FINISH follows the prefix's end
+    if (this.prefix && !this.prefixSent) return; // FINISH after the prefix
     this.finishSent = true;
     // The track stops first, so FINISH follows the last audio the server will get.
     try {

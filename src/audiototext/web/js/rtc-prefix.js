@@ -1,28 +1,23 @@
-// The microphone audio a WebRTC stream captured before its track connected. The track carries
-// audio only from the moment ICE and DTLS are up (seconds on a slow network), so what was
-// said between Start and then goes to the server on the data channel, as PCM16 messages and
-// an end ({"prefix": {"bytes": N}}), and the server puts it before the track's audio. The
-// cut is the capture time the connection came up: chunks before it are sent, the chunk it
-// falls in up to it, later ones not (the track has them), so nothing is sent twice.
+// The audio a new WebRTC stream captured before its track connected (seconds on a slow
+// network): sent on the data channel as PCM16 messages and {"prefix": {"bytes": N}}, and put
+// before the track's audio by the server (rtc_prefix.py). Cut at the capture time the
+// connection came up: the track carries what follows, so nothing is sent twice.
 
 const BYTES_PER_S = 32000; // PCM16 at 16 kHz mono
-export const MAX_PREFIX_S = 10; // the server's limit (rtc_prefix.py); longer: the oldest go
+export const MAX_PREFIX_S = 10; // the server's limit; beyond it the oldest go
 
 export class AudioPrefix {
   constructor() {
-    this.chunks = []; // [{data: ArrayBuffer, atS}] not sent yet
-    this.startS = null; // capture time of the prefix's first byte
-    this.cutS = null;
-    this.nextS = null; // capture time just after the last chunk pushed
+    this.chunks = []; // [{data, atS}] not handed out yet
+    this.startS = this.cutS = this.nextS = null; // capture times: first byte, cut, after last
     this.bytes = 0; // handed out by take()
-    this.closed = false; // no more audio will come (Stop): complete with what there is
+    this.closed = false; // the capture stopped
   }
 
-  /** One capture chunk (PCM16) starting at capture time `atS`. */
+  /** A PCM16 chunk captured from `atS`. */
   push(data, atS) {
     if (this.closed || (this.cutS !== null && atS >= this.cutS)) return;
-    // Only when the connection came up before the first chunk did: the stream starts at the
-    // cut, and that chunk's part before it (under 100 ms) is not sent.
+    // Connected before the first chunk came: the stream starts at the cut, not before.
     if (this.startS !== null && atS < this.startS) return;
     this.startS ??= atS;
     this.chunks.push({ data, atS });
@@ -33,45 +28,37 @@ export class AudioPrefix {
     }
   }
 
-  /** The track's audio starts at capture time `atS` (the connection is up). */
   cut(atS) {
-    if (this.cutS !== null) return;
-    this.cutS = atS;
-    this.startS ??= atS; // nothing before it: an empty prefix
+    this.cutS ??= atS;
+    this.startS ??= atS;
   }
 
-  /** No more chunks will come (the capture stopped). */
   close() {
     this.closed = true;
   }
 
-  /** All of the prefix has been handed out by take(). */
   get complete() {
     if (this.cutS === null) return false;
-    return this.closed || (this.nextS !== null && this.nextS >= this.cutS) || this.startS >= this.cutS;
+    return this.closed || this.nextS >= this.cutS || this.startS >= this.cutS;
   }
 
-  /** Capture time of the server stream's time 0: the prefix's first byte. */
+  /** Capture time of the server stream's time 0. */
   get originS() {
     return this.startS ?? this.cutS;
   }
 
-  /** The prefix's pieces ready to send (only once the cut is known), in order. */
+  /** The pieces before the cut not yet handed out (none until the cut is known). */
   take() {
     if (this.cutS === null) return [];
     const out = [];
     for (const { data, atS } of this.chunks.splice(0)) {
-      if (atS >= this.cutS) continue;
-      const end = atS + data.byteLength / BYTES_PER_S;
-      // The chunk the cut falls in: up to the cut, a whole number of samples.
-      const piece = end <= this.cutS ? data : data.slice(0, 2 * Math.round((this.cutS - atS) * 16000));
-      if (piece.byteLength) out.push(piece);
+      const keep = Math.min(data.byteLength, 2 * Math.round((this.cutS - atS) * 16000));
+      if (keep > 0) out.push(keep < data.byteLength ? data.slice(0, keep) : data);
     }
     for (const piece of out) this.bytes += piece.byteLength;
     return out;
   }
 
-  /** The end message (after every piece take() gave). */
   endMessage() {
     return JSON.stringify({ prefix: { bytes: this.bytes } });
   }
