@@ -24,10 +24,10 @@ test("the silence after the server's last final and between sentences is not dec
   const log = [["BEGIN", 0.5], ["END", 3.8], ["BEGIN", 9.5], ["END", 12.5]];
   const plan = replayPlan(log, 3.5, chunks(20));
   assert.deepEqual(utterances(plan, 3.5), [
-    [3.5, 3.7], // the VAD's END came after the server's: its last moments
-    [8.5, 12.4], // a second before the speech, to its end
+    [3.5, 4.0], // the VAD's END came after the server's: its last moments, and 0.3 s
+    [8.5, 12.7], // a second before the speech, to 0.3 s after its end
   ]);
-  assert.equal(plan.filter((p) => p.feed).length, 3 + 40);
+  assert.equal(plan.filter((p) => p.feed).length, 6 + 43);
 });
 
 test("speech still under way at the end stays open (live chunks go on feeding it)", () => {
@@ -38,7 +38,7 @@ test("speech still under way at the end stays open (live chunks go on feeding it
 
 test("stretches closer than the lead-in are one utterance; none at all: nothing fed", () => {
   const log = [["BEGIN", 1.0], ["END", 2.0], ["BEGIN", 2.6], ["END", 3.0]];
-  assert.deepEqual(utterances(replayPlan(log, 0, chunks(5)), 0), [[0.0, 2.9]]);
+  assert.deepEqual(utterances(replayPlan(log, 0, chunks(5)), 0), [[0.0, 3.2]]);
   assert.deepEqual(replayPlan([], 0, chunks(3)).filter((p) => p.feed), []);
   const before = [["BEGIN", 1.0], ["END", 2.0]]; // all before the kept audio: the server had it
   assert.deepEqual(replayPlan(before, 2.5, chunks(3)).filter((p) => p.feed), []);

@@ -22,6 +22,9 @@ const MAX_UTTERANCE_CHUNKS = 250; // 25 s: close a local utterance the VAD never
 const UPLOAD_ATTEMPTS = 5;
 const PREROLL_CHUNKS = 10;
 const SPEECH_LEAD_S = PREROLL_CHUNKS / 10; // fed before the VAD's "speech": the preroll's second
+// ... and after its end: END is stamped where the silence began, and live chunks go on to the
+// chunk after the VAD's decision (100 ms later); cut at the last word, Whisper repeats it.
+const SPEECH_TAIL_S = 0.3;
 const BYTES_PER_S = 32000; // PCM16 at 16 kHz
 
 function toFloat(pcm16) {
@@ -292,8 +295,8 @@ export async function goLocal(page, session) {
 /**
  * How the chunks kept since the server's last final are replayed to the local worker: per
  * chunk (durations in s, the first at capture time `fromS`), whether it is fed (it overlaps
- * a stretch of the VAD's speech, or the second before one begins: the VAD says "speech" a
- * little late) and whether the open utterance closes before it (the stretch it belonged to
+ * a stretch of the VAD's speech, the second before it (the VAD says "speech" a little late)
+ * or the 0.3 s after it) and whether the open utterance closes before it (the stretch it belonged to
  * is over). `log` holds the VAD's [kind, captureS] events; speech under way at `fromS` is a
  * stretch from there. Stretches less than the lead-in apart make one utterance.
  */
@@ -303,7 +306,7 @@ export function replayPlan(log, fromS, durations) {
   for (const [kind, at] of log) {
     if (kind === "BEGIN" && open === null) open = Math.max(at - SPEECH_LEAD_S, fromS);
     else if (kind === "END" && open !== null) {
-      if (at > fromS) stretches.push([open, at]);
+      if (at > fromS) stretches.push([open, at + SPEECH_TAIL_S]);
       open = null;
     }
   }
