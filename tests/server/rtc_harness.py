@@ -124,15 +124,30 @@ async def stream_speech(
     keep_packet: Callable[[int], bool] | None = None,
     during: Callable[[RtcRun], Any] | None = None,
     cut_after_s: float | None = None,
-    send_on_open: str | None = None,
+    send_on_open: str | bytes | list[str | bytes] | None = None,
+    prefix: NDArray[np.float32] | None = None,
+    offer_extra: dict[str, Any] | None = None,
     timeout_s: float = 120.0,
 ) -> RtcRun:
     """Stream ``audio`` (16 kHz) over WebRTC; every data channel message until it closes.
 
     ``cut_after_s``: close the peer connection that long after the answer, without FINISH
-    (a dropped connection; the server keeps the session for a resume). ``send_on_open``: a
-    message for the data channel as soon as it opens.
+    (a dropped connection; the server keeps the session for a resume). ``send_on_open``:
+    messages for the data channel as soon as it opens. ``prefix``: audio (16 kHz) captured
+    "before the track connected", sent as a browser does: the offer says ``"prefix": true``,
+    the audio goes as PCM16 messages when the channel opens, then its end. ``offer_extra``:
+    more keys for the offer's body.
     """
+    opening: list[str | bytes] = []
+    if prefix is not None:
+        pcm = np.clip(np.round(prefix * 32768.0), -32768, 32767).astype("<i2").tobytes()
+        opening += [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)]
+        opening.append(json.dumps({"prefix": {"bytes": len(pcm)}}))
+        offer_extra = {"prefix": True, **(offer_extra or {})}
+    if isinstance(send_on_open, list):
+        opening += send_on_open
+    elif send_on_open is not None:
+        opening.append(send_on_open)
     out = RtcRun()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     channel = pc.createDataChannel("events")
@@ -162,8 +177,8 @@ async def stream_speech(
         closed.set()
 
     def on_open() -> None:
-        if send_on_open is not None:
-            channel.send(send_on_open)
+        for message in opening:
+            channel.send(message)
 
     channel.on("message", on_message)
     channel.on("close", on_close)
@@ -174,6 +189,7 @@ async def stream_speech(
             "sdp": pc.localDescription.sdp,
             "type": "offer",
             "config": config if config is not None else {"interim_results": True},
+            **(offer_extra or {}),
         }
         out.status, out.answer = await asyncio.to_thread(post_json, offer_url, offer)
         if out.status != 200:

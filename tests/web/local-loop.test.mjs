@@ -42,3 +42,12 @@ test("a closing utterance's unfinished rest that repeats its last piece is dropp
   const texts = messages.filter((m) => m.type === "segment").map((m) => m.text);
   assert.deepEqual(texts, ["We will meet at the train station tomorrow morning."]);
 });
+
+test("one word said three times at the end is said once; twice is left alone", () => {
+  assert.equal(
+    collapseLoop("We will meet at the train station tomorrow morning, morning, morning"),
+    "We will meet at the train station tomorrow morning",
+  );
+  assert.equal(collapseLoop("Tomorrow morning, morning, morning."), "Tomorrow morning.");
+  assert.equal(collapseLoop("I think that that"), "I think that that");
+});

@@ -58,7 +58,9 @@ test("the workers' modules are not in the page's module graph", () => {
 test("total weight well under 300 KB", () => {
   const page = files.filter((f) => !f.startsWith(VENDOR) && !WORKER_ONLY.includes(f) && !LAZY.includes(f));
   const total = page.reduce((sum, f) => sum + statSync(f).size, 0);
-  assert.ok(total < 240 * 1024, `${total} bytes`);
+  // 240 KiB until the WebRTC prefix (rtc-prefix.js and its use: ~4 KiB, audio said while
+  // connecting is no longer lost) took some of the reserve.
+  assert.ok(total < 244 * 1024, `${total} bytes`);
 });
 
 test("only the workers' module graphs reach the vendored runtime", () => {
@@ -117,6 +119,7 @@ test("the page's modules parse (Node can import those without DOM at load)", asy
     "resume",
     "stream-client",
     "rtc-client",
+    "rtc-prefix",
     "transport",
     "transcript",
     "exporters",

@@ -62,6 +62,32 @@ SLOW_RTC = """(() => {
   };
 })();"""
 
+# What the page sends and gets on its data channels: the prefix's bytes (in all, and per
+# channel), the server's WebRTC statistics (how long the track's audio waited for the prefix).
+WATCH_CHANNEL = """(() => {
+  window.__prefix = { bytes: 0, messages: 0, stats: null, channels: [] };
+  const make = RTCPeerConnection.prototype.createDataChannel;
+  RTCPeerConnection.prototype.createDataChannel = function (...args) {
+    const channel = make.apply(this, args);
+    const send = channel.send;
+    const mine = window.__prefix.channels.push(0) - 1;
+    channel.send = function (data) {
+      if (typeof data !== "string") {
+        window.__prefix.bytes += data.byteLength;
+        window.__prefix.messages += 1;
+        window.__prefix.channels[mine] += data.byteLength;
+      }
+      return send.call(this, data);
+    };
+    channel.addEventListener("message", (e) => {
+      if (typeof e.data === "string" && e.data.startsWith('{"webrtc"')) {
+        window.__prefix.stats = JSON.parse(e.data).webrtc;
+      }
+    });
+    return channel;
+  };
+})();"""
+
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
@@ -102,7 +128,8 @@ async def _hand_over_and_back(
     """Server final, kill, local text, a new server, hand-back: what the page showed."""
     out: dict[str, Any] = {}
     query = "?transport=websocket" if transport == "websocket" else ""
-    async with chromium(wav, init_scripts=[SLOW_RTC] if transport == "webrtc" else []) as tab:
+    scripts = [SLOW_RTC, WATCH_CHANNEL] if transport == "webrtc" else []
+    async with chromium(wav, init_scripts=scripts) as tab:
         page = tab.page
         await page.goto(f"http://127.0.0.1:{first.http_port}/{query}", wait_until="load")
         await _keep_model(page)
@@ -136,7 +163,11 @@ async def _hand_over_and_back(
         )
         out["mode_after"] = await page.evaluate("document.body.dataset.mode")
         out["transport_after"] = await page.inner_text("#transport-text")
+        await value_when_truthy(
+            page, "/Connected/.test(document.getElementById('transport-text').innerText)", 60
+        )
         out["stream_origin_after_s"] = await page.evaluate("document.body.dataset.streamOriginS")
+        out["prefix"] = await page.evaluate("window.__prefix || null")
         out["saved_s"] = time.monotonic() - killed
         await page.click("#start")  # Stop
         await value_when_truthy(
@@ -160,11 +191,10 @@ def test_server_killed_mid_stream_local_takes_over_and_hands_back(
 ) -> None:
     synth = SpeechSynthesizer(tmp_path)
     # Long gaps: the kill falls in the first, the hand-back in the tail (Chromium loops).
-    # Over WebRTC the speech starts after the (slow, SLOW_RTC) connection: what the track
-    # carries before it never reaches the server (a gap of its own, bench/NOTES.md).
-    lead = 4.0 if transport == "webrtc" else 0.5
+    # Over WebRTC the speech starts before the (slow, SLOW_RTC) connection is up: its start
+    # reaches the server as the stream's prefix (rtc_prefix.py).
     wav = microphone_wav(
-        synth, tmp_path / "mic.wav", [FIRST, SECOND], gap_s=6.0, tail_s=100.0, lead_s=lead
+        synth, tmp_path / "mic.wav", [FIRST, SECOND], gap_s=6.0, tail_s=100.0, lead_s=0.5
     )
     history = tmp_path / "history.sqlite3"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -208,6 +238,13 @@ def test_server_killed_mid_stream_local_takes_over_and_hands_back(
     assert wer(SECOND, local_text) <= 0.25, out["finals"]
     page_text = f"{server_text} {local_text}"
     assert _each_once(f"{FIRST} {SECOND}", page_text) == [], out["finals"]
+    # Whisper's word for silence: the local worker must be given only the VAD's speech.
+    assert "you" not in _words(page_text), out["finals"]
+    if transport == "webrtc":
+        # The hand-back's new stream starts at its first chunk, not at its connection: the
+        # 2 s of connecting (SLOW_RTC) went to the server as its prefix.
+        assert float(out["stream_origin_after_s"]) > float(out["stream_origin_s"]) + 10, out
+        assert out["prefix"]["channels"][-1] >= 2 * 32_000, out["prefix"]
 
     (doc,) = [d for d in docs if any(s["origin"] == "local" for s in d["segments"])]
     origins = [s["origin"] for s in doc["segments"]]

@@ -382,3 +382,96 @@ test("WebRTC stream origin: the connection's capture time; a resume skips the ti
   // A restarted session counts from 0 again, at the new connection.
   assert.equal(rtcStreamOrigin({ streamS: 1.4, audioS: 13.2, mediaAtS: 13, lostAudioS: 10 }, "restarted"), 13);
 });
+
+// ---- the audio captured before the track connects (rtc-prefix.js) -------------------------
+
+test("WebRTC: audio captured before the connection goes on the data channel, then FINISH", async () => {
+  const peers = [];
+  const posts = [];
+  const timers = new FakeTimers();
+  let nowS = 0;
+  const origins = [];
+  const client = new RtcStreamClient({
+    offerUrl: () => "/api/v1/webrtc/offer",
+    track: () => ({ kind: "audio" }),
+    captureS: () => nowS,
+    handlers: { onMediaStart: (s) => origins.push(s) },
+    RTCPeerConnection: fakePeerClass(peers),
+    fetch: answering(posts),
+    timers,
+    now: () => timers.now,
+  });
+  client.start();
+  await flush();
+  assert.equal(posts[0].body.prefix, true);
+  const pcm = (n) => new Int16Array(n).fill(7).buffer;
+  for (let i = 0; i < 5; i += 1) client.sendAudio(pcm(1600), i / 10);
+  nowS = 0.55; // the track's audio starts here
+  peers[0].connectionState = "connected";
+  peers[0].onconnectionstatechange();
+  assert.deepEqual(origins, [0]);
+  const ch = peers[0].channel;
+  ch.open();
+  assert.equal(ch.sent.length, 5, "the five whole chunks; the sixth has not come");
+  client.sendAudio(pcm(1600), 0.5);
+  client.sendAudio(pcm(1600), 0.6); // the track's
+  assert.equal(ch.sent[5].byteLength, 1600); // up to 0.55 s
+  assert.deepEqual(JSON.parse(ch.sent[6]), { prefix: { bytes: 5 * 3200 + 1600 } });
+  assert.equal(ch.sent.length, 7);
+  client.finish();
+  assert.equal(ch.sent[7], '{"control":{"action":"FINISH"}}');
+});
+
+test("WebRTC: stopped before the connection came up, the prefix and its end go before FINISH", async () => {
+  const peers = [];
+  const timers = new FakeTimers();
+  const client = new RtcStreamClient({
+    offerUrl: () => "/api/v1/webrtc/offer",
+    track: () => ({ kind: "audio" }),
+    captureS: () => 0.3,
+    handlers: {},
+    RTCPeerConnection: fakePeerClass(peers),
+    fetch: answering([]),
+    timers,
+    now: () => timers.now,
+  });
+  client.start();
+  await flush();
+  client.sendAudio(new ArrayBuffer(3200), 0);
+  client.sendAudio(new ArrayBuffer(1000), 0.1); // the capture's last, partial chunk
+  client.finish();
+  const ch = peers[0].channel;
+  ch.open();
+  assert.deepEqual(
+    ch.sent.map((m) => (typeof m === "string" ? m : m.byteLength)),
+    [3200, 1000, '{"prefix":{"bytes":4200}}', '{"control":{"action":"FINISH"}}'],
+  );
+});
+
+test("WebRTC: a resumed connection sends no prefix (the server's time goes on)", async () => {
+  const peers = [];
+  const posts = [];
+  const timers = new FakeTimers();
+  const client = new RtcStreamClient({
+    offerUrl: () => "/api/v1/webrtc/offer",
+    track: () => ({ kind: "audio" }),
+    captureS: () => 5,
+    handlers: {},
+    RTCPeerConnection: fakePeerClass(peers),
+    fetch: answering(posts),
+    timers,
+    now: () => timers.now,
+  });
+  client.start();
+  await flush();
+  peers[0].channel.open();
+  peers[0].channel.message({ started: { session_id: "s1", resume_grace_s: 30 } });
+  peers[0].connectionState = "failed";
+  peers[0].onconnectionstatechange();
+  timers.advance(300);
+  await flush();
+  assert.equal(posts[1].body.prefix, undefined);
+  client.sendAudio(new ArrayBuffer(3200), 9.9);
+  peers[1].channel.open();
+  assert.deepEqual(peers[1].channel.sent, []);
+});

@@ -23,6 +23,7 @@ import soxr
 from numpy.typing import NDArray
 
 __all__ = [
+    "CHUNK_SAMPLES",
     "RATE_HZ",
     "FrameConverter",
     "RtcAudioStats",
@@ -58,6 +59,8 @@ class RtcAudioStats:
     late_frames: int = 0  # arrived after newer audio: dropped
     dropped_frames: int = 0  # the reader fell behind: the oldest queued frames dropped
     dropped_ms: int = 0  # ... that much audio (also the stream layer's refusals, no credit)
+    prefix_ms: int = 0  # captured before the track connected, sent on the data channel
+    held_ms: int = 0  # the longest track audio waited for the prefix's end (wall clock)
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -67,6 +70,8 @@ class RtcAudioStats:
             "late_frames": self.late_frames,
             "dropped_frames": self.dropped_frames,
             "dropped_ms": self.dropped_ms,
+            "prefix_ms": self.prefix_ms,
+            "held_ms": self.held_ms,
         }
 
 

@@ -10,7 +10,8 @@ The connection is lost (the session waits ``resume_grace_s`` for a new offer wit
 ``session_id``) when ICE fails, the data channel or the peer closes, or ICE does not connect
 in time. A completed stream closes the data channel after its last event; a refused one sends
 ``{"error": {"code", "message"}}`` first. :class:`~.rtc_peers.RtcPeers` closes every peer at
-shutdown.
+shutdown. An offer with ``"prefix": true`` sends the audio captured before the track
+connected on the data channel (:mod:`.rtc_prefix`); it goes to the stream before the track's.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from audiototext.server.http.rtc_audio import (
     consume_track,
     release_promptly,
 )
+from audiototext.server.http.rtc_prefix import PrefixIntake
 from audiototext.server.http.websocket import MAX_TEXT_FRAME_BYTES, response_json
 from audiototext.server.status import Status, StatusError
 from audiototext.server.streams import ConnectionLost, StreamService
@@ -56,12 +58,16 @@ _LOST = _Lost()
 class RtcPeer:
     """A peer connection serving one stream connection (the session may outlive it)."""
 
-    def __init__(self, pc: Any, streams: StreamService, config: pb.StreamingRequest) -> None:
+    def __init__(
+        self, pc: Any, streams: StreamService, config: pb.StreamingRequest, *, prefix: bool = False
+    ) -> None:
         self.pc = pc
         self.streams = streams
         self.config = config
         self.stats = RtcAudioStats()
         self.converter = FrameConverter(self.stats)
+        self.prefix = PrefixIntake(prefix)
+        self._held_since: float | None = None
         self.session_id = ""
         self._requests: asyncio.Queue[pb.StreamingRequest | StatusError | _Lost] = asyncio.Queue()
         self._channel: Any = None
@@ -100,7 +106,7 @@ class RtcPeer:
             if receiver.track is track:
                 release_promptly(receiver)
         self._track_task = self._spawn(
-            consume_track(_Timed(track, self), self.converter, self._emit), "rtc-track"
+            consume_track(_Timed(track, self), self.converter, self._on_chunk), "rtc-track"
         )
 
     def _on_datachannel(self, channel: Any) -> None:
@@ -120,6 +126,12 @@ class RtcPeer:
             self.lose(f"the peer connection is {state}")
 
     def _on_message(self, message: Any) -> None:
+        try:
+            if isinstance(message, bytes | str) and self._on_prefix(message):
+                return
+        except StatusError as exc:
+            self._requests.put_nowait(exc)
+            return
         if not isinstance(message, str) or len(message) > MAX_TEXT_FRAME_BYTES:
             self._requests.put_nowait(
                 StatusError(
@@ -143,11 +155,51 @@ class RtcPeer:
         if request.WhichOneof("request") == "control" and request.control.action == (
             pb.Control.FINISH
         ):
+            try:
+                self.prefix.before_finish()
+            except StatusError as exc:
+                self._requests.put_nowait(exc)
+                return
             self._spawn(self._finish(request), "rtc-finish")
         else:  # FLUSH, or something the stream layer refuses with its own words
             self._requests.put_nowait(request)
 
     # ---- audio ---------------------------------------------------------------------------
+
+    def _on_prefix(self, message: bytes | str) -> bool:
+        """A piece of the prefix (binary) or its end (``{"prefix": ...}``); False for a text
+        message that is something else. Raises :class:`StatusError` for a malformed one."""
+        if isinstance(message, bytes):
+            self.prefix.add(message)
+            return True
+        if len(message) > MAX_TEXT_FRAME_BYTES or '"prefix"' not in message:
+            return False
+        try:
+            body = json.loads(message)
+        except ValueError:
+            return False  # the stream layer's parser explains
+        if not isinstance(body, dict) or "prefix" not in body:
+            return False
+        chunks = self.prefix.end(body["prefix"])
+        self.stats.prefix_ms = self.prefix.received_bytes * 1000 // 32_000
+        if self._held_since is not None:
+            waited = asyncio.get_running_loop().time() - self._held_since
+            self.stats.held_ms = round(1000 * waited)
+        for chunk in chunks:
+            self._emit(chunk)
+        return True
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        """A track chunk: after the prefix, so held until its end has come."""
+        try:
+            if self.prefix.hold(chunk):
+                if self._held_since is None:
+                    self._held_since = asyncio.get_running_loop().time()
+                return
+        except StatusError as exc:
+            self._requests.put_nowait(exc)
+            return
+        self._emit(chunk)
 
     def _emit(self, chunk: bytes) -> None:
         """A 100-ms chunk for the stream layer, unless its credit is spent (then dropped)."""

@@ -1,9 +1,11 @@
 """``POST /api/v1/webrtc/offer``: a live stream over WebRTC (aiortc), the page's default.
 
-The body is JSON ``{"sdp", "type": "offer", "config"?}``: an SDP offer with one audio track
-(Opus) and a data channel, ICE gathering complete (aiortc does not trickle), and the same
-stream config as the WebSocket's first frame (``session_id`` + ``resume_from_event`` resume a
-session; encoding, rate and channels are the server's: Opus decoded to 16-kHz PCM16 mono).
+The body is JSON ``{"sdp", "type": "offer", "config"?, "prefix"?}``: an SDP offer with one
+audio track (Opus) and a data channel, ICE gathering complete (aiortc does not trickle), and
+the same stream config as the WebSocket's first frame (``session_id`` + ``resume_from_event``
+resume a session; encoding, rate and channels are the server's: Opus decoded to 16-kHz PCM16
+mono); ``"prefix": true`` promises the audio captured before the track connects on the data
+channel (:mod:`.rtc_prefix`).
 The answer is ``{"sdp", "type": "answer", "session_id", "resumed"}``; events then come on the
 data channel (:mod:`.rtc_peer`). Token and Origin rules are the rest of the API's; a refusal
 is the usual JSON error (415 for a body that is not JSON, 413 for an oversized one).
@@ -71,7 +73,7 @@ def _too_big() -> JSONResponse:
     )
 
 
-def _parse_offer(body: bytes) -> tuple[str, pb.StreamingRequest]:
+def _parse_offer(body: bytes) -> tuple[str, pb.StreamingRequest, bool]:
     try:
         offer = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -90,6 +92,19 @@ def _parse_offer(body: bytes) -> tuple[str, pb.StreamingRequest]:
     config = offer.get("config") or {}
     if not isinstance(config, dict):
         raise StatusError(Status.INVALID_ARGUMENT, '"config" must be a JSON object')
+    prefix = offer.get("prefix", False)
+    if not isinstance(prefix, bool):
+        raise StatusError(
+            Status.INVALID_ARGUMENT,
+            '"prefix" must be true (the audio captured before the track connects comes on '
+            "the data channel) or false",
+        )
+    if prefix and config.get("session_id"):
+        # A resumed session's time goes on from its last chunk: there is nothing before it.
+        raise StatusError(
+            Status.INVALID_ARGUMENT,
+            '"prefix" is for a new session; leave it out when resuming with "session_id"',
+        )
     try:
         request = json_format.ParseDict({"config": config}, pb.StreamingRequest())
     except json_format.ParseError as exc:
@@ -102,7 +117,7 @@ def _parse_offer(body: bytes) -> tuple[str, pb.StreamingRequest]:
     request.config.sample_rate_hz = 16_000
     request.config.channels = 1
     request.config.resume_from_seq = 0  # chunks are numbered by the server
-    return sdp, request
+    return sdp, request, prefix
 
 
 def _check_offer(sdp: str) -> None:
@@ -134,7 +149,9 @@ def _receive_opus(pc: Any) -> None:
     pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(opus)
 
 
-async def _answer(ctx: HttpContext, sdp: str, config: pb.StreamingRequest) -> dict[str, Any]:
+async def _answer(
+    ctx: HttpContext, sdp: str, config: pb.StreamingRequest, prefix: bool
+) -> dict[str, Any]:
     try:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     except ImportError as exc:
@@ -150,7 +167,7 @@ async def _answer(ctx: HttpContext, sdp: str, config: pb.StreamingRequest) -> di
     _check_offer(sdp)
     # No STUN/TURN: the server answers with its host candidates (the page is on its network).
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    peer = RtcPeer(pc, ctx.streams, config)
+    peer = RtcPeer(pc, ctx.streams, config, prefix=prefix)
     ctx.webrtc.add(peer)  # from now on: closed at shutdown, forgotten once closed
     try:
         try:
@@ -180,14 +197,16 @@ def webrtc_router(ctx: HttpContext) -> APIRouter:
 
     @router.post("/webrtc/offer", summary="Open (or resume) a live stream over WebRTC")
     async def offer(request: Request) -> JSONResponse:
-        """Body: ``{"sdp", "type": "offer", "config"?}`` (ICE gathering complete). Answer:
-        ``{"sdp", "type": "answer", "session_id", "resumed"}``; events come on the data
-        channel as the WebSocket's JSON, FINISH goes back on it."""
+        """Body: ``{"sdp", "type": "offer", "config"?, "prefix"?}`` (ICE gathering complete).
+        Answer: ``{"sdp", "type": "answer", "session_id", "resumed"}``; events come on the
+        data channel as the WebSocket's JSON, FINISH goes back on it. With ``"prefix": true``
+        (a new session) the audio captured before the track connected goes first on the data
+        channel: binary PCM16 16-kHz mono messages, then ``{"prefix": {"bytes": N}}``."""
         check_token(request, ctx.token)
         body = await _read_body(request)
         if isinstance(body, JSONResponse):
             return body
-        sdp, config = _parse_offer(body)
-        return JSONResponse(await _answer(ctx, sdp, config))
+        sdp, config, prefix = _parse_offer(body)
+        return JSONResponse(await _answer(ctx, sdp, config, prefix))
 
     return router

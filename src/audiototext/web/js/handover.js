@@ -21,6 +21,10 @@ const MAX_WAIT_FOR_PAUSE_MS = 10000; // hand back mid-speech after this (a word 
 const MAX_UTTERANCE_CHUNKS = 250; // 25 s: close a local utterance the VAD never ends
 const UPLOAD_ATTEMPTS = 5;
 const PREROLL_CHUNKS = 10;
+const SPEECH_LEAD_S = PREROLL_CHUNKS / 10; // fed before the VAD's "speech": the preroll's second
+// ... and after its end: END is stamped where the silence began, and live chunks go on to the
+// chunk after the VAD's decision (100 ms later); cut at the last word, Whisper repeats it.
+const SPEECH_TAIL_S = 0.3;
 const BYTES_PER_S = 32000; // PCM16 at 16 kHz
 
 function toFloat(pcm16) {
@@ -37,6 +41,7 @@ export class LocalMode {
    * @param {string} o.sessionId the server session the local segments belong to ("" if none)
    * @param {number} o.sessionStartS where that server session's time 0 is in capture time
    * @param {number} o.fromS capture time of the first chunk given to start()
+   * @param {() => Array} o.vadLog the browser VAD's [kind, captureS] events (main.js)
    * @param {(segment) => void} o.onSegment a local segment: {utterance, start, end, text}
    *   in seconds from fromS
    * @param {() => void} o.onBack the server is back and this is a pause: chunks after this
@@ -83,15 +88,17 @@ export class LocalMode {
       onError: (message) => console.warn("local transcription:", message),
     });
     await this.asr.start(this.listing, { threads });
-    // What was said since the server's last final and while the model loaded: one
-    // utterance from a second before the VAD's first speech in it (none: nothing to decode),
-    // closed unless still going.
-    const from = this.speechFrom(this.fromS);
-    for (const data of [...chunks, ...this.pending.splice(0)]) {
-      if (from !== null && this.seenS >= from - 1) this.feed(data);
+    // What was said since the server's last final and while the model loaded: an utterance
+    // per stretch of the VAD's speech (from a second before it), as live audio is. The
+    // silence between is not decoded: fed whole, Whisper wrote "you" for it.
+    const all = [...chunks, ...this.pending.splice(0)];
+    const plan = replayPlan(this.vadLog(), this.fromS, all.map((d) => d.byteLength / BYTES_PER_S));
+    all.forEach((data, i) => {
+      if (plan[i].closeBefore) this.close();
+      if (plan[i].feed) this.feed(data);
       else this.keep(data);
       this.seenS += data.byteLength / BYTES_PER_S;
-    }
+    });
     if (!this.inSpeech) this.close();
     this.ready = true;
     this.probe();
@@ -245,7 +252,7 @@ export async function goLocal(page, session) {
     sessionStartS: session.streamS,
     fromS,
     inSpeech: page.vadSpeaking,
-    speechFrom: (t) => speechFrom(page.vadLog, t),
+    vadLog: () => page.vadLog,
     tag: `L${++session.locals}`,
     onSegment: (s) => {
       // From the loss to the first local text (bench/handover.py reads it).
@@ -285,13 +292,39 @@ export async function goLocal(page, session) {
   return true;
 }
 
-/** Capture time of the speech under way at `t` or of the first after it (the VAD's log of
- * [kind, timeS]); null when the VAD heard none since. */
-function speechFrom(log, t) {
-  let inSpeech = false;
+/**
+ * How the chunks kept since the server's last final are replayed to the local worker: per
+ * chunk (durations in s, the first at capture time `fromS`), whether it is fed (it overlaps
+ * a stretch of the VAD's speech, the second before it (the VAD says "speech" a little late)
+ * or the 0.3 s after it) and whether the open utterance closes before it (the stretch it belonged to
+ * is over). `log` holds the VAD's [kind, captureS] events; speech under way at `fromS` is a
+ * stretch from there. Stretches less than the lead-in apart make one utterance.
+ */
+export function replayPlan(log, fromS, durations) {
+  const stretches = []; // [start, end] in capture time; end Infinity while under way
+  let open = null;
   for (const [kind, at] of log) {
-    if (at <= t) inSpeech = kind === "BEGIN";
-    else if (kind === "BEGIN") return inSpeech ? t : at;
+    if (kind === "BEGIN" && open === null) open = Math.max(at - SPEECH_LEAD_S, fromS);
+    else if (kind === "END" && open !== null) {
+      if (at > fromS) stretches.push([open, at + SPEECH_TAIL_S]);
+      open = null;
+    }
   }
-  return inSpeech ? t : null;
+  if (open !== null) stretches.push([open, Infinity]);
+  const merged = [];
+  for (const [start, end] of stretches) {
+    const last = merged.at(-1);
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+    else merged.push([start, end]);
+  }
+  const plan = [];
+  let at = fromS;
+  let previous = -1; // the stretch of the last chunk fed
+  for (const d of durations) {
+    const k = merged.findIndex(([start, end]) => at + d > start + 1e-6 && at < end - 1e-6);
+    plan.push({ feed: k >= 0, closeBefore: previous >= 0 && k !== previous });
+    if (k >= 0 || previous >= 0) previous = k;
+    at += d;
+  }
+  return plan;
 }

@@ -13,7 +13,8 @@ const LOG_PROB_THRESHOLD = -1.0;
 /**
  * A greedy decoder's loop at the end of a piece: "at the station tomorrow morning, tomorrow
  * morning." → "at the station tomorrow morning." (a phrase of 2+ words said again at once,
- * compared without case and punctuation). As with the server's collapse_repeats, a real
+ * compared without case and punctuation); a single word only when said three times ("morning,
+ * morning, morning": "that that" is English). As with the server's collapse_repeats, a real
  * immediate repetition costs one phrase; a loop would cost a line of invented text.
  */
 export function collapseLoop(text) {
@@ -21,11 +22,15 @@ export function collapseLoop(text) {
   const bare = (w) => w.toLowerCase().replace(/[^\p{L}\p{N}']/gu, "");
   for (let again = true; again; ) {
     again = false;
-    for (let n = Math.floor(words.length / 2); n >= 2; n -= 1) {
+    let run = 1; // the last word said that many times in a row
+    while (run < words.length && bare(words.at(-1 - run)) === bare(words.at(-1))) run += 1;
+    const loops = run >= 3 ? [[1, run - 1]] : []; // [words in the phrase, words to drop]
+    for (let n = Math.floor(words.length / 2); n >= 2; n -= 1) loops.push([n, n]);
+    for (const [n, cut] of loops) {
       const tail = words.slice(-n).map(bare).join(" ");
       if (tail && tail === words.slice(-2 * n, -n).map(bare).join(" ")) {
         const end = words.at(-1).match(/[.!?]$/)?.[0] || "";
-        words = words.slice(0, -n);
+        words = words.slice(0, -cut);
         words[words.length - 1] = words.at(-1).replace(/[,;:]$/, "") + (/[.!?]$/.test(words.at(-1)) ? "" : end);
         again = true;
         break;

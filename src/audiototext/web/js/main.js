@@ -245,8 +245,9 @@ class Page {
         session.tail.push({ data, s: session.audioS });
         if (session.tail.length > MAX_TAIL_CHUNKS) session.tail.shift();
         const local = session.local?.push(data); // false: handed back at this chunk
+        const atS = session.audioS;
         session.audioS += data.byteLength / 32000;
-        if (!local) session.client?.sendAudio(data);
+        if (!local) session.client?.sendAudio(data, atS);
       },
       onEnded: () => {
         this.showError(this.t("mic.ended"));
@@ -288,8 +289,9 @@ class Page {
           session.lostTimer = session.lostAt = null;
         }
       },
-      onMediaStart: () => {
-        if (mine()) session.mediaAtS = session.audioS;
+      // originS: the capture time of the server stream's time 0 (the WebRTC prefix's start)
+      onMediaStart: (originS) => {
+        if (mine()) session.mediaAtS = originS ?? session.audioS;
       },
       onStarted: (started, outcome) => {
         if (!mine()) return;
@@ -347,6 +349,7 @@ class Page {
               offerUrl: () => apiBase() + "/webrtc/offer",
               track: () => session.capture.stream.getAudioTracks()[0],
               token: getToken,
+              captureS: () => session.capture.elapsed(),
               extraConfig: session.extraConfig,
               handlers: h,
             })

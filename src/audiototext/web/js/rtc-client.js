@@ -2,10 +2,12 @@
 // server's events come back on a data channel as the same JSON the WebSocket sends. The
 // server (aiortc) does not trickle ICE, so the offer is posted once gathering is complete.
 // A connection lost after the session started is resumed with a new offer carrying the
-// session id and the next event wanted (audio in between is not resent: it is live).
+// session id and the next event wanted (audio in between is not resent: it is live); a new
+// one sends what was captured before its track connected (rtc-prefix.js).
 // Same interface and handlers as StreamClient; the browser's classes are injected for tests.
 
 import { FINISH_MESSAGE, parseServerMessage } from "./protocol.js";
+import { AudioPrefix } from "./rtc-prefix.js";
 
 // Failures of the transport itself, before any session started: the WebSocket may work.
 export const RTC_TRANSPORT_ERRORS = new Set([
@@ -23,6 +25,8 @@ export class RtcStreamClient {
    * @param {() => string} options.offerUrl  the POST URL of the offer
    * @param {() => MediaStreamTrack} options.track  the microphone
    * @param {() => string} [options.token]
+   * @param {() => number} [options.captureS]  capture time now (sendAudio's atS): with it,
+   *   the prefix is sent
    * @param {object} options.handlers  as StreamClient's, plus onRtcStats(stats)
    */
   constructor(options) {
@@ -38,6 +42,9 @@ export class RtcStreamClient {
     this.fetch = options.fetch || ((...args) => globalThis.fetch(...args));
     this.timers = options.timers || globalThis;
     this.now = options.now || (() => performance.now());
+    this.captureS = options.captureS || null;
+    this.prefix = null;
+    this.prefixSent = false;
     this.kind = "webrtc";
     this.transport = "idle"; // connecting, connected, reconnecting, closed
     this.pc = null;
@@ -67,18 +74,24 @@ export class RtcStreamClient {
     return this;
   }
 
-  /** The track carries the audio: chunks from the worklet are not needed here. */
-  sendAudio() {
+  /** The track carries the audio; chunks (captured at `atS`) only make the prefix. */
+  sendAudio(data, atS) {
+    if (this.prefix && !this.prefixSent && typeof atS === "number") {
+      this.prefix.push(data, atS);
+      this.sendPrefix();
+    }
     return this.transport !== "closed";
   }
 
   finish() {
     if (!this.finishRequested && this.transport !== "closed") {
       this.finishRequested = true;
+      this.prefix?.close(); // the capture has stopped
       this.finishTimer = this.timers.setTimeout(
         () => this.end({ code: "FINISH_TIMEOUT", message: "" }),
         this.finishTimeoutMs,
       );
+      this.sendPrefix();
       this.sendFinish();
     }
     return this.done;
@@ -106,6 +119,9 @@ export class RtcStreamClient {
       return;
     }
     this.pc = pc;
+    // A resumed session's time goes on from its last chunk: no prefix then.
+    this.prefix = this.captureS && !this.sessionId ? new AudioPrefix() : null;
+    this.prefixSent = false;
     const channel = pc.createDataChannel("events", { ordered: true });
     this.channel = channel;
     channel.onopen = () => channel === this.channel && this.onOpen();
@@ -115,7 +131,11 @@ export class RtcStreamClient {
       if (pc.connectionState === "failed") this.lost(pc, { code: "ICE_FAILED", message: "" });
       // DTLS is up: the track's packets flow from now, and the server's stream time (its
       // first frame) starts here, not at the page's first captured chunk.
-      if (pc.connectionState === "connected" && pc === this.pc) this.handlers.onMediaStart?.();
+      if (pc.connectionState === "connected" && pc === this.pc) {
+        const nowS = this.captureS?.();
+        this.prefix?.cut(nowS);
+        this.handlers.onMediaStart?.(this.prefix ? this.prefix.originS : nowS);
+      }
     };
     this.clearTimer();
     this.timer = this.timers.setTimeout(() => {
@@ -149,6 +169,7 @@ export class RtcStreamClient {
       config.session_id = this.sessionId;
       config.resume_from_event = this.lastEvent + 1;
     }
+    const prefix = this.prefix ? { prefix: true } : {};
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
     const token = this.token();
     if (token) headers.Authorization = `Bearer ${token}`;
@@ -157,7 +178,7 @@ export class RtcStreamClient {
       response = await this.fetch(this.offerUrl(), {
         method: "POST",
         headers,
-        body: JSON.stringify({ sdp: offer.sdp, type: offer.type, config }),
+        body: JSON.stringify({ sdp: offer.sdp, type: offer.type, config, ...prefix }),
         cache: "no-store",
       });
     } catch (err) {
@@ -178,6 +199,24 @@ export class RtcStreamClient {
 
   onOpen() {
     this.clearTimer();
+    this.sendPrefix();
+    if (this.finishRequested) this.sendFinish();
+  }
+
+  /** The prefix's ready pieces, then (complete) its end. */
+  sendPrefix() {
+    const channel = this.channel;
+    const prefix = this.prefix;
+    if (!prefix || this.prefixSent || !channel || channel.readyState !== "open") return;
+    prefix.cut(this.captureS()); // no-op once cut (the channel opens after "connected")
+    try {
+      for (const piece of prefix.take()) channel.send(piece);
+      if (!prefix.complete) return;
+      channel.send(prefix.endMessage());
+    } catch {
+      return; // closed meanwhile: handled as a lost connection
+    }
+    this.prefixSent = true;
     if (this.finishRequested) this.sendFinish();
   }
 
@@ -231,6 +270,7 @@ export class RtcStreamClient {
   sendFinish() {
     const channel = this.channel;
     if (this.finishSent || !channel || channel.readyState !== "open") return;
+    if (this.prefix && !this.prefixSent) return; // FINISH after the prefix
     this.finishSent = true;
     // The track stops first, so FINISH follows the last audio the server will get.
     try {
@@ -363,10 +403,10 @@ export function gathered(pc, timeoutMs, timers = globalThis) {
 
 /**
  * Where a WebRTC stream's time 0 falls in capture time (the page's session.streamS), given
- * the capture time when its connection came up (mediaAtS; audioS if unknown) and when it was
- * lost (lostAudioS). The WebSocket sends every chunk from the first, so its stream time is
- * the capture's; the track's audio reaches the server only from the connection on, and a
- * resumed session carries on from what the server had, skipping the time it was down.
+ * the capture time of a connection's first audio (mediaAtS: the start of the audio sent
+ * before the track connected, or the connection's moment; audioS if unknown) and when it was
+ * lost (lostAudioS). A resumed session carries on from what the server had, skipping the
+ * time it was down.
  */
 export function rtcStreamOrigin({ streamS, audioS, mediaAtS, lostAudioS }, outcome) {
   const at = mediaAtS ?? audioS;

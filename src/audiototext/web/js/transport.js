@@ -44,12 +44,13 @@ export class AutoTransport {
     return this;
   }
 
-  sendAudio(data) {
+  /** A chunk captured at `atS` (s; the WebRTC client's prefix places it by that). */
+  sendAudio(data, atS) {
     if (this.keeping) {
       this.kept.push(data);
       if (this.kept.length > MAX_KEPT_CHUNKS) this.kept.shift();
     }
-    return this.client ? this.client.sendAudio(data) : true;
+    return this.client ? this.client.sendAudio(data, atS) : true;
   }
 
   finish() {
