@@ -3,8 +3,7 @@
 * ``fp32``: the converted graphs, ORT-optimised offline. Reference accuracy; any device.
 * ``int8``: dynamic quantisation of every MatMul weight (per output channel: measured to keep
   tiny.en's logits closer to fp32 than per-tensor), activations quantised at run time, in the
-  encoder with one scale per block of frames (:mod:`audiototext.models.row_blocks`); the
-  decoder's vocabulary projection in 4 bits (:func:`_project_in_4_bits`). For CPU.
+  encoder with one scale per block of frames (:mod:`audiototext.models.row_blocks`). For CPU.
 * ``fp16``: weights and activations in float16 with float32 inputs/outputs, for CUDA-class GPUs.
 
 ORT graph optimisation (fusing LayerNorm, GELU, MatMul+Add, dynamic-quant MatMuls) is run once
@@ -35,112 +34,28 @@ class _QuietRoot(logging.Filter):
         return "pre-processing before quantization" not in record.getMessage()
 
 
-# The vocabulary projection in 4 bits: blocks of 16 weights along d_model share a scale and a
-# zero point, activations are quantised to int8 (accuracy level 4: VNNI kernels). Blocks of 32,
-# or symmetric ones, failed the build's drift gate on tiny.en (mean logits cosine 0.86 < 0.9).
-PROJECTION_BITS = 4
-PROJECTION_BLOCK = 32
-_INT8_ACTIVATIONS = 4  # MatMulNBits accuracy_level: int8 activations
-
-
 def to_int8(src: Path, dst: Path, per_channel: bool = True) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    projection = _vocab_projection(onnx.load(str(src), load_external_data=False).graph)
     quiet = _QuietRoot()
     logging.getLogger().addFilter(quiet)
     try:
-        skip = [] if projection is None else [projection.name]
-        _quantize(src, dst, per_channel, quantize_dynamic, QuantType.QInt8, skip)
-        if projection is not None:
-            _project_in_4_bits(dst, projection.name)
+        _quantize(src, dst, per_channel, quantize_dynamic, QuantType.QInt8)
     finally:
         logging.getLogger().removeFilter(quiet)
     _half_gather_tables(dst)
 
 
-def _quantize(
-    src: Path,
-    dst: Path,
-    per_channel: bool,
-    quantize_dynamic: Any,
-    qint8: Any,
-    skip: list[str],
-) -> None:
+def _quantize(src: Path, dst: Path, per_channel: bool, quantize_dynamic: Any, qint8: Any) -> None:
     quantize_dynamic(
         src,
         dst,
         op_types_to_quantize=["MatMul"],
         per_channel=per_channel,
         weight_type=qint8,
-        nodes_to_exclude=skip,
         # Shapes after contrib ops (Gelu, MultiHeadAttention) are not inferred by onnx.
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-
-
-def _vocab_projection(graph: onnx.GraphProto) -> onnx.NodeProto | None:
-    """The decoder's MatMul that makes ``logits`` from a constant [d_model, vocab] table."""
-    consts = {i.name: i for i in graph.initializer}
-    nodes: list[onnx.NodeProto] = list(graph.node)
-    for node in nodes:
-        if node.op_type == "MatMul" and list(node.output) == ["logits"]:
-            table = consts.get(node.input[1])
-            if table is not None and len(table.dims) == 2:
-                return node
-    return None
-
-
-def _project_in_4_bits(path: Path, name: str) -> None:
-    """Replace the fp32 vocabulary projection ``name`` in ``path`` by ``MatMulNBits``.
-
-    A greedy step is memory-bound and this table is its largest read (tiny.en: 20 MB in int8
-    per step, a third of the step; bench/NOTES.md, "speed"); in 4 bits with a float scale and a
-    zero point per 16 weights it is 15.6 MB. The table itself stays for the token embedding's
-    Gather (stored in float16 afterwards).
-    """
-    from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    model = onnx.load(str(path))
-    g = model.graph
-    node = next(n for n in g.node if n.name == name)
-    table = next(i for i in g.initializer if i.name == node.input[1])
-    # The quantiser works on a one-node model holding a copy of the table, so the shared
-    # table in the decoder is left as it is.
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    weight = numpy_helper.from_array(numpy_helper.to_array(table), "w")
-    one = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name=name)], "projection", [x], [y], [weight]
-    )
-    quantiser = MatMulNBitsQuantizer(
-        helper.make_model(one, opset_imports=model.opset_import),
-        bits=PROJECTION_BITS,
-        block_size=PROJECTION_BLOCK,
-        is_symmetric=False,
-        accuracy_level=_INT8_ACTIVATIONS,
-    )
-    quantiser.process()
-    packed = quantiser.model.model.graph
-    (nbits,) = packed.node
-    if nbits.op_type != "MatMulNBits":
-        raise RuntimeError(f"onnxruntime's 4-bit quantiser made {nbits.op_type}, not MatMulNBits")
-    nbits.input[0], nbits.output[0] = node.input[0], node.output[0]
-    renamed: dict[str, str] = {}
-    for init in packed.initializer:
-        renamed[init.name] = f"{table.name}_{PROJECTION_BITS}bit_{init.name}"
-        init.name = renamed[init.name]
-    inputs = [renamed.get(i, i) for i in nbits.input[1:]]
-    del nbits.input[1:]
-    nbits.input.extend(inputs)
-    g.initializer.extend(packed.initializer)
-    at = list(g.node).index(node)
-    g.node.remove(node)
-    g.node.insert(at, nbits)
-    if not any(i.domain == "com.microsoft" for i in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    onnx.save(model, str(path))
 
 
 def _half_gather_tables(path: Path) -> None:
