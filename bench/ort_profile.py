@@ -130,7 +130,9 @@ def main() -> None:
         f"steps {ort_time['step']:.2f} s, prefills {ort_time['prefill']:.2f} s"
     )
     for s in sessions:
-        _report(s.end_profiling(), args.step_ms * 1000)
+        path = s.end_profiling()
+        if path:  # a session that never ran (another precision's) writes no profile
+            _report(path, args.step_ms * 1000)
 
 
 if __name__ == "__main__":
