@@ -268,15 +268,19 @@ def build_decoder(
             )
 
         h = b.layer_norm(x, ckpt, f"{p}.self_attn_layer_norm")
-        a = f"{p}.self_attn"
-        q, k, v = b.linears(
+        q = b.linear(
             h,
-            [
-                (ckpt[f"{a}.q_proj.weight"], ckpt[f"{a}.q_proj.bias"], scale),
-                (ckpt[f"{a}.k_proj.weight"], None, 1.0),
-                (ckpt[f"{a}.v_proj.weight"], ckpt[f"{a}.v_proj.bias"], 1.0),
-            ],
-            f"{a}.qkv_proj",
+            ckpt[f"{p}.self_attn.q_proj.weight"],
+            ckpt[f"{p}.self_attn.q_proj.bias"],
+            f"{p}.self_attn.q_proj",
+            scale,
+        )
+        k = b.linear(h, ckpt[f"{p}.self_attn.k_proj.weight"], None, f"{p}.self_attn.k_proj")
+        v = b.linear(
+            h,
+            ckpt[f"{p}.self_attn.v_proj.weight"],
+            ckpt[f"{p}.self_attn.v_proj.bias"],
+            f"{p}.self_attn.v_proj",
         )
         if b.fused:
             ctx = b.self_attention(q, k, v, mask, i, heads)

@@ -77,31 +77,6 @@ class GraphBuilder:
             y = self.op("Add", [y, self.init(f"{name}.bias", (b * scale).astype(np.float32))])
         return y
 
-    def linears(
-        self,
-        x: str,
-        parts: Sequence[tuple[np.ndarray, np.ndarray | None, float]],
-        name: str,
-    ) -> list[str]:
-        """Several linear maps of one input as one MatMul (weights side by side), one Add and
-        a Split: ``parts`` are (weight, bias or None, scale). Each output column is the same
-        dot product as in a MatMul of its own, and in int8 the shared input is quantised once
-        with the scale each would have computed; a one-row step then launches one kernel
-        instead of three (bench/NOTES.md, "speed")."""
-        w = np.concatenate([(pw.T * scale).astype(np.float32) for pw, _, scale in parts], axis=1)
-        bias = np.concatenate(
-            [
-                np.zeros(pw.shape[0], np.float32) if pb is None else (pb * scale).astype(np.float32)
-                for pw, pb, scale in parts
-            ]
-        )
-        y = self.op("MatMul", [x, self.init(f"{name}.weight_t", w)])
-        y = self.op("Add", [y, self.init(f"{name}.bias", bias)])
-        sizes = self.const([pw.shape[0] for pw, _, _ in parts])
-        outs = [self.name("split") for _ in parts]
-        self.op("Split", [y, sizes], out=outs, axis=-1)
-        return outs
-
     def layer_norm(self, x: str, ckpt: WhisperCheckpoint, name: str) -> str:
         g = self.init(f"{name}.weight", ckpt[f"{name}.weight"])
         b = self.init(f"{name}.bias", ckpt[f"{name}.bias"])

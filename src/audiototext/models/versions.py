@@ -29,9 +29,8 @@ OPSET = 17
 # 8: cross-attention values stored transposed, [batch, heads, head_dim, positions], and
 # cross-attention computed with the encoder's positions on the left (K·Qᵀ, Vᵀ·Pᵀ);
 # 9: fused decoders' prefill cross-attention as MultiHeadAttention, alignment weights only
-# with the ``alignment`` input (else empty for prompts of more than one token);
-# 10: decoder self-attention's q/k/v projections as one MatMul and a Split (same maths).
-GRAPH_VERSION = 10
+# with the ``alignment`` input (else empty for prompts of more than one token).
+GRAPH_VERSION = 9
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "fp16")
 # The files of a cache entry: the manager writes them, the runtime reads them.
 ENCODER_FILE = "encoder.onnx"
