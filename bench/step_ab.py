@@ -5,7 +5,7 @@ the intra-op threads of its session (default 2). The same step (``--rows`` rows,
 token, ``--past`` cached positions, random 1500-position cross-attention keys/values) runs on
 every variant in turn, ``--reps`` times; printed: wall best/median and CPU time median per step
 (CPU time counts every intra-op thread, so it also shows how much a second thread works),
-and each variant's ratio to the first.
+and each variant's ratio to the first. The order of the variants flips every repetition.
 
     python bench/step_ab.py CACHE/models/tiny.en/<source>/int8@2 CACHE/.../int8@1 --rows 5
 """
@@ -71,8 +71,10 @@ def main() -> None:
     cpu: dict[str, list[float]] = {v: [] for v, _, _ in runs}
     for _, s, feed in runs:
         s.run(["logits"], feed)
-    for _ in range(args.reps):
-        for v, s, feed in runs:
+    for rep in range(args.reps):
+        # ABBA order: whichever variant runs right after another pays for what the other left
+        # in the caches (5-9 % seen with a fixed order), so the order flips every repetition.
+        for v, s, feed in runs if rep % 2 == 0 else runs[::-1]:
             t, c = time.perf_counter(), time.process_time()
             s.run(["logits"], feed)
             wall[v].append(time.perf_counter() - t)
