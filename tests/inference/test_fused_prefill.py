@@ -15,7 +15,7 @@ import pytest
 
 from audiototext.inference import TranscribeOptions, Transcriber, WhisperModel
 from audiototext.inference.whisper import CrossAttention, KVDecoder
-from audiototext.models.graph import FUSED_CROSS_MIN_ROWS
+from audiototext.models.graph_cross import FUSED_CROSS_MIN_ROWS
 from inference.corpus import Clip
 from support.speech import Speech
 

@@ -59,275 +59,31 @@ it is written down here and in ``docs/architecture.md``:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from audiototext.models.graph_builder import MS_DOMAIN, GraphBuilder, value_info
+from audiototext.models.graph_cross import (
+    FUSED_CROSS_MIN_ROWS,
+    cross_attention_either,
+    cross_attention_plain,
+)
 from audiototext.models.versions import GRAPH_VERSION, OPSET
 from audiototext.models.weights import WhisperCheckpoint
 
 __all__ = ["GRAPH_VERSION", "OPSET", "build_decoder", "build_encoder"]
 
-MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (MultiHeadAttention, Gelu)
 _NEG = -1e9  # additive mask value; large but finite so a fully masked row stays finite
-# Below this many queries per window (a step's beams, a short prompt) the plain-op
-# cross-attention is faster than the fused kernel, whose values need a transpose first
-# (bench/prefill.py: crossover between 32 and 64 tokens on tiny.en; bench/NOTES.md, prefill).
-FUSED_CROSS_MIN_ROWS = 48
-
-
-@dataclass
-class _Builder:
-    """A tiny ONNX graph builder: unique names, initializers, nodes in order."""
-
-    prefix: str
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    inits: list[onnx.TensorProto] = field(default_factory=list)
-    _n: int = 0
-    _const: dict[tuple[str, bytes], str] = field(default_factory=dict)
-    fused: bool = True
-
-    def name(self, hint: str) -> str:
-        self._n += 1
-        return f"{hint}_{self._n}"
-
-    def init(self, name: str, value: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    def const(
-        self, value: int | Sequence[int] | Sequence[float] | np.ndarray, dtype: type = np.int64
-    ) -> str:
-        arr: np.ndarray = np.asarray(value, dtype=dtype)
-        key = (arr.dtype.str + str(arr.shape), arr.tobytes())
-        if key not in self._const:
-            self._const[key] = self.init(self.name("const"), arr)
-        return self._const[key]
-
-    def op(
-        self,
-        op_type: str,
-        inputs: Sequence[str],
-        n_out: int = 1,
-        out: Sequence[str] | None = None,
-        **attrs: Any,
-    ) -> str:
-        outs = list(out) if out else [self.name(op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(
-            helper.make_node(op_type, list(inputs), outs, name=self.name(op_type), **attrs)
-        )
-        return outs[0]
-
-    # ---- composite layers --------------------------------------------------------------
-
-    def linear(
-        self, x: str, w: np.ndarray, b: np.ndarray | None, name: str, scale: float = 1.0
-    ) -> str:
-        # Stored as [in, out] so MatMul needs no transpose; a query scale is folded in.
-        wt = self.init(f"{name}.weight_t", (w.T * scale).astype(np.float32))
-        y = self.op("MatMul", [x, wt])
-        if b is not None:
-            y = self.op("Add", [y, self.init(f"{name}.bias", (b * scale).astype(np.float32))])
-        return y
-
-    def layer_norm(self, x: str, ckpt: WhisperCheckpoint, name: str) -> str:
-        g = self.init(f"{name}.weight", ckpt[f"{name}.weight"])
-        b = self.init(f"{name}.bias", ckpt[f"{name}.bias"])
-        return self.op("LayerNormalization", [x, g, b], axis=-1, epsilon=1e-5)
-
-    def gelu(self, x: str) -> str:
-        # Exact (erf) GELU as in Whisper, as one onnxruntime kernel: ORT's optimiser does not
-        # fuse the Erf/Mul/Add pattern (its cost: bench/NOTES.md, first section).
-        if self.fused:
-            return self.op("Gelu", [x], domain=MS_DOMAIN)
-        half = self.const([0.5], np.float32)
-        one = self.const([1.0], np.float32)
-        inv_sqrt2 = self.const([1.0 / math.sqrt(2.0)], np.float32)
-        e = self.op("Erf", [self.op("Mul", [x, inv_sqrt2])])
-        return self.op("Mul", [self.op("Mul", [x, half]), self.op("Add", [e, one])])
-
-    def mlp(self, x: str, ckpt: WhisperCheckpoint, p: str) -> str:
-        h = self.layer_norm(x, ckpt, f"{p}.final_layer_norm")
-        h = self.gelu(self.linear(h, ckpt[f"{p}.fc1.weight"], ckpt[f"{p}.fc1.bias"], f"{p}.fc1"))
-        h = self.linear(h, ckpt[f"{p}.fc2.weight"], ckpt[f"{p}.fc2.bias"], f"{p}.fc2")
-        return self.op("Add", [x, h])
-
-    def split_heads(
-        self, x: str, heads: int, head_dim: int, perm: Sequence[int] = (0, 2, 1, 3)
-    ) -> str:
-        r = self.op("Reshape", [x, self.const([0, 0, heads, head_dim])])
-        return self.op("Transpose", [r], perm=list(perm))
-
-    def merge_heads(self, x: str, d_model: int) -> str:
-        t = self.op("Transpose", [x], perm=[0, 2, 1, 3])
-        return self.op("Reshape", [t, self.const([0, 0, d_model])])
-
-    def self_attention(self, q: str, k: str, v: str, mask: str, layer: int, heads: int) -> str:
-        """Masked self-attention over the cache, as one ``If`` on ``in_place``.
-
-        Else (the default): ``MultiHeadAttention`` appends this call's keys/values to
-        ``past_*`` and returns the whole cache as ``present_*`` (a new tensor each call).
-        Then: ``DecoderMaskedMultiHeadAttention`` over a fixed-size cache for one token per
-        row: ``past_*`` and ``present_*`` are the same buffer (the caller binds both to it), the
-        new keys/values are written at ``past_length``, and ``cache_indirection`` tells each
-        row which row of its group (its window's beams) holds each earlier position, so beam
-        search never copies the cache to reorder it.
-        """
-        ctx_t, ctx_e = self.name("mha"), self.name("dmmha")
-        pk, pv = f"past_k_{layer}", f"past_v_{layer}"
-        kt, vt = self.name("present_k"), self.name("present_v")
-        ke, ve = self.name("present_k"), self.name("present_v")
-
-        def branch(
-            graph: str, op: str, inputs: list[str], outs: list[str], **attrs: Any
-        ) -> onnx.GraphProto:
-            node = helper.make_node(
-                op,
-                inputs,
-                outs,
-                name=self.name(op),
-                domain=MS_DOMAIN,
-                num_heads=heads,
-                scale=1.0,
-                **attrs,
-            )
-            outputs = [_value(n, TensorProto.FLOAT, None) for n in outs]
-            return helper.make_graph([node], f"{graph}_{layer}", [], outputs)
-
-        step = branch(
-            "in_place",
-            "DecoderMaskedMultiHeadAttention",
-            [q, k, v, "mask_index", "", pk, pv, "past_length", "beam_width", "cache_indirection"],
-            [ctx_e, ke, ve],
-            past_present_share_buffer=1,
-        )
-        grow = branch(
-            "appended", "MultiHeadAttention", [q, k, v, "", "", mask, pk, pv], [ctx_t, kt, vt]
-        )
-        ctx = self.name("self_attn")
-        self.op(
-            "If",
-            ["in_place"],
-            out=[ctx, f"present_k_{layer}", f"present_v_{layer}"],
-            then_branch=step,
-            else_branch=grow,
-        )
-        return ctx
-
-    def cross_attention_plain(
-        self,
-        q: str,
-        layer: int,
-        align_heads: Sequence[int] | None,
-        grouped_heads: str,
-        ungrouped: str,
-        weights_out: str | None = None,
-    ) -> str:
-        """Cross-attention of ``q`` [batch, tokens, d] over window ``layer``'s keys/values in
-        plain ops, with the alignment heads' softmax weights as ``weights_out``; the context.
-
-        Both products have the encoder's positions on the left, K·Qᵀ and Vᵀ·Pᵀ, so the matrix
-        a GEMM packs is the small one (the queries, a beam group's few rows) and not the
-        encoder's 1500 positions, once per head and step (bench/NOTES.md, round 9).
-        """
-        q = self.op("Reshape", [q, grouped_heads])  # [windows, group*tokens, heads, hd]
-        q_t = self.op("Transpose", [q], perm=[0, 2, 3, 1])  # [windows, heads, hd, rows]
-        scores_t = self.op("MatMul", [f"cross_k_{layer}", q_t])  # [windows, heads, pos, rows]
-        scores = self.op("Transpose", [scores_t], perm=[0, 1, 3, 2])
-        weights = self.op("Softmax", [scores], axis=-1)  # [windows, heads, rows, positions]
-        if align_heads is not None:  # this layer's alignment heads, as a graph output
-            out = [weights_out or f"cross_attention_{layer}"]
-            self.op("Gather", [weights, self.const(list(align_heads))], out=out, axis=1)
-        weights_t = self.op("Transpose", [weights], perm=[0, 1, 3, 2])
-        ctx_t = self.op("MatMul", [f"cross_v_{layer}", weights_t])  # [windows, heads, hd, rows]
-        ctx = self.op("Transpose", [ctx_t], perm=[0, 3, 1, 2])  # [windows, rows, heads, hd]
-        return self.op("Reshape", [ctx, ungrouped])  # back to [batch, tokens, d]
-
-    def cross_attention_either(
-        self,
-        q: str,
-        layer: int,
-        align_heads: Sequence[int] | None,
-        shapes: tuple[str, str, str],
-        heads: int,
-    ) -> str:
-        """Cross-attention as one ``If`` on ``cross_plain`` (see build_decoder): the plain ops
-        above for fewer than FUSED_CROSS_MIN_ROWS queries per window (steps, short prompts:
-        there they are fastest) or when the alignment weights are wanted; else (a long
-        prompt's prefill) onnxruntime's ``MultiHeadAttention``,
-        which never materialises the [rows, positions] weights in four passes and leaves
-        ``cross_attention_{layer}`` empty (0 rows). ``shapes``: the query reshapes grouped by
-        heads, grouped, and back (build_decoder).
-        """
-        grouped_heads, grouped, ungrouped = shapes
-        outer = self.nodes
-        self.nodes = []
-        weights = self.name("align_weights")
-        ctx = self.cross_attention_plain(q, layer, align_heads, grouped_heads, ungrouped, weights)
-        plain_nodes = self.nodes
-        self.nodes = []
-        qg = self.op("Reshape", [q, grouped])  # [windows, group*tokens, d]
-        v = self.op("Transpose", [f"cross_v_{layer}"], perm=[0, 1, 3, 2])  # [w, heads, pos, hd]
-        fused = self.op(
-            "MultiHeadAttention",
-            [qg, f"cross_k_{layer}", v],
-            domain=MS_DOMAIN,
-            num_heads=heads,
-            scale=1.0,
-        )
-        fused = self.op("Reshape", [fused, ungrouped])
-        empty = self.name("no_weights")
-        if align_heads is not None:
-            no_rows = self.op(
-                "Concat",
-                ["cross_windows", self.const([len(align_heads), 0]), "cross_positions"],
-                axis=0,
-            )
-            zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
-            self.op("ConstantOfShape", [no_rows], out=[empty], value=zero)
-        fused_nodes = self.nodes
-        self.nodes = outer
-
-        def graph(nodes: list[onnx.NodeProto], outs: list[str], kind: str) -> onnx.GraphProto:
-            values = [_value(n, TensorProto.FLOAT, None) for n in outs]
-            return helper.make_graph(nodes, f"cross_{kind}_{layer}", [], values)
-
-        result = self.name("cross_attn")
-        out = [result]
-        plain_outs, fused_outs = [ctx], [fused]
-        if align_heads is not None:
-            out.append(f"cross_attention_{layer}")
-            plain_outs.append(weights)
-            fused_outs.append(empty)
-        self.op(
-            "If",
-            ["cross_plain"],
-            out=out,
-            then_branch=graph(plain_nodes, plain_outs, "plain"),
-            else_branch=graph(fused_nodes, fused_outs, "fused"),
-        )
-        return result
-
-    def attend(self, q: str, k_t: str, v: str, bias: str | None) -> str:
-        """q [B,H,T,hd] · k_t [B,H,hd,S] → softmax → · v [B,H,S,hd]; returns the context."""
-        scores = self.op("MatMul", [q, k_t])
-        if bias is not None:
-            scores = self.op("Add", [scores, bias])
-        weights = self.op("Softmax", [scores], axis=-1)
-        return self.op("MatMul", [weights, v])
-
-
-def _value(name: str, elem: int, shape: Sequence[str | int] | None) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, elem, None if shape is None else list(shape))
 
 
 def _model(
-    b: _Builder, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], name: str
+    b: GraphBuilder,
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    name: str,
 ) -> onnx.ModelProto:
     graph = helper.make_graph(b.nodes, name, inputs, outputs, initializer=b.inits)
     model = helper.make_model(
@@ -343,7 +99,7 @@ def build_encoder(ckpt: WhisperCheckpoint, fused: bool = True) -> onnx.ModelProt
     d = ckpt.dims
     hd = d.d_model // d.encoder_heads
     scale = hd**-0.5
-    b = _Builder("encoder", fused=fused)
+    b = GraphBuilder("encoder", fused=fused)
 
     x = "input_features"
     for conv, stride in (("conv1", 1), ("conv2", 2)):
@@ -402,7 +158,9 @@ def build_encoder(ckpt: WhisperCheckpoint, fused: bool = True) -> onnx.ModelProt
     beta = b.init("encoder.layer_norm.bias", ckpt["encoder.layer_norm.bias"])
     b.op("LayerNormalization", [x, g, beta], out=["last_hidden_state"], axis=-1, epsilon=1e-5)
 
-    outputs = [_value("last_hidden_state", TensorProto.FLOAT, ["batch", "positions", d.d_model])]
+    outputs = [
+        value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "positions", d.d_model])
+    ]
     hdec = d.d_model // d.decoder_heads
     for i in range(d.decoder_layers):
         p = f"decoder.layers.{i}.encoder_attn"
@@ -419,8 +177,8 @@ def build_encoder(ckpt: WhisperCheckpoint, fused: bool = True) -> onnx.ModelProt
         for kind, t, perm, shape in layouts:
             r = b.op("Reshape", [t, b.const([0, 0, d.decoder_heads, hdec])])
             b.op("Transpose", [r], out=[f"cross_{kind}_{i}"], perm=perm)
-            outputs.append(_value(f"cross_{kind}_{i}", TensorProto.FLOAT, shape))
-    inputs = [_value("input_features", TensorProto.FLOAT, ["batch", d.n_mels, "frames"])]
+            outputs.append(value_info(f"cross_{kind}_{i}", TensorProto.FLOAT, shape))
+    inputs = [value_info("input_features", TensorProto.FLOAT, ["batch", d.n_mels, "frames"])]
     return _model(b, inputs, outputs, "whisper_encoder")
 
 
@@ -431,7 +189,7 @@ def build_decoder(
     heads = d.decoder_heads
     hd = d.d_model // heads
     scale = hd**-0.5
-    b = _Builder("decoder", fused=fused)
+    b = GraphBuilder("decoder", fused=fused)
     for layer, head in alignment_heads:
         if not (0 <= layer < d.decoder_layers and 0 <= head < heads):
             raise ValueError(f"alignment head ({layer}, {head}) is outside the model")
@@ -457,7 +215,7 @@ def build_decoder(
     )
     allowed = b.op("And", [causal, pad])  # [B, 1, T, total]
     mask = b.op("Where", [allowed, b.const([0.0], np.float32), b.const([_NEG], np.float32)])
-    if b.fused:  # the in-place cache's mask and write position (see _Builder.self_attention)
+    if b.fused:  # the in-place cache's mask and write position (see GraphBuilder.self_attention)
         b.op("Cast", ["attention_mask"], out=["mask_index"], to=TensorProto.INT32)
         b.op("Cast", [b.op("Sub", [total, ntok])], out=["past_length"], to=TensorProto.INT32)
 
@@ -486,27 +244,27 @@ def build_decoder(
         b.op("Or", [few, "alignment"], out=["cross_plain"])
 
     inputs = [
-        _value("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-        _value("position_ids", TensorProto.INT64, ["batch", "tokens"]),
-        _value("attention_mask", TensorProto.INT64, ["batch", "total"]),
-        _value("logits_index", TensorProto.INT64, ["batch", "picked"]),
+        value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+        value_info("position_ids", TensorProto.INT64, ["batch", "tokens"]),
+        value_info("attention_mask", TensorProto.INT64, ["batch", "total"]),
+        value_info("logits_index", TensorProto.INT64, ["batch", "picked"]),
     ]
-    outputs = [_value("logits", TensorProto.FLOAT, ["batch", "picked", d.n_vocab])]
+    outputs = [value_info("logits", TensorProto.FLOAT, ["batch", "picked", d.n_vocab])]
     for i in range(d.decoder_layers):
         p = f"decoder.layers.{i}"
         for kind in ("k", "v"):
             inputs.append(
-                _value(f"past_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "past", hd])
+                value_info(f"past_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "past", hd])
             )
         inputs.append(
-            _value(f"cross_k_{i}", TensorProto.FLOAT, ["windows", heads, "positions", hd])
+            value_info(f"cross_k_{i}", TensorProto.FLOAT, ["windows", heads, "positions", hd])
         )
         inputs.append(
-            _value(f"cross_v_{i}", TensorProto.FLOAT, ["windows", heads, hd, "positions"])
+            value_info(f"cross_v_{i}", TensorProto.FLOAT, ["windows", heads, hd, "positions"])
         )
         for kind in ("k", "v"):
             outputs.append(
-                _value(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "cache", hd])
+                value_info(f"present_{kind}_{i}", TensorProto.FLOAT, ["batch", heads, "cache", hd])
             )
 
         h = b.layer_norm(x, ckpt, f"{p}.self_attn_layer_norm")
@@ -563,9 +321,9 @@ def build_decoder(
             scale,
         )
         if b.fused:
-            ctx = b.cross_attention_either(q, i, align_layers.get(i), shapes, heads)
+            ctx = cross_attention_either(b, q, i, align_layers.get(i), shapes, heads)
         else:
-            ctx = b.cross_attention_plain(q, i, align_layers.get(i), grouped_heads, ungrouped)
+            ctx = cross_attention_plain(b, q, i, align_layers.get(i), grouped_heads, ungrouped)
         o = b.linear(
             ctx,
             ckpt[f"{p}.encoder_attn.out_proj.weight"],
@@ -578,10 +336,10 @@ def build_decoder(
         # Inputs of the in-place mode, with defaults (initializers of the same name) that select
         # the appending mode: callers that do not know them feed nothing new.
         inputs += [
-            _value("in_place", TensorProto.BOOL, []),
-            _value("beam_width", TensorProto.INT32, [1]),
-            _value("cache_indirection", TensorProto.INT32, ["groups", "group", "max_cache"]),
-            _value("alignment", TensorProto.BOOL, []),
+            value_info("in_place", TensorProto.BOOL, []),
+            value_info("beam_width", TensorProto.INT32, [1]),
+            value_info("cache_indirection", TensorProto.INT32, ["groups", "group", "max_cache"]),
+            value_info("alignment", TensorProto.BOOL, []),
         ]
         b.inits.append(numpy_helper.from_array(np.array(False), "in_place"))  # a scalar
         b.init("beam_width", np.array([1], dtype=np.int32))
@@ -600,7 +358,7 @@ def build_decoder(
     # every head of those layers (large models). ModelMetadata.alignment_attention regroups
     # them.
     outputs += [
-        _value(
+        value_info(
             f"cross_attention_{i}",
             TensorProto.FLOAT,
             ["windows", len(align_layers[i]), "rows", "positions"],
