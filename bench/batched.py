@@ -147,6 +147,7 @@ def main() -> None:
     ]
     workers = {name: EngineWorker(_SETUP, [*a, *tail], env) for name, a in argv.items()}
     times: dict[str, list[float]] = {name: [] for name in workers}
+    cpu: dict[str, list[float]] = {name: [] for name in workers}
     texts: dict[str, list[str]] = {}
     try:
         for w in workers.values():
@@ -156,17 +157,21 @@ def main() -> None:
             for name in order:
                 wall, texts[name] = workers[name].run()
                 times[name].append(wall)
+                cpu[name].append(workers[name].last_cpu_s)
     finally:
         for w in workers.values():
             w.close()
     for name in workers:
         print(
-            f"{name:15s} in-process runs {', '.join(f'{t:.2f}' for t in times[name])} s; "
+            f"{name:15s} in-process runs {', '.join(f'{t:.2f}' for t in times[name])} s "
+            f"(CPU {', '.join(f'{t:.1f}' for t in cpu[name])} s); "
             f"WER {_errors(refs, texts[name])} (human-long, espeak-long)"
         )
     if args.runs:
         ratio = statistics.median(times["ours"]) / statistics.median(times["faster-whisper"])
         print(f"in-process median ratio ours/faster-whisper: {ratio:.2f}")
+        ratio = statistics.median(cpu["ours"]) / statistics.median(cpu["faster-whisper"])
+        print(f"in-process median CPU-time ratio ours/faster-whisper: {ratio:.2f}")
         if "ours-sequential" in times:
             seq = statistics.median(times["ours"]) / statistics.median(times["ours-sequential"])
             print(f"in-process median ratio ours batched/ours sequential: {seq:.2f}")
