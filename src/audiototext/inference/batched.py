@@ -2,7 +2,7 @@
 
 The seek loop (:mod:`audiototext.inference.seek`) decodes one window after the other, each
 prompted with the text before it, so a long file's decoder steps run one row at a time. Here
-the input is cut at pauses into chunks of up to 30 s
+the input is cut at pauses into chunks of up to 28 s in 30-s windows
 (:class:`~audiototext.audio.speech_chunks.SpeechChunker`), and ``batch_size`` chunks at a
 time are encoded and then decoded as one batch (greedy or beam search, with Whisper's
 timestamp rules and temperature fallback per chunk), as faster-whisper's
