@@ -15,6 +15,7 @@ median time ratio ours/theirs and both WERs (bench/NOTES.md, "batched").
 
     python bench/batched.py [--batch-size 8] [--beam-size 1] [--runs 3] [--threads 2]
         [--precision int8] [--process-runs 1] [--fw-without-timestamps] [--with-sequential]
+        [--baseline-src /work/main/src]
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ def main() -> None:
         help="also time ours without batches (the seek loop, --batch-size 1) in the same runs",
     )
     ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also time ours from another checkout's src/ (e.g. main's) in the same runs",
+    )
+    ap.add_argument(
         "--fw-without-timestamps",
         action="store_true",
         help="faster-whisper's default: no timestamp tokens (ours keeps Whisper's rules)",
@@ -145,8 +151,13 @@ def main() -> None:
         "0" if args.fw_without_timestamps else "1",
         *files,
     ]
-    workers = {name: EngineWorker(_SETUP, [*a, *tail], env) for name, a in argv.items()}
+    envs = {name: env for name in argv}
+    if args.baseline_src is not None:
+        argv["ours-baseline"] = argv["ours"]
+        envs["ours-baseline"] = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+    workers = {name: EngineWorker(_SETUP, [*a, *tail], envs[name]) for name, a in argv.items()}
     times: dict[str, list[float]] = {name: [] for name in workers}
+    cpu: dict[str, list[float]] = {name: [] for name in workers}
     texts: dict[str, list[str]] = {}
     try:
         for w in workers.values():
@@ -156,20 +167,27 @@ def main() -> None:
             for name in order:
                 wall, texts[name] = workers[name].run()
                 times[name].append(wall)
+                cpu[name].append(workers[name].last_cpu_s)
     finally:
         for w in workers.values():
             w.close()
     for name in workers:
         print(
-            f"{name:15s} in-process runs {', '.join(f'{t:.2f}' for t in times[name])} s; "
+            f"{name:15s} in-process runs {', '.join(f'{t:.2f}' for t in times[name])} s "
+            f"(CPU {', '.join(f'{t:.1f}' for t in cpu[name])} s); "
             f"WER {_errors(refs, texts[name])} (human-long, espeak-long)"
         )
     if args.runs:
         ratio = statistics.median(times["ours"]) / statistics.median(times["faster-whisper"])
         print(f"in-process median ratio ours/faster-whisper: {ratio:.2f}")
+        ratio = statistics.median(cpu["ours"]) / statistics.median(cpu["faster-whisper"])
+        print(f"in-process median CPU-time ratio ours/faster-whisper: {ratio:.2f}")
         if "ours-sequential" in times:
             seq = statistics.median(times["ours"]) / statistics.median(times["ours-sequential"])
             print(f"in-process median ratio ours batched/ours sequential: {seq:.2f}")
+        if "ours-baseline" in times:
+            base = statistics.median(times["ours"]) / statistics.median(times["ours-baseline"])
+            print(f"in-process median ratio ours/ours-baseline: {base:.2f}")
 
     pair = {name: argv[name] for name in ("ours", "faster-whisper")}
     process: dict[str, list[float]] = {name: [] for name in pair}

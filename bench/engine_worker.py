@@ -2,7 +2,9 @@
 
 The file benches (transcribe_vs_faster_whisper.py, batched.py) give it the Python source that
 loads their engine and defines ``run()`` (returning the files' texts); each line written to
-the process's stdin is one pass, answered by its wall time and texts.
+the process's stdin is one pass, answered by its wall time, its CPU time (``last_cpu_s``: all
+of the process's threads; steadier than wall time when other work shares the cores, though
+thread pools that spin while waiting count too) and texts.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import sys
 
 _LOOP = r"""
 for _ in sys.stdin:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     texts = run()
-    print(json.dumps({"wall_s": time.perf_counter() - t0, "texts": texts}), flush=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "texts": texts}), flush=True)
 """
 
 
@@ -30,6 +33,7 @@ class EngineWorker:
             text=True,
             env=env,
         )
+        self.last_cpu_s = 0.0
 
     def run(self) -> tuple[float, list[str]]:
         assert self._proc.stdin is not None and self._proc.stdout is not None
@@ -39,6 +43,7 @@ class EngineWorker:
         if not line:
             raise SystemExit(f"benchmark worker exited with {self._proc.wait()}")
         data = json.loads(line)
+        self.last_cpu_s = float(data["cpu_s"])
         return float(data["wall_s"]), list(data["texts"])
 
     def close(self) -> None:

@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
         type=_batch_size,
         default=1,
         metavar="N",
-        help="cut a long file at pauses into chunks of speech of up to 30 s and decode N "
+        help="cut a long file at pauses into chunks of speech of up to 28 s and decode N "
         "chunks at a time (Silero VAD implied): faster on long files, but no chunk sees the "
         "text before it (default: 1, one 30-s window after the other, each prompted with the "
         "text before it)",

@@ -9,7 +9,7 @@ Everything here works on 16 kHz mono float32 numpy arrays.
 * :mod:`~audiototext.audio.feature_stream` — log-mel frames of a long input, block by block.
 * :mod:`~audiototext.audio.speech_only` — only the speech of an input, and the map back.
 * :mod:`~audiototext.audio.pauses` — where to cut an input into parts: in its pauses.
-* :mod:`~audiototext.audio.speech_chunks` — an input's speech in chunks of up to 30 s.
+* :mod:`~audiototext.audio.speech_chunks` — an input's speech in chunks of up to 28 s.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""An input's speech packed into chunks of up to one 30-s window, for batched transcription.
+"""An input's speech packed into chunks of up to 28 s (one window, 2 s to spare), for batched
+transcription.
 
 Silero VAD finds the speech block by block (:func:`~audiototext.audio.speech_only.blocks`), so
 memory stays bounded whatever the input's length. Consecutive speech spans go into one chunk
@@ -15,21 +16,25 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from audiototext.audio.features import CHUNK_LENGTH_S, CHUNK_SAMPLES, SAMPLE_RATE_HZ
+from audiototext.audio.features import SAMPLE_RATE_HZ
 from audiototext.audio.speech_only import TRANSCRIBE_VAD, TimeMap, blocks
 from audiototext.audio.vad import SileroVad, VadOptions, get_speech_timestamps
 
-__all__ = ["BATCH_VAD", "SpeechChunk", "SpeechChunker"]
+__all__ = ["BATCH_CHUNK_S", "BATCH_VAD", "SpeechChunk", "SpeechChunker"]
 
 FloatArray = NDArray[np.float32]
 
+# Chunks fill a 30-s window only up to here: speech that runs to the window's end makes tiny.en
+# leave its last sentence "for the next window" (a rest, decoded again in a window of its own);
+# 2 s of silence after it mostly stop that (bench/NOTES.md, batched2: 31 -> 26 windows).
+BATCH_CHUNK_S = 28.0
 # faster-whisper's settings for its batched pipeline: cut at pauses of 160 ms so that chunks
-# can be filled close to a window, and never let one stretch of speech outgrow a window.
+# can be filled close to a chunk's length, and never let one stretch of speech outgrow it.
 BATCH_VAD = VadOptions(
     min_speech_duration_ms=TRANSCRIBE_VAD.min_speech_duration_ms,
     min_silence_duration_ms=160,
     speech_pad_ms=TRANSCRIBE_VAD.speech_pad_ms,
-    max_speech_duration_s=float(CHUNK_LENGTH_S),
+    max_speech_duration_s=BATCH_CHUNK_S,
 )
 
 
@@ -64,7 +69,7 @@ class SpeechChunker:
         chunks: Iterator[FloatArray],
         vad: SileroVad,
         options: VadOptions = BATCH_VAD,
-        max_samples: int = CHUNK_SAMPLES,
+        max_samples: int = round(BATCH_CHUNK_S * SAMPLE_RATE_HZ),
     ) -> None:
         if max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")

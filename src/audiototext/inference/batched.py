@@ -2,7 +2,7 @@
 
 The seek loop (:mod:`audiototext.inference.seek`) decodes one window after the other, each
 prompted with the text before it, so a long file's decoder steps run one row at a time. Here
-the input is cut at pauses into chunks of up to 30 s
+the input is cut at pauses into chunks of up to 28 s in 30-s windows
 (:class:`~audiototext.audio.speech_chunks.SpeechChunker`), and ``batch_size`` chunks at a
 time are encoded and then decoded as one batch (greedy or beam search, with Whisper's
 timestamp rules and temperature fallback per chunk), as faster-whisper's
@@ -69,12 +69,17 @@ class BatchedRun:
 
 
 def chunk_features(audio: FloatArray, n_mels: int, window_frames: int) -> tuple[FloatArray, int]:
-    """A chunk's log-mel window (zero-padded as the seek loop pads a file's last window) and
-    how many of its frames hold audio."""
-    # 160 samples of padding and the last frame left out, as for a whole file.
-    mel = log_mel_spectrogram(audio, n_mels, padding_samples=HOP_LENGTH_SAMPLES)
-    size = max(1, min(mel.shape[1] - 1, window_frames))
-    window = pad_or_trim(mel[:, :size], window_frames)
+    """A chunk's log-mel window and how many of its frames hold audio.
+
+    The window is the log-mel of the chunk followed by digital silence (as Whisper pads audio),
+    not the chunk's log-mel padded with zeros (faster-whisper's and the seek loop's last
+    window): a log-mel of zero is not silence (silence sits at the floor, max - 8), and tiny.en
+    then left a chunk's last sentence undecoded more often (bench/NOTES.md, batched2).
+    """
+    size = max(1, min(audio.size // HOP_LENGTH_SAMPLES, window_frames))
+    pad = max(HOP_LENGTH_SAMPLES, (window_frames + 1) * HOP_LENGTH_SAMPLES - audio.size)
+    mel = log_mel_spectrogram(audio, n_mels, padding_samples=pad)
+    window = pad_or_trim(mel, window_frames)
     return np.asarray(window, dtype=np.float32), size
 
 

@@ -52,7 +52,7 @@ class TranscribeOptions:
         vad_options: how VAD finds speech; ``None`` uses
             :data:`~audiototext.audio.speech_only.TRANSCRIBE_VAD`.
         batch_size: 1 runs Whisper's seek loop (each window prompted with the text before it).
-            Above 1 the input is cut at pauses into chunks of speech of up to 30 s (Silero VAD,
+            Above 1 the input is cut at pauses into chunks of speech of up to 28 s (Silero VAD,
             :data:`~audiototext.audio.speech_chunks.BATCH_VAD` unless ``vad_options`` is given;
             ``vad`` is implied), and ``batch_size`` chunks at a time are decoded together, each
             on its own: faster on long files, but no chunk sees the text before it.

@@ -7,7 +7,7 @@ A :class:`Transcriber` holds one loaded model. Each input is read in 30-s chunks
 (:mod:`audiototext.inference.seek`), so a 3-hour file never sits in memory.
 
 With ``TranscribeOptions.batch_size`` above 1, one input is instead cut at pauses into chunks
-of speech of up to 30 s, decoded ``batch_size`` at a time (:mod:`audiototext.inference.batched`).
+of speech of up to 28 s, decoded ``batch_size`` at a time (:mod:`audiototext.inference.batched`).
 
 Several inputs can be transcribed together in two ways:
 
