@@ -13,7 +13,7 @@ import asyncio
 import collections
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
