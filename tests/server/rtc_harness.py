@@ -126,6 +126,7 @@ async def stream_speech(
     cut_after_s: float | None = None,
     send_on_open: str | bytes | list[str | bytes] | None = None,
     prefix: NDArray[np.float32] | None = None,
+    resume_prefix: NDArray[np.float32] | None = None,
     offer_extra: dict[str, Any] | None = None,
     timeout_s: float = 120.0,
 ) -> RtcRun:
@@ -135,14 +136,19 @@ async def stream_speech(
     (a dropped connection; the server keeps the session for a resume). ``send_on_open``:
     messages for the data channel as soon as it opens. ``prefix``: audio (16 kHz) captured
     "before the track connected", sent as a browser does: the offer says ``"prefix": true``,
-    the audio goes as PCM16 messages when the channel opens, then its end. ``offer_extra``:
-    more keys for the offer's body.
+    the audio goes as PCM16 messages when the channel opens, then its end.
+    ``resume_prefix``: the stream's audio (16 kHz, from its time 0) up to this track's start,
+    for a resume: once ``session_started`` says the session's ``next_seq`` S, the part from
+    (S - 1) x 100 ms on goes as the prefix, its end saying S. ``offer_extra``: more keys for
+    the offer's body.
     """
     opening: list[str | bytes] = []
     if prefix is not None:
         pcm = np.clip(np.round(prefix * 32768.0), -32768, 32767).astype("<i2").tobytes()
         opening += [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)]
         opening.append(json.dumps({"prefix": {"bytes": len(pcm)}}))
+        offer_extra = {"prefix": True, **(offer_extra or {})}
+    if resume_prefix is not None:
         offer_extra = {"prefix": True, **(offer_extra or {})}
     if isinstance(send_on_open, list):
         opening += send_on_open
@@ -160,6 +166,13 @@ async def stream_speech(
     def on_message(message: Any) -> None:
         msg = json.loads(message)
         out.messages.append(msg)
+        if resume_prefix is not None and "started" in msg:
+            seq = int(msg["started"]["next_seq"])
+            missed = resume_prefix[(seq - 1) * 1600 :]
+            pcm = np.clip(np.round(missed * 32768.0), -32768, 32767).astype("<i2").tobytes()
+            for i in range(0, len(pcm), 3200):
+                channel.send(pcm[i : i + 3200])
+            channel.send(json.dumps({"prefix": {"bytes": len(pcm), "next_seq": seq}}))
         if "error" in msg:
             out.errors.append(msg["error"])
         if "webrtc" in msg:

@@ -59,8 +59,9 @@ test("total weight well under 300 KB", () => {
   const page = files.filter((f) => !f.startsWith(VENDOR) && !WORKER_ONLY.includes(f) && !LAZY.includes(f));
   const total = page.reduce((sum, f) => sum + statSync(f).size, 0);
   // 240 KiB until the WebRTC prefix (rtc-prefix.js and its use: ~4 KiB, audio said while
-  // connecting is no longer lost) took some of the reserve.
-  assert.ok(total < 244 * 1024, `${total} bytes`);
+  // connecting is no longer lost) took some of the reserve, and its use on a resume (~4 KiB,
+  // audio said while a connection was down is no longer lost) some more.
+  assert.ok(total < 248 * 1024, `${total} bytes`);
 });
 
 test("only the workers' module graphs reach the vendored runtime", () => {

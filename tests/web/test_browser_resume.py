@@ -14,8 +14,8 @@ engine. (A second page run of the same WAV without a cut is not sample-identical
 fake microphone starts at a slightly different point of the file each time, tens of ms, and
 tiny.en hears "Stella ... her" in one run and "stellar ... for" in another. Against that run
 the test compares what does not depend on it: the number of finals and the words it knows
-tiny.en gets right.) Over WebRTC the audio of the outage is live and gone (not resent), so
-only what was said away from the cut can be compared.
+tiny.en gets right.) Over WebRTC this test checks the session goes on; that no word of the
+outage is lost (it is resent as the resume's prefix) is test_browser_webrtc_resume.py's.
 """
 
 from __future__ import annotations
@@ -232,8 +232,8 @@ def test_a_webrtc_cut_mid_utterance_resumes_the_session(
     assert not any("WebSocket" in t for t in transports), transports
     assert "Reconnected: the session continues." in seen["notes"], seen["notes"]
     assert seen["sessions"] == 1, "the page opened a new session instead of resuming"
-    # The audio of the outage is gone (live, not resent): the cut sentence may miss words,
-    # but what came after the cut is transcribed, in the same session, each final once.
+    # Whether the outage's words came (the resume's prefix) is test_browser_webrtc_resume's:
+    # here: what came after the cut is transcribed, in the same session, each final once.
     lines = seen["final_lines"]
     assert words(" ".join(lines)) >= last, lines
     assert seen["finals"] == lines, seen["finals"]

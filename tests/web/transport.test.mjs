@@ -448,30 +448,86 @@ test("WebRTC: stopped before the connection came up, the prefix and its end go b
   );
 });
 
-test("WebRTC: a resumed connection sends no prefix (the server's time goes on)", async () => {
+// A client whose capture chunks count samples on (so a piece's place can be checked), with
+// a connection that drops at capture time `dropS` after the server took `nextSeq` - 1 chunks.
+async function resumedClient({ dropS, backS, nextSeq, outcome = "resumed" }) {
   const peers = [];
   const posts = [];
   const timers = new FakeTimers();
+  const origins = [];
+  let nowS = 0;
   const client = new RtcStreamClient({
     offerUrl: () => "/api/v1/webrtc/offer",
     track: () => ({ kind: "audio" }),
-    captureS: () => 5,
-    handlers: {},
+    captureS: () => nowS,
+    handlers: { onMediaStart: (s, continues) => origins.push([s, continues]) },
     RTCPeerConnection: fakePeerClass(peers),
     fetch: answering(posts),
     timers,
     now: () => timers.now,
   });
+  const pcm = (i) => Int16Array.from({ length: 1600 }, (_, k) => (i * 1600 + k) % 32768).buffer;
+  let i = 0;
+  const captureUntil = (s) => {
+    for (; i / 10 < s - 1e-9; i += 1) client.sendAudio(pcm(i), i / 10);
+    nowS = s;
+  };
   client.start();
   await flush();
+  captureUntil(0.05);
+  peers[0].connectionState = "connected";
+  peers[0].onconnectionstatechange();
   peers[0].channel.open();
-  peers[0].channel.message({ started: { session_id: "s1", resume_grace_s: 30 } });
+  peers[0].channel.message({ started: { session_id: "s1", resumed: false, next_seq: "1", resume_grace_s: 30 } });
+  captureUntil(dropS);
   peers[0].connectionState = "failed";
   peers[0].onconnectionstatechange();
   timers.advance(300);
   await flush();
-  assert.equal(posts[1].body.prefix, undefined);
-  client.sendAudio(new ArrayBuffer(3200), 9.9);
-  peers[1].channel.open();
-  assert.deepEqual(peers[1].channel.sent, []);
+  captureUntil(backS);
+  const pc = peers[1];
+  pc.connectionState = "connected";
+  pc.onconnectionstatechange();
+  pc.channel.open();
+  const beforeStarted = pc.channel.sent.length;
+  pc.channel.message({ started: { session_id: "s1", resumed: outcome === "resumed", next_seq: String(nextSeq) } });
+  captureUntil(backS + 0.2); // the track's from here: not in the prefix
+  const sent = pc.channel.sent;
+  const pieces = sent.filter((m) => typeof m !== "string");
+  const samples = pieces.flatMap((p) => [...new Int16Array(p)]);
+  return { posts, origins, beforeStarted, end: JSON.parse(sent.at(-1)), samples };
+}
+
+test("WebRTC: a resume sends the audio from the server's next chunk up to the new track", async () => {
+  // Dropped at 2.0 s with the server at chunk 13 (its 1.2 s); back at 3.05 s.
+  const r = await resumedClient({ dropS: 2.0, backS: 3.05, nextSeq: 13 });
+  assert.equal(r.posts[1].body.prefix, true);
+  assert.equal(r.posts[1].body.config.session_id, "s1");
+  assert.equal(r.beforeStarted, 0, "nothing before session_started says where the server is");
+  const n = Math.round((3.05 - 1.2) * 16000);
+  assert.deepEqual(r.end, { prefix: { bytes: 2 * n, next_seq: 13 } });
+  assert.equal(r.samples.length, n);
+  assert.deepEqual(r.samples, Array.from({ length: n }, (_, k) => (19200 + k) % 32768), "each sample once, in order");
+  // The stream's time went on through the outage: its origin is still capture 0 s.
+  assert.deepEqual(r.origins, [[0, undefined], [0, true]]);
+});
+
+test("WebRTC: a resume after a longer outage than is kept sends the newest and moves the origin", async () => {
+  const r = await resumedClient({ dropS: 2.0, backS: 15.05, nextSeq: 13 });
+  assert.equal(r.samples[0], (51 * 1600) % 32768, "from the oldest kept chunk (5.1 s)");
+  assert.equal(r.end.prefix.bytes, 2 * Math.round((15.05 - 5.1) * 16000));
+  const [origin, continues] = r.origins.at(-1);
+  assert.ok(Math.abs(origin - 3.9) < 1e-9, origin); // 5.1 s of capture is the server's 1.2 s
+  assert.equal(continues, true);
+});
+
+test("WebRTC: a session the server no longer had starts anew at the cut, with an empty prefix", async () => {
+  const r = await resumedClient({ dropS: 2.0, backS: 3.05, nextSeq: 1, outcome: "restarted" });
+  assert.deepEqual(r.end, { prefix: { bytes: 0, next_seq: 1 } });
+  assert.deepEqual(r.origins.at(-1), [3.05, false]);
+});
+
+test("WebRTC stream origin: a resume whose prefix filled the outage keeps the origin given", () => {
+  const at = rtcStreamOrigin({ streamS: 1.4, audioS: 13.2, mediaAtS: 1.4, lostAudioS: 10, mediaContinues: true }, "resumed");
+  assert.equal(at, 1.4);
 });

@@ -12,6 +12,8 @@ in time. A completed stream closes the data channel after its last event; a refu
 ``{"error": {"code", "message"}}`` first. :class:`~.rtc_peers.RtcPeers` closes every peer at
 shutdown. An offer with ``"prefix": true`` sends the audio captured before the track
 connected on the data channel (:mod:`.rtc_prefix`); it goes to the stream before the track's.
+The stream gets whole 100-ms chunks only (a prefix's odd tail waits for the track's audio), so
+chunk S always starts (S - 1) x 100 ms into the stream: what a resumed page's prefix is cut by.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from audiototext.server.http.rtc_audio import (
     consume_track,
     release_promptly,
 )
-from audiototext.server.http.rtc_prefix import PrefixIntake
+from audiototext.server.http.rtc_prefix import CHUNK_BYTES, PrefixIntake
 from audiototext.server.http.websocket import MAX_TEXT_FRAME_BYTES, response_json
 from audiototext.server.status import Status, StatusError
 from audiototext.server.streams import ConnectionLost, StreamService
@@ -68,6 +70,7 @@ class RtcPeer:
         self.converter = FrameConverter(self.stats)
         self.prefix = PrefixIntake(prefix)
         self._held_since: float | None = None
+        self._carry = bytearray()  # under 100 ms, waiting to make a whole chunk
         self.session_id = ""
         self._requests: asyncio.Queue[pb.StreamingRequest | StatusError | _Lost] = asyncio.Queue()
         self._channel: Any = None
@@ -201,7 +204,15 @@ class RtcPeer:
             return
         self._emit(chunk)
 
-    def _emit(self, chunk: bytes) -> None:
+    def _emit(self, data: bytes) -> None:
+        """Audio for the stream layer, in whole 100-ms chunks (the rest waits for more)."""
+        self._carry += data
+        while len(self._carry) >= CHUNK_BYTES:
+            chunk = bytes(self._carry[:CHUNK_BYTES])
+            del self._carry[:CHUNK_BYTES]
+            self._emit_chunk(chunk)
+
+    def _emit_chunk(self, chunk: bytes) -> None:
         """A 100-ms chunk for the stream layer, unless its credit is spent (then dropped)."""
         in_flight_ms = (self._next_seq - 1 - self._acked) * CHUNK_MS
         if self._credit_ms is not None and in_flight_ms + CHUNK_MS > self._credit_ms:
@@ -225,7 +236,10 @@ class RtcPeer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for chunk in self.converter.flush():
+        tail = bytes(self._carry) + b"".join(self.converter.flush())
+        self._carry.clear()
+        for at in range(0, len(tail), CHUNK_BYTES):
+            chunk = tail[at : at + CHUNK_BYTES]
             self._next_seq += 1
             self._requests.put_nowait(pb.StreamingRequest(audio=pb.AudioChunk(data=chunk)))
         self._requests.put_nowait(request)
@@ -249,6 +263,7 @@ class RtcPeer:
             self._next_seq = int(message.started.next_seq) or 1
             self._acked = self._next_seq - 1
             self._credit_ms = int(message.started.credit_ms)
+            self.prefix.started(self._next_seq, message.started.resumed)
             if not self._started.done():
                 self._started.set_result(message.started)
         elif kind == "ack":

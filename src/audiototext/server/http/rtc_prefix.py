@@ -8,6 +8,12 @@ the first sample captured up to the capture time the track connected, then the t
 the track's audio after it; track audio that arrives before the prefix's end is held, not
 dropped. :class:`PrefixIntake` checks and orders both; its errors end the stream, not the
 server.
+
+A resumed session's prefix is the audio captured while the connection was down: from the
+session's next chunk (``session_started``'s ``next_seq``, chunk S starting (S - 1) x 100 ms
+into the stream, as the WebSocket's resume numbers its chunks) up to the new track's
+connection. Its end says where it starts, ``{"prefix": {"bytes": N, "next_seq": S}}``, so a
+page that cut it from another point is refused rather than heard twice or with a gap.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 from audiototext.server.http.rtc_audio import CHUNK_SAMPLES, RATE_HZ
 from audiototext.server.status import Status, StatusError
 
-__all__ = ["HOLD_MAX_S", "MAX_PREFIX_S", "PrefixIntake"]
+__all__ = ["CHUNK_BYTES", "HOLD_MAX_S", "MAX_PREFIX_S", "PrefixIntake"]
 
 # The page falls back to the WebSocket when WebRTC is not up in ~7 s (gathering + connect
 # timeouts): its prefix is shorter than this.
@@ -28,6 +34,7 @@ MAX_PREFIX_BYTES = int(MAX_PREFIX_S * RATE_HZ) * 2
 HOLD_MAX_S = 5.0
 CHUNK_BYTES = CHUNK_SAMPLES * 2
 END_EXAMPLE = '{"prefix": {"bytes": 38400}}'
+RESUME_END_EXAMPLE = '{"prefix": {"bytes": 38400, "next_seq": 42}}'
 
 
 def _refuse(message: str) -> StatusError:
@@ -43,6 +50,14 @@ class PrefixIntake:
         self._data = bytearray()
         self._held: list[bytes] = []
         self._held_bytes = 0
+        # The session's next chunk when this connection started, and whether it resumed.
+        self.next_seq = 1
+        self.resumed = False
+
+    def started(self, next_seq: int, resumed: bool) -> None:
+        """Where the session's stream stands: a resumed session's prefix starts there."""
+        self.next_seq = next_seq
+        self.resumed = resumed
 
     @property
     def waiting(self) -> bool:
@@ -106,11 +121,33 @@ class PrefixIntake:
                 f"the prefix end says {count} bytes but {len(self._data)} came; a message was "
                 "lost or the count is wrong"
             )
+        self._check_start(body.get("next_seq"))
         self.ended = True
         data = bytes(self._data)
         chunks = [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
         held, self._held = self._held, []
         return chunks + held
+
+    def _check_start(self, seq: Any) -> None:
+        """The prefix must start where the session's audio stopped (``next_seq``)."""
+        if seq is None:
+            if self.resumed:
+                raise _refuse(
+                    "a resumed session's prefix must say which chunk it starts at, the "
+                    f"session_started's next_seq ({self.next_seq}): {RESUME_END_EXAMPLE}"
+                )
+            return
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise _refuse(
+                f'the prefix end\'s "next_seq" must be a chunk number (1 or more): '
+                f"{RESUME_END_EXAMPLE}"
+            )
+        if seq != self.next_seq:
+            raise _refuse(
+                f"the prefix starts at chunk {seq} but the session's next chunk is "
+                f"{self.next_seq} (session_started's next_seq); send the audio from "
+                f"{(self.next_seq - 1) * CHUNK_SAMPLES / RATE_HZ:g} s of the stream on"
+            )
 
     def before_finish(self) -> None:
         """FINISH may not overtake the prefix: the stream would end without its start."""

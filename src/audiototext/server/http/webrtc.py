@@ -5,7 +5,7 @@ audio track (Opus) and a data channel, ICE gathering complete (aiortc does not t
 the same stream config as the WebSocket's first frame (``session_id`` + ``resume_from_event``
 resume a session; encoding, rate and channels are the server's: Opus decoded to 16-kHz PCM16
 mono); ``"prefix": true`` promises the audio captured before the track connects on the data
-channel (:mod:`.rtc_prefix`).
+channel (:mod:`.rtc_prefix`): a new session's first audio, or a resumed one's missed audio.
 The answer is ``{"sdp", "type": "answer", "session_id", "resumed"}``; events then come on the
 data channel (:mod:`.rtc_peer`). Token and Origin rules are the rest of the API's; a refusal
 is the usual JSON error (415 for a body that is not JSON, 413 for an oversized one).
@@ -98,12 +98,6 @@ def _parse_offer(body: bytes) -> tuple[str, pb.StreamingRequest, bool]:
             Status.INVALID_ARGUMENT,
             '"prefix" must be true (the audio captured before the track connects comes on '
             "the data channel) or false",
-        )
-    if prefix and config.get("session_id"):
-        # A resumed session's time goes on from its last chunk: there is nothing before it.
-        raise StatusError(
-            Status.INVALID_ARGUMENT,
-            '"prefix" is for a new session; leave it out when resuming with "session_id"',
         )
     try:
         request = json_format.ParseDict({"config": config}, pb.StreamingRequest())
@@ -200,8 +194,9 @@ def webrtc_router(ctx: HttpContext) -> APIRouter:
         """Body: ``{"sdp", "type": "offer", "config"?, "prefix"?}`` (ICE gathering complete).
         Answer: ``{"sdp", "type": "answer", "session_id", "resumed"}``; events come on the
         data channel as the WebSocket's JSON, FINISH goes back on it. With ``"prefix": true``
-        (a new session) the audio captured before the track connected goes first on the data
-        channel: binary PCM16 16-kHz mono messages, then ``{"prefix": {"bytes": N}}``."""
+        the audio captured before the track connected goes first on the data channel: binary
+        PCM16 16-kHz mono messages, then ``{"prefix": {"bytes": N}}`` (resuming, from the
+        session's ``next_seq`` on: ``{"prefix": {"bytes": N, "next_seq": S}}``)."""
         check_token(request, ctx.token)
         body = await _read_body(request)
         if isinstance(body, JSONResponse):

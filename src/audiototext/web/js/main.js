@@ -289,9 +289,12 @@ class Page {
           session.lostTimer = session.lostAt = null;
         }
       },
-      // originS: the capture time of the server stream's time 0 (the WebRTC prefix's start)
-      onMediaStart: (originS) => {
-        if (mine()) session.mediaAtS = originS ?? session.audioS;
+      // originS: the capture time of the server stream's time 0 (the WebRTC prefix's start);
+      // continues: a resume whose prefix filled the outage (the stream's time went on)
+      onMediaStart: (originS, continues) => {
+        if (!mine()) return;
+        session.mediaAtS = originS ?? session.audioS;
+        session.mediaContinues = Boolean(continues);
       },
       onStarted: (started, outcome) => {
         if (!mine()) return;
@@ -300,6 +303,7 @@ class Page {
           console.info(`stream time 0 at capture ${session.streamS.toFixed(2)} s (webrtc, ${outcome})`);
         }
         session.lostAudioS = session.mediaAtS = null;
+        session.mediaContinues = false;
         document.body.dataset.streamOriginS = session.streamS.toFixed(2); // tests read it
         if (outcome === "new") this.model.beginSession(session.startS + session.streamS);
         if (started && started.session_id) this.reportNetwork(started.session_id);

@@ -2,12 +2,15 @@
 // server's events come back on a data channel as the same JSON the WebSocket sends. The
 // server (aiortc) does not trickle ICE, so the offer is posted once gathering is complete.
 // A connection lost after the session started is resumed with a new offer carrying the
-// session id and the next event wanted (audio in between is not resent: it is live); a new
-// one sends what was captured before its track connected (rtc-prefix.js).
+// session id and the next event wanted. Each connection sends on its data channel what its
+// track missed (rtc-prefix.js): a new stream's audio from the first chunk, a resumed one's
+// from where the server's stream stands (session_started's next_seq) up to the new track.
 // Same interface and handlers as StreamClient; the browser's classes are injected for tests.
 
 import { FINISH_MESSAGE, parseServerMessage } from "./protocol.js";
-import { AudioPrefix } from "./rtc-prefix.js";
+import { AudioPrefix, MAX_PREFIX_S } from "./rtc-prefix.js";
+
+const CHUNK_S = 0.1; // the server numbers whole 100-ms chunks: chunk S starts at (S - 1) x 0.1 s
 
 // Failures of the transport itself, before any session started: the WebSocket may work.
 export const RTC_TRANSPORT_ERRORS = new Set([
@@ -45,6 +48,8 @@ export class RtcStreamClient {
     this.captureS = options.captureS || null;
     this.prefix = null;
     this.prefixSent = false;
+    this.recent = []; // [{data, atS}]: the last MAX_PREFIX_S of capture, for a resume's prefix
+    this.originS = null; // capture time of the server stream's time 0
     this.kind = "webrtc";
     this.transport = "idle"; // connecting, connected, reconnecting, closed
     this.pc = null;
@@ -76,6 +81,10 @@ export class RtcStreamClient {
 
   /** The track carries the audio; chunks (captured at `atS`) only make the prefix. */
   sendAudio(data, atS) {
+    if (this.captureS && typeof atS === "number") {
+      this.recent.push({ data, atS });
+      while (this.recent.length > 1 && atS - this.recent[0].atS > MAX_PREFIX_S + 1) this.recent.shift();
+    }
     if (this.prefix && !this.prefixSent && typeof atS === "number") {
       this.prefix.push(data, atS);
       this.sendPrefix();
@@ -119,9 +128,13 @@ export class RtcStreamClient {
       return;
     }
     this.pc = pc;
-    // A resumed session's time goes on from its last chunk: no prefix then.
-    this.prefix = this.captureS && !this.sessionId ? new AudioPrefix() : null;
+    // A resume's prefix starts where the server's stream stands: known at session_started.
+    this.prefix = this.captureS ? new AudioPrefix() : null;
     this.prefixSent = false;
+    if (this.prefix && this.sessionId) {
+      this.prefix.awaitStart();
+      for (const { data, atS } of this.recent) this.prefix.push(data, atS);
+    }
     const channel = pc.createDataChannel("events", { ordered: true });
     this.channel = channel;
     channel.onopen = () => channel === this.channel && this.onOpen();
@@ -134,7 +147,9 @@ export class RtcStreamClient {
       if (pc.connectionState === "connected" && pc === this.pc) {
         const nowS = this.captureS?.();
         this.prefix?.cut(nowS);
-        this.handlers.onMediaStart?.(this.prefix ? this.prefix.originS : nowS);
+        if (this.prefix?.waitingStart) return; // onMediaStart at session_started (startPrefix)
+        this.originS = this.prefix ? this.prefix.originS : nowS;
+        this.handlers.onMediaStart?.(this.originS);
       }
     };
     this.clearTimer();
@@ -239,6 +254,7 @@ export class RtcStreamClient {
         this.droppedAt = null;
         const outcome = first ? "new" : d.resumed ? "resumed" : "restarted";
         if (outcome === "restarted") this.lastEvent = 0;
+        if (this.prefix?.waitingStart) this.startPrefix(d, outcome);
         this.setTransport(this.finishSent ? "finishing" : "connected", { sessionId: this.sessionId, outcome });
         this.handlers.onStarted?.(d, outcome);
         this.pollRtt();
@@ -265,6 +281,27 @@ export class RtcStreamClient {
         if (d && d.webrtc) this.handlers.onRtcStats?.(d.webrtc);
         break;
     }
+  }
+
+  /**
+   * A resume's prefix starts at the server's next chunk, in capture time; a restarted session
+   * (the server no longer had it) starts anew at the cut. Tells onMediaStart the stream's
+   * origin, with `continues` true: the resumed stream's time went on through the outage.
+   */
+  startPrefix(started, outcome) {
+    const prefix = this.prefix;
+    prefix.cut(this.captureS());
+    const nextSeq = Number(started.next_seq) || 1;
+    if (outcome === "resumed" && this.originS !== null) {
+      const fromS = this.originS + (nextSeq - 1) * CHUNK_S;
+      prefix.startAt(fromS, nextSeq);
+      this.originS += Math.max(0, prefix.startS - fromS); // down longer than what is kept
+    } else {
+      prefix.startAt(prefix.cutS, nextSeq);
+      this.originS = prefix.startS;
+    }
+    this.handlers.onMediaStart?.(this.originS, outcome === "resumed");
+    this.sendPrefix();
   }
 
   sendFinish() {
@@ -406,10 +443,12 @@ export function gathered(pc, timeoutMs, timers = globalThis) {
  * the capture time of a connection's first audio (mediaAtS: the start of the audio sent
  * before the track connected, or the connection's moment; audioS if unknown) and when it was
  * lost (lostAudioS). A resumed session carries on from what the server had, skipping the
- * time it was down.
+ * time it was down, unless the missed audio went as the resume's prefix (mediaContinues:
+ * mediaAtS is then the origin itself, moved only by what was too old to send).
  */
-export function rtcStreamOrigin({ streamS, audioS, mediaAtS, lostAudioS }, outcome) {
+export function rtcStreamOrigin({ streamS, audioS, mediaAtS, lostAudioS, mediaContinues }, outcome) {
   const at = mediaAtS ?? audioS;
+  if (outcome === "resumed" && mediaContinues) return at; // the outage's audio was the prefix
   if (outcome === "resumed") return streamS + at - (lostAudioS ?? at);
   return at;
 }
