@@ -46,12 +46,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # bench/ first: its corpus.py (the fables, for corpus_real) shares a name with the clip set's
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "streaming")]
+
+from streaming_helpers import edit_distance, normalise  # noqa: E402
 
 import corpus_real  # noqa: E402
 import streaming as harness  # noqa: E402
 from audiototext.client import AsyncClient  # noqa: E402
-from audiototext.evaluation import edit_distance, normalise  # noqa: E402
 from support.speech import SpeechSynthesizer  # noqa: E402
 
 
@@ -76,6 +77,8 @@ P95_LIMIT_MS = 1000.0
 ARMS: dict[str, dict[str, Any]] = {
     "default": {},
     "full": {"adaptive_finals": False},  # never reduce: the accuracy reference
+    "ctx": {"reduced_final_context_s": 12.0},  # reduced finals keep the full context
+    "beam": {"reduced_final_beam_size": 5},  # reduced finals keep beam search
 }
 
 
@@ -218,12 +221,11 @@ def score(
             continue
         placed = [tuple(p) for p in s["placed"]]
         texts = [tuple(t) for t in s["texts"]]
+        if dump is not None:
+            print(json.dumps({"placed": s["placed"], "finals": s["texts"]}), file=dump)
         for (idx, _, _), hyp in zip(placed, hypotheses(placed, texts), strict=True):  # type: ignore[arg-type]
             item = items[idx]
             ref = normalise(item.text)
-            if dump is not None:
-                record = {"clip": item.name, "ref": item.text, "stream": hyp}
-                print(json.dumps({**record, "file": file_text[idx]}), file=dump)
             if dump is not None:
                 record = {"clip": item.name, "ref": item.text, "stream": hyp}
                 print(json.dumps({**record, "file": file_text[idx]}), file=dump)

@@ -255,7 +255,9 @@ class FinalDecoder:
             beam = st.reduced_beam_size if reduced else st.context_beam_size
             check_cancelled(cancelled)
             hyps = (
-                beam_decode(*args, beam, cancelled) if beam > 1 else greedy_decode(*args, cancelled)
+                beam_decode(*args, beam, cancelled)
+                if beam > 1
+                else greedy_decode(*args, cancelled, speech_after_prefix=True)
             )
             for i, hyp in zip(with_prefix, hyps, strict=True):
                 text = collapse_repeats(tok.decode(list(hyp.new_tokens)).strip())
