@@ -155,6 +155,39 @@ def test_a_final_decoded_after_earlier_text_writes_only_its_own_words(
     assert words2 and words2[0].start_s >= spans[1][0] / RATE - 1e-6
 
 
+def test_context_stops_at_a_final_without_text(
+    tiny_model: WhisperModel, synth: SpeechSynthesizer
+) -> None:
+    """After a final without text (noise, or a decoding that said nothing), the next final's
+    audio starts at its own utterance: the textless utterance's audio is not decoded again
+    behind a prefix that does not hold its words."""
+    texts = [
+        "Please take a seat and open your notebooks.",
+        "Ten of clubs.",
+        "The train to London leaves from platform four.",
+    ]
+    audio, spans = join_with_gaps([synth.speak(t).audio for t in texts], 1.2)
+    session = _Session(_Ring(audio), audio.shape[0])
+    decoder = FinalDecoder(tiny_model, _settings())
+    requests = [
+        FinalRequest(session, k, start, stop, _prompt(tiny_model))
+        for k, (start, stop) in enumerate(spans)
+    ]
+    seat = tiny_model.tokenizer.encode(" Please take a seat and open your notebooks.")
+    decoder.remember(session, decoder.own_start(requests[0]), seat)
+    decoder.remember(session, decoder.own_start(requests[1]), [])  # said nothing
+    plan = decoder.plan(requests[2])
+    assert plan.prefix == [] and plan.audio_start == decoder.own_start(requests[2])
+    got = set(normalise(decoder.decode([requests[2]], 4)[0]))
+    assert {"train", "london"} <= got and not got & {"ten", "clubs", "seat"}, got
+    # With text for the middle utterance, the context reaches back to it as before.
+    session.final_history.earlier.pop()
+    clubs = tiny_model.tokenizer.encode(" Ten of clubs.")
+    decoder.remember(session, decoder.own_start(requests[1]), clubs)
+    plan = decoder.plan(requests[2])
+    assert plan.prefix[-len(clubs) :] == clubs and plan.audio_start < decoder.own_start(requests[1])
+
+
 # (previous utterance, en-us; next utterance, en-us+f3): pairs after which greedy decoding
 # of tiny.en int8 ended the text at once (the new voice after a finished sentence).
 VOICE_CHANGES = (
