@@ -176,9 +176,10 @@ def greedy_decode(
         budgets: per row, the most new tokens to generate.
         cancelled: checked before every decoder step; :class:`DecodingCancelled` when true.
         speech_after_prefix: the audio after each prefix holds speech (a final's utterance):
-            its first new token may not end the text or be blank, as at a transcript's start.
-            Without it, after a prefix that ends a sentence, greedy decoding often ends at once
-            when the voice changes (espeak en-us → en-us+f3: 14 of 80 pairs).
+            its first new token may not be blank, as at a transcript's start, and the text may
+            not end before it holds a letter or digit. Without it greedy decoding often ended
+            at once, or after a lone ".", when the voice changed after the prefix (espeak
+            en-us → en-us+f3: 14 of 80 pairs; the card hands → a LibriVox reader).
     """
     rows = len(prompts)
     if not rows == len(prefixes) == len(budgets) == cross.batch:
@@ -191,6 +192,8 @@ def greedy_decode(
     kv, logits, no_speech = prefill_prompts(model, cross, full)
 
     generated: list[list[int]] = [[] for _ in range(rows)]
+    # Rows whose text may not end yet: speech follows their prefix and no word came out.
+    wordless = set(range(rows)) if speech_after_prefix else set()
     sum_logprob = [0.0] * rows
     truncated = [False] * rows
     alive = list(range(rows))
@@ -203,6 +206,8 @@ def greedy_decode(
         for i, row in enumerate(alive):
             if not generated[row] and begin.size and (speech_after_prefix or not prefixes[row]):
                 logits[i, begin] = _NEG_INF
+            if row in wordless:
+                logits[i, tok.eot] = _NEG_INF
         logprobs = _log_softmax(logits)
         chosen = np.argmax(logprobs, axis=-1)
         keep: list[int] = []
@@ -212,6 +217,8 @@ def greedy_decode(
             if token == tok.eot:
                 continue
             generated[row].append(token)
+            if row in wordless and any(c.isalnum() for c in tok.decode([token])):
+                wordless.discard(row)
             if len(generated[row]) >= budgets[row]:
                 truncated[row] = True
                 continue
