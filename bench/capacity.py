@@ -90,9 +90,9 @@ class Item:
     audio: np.ndarray
 
 
-def catalogue() -> list[Item]:
+def catalogue(kinds: str = "both") -> list[Item]:
     """The human recordings and the espeak clip set, interleaved (two human clips, then one
-    espeak clip: each set is then spoken for about the same time)."""
+    espeak clip: each set is then spoken for about the same time), or one set (``kinds``)."""
     human = [
         Item(c.path.stem, "human", c.text, corpus_real._read(c.path))
         for c in corpus_real.human_clips(CORPUS / "pkg")
@@ -109,7 +109,7 @@ def catalogue() -> list[Item]:
     while human or espeak:
         items += human[:2] + espeak[:1]
         human, espeak = human[2:], espeak[1:]
-    return items
+    return [i for i in items if kinds in ("both", i.kind)]
 
 
 def speech_spans(audio: np.ndarray) -> tuple[list[float], list[float]]:
@@ -172,8 +172,8 @@ def hypotheses(
 # ---- the clients (child process)
 
 
-async def client_level(target: str, n: int, seconds: float) -> dict[str, Any]:
-    items = catalogue()
+async def client_level(target: str, n: int, seconds: float, kinds: str) -> dict[str, Any]:
+    items = catalogue(kinds)
     programs = [program(items, k, seconds) for k in range(n)]
     async with AsyncClient(target) as client:
         runs = await asyncio.gather(
@@ -299,9 +299,10 @@ def row(arm: str, n: int, r: dict[str, Any]) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     if args.one_level:
-        print(json.dumps(await client_level(args.server, args.one_level, args.seconds)))
+        level = await client_level(args.server, args.one_level, args.seconds, args.corpus)
+        print(json.dumps(level))
         return
-    items = catalogue()
+    items = catalogue(args.corpus)
     file_text = file_texts(items)
     dump = open(args.dump, "w") if args.dump else None  # noqa: SIM115 (closed below)
     servers = {name: await start_arm(name, max(args.streams) + 2) for name in args.arms}
@@ -337,6 +338,8 @@ async def main_async(args: argparse.Namespace) -> None:
                         str(n),
                         "--seconds",
                         str(args.seconds),
+                        "--corpus",
+                        args.corpus,
                     )
                     if dump is not None:
                         print(json.dumps({"arm": arm, "streams": n}), file=dump)
@@ -393,6 +396,12 @@ def main() -> None:
         default=["default"],
         type=lambda s: s.split(","),
         help=f"load-policy variants, comma-separated: {', '.join(ARMS)}",
+    )
+    p.add_argument(
+        "--corpus",
+        choices=("both", "human", "espeak"),
+        default="both",
+        help="the clips streams speak: recorded people, espeak-ng, or both interleaved",
     )
     p.add_argument("--dump", help="write each clip's reference, finals and file text here")
     p.add_argument("--one-level", type=int, default=0, help=argparse.SUPPRESS)
