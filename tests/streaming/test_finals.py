@@ -266,6 +266,9 @@ def test_a_reduced_final_does_not_end_before_a_word(tiny_model: WhisperModel) ->
     assert not normalise(old), old  # the case this guards against, with the old rule
     got = normalise(decoder.decode([second], 4)[0])
     assert {"john", "dashwood", "leisure", "consider"} <= set(got), got
+    # A full final (beam search after the context) keeps the same rule and its first word.
+    full = replace(second, reduced=False)
+    assert normalise(decoder.decode([full], 4)[0])[:3] == ["and", "mr", "john"]
 
 
 def test_beam_search_continues_each_rows_forced_prefix(

@@ -35,6 +35,7 @@ from audiototext.inference.hallucinations import (
     HALLUCINATION_NO_SPEECH,
     STREAMING_HALLUCINATIONS,
 )
+from audiototext.inference.tokenizer import WhisperTokenizer
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = [
@@ -218,7 +219,7 @@ def greedy_decode(
                 continue
             generated[row].append(token)
             if row in wordless and any(c.isalnum() for c in tok.decode([token])):
-                wordless.discard(row)
+                wordless.discard(row)  # (one token at a time: _has_word would decode them all)
             if len(generated[row]) >= budgets[row]:
                 truncated[row] = True
                 continue
@@ -272,6 +273,11 @@ def is_noise(text: str, avg_logprob: float, no_speech_prob: float, ratio: float)
     return not any(ch.isalnum() for ch in text)
 
 
+def _has_word(tok: WhisperTokenizer, tokens: Sequence[int]) -> bool:
+    """Whether ``tokens`` hold a letter or digit."""
+    return any(c.isalnum() for c in tok.decode(list(tokens)))
+
+
 def beam_decode(
     model: WhisperModel,
     cross: CrossAttention,
@@ -280,6 +286,8 @@ def beam_decode(
     budgets: Sequence[int],
     beam_size: int,
     cancelled: Callable[[], bool] | None = None,
+    *,
+    speech_after_prefix: bool = False,
 ) -> list[Hypothesis]:
     """Text-only beam search after a forced prefix, one search per row of ``cross``.
 
@@ -287,7 +295,8 @@ def beam_decode(
     candidates of a row's beams, ended candidates join the finished list, the best
     ``beam_size`` that go on become the next beams; a row stops when ``beam_size`` hypotheses
     have ended or its budget is spent. The best hypothesis by summed log-probability over
-    length wins. Same suppression rules as :func:`greedy_decode` (and its ``cancelled``).
+    length wins. Same suppression rules as :func:`greedy_decode` (and its ``cancelled`` and
+    ``speech_after_prefix``: a beam may not end before it holds a word).
     """
     rows = len(prompts)
     if not rows == len(prefixes) == len(budgets) == cross.batch:
@@ -313,8 +322,14 @@ def beam_decode(
         logits[:, tok.timestamp_begin :] = _NEG_INF
         if step == 0 and begin.size:
             for i, row in enumerate(live):
-                if not prefixes[row]:
+                if speech_after_prefix or not prefixes[row]:
                     logits[i, begin] = _NEG_INF
+        if speech_after_prefix:
+            # Rows of ``logits`` are the live rows' beams, in order.
+            flat_beams = [tokens for row in live for tokens, _ in beams[row]]
+            for i, tokens in enumerate(flat_beams):
+                if not _has_word(tok, tokens):
+                    logits[i, tok.eot] = _NEG_INF
         logprobs = _log_softmax(logits)
         next_rows: list[int] = []
         next_tokens: list[int] = []

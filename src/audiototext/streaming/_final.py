@@ -259,7 +259,7 @@ class FinalDecoder:
             beam = st.reduced_beam_size if reduced else st.context_beam_size
             check_cancelled(cancelled)
             hyps = (
-                beam_decode(*args, beam, cancelled)
+                beam_decode(*args, beam, cancelled, speech_after_prefix=True)
                 if beam > 1
                 else greedy_decode(*args, cancelled, speech_after_prefix=True)
             )
