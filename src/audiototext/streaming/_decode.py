@@ -218,8 +218,8 @@ def greedy_decode(
             if token == tok.eot:
                 continue
             generated[row].append(token)
-            if row in wordless and any(c.isalnum() for c in tok.decode([token])):
-                wordless.discard(row)  # (one token at a time: _has_word would decode them all)
+            if row in wordless and _has_word(tok, [token]):
+                wordless.discard(row)
             if len(generated[row]) >= budgets[row]:
                 truncated[row] = True
                 continue
