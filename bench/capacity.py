@@ -22,7 +22,10 @@ partial before their final, finals reduced by the load policy (the engine's own 
 streaming and file WER (human, espeak, both), their difference in points, CPU wait/s (time the
 server's threads were runnable but got no CPU: the machine's other load) and the load average.
 The capacity line: the largest stream count whose every run had no refused stream, final p95
-under 1 s and streaming WER (both sets) within 1 point of the file WER.
+under 1 s and streaming WER (both sets) within 1 point of the file WER; then the same with the
+WER against one stream's (a rough figure for what load costs: more streams speak more clips).
+``--arms default,full`` puts never-reduced finals beside (the fair measure of what reduced
+finals cost: same audio, same load).
 
 Clients run in a child process (``--one-level``), as in ``bench/streaming.py``.
 """
