@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +90,29 @@ def program(
     return np.concatenate(parts), ends, starts
 
 
+@dataclass
+class StreamRun:
+    """What one stream saw: seconds from the end of speech to each final (``first``: the
+    stream's first final), between partials, from each sentence's speech start to its first
+    text and to its first partial, the sentences sent, and the finals (start s, end s, text)."""
+
+    latencies: list[float]
+    gaps: list[float]
+    finals: int
+    first: list[float]
+    first_text: list[float]
+    first_partial: list[float]
+    sentences: int
+    texts: list[tuple[float, float, str]]
+
+
 async def one_stream(
     client: AsyncClient,
     audio: np.ndarray,
     ends: list[float],
     starts: list[float],
     delay_s: float = 0.0,
-) -> tuple[list[float], list[float], int, list[float], list[float]]:
+) -> StreamRun:
     await asyncio.sleep(delay_s)
     stream = await client.stream(StreamSettings(compression="pcm16"))
     sent_at: dict[int, float] = {}  # 100-ms chunk index → wall time it was sent
@@ -103,9 +120,10 @@ async def one_stream(
     first: list[float] = []  # the stream's first final (no earlier text: beam search)
     gaps: list[float] = []
     finals = 0
-    first_text: dict[
-        int, float
-    ] = {}  # sentence → its speech start to its first text, partial or final
+    texts: list[tuple[float, float, str]] = []
+    # sentence → its speech start to its first text, partial or final; and to its first partial
+    first_text: dict[int, float] = {}
+    first_partial: dict[int, float] = {}
     t0 = time.monotonic()
 
     async def collect() -> None:
@@ -119,8 +137,11 @@ async def one_stream(
             said = [k for k, s in enumerate(starts) if s < ev.end_s]
             if said and said[-1] not in first_text:
                 first_text[said[-1]] = now - (t0 + starts[said[-1]])
+            if said and not ev.is_final and said[-1] not in first_partial:
+                first_partial[said[-1]] = now - (t0 + starts[said[-1]])
             if ev.is_final:
                 finals += 1
+                texts.append((ev.start_s, ev.end_s, ev.text))
                 end = min(ends, key=lambda e: abs(e - ev.end_s))  # this sentence's speech end
                 chunk = int(end * 10)
                 if chunk in sent_at:
@@ -145,7 +166,16 @@ async def one_stream(
     await stream.finish()
     await task
     await stream.close()
-    return latencies, gaps, finals, first, list(first_text.values())
+    return StreamRun(
+        latencies,
+        gaps,
+        finals,
+        first,
+        list(first_text.values()),
+        list(first_partial.values()),
+        len(starts),
+        texts,
+    )
 
 
 def run_queue_wait_s() -> float:
@@ -187,11 +217,11 @@ async def run_level(
         if isinstance(r, BaseException):
             refused += 1
             continue
-        lat += r[0]
-        gaps += r[1]
-        first += r[3]
-        later += r[0][len(r[3]) :]
-        first_text += r[4]
+        lat += r.latencies
+        gaps += r.gaps
+        first += r.first
+        later += r.latencies[len(r.first) :]
+        first_text += r.first_text
     return {
         "streams": n,
         "refused": refused,
@@ -211,8 +241,7 @@ async def level_in_child(
     target: str, n: int, seconds: float, gap_s: float, stagger_s: float
 ) -> dict[str, float]:
     """One level run by a child process (``--one-level``), its result read back as JSON."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
+    return await run_child(
         __file__,
         "--server",
         target,
@@ -224,12 +253,18 @@ async def level_in_child(
         str(gap_s),
         "--stagger-s",
         str(stagger_s),
-        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_child(script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` with ``args`` in a child process; its last stdout line, read as JSON."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, script, *args, stdout=asyncio.subprocess.PIPE
     )
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"the client process failed (exit {proc.returncode})")
-    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return result
 
 

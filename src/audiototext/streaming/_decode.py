@@ -35,6 +35,7 @@ from audiototext.inference.hallucinations import (
     HALLUCINATION_NO_SPEECH,
     STREAMING_HALLUCINATIONS,
 )
+from audiototext.inference.tokenizer import WhisperTokenizer
 from audiototext.inference.whisper import CrossAttention, WhisperModel
 
 __all__ = [
@@ -164,6 +165,8 @@ def greedy_decode(
     prefixes: Sequence[Sequence[int]],
     budgets: Sequence[int],
     cancelled: Callable[[], bool] | None = None,
+    *,
+    speech_after_prefix: bool = False,
 ) -> list[Hypothesis]:
     """Greedy text-only decoding of each row of ``cross``.
 
@@ -173,6 +176,11 @@ def greedy_decode(
         prefixes: per row, text tokens forced after the prompt (may be empty).
         budgets: per row, the most new tokens to generate.
         cancelled: checked before every decoder step; :class:`DecodingCancelled` when true.
+        speech_after_prefix: the audio after each prefix holds speech (a final's utterance):
+            its first new token may not be blank, as at a transcript's start, and the text may
+            not end before it holds a letter or digit. Without it greedy decoding often ended
+            at once, or after a lone ".", when the voice changed after the prefix (espeak
+            en-us → en-us+f3: 14 of 80 pairs; the card hands → a LibriVox reader).
     """
     rows = len(prompts)
     if not rows == len(prefixes) == len(budgets) == cross.batch:
@@ -185,6 +193,8 @@ def greedy_decode(
     kv, logits, no_speech = prefill_prompts(model, cross, full)
 
     generated: list[list[int]] = [[] for _ in range(rows)]
+    # Rows whose text may not end yet: speech follows their prefix and no word came out.
+    wordless = set(range(rows)) if speech_after_prefix else set()
     sum_logprob = [0.0] * rows
     truncated = [False] * rows
     alive = list(range(rows))
@@ -195,8 +205,10 @@ def greedy_decode(
         # Timestamps are never wanted in text-only decoding.
         logits[:, tok.timestamp_begin :] = _NEG_INF
         for i, row in enumerate(alive):
-            if not generated[row] and not prefixes[row] and begin.size:
+            if not generated[row] and begin.size and (speech_after_prefix or not prefixes[row]):
                 logits[i, begin] = _NEG_INF
+            if row in wordless:
+                logits[i, tok.eot] = _NEG_INF
         logprobs = _log_softmax(logits)
         chosen = np.argmax(logprobs, axis=-1)
         keep: list[int] = []
@@ -206,6 +218,8 @@ def greedy_decode(
             if token == tok.eot:
                 continue
             generated[row].append(token)
+            if row in wordless and _has_word(tok, [token]):
+                wordless.discard(row)
             if len(generated[row]) >= budgets[row]:
                 truncated[row] = True
                 continue
@@ -259,6 +273,11 @@ def is_noise(text: str, avg_logprob: float, no_speech_prob: float, ratio: float)
     return not any(ch.isalnum() for ch in text)
 
 
+def _has_word(tok: WhisperTokenizer, tokens: Sequence[int]) -> bool:
+    """Whether ``tokens`` hold a letter or digit."""
+    return any(c.isalnum() for c in tok.decode(list(tokens)))
+
+
 def beam_decode(
     model: WhisperModel,
     cross: CrossAttention,
@@ -267,6 +286,8 @@ def beam_decode(
     budgets: Sequence[int],
     beam_size: int,
     cancelled: Callable[[], bool] | None = None,
+    *,
+    speech_after_prefix: bool = False,
 ) -> list[Hypothesis]:
     """Text-only beam search after a forced prefix, one search per row of ``cross``.
 
@@ -274,7 +295,8 @@ def beam_decode(
     candidates of a row's beams, ended candidates join the finished list, the best
     ``beam_size`` that go on become the next beams; a row stops when ``beam_size`` hypotheses
     have ended or its budget is spent. The best hypothesis by summed log-probability over
-    length wins. Same suppression rules as :func:`greedy_decode` (and its ``cancelled``).
+    length wins. Same suppression rules as :func:`greedy_decode` (and its ``cancelled`` and
+    ``speech_after_prefix``: a beam may not end before it holds a word).
     """
     rows = len(prompts)
     if not rows == len(prefixes) == len(budgets) == cross.batch:
@@ -300,8 +322,14 @@ def beam_decode(
         logits[:, tok.timestamp_begin :] = _NEG_INF
         if step == 0 and begin.size:
             for i, row in enumerate(live):
-                if not prefixes[row]:
+                if speech_after_prefix or not prefixes[row]:
                     logits[i, begin] = _NEG_INF
+        if speech_after_prefix:
+            # Rows of ``logits`` are the live rows' beams, in order.
+            flat_beams = [tokens for row in live for tokens, _ in beams[row]]
+            for i, tokens in enumerate(flat_beams):
+                if not _has_word(tok, tokens):
+                    logits[i, tok.eot] = _NEG_INF
         logprobs = _log_softmax(logits)
         next_rows: list[int] = []
         next_tokens: list[int] = []

@@ -154,7 +154,8 @@ class FinalDecoder:
 
     @staticmethod
     def remember(stream: _Stream, audio_start: int, tokens: Sequence[int]) -> None:
-        """Record a final with text: the context of the stream's next finals."""
+        """Record a final: with text, the context of the stream's next finals; without (noise
+        or silence), where their context stops."""
         stream.final_history.earlier.append(EarlierFinal(audio_start, tuple(tokens)))
 
     @staticmethod
@@ -189,8 +190,11 @@ class FinalDecoder:
             # that records them).
             history = tuple(s.final_history.earlier)
             for k, earlier in enumerate(reversed(history)):
+                # Not across a final without text: its audio would be written again as this
+                # one's (under load the next final repeated a dropped utterance's words).
                 if (
-                    earlier.audio_start < s.ring.start
+                    not earlier.tokens
+                    or earlier.audio_start < s.ring.start
                     or earlier.audio_start >= own
                     or hi - earlier.audio_start > (fits if k == 0 else limit)
                     or len(prefix) + len(earlier.tokens) > MAX_PREFIX_TOKENS
@@ -255,7 +259,9 @@ class FinalDecoder:
             beam = st.reduced_beam_size if reduced else st.context_beam_size
             check_cancelled(cancelled)
             hyps = (
-                beam_decode(*args, beam, cancelled) if beam > 1 else greedy_decode(*args, cancelled)
+                beam_decode(*args, beam, cancelled, speech_after_prefix=True)
+                if beam > 1
+                else greedy_decode(*args, cancelled, speech_after_prefix=True)
             )
             for i, hyp in zip(with_prefix, hyps, strict=True):
                 text = collapse_repeats(tok.decode(list(hyp.new_tokens)).strip())

@@ -575,9 +575,9 @@ class StreamingRecognizer:
         )
         s.final_done(f)
         self._partials_skipped += self.partial_planner.missed_before(s, f)
-        if text:
-            tokens = self.model.tokenizer.encode(" " + text)
-            self.final_decoder.remember(s, job.audio_start, tokens)
+        # A final without text is remembered too: the next final's context stops there.
+        tokens = self.model.tokenizer.encode(" " + text) if text else []
+        self.final_decoder.remember(s, job.audio_start, tokens)
         if not text and not f.shown_text:
             return  # nothing was said and nothing was shown: no result at all
         self.load_monitor.record_final(f.triggered_at, f.speech_end_at)

@@ -86,7 +86,8 @@ class Speculation:
 
 @dataclass(frozen=True)
 class EarlierFinal:
-    """A final with text: where its audio began and its tokens (context for the next)."""
+    """A final: where its audio began and its tokens (context for the next; none for a final
+    without text, which ends the context of the next)."""
 
     audio_start: int
     tokens: tuple[int, ...]
