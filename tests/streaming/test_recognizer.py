@@ -430,3 +430,13 @@ def test_a_greedy_repetition_loop_is_collapsed() -> None:
         collapse_repeats("Turn left. Then turn left again.") == "Turn left. Then turn left again."
     )
     assert collapse_repeats("no punctuation at all") == "no punctuation at all"
+
+
+def test_a_final_after_context_does_not_open_with_the_previous_sentences_mark() -> None:
+    from audiototext.streaming._decode import drop_leading_punctuation
+
+    assert drop_leading_punctuation(". The weather forecast.") == "The weather forecast."
+    assert drop_leading_punctuation(", and then.") == "and then."
+    assert drop_leading_punctuation("Okay.") == "Okay."
+    assert drop_leading_punctuation("...") == "..."  # nothing but marks: left to the noise check
+    assert drop_leading_punctuation(" 20 minutes") == "20 minutes"

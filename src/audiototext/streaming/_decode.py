@@ -43,6 +43,7 @@ __all__ = [
     "Hypothesis",
     "beam_decode",
     "collapse_repeats",
+    "drop_leading_punctuation",
     "encoder_input",
     "greedy_decode",
     "is_noise",
@@ -116,6 +117,15 @@ def collapse_repeats(text: str) -> str:
     ):
         kept.pop()
     return " ".join(kept) if len(kept) < len(sentences) else text
+
+
+_LEADING_PUNCTUATION = re.compile(r"^[\s.,;:!?]+(?=\w)")
+
+
+def drop_leading_punctuation(text: str) -> str:
+    """A final decoded after the previous utterance's text may open by closing that text's
+    sentence (". The weather..."); the mark belongs to the previous final, not this one."""
+    return _LEADING_PUNCTUATION.sub("", text)
 
 
 def max_new_tokens_for(duration_s: float) -> int:

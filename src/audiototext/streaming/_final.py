@@ -46,6 +46,7 @@ from audiototext.streaming._decode import (
     beam_decode,
     check_cancelled,
     collapse_repeats,
+    drop_leading_punctuation,
     encoder_input,
     greedy_decode,
     is_noise,
@@ -265,6 +266,7 @@ class FinalDecoder:
             )
             for i, hyp in zip(with_prefix, hyps, strict=True):
                 text = collapse_repeats(tok.decode(list(hyp.new_tokens)).strip())
+                text = drop_leading_punctuation(text)
                 noise = is_noise(text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio)
                 texts[i] = "" if noise else text
         if alone:
