@@ -6,18 +6,24 @@ the pace of speech by our own client. Each cut stream's finals must equal an uni
 run's: (1) a dropped connection reconnects to the replica that holds the session (it is
 resumed in memory, never restored elsewhere); (2) the replica holding a stream is killed
 (``ray.kill``) and the stream resumes from Redis on another; (3) a redeploy that changes the
-replica count replaces every replica under open streams. Marked ``ray`` (``RAY_TESTS=0``).
+replica count replaces every replica under open streams. Through Serve's HTTP proxy: (4) the
+page and ``/api/v1/health``; (5) a malformed ``x-session-id`` is refused, serving goes on;
+(6) the page's WebSocket stream, cut and resumed with the same ``x-session-id``, stays on one
+replica. Marked ``ray`` (``RAY_TESTS=0``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ from audiototext.client._stream import Stream
 from inference.models_support import shared_model_cache
 from server.grpc_harness import TcpProxy, run
 from server.real_engine import long_speech
+from server.ws_harness import WsStreamer
 from support.fixture_cache import shared_speech_dir
 from support.ray_cluster import RayCluster, ray_available, ray_cluster
 from support.services import Redis, free_port, running_redis
@@ -52,6 +59,7 @@ Cut = Callable[[Stream], Coroutine[Any, Any, None]]  # once FINALS_BEFORE_CUT fi
 @dataclass
 class Deployment:
     port: int  # Serve's gRPC proxy
+    http_port: int  # Serve's HTTP proxy
     process: subprocess.Popen[str]
     log: Path
 
@@ -93,6 +101,7 @@ def deployment(
     """``audiototext serve --ray`` (two replicas), running until the module ends."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     port = free_port()
+    http_port = free_port()
     code = "import sys; from audiototext.cli import main; sys.exit(main(sys.argv[1:]))"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -114,7 +123,7 @@ def deployment(
                 "--ray-grpc-port",
                 str(port),
                 "--ray-http-port",
-                str(free_port()),
+                str(http_port),
             ],
             env=cluster.env,
             stdout=out,
@@ -128,7 +137,7 @@ def deployment(
             pytest.fail(f"serve --ray did not come up:\n{log.read_text()[-4000:]}")
         time.sleep(0.5)
     try:
-        yield Deployment(port, process, log)
+        yield Deployment(port, http_port, process, log)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -219,6 +228,63 @@ def reference(deployment: Deployment, audio: NDArray[np.float32]) -> list[tuple[
     assert len(finals) >= 4 and any(t.strip() for _, t in finals), finals
     assert s.stats.reconnects == 0
     return finals
+
+
+# The HTTP tests come before the gRPC ones: the redeploy test leaves one replica.
+
+
+def http_request(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_the_page_and_rest_api_through_serve_s_http_proxy(deployment: Deployment) -> None:
+    status, body = http_request(deployment.http_port, "/")
+    assert status == 200 and b"<html" in body.lower(), body[:200]
+    status, body = http_request(deployment.http_port, "/api/v1/health", {"x-session-id": "h-1"})
+    assert status == 200, body
+    assert json.loads(body)["status"] == "SERVING" and json.loads(body)["model"] == "tiny.en", body
+
+
+def test_a_malformed_x_session_id_is_refused_and_serving_goes_on(
+    deployment: Deployment,
+) -> None:
+    status, body = http_request(
+        deployment.http_port, "/api/v1/health", {"x-session-id": "no spaces/or slashes"}
+    )
+    assert status == 400, body
+    message = json.loads(body)["error"]["message"]
+    assert "x-session-id" in message and "128 characters" in message, message
+    status, _ = http_request(deployment.http_port, "/api/v1/health")  # no header: any replica
+    assert status == 200
+
+
+def test_a_websocket_stream_through_serve_resumes_on_the_same_replica(
+    driver: Any, deployment: Deployment, audio: NDArray[np.float32]
+) -> None:
+    """Speech over the page's WebSocket through Serve's HTTP proxy, the socket cut mid-way and
+    reopened with the same x-session-id: the session resumes in memory on the replica that
+    holds it (a reconnect that reached the other replica would restore it there from Redis,
+    which counts as a second stream)."""
+    key = "ws-affinity-1"
+    before = replica_reports(2)
+    streamer = WsStreamer(
+        f"ws://127.0.0.1:{deployment.http_port}/api/v1/stream", headers={"x-session-id": key}
+    )
+    out = run(streamer.run(audio, speed=2.0, cut_at_s=(6.0,)), 300)
+    text = " ".join(f["text"] for f in out.finals).lower()
+    for word in ("quick", "lazy", "train", "station", "tomorrow"):
+        assert word in text, (word, text)
+    assert len(out.close_codes) == 2, out.close_codes  # the cut one and the completed one
+    assert len({s["session_id"] for s in out.started}) == 1, out.started  # resumed, not new
+    holder = report(key)  # the same ring as the proxy's
+    after = replica_reports(2)
+    created = {rid: after[rid]["streams_total"] - before[rid]["streams_total"] for rid in after}
+    assert created[holder["replica"]] == 1 and sorted(created.values()) == [0, 1], created
 
 
 def test_a_reconnect_lands_on_the_replica_that_holds_the_session(

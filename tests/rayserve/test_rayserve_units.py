@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import pickle
 import socket
+from typing import Any
 
 import pytest
+from fastapi import FastAPI, WebSocket
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from audiototext.cli import main
 from audiototext.errors import ConfigError
 from audiototext.rayserve.deploy import ServeSettings
+from audiototext.rayserve.http_ingress import checked_session_header
 from audiototext.wire._proto import transcription_pb2 as pb
 
 
@@ -62,3 +67,45 @@ def test_stream_messages_pickle_by_reference() -> None:
     msg = pb.StreamingRequest(audio=pb.AudioChunk(seq=7, data=b"\x01\x02"))
     assert pb.StreamingRequest.__module__ == "audiototext.wire._proto.transcription_pb2"
     assert pickle.loads(pickle.dumps(msg)) == msg
+
+
+def _guarded_app() -> Any:
+    """A real FastAPI app (HTTP and WebSocket routes) behind the x-session-id check."""
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.websocket("/ws")
+    async def ws(peer: WebSocket) -> None:
+        await peer.accept()
+        await peer.send_text("hello")
+        await peer.close()
+
+    return checked_session_header(app)
+
+
+@pytest.mark.parametrize("value", ["", "has space", "a/b", "x" * 129, "semi;colon"])
+def test_a_malformed_x_session_id_gets_400_and_the_next_request_is_served(value: str) -> None:
+    with TestClient(_guarded_app()) as client:
+        refused = client.get("/ping", headers={"x-session-id": value})
+        assert refused.status_code == 400
+        message = refused.json()["error"]["message"]
+        assert "x-session-id" in message and "1 to 128 characters" in message, message
+        assert client.get("/ping").json() == {"ok": "yes"}  # no header: served
+        ok = client.get("/ping", headers={"x-session-id": "3f2a9c1e-7b4d.session_1:a"})
+        assert ok.status_code == 200
+
+
+def test_a_websocket_with_a_malformed_x_session_id_is_closed_1008_with_the_reason() -> None:
+    with TestClient(_guarded_app()) as client:
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/ws", headers={"x-session-id": "a b"}) as peer,
+        ):
+            peer.receive_text()
+        assert refused.value.code == 1008
+        assert "x-session-id" in refused.value.reason
+        with client.websocket_connect("/ws", headers={"x-session-id": "good-1"}) as peer:
+            assert peer.receive_text() == "hello"

@@ -30,7 +30,8 @@ __all__ = [
 ]
 
 APP_NAME = "audiototext"
-ROUTE = f"/{APP_NAME}"
+# The page and its APIs use absolute paths (/api/v1/..., /v1/...), so the app owns "/".
+ROUTE = "/"
 DEPLOYMENT_NAME = "Transcription"
 # The proxy registers our service's methods with the function grpcio-tools generated.
 GRPC_SERVICER = "audiototext.wire._proto.transcription_pb2_grpc.add_TranscriptionServicer_to_server"
@@ -115,7 +116,7 @@ def build_app(config: ServerConfig, settings: ServeSettings) -> Any:
             request_router_kwargs={"num_fallback_replicas": 2},
         ),
         **scaling,
-    )(TranscriptionReplica)
+    )(serve.ingress()(TranscriptionReplica))  # HTTP: the replica's own app (replica.py)
     return deployment.bind(config)
 
 
@@ -125,8 +126,9 @@ def deploy(
     *,
     on_progress: Callable[[str], None] = lambda _line: None,
 ) -> None:
-    """Start Serve's proxies (gRPC on ``settings.grpc_port``) and run the application on the
-    cluster this process joined (``ray.init``); returns once every replica is up.
+    """Start Serve's proxies (gRPC on ``settings.grpc_port``, HTTP on ``http_port``) and run
+    the application on the cluster this process joined (``ray.init``); returns once every
+    replica is up.
 
     Running it again with other settings redeploys in place: Serve replaces the replicas and
     open streams move to the new ones through the store.
@@ -137,7 +139,8 @@ def deploy(
 
     serve.start(
         grpc_options=gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=[GRPC_SERVICER]),
-        http_options={"host": "127.0.0.1", "port": settings.http_port},
+        # The page's address, as a plain server's: --http-host, else --host (127.0.0.1).
+        http_options={"host": config.http_host or config.host, "port": settings.http_port},
         proxy_location="HeadOnly",
     )
     on_progress(f"deploying {settings.replicas} replica(s) of {config.model}")
@@ -184,6 +187,10 @@ def serve_on_ray(
     with connected(address):
         deploy(config, settings, on_progress=say)
         say(f"listening on grpc://<head node>:{settings.grpc_port} (Ray Serve's gRPC proxy)")
+        say(
+            f"the page and HTTP APIs on http://<head node>:{settings.http_port}/ (Serve's "
+            "HTTP proxy; send x-session-id to keep a stream's connections on one replica)"
+        )
         say(
             f"stream with: audiototext stream FILE --server HEAD:{settings.grpc_port}; "
             "Ctrl-C deletes the deployment"

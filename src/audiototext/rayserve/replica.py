@@ -5,7 +5,8 @@ store, Redis state store, history, metrics, controller) on a loopback port of it
 serves Serve's gRPC proxy by handing each ``StreamingTranscribe`` call to the same
 :class:`StreamService` a direct gRPC connection gets. So a stream through Serve is the same
 conversation (config, resume, acks and credit, limits) as a direct one; with a Redis store a
-session begun on one replica resumes on any other.
+session begun on one replica resumes on any other. Serve's HTTP proxy reaches the same
+server's HTTP app (page, REST, WebSockets, ``/v1``) through ``__serve_build_asgi_app__``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from audiototext.rayserve.http_ingress import checked_session_header
 from audiototext.server.app import GrpcServer
 from audiototext.server.config import ServerConfig
 from audiototext.server.grpc.status import grpc_code
@@ -57,6 +59,11 @@ class TranscriptionReplica:
         assert self._server.streams is not None
         self._streams: StreamService = self._server.streams
         log.info("replica ready: engine %s, loopback port %d", config.model, self._server.port)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """Serve's HTTP ingress (``serve.ingress()``, late-bound): this replica's own HTTP
+        app, not a second implementation, behind the x-session-id check."""
+        return checked_session_header(self._server.http_app())
 
     async def report(self) -> dict[str, object]:
         """Which replica this is and the streams it served (a deployment handle's call, for
