@@ -9,7 +9,10 @@ resumed in memory, never restored elsewhere); (2) the replica holding a stream i
 replica count replaces every replica under open streams. Through Serve's HTTP proxy: (4) the
 page and ``/api/v1/health``; (5) a malformed ``x-session-id`` is refused, serving goes on;
 (6) the page's WebSocket stream, cut and resumed with the same ``x-session-id``, stays on one
-replica. Marked ``ray`` (``RAY_TESTS=0``).
+replica; (7) a replica's refusal (NOT_FOUND, INVALID_ARGUMENT) reaches the client with its own
+code and message. Every routing runs as on a loaded machine (see ``env``). Marked ``ray``
+(``RAY_TESTS=0``); the tests share one deployment and run in file order (CI's
+``--dist loadfile`` keeps the module on one worker).
 """
 
 from __future__ import annotations
@@ -29,12 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from audiototext.client import AsyncClient, ReconnectPolicy, StreamSettings, TranscriptUpdate
+from audiototext.client import (
+    AsyncClient,
+    ClientError,
+    ReconnectPolicy,
+    StreamSettings,
+    TranscriptUpdate,
+)
 from audiototext.client._stream import Stream
+from audiototext.wire._proto import transcription_pb2 as pb
+from audiototext.wire._proto.transcription_pb2_grpc import TranscriptionStub
 from inference.models_support import shared_model_cache
 from server.grpc_harness import TcpProxy, run
 from server.real_engine import long_speech
@@ -70,6 +82,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         **os.environ,
         "AUDIOTOTEXT_HOME": str(shared_model_cache(tmp_path_factory)),
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        # A loaded machine, made certain: Serve's routers forget queue lengths at once and
+        # give a replica's queue-length probe 1 ms (100 ms by default), so the first probe
+        # of every routing misses it and only the growing retry deadlines get answers. Ray's
+        # own ConsistentHashRouter then sends a reconnect to whichever replica answers first;
+        # ours (rayserve/routing.py) waits for the one that holds the session.
+        "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "0.001",
+        "RAY_SERVE_QUEUE_LENGTH_CACHE_TIMEOUT_S": "0",
     }
 
 
@@ -287,6 +306,46 @@ def test_a_websocket_stream_through_serve_resumes_on_the_same_replica(
     assert created[holder["replica"]] == 1 and sorted(created.values()) == [0, 1], created
 
 
+def test_a_replica_s_refusals_reach_the_client_with_their_own_code_through_serve(
+    deployment: Deployment,
+) -> None:
+    """Serve's proxy answers a replica's refusal with the replica's status, not INTERNAL: a
+    resume of a session no replica and no store has is NOT_FOUND, once (the client does not
+    retry it), and a stream that opens with audio is INVALID_ARGUMENT; serving goes on."""
+    target = f"127.0.0.1:{deployment.port}"
+
+    async def resume_unknown() -> tuple[ClientError, Stream]:
+        async with AsyncClient(target) as client:
+            s = Stream(client, SETTINGS)
+            s.session_id = "never-was-begun-1"
+            with pytest.raises(ClientError) as refused:
+                await s.start()
+            return refused.value, s
+
+    error, s = run(resume_unknown(), 120)
+    assert error.code == grpc.StatusCode.NOT_FOUND, (error.code, str(error))
+    assert "never-was-begun-1" in str(error) and "session store" in str(error), str(error)
+    assert s.stats.reconnects == 0
+
+    async def audio_first() -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = TranscriptionStub(channel).StreamingTranscribe(
+                metadata=(("session_id", "audio-first-1"),)
+            )
+            await call.write(pb.StreamingRequest(audio=pb.AudioChunk(seq=1, data=b"\0\0")))
+            await call.done_writing()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in call:
+                    pass
+            return refused.value
+
+    rpc_error = run(audio_first(), 120)
+    assert rpc_error.code() == grpc.StatusCode.INVALID_ARGUMENT, rpc_error
+    assert "first message of a stream must be a StreamConfig" in (rpc_error.details() or "")
+    status, _ = http_request(deployment.http_port, "/api/v1/health")
+    assert status == 200
+
+
 def test_a_reconnect_lands_on_the_replica_that_holds_the_session(
     driver: Any, deployment: Deployment, audio: NDArray[np.float32], reference: Any
 ) -> None:
@@ -312,6 +371,8 @@ def test_a_reconnect_lands_on_the_replica_that_holds_the_session(
     # Once, on one replica: a reconnect that reached the other one would have restored the
     # session there from Redis, which counts as a second stream.
     assert sorted(created.values()) == [0, 1], created
+    holder = report(s.route_key)  # the replica the key routes to now is the one it began on
+    assert created[holder["replica"]] == 1 and s.session_id in holder["sessions"], holder
 
 
 def test_a_killed_replica_s_stream_resumes_from_redis_on_another(

@@ -16,6 +16,7 @@ from audiototext.cli import main
 from audiototext.errors import ConfigError
 from audiototext.rayserve.deploy import ServeSettings
 from audiototext.rayserve.http_ingress import checked_session_header
+from audiototext.server.status import Status, StatusError
 from audiototext.wire._proto import transcription_pb2 as pb
 
 
@@ -67,6 +68,18 @@ def test_stream_messages_pickle_by_reference() -> None:
     msg = pb.StreamingRequest(audio=pb.AudioChunk(seq=7, data=b"\x01\x02"))
     assert pb.StreamingRequest.__module__ == "audiototext.wire._proto.transcription_pb2"
     assert pickle.loads(pickle.dumps(msg)) == msg
+
+
+def test_a_refusal_pickles_with_its_status() -> None:
+    # A replica's StatusError crosses processes through Ray (a handle's call).
+    refusal = StatusError(Status.UNAVAILABLE, "shutting down; connect to another", try_later=True)
+    again = pickle.loads(pickle.dumps(refusal))
+    assert isinstance(again, StatusError)
+    assert (again.code, again.message, again.try_later) == (
+        Status.UNAVAILABLE,
+        "shutting down; connect to another",
+        True,
+    )
 
 
 def _guarded_app() -> Any:

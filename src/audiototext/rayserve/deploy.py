@@ -3,9 +3,10 @@
 Each replica holds one engine; ``max_ongoing_requests`` is its session limit (an open stream
 is one ongoing request), autoscaling follows ongoing requests, and Serve's gRPC proxy carries
 ``Transcription.StreamingTranscribe`` (bidirectional) to a replica chosen by
-``ConsistentHashRouter`` from the client's ``session_id`` metadata, so every connection of a
-stream reaches the same replica while the replica set holds. When it changes (a crash, a
-scale-up, a redeploy), a stream that lands elsewhere resumes from the Redis session store.
+``SessionAffinityRouter`` (:mod:`.routing`, consistent hashing) from the client's
+``session_id`` metadata, so every connection of a stream reaches the same replica while the
+replica set holds. When it changes (a crash, a scale-up, a redeploy), a stream that lands
+elsewhere resumes from the Redis session store.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ ROUTE = "/"
 DEPLOYMENT_NAME = "Transcription"
 # The proxy registers our service's methods with the function grpcio-tools generated.
 GRPC_SERVICER = "audiototext.wire._proto.transcription_pb2_grpc.add_TranscriptionServicer_to_server"
-_ROUTER = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
+# Serve imports the router by path in the proxies and handles (rayserve/routing.py).
+_ROUTER = "audiototext.rayserve.routing.SessionAffinityRouter"
 _READY_TIMEOUT_S = 600.0  # replicas load (maybe convert) their model before they count as up
 
 
@@ -112,7 +114,7 @@ def build_app(config: ServerConfig, settings: ServeSettings) -> Any:
         request_router_config=RequestRouterConfig(
             request_router_class=cast(Any, _ROUTER),  # an import path is accepted too
             # A full replica (max_ongoing_requests) passes a new stream to the next one on
-            # the ring; a reconnect still reaches the replica that holds its session.
+            # the ring; a slow one does not (routing.py), so reconnects stay where they were.
             request_router_kwargs={"num_fallback_replicas": 2},
         ),
         **scaling,

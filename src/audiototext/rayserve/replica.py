@@ -105,10 +105,13 @@ class TranscriptionReplica:
                 yield item
             await task
         except StatusError as exc:
-            if grpc_context is not None:
-                grpc_context.set_code(grpc_code(exc.code))
-                grpc_context.set_details(exc.message)
-            raise
+            if grpc_context is None:  # a handle's call, not the proxy's
+                raise
+            # Serve's proxy answers with the code and details set here, carried back in
+            # an exception Ray pickles; a builtin one needs nothing of ours to unpickle there.
+            grpc_context.set_code(grpc_code(exc.code))
+            grpc_context.set_details(exc.message)
+            raise RuntimeError(exc.message) from None
         finally:
             if not task.done():
                 task.cancel()
