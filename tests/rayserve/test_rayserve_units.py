@@ -60,6 +60,8 @@ def test_autoscaling_needs_a_maximum_at_least_the_floor() -> None:
     assert ServeSettings(replicas=2, max_replicas=2).max_replicas == 2
     with pytest.raises(ConfigError, match="at least as large"):
         ServeSettings(replicas=2, max_replicas=1)
+    with pytest.raises(ConfigError, match="scale_window_s 0"):
+        ServeSettings(replicas=1, max_replicas=2, scale_window_s=0)
 
 
 def test_stream_messages_pickle_by_reference() -> None:

@@ -53,6 +53,9 @@ class ServeSettings:
     # A replica being replaced (redeploy, scale-down) keeps serving this long, then stops;
     # its open streams reconnect to another replica and resume from the store.
     drain_s: float = 2.0
+    # With autoscaling: how long open streams must stay above the target before Serve adds a
+    # replica (its upscale_delay_s and the window it averages load over; Serve's default).
+    scale_window_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -70,6 +73,8 @@ class ServeSettings:
                 raise ConfigError(f"{flag} {port}: use 1 to 65535")
         if self.cpus_per_replica <= 0:
             raise ConfigError(f"--ray-cpus {self.cpus_per_replica}: must be above 0")
+        if self.scale_window_s <= 0:
+            raise ConfigError(f"scale_window_s {self.scale_window_s}: must be above 0")
 
 
 def _check_config(config: ServerConfig) -> None:
@@ -102,6 +107,10 @@ def build_app(config: ServerConfig, settings: ServeSettings) -> Any:
                 "max_replicas": settings.max_replicas,
                 # Scale up before a replica is full: at 3/4 of its session limit.
                 "target_ongoing_requests": max(1.0, 0.75 * config.max_sessions),
+                "upscale_delay_s": settings.scale_window_s,
+                "look_back_period_s": settings.scale_window_s,
+                # Load reports reach the controller a few times per window (Serve: 10 s).
+                "metrics_interval_s": min(10.0, settings.scale_window_s / 3),
             }
         }
     deployment = serve.deployment(
