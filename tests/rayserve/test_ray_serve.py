@@ -18,6 +18,7 @@ code and message. Every routing runs as on a loaded machine (see ``env``). Marke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -175,6 +176,14 @@ def driver(cluster: RayCluster, deployment: Deployment) -> Iterator[Any]:
     try:
         yield ray
     finally:
+        # report()'s handle (Serve caches it) pushes load to the controller while the
+        # deployment autoscales; stopped first, its thread would log errors after shutdown.
+        from ray import serve
+
+        from audiototext.rayserve.deploy import APP_NAME, DEPLOYMENT_NAME
+
+        with contextlib.suppress(Exception):  # the application may be gone already
+            serve.get_deployment_handle(DEPLOYMENT_NAME, APP_NAME).shutdown()
         ray.shutdown()
 
 
