@@ -3,8 +3,10 @@ picklability Serve's proxy relies on."""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,7 +18,9 @@ from audiototext.cli import main
 from audiototext.errors import ConfigError
 from audiototext.rayserve.deploy import ServeSettings
 from audiototext.rayserve.http_ingress import checked_session_header
+from audiototext.rayserve.replica import _requests
 from audiototext.server.status import Status, StatusError
+from audiototext.server.streams import ConnectionLost
 from audiototext.wire._proto import transcription_pb2 as pb
 
 
@@ -124,3 +128,63 @@ def test_a_websocket_with_a_malformed_x_session_id_is_closed_1008_with_the_reaso
         assert "x-session-id" in refused.value.reason
         with client.websocket_connect("/ws", headers={"x-session-id": "good-1"}) as peer:
             assert peer.receive_text() == "hello"
+
+
+async def _drain(stream: Any) -> list[Any]:
+    return [r async for r in _requests(stream)]
+
+
+def test_a_failed_or_cancelled_proxy_stream_is_a_lost_connection() -> None:
+    """The replica's view of Serve's request stream (Serve's own gRPCInputStream): a failure
+    or a cancellation from below means the client's connection is gone (the session waits
+    for its resume), a half-close just ends it, and a cancel of our own task stays one."""
+    from ray.exceptions import TaskCancelledError
+    from ray.serve.grpc_util import gRPCInputStream
+
+    first = pb.StreamingRequest(audio=pb.AudioChunk(seq=1, data=b"\0\0"))
+
+    def failing(exc: BaseException) -> Any:
+        async def messages() -> AsyncIterator[pb.StreamingRequest]:
+            yield first
+            raise exc
+
+        return gRPCInputStream(messages())
+
+    async def ended(cancelled: bool) -> Any:
+        event = asyncio.Event()
+        if cancelled:
+            event.set()
+
+        async def messages() -> AsyncIterator[pb.StreamingRequest]:
+            yield first
+
+        stream = gRPCInputStream(messages(), cancel_event=event)
+        return stream
+
+    for exc in (TaskCancelledError(), RuntimeError("proxy gone"), asyncio.CancelledError()):
+        with pytest.raises(ConnectionLost):
+            asyncio.run(_drain(failing(exc)))
+
+    async def half_closed() -> list[Any]:
+        return await _drain(await ended(cancelled=False))
+
+    assert asyncio.run(half_closed()) == [first]
+
+    async def cancelled_by_the_client() -> list[Any]:
+        return await _drain(await ended(cancelled=True))
+
+    with pytest.raises(ConnectionLost):
+        asyncio.run(cancelled_by_the_client())
+
+    async def own_cancel() -> None:
+        async def never() -> AsyncIterator[pb.StreamingRequest]:
+            await asyncio.Event().wait()
+            yield first
+
+        task = asyncio.create_task(_drain(gRPCInputStream(never())))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(own_cancel())

@@ -36,9 +36,23 @@ _DONE = object()
 
 async def _requests(stream: Any) -> AsyncIterator[pb.StreamingRequest]:
     """The proxy's request stream; a client that vanished (not one that half-closed) is a
-    lost connection, so the session waits for its resume."""
-    async for request in stream:
-        yield request
+    lost connection, so the session waits for its resume.
+
+    Each message is an actor call back to the proxy, and a cut client can fail that call
+    (Ray's task or cancellation errors) instead of ending the stream. That too is a lost
+    connection: taken as a broken request, it would end the session and delete its stored
+    state, and the client's resume would find nothing anywhere (NOT_FOUND)."""
+    try:
+        async for request in stream:
+            yield request
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this connection's own task is being stopped
+        raise ConnectionLost("the Serve proxy cancelled the request stream") from None
+    except Exception as exc:
+        log.info("the Serve proxy's request stream failed: %s: %s", type(exc).__name__, exc)
+        raise ConnectionLost(f"the Serve proxy's request stream failed: {exc}") from exc
     if stream.is_cancelled():
         raise ConnectionLost("the client's call through the Serve proxy was cancelled")
 
