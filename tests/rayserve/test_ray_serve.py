@@ -183,7 +183,7 @@ def driver(cluster: RayCluster, deployment: Deployment) -> Iterator[Any]:
         from audiototext.rayserve.deploy import APP_NAME, DEPLOYMENT_NAME
 
         with contextlib.suppress(Exception):  # the application may be gone already
-            serve.get_deployment_handle(DEPLOYMENT_NAME, APP_NAME).shutdown()
+            serve.get_deployment_handle(DEPLOYMENT_NAME, APP_NAME).shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 
