@@ -251,6 +251,8 @@ async def measure(
             await measure_ws(urls, one, one_end[0], three, args.ws_runs)
         finally:
             plain.stop()
+    if not args.rounds:
+        return
     finals_by: dict[int, list[float]] = {1: [], 2: []}
     for r in range(args.rounds):
         for replicas in (1, 2) if r % 2 == 0 else (2, 1):
