@@ -12,7 +12,11 @@ own: that is the *direct* peer, the same engine in the same process without Serv
    (next chunk when the last one's Ack came); the time from write to Ack, median per run.
 2. **Per final**: an espeak-ng sentence at real time with 0.5 s of silence before and 1.5 s
    after; the time from the end of speech to the final. Runs alternate direct and Serve.
-3. **Final p95 under load**: N concurrent streams of 3 sentences each through Serve, with
+3. **The same two over the page's WebSocket** (``/api/v1/stream``, PCM16 binary frames, JSON
+   acks and results): through Serve's HTTP proxy (with ``x-session-id``) against a plain
+   ``audiototext serve`` on this machine (same model and precision; its HTTP listener is the
+   direct peer, as the replicas have none of their own). Runs alternate.
+4. **Final p95 under load**: N concurrent streams of 3 sentences each through Serve, with
    1 replica and with 2 (a redeploy between; rounds alternate the order), end of speech ->
    final p95 over all finals of each count.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import statistics
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests")]
@@ -51,7 +57,7 @@ from server.real_engine import SENTENCES  # noqa: E402
 from support.fixture_cache import shared_speech_dir  # noqa: E402
 from support.model_fixtures import tiny_en_cache  # noqa: E402
 from support.ray_cluster import ray_cluster  # noqa: E402
-from support.services import free_port, running_redis  # noqa: E402
+from support.services import Server, free_port, running_redis  # noqa: E402
 from support.speech import SpeechSynthesizer, with_silence  # noqa: E402
 
 LEAD_S, TAIL_S = 0.5, 1.5
@@ -111,6 +117,85 @@ async def final_latencies(target: str, audio: np.ndarray, speech_ends: list[floa
     return [1000 * (a - (t0 - 0.1 + e)) for a, e in zip(arrivals, speech_ends, strict=False)]
 
 
+async def ws_chunk_rtt_ms(url: str, audio: np.ndarray) -> float:
+    """Median binary frame -> its JSON ack, lockstep, over the page's WebSocket."""
+    key = f"bench-{time.time_ns()}"
+    async with websockets.connect(url, additional_headers={"x-session-id": key}) as ws:
+        await ws.send(json.dumps({"config": {"encoding": "PCM16", "sample_rate_hz": 16000}}))
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+        times: list[float] = []
+        for seq, at in enumerate(range(0, pcm.shape[0] - CHUNK, CHUNK), start=1):
+            began = time.perf_counter()
+            await ws.send(pcm[at : at + CHUNK].tobytes())
+            while True:
+                msg = json.loads(await ws.recv())
+                if "error" in msg:
+                    raise RuntimeError(f"refused: {msg}")
+                if "ack" in msg and int(msg["ack"]["seq"]) >= seq:
+                    break
+            times.append(1000 * (time.perf_counter() - began))
+        await ws.send(json.dumps({"control": {"action": "FINISH"}}))
+        async for _ in ws:
+            pass
+    return statistics.median(times)
+
+
+async def ws_final_ms(url: str, audio: np.ndarray, speech_end: float) -> float:
+    """End of speech -> the first final's arrival, ms, sending at real time."""
+    key = f"bench-{time.time_ns()}"
+    async with websockets.connect(url, additional_headers={"x-session-id": key}) as ws:
+        await ws.send(json.dumps({"config": {"encoding": "PCM16", "sample_rate_hz": 16000}}))
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+        arrivals: list[float] = []
+
+        async def read() -> None:
+            async for raw in ws:
+                result = json.loads(raw).get("result")
+                if result is not None and result["is_final"]:
+                    arrivals.append(time.monotonic())
+
+        reader = asyncio.create_task(read())
+        t0 = time.monotonic()
+        for n, at in enumerate(range(0, pcm.shape[0], CHUNK)):
+            await asyncio.sleep(max(0.0, t0 + n * 0.1 - time.monotonic()))
+            await ws.send(pcm[at : at + CHUNK].tobytes())
+        await ws.send(json.dumps({"control": {"action": "FINISH"}}))
+        await reader
+    if not arrivals:
+        raise RuntimeError("no final came")
+    return 1000 * (arrivals[0] - (t0 - 0.1 + speech_end))
+
+
+async def measure_ws(
+    urls: dict[str, str], one: np.ndarray, one_end: float, three: np.ndarray, runs: int
+) -> None:
+    """Serve's HTTP proxy against a plain server's HTTP listener, alternating."""
+    await ws_final_ms(urls["serve"], one, one_end)  # warm-up
+    chunk: dict[str, list[float]] = {name: [] for name in urls}
+    final: dict[str, list[float]] = {name: [] for name in urls}
+    for i in range(runs):
+        for name in list(urls) if i % 2 == 0 else list(reversed(urls)):
+            c = await ws_chunk_rtt_ms(urls[name], three)
+            f = await ws_final_ms(urls[name], one, one_end)
+            chunk[name].append(c)
+            final[name].append(f)
+            print(f"  ws run {i + 1} {name}: chunk->ack {c:.1f} ms, final {f:.0f} ms", flush=True)
+    report_pairs("WebSocket", chunk, final)
+
+
+def report_pairs(
+    transport: str, chunk: dict[str, list[float]], final: dict[str, list[float]]
+) -> None:
+    for label, table in (("chunk->ack", chunk), ("end of speech->final", final)):
+        pairs = [s - d for s, d in zip(table["serve"], table["direct"], strict=True)]
+        print(
+            f"{transport} {label}: direct median {statistics.median(table['direct']):.1f} ms, "
+            f"serve {statistics.median(table['serve']):.1f} ms; serve - direct median of "
+            f"pairs {statistics.median(pairs):+.1f} ms, ratio "
+            f"{statistics.median(table['serve']) / statistics.median(table['direct']):.2f}"
+        )
+
+
 def replica_port() -> int:
     from ray import serve
 
@@ -155,14 +240,19 @@ async def measure(
             chunk[name].append(c)
             final[name].append(f)
             print(f"  run {i + 1} {name}: chunk->ack {c:.1f} ms, final {f:.0f} ms", flush=True)
-    for label, table in (("chunk->ack", chunk), ("end of speech->final", final)):
-        pairs = [s - d for s, d in zip(table["serve"], table["direct"], strict=True)]
-        print(
-            f"{label}: direct median {statistics.median(table['direct']):.1f} ms, serve "
-            f"{statistics.median(table['serve']):.1f} ms; serve - direct median of pairs "
-            f"{statistics.median(pairs):+.1f} ms, ratio "
-            f"{statistics.median(table['serve']) / statistics.median(table['direct']):.2f}"
-        )
+    report_pairs("gRPC", chunk, final)
+    if args.ws_runs:
+        plain = Server(config.session_store).start()
+        try:
+            urls = {
+                "direct": f"ws://127.0.0.1:{plain.http_port}/api/v1/stream",
+                "serve": f"ws://127.0.0.1:{first.http_port}/api/v1/stream",
+            }
+            await measure_ws(urls, one, one_end[0], three, args.ws_runs)
+        finally:
+            plain.stop()
+    if not args.rounds:
+        return
     finals_by: dict[int, list[float]] = {1: [], 2: []}
     for r in range(args.rounds):
         for replicas in (1, 2) if r % 2 == 0 else (2, 1):
@@ -183,6 +273,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="1 then 2 replicas, alternating")
+    parser.add_argument("--ws-runs", type=int, default=6, help="WebSocket runs (0: none)")
     args = parser.parse_args()
     home = str(tiny_en_cache())
     os.environ["AUDIOTOTEXT_HOME"] = home

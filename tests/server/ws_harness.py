@@ -161,9 +161,14 @@ class WsStreamer:
     ``resume_from_seq`` (the oldest unacknowledged chunk) and ``resume_from_event``."""
 
     def __init__(
-        self, url: str, stream_config: dict[str, Any] | None = None, token: str | None = None
+        self,
+        url: str,
+        stream_config: dict[str, Any] | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.headers = headers  # sent on every connection (e.g. Ray Serve's x-session-id)
         # serve --token: offered as the page does, beside the protocol's name
         self.subprotocols = (
             [Subprotocol("audiototext.v1"), Subprotocol(f"audiototext.token.{token}")]
@@ -188,7 +193,12 @@ class WsStreamer:
                 resume_from_seq=resume_from_seq,
                 resume_from_event=self._last_event + 1,
             )
-        self._ws = await websockets.connect(self.url, max_size=None, subprotocols=self.subprotocols)
+        self._ws = await websockets.connect(
+            self.url,
+            max_size=None,
+            subprotocols=self.subprotocols,
+            additional_headers=self.headers,
+        )
         await self._ws.send(json.dumps({"config": cfg}))
         return asyncio.create_task(self._receive(self._ws))
 

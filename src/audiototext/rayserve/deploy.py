@@ -3,9 +3,10 @@
 Each replica holds one engine; ``max_ongoing_requests`` is its session limit (an open stream
 is one ongoing request), autoscaling follows ongoing requests, and Serve's gRPC proxy carries
 ``Transcription.StreamingTranscribe`` (bidirectional) to a replica chosen by
-``ConsistentHashRouter`` from the client's ``session_id`` metadata, so every connection of a
-stream reaches the same replica while the replica set holds. When it changes (a crash, a
-scale-up, a redeploy), a stream that lands elsewhere resumes from the Redis session store.
+``SessionAffinityRouter`` (:mod:`.routing`, consistent hashing) from the client's
+``session_id`` metadata, so every connection of a stream reaches the same replica while the
+replica set holds. When it changes (a crash, a scale-up, a redeploy), a stream that lands
+elsewhere resumes from the Redis session store.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ __all__ = [
 ]
 
 APP_NAME = "audiototext"
-ROUTE = f"/{APP_NAME}"
+# The page and its APIs use absolute paths (/api/v1/..., /v1/...), so the app owns "/".
+ROUTE = "/"
 DEPLOYMENT_NAME = "Transcription"
 # The proxy registers our service's methods with the function grpcio-tools generated.
 GRPC_SERVICER = "audiototext.wire._proto.transcription_pb2_grpc.add_TranscriptionServicer_to_server"
-_ROUTER = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
+# Serve imports the router by path in the proxies and handles (rayserve/routing.py).
+_ROUTER = "audiototext.rayserve.routing.SessionAffinityRouter"
 _READY_TIMEOUT_S = 600.0  # replicas load (maybe convert) their model before they count as up
 
 
@@ -50,6 +53,9 @@ class ServeSettings:
     # A replica being replaced (redeploy, scale-down) keeps serving this long, then stops;
     # its open streams reconnect to another replica and resume from the store.
     drain_s: float = 2.0
+    # With autoscaling: how long open streams must stay above the target before Serve adds a
+    # replica (its upscale_delay_s and the window it averages load over; Serve's default).
+    scale_window_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -67,6 +73,8 @@ class ServeSettings:
                 raise ConfigError(f"{flag} {port}: use 1 to 65535")
         if self.cpus_per_replica <= 0:
             raise ConfigError(f"--ray-cpus {self.cpus_per_replica}: must be above 0")
+        if self.scale_window_s <= 0:
+            raise ConfigError(f"scale_window_s {self.scale_window_s}: must be above 0")
 
 
 def _check_config(config: ServerConfig) -> None:
@@ -99,6 +107,10 @@ def build_app(config: ServerConfig, settings: ServeSettings) -> Any:
                 "max_replicas": settings.max_replicas,
                 # Scale up before a replica is full: at 3/4 of its session limit.
                 "target_ongoing_requests": max(1.0, 0.75 * config.max_sessions),
+                "upscale_delay_s": settings.scale_window_s,
+                "look_back_period_s": settings.scale_window_s,
+                # Load reports reach the controller a few times per window (Serve: 10 s).
+                "metrics_interval_s": min(10.0, settings.scale_window_s / 3),
             }
         }
     deployment = serve.deployment(
@@ -111,11 +123,11 @@ def build_app(config: ServerConfig, settings: ServeSettings) -> Any:
         request_router_config=RequestRouterConfig(
             request_router_class=cast(Any, _ROUTER),  # an import path is accepted too
             # A full replica (max_ongoing_requests) passes a new stream to the next one on
-            # the ring; a reconnect still reaches the replica that holds its session.
+            # the ring; a slow one does not (routing.py), so reconnects stay where they were.
             request_router_kwargs={"num_fallback_replicas": 2},
         ),
         **scaling,
-    )(TranscriptionReplica)
+    )(serve.ingress()(TranscriptionReplica))  # HTTP: the replica's own app (replica.py)
     return deployment.bind(config)
 
 
@@ -125,8 +137,9 @@ def deploy(
     *,
     on_progress: Callable[[str], None] = lambda _line: None,
 ) -> None:
-    """Start Serve's proxies (gRPC on ``settings.grpc_port``) and run the application on the
-    cluster this process joined (``ray.init``); returns once every replica is up.
+    """Start Serve's proxies (gRPC on ``settings.grpc_port``, HTTP on ``http_port``) and run
+    the application on the cluster this process joined (``ray.init``); returns once every
+    replica is up.
 
     Running it again with other settings redeploys in place: Serve replaces the replicas and
     open streams move to the new ones through the store.
@@ -137,7 +150,8 @@ def deploy(
 
     serve.start(
         grpc_options=gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=[GRPC_SERVICER]),
-        http_options={"host": "127.0.0.1", "port": settings.http_port},
+        # The page's address, as a plain server's: --http-host, else --host (127.0.0.1).
+        http_options={"host": config.http_host or config.host, "port": settings.http_port},
         proxy_location="HeadOnly",
     )
     on_progress(f"deploying {settings.replicas} replica(s) of {config.model}")
@@ -184,6 +198,10 @@ def serve_on_ray(
     with connected(address):
         deploy(config, settings, on_progress=say)
         say(f"listening on grpc://<head node>:{settings.grpc_port} (Ray Serve's gRPC proxy)")
+        say(
+            f"the page and HTTP APIs on http://<head node>:{settings.http_port}/ (Serve's "
+            "HTTP proxy; send x-session-id to keep a stream's connections on one replica)"
+        )
         say(
             f"stream with: audiototext stream FILE --server HEAD:{settings.grpc_port}; "
             "Ctrl-C deletes the deployment"

@@ -5,7 +5,8 @@ store, Redis state store, history, metrics, controller) on a loopback port of it
 serves Serve's gRPC proxy by handing each ``StreamingTranscribe`` call to the same
 :class:`StreamService` a direct gRPC connection gets. So a stream through Serve is the same
 conversation (config, resume, acks and credit, limits) as a direct one; with a Redis store a
-session begun on one replica resumes on any other.
+session begun on one replica resumes on any other. Serve's HTTP proxy reaches the same
+server's HTTP app (page, REST, WebSockets, ``/v1``) through ``__serve_build_asgi_app__``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from audiototext.rayserve.http_ingress import checked_session_header
 from audiototext.server.app import GrpcServer
 from audiototext.server.config import ServerConfig
 from audiototext.server.grpc.status import grpc_code
@@ -34,9 +36,23 @@ _DONE = object()
 
 async def _requests(stream: Any) -> AsyncIterator[pb.StreamingRequest]:
     """The proxy's request stream; a client that vanished (not one that half-closed) is a
-    lost connection, so the session waits for its resume."""
-    async for request in stream:
-        yield request
+    lost connection, so the session waits for its resume.
+
+    Each message is an actor call back to the proxy, and a cut client can fail that call
+    (Ray's task or cancellation errors) instead of ending the stream. That too is a lost
+    connection: taken as a broken request, it would end the session and delete its stored
+    state, and the client's resume would find nothing anywhere (NOT_FOUND)."""
+    try:
+        async for request in stream:
+            yield request
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this connection's own task is being stopped
+        raise ConnectionLost("the Serve proxy cancelled the request stream") from None
+    except Exception as exc:
+        log.info("the Serve proxy's request stream failed: %s: %s", type(exc).__name__, exc)
+        raise ConnectionLost(f"the Serve proxy's request stream failed: {exc}") from exc
     if stream.is_cancelled():
         raise ConnectionLost("the client's call through the Serve proxy was cancelled")
 
@@ -57,6 +73,11 @@ class TranscriptionReplica:
         assert self._server.streams is not None
         self._streams: StreamService = self._server.streams
         log.info("replica ready: engine %s, loopback port %d", config.model, self._server.port)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """Serve's HTTP ingress (``serve.ingress()``, late-bound): this replica's own HTTP
+        app, not a second implementation, behind the x-session-id check."""
+        return checked_session_header(self._server.http_app())
 
     async def report(self) -> dict[str, object]:
         """Which replica this is and the streams it served (a deployment handle's call, for
@@ -98,10 +119,13 @@ class TranscriptionReplica:
                 yield item
             await task
         except StatusError as exc:
-            if grpc_context is not None:
-                grpc_context.set_code(grpc_code(exc.code))
-                grpc_context.set_details(exc.message)
-            raise
+            if grpc_context is None:  # a handle's call, not the proxy's
+                raise
+            # Serve's proxy answers with the code and details set here, carried back in
+            # an exception Ray pickles; a builtin one needs nothing of ours to unpickle there.
+            grpc_context.set_code(grpc_code(exc.code))
+            grpc_context.set_details(exc.message)
+            raise RuntimeError(exc.message) from None
         finally:
             if not task.done():
                 task.cancel()

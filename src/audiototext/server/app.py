@@ -75,6 +75,8 @@ from audiototext.wire._proto import (
 )
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from audiototext.server.http.listener import HttpListener
     from audiototext.server.http.rtc_peers import RtcPeers
     from audiototext.server.metrics import ServerMetrics
@@ -151,6 +153,8 @@ class GrpcServer:
         self.tls: SelfSigned | None = None  # with config.self_signed, once started
         self.http: HttpListener | None = None
         self.webrtc: RtcPeers | None = None  # the HTTP listener's WebRTC peers
+        # What the HTTP app is built from, once started (http_app()).
+        self._http_inputs: tuple[StreamService, object, FileTranscribeFn] | None = None
         self.serving = False  # what the health services (gRPC and HTTP) report
         self._stopped = asyncio.Event()
         self.metrics: ServerMetrics | None = None
@@ -325,26 +329,26 @@ class GrpcServer:
                 self.controller.run(CONTROL_INTERVAL_S), name="controller"
             )
         log.info("serving audiototext.v1 on %s:%d", cfg.host, self.port)
+        self._http_inputs = (streams, file_transcriber, transcribe_file)
         if cfg.http_port is not None:
             try:
-                await self._start_http(streams, file_transcriber, transcribe_file)
+                await self._start_http()
             except BaseException:
                 await self.stop(0)
                 raise
 
-    async def _start_http(
-        self,
-        streams: StreamService,
-        file_transcriber: object,
-        transcribe_file: FileTranscribeFn,
-    ) -> None:
+    def http_app(self) -> FastAPI:
+        """The HTTP app (page, REST, WebSockets, /v1) bound to this started server, for a host
+        that serves it itself (a Ray Serve replica's ingress); the ``http_port`` listener
+        serves the same app."""
         from audiototext.server.http.app import HttpContext, create_app
-        from audiototext.server.http.listener import HttpListener
         from audiototext.server.http.rtc_peers import RtcPeers
         from audiototext.server.http.web import package_web_dir
 
+        assert self._http_inputs is not None, "start() the server first"
+        streams, file_transcriber, transcribe_file = self._http_inputs
         cfg = self.config
-        assert self.store is not None and self.pool is not None and cfg.http_port is not None
+        assert self.store is not None and self.pool is not None
         context = HttpContext(
             streams=streams,
             store=self.store,
@@ -369,8 +373,15 @@ class GrpcServer:
             network=self.network,
         )
         self.webrtc = context.webrtc
+        return create_app(context)
+
+    async def _start_http(self) -> None:
+        from audiototext.server.http.listener import HttpListener
+
+        cfg = self.config
+        assert cfg.http_port is not None
         self.http = HttpListener(
-            create_app(context),
+            self.http_app(),
             host=cfg.http_host or cfg.host,
             port=cfg.http_port,
             # Room above the chunk limit, so an oversized chunk gets the stream layer's

@@ -9,6 +9,7 @@ message a person can act on.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from audiototext.errors import (
     AudioError,
@@ -49,6 +50,14 @@ class StatusError(Exception):
         self.code = code
         self.message = message
         self.try_later = try_later
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Ray pickles errors between processes; the default rebuilds from args alone.
+        return (_rebuild_status_error, (self.code, self.message, self.try_later))
+
+
+def _rebuild_status_error(code: Status, message: str, try_later: bool) -> StatusError:
+    return StatusError(code, message, try_later=try_later)
 
 
 def status_for(exc: BaseException) -> Status:
