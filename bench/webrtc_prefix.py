@@ -38,7 +38,12 @@ from support.model_fixtures import tiny_en_cache  # noqa: E402
 from support.netns import namespace, run_inside  # noqa: E402
 from support.realtime import machine_share  # noqa: E402
 from support.speech import SpeechSynthesizer  # noqa: E402
-from web.browser import chromium, microphone_wav, value_when_truthy  # noqa: E402
+from web.browser import (  # noqa: E402
+    chromium,
+    microphone_wav,
+    open_when_ready,
+    value_when_truthy,
+)
 from web.test_browser import SENTENCES  # noqa: E402
 from web.test_browser_handover import FINALS, WATCH_CHANNEL, _words  # noqa: E402
 
@@ -110,10 +115,7 @@ async def one_run(recognizer: Any, wav: Path, variant: str, delay_s: float) -> d
         assert srv.http is not None
         page = tab.page
         await settled(recognizer)
-        await page.goto(f"http://127.0.0.1:{srv.http.port}/", wait_until="load")
-        await value_when_truthy(
-            page, "/tiny.en/.test(document.getElementById('health-text').innerText)", 30
-        )
+        await open_when_ready(page, srv.http.port)
         await page.click("#start")
         started = time.monotonic()
         first = await value_when_truthy(page, f"{FINALS}.length > 0 && {FINALS}[0][1]", 60)

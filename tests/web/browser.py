@@ -197,3 +197,13 @@ async def value_when_truthy(page: Page, expression: str, timeout_s: float = 20.0
             return value
         await asyncio.sleep(0.1)
     return value
+
+
+async def open_when_ready(page: Page, port: int, model: str = "tiny.en") -> None:
+    """Open the page served on ``port`` and wait until its health line names ``model`` (the
+    server is up and the page has read it), at most 30 s."""
+    await page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+    shown = await value_when_truthy(
+        page, f"/{model}/.test(document.getElementById('health-text').innerText)", 30
+    )
+    assert shown, f"the page never showed {model} as ready"

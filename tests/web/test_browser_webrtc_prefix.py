@@ -18,7 +18,7 @@ from server.real_engine import settled
 from server.ws_harness import http_server
 from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
-from web.browser import CHROMIUM, chromium, microphone_wav, value_when_truthy
+from web.browser import CHROMIUM, chromium, microphone_wav, open_when_ready, value_when_truthy
 from web.test_browser import ARTIFACTS, SENTENCES, _stopped
 from web.test_browser_handover import FINALS, SLOW_RTC, WATCH_CHANNEL, _each_once, _words
 
@@ -46,10 +46,7 @@ def _speak_at_once(recognizer: StreamingRecognizer, wav: Path) -> dict[str, Any]
             assert srv.http is not None
             page = tab.page
             await settled(recognizer)
-            await page.goto(f"http://127.0.0.1:{srv.http.port}/", wait_until="load")
-            await value_when_truthy(
-                page, "/tiny.en/.test(document.getElementById('health-text').innerText)", 30
-            )
+            await open_when_ready(page, srv.http.port)
             await page.click("#start")
             out["finals"] = await value_when_truthy(
                 page, f"{FINALS}.some(f => /noon/i.test(f[1])) && {FINALS}", 120
