@@ -168,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     from audiototext.cli_bulk import transcribe_options
     from audiototext.inference import Transcriber
     from audiototext.inference.ort_session import CPU_PROVIDER
+    from audiototext.models.cache import entry_precision
     from audiototext.store.exports import write_transcript
     from audiototext.store.outputs import check_output_dir, output_paths, transcript_metadata
 
@@ -197,10 +198,11 @@ def _run(args: argparse.Namespace) -> int:
     load_s = time.perf_counter() - started
     transcriber.check_options(options)  # e.g. --task translate on an English-only model
     model = transcriber.model
+    precision = entry_precision(model.path) or model.path.name
     if model.providers[0] != CPU_PROVIDER:
         jobs = 1  # one accelerator: files side by side would only queue on it
     console.print(
-        f"[dim]{args.model} ({model.path.name}) on {model.providers[0]}"
+        f"[dim]{args.model} ({precision}) on {model.providers[0]}"
         f" loaded in {load_s:.1f} s"
         + (
             f"; {jobs} {'files at a time' if len(paths) > 1 else 'parts side by side'}, "

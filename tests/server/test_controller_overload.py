@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from audiototext.models.cache import entry_precision
 from server.real_engine import SENTENCES
 from support.speech import SpeechSynthesizer, join_with_gaps
 
@@ -178,7 +179,9 @@ def test_overload_sheds_in_order_moves_new_streams_and_recovers(
             session = server.store.get(moved.session_id) if server.store else None
             assert session is not None and session.recognizer is not engine
             model_path = getattr(getattr(session.recognizer, "model", None), "path", None)
-            assert isinstance(model_path, Path) and model_path.name == "int8", model_path
+            assert isinstance(model_path, Path) and entry_precision(model_path) == "int8", (
+                model_path
+            )
             throttle.on.clear()  # the load goes
             marks.append((time.monotonic(), "test: 4th stream runs on int8; throttle lifted"))
             await wait_for(

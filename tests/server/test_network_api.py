@@ -89,7 +89,9 @@ def test_ping_download_upload_report() -> None:
 def test_an_upload_over_the_body_limit_is_refused() -> None:
     async def main() -> tuple[int, bytes]:
         async with http_server(FakeRecognizer()) as srv:
-            return await _post(srv, "/api/v1/network/upload", b"x" * (2 << 20))
+            # 8 MiB: more than the socket buffers hold, so urllib is still sending when the
+            # server answers (it must read the body first or urllib sees a broken pipe).
+            return await _post(srv, "/api/v1/network/upload", b"x" * (8 << 20))
 
     status, body = run(main(), 60)
     assert status == 413 and b"RESOURCE_EXHAUSTED" in body

@@ -15,6 +15,7 @@ import numpy as np
 from audiototext.audio.features import HOP_LENGTH_SAMPLES, SAMPLE_RATE_HZ, log_mel_spectrogram
 from audiototext.inference.decoding import DecodingOptions, generate
 from audiototext.inference.whisper import WhisperModel
+from audiototext.models.cache import ModelCache
 from audiototext.streaming._decode import encoder_input, max_new_tokens_for
 from support.speech import SpeechSynthesizer, silence
 
@@ -32,9 +33,7 @@ LOOP = ("Hello world.", 0.2)
 
 
 def model_dir(cache_root: Path, precision: str) -> Path:
-    found = sorted((cache_root / "models" / "tiny.en").glob(f"*/{precision}"))
-    assert found, f"no tiny.en {precision} in {cache_root}"
-    return found[-1]
+    return ModelCache(cache_root).find("tiny.en", precision).path
 
 
 def clips(tmp: Path) -> list[tuple[str, np.ndarray]]:

@@ -44,6 +44,7 @@ __all__ = [
     "ModelCache",
     "bundled_models_dirs",
     "cache_home",
+    "entry_precision",
 ]
 
 MANIFEST = "manifest.json"
@@ -81,6 +82,15 @@ def file_digest(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def entry_precision(path: Path) -> str | None:
+    """The precision of the cache entry in the folder ``path`` (named ``int8-g9``, or ``int8``
+    before graph versions had folders), or None for a folder of another kind."""
+    from audiototext.models.versions import PRECISIONS
+
+    head = path.name.split("-g", 1)[0]
+    return head if head in PRECISIONS else None
 
 
 def _graph_version() -> int:

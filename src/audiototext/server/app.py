@@ -465,6 +465,7 @@ class GrpcServer:
     def _build_pool(self, default_engine: Engine) -> ModelPool:
         """The model pool with the default model's engine in it, pinned (blocking: reads the
         cache and the hardware profile)."""
+        from audiototext.models.cache import entry_precision
         from audiototext.models.manager import resolve_precision
 
         cfg = self.config
@@ -475,8 +476,9 @@ class GrpcServer:
         loaded_from = getattr(getattr(default_engine, "model", None), "path", None)
         path = loaded_from if isinstance(loaded_from, Path) else None
         key = default.key
-        if path is not None and path.name in ("fp32", "int8", "fp16"):
-            key = ModelKey(key.name, path.name, key.device)
+        precision_used = entry_precision(path) if path is not None else None
+        if precision_used is not None:
+            key = ModelKey(key.name, precision_used, key.device)
         default = ModelChoice(key, path, default.multilingual, default.languages, default.ram_mb)
 
         def load(choice: ModelChoice) -> Engine:

@@ -368,7 +368,10 @@ class Controller:
         fresh, self._seen[monitor] = monitor.changes_since(self._seen.get(monitor, 0))
         name = getattr(engine, "model_name", None) or "engine"
         path = getattr(getattr(engine, "model", None), "path", None)
-        where = f"{name} ({path.name if isinstance(path, Path) else '?'}): " if label else ""
+        from audiototext.models.cache import entry_precision
+
+        precision = (entry_precision(path) or path.name) if isinstance(path, Path) else "?"
+        where = f"{name} ({precision}): " if label else ""
         return [EngineChange(at, what, where + why) for at, what, why in fresh]
 
     def _gpu_fallbacks(self) -> dict[str, str]:
