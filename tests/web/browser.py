@@ -25,12 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soxr
 from playwright.async_api import CDPSession, ConsoleMessage, Error, Page, async_playwright
 
 from support.speech import SAMPLE_RATE_HZ, SpeechSynthesizer, silence, write_wav
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
+)
+# Real-time audio into the real engine, and a browser: alone on the machine.
+REALTIME_BROWSER = [pytest.mark.slow, pytest.mark.realtime, NEEDS_CHROMIUM]
 # The closed network of CI refuses Chromium's background connections: keep them off.
 FLAGS = (
     "--no-sandbox",

@@ -36,18 +36,13 @@ from server.real_engine import settled, words
 from server.ws_harness import WsStreamer, cut_webrtc_peers, cut_websockets, http_server, ws_url
 from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
-from web.browser import CHROMIUM, Tab, chromium, microphone_wav
+from web.browser import REALTIME_BROWSER, Tab, chromium, microphone_wav
 from web.test_browser import EXPECTED, SENTENCES, _stopped, _text_of
 
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
 
-# Real-time audio into the real engine, and a browser: alone on the machine.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.realtime,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
-]
+pytestmark = REALTIME_BROWSER
 
 # Silence after the last sentence, so Stop (pressed once the last final is in, a little later
 # in a run with cuts) falls in silence in both runs, before the fake microphone loops.

@@ -19,7 +19,7 @@ from server.real_engine import settled, words
 from server.ws_harness import http_server
 from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
-from web.browser import CHROMIUM, chromium, microphone_wav
+from web.browser import REALTIME_BROWSER, chromium, microphone_wav
 from web.test_browser import ARTIFACTS, EXPECTED, SENTENCES, _stopped, _text_of
 
 if TYPE_CHECKING:
@@ -27,12 +27,7 @@ if TYPE_CHECKING:
 
 pytest.importorskip("aiortc")
 
-# Real-time audio into the real engine, and a browser: alone on the machine.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.realtime,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
-]
+pytestmark = REALTIME_BROWSER
 
 
 def _transcribe_in_the_page(

@@ -18,7 +18,13 @@ from server.real_engine import settled
 from server.ws_harness import http_server
 from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
-from web.browser import CHROMIUM, chromium, microphone_wav, open_when_ready, value_when_truthy
+from web.browser import (
+    REALTIME_BROWSER,
+    chromium,
+    microphone_wav,
+    open_when_ready,
+    value_when_truthy,
+)
 from web.test_browser import ARTIFACTS, SENTENCES, _stopped
 from web.test_browser_handover import FINALS, SLOW_RTC, WATCH_CHANNEL, _each_once, _words
 
@@ -27,11 +33,7 @@ if TYPE_CHECKING:
 
 pytest.importorskip("aiortc")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.realtime,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
-]
+pytestmark = REALTIME_BROWSER
 
 LEAD_S = 0.4
 

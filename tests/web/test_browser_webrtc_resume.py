@@ -20,7 +20,7 @@ from server.real_engine import settled
 from server.ws_harness import cut_webrtc_peers, http_server
 from support.netns import namespace, run_inside
 from support.speech import SpeechSynthesizer
-from web.browser import CHROMIUM, chromium, microphone_wav
+from web.browser import REALTIME_BROWSER, chromium, microphone_wav
 from web.test_browser import SENTENCES
 from web.test_browser_handover import WATCH_CHANNEL, _each_once
 from web.test_browser_resume import TAIL_S, _replay, _stream, accepted
@@ -30,11 +30,7 @@ if TYPE_CHECKING:
 
 pytest.importorskip("aiortc")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.realtime,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
-]
+pytestmark = REALTIME_BROWSER
 
 __all__ = ["accepted"]  # the fixture, shared with test_browser_resume
 
