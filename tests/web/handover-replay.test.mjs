@@ -23,11 +23,17 @@ test("the silence after the server's last final and between sentences is not dec
   // Kept from 3.5 s (the server's last final), 20 s of it: a sentence at 9.5-12.5, silence.
   const log = [["BEGIN", 0.5], ["END", 3.8], ["BEGIN", 9.5], ["END", 12.5]];
   const plan = replayPlan(log, 3.5, chunks(20));
+  // The VAD's END came 0.3 s after the server's final: the last moments of its words, not fed
+  // (decoded alone, Whisper wrote "You").
   assert.deepEqual(utterances(plan, 3.5), [
-    [3.5, 4.0], // the VAD's END came after the server's: its last moments, and 0.3 s
     [8.5, 12.7], // a second before the speech, to 0.3 s after its end
   ]);
-  assert.equal(plan.filter((p) => p.feed).length, 6 + 43);
+  assert.equal(plan.filter((p) => p.feed).length, 43);
+});
+
+test("speech that goes on a second past the server's last final is decoded from there", () => {
+  const log = [["BEGIN", 0.5], ["END", 5.0]];
+  assert.deepEqual(utterances(replayPlan(log, 3.5, chunks(5)), 3.5), [[3.5, 5.2]]);
 });
 
 test("speech still under way at the end stays open (live chunks go on feeding it)", () => {

@@ -25,6 +25,10 @@ const SPEECH_LEAD_S = PREROLL_CHUNKS / 10; // fed before the VAD's "speech": the
 // ... and after its end: END is stamped where the silence began, and live chunks go on to the
 // chunk after the VAD's decision (100 ms later); cut at the last word, Whisper repeats it.
 const SPEECH_TAIL_S = 0.3;
+// Speech under way at the server's last final is that final's (its words end before the VAD's
+// END, which comes later): fed only when it goes on this long past it (Whisper wrote "You" for
+// the last moments of a word).
+const CONTINUED_SPEECH_S = 1.0;
 const BYTES_PER_S = 32000; // PCM16 at 16 kHz
 
 function toFloat(pcm16) {
@@ -298,7 +302,7 @@ export async function goLocal(page, session) {
  * a stretch of the VAD's speech, the second before it (the VAD says "speech" a little late)
  * or the 0.3 s after it) and whether the open utterance closes before it (the stretch it belonged to
  * is over). `log` holds the VAD's [kind, captureS] events; speech under way at `fromS` is a
- * stretch from there. Stretches less than the lead-in apart make one utterance.
+ * stretch from there when it goes on for CONTINUED_SPEECH_S past it (or has not ended). Stretches less than the lead-in apart make one utterance.
  */
 export function replayPlan(log, fromS, durations) {
   const stretches = []; // [start, end] in capture time; end Infinity while under way
@@ -306,7 +310,8 @@ export function replayPlan(log, fromS, durations) {
   for (const [kind, at] of log) {
     if (kind === "BEGIN" && open === null) open = Math.max(at - SPEECH_LEAD_S, fromS);
     else if (kind === "END" && open !== null) {
-      if (at > fromS) stretches.push([open, at + SPEECH_TAIL_S]);
+      const continued = open > fromS || at - fromS >= CONTINUED_SPEECH_S;
+      if (at > fromS && continued) stretches.push([open, at + SPEECH_TAIL_S]);
       open = null;
     }
   }
