@@ -28,7 +28,7 @@ from server.real_engine import words
 from server.ws_harness import http_server
 from support.fixture_cache import ROOT
 from support.speech import SpeechSynthesizer
-from web.browser import CHROMIUM, chromium, microphone_wav
+from web.browser import NEEDS_CHROMIUM, chromium, microphone_wav
 
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
@@ -91,7 +91,7 @@ def parse_srt(text: str) -> list[tuple[int, float, float, str]]:
     return cues
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)")
+@NEEDS_CHROMIUM
 def test_start_speak_and_read_the_transcript_in_the_browser(
     recognizer: StreamingRecognizer, speech: SpeechSynthesizer, tmp_path: Path
 ) -> None:

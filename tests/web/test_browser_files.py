@@ -18,11 +18,11 @@ from server.grpc_harness import config, run, speech_like
 from server.upload_harness import DecodingTranscriber, upload_server
 from support.fixture_cache import ROOT
 from support.speech import SAMPLE_RATE_HZ, write_wav
-from web.browser import CHROMIUM, chromium, value_when_truthy
+from web.browser import NEEDS_CHROMIUM, chromium, value_when_truthy
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
+    NEEDS_CHROMIUM,
 ]
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"
 

@@ -37,11 +37,11 @@ from support.fixture_cache import ROOT
 from support.netns import namespace, run_inside
 from support.services import Server, running_redis
 from support.speech import SpeechSynthesizer, espeak_available
-from web.browser import CHROMIUM, chromium, microphone_wav, value_when_truthy
+from web.browser import NEEDS_CHROMIUM, chromium, microphone_wav, value_when_truthy
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(not espeak_available(), reason="needs espeak-ng"),
 ]
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"

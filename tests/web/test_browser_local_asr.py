@@ -17,12 +17,12 @@ from server.fake_engine import FakeRecognizer
 from server.grpc_harness import run
 from server.ws_harness import http_server
 from support.speech import espeak_available
-from web.browser import CHROMIUM, chromium
+from web.browser import NEEDS_CHROMIUM, chromium
 from web.local_asr_reference import PAGE_BAD_MESSAGES, PAGE_TRANSCRIBE, audio_b64, clips
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(not espeak_available(), reason="needs espeak-ng"),
 ]
 

@@ -27,7 +27,7 @@ from server.grpc_harness import config, run
 from server.ws_harness import http_get
 from support.fixture_cache import ROOT
 from support.hf_server import FakeHub
-from web.browser import CHROMIUM, chromium
+from web.browser import NEEDS_CHROMIUM, chromium
 
 pytestmark = [pytest.mark.slow]
 
@@ -49,7 +49,7 @@ def _fake_engine(choice: ModelChoice) -> Engine:
     return engine
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)")
+@NEEDS_CHROMIUM
 def test_choosing_an_undownloaded_model_pulls_it_and_the_next_session_uses_it(
     hub: FakeHub,
 ) -> None:
@@ -143,7 +143,7 @@ def _file_gets(hub: FakeHub) -> list[str]:
     ]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)")
+@NEEDS_CHROMIUM
 def test_cancel_stops_a_pull_and_choosing_the_model_again_resumes_it(hub: FakeHub) -> None:
     async def main() -> dict[str, Any]:
         seen: dict[str, Any] = {}

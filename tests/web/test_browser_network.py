@@ -7,8 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from audiototext.hardware.detect import detect
 from audiototext.hardware.profile import (
     Measurement,
@@ -22,11 +20,9 @@ from audiototext.server.app import GrpcServer
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
 from support.speech import silence, write_wav
-from web.browser import CHROMIUM, chromium, state_until
+from web.browser import NEEDS_CHROMIUM, chromium, state_until
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
-)
+pytestmark = NEEDS_CHROMIUM
 
 STATE = """(() => {
   const rows = (id) => [...document.querySelectorAll(`#${id} dt`)].map(

@@ -28,15 +28,13 @@ from server.real_engine import words
 from server.ws_harness import http_get, http_server
 from support.fixture_cache import ROOT
 from support.speech import SpeechSynthesizer
-from web.browser import CHROMIUM, Tab, chromium, microphone_wav
+from web.browser import NEEDS_CHROMIUM, Tab, chromium, microphone_wav
 from web.test_browser import parse_srt
 
 if TYPE_CHECKING:
     from audiototext.streaming import StreamingRecognizer
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
-)
+pytestmark = NEEDS_CHROMIUM
 
 SENTENCES = ("Please call Stella and ask her to bring these things.", "We will meet at noon.")
 EXPECTED = {"call", "bring", "things", "meet", "noon"}  # what tiny.en gets right here

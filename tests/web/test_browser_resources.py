@@ -10,18 +10,14 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-
 from audiototext.hardware.probe import DeviceStatus
 from audiototext.server.app import GrpcServer
 from audiototext.server.resources import ResourceSample
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
-from web.browser import CHROMIUM, chromium, state_until
+from web.browser import NEEDS_CHROMIUM, chromium, state_until
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
-)
+pytestmark = NEEDS_CHROMIUM
 
 REASON = (
     "no CUDA/ROCm/DirectML provider can create a session here (providers: CPUExecutionProvider)"

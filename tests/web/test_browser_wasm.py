@@ -25,12 +25,12 @@ from server.grpc_harness import config, run
 from server.ws_harness import http_server
 from support.fixture_cache import ROOT
 from support.speech import SpeechSynthesizer, espeak_available
-from web.browser import CHROMIUM, chromium, microphone_wav, value_when_truthy
+from web.browser import NEEDS_CHROMIUM, chromium, microphone_wav, value_when_truthy
 from web.ort_vendor import ort_version
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(not espeak_available(), reason="needs espeak-ng"),
 ]
 ARTIFACTS = ROOT / ".cache" / "test-artifacts"

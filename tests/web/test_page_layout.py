@@ -12,17 +12,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 from audiototext.models.cache import ModelCache
 from server.fake_engine import FakeRecognizer
 from server.grpc_harness import config, run
 from server.ws_harness import http_server
-from web.browser import CHROMIUM, Tab, chromium
+from web.browser import NEEDS_CHROMIUM, Tab, chromium
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (./test.sh installs it)"
-)
+pytestmark = NEEDS_CHROMIUM
 
 # Rows of the transcript head's controls (vertical centres more than 12 px apart start a new
 # one), and how far the page is wider than the screen.
