@@ -516,7 +516,8 @@ class KVDecoder:
         mask = np.zeros((b, rest), dtype=np.int64)
         index = np.zeros((b, 2), dtype=np.int64)
         sot = self.model.tokenizer.sot
-        for row, prompt in enumerate(prompts):
+        ats = [list(p).index(sot) if sot in p else len(p) - 1 for p in prompts]
+        for row, (prompt, at) in enumerate(zip(prompts, ats, strict=True)):
             n = len(prompt)
             pad = width - n
             ids[row, pad:] = prompt[1:]
@@ -524,13 +525,11 @@ class KVDecoder:
             mask[row, pad:] = 1
             self.pads[row] = pad
             self._next_pos[row] = n
-            at = list(prompt).index(sot) if sot in prompt else n - 1
             index[row] = (pad + at - 1 if at else 0, rest - 1)
         self._mask = np.concatenate([self._mask, mask], axis=1)
         logits, _ = self._forward(ids, pos, False, index)
         out = np.array(logits, dtype=np.float32)
-        for row, prompt in enumerate(prompts):
-            at = list(prompt).index(sot) if sot in prompt else len(prompt) - 1
+        for row, (prompt, at) in enumerate(zip(prompts, ats, strict=True)):
             if at == 0:  # the start of transcript was the first token
                 out[row, 0] = first[row, 0]
             if len(prompt) == 1:
