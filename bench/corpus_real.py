@@ -8,7 +8,8 @@ Three kinds of file, each with its reference text for WER:
   utterances of spoken playing cards, with the transcripts the package ships. About 34 s in all.
 * ``longform``: several-minute files made by joining clips with pauses (seeded): the human
   recordings shuffled and joined (``human-long``, ~3 min) and espeak-ng fables at several
-  voices and rates with noise mixed in (``noisy-long``, ~4 min).
+  voices and rates with noise mixed in (``noisy-long``, ~4 min). ``human-long5``: human-long
+  shuffled with five seeds (20-24), where one window's loop weighs a fifth as much.
 * ``noisy``: the same espeak-ng fables one per file, each at a voice, a rate (120-230 words a
   minute) and a signal-to-noise ratio (8-20 dB, white or brown noise) drawn from a seed.
 
@@ -175,8 +176,8 @@ def join_with_pauses(
     return Clip(path, " ".join(c.text for c in clips), len(_read(path)) / SAMPLE_RATE)
 
 
-def longform_clips(out_dir: Path, seed: int = 20) -> list[Clip]:
-    """~3 min of the human recordings (shuffled, five rounds) and ~4 min of noisy espeak."""
+def human_long(out_dir: Path, seed: int = 20) -> Clip:
+    """~4 min of the human recordings: shuffled, five rounds, joined with pauses."""
     human = human_clips(out_dir / "pkg")
     rng = random.Random(seed)
     rounds: list[Clip] = []
@@ -184,14 +185,25 @@ def longform_clips(out_dir: Path, seed: int = 20) -> list[Clip]:
         order = human[:]
         rng.shuffle(order)
         rounds.extend(order)
+    return join_with_pauses(out_dir / f"human-long-s{seed}.wav", rounds, seed)
+
+
+def longform_clips(out_dir: Path, seed: int = 20) -> list[Clip]:
+    """``human_long`` and ~4 min of noisy espeak."""
     noisy = noisy_clips(out_dir / "noisy", seed)
     return [
-        join_with_pauses(out_dir / f"human-long-s{seed}.wav", rounds, seed),
+        human_long(out_dir, seed),
         join_with_pauses(out_dir / f"noisy-long-s{seed}.wav", noisy[:8], seed + 1),
     ]
 
 
-KINDS = ("human", "noisy", "longform", "human-long")
+def human_long_seeds(out_dir: Path, seeds: range = range(20, 25)) -> list[Clip]:
+    """``human-long`` shuffled with several seeds: one prompt-induced loop in a 460-word file
+    moves its WER by 5-10 pp, so a comparison of decoders needs several such files."""
+    return [human_long(out_dir, seed) for seed in seeds]
+
+
+KINDS = ("human", "noisy", "longform", "human-long", "human-long5")
 
 
 def build(kind: str, out_dir: Path) -> list[Clip]:
@@ -203,5 +215,7 @@ def build(kind: str, out_dir: Path) -> list[Clip]:
     if kind == "longform":
         return longform_clips(out_dir)
     if kind == "human-long":
-        return longform_clips(out_dir)[:1]
+        return [human_long(out_dir)]
+    if kind == "human-long5":
+        return human_long_seeds(out_dir)
     raise SystemExit(f"unknown corpus {kind!r}: choose {', '.join(KINDS)}")

@@ -110,7 +110,7 @@ def _reference_rules(
             x[: rules.eot] = -np.inf
         for t in reversed(seq):
             if t >= tb:
-                x[tb:t] = -np.inf
+                x[tb : t if seq[-1] >= tb else t + 1] = -np.inf
                 break
         shifted = x - x.max()
         logprobs = shifted - np.log(np.exp(shifted).sum(dtype=np.float32))
@@ -250,3 +250,23 @@ def test_rules_mask_what_the_row_by_row_reference_masks(fp32_model: WhisperModel
             np.testing.assert_array_equal(got, want, err_msg=f"{names} trial {trial}")
             forced.update(bool(np.isneginf(row[:tb]).all()) for row in got)
     assert forced == {True, False}  # both outcomes of the forced-timestamp test were seen
+
+
+def test_a_segment_never_closes_at_the_time_it_opened(fp32_model: WhisperModel) -> None:
+    # Whisper's and CTranslate2's rule: after text, the closing timestamp is later than the
+    # opening one. A zero-length segment is dropped from the output, so allowing one let a
+    # window "read" text that is then thrown away (bench/NOTES.md, beamwer). Only a lone
+    # closing timestamp may be repeated: that repeat opens the next segment.
+    tok = fp32_model.tokenizer
+    tb = tok.timestamp_begin
+    n = fp32_model.dims.n_vocab
+    rules = _Rules(tok, DecodingOptions(), n, timestamps=True)
+    text = [400, 500]
+    after_text = [[tb + 4, *text], [tb + 4, *text, tb + 30, tb + 30, 600]]
+    logits = np.zeros((2, n), dtype=np.float32)
+    rules.mask(logits, after_text, step=5)
+    assert np.isneginf(logits[0, tb : tb + 5]).all() and np.isfinite(logits[0, tb + 5 :]).all()
+    assert np.isneginf(logits[1, tb : tb + 31]).all() and np.isfinite(logits[1, tb + 31 :]).all()
+    lone = np.zeros((1, n), dtype=np.float32)
+    rules.mask(lone, [[tb + 4, *text, tb + 30]], step=4)
+    assert np.isneginf(lone[0, tb : tb + 30]).all() and np.isfinite(lone[0, tb + 30 :]).all()

@@ -8,8 +8,9 @@ them, because the engine is tested token for token against faster-whisper:
 * With timestamps, ``<|notimestamps|>`` is forbidden; the first token is a timestamp no later
   than ``max_initial_timestamp_s``; timestamps come in pairs (after a lone timestamp only
   text or end, after a pair only a timestamp or end... see :meth:`_Rules.apply`), never go
-  backwards, and a timestamp is forced whenever the total probability of all timestamps beats
-  that of the most likely text token.
+  backwards, never close a segment at the time it opened (no zero-length segment), and a
+  timestamp is forced whenever the total probability of all timestamps beats that of the most
+  likely text token.
 * The no-speech probability is the softmax of the raw logits at ``<|startoftranscript|>``.
 * A hypothesis' score is its summed log-probability (computed after the rules) divided by
   ``length ** length_penalty``; the average log-probability divides the sum by length + 1
@@ -187,7 +188,11 @@ class _Rules:
                 check.append(row)
             for t in reversed(seq):
                 if t >= tb:
-                    x[tb:t] = _NEG_INF  # timestamps never go backwards
+                    # Timestamps never go backwards, and after text the segment's end must be
+                    # later than its start (Whisper, CTranslate2): a zero-length segment is
+                    # dropped, so the model could go on reading the prompt (bench/NOTES.md,
+                    # beamwer). Only a lone timestamp may be repeated, to open the next pair.
+                    x[tb : t if last >= tb else t + 1] = _NEG_INF
                     break
         if check:
             # A timestamp is forced where all timestamps together beat the best text token.

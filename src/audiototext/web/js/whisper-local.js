@@ -48,7 +48,8 @@ export class LogitRules {
     }
     for (let i = seq.length - 1; i >= 0; i--) {
       if (seq[i] >= tb) {
-        x.fill(-Infinity, tb, seq[i]); // timestamps never go backwards
+        // Never backwards; after text, later than the segment's start (no zero-length segment).
+        x.fill(-Infinity, tb, last >= tb ? seq[i] : seq[i] + 1);
         break;
       }
     }
