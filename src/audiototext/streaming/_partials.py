@@ -12,7 +12,7 @@ from audiototext.audio.features import HOP_LENGTH_SAMPLES
 from audiototext.streaming._decode import Hypothesis, is_noise
 from audiototext.streaming._lanes import PartialJob
 from audiototext.streaming._load import LoadMonitor
-from audiototext.streaming._repeats import loop_start
+from audiototext.streaming._repeats import common_words, loop_start
 from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.state import PendingFinal
 from audiototext.streaming.stream import RecognitionStream
@@ -114,6 +114,13 @@ class PartialPlanner:
         to stay)."""
         threshold = self.options.first_partial_logprob
         return threshold is None or hyp.avg_logprob >= threshold
+
+    def agreed_with_unsure(self, held: Sequence[str], words: Sequence[str]) -> int:
+        """How many opening ``words`` of an unsure first try the previous unsure try
+        (``held``) opened with too (0 without ``first_partial_agreement``)."""
+        if not self.options.first_partial_agreement:
+            return 0
+        return common_words(held, words)
 
     @staticmethod
     def usable(hyp: Hypothesis) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["echoes_prefix", "loop_start", "repeats_itself"]
+__all__ = ["common_words", "echoes_prefix", "loop_start", "repeats_itself"]
 
 # A final opening with this many words of the previous final's last _ECHO_SPAN wrote them
 # again (two when it has only two); one common word ("the", "and") may truly open both.
@@ -56,3 +56,13 @@ def echoes_prefix(text: str, prefix_text: str) -> bool:
         return False
     m = len(new)
     return any(old[j : j + m] == new for j in range(len(old) - m + 1))
+
+
+def common_words(a: Sequence[str], b: Sequence[str]) -> int:
+    """How many opening words ``a`` and ``b`` share (case and punctuation aside)."""
+    n = 0
+    for x, y in zip(_norm(a), _norm(b), strict=False):
+        if not x or x != y:
+            break
+        n += 1
+    return n
