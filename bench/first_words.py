@@ -71,6 +71,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "early": {"first_partial_logprob": None},  # the schedule alone
     "gate": {"early_partials": False},  # the confidence gate alone
     "gate10": {"first_partial_logprob": -1.0},  # Whisper's log-probability threshold
+    "agree": {"first_partial_agreement": True},  # unsure first tries shown when two agree
     "new": {},
 }
 

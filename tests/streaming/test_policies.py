@@ -487,3 +487,12 @@ def test_the_words_before_a_greedy_loop_are_the_first_text() -> None:
     assert PartialPlanner(RecognizerOptions(), _monitor(Clock())).salvage(loop, words(loop.text))
     late = PartialPlanner(RecognizerOptions(early_partials=False), _monitor(Clock()))
     assert late.salvage(loop, words(loop.text)) == 0
+
+
+def test_an_unsure_first_try_is_shown_as_far_as_the_next_agrees() -> None:
+    agree = PartialPlanner(RecognizerOptions(first_partial_agreement=True), _monitor(Clock()))
+    assert agree.agreed_with_unsure((" Good", " mor-"), (" good", " morning", " every")) == 1
+    assert agree.agreed_with_unsure((), (" Good",)) == 0  # the first unsure try: held back
+    assert agree.agreed_with_unsure((" Go", " tomorrow"), (" Good", " morning")) == 0
+    default = PartialPlanner(RecognizerOptions(), _monitor(Clock()))
+    assert default.agreed_with_unsure((" Good",), (" Good",)) == 0

@@ -53,6 +53,7 @@ from audiototext.streaming._decode import (
     max_new_tokens_for,
 )
 from audiototext.streaming._language import fix_language, needs_detection, stream_prompt
+from audiototext.streaming._repeats import echoes_prefix, repeats_itself
 from audiototext.streaming.options import FinalSettings
 from audiototext.streaming.state import DecodedFinal, EarlierFinal, FinalHistory
 from audiototext.streaming.types import StreamWord
@@ -123,6 +124,7 @@ class FinalDecoder:
         self.model = model
         self.settings = settings
         self.frames_encoded = 0  # encoder frames over all finals (rows x frames): their cost
+        self.retried = 0  # finals after context decoded again alone (context_failed)
 
     # ---- public
 
@@ -208,12 +210,7 @@ class FinalDecoder:
         if silence:
             audio = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
         audio = audio[:window]
-        if st.padded:
-            frames = self.model.window_frames
-        else:
-            frames = audio.shape[0] // HOP_LENGTH_SAMPLES + round(st.padding_s * 100)
-            frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
-            frames = min(frames, self.model.window_frames)
+        frames = self.model.window_frames if st.padded else self._frames_for(audio.shape[0])
         return FinalPlan(
             request, audio, lo, own, min(content, window), prefix, frames, request.reduced
         )
@@ -247,6 +244,7 @@ class FinalDecoder:
         with_prefix = [i for i, p in enumerate(plans) if p.prefix or st.beam_size == 1]
         alone = [i for i in range(len(plans)) if i not in with_prefix]
         texts: list[str] = [""] * len(plans)
+        retry: list[int] = []  # rows whose context decode failed (decoded again alone)
         if with_prefix:
             # A forced prefix needs this package's greedy loop (the inference search infers
             # timestamp mode from the prompt's last token).
@@ -269,51 +267,34 @@ class FinalDecoder:
                 text = drop_leading_punctuation(text)
                 noise = is_noise(text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio)
                 texts[i] = "" if noise else text
+                if plans[i].prefix and context_failed(texts[i], hyp.prefix_text):
+                    retry.append(i)
         if alone:
             # Nothing said before (a stream's first utterance, or context off): decoded as
             # file transcription decodes a window, with timestamps, beam search and fallback.
-            # Reduced, it is searched with ``reduced_first_beam_size`` and not retried at
-            # higher temperatures.
-            first_beam = st.reduced_first_beam_size if reduced else st.beam_size
-            opts = DecodingOptions(
-                beam_size=first_beam,
-                best_of=first_beam,
-                suppress_tokens=tok.default_suppress_tokens(),
-                temperatures=(0.0,) if reduced and not st.reduced_fallback else TEMPERATURES,
+            audios = [plans[i].audio for i in alone]
+            prompts = [own_prompts[i] for i in alone]
+            alone_cross = cross.take(alone)
+            decoded = self._decode_alone(audios, alone_cross, frames, prompts, reduced, cancelled)
+            for i, text in zip(alone, decoded, strict=True):
+                texts[i] = text
+        if retry:
+            # The context decode failed (nothing, a loop, the previous final's words again):
+            # the utterance alone, in a whole 30-s window as file transcription reads it
+            # (reduced: at its own length), with beam search and fallback.
+            audios = [plans[i].audio[plans[i].own_start - plans[i].audio_start :] for i in retry]
+            own_frames = (
+                max(self._frames_for(a.shape[0]) for a in audios)
+                if reduced
+                else model.window_frames
             )
-            prompts = [_with_timestamps(own_prompts[i], tok.no_timestamps) for i in alone]
             check_cancelled(cancelled)
-            # Called before every decoder step's choice: a void speculation stops there.
-            observer = None if cancelled is None else lambda *_: check_cancelled(cancelled)
-            results = decode_with_fallback(
-                model, cross.take(alone), prompts, opts, observer=observer
-            )
-            loops = [
-                k
-                for k, r in enumerate(results)
-                if r.compression_ratio > COMPRESSION_RATIO_THRESHOLD
-            ]
-            if loops and len(opts.temperatures) > 1 and not st.padded:
-                # A repetition loop through the whole fallback (tiny.en on a lone "No." encoded
-                # at its own length: "No ! No ! ..."): decode the utterance once more as file
-                # transcription does, in a full 30-s window, and keep that if it does not loop.
-                check_cancelled(cancelled)
-                window = self._encode([plans[alone[k]].audio for k in loops], model.window_frames)
-                again = decode_with_fallback(
-                    model, window, [prompts[k] for k in loops], opts, observer=observer
-                )
-                for k, r in zip(loops, again, strict=True):
-                    if r.compression_ratio <= COMPRESSION_RATIO_THRESHOLD:
-                        results[k] = r
-            for i, r in zip(alone, results, strict=True):
-                text, ratio = r.text.strip(), r.compression_ratio
-                if len(opts.temperatures) == 1 and ratio > COMPRESSION_RATIO_THRESHOLD:
-                    # No fallback to re-decode a repetition loop: keep its sentences once, as
-                    # the text-only paths do, rather than drop them all.
-                    text = collapse_repeats(text)
-                    ratio = compression_ratio(text)
-                noise = is_noise(text, r.avg_logprob, r.no_speech_prob, ratio)
-                texts[i] = "" if noise else text
+            own_cross = self._encode(audios, own_frames)
+            prompts = [own_prompts[i] for i in retry]
+            decoded = self._decode_alone(audios, own_cross, own_frames, prompts, reduced, cancelled)
+            self.retried += len(retry)
+            for i, text in zip(retry, decoded, strict=True):
+                texts[i] = better_of(texts[i], text)
         check_cancelled(cancelled)
         words: list[tuple[StreamWord, ...]] = [() for _ in plans]
         rows = [i for i, text in enumerate(texts) if text] if self.settings.words else []
@@ -329,6 +310,65 @@ class FinalDecoder:
                 req.utterance_id, req.start, req.stop, text, w
             )
         return texts
+
+    def _decode_alone(
+        self,
+        audios: Sequence[FloatArray],
+        cross: CrossAttention,
+        frames: int,
+        prompts: Sequence[Sequence[int]],
+        reduced: bool,
+        cancelled: Callable[[], bool] | None,
+    ) -> list[str]:
+        """Utterances with nothing said before them, decoded as file transcription decodes
+        a window: timestamps, beam search, temperature fallback. Reduced, searched with
+        ``reduced_first_beam_size`` and not retried at higher temperatures."""
+        model = self.model
+        tok = model.tokenizer
+        st = self.settings
+        first_beam = st.reduced_first_beam_size if reduced else st.beam_size
+        opts = DecodingOptions(
+            beam_size=first_beam,
+            best_of=first_beam,
+            suppress_tokens=tok.default_suppress_tokens(),
+            temperatures=(0.0,) if reduced and not st.reduced_fallback else TEMPERATURES,
+        )
+        stamped = [_with_timestamps(p, tok.no_timestamps) for p in prompts]
+        check_cancelled(cancelled)
+        # Called before every decoder step's choice: a void speculation stops there.
+        observer = None if cancelled is None else lambda *_: check_cancelled(cancelled)
+        results = decode_with_fallback(model, cross, stamped, opts, observer=observer)
+        loops = [k for k, r in enumerate(results) if _loops(r.text, r.compression_ratio)]
+        if loops and len(opts.temperatures) > 1 and frames < model.window_frames:
+            # A repetition loop through the whole fallback (tiny.en on a lone "No." encoded
+            # at its own length: "No ! No ! ..."), or a sentence written twice: decode the
+            # utterance once more as file transcription does, in a full 30-s window, and keep
+            # that if it does not loop.
+            check_cancelled(cancelled)
+            window = self._encode([audios[k] for k in loops], model.window_frames)
+            again = decode_with_fallback(
+                model, window, [stamped[k] for k in loops], opts, observer=observer
+            )
+            for k, r in zip(loops, again, strict=True):
+                if not _loops(r.text, r.compression_ratio):
+                    results[k] = r
+        texts = []
+        for r in results:
+            text, ratio = r.text.strip(), r.compression_ratio
+            if len(opts.temperatures) == 1 and ratio > COMPRESSION_RATIO_THRESHOLD:
+                # No fallback to re-decode a repetition loop: keep its sentences once, as
+                # the text-only paths do, rather than drop them all.
+                text = collapse_repeats(text)
+                ratio = compression_ratio(text)
+            noise = is_noise(text, r.avg_logprob, r.no_speech_prob, ratio)
+            texts.append("" if noise else text)
+        return texts
+
+    def _frames_for(self, samples: int) -> int:
+        """Encoder frames of an ``exact`` final: its audio, the padding, rounded up to 0.5 s."""
+        frames = samples // HOP_LENGTH_SAMPLES + round(self.settings.padding_s * 100)
+        frames = -(-frames // _BUCKET_FRAMES) * _BUCKET_FRAMES
+        return min(frames, self.model.window_frames)
 
     def _encode(self, audios: Sequence[FloatArray], frames: int) -> CrossAttention:
         """Encode ``audios`` padded to ``frames`` as one batch (counted in ``frames_encoded``)."""
@@ -444,6 +484,29 @@ def _words_from_attention(
         out.append(StreamWord(glue + text, s, e))
         glue = ""
     return tuple(out)
+
+
+def _loops(text: str, ratio: float) -> bool:
+    """A first final's text that loops or writes a sentence twice."""
+    return ratio > COMPRESSION_RATIO_THRESHOLD or repeats_itself(text)
+
+
+def context_failed(text: str, prefix_text: str) -> bool:
+    """Whether a final decoded after earlier finals' text failed: no words (the VAD heard
+    speech), a loop or a sentence written twice, or the previous final's last words again.
+    Seen after a voice change (a short card hand after a LibriVox sentence: "", "5 5 5 5 …",
+    "4. Queen of Close. 4. Queen of Close."; bench/NOTES.md "streamwer")."""
+    return not text or repeats_itself(text) or echoes_prefix(text, prefix_text)
+
+
+def better_of(after_context: str, alone: str) -> str:
+    """The final's text when a failed context decode (``after_context``) was decoded again
+    ``alone``: the latter, unless it has no words, or loops too and is the longer."""
+    if not alone:
+        return after_context
+    if repeats_itself(alone) and len(after_context.split()) < len(alone.split()):
+        return after_context
+    return alone
 
 
 def batch_plans(plans: Sequence[FinalPlan], max_batch: int) -> list[tuple[list[int], int]]:

@@ -126,7 +126,14 @@ class PartialDecoder:
                     continue
                 tail = tail[:keep]  # the words said before a loop, as the first text
             if not utt.shown_text and not self._planner.confident(hyp):
-                continue  # tried again after min_partial_ms of new audio (early_partials)
+                # Unsure: shown only as far as the previous unsure try agrees, else tried
+                # again after min_partial_ms of new audio (early_partials).
+                said = [w for w, _ in tail]
+                agreed_words = self._planner.agreed_with_unsure(utt.unsure_words, said)
+                utt.unsure_words = tuple(said)
+                if not agreed_words:
+                    continue
+                tail = tail[:agreed_words]
             agreed = utt.agreement.update(tail)
             committed = tok.decode(utt.agreement.committed_tokens).strip()
             utt.committed_text = committed

@@ -12,6 +12,7 @@ from audiototext.audio.features import HOP_LENGTH_SAMPLES
 from audiototext.streaming._decode import Hypothesis, is_noise
 from audiototext.streaming._lanes import PartialJob
 from audiototext.streaming._load import LoadMonitor
+from audiototext.streaming._repeats import common_words, loop_start
 from audiototext.streaming.options import RecognizerOptions
 from audiototext.streaming.state import PendingFinal
 from audiototext.streaming.stream import RecognitionStream
@@ -114,6 +115,13 @@ class PartialPlanner:
         threshold = self.options.first_partial_logprob
         return threshold is None or hyp.avg_logprob >= threshold
 
+    def agreed_with_unsure(self, held: Sequence[str], words: Sequence[str]) -> int:
+        """How many opening ``words`` of an unsure first try the previous unsure try
+        (``held``) opened with too (0 without ``first_partial_agreement``)."""
+        if not self.options.first_partial_agreement:
+            return 0
+        return common_words(held, words)
+
     @staticmethod
     def usable(hyp: Hypothesis) -> bool:
         """Whether a partial's hypothesis may reach the agreement."""
@@ -123,18 +131,3 @@ class PartialPlanner:
         return bool(hyp.prefix_tokens) or not is_noise(
             hyp.text, hyp.avg_logprob, hyp.no_speech_prob, hyp.compression_ratio
         )
-
-
-def loop_start(words: Sequence[str]) -> int:
-    """The number of ``words`` up to the end of the first occurrence of a block that then
-    repeats to the end (case and punctuation aside; the last word may be cut short), or 0."""
-    norm = [w.strip().strip(".,!?;:-").lower() for w in words]
-    n = len(norm)
-    for i in range(n):
-        for p in range(1, (n - i) // 2 + 1):
-            if all(
-                norm[j] == norm[j - p] or (j == n - 1 and norm[j - p].startswith(norm[j]))
-                for j in range(i + p, n)
-            ):
-                return i + p
-    return 0

@@ -82,6 +82,10 @@ class RecognizerOptions:
             kept the first partial's words in the final more often than before early partials
             (Whisper's -1.0 filtered nothing useful; bench/NOTES.md "firstwords"). ``None``
             shows any.
+        first_partial_agreement: an unsure first try's opening words are shown when the next
+            try opens with the same words. Off by default: on the firstwords clips it took
+            the first text's p90 from 1253 to 1000 ms of audio but kept the first partial's
+            words in the final less often (14 of 35 against 16; bench/NOTES.md "streamwer").
         overload_lag_s: when the median stream has more than this much audio waiting for the
             VAD at the start of a scheduling round, compute is behind real time: overload.
         overload_final_s: overload when the finals of the last few seconds took longer than
@@ -128,6 +132,7 @@ class RecognizerOptions:
     min_partial_ms: int = 300
     early_partials: bool = True
     first_partial_logprob: float | None = -0.7
+    first_partial_agreement: bool = False
     overload_lag_s: float = 2.0
     overload_final_s: float = 1.0
     adaptive_partials: bool = True

@@ -46,6 +46,8 @@ class OpenUtterance:
     last_partial_at: int = 0  # absolute sample the last partial covered
     committed_text: str = ""
     shown_text: bool = False  # a partial with text went out
+    # Words of the last first try held back as unsure (first_partial_agreement).
+    unsure_words: tuple[str, ...] = ()
 
 
 @dataclass
