@@ -191,11 +191,11 @@ def longform_clips(out_dir: Path, seed: int = 20) -> list[Clip]:
     ]
 
 
-KINDS = ("human", "noisy", "longform", "human-long")
+KINDS = ("human", "noisy", "longform", "human-long", "noisy-long")
 
 
 def build(kind: str, out_dir: Path) -> list[Clip]:
-    """The clips of one corpus kind (``human-long``: the first long-form file only)."""
+    """The clips of one corpus kind (``human-long`` / ``noisy-long``: one long-form file)."""
     if kind == "human":
         return human_clips(out_dir / "pkg")
     if kind == "noisy":
@@ -204,4 +204,6 @@ def build(kind: str, out_dir: Path) -> list[Clip]:
         return longform_clips(out_dir)
     if kind == "human-long":
         return longform_clips(out_dir)[:1]
+    if kind == "noisy-long":
+        return longform_clips(out_dir)[1:]
     raise SystemExit(f"unknown corpus {kind!r}: choose {', '.join(KINDS)}")

