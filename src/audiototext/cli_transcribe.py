@@ -6,9 +6,9 @@ the others are still transcribed; the exit status is 1 if any file failed.
 
 On a CPU, several files are transcribed at once (``--jobs``, default: one per physical core),
 each with its share of the threads: a Whisper decoding step is too small to keep two cores busy,
-so files side by side finish sooner than one after the other, with the same text. ``--jobs N``
-with a single long file cuts it at pauses into N parts done side by side (off by default: each
-part costs its own working memory).
+so files side by side finish sooner than one after the other, with the same text. For the same
+reason a single long file is cut at pauses into parts done side by side (one per core, each at
+least ``SPLIT_MIN_PART_S`` long); ``--jobs 1`` keeps one pass over it.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def register(sub: Any) -> None:
         type=_positive_int,
         default=None,
         help="files transcribed at once, sharing the threads; a single file is cut at pauses "
-        "into N parts of 2 min or more, done side by side (default: one file per physical "
-        "core on CPU, 1 on GPU or for a single file)",
+        "into up to N parts of 1 min or more, done side by side (default on CPU: one file or "
+        "part per physical core; 1 on GPU; --jobs 1: one pass over a single file)",
     )
     p.add_argument(
         "--ray",
@@ -189,7 +189,8 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = [Path(name) for name in args.files]
     out_paths = output_paths(paths, args.output, args.fmt)
-    jobs, threads = _plan_jobs(args, len(paths))
+    durations = [(_probe_duration_s(p) if p.is_file() else None) for p in paths]
+    jobs, threads = _plan_jobs(args, durations, batched=options.batch_size > 1)
 
     started = time.perf_counter()
     transcriber = Transcriber.load(
@@ -207,6 +208,7 @@ def _run(args: argparse.Namespace) -> int:
         + (
             f"; {jobs} {'files at a time' if len(paths) > 1 else 'parts side by side'}, "
             f"{threads} thread(s) each"
+            + (" (--jobs 1: one pass)" if len(paths) == 1 and args.jobs is None else "")
             if jobs > 1
             else ""
         )
@@ -225,10 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         transient=True,
     ) as bar:
         tasks = []
-        durations: list[float] = []
-        for path in paths:
-            duration = _probe_duration_s(path) if path.is_file() else None
-            durations.append(float("inf") if duration is None else duration)
+        for path, duration in zip(paths, durations, strict=True):
             tasks.append(
                 bar.add_task(
                     path.name,
@@ -240,7 +239,7 @@ def _run(args: argparse.Namespace) -> int:
         # Longest first, so the last file to finish does not start when the others are done.
         order = list(range(len(paths)))
         if jobs > 1:
-            order.sort(key=lambda i: -durations[i])
+            order.sort(key=lambda i: -(d if (d := durations[i]) is not None else float("inf")))
         results = transcriber.transcribe_each(
             [paths[i] for i in order],
             options,
@@ -280,17 +279,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_jobs(args: argparse.Namespace, n_files: int) -> tuple[int, int | None]:
-    """(files at a time, intra-op threads per file) from --jobs, --threads and the cores."""
+def _plan_jobs(
+    args: argparse.Namespace, durations: list[float | None], *, batched: bool = False
+) -> tuple[int, int | None]:
+    """(files or parts at a time, intra-op threads each) from --jobs, --threads, the cores and,
+    for a single file, its declared duration (unknown: one pass)."""
+    from audiototext.audio.pauses import parts_that_fit
     from audiototext.inference.ort_session import CPU_PROVIDER, choose_providers, default_threads
 
     total = args.threads or default_threads()
+    n_files = len(durations)
     if args.jobs is not None:
         jobs = args.jobs if n_files == 1 else min(args.jobs, n_files)
-    elif choose_providers(args.device)[0] == CPU_PROVIDER:
-        jobs = min(n_files, total)
-    else:
+    elif choose_providers(args.device)[0] != CPU_PROVIDER:
         jobs = 1
+    elif n_files > 1:
+        jobs = min(n_files, total)
+    elif batched or durations[0] is None:
+        jobs = 1  # --batch-size already keeps the cores busy; an unknown length is not cut
+    else:
+        jobs = parts_that_fit(durations[0], total)
     if jobs <= 1:
         return 1, args.threads
     return jobs, max(1, total // jobs)

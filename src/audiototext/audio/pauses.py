@@ -11,12 +11,19 @@ from audiototext.audio.chunks import input_chunks
 from audiototext.audio.decode import AudioSource
 from audiototext.audio.features import FRAME_S, HOP_LENGTH_SAMPLES
 
-__all__ = ["SPLIT_MIN_PART_S", "split_at_pauses"]
+__all__ = ["SPLIT_MIN_PART_S", "parts_that_fit", "split_at_pauses"]
 
 FloatArray = NDArray[np.float32]
-# Parts shorter than this are not worth a split: a shorter file is done before the second
-# part would have paid for its own prompt and encoder.
-SPLIT_MIN_PART_S = 120.0
+# A cut costs at most one extra (partial) 30-s encoder window: 60-s parts, about three windows
+# each, still gain from the idle core; shorter ones would not (bench/NOTES.md, "split").
+SPLIT_MIN_PART_S = 60.0
+
+
+def parts_that_fit(duration_s: float, parts: int, min_part_s: float | None = None) -> int:
+    """How many of ``parts`` a ``duration_s`` input is cut into: each at least ``min_part_s``
+    (default :data:`SPLIT_MIN_PART_S`) long; 1 means no cut."""
+    shortest = SPLIT_MIN_PART_S if min_part_s is None else min_part_s
+    return max(1, min(parts, int(duration_s // shortest)))
 
 
 def split_at_pauses(
@@ -49,9 +56,7 @@ def split_at_pauses(
     if not energies:
         return []
     energy = np.concatenate(energies)
-    total_s = energy.size * FRAME_S
-    shortest = SPLIT_MIN_PART_S if min_part_s is None else min_part_s
-    parts = min(parts, int(total_s // shortest))
+    parts = parts_that_fit(energy.size * FRAME_S, parts, min_part_s)
     if parts < 2:
         return []
     smooth = np.convolve(energy, np.ones(30, dtype=np.float32) / 30, mode="same")

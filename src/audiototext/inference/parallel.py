@@ -87,8 +87,12 @@ def split_and_rejoin(
         return list(transcription), transcription
 
     try:
-        with ThreadPoolExecutor(max_workers=len(spans), thread_name_prefix="transcribe") as pool:
-            parts = list(pool.map(run, range(len(spans))))
+        # The first part runs on the calling thread, which would only wait: one thread fewer.
+        with ThreadPoolExecutor(
+            max_workers=len(spans) - 1, thread_name_prefix="transcribe"
+        ) as pool:
+            others = pool.map(run, range(1, len(spans)))
+            parts = [run(0), *others]
     except AudioToTextError as exc:
         return FileResult(0, [], None, 0.0, time.perf_counter() - started, exc)
     segments: list[Segment] = []
