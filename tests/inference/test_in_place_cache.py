@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from audiototext.inference import WhisperModel
-from audiototext.inference.whisper import CrossAttention, KVDecoder, _InPlaceCache
+from audiototext.inference.kv_cache import InPlaceCache
+from audiototext.inference.whisper import CrossAttention, KVDecoder
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,7 @@ def test_a_cache_that_would_outgrow_its_buffers_goes_back_to_appending(
     plan = [(None, [300 + i]) for i in range(6)]
     theirs, _ = _run(model, windows.take([0]), prompts, plan, in_place=False)
     limit = len(prompts[0]) + 3
-    monkeypatch.setattr(_InPlaceCache, "size", property(lambda self: limit))
+    monkeypatch.setattr(InPlaceCache, "size", property(lambda self: limit))
     ours, kv = _run(model, windows.take([0]), prompts, plan, in_place=True)
     assert kv._cache is None and kv.length == len(prompts[0]) + 6
     for step, (a, b) in enumerate(zip(ours, theirs, strict=True)):

@@ -37,12 +37,18 @@ class FeatureStream:
     window of audio, which the next block starts from.
     """
 
-    def __init__(self, chunks: Iterator[FloatArray], n_mels: int, window_frames: int) -> None:
+    def __init__(
+        self,
+        chunks: Iterator[FloatArray],
+        n_mels: int,
+        window_frames: int,
+        block_s: float | None = None,
+    ) -> None:
         self._chunks = chunks
         self._n_mels = n_mels
         self._window = window_frames
         self._block_samples = max(
-            round(BLOCK_S * SAMPLE_RATE_HZ), 2 * window_frames * HOP_LENGTH_SAMPLES
+            round((block_s or BLOCK_S) * SAMPLE_RATE_HZ), 2 * window_frames * HOP_LENGTH_SAMPLES
         )
         # A block: the carried window and its context, the block proper and one chunk beyond.
         self._expected_block_samples = (

@@ -64,7 +64,11 @@ class TimeMap:
 
 
 def speech_only(
-    chunks: Iterator[FloatArray], vad: SileroVad, options: VadOptions, time_map: TimeMap
+    chunks: Iterator[FloatArray],
+    vad: SileroVad,
+    options: VadOptions,
+    time_map: TimeMap,
+    block_s: float | None = None,
 ) -> Iterator[FloatArray]:
     """Only the speech of ``chunks``, found block by block so memory stays bounded.
 
@@ -73,7 +77,7 @@ def speech_only(
     (~12 MB, mostly ONNX Runtime's activations), and the pieces not yet turned into features.
     """
     filtered = 0
-    for original, block in blocks(chunks):
+    for original, block in blocks(chunks, block_s):
         for span in get_speech_timestamps(block, options, vad=vad):
             time_map.add(
                 filtered, original + span.start_sample, span.end_sample - span.start_sample
@@ -84,14 +88,16 @@ def speech_only(
         time_map.original_samples = original + block.size
 
 
-def blocks(chunks: Iterator[FloatArray]) -> Iterator[tuple[int, FloatArray]]:
-    """``chunks`` regrouped into blocks of :data:`BLOCK_S` (the last one shorter), each with
-    the input sample it starts at: the unit Silero VAD runs over in files.
+def blocks(
+    chunks: Iterator[FloatArray], block_s: float | None = None
+) -> Iterator[tuple[int, FloatArray]]:
+    """``chunks`` regrouped into blocks of ``block_s`` (default :data:`BLOCK_S`; the last one
+    shorter), each with the input sample it starts at: the unit Silero VAD runs over in files.
 
     The chunks are copied into one buffer, reused from block to block: a block is valid only
     until the next one is asked for, so a consumer copies what it keeps.
     """
-    block_samples = round(BLOCK_S * SAMPLE_RATE_HZ)
+    block_samples = round((block_s or BLOCK_S) * SAMPLE_RATE_HZ)
     buffer = np.empty(block_samples, dtype=np.float32)
     filled = 0
     original = 0

@@ -173,7 +173,10 @@ class Transcriber:
                 source,
                 jobs,
                 lambda: self._transcribe_one(0, source, opts, progress),
-                lambda span, callback: self._transcribe_part(source, opts, span, callback),
+                # Parts share one block's memory between them: peak RSS stays flat in length.
+                lambda span, callback: self._transcribe_part(
+                    source, opts, span, callback, BLOCK_S / jobs
+                ),
                 progress,
             )
             return
@@ -218,8 +221,9 @@ class Transcriber:
         opts: TranscribeOptions,
         span: tuple[int, int | None],
         progress: ProgressCallback,
+        block_s: float,
     ) -> Transcription:
-        job = self._job(0, source, opts, span)
+        job = self._job(0, source, opts, span, block_s)
         return Transcription(self._drive([job], opts, progress), job)
 
     def _ensure_vad(self) -> SileroVad:
@@ -285,6 +289,7 @@ class Transcriber:
         audio: AudioSource | NDArray[np.floating],
         opts: TranscribeOptions,
         span: tuple[int, int | None] | None = None,
+        block_s: float | None = None,
     ) -> Job:
         language = self.check_options(opts)
         chunks = input_chunks(audio)
@@ -293,10 +298,9 @@ class Transcriber:
         time_map = None
         if opts.vad:
             time_map = TimeMap()
-            chunks = speech_only(
-                chunks, self._ensure_vad(), opts.vad_options or TRANSCRIBE_VAD, time_map
-            )
-        stream = FeatureStream(chunks, self.model.n_mels, self.model.window_frames)
+            vad_options = opts.vad_options or TRANSCRIBE_VAD
+            chunks = speech_only(chunks, self._ensure_vad(), vad_options, time_map, block_s)
+        stream = FeatureStream(chunks, self.model.n_mels, self.model.window_frames, block_s)
         job = Job(index, stream, time_map, opts, language)
         if opts.initial_prompt:
             job.all_tokens.extend(self.model.tokenizer.encode(" " + opts.initial_prompt.strip()))

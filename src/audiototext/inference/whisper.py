@@ -21,7 +21,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -29,6 +28,7 @@ from numpy.typing import NDArray
 
 from audiototext.errors import ModelError
 from audiototext.inference.helper_graphs import REORDER_SIZES, reorder_session
+from audiototext.inference.kv_cache import CValue, InPlaceCache, ort_value, run_c
 from audiototext.inference.ort_session import OrtConfig, OrtSession
 from audiototext.inference.tokenizer import WhisperTokenizer
 from audiototext.models.metadata import ModelMetadata
@@ -40,24 +40,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
-
-
-def _ort(array: NDArray[Any]) -> ort.OrtValue:
-    return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
-
-
-# The decoder loop talks to onnxruntime's C++ session directly, with its own OrtValues: the
-# Python wrapper validates every input and wraps every output on each call, a few % of a
-# decoding step (bench/NOTES.md, first table). ``_C`` is what that wrapper calls.
-_C = Any  # onnxruntime.capi.onnxruntime_pybind11_state.OrtValue
-
-
-def _run_c(session: ort.InferenceSession, outputs: list[str], feeds: dict[str, _C]) -> list[_C]:
-    raw = getattr(session, "_sess", None)
-    if raw is None or not hasattr(raw, "run_with_ort_values"):  # a future onnxruntime
-        wrapped = {name: ort.OrtValue(value) for name, value in feeds.items()}
-        return [v._get_c_value() for v in session.run_with_ort_values(outputs, wrapped)]
-    return list(raw.run_with_ort_values(feeds, outputs, None))
 
 
 @dataclass(frozen=True)
@@ -74,124 +56,9 @@ class CrossAttention:
         idx = np.asarray(rows, dtype=np.int64)
         if len(idx) == self.batch and np.array_equal(idx, np.arange(self.batch)):
             return self
-        keys = tuple(_ort(np.take(k.numpy(), idx, axis=0)) for k in self.keys)
-        values = tuple(_ort(np.take(v.numpy(), idx, axis=0)) for v in self.values)
+        keys = tuple(ort_value(np.take(k.numpy(), idx, axis=0)) for k in self.keys)
+        values = tuple(ort_value(np.take(v.numpy(), idx, axis=0)) for v in self.values)
         return CrossAttention(keys, values, len(idx), self.positions)
-
-
-class _InPlaceCache:
-    """A decoding call's self-attention cache in the decoder's in-place mode.
-
-    One numpy buffer per ``past_*`` tensor, ``[rows, heads, max_text_tokens, head_dim]``, bound
-    to both the ``past_*`` input and the ``present_*`` output: each step writes its keys and
-    values where they stand (``DecoderMaskedMultiHeadAttention``), so nothing is copied per step.
-    Rows come in groups of ``group`` (the beams of a window); ``indirection[g, i, t]`` is the
-    row of group ``g`` whose buffer holds position ``t`` for row ``i``, so reordering beams
-    rewrites that small table instead of the cache, and the beams of a window share its
-    prompt. Buffers are ``np.empty``: pages are touched only as positions are written.
-    """
-
-    def __init__(
-        self, model: WhisperModel, buffers: list[FloatArray], indirection: NDArray[np.int32]
-    ) -> None:
-        self.model = model
-        self.buffers = buffers
-        self.group = int(indirection.shape[1])
-        self.indirection = indirection  # updated in place: the binding holds its memory
-        self._values = [_ort(b) for b in buffers]  # OrtValues sharing the buffers' memory
-        self._ind_value = _ort(indirection)
-        self.binding = model.decoder.raw.io_binding()
-        b = self.binding  # logits are bound to a fresh array at each step (KVDecoder.step)
-        for past, present, value in zip(
-            model._past_names, model._present_names, self._values, strict=True
-        ):
-            b.bind_ortvalue_input(past, value)
-            b.bind_ortvalue_output(present, value)
-        self._flag = _ort(np.array(True))
-        self._width = _ort(np.array([self.group], dtype=np.int32))
-        b.bind_ortvalue_input("in_place", self._flag)
-        b.bind_ortvalue_input("beam_width", self._width)
-        b.bind_ortvalue_input("cache_indirection", self._ind_value)
-
-    @property
-    def size(self) -> int:
-        return int(self.buffers[0].shape[2])
-
-    @classmethod
-    def from_present(cls, model: WhisperModel, present: Sequence[_C], group: int) -> _InPlaceCache:
-        """A cache holding the appending mode's ``present_*`` tensors, one row per row."""
-        first = present[0].numpy()
-        rows, heads, length, hd = first.shape
-        size = model.max_text_tokens
-        buffers = []
-        for value in present:
-            buf = np.empty((rows, heads, size, hd), dtype=np.float32)
-            buf[:, :, :length] = value.numpy()
-            buffers.append(buf)
-        return cls(model, buffers, _own_rows(rows, group, size))
-
-    def bind_cross(self, cross: CrossAttention) -> None:
-        for i in range(len(cross.keys)):
-            self.binding.bind_ortvalue_input(f"cross_k_{i}", cross.keys[i])
-            self.binding.bind_ortvalue_input(f"cross_v_{i}", cross.values[i])
-
-    def sources(self, rows: IntArray, length: int) -> IntArray:
-        """``[len(rows), length]``: the buffer row holding each position of each of ``rows``."""
-        g = self.group
-        base = (rows // g) * g
-        return base[:, None] + self.indirection[rows // g, rows % g, :length].astype(np.int64)
-
-    def gather(self, sources: IntArray, out: list[FloatArray], out_rows: IntArray) -> None:
-        """Copy positions ``0..length`` of the rows that ``sources`` names into ``out_rows``."""
-        length = sources.shape[1]
-        straight = bool(np.all(sources == sources[:, :1]))
-        pos = np.arange(length)
-        for src_buf, dst in zip(self.buffers, out, strict=True):
-            if straight:  # each row's positions all in one buffer row: one slice per row
-                dst[out_rows, :, :length] = src_buf[sources[:, 0], :, :length]
-            else:
-                dst[out_rows, :, :length] = src_buf[sources, :, pos].transpose(0, 2, 1, 3)
-
-    def select(self, rows: IntArray, group: int, length: int) -> _InPlaceCache:
-        """This cache with ``rows`` kept (reordered, repeated) in groups of ``group``: the
-        indirection alone when each row stays in its group's slot, else new buffers."""
-        src = self.sources(rows, length)
-        n = len(rows)
-        slots = np.arange(n) // group
-        if (
-            n == self.buffers[0].shape[0]
-            and group == self.group
-            and np.array_equal(rows // self.group, slots)
-        ):
-            self.indirection[:, :, :length] = (src - (slots * group)[:, None]).reshape(
-                n // group, group, length
-            )
-            return self
-        shape = (n, *self.buffers[0].shape[1:])
-        buffers = [np.empty(shape, dtype=np.float32) for _ in self.buffers]
-        indirection = _own_rows(n, group, self.size)
-        firsts = slots * group
-        shared = all(np.array_equal(src[firsts[j]], src[j]) for j in range(n))
-        if shared:  # every group's rows are one sequence (beams starting): keep it once
-            heads = np.unique(firsts)
-            self.gather(src[heads], buffers, heads)
-            indirection[:, :, :length] = 0
-        else:
-            self.gather(src, buffers, np.arange(n))
-        return _InPlaceCache(self.model, buffers, indirection)
-
-    def materialise(self, rows: int, length: int) -> list[FloatArray]:
-        """The appending mode's ``present_*`` tensors ``[rows, heads, length, head_dim]``."""
-        shape = (rows, *self.buffers[0].shape[1:2], length, self.buffers[0].shape[3])
-        out = [np.empty(shape, dtype=np.float32) for _ in self.buffers]
-        self.gather(self.sources(np.arange(rows), length), out, np.arange(rows))
-        return out
-
-
-def _own_rows(rows: int, group: int, size: int) -> NDArray[np.int32]:
-    """An indirection where each row reads only its own buffer row."""
-    own = np.arange(group, dtype=np.int32)[None, :, None]
-    return np.ascontiguousarray(np.broadcast_to(own, (rows // group, group, size)))
 
 
 class WhisperModel:
@@ -228,7 +95,7 @@ class WhisperModel:
         self._past_names = [f"past_{kind}_{i}" for i in layers for kind in ("k", "v")]
         self.head_dim = self.dims.d_model // self.dims.decoder_heads
         # Decoders of graph version 6 on (fused graphs) can keep the self-attention cache in
-        # place (see _InPlaceCache); only on the CPU, where the cache buffers are numpy arrays
+        # place (see InPlaceCache); only on the CPU, where the cache buffers are numpy arrays
         # that ONNX Runtime reads and writes directly. False restores the appending mode.
         overridable = {i.name for i in self.decoder.raw.get_overridable_initializers()}
         self.in_place_cache = "cache_indirection" in overridable and self.decoder.on_cpu
@@ -286,7 +153,7 @@ class WhisperModel:
                 f"mel must be [batch, {self.n_mels}, even frames <= {self.window_frames}], "
                 f"got {mel.shape}"
             )
-        feeds = {"input_features": _ort(mel.astype(np.float32, copy=False))}
+        feeds = {"input_features": ort_value(mel.astype(np.float32, copy=False))}
         outs = self._run(self.encoder, self._cross_names, feeds)
         return CrossAttention(tuple(outs[0::2]), tuple(outs[1::2]), mel.shape[0], mel.shape[2] // 2)
 
@@ -306,8 +173,8 @@ class WhisperModel:
             for dst, src in zip([*keys, *values], [*one.keys, *one.values], strict=True):
                 dst[row] = src.numpy()[0]
         return CrossAttention(
-            tuple(_ort(k) for k in keys),
-            tuple(_ort(v) for v in values),
+            tuple(ort_value(k) for k in keys),
+            tuple(ort_value(v) for v in values),
             mel.shape[0],
             first.positions,
         )
@@ -322,28 +189,28 @@ class WhisperModel:
                 raise
             return list(session.raw.run_with_ort_values(outputs, feeds))
 
-    def reorder(self, cache: Sequence[_C], rows: IntArray) -> list[_C]:
+    def reorder(self, cache: Sequence[CValue], rows: IntArray) -> list[CValue]:
         """``cache`` tensors (the decoder's ``present_*`` order) with their batch rows picked by
         ``rows``, in one ONNX Runtime call (no numpy round trip)."""
-        index = _ort(rows.astype(np.int64, copy=False))  # alive until the call returns
+        index = ort_value(rows.astype(np.int64, copy=False))  # alive until the call returns
         n = len(cache)
         if n in REORDER_SIZES:
             feeds = {f"c{i}": value for i, value in enumerate(cache)}
             feeds["rows"] = index._get_c_value()
-            return _run_c(reorder_session(n), [f"o{i}" for i in range(n)], feeds)
+            return run_c(reorder_session(n), [f"o{i}" for i in range(n)], feeds)
         one = reorder_session(1)  # a decoder depth without its own graph: one call per tensor
         return [
-            _run_c(one, ["o0"], {"c0": value, "rows": index._get_c_value()})[0] for value in cache
+            run_c(one, ["o0"], {"c0": value, "rows": index._get_c_value()})[0] for value in cache
         ]
 
-    def _run_decoder(self, outputs: list[str], feeds: dict[str, _C]) -> list[_C]:
+    def _run_decoder(self, outputs: list[str], feeds: dict[str, CValue]) -> list[CValue]:
         self.decoder.prepare(feeds)  # the token embedding rows these ids look up
         try:
-            return _run_c(self.decoder.raw, outputs, feeds)
+            return run_c(self.decoder.raw, outputs, feeds)
         except Exception as exc:  # provider failure at run time: retry once on CPU
             if not self.decoder.fall_back_to_cpu(str(exc)):
                 raise
-            return _run_c(self.decoder.raw, outputs, feeds)
+            return run_c(self.decoder.raw, outputs, feeds)
 
     def _run_bound(self, binding: ort.IOBinding, ids: IntArray) -> None:
         self.decoder.prepare({"input_ids": ids})
@@ -378,28 +245,28 @@ class KVDecoder:
         self.batch = cross.batch
         self.group = 1
         d = model.dims
-        empty = _ort(np.zeros((self.batch, d.decoder_heads, 0, model.head_dim), np.float32))
+        empty = ort_value(np.zeros((self.batch, d.decoder_heads, 0, model.head_dim), np.float32))
         self._empty = empty  # owns the buffer of the initial (empty) cache
-        self._past: list[_C] = [empty._get_c_value() for _ in model._past_names]
+        self._past: list[CValue] = [empty._get_c_value() for _ in model._past_names]
         self._mask = np.zeros((self.batch, 0), dtype=np.int64)
         self._next_pos = np.zeros(self.batch, dtype=np.int64)
         self.pads = np.zeros(self.batch, dtype=np.int64)
-        self._cache: _InPlaceCache | None = None  # after the prefill, in the in-place mode
+        self._cache: InPlaceCache | None = None  # after the prefill, in the in-place mode
         self._owned: list[FloatArray] = []  # numpy memory behind OrtValues in self._past
 
-    def _use_cache(self) -> _InPlaceCache | None:
+    def _use_cache(self) -> InPlaceCache | None:
         """The in-place cache, made from the prefill's cache at the first step or selection
         (a prefill that is not followed by either, e.g. word alignment, never copies it); the
         appending mode again if the cache would outgrow the text context (left padding of
         dropped rows can make it longer than any row's positions)."""
         if self._cache is None and self.model.in_place_cache and self.length > 0:
             if self.length < self.model.max_text_tokens:
-                self._cache = _InPlaceCache.from_present(self.model, self._past, self.group)
+                self._cache = InPlaceCache.from_present(self.model, self._past, self.group)
                 self._cache.bind_cross(self.cross)
                 self._past, self._owned = [], []
         elif self._cache is not None and self.length >= self._cache.size:
             self._owned = self._cache.materialise(self.batch, self.length)
-            self._past = [_ort(o)._get_c_value() for o in self._owned]
+            self._past = [ort_value(o)._get_c_value() for o in self._owned]
             self._cache = None
         return self._cache
 
@@ -414,10 +281,10 @@ class KVDecoder:
         """A call's per-row inputs as OrtValues over their numpy buffers (which the caller must
         keep referenced until the run returns)."""
         return {
-            "input_ids": _ort(ids),
-            "position_ids": _ort(pos),
-            "attention_mask": _ort(self._mask),
-            "logits_index": _ort(index),
+            "input_ids": ort_value(ids),
+            "position_ids": ort_value(pos),
+            "attention_mask": ort_value(self._mask),
+            "logits_index": ort_value(index),
         }
 
     def _forward(
@@ -429,7 +296,7 @@ class KVDecoder:
             names += [f"cross_attention_{i}" for i in meta.alignment_layers]
         small = self._small_inputs(ids, pos, index)  # referenced until the run returns
         if self.model._alignment_input and (want_attention or not self.model.fused_prefill):
-            small["alignment"] = _ort(np.array(True))
+            small["alignment"] = ort_value(np.array(True))
         feeds = {name: value._get_c_value() for name, value in small.items()}
         feeds.update(zip(self.model._past_names, self._past, strict=True))
         for i in range(self.model.dims.decoder_layers):
@@ -471,7 +338,12 @@ class KVDecoder:
         width = max(len(p) for p in prompts)
         if width == 0 or width > self.model.max_text_tokens:
             raise ValueError(f"prompt lengths must be in 1..{self.model.max_text_tokens}")
-        if logits_for == "sot_and_last" and not want_attention and width > 1:
+        prev = self.model.tokenizer.sot_prev  # only after previous text (not a lone "No.")
+        if (
+            logits_for == "sot_and_last"
+            and not want_attention
+            and any(p[0] == prev for p in prompts)
+        ):
             return self._prefill_first_apart(prompts, width), np.zeros(0, dtype=np.float32)
         ids = np.full((self.batch, width), self.model.tokenizer.eot, dtype=np.int64)
         pos = np.zeros((self.batch, width), dtype=np.int64)
@@ -496,9 +368,9 @@ class KVDecoder:
 
     def _prefill_first_apart(self, prompts: Sequence[Sequence[int]], width: int) -> FloatArray:
         """:meth:`prefill` of ``[batch, 2, vocab]`` logits in two calls: each row's first token,
-        then the rest (left-padded, so the padding sits between the two in the cache).
-
-        A prompt's first token (an attention sink) has activations far larger than the rest,
+        then the rest (left-padded, so the padding sits between the two in the cache). Used when
+        a row is prompted with previous text: a prompt's first token (an attention sink) has
+        activations far larger than the rest,
         and the int8 decoder quantises a MatMul's input with one scale per call (CTranslate2:
         one per row): together, the rest would keep a few quantisation steps (bench/NOTES.md,
         beamwer: beam 5 WER on recorded long-form speech 15.0 → 6.7 %)."""

@@ -487,8 +487,9 @@ def _words_from_attention(
 
 
 def _loops(text: str, ratio: float) -> bool:
-    """A first final's text that loops or writes a sentence twice."""
-    return ratio > COMPRESSION_RATIO_THRESHOLD or repeats_itself(text)
+    """A first final's text that loops or writes a sentence, or its last word, twice: worth
+    a 30-s window (tiny.en reads a lone "No." at its own length as "No... No...")."""
+    return ratio > COMPRESSION_RATIO_THRESHOLD or repeats_itself(text, min_repeat_words=1)
 
 
 def context_failed(text: str, prefix_text: str) -> bool:

@@ -36,13 +36,14 @@ def loop_start(words: Sequence[str]) -> int:
     return 0
 
 
-def repeats_itself(text: str) -> bool:
-    """Whether ``text`` ends by repeating a block of its words, more than one word of repeat
-    ("5 5 5 5", "4. Queen of Clothes. 4. Queen of Clothes."): a decoder loop or a sentence
-    written twice. A single doubled word ("five five", "very very") is speech."""
+def repeats_itself(text: str, min_repeat_words: int = 2) -> bool:
+    """Whether ``text`` ends by repeating a block of its words, at least ``min_repeat_words``
+    words of repeat ("5 5 5 5", "4. Queen of Clothes. 4. Queen of Clothes."): a decoder loop or
+    a sentence written twice. By default a single doubled word ("five five", "very very") is
+    speech."""
     words = [w for w in text.split() if any(c.isalnum() for c in w)]
     first = loop_start(words)
-    return first > 0 and len(words) - first >= 2
+    return first > 0 and len(words) - first >= min_repeat_words
 
 
 def echoes_prefix(text: str, prefix_text: str) -> bool:
