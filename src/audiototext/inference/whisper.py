@@ -338,7 +338,7 @@ class KVDecoder:
         width = max(len(p) for p in prompts)
         if width == 0 or width > self.model.max_text_tokens:
             raise ValueError(f"prompt lengths must be in 1..{self.model.max_text_tokens}")
-        prev = self.model.tokenizer.sot_prev  # only after previous text (not a lone "No.")
+        prev = self.model.tokenizer.sot_prev  # unprompted: a second call gains nothing
         if (
             logits_for == "sot_and_last"
             and not want_attention
