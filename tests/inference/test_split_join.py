@@ -13,28 +13,12 @@ from audiototext.audio import pauses
 from audiototext.audio.pauses import parts_that_fit
 from audiototext.inference import TranscribeOptions, Transcriber
 from audiototext.inference.whisper import WhisperModel
+from inference.corpus import HARVARD
 from inference.wer import normalise
 from support.speech import SpeechSynthesizer, silence
 
 GREEDY = TranscribeOptions(beam_size=1, temperatures=(0.0,))
-SENTENCES = (
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It is easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-    "The boy was there when the sun rose.",
-    "A rod is used to catch pink salmon.",
-    "The source of the huge river is the clear spring.",
-    "Kick the ball straight and follow through.",
-    "Help the woman get back to her feet.",
-    "A pot of tea helps to pass the evening.",
-)
+SENTENCES = HARVARD[:16]
 
 
 def test_parts_that_fit_counts_parts_of_the_minimum_length() -> None:

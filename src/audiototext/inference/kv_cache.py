@@ -4,16 +4,33 @@ OrtValue helpers the decoder loop shares with :mod:`audiototext.inference.whispe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from audiototext.inference.whisper import CrossAttention, WhisperModel
-
 __all__ = ["CValue", "InPlaceCache", "ort_value", "own_rows", "run_c"]
+
+
+# What the cache reads of a WhisperModel and its CrossAttention, as protocols: whisper.py
+# imports this module, so this one may not import it back (tests/test_import_graph.py).
+class _Model(Protocol):
+    decoder: Any
+    _past_names: list[str]
+    _present_names: list[str]
+
+    @property
+    def max_text_tokens(self) -> int: ...
+
+
+class _Cross(Protocol):
+    @property
+    def keys(self) -> tuple[ort.OrtValue, ...]: ...
+
+    @property
+    def values(self) -> tuple[ort.OrtValue, ...]: ...
+
 
 FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
@@ -52,7 +69,7 @@ class InPlaceCache:
     """
 
     def __init__(
-        self, model: WhisperModel, buffers: list[FloatArray], indirection: NDArray[np.int32]
+        self, model: _Model, buffers: list[FloatArray], indirection: NDArray[np.int32]
     ) -> None:
         self.model = model
         self.buffers = buffers
@@ -78,9 +95,7 @@ class InPlaceCache:
         return int(self.buffers[0].shape[2])
 
     @classmethod
-    def from_present(
-        cls, model: WhisperModel, present: Sequence[CValue], group: int
-    ) -> InPlaceCache:
+    def from_present(cls, model: _Model, present: Sequence[CValue], group: int) -> InPlaceCache:
         """A cache holding the appending mode's ``present_*`` tensors, one row per row."""
         first = present[0].numpy()
         rows, heads, length, hd = first.shape
@@ -92,7 +107,7 @@ class InPlaceCache:
             buffers.append(buf)
         return cls(model, buffers, own_rows(rows, group, size))
 
-    def bind_cross(self, cross: CrossAttention) -> None:
+    def bind_cross(self, cross: _Cross) -> None:
         for i in range(len(cross.keys)):
             self.binding.bind_ortvalue_input(f"cross_k_{i}", cross.keys[i])
             self.binding.bind_ortvalue_input(f"cross_v_{i}", cross.values[i])
