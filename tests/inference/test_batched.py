@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import wave
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,12 +20,12 @@ from audiototext.inference.batched import chunk_features, chunk_pieces
 from audiototext.inference.options import MAX_BATCH_SIZE
 from inference.corpus import HARVARD
 from inference.wer import wer
-from support.speech import SpeechSynthesizer, silence
+from support.speech import POCKETSPHINX_DATA, SpeechSynthesizer, pocketsphinx_file, silence
 
 GREEDY = TranscribeOptions(beam_size=1)
 # Debian's pocketsphinx-testdata (test.sh installs it): LibriVox readings of Sense and
 # Sensibility with their transcripts.
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+LIBRIVOX = POCKETSPHINX_DATA / "librivox"
 _LINE = re.compile(r"^<s>\s*(.*?)\s*</s>\s*\((\S+)\)\s*$")
 
 
@@ -48,9 +47,7 @@ def long_speech(synth: SpeechSynthesizer) -> tuple[np.ndarray, str]:
 @pytest.fixture(scope="module")
 def people() -> tuple[np.ndarray, str]:
     """The LibriVox passages read by a person, twice over, joined with 1.5-s pauses (~70 s)."""
-    listing = LIBRIVOX / "transcription"
-    if not listing.is_file():
-        pytest.skip("Debian package pocketsphinx-testdata is not installed (test.sh installs it)")
+    listing = pocketsphinx_file("librivox", "transcription")
     parts, texts = [], []
     for _ in range(2):
         for line in listing.read_text().splitlines():

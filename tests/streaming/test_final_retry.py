@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +13,10 @@ from audiototext.streaming import StreamingRecognizer, _final
 from audiototext.streaming._final import better_of, context_failed
 from audiototext.streaming._repeats import echoes_prefix, loop_start, repeats_itself
 from streaming.streaming_helpers import normalise, stream_audio
-from support.speech import read_wav
+from support.speech import POCKETSPHINX_DATA, pocketsphinx_file, read_wav
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
 RATE = 16_000
-DATA = Path("/usr/share/pocketsphinx/test/data")
 
 
 def test_repeats_itself_flags_loops_and_doubled_sentences_not_doubled_words() -> None:
@@ -60,10 +58,11 @@ def test_context_failed_and_which_text_is_kept() -> None:
 
 
 def _hand_after_reader() -> np.ndarray:
-    if not (DATA / "cards" / "001.wav").is_file():
-        pytest.skip("Debian package pocketsphinx-testdata is not installed (test.sh installs it)")
-    reader, _ = read_wav(DATA / "librivox" / "sense_and_sensibility_01_austen_64kb-0930.wav")
-    hand, _ = read_wav(DATA / "cards" / "001.wav")
+    cards = pocketsphinx_file("cards", "001.wav")
+    reader, _ = read_wav(
+        POCKETSPHINX_DATA / "librivox" / "sense_and_sensibility_01_austen_64kb-0930.wav"
+    )
+    hand, _ = read_wav(cards)
     rng = np.random.default_rng(1)
     gaps = [(rng.standard_normal(int(s * RATE)) * 1e-3).astype(np.float32) for s in (1.3, 1.5)]
     parts = [gaps[0], reader, gaps[1], hand, np.zeros(RATE, np.float32)]

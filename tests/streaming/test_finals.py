@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -18,7 +17,13 @@ from audiototext.streaming._decode import beam_decode, encoder_input
 from audiototext.streaming._final import FinalDecoder, FinalPlan, FinalRequest, FinalSettings
 from audiototext.streaming.state import FinalHistory
 from streaming.streaming_helpers import normalise, stream_audio
-from support.speech import SpeechSynthesizer, join_with_gaps, read_wav
+from support.speech import (
+    POCKETSPHINX_DATA,
+    SpeechSynthesizer,
+    join_with_gaps,
+    pocketsphinx_file,
+    read_wav,
+)
 
 MakeRecognizer = Callable[..., StreamingRecognizer]
 RATE = 16_000
@@ -241,14 +246,14 @@ def test_a_reduced_final_does_not_end_before_a_word(tiny_model: WhisperModel) ->
     """After a card hand ("eight of spades four of clubs seven of hearts", no full stop), the
     LibriVox reader's sentence decoded greedily came out as "." and the end: the utterance
     was lost. With speech after the prefix the text may not end before a word."""
-    data = Path("/usr/share/pocketsphinx/test/data")
-    if not (data / "cards" / "005.wav").is_file():
-        pytest.skip("Debian package pocketsphinx-testdata is not installed (test.sh installs it)")
+    cards = pocketsphinx_file("cards", "005.wav")
     from audiototext.streaming import _decode
 
     model = tiny_model
-    hand, _ = read_wav(data / "cards" / "005.wav")
-    reader, _ = read_wav(data / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav")
+    hand, _ = read_wav(cards)
+    reader, _ = read_wav(
+        POCKETSPHINX_DATA / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
+    )
     gap = np.random.default_rng(1).standard_normal(int(1.4 * RATE)).astype(np.float32) * 1e-3
     audio = np.concatenate([np.zeros(RATE // 2, np.float32), hand, gap, reader, np.zeros(RATE)])
     session = _Session(_Ring(audio.astype(np.float32)), audio.shape[0])

@@ -23,10 +23,13 @@ from typing import Literal
 
 import av
 import numpy as np
+import pytest
 import soxr
 from numpy.typing import NDArray
 
 SAMPLE_RATE_HZ = 16_000
+# Debian's pocketsphinx-testdata (test.sh installs it): people reading, with transcripts.
+POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
 
 FloatArray = NDArray[np.float32]
 WavSampleFormat = Literal["u8", "s16", "s24", "s32", "f32", "f64"]
@@ -265,4 +268,12 @@ def encode_audio(
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    return path
+
+
+def pocketsphinx_file(*parts: str) -> Path:
+    """A file of pocketsphinx-testdata; the test is skipped, saying how to get it, without it."""
+    path = POCKETSPHINX_DATA.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip("Debian package pocketsphinx-testdata is not installed (test.sh installs it)")
     return path
