@@ -302,7 +302,8 @@ export async function goLocal(page, session) {
  * a stretch of the VAD's speech, the second before it (the VAD says "speech" a little late)
  * or the 0.3 s after it) and whether the open utterance closes before it (the stretch it belonged to
  * is over). `log` holds the VAD's [kind, captureS] events; speech under way at `fromS` is a
- * stretch from there when it goes on for CONTINUED_SPEECH_S past it (or has not ended). Stretches less than the lead-in apart make one utterance.
+ * stretch from there when it goes on for CONTINUED_SPEECH_S past it (or has not ended).
+ * Stretches less than the lead-in apart make one utterance.
  */
 export function replayPlan(log, fromS, durations) {
   const stretches = []; // [start, end] in capture time; end Infinity while under way
